@@ -1,0 +1,3 @@
+"""Example EMA-crossover scalping bot. Dry-run / backtest only."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,87 @@
+/** `meta-agent.yaml`: the one configuration file of a workspace. */
+import { z } from 'zod';
+import { ENGINE_NAMES } from './task.ts';
+import { RiskLevelSchema } from './report.ts';
+
+const globList = z.array(z.string().min(1));
+
+/** `test` / `dry_run`: a command string, or the long form. Never run through a shell. */
+export const CheckConfigSchema = z.union([
+  z.string().min(1),
+  z.strictObject({
+    command: z.string().min(1).describe('Program and arguments, split like a shell would (no shell is used)'),
+    cwd: z.string().default('.').describe('Relative to the repo root'),
+    env: z.record(z.string(), z.string()).default({}).describe('Extra variables (not secrets: they are written to logs)'),
+    timeout_s: z.number().positive().optional(),
+  }),
+]);
+
+export const RiskRuleSchema = z.strictObject({
+  paths: globList.min(1).describe('Globs of repo-relative files'),
+  level: RiskLevelSchema,
+  reason: z.string().optional(),
+});
+
+export const ProjectConfigSchema = z.strictObject({
+  repo: z.string().min(1).describe('Path of the target git repository (relative to the workspace root)'),
+  init_from: z.string().optional().describe('If repo does not exist yet: copy this folder there and git init it (the demo)'),
+  branch: z.string().optional().describe('Branch the worktree starts from and the gate commits to; default: the repo\'s current branch'),
+  scope: globList.default(['**']).describe('Outer bound: a task may only change files matching both its scope and this'),
+  deny: globList.default([]).describe('Added to the default deny list (.env*, *.pem, *.key, secrets/**)'),
+  test: CheckConfigSchema.nullable().default(null),
+  dry_run: CheckConfigSchema.nullable().default(null),
+  link: globList.default([]).describe('Git-ignored paths of the repo (.venv, data/) made available read-only inside worktrees'),
+  risk: z.array(RiskRuleSchema).default([]),
+  env_allow: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).default([]).describe('Variables passed to test/dry_run besides PATH, HOME, LANG'),
+});
+
+export const LlmConfigSchema = z.strictObject({
+  model: z.string().min(1).default('gpt-4.1-mini'),
+  base_url: z.string().url().optional().describe('OpenAI-compatible endpoint: Ollama, vLLM, LM Studio'),
+  api_key_env: z.string().default('OPENAI_API_KEY'),
+  max_retries: z.number().int().min(0).max(10).default(4),
+  request_timeout_s: z.number().positive().default(300),
+  temperature: z.number().min(0).max(2).optional(),
+  prices: z
+    .strictObject({
+      prompt_per_mtok: z.number().nonnegative(),
+      cached_per_mtok: z.number().nonnegative().optional(),
+      completion_per_mtok: z.number().nonnegative(),
+    })
+    .optional()
+    .describe('USD per million tokens; enables usage.cost_usd'),
+});
+
+export const CommandEngineConfigSchema = z.strictObject({
+  run: z.union([z.string().min(1), z.array(z.string()).min(1)]).describe('e.g. "codex exec --full-auto -" ; {prompt_file} and {worktree} are replaced'),
+  timeout_s: z.number().positive().default(1800),
+});
+
+export const LimitsSchema = z.strictObject({
+  max_steps: z.number().int().positive().default(40),
+  max_tokens: z.number().int().positive().default(500_000),
+  task_timeout_s: z.number().positive().default(1800),
+  check_timeout_s: z.number().positive().default(600),
+  concurrency: z.number().int().positive().default(2),
+  tool_output_chars: z.number().int().min(1000).default(16_000),
+});
+
+export const PatchLimitsSchema = z.strictObject({
+  max_bytes: z.number().int().positive().default(1_000_000),
+  max_files: z.number().int().positive().default(50),
+  protected: globList.default([]).describe('Files no patch may touch, in any project'),
+});
+
+export const ConfigSchema = z.strictObject({
+  llm: LlmConfigSchema.default(LlmConfigSchema.parse({})),
+  engine: z.enum(ENGINE_NAMES).default('openai'),
+  command: CommandEngineConfigSchema.optional(),
+  sandbox: z.enum(['auto', 'bwrap', 'none']).default('auto').describe('auto: bubblewrap when installed'),
+  projects: z.record(z.string().regex(/^[A-Za-z0-9._-]+$/), ProjectConfigSchema).refine((p) => Object.keys(p).length > 0, 'at least one project is required'),
+  limits: LimitsSchema.default(LimitsSchema.parse({})),
+  patch: PatchLimitsSchema.default(PatchLimitsSchema.parse({})),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type ProjectConfig = z.infer<typeof ProjectConfigSchema>;
+export type CheckConfig = z.infer<typeof CheckConfigSchema>;

@@ -1,0 +1,73 @@
+/** The run report: `reports/<id>.json` (machines) beside `reports/<id>_report.md` (people). */
+import { z } from 'zod';
+import { ENGINE_NAMES, TASK_SOURCES, TASK_TYPES } from './task.ts';
+
+export const RISK_LEVELS = ['low', 'medium', 'high'] as const;
+export const RiskLevelSchema = z.enum(RISK_LEVELS);
+export type RiskLevel = z.infer<typeof RiskLevelSchema>;
+
+export const OUTCOMES = ['completed', 'no_changes', 'limit_reached', 'scope_violation', 'failed'] as const;
+
+export const ErrorInfoSchema = z.object({
+  kind: z.enum(['input', 'config', 'llm', 'budget', 'timeout', 'interrupted', 'scope', 'git', 'engine', 'internal']),
+  message: z.string(),
+  file: z.string().optional(),
+  field: z.string().optional(),
+});
+
+export const CheckResultSchema = z.object({
+  command: z.string().describe('The command as configured'),
+  exit_code: z.number().int().nullable().describe('null when it was killed (timeout) or could not start'),
+  passed: z.boolean(),
+  duration_ms: z.number().int().nonnegative(),
+  output_tail: z.string().describe('Last lines of stdout+stderr, secrets redacted'),
+  baseline_passed: z.boolean().nullable().describe('The same command on base_commit (cached per commit); null if not run'),
+  timed_out: z.boolean(),
+  sandbox: z.enum(['bwrap', 'none']),
+});
+export type CheckResult = z.infer<typeof CheckResultSchema>;
+
+export const UsageSchema = z.object({
+  requests: z.number().int().nonnegative(),
+  prompt_tokens: z.number().int().nonnegative(),
+  cached_tokens: z.number().int().nonnegative(),
+  completion_tokens: z.number().int().nonnegative(),
+  cost_usd: z.number().nonnegative().nullable().describe('null unless llm.prices is configured'),
+});
+export type Usage = z.infer<typeof UsageSchema>;
+
+export const ReportSchema = z.object({
+  task_id: z.string(),
+  run_id: z.string(),
+  project: z.string(),
+  type: z.enum(TASK_TYPES),
+  source: z.enum(TASK_SOURCES),
+  status: z.enum(['ok', 'error']),
+  outcome: z.enum(OUTCOMES),
+  summary: z.string(),
+  objective: z.string(),
+  patch_files: z.array(z.string()).describe('Workspace-relative paths of the patch and its sidecar; empty when there is no patch'),
+  changed_files: z.array(z.string()).describe('Repo-relative files the change touches'),
+  scope_violations: z.array(z.string()).describe('Changed files outside the scope or on the deny list'),
+  risks: z.array(z.string()),
+  risk_level: RiskLevelSchema,
+  risk_reasons: z.array(z.string()).describe('Why risk_level is what it is (agent claim and matching risk rules)'),
+  tests: CheckResultSchema.nullable(),
+  dry_run: CheckResultSchema.nullable(),
+  next_actions: z.array(z.string()),
+  usage: UsageSchema,
+  steps: z.number().int().nonnegative(),
+  model: z.string().nullable(),
+  engine: z.enum(ENGINE_NAMES),
+  base_commit: z.string().nullable(),
+  branch: z.string().nullable(),
+  started_at: z.string(),
+  finished_at: z.string(),
+  duration_ms: z.number().int().nonnegative(),
+  task_file: z.string().describe('Where the task file was when the run ended (workspace-relative when inside it)'),
+  report_md: z.string(),
+  trajectory: z.string().nullable(),
+  engine_output_tail: z.string().nullable().describe('Output tail of the command engine'),
+  error: ErrorInfoSchema.nullable(),
+});
+export type Report = z.infer<typeof ReportSchema>;

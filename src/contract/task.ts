@@ -1,0 +1,166 @@
+/**
+ * The task file: what a GUI, a supervisor or a person drops into `inbox/`.
+ * Two forms parse to the same `Task`: YAML front matter + Markdown body, and the seed's
+ * plain header form (`PROJECT: ...`, `OBJECTIVE: ...`, `SCOPE: ...`, `TASKS:` + list, `OUTPUT: ...`).
+ */
+import path from 'node:path';
+import matter from 'gray-matter';
+import { z } from 'zod';
+import { MetaAgentError } from './errors.ts';
+
+export const TASK_TYPES = ['audit_code', 'propose_features', 'retrain_model', 'risk_review', 'custom'] as const;
+export const TASK_SOURCES = ['gui', 'supervisor', 'human', 'cli'] as const;
+export const ENGINE_NAMES = ['openai', 'command'] as const;
+/** Task files larger than this are refused: a task is a page of text, not a data dump. */
+export const MAX_TASK_BYTES = 256 * 1024;
+
+export const TaskIdSchema = z
+  .string()
+  .min(1)
+  .max(120)
+  .regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/, 'only letters, digits, ".", "_" and "-", not starting with "."')
+  .refine((id) => !id.includes('..'), 'must not contain ".."');
+
+const stringList = z.preprocess(
+  (value) => (typeof value === 'string' ? splitList(value) : value),
+  z.array(z.string().trim().min(1, 'entries must not be empty')),
+);
+
+export const TaskSchema = z.strictObject({
+  id: TaskIdSchema.describe('Unique task id; defaults to the file name without .md'),
+  project: z.string().trim().min(1).describe('A key of the config\'s `projects`'),
+  type: z.enum(TASK_TYPES).default('custom'),
+  objective: z.string().trim().min(1).describe('What the agent should achieve'),
+  scope: stringList.default([]).describe('Globs (relative to the repo root) that may be changed; empty = report only'),
+  tasks: stringList.default([]).describe('Concrete sub-tasks'),
+  output: z.string().trim().default('').describe('What is expected back'),
+  source: z.enum(TASK_SOURCES).default('human'),
+  engine: z.enum(ENGINE_NAMES).optional().describe('Overrides the config\'s engine'),
+  created: z.preprocess((v) => (v instanceof Date ? v.toISOString() : v), z.string().optional()),
+  body: z.string().default('').describe('Free Markdown for the model (front matter form: the body)'),
+});
+
+export type Task = z.infer<typeof TaskSchema>;
+export type TaskInput = z.input<typeof TaskSchema>;
+
+/** The seed's header form: known keys only; other lines continue the current section. */
+const HEADER_KEYS: Record<string, keyof TaskInput> = {
+  ID: 'id',
+  PROJECT: 'project',
+  TYPE: 'type',
+  OBJECTIVE: 'objective',
+  SCOPE: 'scope',
+  TASKS: 'tasks',
+  OUTPUT: 'output',
+  SOURCE: 'source',
+  ENGINE: 'engine',
+  CREATED: 'created',
+  CONTEXT: 'body',
+  NOTES: 'body',
+};
+const LIST_FIELDS = new Set<keyof TaskInput>(['scope', 'tasks']);
+const HEADER_LINE = new RegExp(`^\\s*(?:#+\\s*)?(?:\\*\\*)?(${Object.keys(HEADER_KEYS).join('|')})(?:\\*\\*)?\\s*:\\s*(.*)$`, 'i');
+const LIST_ITEM = /^\s*(?:[-*+]|\d+[.)])\s+(.*)$/;
+
+/** Parses a task file's text. `file` is used for the default id and for error messages. */
+export function parseTask(text: string | Buffer, file: string): Task {
+  const name = path.basename(file);
+  const raw = decodeTaskText(text, name);
+  const fields = raw.trimStart().startsWith('---') ? parseFrontMatter(raw, name) : parseHeaderForm(raw, name);
+  if (fields.id === undefined) fields.id = defaultIdFor(name);
+  const result = TaskSchema.safeParse(fields);
+  if (!result.success) throw zodToTaskError(result.error, name);
+  return result.data;
+}
+
+export function defaultIdFor(fileName: string): string {
+  return path.basename(fileName).replace(/\.md$/i, '');
+}
+
+function decodeTaskText(text: string | Buffer, name: string): string {
+  if (Buffer.isBuffer(text)) {
+    if (text.length === 0) throw new MetaAgentError('input', 'the file is empty; expected a task (front matter or PROJECT:/OBJECTIVE: headers)', { file: name });
+    if (text.length > MAX_TASK_BYTES) throw new MetaAgentError('input', `the file is ${text.length} bytes; a task file may be at most ${MAX_TASK_BYTES} bytes`, { file: name });
+    if (text.includes(0)) throw new MetaAgentError('input', 'the file is binary (contains NUL bytes); expected UTF-8 Markdown text', { file: name });
+    text = text.toString('utf8');
+  }
+  const normalized = text.replace(/^\uFEFF/, '').replace(/\r\n?/g, '\n');
+  if (normalized.trim() === '') throw new MetaAgentError('input', 'the file is empty; expected a task (front matter or PROJECT:/OBJECTIVE: headers)', { file: name });
+  return normalized;
+}
+
+function parseFrontMatter(raw: string, name: string): Partial<Record<keyof TaskInput, unknown>> {
+  let parsed: matter.GrayMatterFile<string>;
+  try {
+    // gray-matter caches by content; an empty options object disables that cache.
+    parsed = matter(raw, {});
+  } catch (error) {
+    const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    throw new MetaAgentError('input', `front matter is not valid YAML (${reason})`, { file: name, field: 'front matter' });
+  }
+  const data = parsed.data as unknown;
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    throw new MetaAgentError('input', 'front matter must be a YAML mapping of fields (project, objective, ...)', { file: name, field: 'front matter' });
+  }
+  const fields: Record<string, unknown> = { ...(data as Record<string, unknown>) };
+  if ('body' in fields) throw new MetaAgentError('input', 'unknown field; the Markdown after the front matter is the body', { file: name, field: 'body' });
+  fields.body = parsed.content.trim();
+  return fields;
+}
+
+function parseHeaderForm(raw: string, name: string): Partial<Record<keyof TaskInput, unknown>> {
+  const sections = new Map<keyof TaskInput, string[]>();
+  let current: keyof TaskInput | undefined;
+  for (const line of raw.split('\n')) {
+    const header = HEADER_LINE.exec(line);
+    if (header) {
+      current = HEADER_KEYS[header[1]!.toUpperCase()]!;
+      if (sections.has(current) && current !== 'body') {
+        throw new MetaAgentError('input', `header ${header[1]!.toUpperCase()}: appears twice`, { file: name, field: current });
+      }
+      const lines = sections.get(current) ?? [];
+      sections.set(current, lines);
+      if (header[2]!.trim() !== '') lines.push(header[2]!);
+      continue;
+    }
+    if (current) sections.get(current)!.push(line);
+  }
+  if (sections.size === 0) {
+    throw new MetaAgentError('input', 'no task found: expected YAML front matter (---) or headers PROJECT:, OBJECTIVE:, SCOPE:, TASKS:, OUTPUT:', { file: name, field: 'project' });
+  }
+  const fields: Partial<Record<keyof TaskInput, unknown>> = {};
+  for (const [key, lines] of sections) {
+    if (LIST_FIELDS.has(key)) {
+      fields[key] = lines.flatMap((l) => {
+        const item = LIST_ITEM.exec(l);
+        return item ? [item[1]!.trim()] : splitList(l);
+      });
+    } else {
+      fields[key] = lines.join('\n').trim();
+    }
+  }
+  return fields;
+}
+
+/** "a, b c" -> ["a", "b", "c"]; used for inline SCOPE:/TASKS: values. */
+function splitList(value: string): string[] {
+  return value
+    .split(/[,\n]/)
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+function zodToTaskError(error: z.ZodError, name: string): MetaAgentError {
+  const issue = error.issues[0]!;
+  let field = issue.path.map(String).join('.') || 'task';
+  let message = issue.message;
+  if (issue.code === 'unrecognized_keys') {
+    field = issue.keys.join(', ');
+    message = `unknown field; known fields are ${Object.keys(TaskSchema.shape).filter((k) => k !== 'body').join(', ')}`;
+  } else if (issue.code === 'invalid_value' && 'values' in issue) {
+    message = `expected one of ${issue.values.join(', ')}`;
+  } else if (issue.code === 'invalid_type' && issue.input === undefined) {
+    message = `is required (expected ${issue.expected})`;
+  }
+  return new MetaAgentError('input', message, { file: name, field });
+}

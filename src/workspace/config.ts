@@ -1,0 +1,139 @@
+/**
+ * Loads `meta-agent.yaml` once, validates it, applies the environment overrides, and
+ * resolves paths. Everything below receives `Settings`; nothing else reads process.env.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import stringArgv from 'string-argv';
+import YAML from 'yaml';
+import { z } from 'zod';
+import { ConfigSchema, type CheckConfig, type Config, type ProjectConfig } from '../contract/config.ts';
+import { MetaAgentError } from '../contract/errors.ts';
+import { CONFIG_FILE, layoutFor, type Layout } from './layout.ts';
+
+export interface Check {
+  label: 'test' | 'dry_run';
+  /** As configured, for reports. */
+  command: string;
+  argv: [string, ...string[]];
+  /** Relative to the repo root. */
+  cwd: string;
+  env: Record<string, string>;
+  timeoutMs: number;
+}
+
+export interface Project extends Omit<ProjectConfig, 'test' | 'dry_run'> {
+  name: string;
+  repoPath: string;
+  initFromPath?: string;
+  test: Check | null;
+  dry_run: Check | null;
+}
+
+export interface LlmSettings {
+  model: string;
+  baseURL?: string;
+  apiKey?: string;
+  apiKeyEnv: string;
+  maxRetries: number;
+  requestTimeoutMs: number;
+  temperature?: number;
+  prices?: Config['llm']['prices'];
+}
+
+export interface Settings {
+  layout: Layout;
+  config: Config;
+  projects: Record<string, Project>;
+  llm: LlmSettings;
+  /** The service's environment, kept only to pick allow-listed variables from. */
+  env: Readonly<Record<string, string | undefined>>;
+}
+
+/** Resolves the workspace root: --root, then META_AGENT_ROOT, then the current folder. */
+export function resolveRoot(root: string | undefined, env: Record<string, string | undefined> = process.env): string {
+  return path.resolve(root ?? env.META_AGENT_ROOT ?? process.cwd());
+}
+
+export async function loadSettings(root: string, env: Record<string, string | undefined> = process.env): Promise<Settings> {
+  const layout = layoutFor(root);
+  let text: string;
+  try {
+    text = await fs.readFile(layout.config, 'utf8');
+  } catch {
+    throw new MetaAgentError('config', `not found in ${layout.root}; run "meta-agent init --root ${layout.root}" or pass --root`, { file: CONFIG_FILE });
+  }
+  return settingsFromYaml(text, layout, env);
+}
+
+export function settingsFromYaml(text: string, layout: Layout, env: Record<string, string | undefined>): Settings {
+  const doc = YAML.parseDocument(text.replace(/^\uFEFF/, ''), { prettyErrors: false });
+  if (doc.errors.length > 0) {
+    const first = doc.errors[0]!;
+    const line = first.linePos?.[0]?.line;
+    throw new MetaAgentError('config', `${line ? `line ${line}: ` : ''}not valid YAML (${first.message.split('\n')[0]})`, { file: CONFIG_FILE });
+  }
+  const parsed = ConfigSchema.safeParse(doc.toJS() ?? {});
+  if (!parsed.success) throw configError(parsed.error);
+  return resolveSettings(parsed.data, layout, env);
+}
+
+function configError(error: z.ZodError): MetaAgentError {
+  const issue = error.issues[0]!;
+  const field = issue.path.map(String).join('.') || '(top level)';
+  const message = issue.code === 'unrecognized_keys' ? `unknown key(s) ${issue.keys.join(', ')}` : issue.message;
+  return new MetaAgentError('config', message, { file: CONFIG_FILE, field: issue.code === 'unrecognized_keys' && field === '(top level)' ? issue.keys.join(', ') : field });
+}
+
+function resolveSettings(config: Config, layout: Layout, env: Record<string, string | undefined>): Settings {
+  const projects: Record<string, Project> = {};
+  for (const [name, project] of Object.entries(config.projects)) {
+    const { test, dry_run, ...rest } = project;
+    projects[name] = {
+      ...rest,
+      name,
+      repoPath: path.resolve(layout.root, project.repo),
+      ...(project.init_from ? { initFromPath: path.resolve(layout.root, project.init_from) } : {}),
+      test: resolveCheck('test', test, `projects.${name}.test`, config.limits.check_timeout_s),
+      dry_run: resolveCheck('dry_run', dry_run, `projects.${name}.dry_run`, config.limits.check_timeout_s),
+    };
+  }
+  const apiKey = env[config.llm.api_key_env] || env.OPENAI_API_KEY || undefined;
+  const baseURL = env.OPENAI_BASE_URL || config.llm.base_url;
+  const llm: LlmSettings = {
+    model: env.META_AGENT_MODEL || config.llm.model,
+    apiKeyEnv: config.llm.api_key_env,
+    maxRetries: config.llm.max_retries,
+    requestTimeoutMs: config.llm.request_timeout_s * 1000,
+    ...(baseURL ? { baseURL } : {}),
+    ...(apiKey ? { apiKey } : {}),
+    ...(config.llm.temperature !== undefined ? { temperature: config.llm.temperature } : {}),
+    ...(config.llm.prices ? { prices: config.llm.prices } : {}),
+  };
+  return { layout, config, projects, llm, env };
+}
+
+function resolveCheck(label: Check['label'], check: CheckConfig | null, field: string, defaultTimeoutS: number): Check | null {
+  if (check === null) return null;
+  const long = typeof check === 'string' ? { command: check, cwd: '.', env: {}, timeout_s: undefined } : check;
+  const argv = stringArgv(long.command);
+  if (argv.length === 0) throw new MetaAgentError('config', 'command is empty', { file: CONFIG_FILE, field });
+  const cwd = path.normalize(long.cwd);
+  if (path.isAbsolute(cwd) || cwd.split(path.sep).includes('..')) {
+    throw new MetaAgentError('config', 'cwd must be a folder inside the repo (relative, no "..")', { file: CONFIG_FILE, field: `${field}.cwd` });
+  }
+  return { label, command: long.command, argv: argv as [string, ...string[]], cwd, env: long.env, timeoutMs: (long.timeout_s ?? defaultTimeoutS) * 1000 };
+}
+
+export function projectFor(settings: Settings, name: string, file?: string): Project {
+  const project = settings.projects[name];
+  if (!project) {
+    throw new MetaAgentError('input', `unknown project "${name}"; configured projects: ${Object.keys(settings.projects).join(', ')}`, { file, field: 'project' });
+  }
+  return project;
+}
+
+/** The one-line hint for users without an LLM configured. */
+export function llmMissingMessage(llm: LlmSettings): string {
+  return `no LLM configured: set ${llm.apiKeyEnv} (OpenAI key), or llm.base_url in ${CONFIG_FILE} / OPENAI_BASE_URL for a local OpenAI-compatible server (Ollama: http://127.0.0.1:11434/v1, LM Studio: http://127.0.0.1:1234/v1, vLLM: http://127.0.0.1:8000/v1)`;
+}

@@ -1,0 +1,98 @@
+/**
+ * Publishing files the Maildir way: write a temp file in the target folder, fsync, then
+ * link it to its final name (fails if the name exists, so nothing is ever overwritten),
+ * then drop the temp name. Readers never see a half-written file.
+ */
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+
+export function tempNameFor(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+}
+
+async function writeSynced(file: string, data: string | Uint8Array): Promise<void> {
+  const handle = await fs.open(file, 'wx');
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Moves `from` to `to` only if `to` does not exist. Returns false if it does. */
+export async function renameNoReplace(from: string, to: string): Promise<boolean> {
+  try {
+    await fs.link(from, to);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    // Filesystems without hard links (some SMB/FAT): check, then rename. The window is tiny
+    // and the names we publish are unique per run anyway.
+    if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EXDEV' || code === 'ENOSYS') {
+      if (await exists(to)) return false;
+      await fs.rename(from, to);
+      return true;
+    }
+    throw error;
+  }
+  await fs.unlink(from);
+  return true;
+}
+
+/** Writes `file` atomically; throws EEXIST if it is already there. */
+export async function publishFile(file: string, data: string | Uint8Array): Promise<void> {
+  const temp = tempNameFor(file);
+  await writeSynced(temp, data);
+  try {
+    if (!(await renameNoReplace(temp, file))) {
+      throw Object.assign(new Error(`EEXIST: file already exists, publish '${file}'`), { code: 'EEXIST', path: file });
+    }
+  } finally {
+    await fs.rm(temp, { force: true });
+  }
+}
+
+/**
+ * Writes `dir/<stem><ext>`, or `<stem>-2<ext>`, `-3`, ... if taken. Returns the path used.
+ */
+export async function publishUnique(dir: string, stem: string, ext: string, data: string | Uint8Array): Promise<string> {
+  const temp = tempNameFor(path.join(dir, stem + ext));
+  await writeSynced(temp, data);
+  try {
+    for (let n = 1; n < 10_000; n++) {
+      const candidate = path.join(dir, n === 1 ? `${stem}${ext}` : `${stem}-${n}${ext}`);
+      if (await renameNoReplace(temp, candidate)) return candidate;
+    }
+    throw new Error(`no free name for ${stem}${ext} in ${dir}`);
+  } finally {
+    await fs.rm(temp, { force: true });
+  }
+}
+
+/** Replaces a file we own (a report being updated) atomically: temp + rename. */
+export async function replaceFile(file: string, data: string | Uint8Array): Promise<void> {
+  const temp = tempNameFor(file);
+  await writeSynced(temp, data);
+  try {
+    await fs.rename(temp, file);
+  } catch (error) {
+    await fs.rm(temp, { force: true });
+    throw error;
+  }
+}
+
+export async function exists(file: string): Promise<boolean> {
+  try {
+    await fs.lstat(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function sha256File(file: string): Promise<string> {
+  const { createHash } = await import('node:crypto');
+  return createHash('sha256').update(await fs.readFile(file)).digest('hex');
+}
