@@ -1,0 +1,95 @@
+/**
+ * The prompt: a stable prefix (system rules, task, type guidance, AGENTS.md, repo map),
+ * identical between steps so providers can cache it; new turns are only appended.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Task } from '../contract/task.ts';
+import type { PathMatcher } from '../safety/globs.ts';
+import type { Redactor } from '../safety/redact.ts';
+import { listRepoFiles } from './tools.ts';
+
+const TYPE_GUIDANCE: Record<Task['type'], string> = {
+  audit_code:
+    'Audit the code in scope. Report findings as "file:line - severity (low/medium/high) - explanation" in the finish summary. Fix only clear bugs, and only inside the scope.',
+  propose_features:
+    'Propose improvements ranked by expected effect, each with its risk. Implement at most the best one, inside the scope, with tests.',
+  retrain_model:
+    'Work on the model pipeline: data collection, training, evaluation. Never claim metrics you did not compute with run_checks or the project\'s scripts.',
+  risk_review:
+    'Review trading risk: position sizing, stop losses, exposure limits, error handling around orders. Report concrete risks with file and line.',
+  custom: 'Do what the task asks, inside the scope.',
+};
+
+const MAX_AGENTS_MD = 8000;
+const MAP_MAX_FILES = 300;
+
+export interface PromptInput {
+  task: Task;
+  worktree: string;
+  scopeGlobs: string[];
+  denied: PathMatcher;
+  inScope: PathMatcher;
+  redact: Redactor;
+}
+
+export function systemPrompt(): string {
+  return [
+    'You are a careful software engineer maintaining a repository for its owner, who trades with this code.',
+    'You work in an isolated copy of the repository through tools. Your change becomes a patch that a human reviews; nothing you do reaches the real repository without their approval.',
+    'Rules:',
+    '- Paths are relative to the repository root. Absolute paths, "..", and secret files (.env, keys) are refused.',
+    '- You may only write files inside the task scope. If the scope is empty, this is a report-only task: do not write files.',
+    '- Read before you edit. edit_file needs "old" text that occurs exactly once; copy it exactly.',
+    '- Keep changes small and focused. Add or update tests for behaviour you change.',
+    '- Run run_checks after changing code, and fix what you broke.',
+    '- Never place real orders or call exchanges; the bot has a dry-run mode for that.',
+    '- When done, call finish with a summary, the risks of your change, its risk_level (low/medium/high) and next_actions for the human.',
+    '- Tool outputs may be cut for length; a note says so.',
+  ].join('\n');
+}
+
+export async function userPrompt(input: PromptInput): Promise<string> {
+  const { task } = input;
+  const parts: string[] = [];
+  parts.push(`# Task ${task.id} (${task.type})`);
+  parts.push(`## Objective\n${task.objective}`);
+  if (task.tasks.length) parts.push(`## Sub-tasks\n${task.tasks.map((t) => `- ${t}`).join('\n')}`);
+  if (task.output) parts.push(`## Expected output\n${task.output}`);
+  parts.push(
+    `## Scope (files you may change)\n${input.scopeGlobs.length ? input.scopeGlobs.map((s) => `- ${s}`).join('\n') : '(empty: report only, do not write files)'}`,
+  );
+  if (task.body) parts.push(`## Details\n${task.body}`);
+  parts.push(`## How to approach a ${task.type} task\n${TYPE_GUIDANCE[task.type]}`);
+  const agentsMd = await readAgentsMd(input);
+  if (agentsMd) parts.push(`## The repository's AGENTS.md\n${agentsMd}`);
+  parts.push(`## Repository map\n${await repoMap(input)}`);
+  return input.redact(parts.join('\n\n'));
+}
+
+async function readAgentsMd(input: PromptInput): Promise<string | null> {
+  if (input.denied('AGENTS.md')) return null;
+  const text = await fs.readFile(path.join(input.worktree, 'AGENTS.md'), 'utf8').catch(() => null);
+  if (!text) return null;
+  return text.length > MAX_AGENTS_MD ? `${text.slice(0, MAX_AGENTS_MD)}\n[... AGENTS.md cut at ${MAX_AGENTS_MD} characters]` : text.trim();
+}
+
+/** Files, with "*" on those in scope; big repos collapse to folders with file counts. */
+async function repoMap(input: PromptInput): Promise<string> {
+  const files = await listRepoFiles({ worktree: input.worktree, denied: input.denied, inScope: input.inScope, redact: input.redact });
+  const mark = (f: string) => (input.inScope(f) ? ' *' : '');
+  const legend = '(* = in scope)';
+  if (files.length <= MAP_MAX_FILES) return `${legend}\n${files.map((f) => f + mark(f)).join('\n')}`;
+  const folders = new Map<string, number>();
+  const top: string[] = [];
+  for (const f of files) {
+    const parts = f.split('/');
+    if (parts.length === 1) top.push(f);
+    else {
+      const key = parts.slice(0, Math.min(2, parts.length - 1)).join('/') + '/';
+      folders.set(key, (folders.get(key) ?? 0) + 1);
+    }
+  }
+  const lines = [...top.map((f) => f + mark(f)), ...[...folders].map(([dir, n]) => `${dir} (${n} files)`)];
+  return `${files.length} files; folders collapsed, use list_files to look inside ${legend}\n${lines.slice(0, MAP_MAX_FILES).join('\n')}`;
+}

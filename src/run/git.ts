@@ -1,0 +1,97 @@
+/** Thin git helpers for the run and the gate: worktrees outside the target repo, diffs. */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import { MetaAgentError } from '../contract/errors.ts';
+
+/** Runs git without a shell; a failure becomes one `git` error with git's own first line. */
+export async function git(cwd: string, args: string[], options: { input?: string; encoding?: 'utf8' | 'buffer' } = {}): Promise<string> {
+  const result = await execa('git', args, {
+    cwd,
+    reject: false,
+    stripFinalNewline: false,
+    ...(options.input !== undefined ? { input: options.input } : {}),
+    env: { GIT_TERMINAL_PROMPT: '0', GIT_OPTIONAL_LOCKS: '0' },
+  });
+  if (result.exitCode !== 0) {
+    const reason = (result.stderr || result.stdout || '').trim().split('\n')[0] ?? '';
+    throw new MetaAgentError('git', `git ${args.slice(0, 2).join(' ')} failed in ${cwd}: ${reason}`);
+  }
+  return result.stdout;
+}
+
+export async function isGitRepo(dir: string): Promise<boolean> {
+  try {
+    return (await git(dir, ['rev-parse', '--is-inside-work-tree'])).trim() === 'true';
+  } catch {
+    return false;
+  }
+}
+
+/** The branch a project works on: configured, or the repo's current branch. */
+export async function resolveBranch(repo: string, configured?: string): Promise<{ branch: string; commit: string }> {
+  const branch = configured ?? (await git(repo, ['symbolic-ref', '--quiet', '--short', 'HEAD']).catch(() => '')).trim();
+  if (!branch) throw new MetaAgentError('config', `the repo ${repo} has a detached HEAD; set "branch" for this project`, { field: 'branch' });
+  const commit = (await git(repo, ['rev-parse', '--verify', '--quiet', `refs/heads/${branch}^{commit}`]).catch(() => '')).trim();
+  if (!commit) throw new MetaAgentError('config', `branch "${branch}" has no commit in ${repo}`, { field: 'branch' });
+  return { branch, commit };
+}
+
+/** `git worktree add --detach` outside the target repo. */
+export async function addWorktree(repo: string, dir: string, commit: string): Promise<void> {
+  await fs.mkdir(path.dirname(dir), { recursive: true });
+  await git(repo, ['worktree', 'add', '--detach', '--quiet', dir, commit]);
+}
+
+/** Removes a worktree; never throws (it runs in `finally` blocks), falls back to rm + prune. */
+export async function removeWorktree(repo: string, dir: string): Promise<void> {
+  try {
+    await git(repo, ['worktree', 'remove', '--force', '--force', dir]);
+  } catch {
+    await fs.rm(dir, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
+    await git(repo, ['worktree', 'prune']).catch(() => undefined);
+  }
+}
+
+/** Build and cache artefacts that never belong in a patch, whatever the repo's .gitignore says. */
+export const ALWAYS_EXCLUDED = ['__pycache__/', '*.pyc', '.pytest_cache/', '.mypy_cache/', '.ruff_cache/', '.DS_Store', 'Thumbs.db'];
+
+export interface Diff {
+  patch: Buffer;
+  files: string[];
+}
+
+/**
+ * Everything that changed in the worktree since `base`, new and deleted files included,
+ * as `git diff --binary`. `excludesFile` lists paths that are never part of a change.
+ */
+export async function collectDiff(worktree: string, base: string, excludesFile: string): Promise<Diff> {
+  await git(worktree, ['-c', `core.excludesFile=${excludesFile}`, 'add', '--all']);
+  const names = await git(worktree, ['diff', '--cached', '--no-renames', '--name-only', '-z', base]);
+  const files = names.split('\0').filter(Boolean);
+  if (files.length === 0) return { patch: Buffer.alloc(0), files };
+  const result = await execa('git', ['diff', '--cached', '--binary', '--no-renames', '--no-color', '--no-ext-diff', '--full-index', base], {
+    cwd: worktree,
+    encoding: 'buffer',
+    stripFinalNewline: false,
+  });
+  return { patch: Buffer.from(result.stdout), files };
+}
+
+/** Creates the demo repo on first use: copy `from` to `repo`, git init, one commit. */
+export async function initRepoFrom(from: string, repo: string, branch = 'main'): Promise<void> {
+  await fs.mkdir(path.dirname(repo), { recursive: true });
+  const staging = `${repo}.init-${process.pid}`;
+  await fs.rm(staging, { recursive: true, force: true });
+  await fs.cp(from, staging, { recursive: true, filter: (src) => !/(__pycache__|\.pytest_cache)$/.test(src) });
+  await git(staging, ['init', '--quiet', '--initial-branch', branch]);
+  await git(staging, ['add', '--all']);
+  await git(staging, ['-c', 'user.name=meta-agent', '-c', 'user.email=meta-agent@localhost', 'commit', '--quiet', '-m', 'Initial commit (demo project)']);
+  try {
+    await fs.rename(staging, repo);
+  } catch (error) {
+    // Another process made it first: keep theirs.
+    await fs.rm(staging, { recursive: true, force: true });
+    if (!(await isGitRepo(repo))) throw error;
+  }
+}

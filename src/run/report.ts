@@ -1,0 +1,115 @@
+/**
+ * Writing a run's outputs: reports/<id>.json, reports/<id>_report.md, the trajectory.
+ * An earlier run of the same id is moved to reports/archive/<id>/<run_id>/ first, so no
+ * report is ever overwritten.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { ReportSchema, type CheckResult, type Report } from '../contract/report.ts';
+import type { Layout } from '../workspace/layout.ts';
+import { exists, publishFile } from '../workspace/files.ts';
+import { redactDeep, type Redactor } from '../safety/redact.ts';
+import { moveUnique } from '../queue/folders.ts';
+
+export function reportPaths(layout: Layout, id: string) {
+  return {
+    json: path.join(layout.reports, `${id}.json`),
+    md: path.join(layout.reports, `${id}_report.md`),
+    trajectory: path.join(layout.reports, `${id}.trajectory.jsonl`),
+    patch: path.join(layout.patches.pending, `${id}.patch`),
+    sidecar: path.join(layout.patches.pending, `${id}.patch.json`),
+  };
+}
+
+/** Moves the previous outputs of `id` (report, trajectory, a still-pending patch) into the archive. */
+export async function archiveEarlierRun(layout: Layout, id: string): Promise<string | null> {
+  const paths = reportPaths(layout, id);
+  const candidates = [paths.json, paths.md, paths.trajectory, paths.patch, paths.sidecar];
+  const present: string[] = [];
+  for (const file of candidates) if (await exists(file)) present.push(file);
+  if (present.length === 0) return null;
+  let earlierRun = 'unknown';
+  try {
+    earlierRun = (JSON.parse(await fs.readFile(paths.json, 'utf8')) as { run_id?: string }).run_id ?? earlierRun;
+  } catch {
+    earlierRun = `before-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  }
+  const dir = path.join(layout.reportArchive, id, earlierRun.replace(/[^A-Za-z0-9._-]/g, '_'));
+  for (const file of present) await moveUnique(file, dir).catch(() => undefined);
+  return dir;
+}
+
+export class TrajectoryWriter {
+  constructor(
+    readonly file: string,
+    private readonly redact: Redactor,
+  ) {}
+
+  async record(entry: Record<string, unknown>): Promise<void> {
+    await fs.mkdir(path.dirname(this.file), { recursive: true });
+    await fs.appendFile(this.file, JSON.stringify(redactDeep({ ts: new Date().toISOString(), ...entry }, this.redact)) + '\n');
+  }
+}
+
+export async function writeReport(layout: Layout, report: Report): Promise<{ json: string; md: string }> {
+  const checked = ReportSchema.parse(report);
+  const paths = reportPaths(layout, report.task_id);
+  await publishOrSuffix(paths.md, renderMarkdown(checked));
+  await publishOrSuffix(paths.json, JSON.stringify(checked, null, 2) + '\n');
+  return { json: paths.json, md: paths.md };
+}
+
+/** Two runs of one id at the same moment must not clobber each other: the second gets a suffix. */
+async function publishOrSuffix(file: string, text: string): Promise<void> {
+  try {
+    await publishFile(file, text);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    const ext = file.endsWith('_report.md') ? '_report.md' : path.extname(file);
+    await publishFile(file.slice(0, -ext.length) + `.${Date.now()}${ext}`, text);
+  }
+}
+
+export function renderMarkdown(r: Report): string {
+  const lines: string[] = [];
+  const icon = r.status === 'ok' ? 'OK' : 'ERROR';
+  lines.push(`# ${r.task_id}: ${icon} (${r.outcome.replace('_', ' ')})`, '');
+  lines.push(`| | |`, `|---|---|`);
+  lines.push(`| Project | ${r.project} (${r.branch ?? '?'} @ ${r.base_commit?.slice(0, 10) ?? '?'}) |`);
+  lines.push(`| Type / source | ${r.type} / ${r.source} |`);
+  lines.push(`| Risk | **${r.risk_level}** |`);
+  lines.push(`| Engine | ${r.engine}${r.model ? ` (${r.model})` : ''}, ${r.steps} steps |`);
+  lines.push(`| Usage | ${r.usage.requests} requests, ${r.usage.prompt_tokens} prompt (${r.usage.cached_tokens} cached) + ${r.usage.completion_tokens} completion tokens${r.usage.cost_usd !== null ? `, $${r.usage.cost_usd.toFixed(4)}` : ''} |`);
+  lines.push(`| Time | ${r.started_at} -> ${r.finished_at} (${(r.duration_ms / 1000).toFixed(1)} s) |`);
+  lines.push(`| Run | ${r.run_id} |`, '');
+  lines.push('## Objective', '', r.objective || '(none)', '');
+  lines.push('## Summary', '', r.summary || '(none)', '');
+  if (r.error) lines.push('## Error', '', `**${r.error.kind}**: ${r.error.message}`, '');
+  if (r.changed_files.length) lines.push('## Changed files', '', ...r.changed_files.map((f) => `- \`${f}\`${r.scope_violations.includes(f) ? ' (outside scope or denied)' : ''}`), '');
+  if (r.patch_files.length) {
+    lines.push('## Patch', '', ...r.patch_files.map((f) => `- \`${f}\``), '');
+    lines.push(`Approve by moving \`${r.task_id}.patch\` into \`patches/approved/\`; reject by moving it into \`patches/rejected/\`.`, '');
+  }
+  lines.push('## Risks', '', ...(r.risks.length ? r.risks.map((x) => `- ${x}`) : ['- (none stated)']), '', `Risk level: **${r.risk_level}** (${r.risk_reasons.join('; ')})`, '');
+  for (const [title, check] of [['Tests', r.tests], ['Dry run', r.dry_run]] as const) lines.push(...renderCheck(title, check));
+  if (r.engine_output_tail) lines.push('## Engine output (tail)', '', '```', r.engine_output_tail, '```', '');
+  lines.push('## Next actions', '', ...(r.next_actions.length ? r.next_actions.map((x) => `- ${x}`) : ['- (none)']), '');
+  if (r.trajectory) lines.push(`Conversation with the model: \`${r.trajectory}\``, '');
+  return lines.join('\n');
+}
+
+function renderCheck(title: string, check: CheckResult | null): string[] {
+  if (!check) return [`## ${title}`, '', 'not run', ''];
+  const verdict = check.passed ? 'passed' : check.timed_out ? 'timed out' : 'FAILED';
+  const baseline = check.baseline_passed === null ? 'unknown' : check.baseline_passed ? 'passed' : 'failed (already failing before this change)';
+  return [
+    `## ${title}: ${verdict}`,
+    '',
+    `\`${check.command}\` exit ${check.exit_code ?? 'none'} in ${check.duration_ms} ms (sandbox: ${check.sandbox}; on the base commit: ${baseline})`,
+    '',
+    '```',
+    check.output_tail.trim() || '(no output)',
+    '```',
+    '',
+  ];
+}

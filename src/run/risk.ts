@@ -1,0 +1,23 @@
+/** Risk: the higher of what the agent says and what the project's rules say. The agent cannot lower it. */
+import type { RiskLevel } from '../contract/report.ts';
+import type { Project } from '../workspace/config.ts';
+import { globMatcher } from '../safety/globs.ts';
+
+const ORDER: Record<RiskLevel, number> = { low: 0, medium: 1, high: 2 };
+
+export function maxRisk(a: RiskLevel, b: RiskLevel): RiskLevel {
+  return ORDER[a] >= ORDER[b] ? a : b;
+}
+
+export function assessRisk(agentLevel: RiskLevel, changedFiles: readonly string[], project: Project): { level: RiskLevel; reasons: string[] } {
+  let level = agentLevel;
+  const reasons = [`agent: ${agentLevel}`];
+  for (const rule of project.risk) {
+    const matches = globMatcher(rule.paths);
+    const hit = changedFiles.filter(matches);
+    if (hit.length === 0) continue;
+    level = maxRisk(level, rule.level);
+    reasons.push(`rule ${rule.level}${rule.reason ? ` (${rule.reason})` : ''}: ${hit.slice(0, 5).join(', ')}${hit.length > 5 ? ', ...' : ''}`);
+  }
+  return { level, reasons };
+}

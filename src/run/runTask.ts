@@ -1,0 +1,454 @@
+/**
+ * runTask: one task, one run, one worktree (the seed's meta_core.run_task).
+ *
+ *   read + validate -> resolve the project -> worktree at the branch head -> engine
+ *   -> diff (scope check) -> test + dry_run -> report + patch -> worktree removed
+ *
+ * A report is written on every path, failures included, and the worktree is removed on
+ * every path (error, timeout, Ctrl-C). The real repository is never written to.
+ */
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { MetaAgentError, toErrorInfo, type ErrorInfo } from '../contract/errors.ts';
+import type { PatchSidecar } from '../contract/patch.ts';
+import type { CheckResult, Report, RiskLevel, Usage } from '../contract/report.ts';
+import { defaultIdFor, parseTask, TaskIdSchema, type Task } from '../contract/task.ts';
+import { CommandEngine } from '../engines/command.ts';
+import { OpenAIEngine } from '../engines/openai.ts';
+import { systemPrompt, userPrompt } from '../engines/prompt.ts';
+import type { ChecksOutcome, Engine, EngineResult } from '../engines/types.ts';
+import { claimTask, finishDone, finishFailed, isDirectlyIn, returnToInbox } from '../queue/folders.ts';
+import { denyMatcher, scopeMatcher } from '../safety/globs.ts';
+import { makeRedactor, type Redactor } from '../safety/redact.ts';
+import { silentLogger } from '../log.ts';
+import { llmMissingMessage, projectFor, type Check, type Project, type Settings } from '../workspace/config.ts';
+import { displayPath } from '../workspace/layout.ts';
+import { publishUnique } from '../workspace/files.ts';
+import { BaselineCache, runCheck } from './checks.ts';
+import { collectDiff } from './git.ts';
+import { archiveEarlierRun, reportPaths, TrajectoryWriter, writeReport } from './report.ts';
+import { assessRisk } from './risk.ts';
+import { ensureRepo, openWorktree, type Worktree } from './workspaceRepo.ts';
+
+export interface RunTaskOptions {
+  settings: Settings;
+  log?: Logger;
+  /** Cancels the run (Ctrl-C, service shutdown): the task goes back to inbox/. */
+  signal?: AbortSignal;
+  /** Replaces the configured engine (tests, benchmarks, other programs). */
+  engine?: Engine;
+}
+
+export interface RunTaskResult {
+  task_id: string;
+  run_id: string;
+  status: Report['status'];
+  outcome: Report['outcome'];
+  /** Absolute paths. */
+  report_path: string;
+  report_md_path: string;
+  patch_path: string | null;
+  /** Where the task file is now. */
+  task_file: string;
+  report: Report;
+}
+
+export function newRunId(now = new Date()): string {
+  return `${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
+}
+
+export async function runTask(taskPath: string, options: RunTaskOptions): Promise<RunTaskResult> {
+  const { settings } = options;
+  const { layout } = settings;
+  const runId = newRunId();
+  const startedAt = new Date();
+  const redact = makeRedactor(settings.env, settings.llm.apiKey ? [settings.llm.apiKey] : []);
+  const inputFile = path.resolve(taskPath);
+  const fileName = path.basename(inputFile);
+  const claimed = isDirectlyIn(layout.inbox, inputFile);
+  let log = (options.log ?? silentLogger()).child({ run_id: runId, task_file: fileName });
+
+  // Claim first: if another worker has it, this run did not happen (no report, no move).
+  const file = claimed ? await claimTask(layout, inputFile, runId) : inputFile;
+
+  const state: RunState = { runId, startedAt, usage: emptyUsage(), task: null, project: null, engineName: options.engine?.name ?? settings.config.engine };
+  let outcome: Outcome;
+  try {
+    const task = parseTask(await readTaskFile(file, fileName), fileName);
+    state.task = task;
+    log = log.child({ task_id: task.id });
+    const project = projectFor(settings, task.project, fileName);
+    state.project = project;
+    const engine = options.engine ?? engineFor(task.engine ?? settings.config.engine);
+    state.engineName = engine.name;
+    if (engine.name === 'openai' && !settings.llm.apiKey && !settings.llm.baseURL) {
+      throw new MetaAgentError('config', llmMissingMessage(settings.llm), { file: 'meta-agent.yaml', field: 'llm' });
+    }
+    await archiveEarlierRun(layout, task.id);
+    log.info({ project: project.name, type: task.type, engine: engine.name }, `run started: ${task.id}`);
+    outcome = await runInWorktree({ task, project, engine, settings, runId, redact, log, usage: state.usage, signal: options.signal });
+  } catch (error) {
+    outcome = failedOutcome(error, state);
+  }
+
+  const taskId = state.task?.id ?? fallbackId(fileName);
+  const paths = reportPaths(layout, taskId);
+  const interrupted = outcome.error?.kind === 'interrupted';
+  let taskFile = file;
+  if (claimed) {
+    if (interrupted) taskFile = await returnToInbox(layout, file, runId);
+    else if (outcome.status === 'ok') taskFile = await finishDone(layout, file, runId);
+    else taskFile = (await finishFailed(layout, file, runId, errorExplanation(fileName, taskId, outcome.error, displayPath(layout, paths.md)))).file;
+  }
+  const finishedAt = new Date();
+  const report: Report = {
+    ...outcome,
+    task_id: taskId,
+    run_id: runId,
+    usage: state.usage,
+    started_at: startedAt.toISOString(),
+    finished_at: finishedAt.toISOString(),
+    duration_ms: finishedAt.getTime() - startedAt.getTime(),
+    task_file: displayPath(layout, taskFile),
+    report_md: displayPath(layout, paths.md),
+    summary: redact(outcome.summary),
+  };
+  const written = await writeReport(layout, report);
+  log.info({ status: report.status, outcome: report.outcome, risk: report.risk_level, tokens: report.usage.prompt_tokens + report.usage.completion_tokens }, `run finished: ${report.outcome}`);
+  return {
+    task_id: taskId,
+    run_id: runId,
+    status: report.status,
+    outcome: report.outcome,
+    report_path: written.json,
+    report_md_path: written.md,
+    patch_path: report.patch_files.length ? path.join(layout.root, report.patch_files[0]!) : null,
+    task_file: taskFile,
+    report,
+  };
+}
+
+interface RunState {
+  runId: string;
+  startedAt: Date;
+  usage: Usage;
+  task: Task | null;
+  project: Project | null;
+  engineName: Engine['name'];
+}
+
+/** Everything in a report that the run decides; the rest (ids, times, paths) is added when it is written. */
+type Outcome = Omit<Report, 'task_id' | 'run_id' | 'started_at' | 'finished_at' | 'duration_ms' | 'task_file' | 'report_md' | 'usage'>;
+
+interface RunContext {
+  task: Task;
+  project: Project;
+  engine: Engine;
+  settings: Settings;
+  runId: string;
+  redact: Redactor;
+  log: Logger;
+  usage: Usage;
+  signal: AbortSignal | undefined;
+}
+
+/** The part of a run that needs the worktree; the worktree is gone when it returns. */
+async function runInWorktree(rc: RunContext): Promise<Outcome> {
+  const { task, project, settings, log } = rc;
+  const { layout, config } = settings;
+  const abort = linkedAbort(rc.signal, config.limits.task_timeout_s);
+  const denied = denyMatcher([...project.deny, ...config.patch.protected]);
+  const inScope = scopeMatcher(task.scope, project.scope);
+  const trajectory = new TrajectoryWriter(reportPaths(layout, task.id).trajectory, rc.redact);
+  let trajectoryUsed = false;
+  const base = { task, project, engineName: rc.engine.name, trajectory: null as string | null };
+
+  await ensureRepo(project);
+  const worktree = await openWorktree(project, layout.worktrees, rc.runId);
+  log.debug({ worktree: worktree.dir, base: worktree.baseCommit }, 'worktree ready');
+  const where = { base_commit: worktree.baseCommit, branch: worktree.branch };
+  try {
+    const checksIn = (signal: AbortSignal) => runChecks(rc, worktree, signal);
+    let result: EngineResult;
+    try {
+      result = await rc.engine.run({
+        task,
+        project,
+        settings,
+        worktree: worktree.dir,
+        baseCommit: worktree.baseCommit,
+        runId: rc.runId,
+        inScope,
+        denied,
+        runChecks: () => checksIn(abort.signal),
+        redact: rc.redact,
+        log,
+        signal: abort.signal,
+        usage: rc.usage,
+        record: async (entry) => {
+          trajectoryUsed = true;
+          await trajectory.record(entry);
+        },
+        prompt: { system: systemPrompt(), user: await userPrompt({ task, worktree: worktree.dir, scopeGlobs: task.scope, denied, inScope, redact: rc.redact }) },
+      });
+    } catch (error) {
+      // A limit or a timeout still reports what the agent changed so far.
+      const diff = await collectDiff(worktree.dir, worktree.baseCommit, worktree.excludesFile).catch(() => ({ files: [] as string[] }));
+      const info = toErrorInfo(abort.signal.aborted && !(error instanceof MetaAgentError) ? abort.signal.reason : error);
+      return finalizeOutcome({ ...base, ...where, trajectory: trajectoryUsed ? displayPath(layout, trajectory.file) : null }, {
+        error: info,
+        changed: diff.files,
+        summary: `The run ended early: ${info.message}`,
+      });
+    }
+    base.trajectory = trajectoryUsed ? displayPath(layout, trajectory.file) : null;
+    const diff = await collectDiff(worktree.dir, worktree.baseCommit, worktree.excludesFile);
+    if (diff.files.length === 0) return finalizeOutcome({ ...base, ...where }, { result });
+
+    const violations = diff.files.filter((f) => denied(f) || !inScope(f));
+    const tooBig = diff.patch.length > config.patch.max_bytes || diff.files.length > config.patch.max_files;
+    if (violations.length > 0 || tooBig) {
+      const message = violations.length
+        ? `the change touches files outside the task scope or on the deny list: ${violations.join(', ')}`
+        : `the change is too large to propose (${diff.files.length} files, ${diff.patch.length} bytes; patch.max_files ${config.patch.max_files}, patch.max_bytes ${config.patch.max_bytes})`;
+      return finalizeOutcome({ ...base, ...where }, { result, changed: diff.files, violations, error: new MetaAgentError('scope', message).toInfo() });
+    }
+
+    const checks = await checksIn(abort.signal);
+    await addBaselines(rc, checks, worktree.baseCommit, abort.signal);
+    if (abort.signal.aborted) throw abort.signal.reason;
+    const risk = assessRisk(result.risk_level, diff.files, project);
+    const patchFiles = await writePatch(rc, diff, worktree, risk.level, result.summary);
+    return finalizeOutcome({ ...base, ...where }, { result, changed: diff.files, checks, risk, patchFiles: patchFiles.map((f) => displayPath(layout, f)) });
+  } finally {
+    abort.dispose();
+    await worktree.remove();
+    log.debug('worktree removed');
+  }
+}
+
+function finalizeOutcome(
+  base: { task: Task; project: Project; engineName: Engine['name']; trajectory: string | null; base_commit: string; branch: string },
+  parts: {
+    result?: EngineResult;
+    error?: ErrorInfo;
+    changed?: string[];
+    violations?: string[];
+    checks?: ChecksOutcome;
+    risk?: { level: RiskLevel; reasons: string[] };
+    patchFiles?: string[];
+    summary?: string;
+  },
+): Outcome {
+  const { result, error } = parts;
+  const changed = parts.changed ?? [];
+  const risk = parts.risk ?? assessRisk(result?.risk_level ?? 'low', changed, base.project);
+  const outcome: Report['outcome'] = error
+    ? error.kind === 'budget' || error.kind === 'timeout'
+      ? 'limit_reached'
+      : error.kind === 'scope'
+        ? 'scope_violation'
+        : 'failed'
+    : changed.length === 0
+      ? 'no_changes'
+      : 'completed';
+  const nextActions = [...(result?.next_actions ?? [])];
+  const risks = [...(result?.risks ?? [])];
+  const tests = parts.checks?.tests ?? null;
+  const dryRun = parts.checks?.dry_run ?? null;
+  for (const check of [tests, dryRun]) {
+    if (check && !check.passed) {
+      risks.push(`${check === tests ? 'Tests' : 'The dry run'} failed after the change${check.baseline_passed === false ? ' (and already failed before it)' : ''}.`);
+    }
+  }
+  if (parts.patchFiles?.length) nextActions.push(`Review ${parts.patchFiles[0]}, then move it into patches/approved/ to apply it, or into patches/rejected/.`);
+  return {
+    project: base.project.name,
+    type: base.task.type,
+    source: base.task.source,
+    objective: base.task.objective,
+    status: error ? 'error' : 'ok',
+    outcome,
+    summary: parts.summary ?? result?.summary ?? '',
+    patch_files: parts.patchFiles ?? [],
+    changed_files: changed,
+    scope_violations: parts.violations ?? [],
+    risks,
+    risk_level: risk.level,
+    risk_reasons: risk.reasons,
+    tests,
+    dry_run: dryRun,
+    next_actions: nextActions,
+    steps: result?.steps ?? 0,
+    model: result?.model ?? null,
+    engine: base.engineName,
+    base_commit: base.base_commit,
+    branch: base.branch,
+    trajectory: base.trajectory,
+    engine_output_tail: result?.output_tail ?? null,
+    error: error ?? null,
+  };
+}
+
+/** The outcome of a run that failed before (or while) it had a worktree. */
+function failedOutcome(error: unknown, state: RunState): Outcome {
+  const info = toErrorInfo(error);
+  return {
+    project: state.task?.project ?? '',
+    type: state.task?.type ?? 'custom',
+    source: state.task?.source ?? 'human',
+    objective: state.task?.objective ?? '',
+    status: 'error',
+    outcome: 'failed',
+    summary: `The run failed: ${info.message}`,
+    patch_files: [],
+    changed_files: [],
+    scope_violations: [],
+    risks: [],
+    risk_level: 'low',
+    risk_reasons: [],
+    tests: null,
+    dry_run: null,
+    next_actions: [hintFor(info)],
+    steps: 0,
+    model: null,
+    engine: state.engineName,
+    base_commit: null,
+    branch: null,
+    trajectory: null,
+    engine_output_tail: null,
+    error: info,
+  };
+}
+
+async function readTaskFile(file: string, name: string): Promise<Buffer> {
+  try {
+    return await fs.readFile(file);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new MetaAgentError('input', code === 'ENOENT' ? 'file not found' : `cannot read the file (${code})`, { file: name });
+  }
+}
+
+function engineFor(name: Engine['name']): Engine {
+  return name === 'command' ? new CommandEngine() : new OpenAIEngine();
+}
+
+function fallbackId(fileName: string): string {
+  const id = defaultIdFor(fileName);
+  return TaskIdSchema.safeParse(id).success ? id : id.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[.]+/, '_').replace(/\.\./g, '_') || 'invalid-task';
+}
+
+function emptyUsage(): Usage {
+  return { requests: 0, prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, cost_usd: null };
+}
+
+/** One signal for the whole run: the caller's (Ctrl-C) or the task timeout, with a MetaAgentError reason. */
+function linkedAbort(outer: AbortSignal | undefined, timeoutS: number) {
+  const controller = new AbortController();
+  const timer = setTimeout(
+    () => controller.abort(new MetaAgentError('timeout', `the task ran longer than limits.task_timeout_s (${timeoutS} s) and was stopped`)),
+    timeoutS * 1000,
+  );
+  const onOuter = () => controller.abort(new MetaAgentError('interrupted', 'the run was interrupted (Ctrl-C or service shutdown); the task was returned to inbox/'));
+  if (outer?.aborted) onOuter();
+  outer?.addEventListener('abort', onOuter, { once: true });
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      clearTimeout(timer);
+      outer?.removeEventListener('abort', onOuter);
+    },
+  };
+}
+
+async function runChecks(rc: RunContext, worktree: Worktree, signal: AbortSignal): Promise<ChecksOutcome> {
+  const target = { worktree: worktree.dir, readOnly: worktree.readOnly };
+  const run = (check: Check | null) => (check ? runCheck(check, target, rc.settings, rc.project, rc.redact, signal) : Promise.resolve(null));
+  const tests = await run(rc.project.test);
+  const dry_run = await run(rc.project.dry_run);
+  rc.log.info({ tests: tests?.passed ?? null, dry_run: dry_run?.passed ?? null }, 'checks ran');
+  return { tests, dry_run };
+}
+
+/** The same checks on the base commit (cached per commit), so old failures are not blamed on the patch. */
+async function addBaselines(rc: RunContext, checks: ChecksOutcome, baseCommit: string, signal: AbortSignal): Promise<void> {
+  const cache = new BaselineCache(path.join(rc.settings.layout.cache, 'baseline'));
+  const pending: Array<[CheckResult, Check]> = [];
+  for (const [result, check] of [[checks.tests, rc.project.test], [checks.dry_run, rc.project.dry_run]] as const) {
+    if (!result || !check) continue;
+    const cached = await cache.get(rc.project, baseCommit, check);
+    if (cached !== undefined) result.baseline_passed = cached;
+    else pending.push([result, check]);
+  }
+  if (pending.length === 0) return;
+  const baseTree = await openWorktree(rc.project, rc.settings.layout.worktrees, `${rc.runId}-base`, baseCommit);
+  try {
+    for (const [result, check] of pending) {
+      const base = await runCheck(check, { worktree: baseTree.dir, readOnly: baseTree.readOnly }, rc.settings, rc.project, rc.redact, signal);
+      if (base.timed_out || signal.aborted) continue;
+      result.baseline_passed = base.passed;
+      await cache.set(rc.project, baseCommit, check, base.passed);
+    }
+  } finally {
+    await baseTree.remove();
+  }
+}
+
+async function writePatch(rc: RunContext, diff: { patch: Buffer; files: string[] }, worktree: Worktree, risk: RiskLevel, summary: string): Promise<string[]> {
+  const { layout } = rc.settings;
+  const { createHash } = await import('node:crypto');
+  const patchFile = await publishUnique(layout.patches.pending, rc.task.id, '.patch', diff.patch);
+  const sidecar: PatchSidecar = {
+    task_id: rc.task.id,
+    run_id: rc.runId,
+    project: rc.project.name,
+    branch: worktree.branch,
+    base_commit: worktree.baseCommit,
+    files: diff.files,
+    scope: rc.task.scope,
+    sha256: createHash('sha256').update(diff.patch).digest('hex'),
+    bytes: diff.patch.length,
+    risk_level: risk,
+    summary: rc.redact(summary),
+    created_at: new Date().toISOString(),
+  };
+  const sidecarFile = await publishUnique(layout.patches.pending, path.basename(patchFile), '.json', JSON.stringify(sidecar, null, 2) + '\n');
+  return [patchFile, sidecarFile];
+}
+
+function hintFor(error: ErrorInfo): string {
+  switch (error.kind) {
+    case 'input':
+      return `Fix the task file${error.field ? ` (field "${error.field}")` : ''} and drop it into inbox/ again.`;
+    case 'config':
+      return `Fix meta-agent.yaml or the environment${error.field ? ` (${error.field})` : ''}, then move the task from failed/ back into inbox/.`;
+    case 'llm':
+      return 'Check the model endpoint (key, base_url, model name, quota), then move the task back into inbox/.';
+    case 'budget':
+    case 'timeout':
+      return 'Narrow the task, or raise limits.max_steps / max_tokens / task_timeout_s, then move it back into inbox/.';
+    case 'scope':
+      return 'Widen the task scope if those files should change, or narrow the task, then retry.';
+    case 'interrupted':
+      return 'Nothing to do: the task is back in inbox/ and runs again.';
+    default:
+      return 'See the log in logs/ for details; move the task back into inbox/ to retry.';
+  }
+}
+
+function errorExplanation(fileName: string, taskId: string, error: ErrorInfo | null, reportMd: string): string {
+  const info = error ?? { kind: 'internal' as const, message: 'unknown error' };
+  return [
+    `# ${fileName} failed`,
+    '',
+    `**What went wrong** (${info.kind}): ${info.message}`,
+    '',
+    `**How to fix it:** ${hintFor(info)}`,
+    '',
+    `Task id: \`${taskId}\`. Full report: \`${reportMd}\`.`,
+    '',
+  ].join('\n');
+}

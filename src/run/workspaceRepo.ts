@@ -1,0 +1,76 @@
+/** The target repository of a project and the disposable worktrees made from it. */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { MetaAgentError } from '../contract/errors.ts';
+import type { Project } from '../workspace/config.ts';
+import { exists } from '../workspace/files.ts';
+import { ALWAYS_EXCLUDED, addWorktree, initRepoFrom, isGitRepo, removeWorktree, resolveBranch } from './git.ts';
+
+/** Makes sure the project's repo exists (creating the demo repo on first use). */
+export async function ensureRepo(project: Project): Promise<void> {
+  if (!(await exists(project.repoPath))) {
+    if (!project.initFromPath) {
+      throw new MetaAgentError('config', `repo ${project.repoPath} does not exist`, { file: 'meta-agent.yaml', field: `projects.${project.name}.repo` });
+    }
+    await initRepoFrom(project.initFromPath, project.repoPath, project.branch ?? 'main');
+  }
+  if (!(await isGitRepo(project.repoPath))) {
+    throw new MetaAgentError('config', `${project.repoPath} is not a git repository`, { file: 'meta-agent.yaml', field: `projects.${project.name}.repo` });
+  }
+}
+
+export interface Worktree {
+  dir: string;
+  branch: string;
+  baseCommit: string;
+  /** Lists paths that never belong in a patch (cache artefacts, linked paths). */
+  excludesFile: string;
+  /** Paths outside the worktree the checks need to see (read-only). */
+  readOnly: string[];
+  remove(): Promise<void>;
+}
+
+/** `git worktree add --detach` at the branch head (or `commit`), with the `link` paths made available. */
+export async function openWorktree(project: Project, worktreesDir: string, name: string, commit?: string): Promise<Worktree> {
+  const { branch, commit: head } = await resolveBranch(project.repoPath, project.branch);
+  const baseCommit = commit ?? head;
+  const dir = path.join(worktreesDir, name);
+  const excludesFile = path.join(worktreesDir, `${name}.exclude`);
+  await fs.mkdir(worktreesDir, { recursive: true });
+  await addWorktree(project.repoPath, dir, baseCommit);
+  const remove = async () => {
+    await removeWorktree(project.repoPath, dir);
+    await fs.rm(excludesFile, { force: true });
+  };
+  try {
+    const linked = await linkPaths(project, dir);
+    await fs.writeFile(excludesFile, [...ALWAYS_EXCLUDED, ...linked.map((l) => `/${l}`)].join('\n') + '\n');
+    const realRepo = await fs.realpath(project.repoPath);
+    return { dir, branch, baseCommit, excludesFile, readOnly: [realRepo], remove };
+  } catch (error) {
+    await remove();
+    throw error;
+  }
+}
+
+/**
+ * Git-ignored paths of the repo (a .venv, a data/ folder) appear in the worktree as
+ * symlinks to the originals. Only paths absent from the worktree are linked.
+ */
+async function linkPaths(project: Project, dir: string): Promise<string[]> {
+  const linked: string[] = [];
+  for (const entry of project.link) {
+    const rel = path.normalize(entry.replace(/[\\/]+$/, ''));
+    if (path.isAbsolute(rel) || rel.split(path.sep).includes('..')) {
+      throw new MetaAgentError('config', `link "${entry}" must be a path inside the repo`, { file: 'meta-agent.yaml', field: `projects.${project.name}.link` });
+    }
+    const source = path.join(project.repoPath, rel);
+    const target = path.join(dir, rel);
+    const stat = await fs.stat(source).catch(() => null);
+    if (!stat || (await exists(target))) continue;
+    await fs.mkdir(path.dirname(target), { recursive: true });
+    await fs.symlink(source, target, stat.isDirectory() ? 'junction' : 'file');
+    linked.push(rel.split(path.sep).join('/'));
+  }
+  return linked;
+}

@@ -1,0 +1,153 @@
+/** `meta-agent init`: the folder layout, a commented meta-agent.yaml and the task templates. */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { TASK_TYPES } from '../contract/task.ts';
+import { exists, publishFile } from './files.ts';
+import { layoutDirs, layoutFor, type Layout } from './layout.ts';
+
+/** The package's own folder (for the bundled example bot). */
+export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export interface InitOptions {
+  /** Write meta-agent.yaml if absent (default true). */
+  withConfig?: boolean;
+  /** The project's repo; default: a demo repo made from the bundled example bot. */
+  repo?: string;
+  project?: string;
+}
+
+export interface InitResult {
+  layout: Layout;
+  created: string[];
+}
+
+export async function initWorkspace(root: string, options: InitOptions = {}): Promise<InitResult> {
+  const layout = layoutFor(root);
+  const created: string[] = [];
+  for (const dir of layoutDirs(layout)) {
+    if (!(await exists(dir))) created.push(dir);
+    await fs.mkdir(dir, { recursive: true });
+  }
+  for (const type of TASK_TYPES) {
+    const file = path.join(layout.templates, `${type}.md`);
+    if (await exists(file)) continue;
+    await publishFile(file, taskTemplate(type));
+    created.push(file);
+  }
+  if (options.withConfig !== false && !(await exists(layout.config))) {
+    await publishFile(layout.config, configTemplate(layout, options));
+    created.push(layout.config);
+  }
+  return { layout, created };
+}
+
+const TEMPLATE_TEXT: Record<(typeof TASK_TYPES)[number], { objective: string; scope: string[]; tasks: string[]; output: string }> = {
+  audit_code: {
+    objective: 'Audit {{area}} for bugs, unsafe error handling and missing tests.',
+    scope: ['bot/**', 'tests/**'],
+    tasks: ['List findings as file:line - severity - explanation', 'Fix clear bugs inside the scope, with a test each'],
+    output: 'Findings report; optional fix patch',
+  },
+  propose_features: {
+    objective: 'Propose improvements to {{area}} given {{context}}.',
+    scope: ['bot/**', 'tests/**'],
+    tasks: ['Rank proposals by expected effect, each with its risk', 'Implement the best one, with tests'],
+    output: 'Ranked proposals; optional patch',
+  },
+  retrain_model: {
+    objective: 'Retrain the model on {{period}} data and compare with the current one.',
+    scope: ['models/**'],
+    tasks: ['Collect data', 'Train', 'Evaluate against the baseline metrics'],
+    output: 'Metrics comparison; candidate model',
+  },
+  risk_review: {
+    objective: 'Review trading risk for {{period}}: sizing, stop losses, exposure, order error handling.',
+    scope: [],
+    tasks: ['Check position sizing limits', 'Check stop-loss handling', 'List concrete risks with file and line'],
+    output: 'Risk report (no code changes)',
+  },
+  custom: {
+    objective: '{{objective}}',
+    scope: ['bot/**', 'tests/**'],
+    tasks: [],
+    output: 'Patch + report',
+  },
+};
+
+export function taskTemplate(type: (typeof TASK_TYPES)[number]): string {
+  const t = TEMPLATE_TEXT[type];
+  const list = (items: string[]) => (items.length ? items.map((i) => `\n  - ${JSON.stringify(i)}`).join('') : ' []');
+  return [
+    '---',
+    'project: demo',
+    `type: ${type}`,
+    `objective: ${JSON.stringify(t.objective)}`,
+    `scope:${list(t.scope)}`,
+    `tasks:${list(t.tasks)}`,
+    `output: ${JSON.stringify(t.output)}`,
+    '---',
+    '',
+    '<!-- Free Markdown for the agent: context, links, constraints. {{placeholders}} are filled by the supervisor or by you. -->',
+    '',
+  ].join('\n');
+}
+
+function configTemplate(layout: Layout, options: InitOptions): string {
+  const project = options.project ?? 'demo';
+  const repoLines = options.repo
+    ? [`    repo: ${JSON.stringify(options.repo)}`]
+    : [
+        `    # A git repo made from the bundled example bot on first use (git-ignored).`,
+        `    repo: .meta-agent/demo-repo`,
+        `    init_from: ${JSON.stringify(path.relative(layout.root, path.join(PACKAGE_ROOT, 'examples', 'scalper-bot')).split(path.sep).join('/') || '.')}`,
+      ];
+  return `# meta-agent configuration. Full reference: docs/contract.md (schema: schema/config.json).
+# Environment overrides: OPENAI_API_KEY, OPENAI_BASE_URL, META_AGENT_MODEL, META_AGENT_ROOT.
+
+llm:
+  model: gpt-4.1-mini
+  # For a local OpenAI-compatible server (no key needed):
+  #   Ollama: http://127.0.0.1:11434/v1   LM Studio: http://127.0.0.1:1234/v1   vLLM: http://127.0.0.1:8000/v1
+  # base_url: http://127.0.0.1:11434/v1
+  api_key_env: OPENAI_API_KEY
+  # prices: { prompt_per_mtok: 0.4, cached_per_mtok: 0.1, completion_per_mtok: 1.6 }
+
+# openai: the built-in agent loop. command: an external coding-agent CLI (see "command").
+engine: openai
+# command:
+#   run: "codex exec --full-auto -"     # {prompt_file} and {worktree} are replaced; the prompt is also on stdin
+#   timeout_s: 1800
+
+# auto: run test/dry_run under bubblewrap (no network, read-only outside the worktree) when installed.
+sandbox: auto
+
+projects:
+  ${project}:
+${repoLines.join('\n')}
+    # branch: main                      # default: the repo's current branch
+    scope: ["**"]                       # outer bound for every task's scope
+    deny: []                            # added to .env*, *.pem, *.key, secrets/**
+    test: "python3 -m pytest -q -p no:cacheprovider"
+    dry_run: "python3 -m bot.main --dry-run"
+    # test: { command: "python -m pytest -q", cwd: "bot", env: { PYTHONPATH: "." }, timeout_s: 600 }
+    link: []                            # git-ignored paths made available in worktrees, e.g. [".venv", "data/raw"]
+    risk:
+      - paths: ["bot/execution/**"]
+        level: high
+        reason: order execution
+    env_allow: []                       # variables passed to test/dry_run besides PATH, HOME, LANG
+
+limits:
+  max_steps: 40
+  max_tokens: 500000
+  task_timeout_s: 1800
+  check_timeout_s: 600
+  concurrency: 2
+
+patch:
+  max_bytes: 1000000
+  max_files: 50
+  protected: []                         # files no patch may touch
+`;
+}
