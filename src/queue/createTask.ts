@@ -18,11 +18,11 @@ export type TaskSource = (typeof TASK_SOURCES)[number];
  * @param source who creates it; recorded in the file
  * @returns the path of the new file in inbox/
  */
-export async function createTask(settings: Settings, name: string, body: string | Omit<TaskInput, 'source'>, source: TaskSource): Promise<{ path: string; task: Task }> {
+export async function createTask(settings: Settings, name: string, body: string | Omit<TaskInput, 'source' | 'id'> & { id?: string }, source: TaskSource): Promise<{ path: string; task: Task }> {
   if (!TASK_SOURCES.includes(source)) throw new MetaAgentError('input', `expected one of ${TASK_SOURCES.join(', ')}`, { field: 'source' });
   const stem = safeStem(name);
   const fileName = `${stem}.md`;
-  const text = typeof body === 'string' ? withSource(body, source, fileName) : toFrontMatter({ ...body, source });
+  const text = typeof body === 'string' ? withSource(body, source, fileName) : toFrontMatter({ ...body, source } as TaskInput);
   const task = parseTask(text, fileName);
   projectFor(settings, task.project, fileName);
   const file = await publishUnique(settings.layout.inbox, stem, '.md', text);

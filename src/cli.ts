@@ -1,0 +1,181 @@
+/**
+ * The `meta-agent` command: a thin layer over the library API. Exit codes: 0 ok,
+ * 1 a task ran and failed, 2 bad input or configuration.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
+import { exitCodeFor, MetaAgentError, toErrorInfo } from './contract/errors.ts';
+import { parseTask, TASK_TYPES } from './contract/task.ts';
+import { createLogger, type Logger } from './log.ts';
+import { createTask } from './queue/createTask.ts';
+import { runTask, type RunTaskResult } from './run/runTask.ts';
+import { runStages } from './run/stages.ts';
+import { makeRedactor } from './safety/redact.ts';
+import { loadSettings, resolveRoot, type Settings } from './workspace/config.ts';
+import { initWorkspace, taskTemplate } from './workspace/init.ts';
+import { displayPath } from './workspace/layout.ts';
+import matter from 'gray-matter';
+
+interface Io {
+  out: (text: string) => void;
+  err: (text: string) => void;
+}
+
+const defaultIo: Io = { out: (t) => process.stdout.write(t + '\n'), err: (t) => process.stderr.write(t + '\n') };
+
+export async function main(argv: string[], io: Io = defaultIo): Promise<number> {
+  let exitCode = 0;
+  const program = new Command('meta-agent')
+    .description('Overnight code maintenance with an LLM coding agent, through a folder queue and a human approval gate.')
+    .option('--root <dir>', 'workspace folder (default: $META_AGENT_ROOT, then the current folder)')
+    .showHelpAfterError()
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
+  const root = () => resolveRoot(program.opts<{ root?: string }>().root);
+
+  program
+    .command('init')
+    .description('create the workspace layout, a commented meta-agent.yaml and the task templates')
+    .option('--repo <path>', 'the target git repository (default: a demo repo made from the bundled example bot)')
+    .option('--project <name>', 'project name in the config', 'demo')
+    .action(async (opts: { repo?: string; project: string }) => {
+      const result = await initWorkspace(root(), { ...(opts.repo ? { repo: path.resolve(opts.repo) } : {}), project: opts.project });
+      io.out(`workspace ready at ${result.layout.root}${result.created.length ? ` (created ${result.created.length} entries)` : ' (nothing to create)'}`);
+      io.out(`next: meta-agent new --project ${opts.project} --objective "..."   then   meta-agent run --task-id <id>`);
+    });
+
+  program
+    .command('new')
+    .description('create a task file in inbox/ (from the type\'s template)')
+    .requiredOption('--project <name>', 'a project of meta-agent.yaml')
+    .requiredOption('--objective <text>', 'what the agent should achieve')
+    .addOption(new Option('--type <type>', 'task type').choices([...TASK_TYPES]).default('custom'))
+    .option('--scope <globs...>', 'files that may change (default: the template\'s); "none" for report only')
+    .option('--task <text...>', 'sub-tasks')
+    .option('--output <text>', 'expected output')
+    .option('--name <name>', 'file name (default: <type>-<timestamp>)')
+    .action(async (opts: { project: string; objective: string; type: (typeof TASK_TYPES)[number]; scope?: string[]; task?: string[]; output?: string; name?: string }) => {
+      const settings = await loadSettings(root());
+      const template = await templateFor(settings, opts.type);
+      const scope = opts.scope ? (opts.scope.length === 1 && opts.scope[0] === 'none' ? [] : opts.scope) : template.scope;
+      const name = opts.name ?? `${opts.type}-${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, '')}`;
+      const { path: file, task } = await createTask(
+        settings,
+        name,
+        {
+          project: opts.project,
+          type: opts.type,
+          objective: opts.objective,
+          scope,
+          tasks: opts.task ?? template.tasks,
+          output: opts.output ?? template.output,
+          body: template.body,
+        },
+        'cli',
+      );
+      io.out(`created ${displayPath(settings.layout, file)} (id ${task.id})`);
+    });
+
+  program
+    .command('run')
+    .description('run one task (or the stages of a stages.yaml) and write its report and patch')
+    .option('--task <file>', 'a task file; inside inbox/ it is claimed and moved to done/ or failed/, elsewhere it is left where it is')
+    .option('--task-id <id>', 'a task in inbox/ (or in done/, to run it again)')
+    .option('--stages <file>', 'run the stages of a stages.yaml in order (the file is never written)')
+    .option('--keep-going', 'with --stages: go on after a failed stage')
+    .option('--json', 'print the whole result as JSON')
+    .action(async (opts: { task?: string; taskId?: string; stages?: string; keepGoing?: boolean; json?: boolean }) => {
+      const chosen = [opts.task, opts.taskId, opts.stages].filter(Boolean).length;
+      if (chosen !== 1) throw new MetaAgentError('input', 'give exactly one of --task FILE, --task-id ID, --stages FILE', { field: 'run' });
+      const settings = await loadSettings(root());
+      const log = makeLog(settings, opts.json);
+      const controller = new AbortController();
+      const onSignal = () => {
+        io.err('stopping: the run is being wound down (the task goes back to inbox/)...');
+        controller.abort();
+      };
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      try {
+        const base = { settings, log, signal: controller.signal };
+        const results = opts.stages
+          ? await runStages(path.resolve(opts.stages), { ...base, keepGoing: Boolean(opts.keepGoing) })
+          : [await runTask(opts.task ? path.resolve(opts.task) : await findTaskById(settings, opts.taskId!), base)];
+        if (opts.json) io.out(JSON.stringify(results.length === 1 ? results[0] : results, null, 2));
+        else for (const r of results) io.out(summaryLine(settings, r));
+        const failed = results.find((r) => r.status !== 'ok');
+        exitCode = failed ? (failed.report.error ? exitCodeFor(failed.report.error.kind) : 1) : 0;
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+        log.flush();
+      }
+    });
+
+  program
+    .command('validate')
+    .description('check task files against the contract and print the parsed task')
+    .argument('<files...>')
+    .action(async (files: string[]) => {
+      for (const file of files) {
+        const task = parseTask(await fs.readFile(file).catch(() => Buffer.alloc(0)), path.basename(file));
+        io.out(`${file}: ok ${JSON.stringify(task)}`);
+      }
+    });
+
+  program
+    .command('watch')
+    .description('the folder-queue service (not built yet)')
+    .action(() => {
+      throw new MetaAgentError('input', '"meta-agent watch" (the folder-queue service) is not built yet; use "meta-agent run --task-id ID" for now', { field: 'watch' });
+    });
+
+  try {
+    await program.parseAsync(argv);
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
+    const info = toErrorInfo(error);
+    io.err(`meta-agent: ${info.message}`);
+    return exitCodeFor(info.kind);
+  }
+  return exitCode;
+}
+
+function makeLog(settings: Settings, quiet?: boolean): Logger {
+  return createLogger({ logsDir: settings.layout.logs, console: quiet ? 'none' : undefined, redact: makeRedactor(settings.env, settings.llm.apiKey ? [settings.llm.apiKey] : []) });
+}
+
+async function findTaskById(settings: Settings, id: string): Promise<string> {
+  const name = id.endsWith('.md') ? id : `${id}.md`;
+  if (path.basename(name) !== name) throw new MetaAgentError('input', 'a task id has no path separators', { field: '--task-id' });
+  for (const dir of [settings.layout.inbox, settings.layout.done]) {
+    const file = path.join(dir, name);
+    if (await fs.stat(file).then(() => true, () => false)) return file;
+  }
+  throw new MetaAgentError('input', `no task "${id}" in inbox/ or done/`, { field: '--task-id' });
+}
+
+async function templateFor(settings: Settings, type: (typeof TASK_TYPES)[number]) {
+  const file = path.join(settings.layout.templates, `${type}.md`);
+  const text = await fs.readFile(file, 'utf8').catch(() => taskTemplate(type));
+  const parsed = matter(text, {});
+  const data = parsed.data as { scope?: string[]; tasks?: string[]; output?: string };
+  const body = parsed.content.replace(/<!--[\s\S]*?-->/g, '').trim();
+  return { scope: data.scope ?? [], tasks: data.tasks ?? [], output: data.output ?? '', body };
+}
+
+function summaryLine(settings: Settings, r: RunTaskResult): string {
+  const rep = r.report;
+  const parts = [
+    `${r.task_id}: ${r.status.toUpperCase()} (${r.outcome})`,
+    rep.summary && !rep.error ? `  ${rep.summary.split('\n')[0]}` : '',
+    rep.error ? `  error (${rep.error.kind}): ${rep.error.message}` : '',
+    rep.changed_files.length ? `  changed: ${rep.changed_files.join(', ')}` : '',
+    rep.tests ? `  tests: ${rep.tests.passed ? 'passed' : 'FAILED'}${rep.dry_run ? `, dry run: ${rep.dry_run.passed ? 'passed' : 'FAILED'}` : ''}` : '',
+    `  risk: ${rep.risk_level}; tokens: ${rep.usage.prompt_tokens + rep.usage.completion_tokens}${rep.usage.cost_usd !== null ? ` ($${rep.usage.cost_usd.toFixed(4)})` : ''}`,
+    `  report: ${displayPath(settings.layout, r.report_md_path)}`,
+    r.patch_path ? `  patch: ${displayPath(settings.layout, r.patch_path)} (approve: move it into patches/approved/)` : '',
+  ];
+  return parts.filter(Boolean).join('\n');
+}
