@@ -11,6 +11,7 @@ import { createLogger, type Logger } from './log.ts';
 import { createTask } from './queue/createTask.ts';
 import { runTask, type RunTaskResult } from './run/runTask.ts';
 import { runStages } from './run/stages.ts';
+import { startWatching } from './queue/watch.ts';
 import { makeRedactor } from './safety/redact.ts';
 import { loadSettings, resolveRoot, type Settings } from './workspace/config.ts';
 import { initWorkspace, taskTemplate } from './workspace/init.ts';
@@ -126,9 +127,23 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
 
   program
     .command('watch')
-    .description('the folder-queue service (not built yet)')
-    .action(() => {
-      throw new MetaAgentError('input', '"meta-agent watch" (the folder-queue service) is not built yet; use "meta-agent run --task-id ID" for now', { field: 'watch' });
+    .description('the service: run every task dropped into inbox/ (Ctrl-C to stop)')
+    .option('--poll', 'poll the folder instead of OS events (network folders)')
+    .action(async (opts: { poll?: boolean }) => {
+      const settings = await loadSettings(root());
+      const log = makeLog(settings);
+      const watcher = startWatching({ settings, log, usePolling: Boolean(opts.poll), onResult: (r) => io.out(summaryLine(settings, r)) });
+      await watcher.ready;
+      io.out(`watching ${displayPath(settings.layout, settings.layout.inbox) || settings.layout.inbox}/ in ${settings.layout.root}; drop task .md files there (Ctrl-C to stop)`);
+      await new Promise<void>((resolve) => {
+        const stop = () => {
+          io.err('stopping: no new claims; running tasks go back to inbox/...');
+          void watcher.stop().then(resolve);
+        };
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      log.flush();
     });
 
   try {

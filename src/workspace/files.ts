@@ -15,6 +15,10 @@ async function writeSynced(file: string, data: string | Uint8Array): Promise<voi
   const handle = await fs.open(file, 'wx');
   try {
     await handle.writeFile(data);
+    // mtime a little in the past: once renamed in, ctime > mtime tells a watcher the file
+    // is complete (a file still being copied in has ctime == mtime).
+    const past = new Date(Date.now() - 2000);
+    await handle.utimes(past, past);
     await handle.sync();
   } finally {
     await handle.close();
