@@ -66,9 +66,9 @@ const LIST_ITEM = /^\s*(?:[-*+]|\d+[.)])\s+(.*)$/;
 export function parseTask(text: string | Buffer, file: string): Task {
   const name = path.basename(file);
   const raw = decodeTaskText(text, name);
-  const fields = raw.trimStart().startsWith('---') ? parseFrontMatter(raw, name) : parseHeaderForm(raw, name);
+  const fields = raw.trimStart().startsWith('---') ? parseFrontMatter(raw.trimStart(), name) : parseHeaderForm(raw, name);
   if (fields.id === undefined) fields.id = defaultIdFor(name);
-  const result = TaskSchema.safeParse(fields);
+  const result = TaskSchema.safeParse(fields, { reportInput: true });
   if (!result.success) throw zodToTaskError(result.error, name);
   return result.data;
 }
@@ -77,13 +77,11 @@ export function defaultIdFor(fileName: string): string {
   return path.basename(fileName).replace(/\.md$/i, '');
 }
 
-function decodeTaskText(text: string | Buffer, name: string): string {
-  if (Buffer.isBuffer(text)) {
-    if (text.length === 0) throw new MetaAgentError('input', 'the file is empty; expected a task (front matter or PROJECT:/OBJECTIVE: headers)', { file: name });
-    if (text.length > MAX_TASK_BYTES) throw new MetaAgentError('input', `the file is ${text.length} bytes; a task file may be at most ${MAX_TASK_BYTES} bytes`, { file: name });
-    if (text.includes(0)) throw new MetaAgentError('input', 'the file is binary (contains NUL bytes); expected UTF-8 Markdown text', { file: name });
-    text = text.toString('utf8');
-  }
+function decodeTaskText(input: string | Buffer, name: string): string {
+  const bytes = Buffer.isBuffer(input) ? input.length : Buffer.byteLength(input);
+  if (bytes > MAX_TASK_BYTES) throw new MetaAgentError('input', `the file is ${bytes} bytes; a task file may be at most ${MAX_TASK_BYTES} bytes`, { file: name });
+  if (Buffer.isBuffer(input) ? input.includes(0) : input.includes('\0')) throw new MetaAgentError('input', 'the file is binary (contains NUL bytes); expected UTF-8 Markdown text', { file: name });
+  const text = Buffer.isBuffer(input) ? input.toString('utf8') : input;
   const normalized = text.replace(/^\uFEFF/, '').replace(/\r\n?/g, '\n');
   if (normalized.trim() === '') throw new MetaAgentError('input', 'the file is empty; expected a task (front matter or PROJECT:/OBJECTIVE: headers)', { file: name });
   return normalized;
@@ -144,8 +142,9 @@ function parseHeaderForm(raw: string, name: string): Partial<Record<keyof TaskIn
 
 /** "a, b c" -> ["a", "b", "c"]; used for inline SCOPE:/TASKS: values. */
 function splitList(value: string): string[] {
+  // Commas inside braces belong to a glob ("bot/{a,b}.py").
   return value
-    .split(/[,\n]/)
+    .split(/[,\n](?![^{]*\})/)
     .map((s) => s.trim())
     .filter(Boolean);
 }

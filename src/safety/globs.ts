@@ -30,15 +30,18 @@ export function toPosix(rel: string): string {
 /** The task's scope bounded by the project's scope. Empty task scope: nothing is writable. */
 export function scopeMatcher(taskScope: readonly string[], projectScope: readonly string[]): PathMatcher {
   if (taskScope.length === 0) return () => false;
-  const inTask = globMatcher(taskScope.map(anchor));
-  const inProject = globMatcher(projectScope.map(anchor));
+  const inTask = anchoredMatcher(taskScope);
+  const inProject = anchoredMatcher(projectScope);
   return (rel) => inTask(rel) && inProject(rel);
 }
 
-/** Scope globs are anchored at the repo root ("bot/*.py"), except a bare "**". */
-function anchor(pattern: string): string {
-  const p = toPosix(pattern);
-  return p.includes('/') || p === '**' ? p : `${p}`;
+/** Scope globs are anchored at the repo root ("README.md", "bot/*.py", "bot/**"); "**" is everything. */
+export function anchoredMatcher(patterns: readonly string[]): PathMatcher {
+  const matchers = patterns.map((p) => picomatch(toPosix(p), { dot: true }));
+  return (rel) => {
+    const p = toPosix(rel);
+    return matchers.some((m) => m(p));
+  };
 }
 
 export function denyMatcher(extra: readonly string[]): PathMatcher {

@@ -50,6 +50,9 @@ async function realpathOfExistingPrefix(abs: string): Promise<string> {
       return path.join(real, ...rest.reverse());
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      // A dangling symlink still decides where a write lands: follow its target.
+      const link = await fs.readlink(current).catch(() => undefined);
+      if (link !== undefined) return realpathOfExistingPrefix(path.join(path.resolve(path.dirname(current), link), ...rest.reverse()));
       const parent = path.dirname(current);
       if (parent === current) return abs;
       rest.push(path.basename(current));

@@ -9,7 +9,7 @@ const KEY_PATTERNS: RegExp[] = [
   /\bgh[pousr]_[A-Za-z0-9]{30,}\b/g, // GitHub tokens
   /\bxox[abprs]-[A-Za-z0-9-]{10,}/g, // Slack
   /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g,
-  /\b(?:api[_-]?key|api[_-]?secret|secret[_-]?key|access[_-]?token|password|passwd)\b(\s*[:=]\s*)["']?[^\s"',;]{8,}/gi,
+  /\b(?:[A-Za-z0-9]+[_-])*(?:api[_-]?key|api[_-]?secret|secret[_-]?key|secret|access[_-]?token|auth[_-]?token|password|passwd)\b(\s*[:=]\s*)["']?[^\s"',;]{8,}["']?/gi,
 ];
 const SECRET_NAME = /(KEY|SECRET|TOKEN|PASSWORD|PASSPHRASE|CREDENTIAL)/i;
 export const REDACTED = '[REDACTED]';

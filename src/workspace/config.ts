@@ -60,17 +60,20 @@ export async function loadSettings(root: string, env: Record<string, string | un
   let text: string;
   try {
     text = await fs.readFile(layout.config, 'utf8');
-  } catch {
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT') throw new MetaAgentError('config', `cannot read ${layout.config} (${code})`, { file: CONFIG_FILE });
     throw new MetaAgentError('config', `not found in ${layout.root}; run "meta-agent init --root ${layout.root}" or pass --root`, { file: CONFIG_FILE });
   }
   return settingsFromYaml(text, layout, env);
 }
 
 export function settingsFromYaml(text: string, layout: Layout, env: Record<string, string | undefined>): Settings {
-  const doc = YAML.parseDocument(text.replace(/^\uFEFF/, ''), { prettyErrors: false });
+  const lineCounter = new YAML.LineCounter();
+  const doc = YAML.parseDocument(text.replace(/^\uFEFF/, ''), { prettyErrors: false, lineCounter });
   if (doc.errors.length > 0) {
     const first = doc.errors[0]!;
-    const line = first.linePos?.[0]?.line;
+    const line = lineCounter.linePos(first.pos[0]).line;
     throw new MetaAgentError('config', `${line ? `line ${line}: ` : ''}not valid YAML (${first.message.split('\n')[0]})`, { file: CONFIG_FILE });
   }
   const parsed = ConfigSchema.safeParse(doc.toJS() ?? {});

@@ -1,0 +1,244 @@
+/**
+ * Checks run code an LLM wrote: they must not see the service's secrets (OPENAI_API_KEY,
+ * exchange keys), and under bubblewrap they get no network and cannot write outside their
+ * worktree. Probes are Python scripts committed into the target repo (checks never use a shell).
+ */
+import { existsSync, promises as fs } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execa } from 'execa';
+import { runTask } from '../src/run/runTask.ts';
+import { ReportSchema, type Report } from '../src/contract/report.ts';
+import { finish, startFakeLlm, toolCall } from './helpers/fakeLlm.ts';
+import { makeWorkspace, readJson, repoFingerprint, worktreeCount, writeTask, type TestWorkspace } from './helpers/workspace.ts';
+
+const OPENAI_KEY = 'sk-test-openai-0123456789abcdef';
+const EXCHANGE_KEY = 'exch-secret-0123456789';
+const SERVICE_ENV = {
+  PATH: process.env.PATH,
+  HOME: process.env.HOME,
+  OPENAI_API_KEY: OPENAI_KEY,
+  EXCHANGE_API_KEY: EXCHANGE_KEY,
+  BOT_ALLOWED: 'yes',
+};
+const HAS_BWRAP = existsSync('/usr/bin/bwrap');
+
+const TASK = `---
+project: bot
+type: audit_code
+objective: Note the sizing contract
+scope: ["bot/sizing.py"]
+---
+A one-line comment is enough.
+`;
+
+/** Prints every variable twice: plainly, and hex-encoded so the report's redaction cannot hide a leak. */
+const ENVDUMP_PY = `import os
+for name in sorted(os.environ):
+    value = os.environ[name]
+    print("ENV %s=%s" % (name, value))
+    print("HEX %s=%s" % (name, value.encode().hex()))
+print("ENVDUMP_END")
+`;
+
+/** Network to the host, a write into the real repo and the workspace, a write in its own cwd. */
+const PROBE_PY = `import json, os, socket
+cfg = json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "probe.json")))
+try:
+    s = socket.create_connection(("127.0.0.1", cfg["port"]), timeout=2)
+    s.sendall(b"hello from the check\\n")
+    s.close()
+    print("NET_OK")
+except OSError as e:
+    print("NET_BLOCKED %s" % type(e).__name__)
+# The real repo: the probe removes what it wrote, so the repo stays clean without a sandbox.
+# The workspace's reports/: the file stays, so the test can look for it on the real disk.
+for label, folder, keep in (("WRITE", cfg["repo"], False), ("WS_WRITE", os.path.join(cfg["workspace"], "reports"), True)):
+    target = os.path.join(folder, "escaped-by-check-%d.txt" % os.getpid())
+    try:
+        with open(target, "w") as f:
+            f.write("escaped")
+        if not keep:
+            os.remove(target)
+        print("%s_OK" % label)
+    except OSError as e:
+        print("%s_BLOCKED %s" % (label, type(e).__name__))
+try:
+    with open("probe-local.tmp", "w") as f:
+        f.write("inside")
+    os.remove("probe-local.tmp")
+    print("LOCAL_OK")
+except OSError as e:
+    print("LOCAL_FAILED %s" % e)
+`;
+
+async function commitFiles(repo: string, files: Record<string, string>): Promise<void> {
+  for (const [rel, text] of Object.entries(files)) {
+    await fs.mkdir(path.dirname(path.join(repo, rel)), { recursive: true });
+    await fs.writeFile(path.join(repo, rel), text);
+  }
+  await execa('git', ['add', '--', ...Object.keys(files)], { cwd: repo });
+  await execa('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '--quiet', '-m', 'probe'], { cwd: repo });
+}
+
+/** A scripted agent that makes a small in-scope edit (so there is a diff and the checks run). */
+function editThenFinish() {
+  return [
+    toolCall('edit_file', { path: 'bot/sizing.py', old: 'def position_size(', new: '# Sizing contract: see the docstring.\ndef position_size(' }),
+    finish('Added a comment.', 'low'),
+  ];
+}
+
+/** One run of TASK with the scripted agent; checks that the run completed and the repo is unchanged. */
+async function runEdit(ws: TestWorkspace, before: string): Promise<Report> {
+  const file = await writeTask(ws.settings.layout.inbox, 'sandbox-probe.md', TASK);
+  const result = await runTask(file, { settings: ws.settings });
+  assert.is(result.status, 'ok', result.report.error?.message);
+  assert.is(result.outcome, 'completed');
+  const report = ReportSchema.parse(await readJson(result.report_path));
+  assert.equal(report.changed_files, ['bot/sizing.py']);
+  assert.ok(report.tests, 'the test check ran');
+  assert.is(await repoFingerprint(ws.repo), before);
+  assert.is(await worktreeCount(ws.repo), 0);
+  return report;
+}
+
+/** A TCP server on 127.0.0.1 that counts connections. */
+async function startCounter(): Promise<{ port: number; connections: () => number; close(): Promise<void> }> {
+  let count = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    count++;
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    socket.resume();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    connections: () => count,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+for (const sandbox of ['auto', 'none'] as const) {
+  test(`checks do not see OPENAI_API_KEY or the exchange key of the service (sandbox: ${sandbox})`, async () => {
+    const llm = await startFakeLlm(editThenFinish());
+    const ws = await makeWorkspace({
+      llmUrl: llm.url,
+      env: SERVICE_ENV,
+      project: ['    scope: ["**"]', '    test: "python3 tools/envdump.py"', '    env_allow: ["BOT_ALLOWED"]'].join('\n'),
+      extra: `sandbox: ${sandbox}`,
+    });
+    try {
+      await commitFiles(ws.repo, { 'tools/envdump.py': ENVDUMP_PY });
+      const before = await repoFingerprint(ws.repo);
+      const report = await runEdit(ws, before);
+      const tests = report.tests!;
+      assert.ok(tests.passed, tests.output_tail);
+      assert.is(tests.sandbox, sandbox === 'none' ? 'none' : HAS_BWRAP ? 'bwrap' : 'none');
+      const out = tests.output_tail;
+      assert.match(out, /ENVDUMP_END/, 'the whole dump is in the tail');
+      // Allowed and basic variables are there (and the hex form works)...
+      assert.match(out, /^ENV BOT_ALLOWED=yes$/m);
+      assert.match(out, /^HEX BOT_ALLOWED=796573$/m);
+      assert.match(out, /^ENV PATH=\S+/m);
+      // ...the secrets are not, by name or by value, and nothing had to be redacted.
+      for (const name of ['OPENAI_API_KEY', 'EXCHANGE_API_KEY']) assert.not.ok(out.includes(name), `${name} reached the check`);
+      for (const value of [OPENAI_KEY, EXCHANGE_KEY]) {
+        assert.not.ok(out.includes(value), 'a secret value reached the check');
+        assert.not.ok(out.includes(Buffer.from(value).toString('hex')), 'a secret value reached the check (hex)');
+      }
+      assert.not.ok(out.includes('[REDACTED]'), 'the output needed redaction: something secret was visible');
+      // The model was still reached with the key (the service itself keeps it).
+      assert.is(llm.requests[0]?.headers.authorization, `Bearer ${OPENAI_KEY}`);
+      const everything = JSON.stringify(report) + (await fs.readFile(path.join(ws.root, report.report_md!), 'utf8'));
+      for (const value of [OPENAI_KEY, EXCHANGE_KEY]) assert.not.ok(everything.includes(value), 'a secret is in the report');
+    } finally {
+      await llm.close();
+      await ws.cleanup();
+    }
+  });
+}
+
+test('bubblewrap: a check has no network, cannot write the real repo or the workspace, can write its worktree', async () => {
+  const server = await startCounter();
+  const llm = await startFakeLlm(editThenFinish());
+  const ws = await makeWorkspace({
+    llmUrl: llm.url,
+    env: SERVICE_ENV,
+    project: ['    scope: ["**"]', '    test: "python3 tools/probe.py"'].join('\n'),
+  });
+  try {
+    await commitFiles(ws.repo, {
+      'tools/probe.py': PROBE_PY,
+      'tools/probe.json': JSON.stringify({ port: server.port, repo: ws.repo, workspace: ws.root }) + '\n',
+    });
+    const before = await repoFingerprint(ws.repo);
+    const report = await runEdit(ws, before);
+    const tests = report.tests!;
+    assert.ok(tests.passed, tests.output_tail);
+    if (!HAS_BWRAP) {
+      assert.is(tests.sandbox, 'none');
+      return;
+    }
+    assert.is(tests.sandbox, 'bwrap');
+    assert.match(tests.output_tail, /^NET_BLOCKED/m);
+    assert.not.match(tests.output_tail, /NET_OK/);
+    assert.is(server.connections(), 0, 'the check reached the host network');
+    assert.match(tests.output_tail, /^WRITE_BLOCKED/m);
+    // In the sandbox reports/ does not exist (private /tmp); on the real disk nothing appeared.
+    assert.match(tests.output_tail, /^WS_WRITE_BLOCKED/m);
+    assert.match(tests.output_tail, /^LOCAL_OK$/m);
+    assert.is(report.tests?.baseline_passed, true, 'the baseline ran in the sandbox too');
+    assert.equal((await fs.readdir(ws.settings.layout.reports)).filter((n) => n.startsWith('escaped-by-check-')), []);
+  } finally {
+    await llm.close();
+    await server.close();
+    await ws.cleanup();
+  }
+});
+
+test('sandbox: none is visibly different: the same probe reaches 127.0.0.1 and the real repo path', async () => {
+  const server = await startCounter();
+  const llm = await startFakeLlm(editThenFinish());
+  const ws = await makeWorkspace({
+    llmUrl: llm.url,
+    env: SERVICE_ENV,
+    project: ['    scope: ["**"]', '    test: "python3 tools/probe.py"'].join('\n'),
+    extra: 'sandbox: none',
+  });
+  try {
+    await commitFiles(ws.repo, {
+      'tools/probe.py': PROBE_PY,
+      'tools/probe.json': JSON.stringify({ port: server.port, repo: ws.repo, workspace: ws.root }) + '\n',
+    });
+    const before = await repoFingerprint(ws.repo);
+    const report = await runEdit(ws, before);
+    const tests = report.tests!;
+    assert.ok(tests.passed, tests.output_tail);
+    assert.is(tests.sandbox, 'none');
+    assert.match(tests.output_tail, /^NET_OK$/m);
+    assert.ok(server.connections() >= 1, 'the probe connected to the test server');
+    // The probe removes what it wrote, so the repo is unchanged (checked in runEdit).
+    assert.match(tests.output_tail, /^WRITE_OK$/m);
+    assert.match(tests.output_tail, /^WS_WRITE_OK$/m);
+    const escaped = (await fs.readdir(ws.settings.layout.reports)).filter((n) => n.startsWith('escaped-by-check-'));
+    assert.ok(escaped.length >= 1, 'without a sandbox the probe writes into the real workspace');
+    assert.match(tests.output_tail, /^LOCAL_OK$/m);
+  } finally {
+    await llm.close();
+    await server.close();
+    await ws.cleanup();
+  }
+});
+
+test.run();
