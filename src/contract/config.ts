@@ -66,6 +66,19 @@ export const LimitsSchema = z.strictObject({
   tool_output_chars: z.number().int().min(1000).default(16_000),
 });
 
+export const QueueSchema = z.strictObject({
+  lease_stale_s: z.number().positive().default(30).describe('A claim whose lease is not refreshed for this long belongs to a dead worker'),
+  settle_ms: z.number().int().nonnegative().default(1500).describe('A file copied in must stay unchanged this long before it is taken'),
+  scan_interval_ms: z.number().int().positive().default(2000).describe('Period of the reconcile scan of the folders'),
+  poll: z.union([z.boolean(), z.literal('auto')]).default('auto').describe('Poll instead of OS events: auto = on network folders'),
+  shutdown_grace_s: z.number().nonnegative().default(20).describe('On SIGINT/SIGTERM, how long running tasks may finish before they are returned to inbox/'),
+});
+
+export const GateSchema = z.strictObject({
+  redo_on_conflict: z.boolean().default(true).describe('A patch that conflicts with a newer HEAD drops a follow-up task into inbox/'),
+  max_retests: z.number().int().min(0).default(3).describe('Re-tests on a newer HEAD when the branch moves while the tests run'),
+});
+
 export const PatchLimitsSchema = z.strictObject({
   max_bytes: z.number().int().positive().default(1_000_000),
   max_files: z.number().int().positive().default(50),
@@ -80,6 +93,8 @@ export const ConfigSchema = z.strictObject({
   projects: z.record(z.string().regex(/^[A-Za-z0-9._-]+$/), ProjectConfigSchema).refine((p) => Object.keys(p).length > 0, 'at least one project is required'),
   limits: LimitsSchema.default(LimitsSchema.parse({})),
   patch: PatchLimitsSchema.default(PatchLimitsSchema.parse({})),
+  queue: QueueSchema.default(QueueSchema.parse({})),
+  gate: GateSchema.default(GateSchema.parse({})),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;

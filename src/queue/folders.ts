@@ -5,65 +5,118 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { MetaAgentError } from '../contract/errors.ts';
 import type { Layout } from '../workspace/layout.ts';
-import { exists, publishUnique, renameNoReplace } from '../workspace/files.ts';
+import { exists, publishUnique, renameNoReplace, retryBusy } from '../workspace/files.ts';
+import { Ledger, ledgerKey } from './ledger.ts';
+import { takeLease, type Lease } from './lease.ts';
+import os from 'node:os';
 
 /** True if `file` sits directly in `dir`. */
 export function isDirectlyIn(dir: string, file: string): boolean {
   return path.resolve(path.dirname(file)) === path.resolve(dir);
 }
 
+export function ledgerFor(layout: Layout): Ledger {
+  return new Ledger(path.join(layout.state, 'ledger'));
+}
+
+export interface Claim {
+  /** Where the task file is now (in processing/). */
+  file: string;
+  /** Its name in inbox/ (the default task id comes from it). */
+  name: string;
+  runId: string;
+  key: string;
+  sha256: string;
+  content: Buffer;
+  lease: Lease;
+}
+
 /**
- * Claims a task: one atomic rename from inbox/ into processing/. ENOENT means another
- * worker won. A name already in processing/ (a re-drop while the first still runs) gets a
- * unique suffix, so nothing is replaced.
+ * Claims a task: one atomic rename from inbox/ into processing/; ENOENT means another
+ * worker won. Then a lease shows the owner is alive, and the ledger records the run.
  */
-export async function claimTask(layout: Layout, inboxFile: string, runId: string): Promise<string> {
+export async function claimTask(layout: Layout, inboxFile: string, runId: string, staleMs: number): Promise<Claim> {
   const name = path.basename(inboxFile);
   let target = path.join(layout.processing, name);
+  // A re-drop while the first copy still runs gets its own name in processing/.
   if (await exists(target)) target = path.join(layout.processing, `${stem(name)}.${runId}${path.extname(name)}`);
   try {
-    await fs.rename(inboxFile, target);
+    await retryBusy(() => fs.rename(inboxFile, target));
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new MetaAgentError('input', 'is no longer in inbox/ (another worker claimed it, or it was moved)', { file: name });
     }
     throw error;
   }
-  return target;
+  const lease = await takeLease(target, runId, staleMs);
+  const content = await fs.readFile(target);
+  const { key, sha256 } = ledgerKey(name, content);
+  await ledgerFor(layout).update(key, { key, name, sha256 }, (entry) => {
+    entry.runs.push({ run_id: runId, started_at: new Date().toISOString(), host: os.hostname(), pid: process.pid });
+  });
+  return { file: target, name, runId, key, sha256, content, lease };
 }
 
-/** Moves a file into `dir` under its name, or `<stem>-2<ext>`, ... if taken. Returns the new path. */
+export type Disposition = { status: 'ok' } | { status: 'error'; explanation: string } | { status: 'interrupted' };
+
+/** Records in the ledger that the report is written: from here on a crash finalizes, never re-runs. */
+export async function markReported(layout: Layout, claim: Pick<Claim, 'key' | 'name' | 'sha256' | 'runId'>, disposition: Disposition): Promise<void> {
+  await ledgerFor(layout).update(claim.key, { key: claim.key, name: claim.name, sha256: claim.sha256 }, (entry) => {
+    const run = entry.runs.find((r) => r.run_id === claim.runId);
+    if (run) run.reported = { status: disposition.status, at: new Date().toISOString(), ...('explanation' in disposition ? { explanation: disposition.explanation } : {}) };
+  });
+}
+
+/** Moves a claimed task to done/, failed/ (+ `<name>.error.md`) or back to inbox/. Returns its new path. */
+export async function settleClaim(layout: Layout, claim: Claim, disposition: Disposition): Promise<string> {
+  if (!claim.lease.owned()) {
+    throw new MetaAgentError('internal', 'the claim was lost (its lease went stale); another worker may have taken the task over, so it is left alone', { file: claim.name });
+  }
+  const final = await moveClaimed(layout, claim.file, claim.name, disposition);
+  await ledgerFor(layout).update(claim.key, { key: claim.key, name: claim.name, sha256: claim.sha256 }, (entry) => {
+    const run = entry.runs.find((r) => r.run_id === claim.runId);
+    if (run) run.finalized_at = new Date().toISOString();
+  });
+  await claim.lease.release();
+  return final;
+}
+
+/** The move itself, shared with crash recovery. */
+export async function moveClaimed(layout: Layout, file: string, name: string, disposition: Disposition): Promise<string> {
+  if (disposition.status === 'ok') return moveUnique(file, layout.done, name);
+  if (disposition.status === 'interrupted') return moveUnique(file, layout.inbox, name);
+  const moved = await moveUnique(file, layout.failed, name);
+  await publishUnique(layout.failed, path.basename(moved), '.error.md', disposition.explanation);
+  return moved;
+}
+
+/**
+ * Takes a file out of a shared folder for this process alone: one rename to a private
+ * dot-name, so two recoverers racing for the same file cannot both move it (ENOENT: lost).
+ */
+export async function takePrivately(file: string): Promise<string | null> {
+  const privateName = path.join(path.dirname(file), `.taken-${randomBytes(4).toString('hex')}-${path.basename(file)}`);
+  try {
+    await retryBusy(() => fs.rename(file, privateName));
+    return privateName;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+}
+
+/** Moves a file into `dir` under `name`, or `<stem>-2<ext>`, ... if taken. Never replaces. */
 export async function moveUnique(file: string, dir: string, name = path.basename(file)): Promise<string> {
   await fs.mkdir(dir, { recursive: true });
   const ext = path.extname(name);
   for (let n = 1; n < 10_000; n++) {
     const candidate = path.join(dir, n === 1 ? name : `${stem(name)}-${n}${ext}`);
-    if (await renameNoReplace(file, candidate)) return candidate;
+    if (await retryBusy(() => renameNoReplace(file, candidate))) return candidate;
   }
   throw new Error(`no free name for ${name} in ${dir}`);
-}
-
-/** The original name of a claimed file (claims may add `.<run_id>` to avoid a clash). */
-export function originalName(claimedFile: string, runId: string): string {
-  return path.basename(claimedFile).replace(`.${runId}`, '');
-}
-
-export async function finishDone(layout: Layout, claimedFile: string, runId: string): Promise<string> {
-  return moveUnique(claimedFile, layout.done, originalName(claimedFile, runId));
-}
-
-/** Moves the task into failed/ and writes `<name>.error.md` beside it. */
-export async function finishFailed(layout: Layout, claimedFile: string, runId: string, explanation: string): Promise<{ file: string; errorFile: string }> {
-  const file = await moveUnique(claimedFile, layout.failed, originalName(claimedFile, runId));
-  const errorFile = await publishUnique(layout.failed, path.basename(file), '.error.md', explanation);
-  return { file, errorFile };
-}
-
-/** Puts an interrupted task back into inbox/, unharmed, for the next run. */
-export async function returnToInbox(layout: Layout, claimedFile: string, runId: string): Promise<string> {
-  return moveUnique(claimedFile, layout.inbox, originalName(claimedFile, runId));
 }
 
 function stem(name: string): string {

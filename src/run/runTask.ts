@@ -19,13 +19,13 @@ import { CommandEngine } from '../engines/command.ts';
 import { OpenAIEngine } from '../engines/openai.ts';
 import { systemPrompt, userPrompt } from '../engines/prompt.ts';
 import type { ChecksOutcome, Engine, EngineResult } from '../engines/types.ts';
-import { claimTask, finishDone, finishFailed, isDirectlyIn, returnToInbox } from '../queue/folders.ts';
+import { claimTask, isDirectlyIn, markReported, settleClaim, type Disposition } from '../queue/folders.ts';
 import { denyMatcher, scopeMatcher } from '../safety/globs.ts';
 import { makeRedactor, type Redactor } from '../safety/redact.ts';
 import { silentLogger } from '../log.ts';
 import { llmMissingMessage, projectFor, type Check, type Project, type Settings } from '../workspace/config.ts';
 import { displayPath } from '../workspace/layout.ts';
-import { publishUnique } from '../workspace/files.ts';
+import { publishUnique, replaceFile } from '../workspace/files.ts';
 import { BaselineCache, runCheck } from './checks.ts';
 import { collectDiff } from './git.ts';
 import { archiveEarlierRun, reportPaths, TrajectoryWriter, writeReport } from './report.ts';
@@ -71,12 +71,13 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
   let log = (options.log ?? silentLogger()).child({ run_id: runId, task_file: fileName });
 
   // Claim first: if another worker has it, this run did not happen (no report, no move).
-  const file = claimed ? await claimTask(layout, inputFile, runId) : inputFile;
+  const claim = claimed ? await claimTask(layout, inputFile, runId, settings.config.queue.lease_stale_s * 1000) : null;
+  const file = claim?.file ?? inputFile;
 
   const state: RunState = { runId, startedAt, usage: emptyUsage(), task: null, project: null, engineName: options.engine?.name ?? settings.config.engine };
   let outcome: Outcome;
   try {
-    const task = parseTask(await readTaskFile(file, fileName), fileName);
+    const task = parseTask(claim?.content ?? (await readTaskFile(file, fileName)), fileName);
     state.task = task;
     log = log.child({ task_id: task.id });
     const project = projectFor(settings, task.project, fileName);
@@ -95,13 +96,15 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
 
   const taskId = state.task?.id ?? fallbackId(fileName);
   const paths = reportPaths(layout, taskId);
-  const interrupted = outcome.error?.kind === 'interrupted';
-  let taskFile = file;
-  if (claimed) {
-    if (interrupted) taskFile = await returnToInbox(layout, file, runId);
-    else if (outcome.status === 'ok') taskFile = await finishDone(layout, file, runId);
-    else taskFile = (await finishFailed(layout, file, runId, errorExplanation(fileName, taskId, outcome.error, displayPath(layout, paths.md)))).file;
-  }
+  const disposition: Disposition =
+    outcome.error?.kind === 'interrupted'
+      ? { status: 'interrupted' }
+      : outcome.status === 'ok'
+        ? { status: 'ok' }
+        : { status: 'error', explanation: errorExplanation(fileName, taskId, outcome.error, displayPath(layout, paths.md)) };
+  // The report is written before the task file moves (a crash in between finalizes on recovery, never re-runs).
+  const destination = { ok: layout.done, error: layout.failed, interrupted: layout.inbox }[disposition.status];
+  const predictedTaskFile = claim ? path.join(destination, claim.name) : file;
   const finishedAt = new Date();
   const report: Report = {
     ...outcome,
@@ -111,11 +114,20 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
     started_at: startedAt.toISOString(),
     finished_at: finishedAt.toISOString(),
     duration_ms: finishedAt.getTime() - startedAt.getTime(),
-    task_file: displayPath(layout, taskFile),
+    task_file: displayPath(layout, predictedTaskFile),
     report_md: displayPath(layout, paths.md),
     summary: redact(outcome.summary),
   };
   const written = await writeReport(layout, report);
+  let taskFile = predictedTaskFile;
+  if (claim) {
+    await markReported(layout, claim, disposition);
+    taskFile = await settleClaim(layout, claim, disposition);
+    if (taskFile !== predictedTaskFile) {
+      report.task_file = displayPath(layout, taskFile);
+      await replaceFile(written.json, JSON.stringify(report, null, 2) + '\n');
+    }
+  }
   log.info({ status: report.status, outcome: report.outcome, risk: report.risk_level, tokens: report.usage.prompt_tokens + report.usage.completion_tokens }, `run finished: ${report.outcome}`);
   return {
     task_id: taskId,

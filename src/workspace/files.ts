@@ -100,3 +100,21 @@ export async function sha256File(file: string): Promise<string> {
   const { createHash } = await import('node:crypto');
   return createHash('sha256').update(await fs.readFile(file)).digest('hex');
 }
+
+const BUSY = new Set(['EPERM', 'EBUSY', 'EACCES']);
+
+/**
+ * Windows: a file that an antivirus, the indexer or Explorer holds open cannot be renamed
+ * for a moment (EPERM/EBUSY/EACCES). Retry with backoff instead of copy+delete.
+ */
+export async function retryBusy<T>(action: () => Promise<T>, attempts = 6): Promise<T> {
+  for (let i = 0; ; i++) {
+    try {
+      return await action();
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (!code || !BUSY.has(code) || i >= attempts - 1 || process.platform !== 'win32') throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** i));
+    }
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * The ledger: one small JSON file per task instance (name + content hash) in
+ * .meta-agent/ledger/. It makes "report written, then task finalized" idempotent across
+ * crashes (recovery finalizes instead of re-running) and counts re-runs after crashes.
+ * Only the lease holder writes an entry, so there is no write contention.
+ */
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { replaceFile } from '../workspace/files.ts';
+
+export interface LedgerRun {
+  run_id: string;
+  started_at: string;
+  host: string;
+  pid: number;
+  /** Set once the report is written: where the task file goes next. */
+  reported?: { status: 'ok' | 'error' | 'interrupted'; at: string; explanation?: string };
+  finalized_at?: string;
+  /** Set when a crashed run's task was recovered. */
+  recovered?: 'returned_to_inbox' | 'failed_interrupted_twice' | 'finalized_from_ledger';
+}
+
+export interface LedgerEntry {
+  key: string;
+  name: string;
+  sha256: string;
+  runs: LedgerRun[];
+}
+
+export function ledgerKey(name: string, content: Buffer): { key: string; sha256: string } {
+  const sha256 = createHash('sha256').update(content).digest('hex');
+  return { key: `${name.replace(/[^A-Za-z0-9._-]/g, '_')}-${sha256.slice(0, 16)}`, sha256 };
+}
+
+export class Ledger {
+  constructor(readonly dir: string) {}
+
+  private file(key: string): string {
+    return path.join(this.dir, `${key}.json`);
+  }
+
+  async get(key: string): Promise<LedgerEntry | undefined> {
+    try {
+      return JSON.parse(await fs.readFile(this.file(key), 'utf8')) as LedgerEntry;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async update(key: string, init: Omit<LedgerEntry, 'runs'>, change: (entry: LedgerEntry) => void): Promise<LedgerEntry> {
+    const entry = (await this.get(key)) ?? { ...init, runs: [] };
+    change(entry);
+    await fs.mkdir(this.dir, { recursive: true });
+    await replaceFile(this.file(key), JSON.stringify(entry, null, 2) + '\n');
+    return entry;
+  }
+
+  /** Crashed runs: started but never finalized, and recovered. */
+  static crashes(entry: LedgerEntry): number {
+    return entry.runs.filter((r) => r.recovered === 'returned_to_inbox' || r.recovered === 'failed_interrupted_twice').length;
+  }
+}
