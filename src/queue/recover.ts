@@ -1,0 +1,72 @@
+/**
+ * Recovery, Postfix-style: a scan of processing/, not a database. A task whose owner is
+ * dead (stale lease) is finalized if its report was already written (per the ledger),
+ * returned to inbox/ once if not, and moved to failed/ if it dies a second time.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { Layout } from '../workspace/layout.ts';
+import { Ledger, ledgerKey } from './ledger.ts';
+import { clearLease, leaseAlive, readOwner } from './lease.ts';
+import { ledgerFor, moveClaimed, takePrivately, type Disposition } from './folders.ts';
+
+export interface RecoveryResult {
+  returned: string[];
+  failed: string[];
+  finalized: string[];
+}
+
+export async function recoverOrphans(layout: Layout, staleMs: number, log: Logger): Promise<RecoveryResult> {
+  const result: RecoveryResult = { returned: [], failed: [], finalized: [] };
+  const names = await fs.readdir(layout.processing).catch(() => [] as string[]);
+  for (const entry of names) {
+    if (entry.startsWith('.') || !entry.toLowerCase().endsWith('.md')) continue;
+    const file = path.join(layout.processing, entry);
+    if (await leaseAlive(file, staleMs)) continue;
+    // A claim is taken by rename and leased a moment later: leave young, unleased claims alone.
+    const stat = await fs.stat(file).catch(() => null);
+    if (!stat) continue;
+    if (!(await readOwner(file)) && Date.now() - stat.ctimeMs < staleMs) continue;
+    const owner = await readOwner(file);
+    const taken = await takePrivately(file);
+    if (!taken) continue; // another recoverer won
+    await clearLease(file);
+    const content = await fs.readFile(taken);
+    const name = originalNameOf(entry, owner?.run_id);
+    const { key, sha256 } = ledgerKey(name, content);
+    const ledger = ledgerFor(layout);
+    const entryBefore = await ledger.get(key);
+    const lastRun = entryBefore?.runs.at(-1);
+    let disposition: Disposition;
+    let recovered: 'returned_to_inbox' | 'failed_interrupted_twice' | 'finalized_from_ledger';
+    if (lastRun?.reported && !lastRun.finalized_at && lastRun.reported.status !== 'interrupted') {
+      // The report is written: only the move was lost. Finish it; do not run again.
+      disposition = lastRun.reported.status === 'ok' ? { status: 'ok' } : { status: 'error', explanation: lastRun.reported.explanation ?? 'The run failed; see its report.' };
+      recovered = 'finalized_from_ledger';
+    } else if (entryBefore && Ledger.crashes(entryBefore) >= 1) {
+      disposition = {
+        status: 'error',
+        explanation: `# ${name} failed\n\n**What went wrong** (interrupted): the worker running this task died twice (crash, kill or power loss), so it is not retried again automatically.\n\n**How to fix it:** check logs/ for what happened around the crashes; move the file back into inbox/ to try once more.\n`,
+      };
+      recovered = 'failed_interrupted_twice';
+    } else {
+      disposition = { status: 'interrupted' };
+      recovered = 'returned_to_inbox';
+    }
+    const moved = await moveClaimed(layout, taken, name, disposition);
+    await ledger.update(key, { key, name, sha256 }, (e) => {
+      const run = owner ? e.runs.find((r) => r.run_id === owner.run_id) : e.runs.at(-1);
+      if (run) run.recovered = recovered;
+      else e.runs.push({ run_id: owner?.run_id ?? 'unknown', started_at: new Date(stat.ctimeMs).toISOString(), host: owner?.host ?? '?', pid: owner?.pid ?? 0, recovered });
+    });
+    log.warn({ task_file: name, owner, recovered, to: path.relative(layout.root, moved) }, `recovered a task left by a dead worker: ${recovered}`);
+    (recovered === 'returned_to_inbox' ? result.returned : recovered === 'finalized_from_ledger' ? result.finalized : result.failed).push(moved);
+  }
+  return result;
+}
+
+/** Claims may have added `.<run_id>` to the name to avoid a clash in processing/. */
+function originalNameOf(entry: string, runId: string | undefined): string {
+  return runId ? entry.replace(`.${runId}`, '') : entry;
+}
