@@ -17,15 +17,18 @@ import { makeWorkspace, readJson, repoFingerprint, worktreeCount, writeTask } fr
 const FAKE_KEY = 'sk-live-FAKE-EXCHANGE-KEY-0000000000';
 const FAKE_SECRET = 'fake-secret';
 const OUTSIDE_MARKER = 'outside-secret-marker-7f3a9c';
+/** A plain line in the committed secret files: no redaction pattern hides it, so a leak shows. */
+const COMMITTED_MARKER = 'committed-secret-marker-51c2e8';
 
-const TASK = `---
+const taskWithScope = (scope: string[]) => `---
 project: bot
 type: audit_code
 objective: Tighten the sizing checks
-scope: ["bot/sizing.py"]
+scope: ${JSON.stringify(scope)}
 ---
-Only bot/sizing.py may change.
+Only the files in scope may change.
 `;
+const TASK = taskWithScope(['bot/sizing.py']);
 
 const exists = (p: string) => fs.lstat(p).then(() => true, () => false);
 
@@ -52,10 +55,12 @@ test('escapes through the file tools are refused, shown to the model, and leave 
   /** A scripted step that first checks the previous tool result, then makes the next call. */
   const after = (label: string, check: (result: string) => void, next: () => Reply) => (req: RecordedRequest) => {
     seen.push(label);
+    let result = '';
     try {
-      check(lastToolResult(req));
+      result = lastToolResult(req);
+      check(result);
     } catch (error) {
-      problems.push(`${label}: ${(error as Error).message}`);
+      problems.push(`${label}: ${(error as Error).message}; the tool result was ${JSON.stringify(result.slice(0, 300))}`);
     }
     return next();
   };
@@ -74,46 +79,59 @@ test('escapes through the file tools are refused, shown to the model, and leave 
     }, () => toolCall('write_file', { path: `${repoAbs}/bot/hacked.py`, content: 'import os\n' })),
     after('write <real repo>/bot/hacked.py', refused(/absolute paths are not allowed/), () => toolCall('read_file', { path: '.env' })),
     after('read .env', refused(/deny list/), () => toolCall('read_file', { path: 'bot/../.env' })),
-    after('read bot/../.env', refused(/deny list/), () => toolCall('read_file', { path: 'deploy/.env' })),
-    after('read deploy/.env (committed)', refused(/deny list/), () => toolCall('write_file', { path: '.env', content: 'EXCHANGE_API_KEY=mine\n' })),
+    after('read bot/../.env', refused(/deny list/), () => toolCall('read_file', { path: 'deploy/.env.production' })),
+    after('read deploy/.env.production (committed)', refused(/deny list/), () => toolCall('read_file', { path: 'secrets/exchange.txt' })),
+    after('read secrets/exchange.txt (committed)', refused(/deny list/), () => toolCall('write_file', { path: '.env', content: 'EXCHANGE_API_KEY=mine\n' })),
     after('write .env', refused(/deny list/), () => toolCall('search', { pattern: 'EXCHANGE_API_KEY' })),
     after('search EXCHANGE_API_KEY', (r) => {
       // The search works (finds the docs) but never shows a denied file's lines.
       assert.match(r, /^docs\/SETUP\.md:\d+:/m);
-      assert.not.match(r, /(^|\/)\.env[:.]/m);
+      assert.not.match(r, /^(deploy|secrets)\//m);
+      assert.not.match(r, /\.env[:.]/);
     }, () => toolCall('search', { pattern: 'EXCHANGE_SECRET', path: 'deploy' })),
-    after('search EXCHANGE_SECRET in deploy/', (r) => assert.not.match(r, /\.env/), () => toolCall('list_files', { path: '.' })),
+    after('search EXCHANGE_SECRET in deploy/', (r) => {
+      // Only the denied file matches: nothing of it is shown.
+      assert.not.match(r, /deploy|EXCHANGE_SECRET=|\.env/);
+    }, () => toolCall('list_files', { path: '.' })),
     after('list_files .', (r) => {
       const files = r.split('\n');
       assert.ok(files.includes('bot/sizing.py'), 'the listing works');
       assert.ok(files.includes('docs/SETUP.md'), 'the listing shows committed files');
-      assert.equal(files.filter((f) => /(^|\/)\.env/.test(f)), [], 'no .env file is listed');
+      assert.equal(files.filter((f) => /(^|\/)\.env/.test(f) || f.startsWith('secrets/')), [], 'no denied file is listed');
     }, () => toolCall('read_file', { path: 'link_out/secret.txt' })),
     after('read link_out/secret.txt', refused(/symlink.*outside/), () => toolCall('write_file', { path: 'link_out/pwn.txt', content: 'pwned\n' })),
     after('write link_out/pwn.txt', refused(/symlink.*outside/), () => toolCall('list_files', { path: 'link_out' })),
-    after('list_files link_out', refused(/symlink.*outside/), () => finish('Nothing to change; every escape was refused.', 'low')),
+    after('list_files link_out', refused(/symlink.*outside/), () => toolCall('write_file', { path: 'bot/alias.py', content: 'pwned\n' })),
+    // bot/alias.py is in scope but a symlink to README.md (out of scope): writes through it are refused.
+    after('write bot/alias.py (in-scope symlink)', refused(/symlink/), () => toolCall('edit_file', { path: 'bot/alias.py', old: 'scalper', new: 'pwned' })),
+    after('edit bot/alias.py (in-scope symlink)', refused(/symlink/), () => finish('Nothing to change; every escape was refused.', 'low')),
   ]);
   const ws = await makeWorkspace({ llmUrl: llm.url });
   repoAbs = ws.repo;
   try {
-    // The target repo gets a committed symlink to a folder outside, a committed (force-added)
-    // .env in a sub-folder, and a doc that names the variable; the root .env stays untracked.
+    // The target repo gets a committed symlink to a folder outside, committed secret files
+    // that the deny list covers (and .gitignore does not, so git itself shows them), and a doc
+    // that names the variable; the root .env stays untracked and git-ignored.
+    const secretText = `EXCHANGE_API_KEY=${FAKE_KEY}\nEXCHANGE_SECRET=${FAKE_SECRET}\n${COMMITTED_MARKER}\n`;
     await fs.symlink(outside, path.join(ws.repo, 'link_out'));
     await fs.mkdir(path.join(ws.repo, 'deploy'));
-    await fs.writeFile(path.join(ws.repo, 'deploy', '.env'), `EXCHANGE_API_KEY=${FAKE_KEY}\nEXCHANGE_SECRET=${FAKE_SECRET}\n`);
+    await fs.writeFile(path.join(ws.repo, 'deploy', '.env.production'), secretText);
+    await fs.mkdir(path.join(ws.repo, 'secrets'));
+    await fs.writeFile(path.join(ws.repo, 'secrets', 'exchange.txt'), secretText);
     await fs.mkdir(path.join(ws.repo, 'docs'));
     await fs.writeFile(path.join(ws.repo, 'docs', 'SETUP.md'), '# Setup\n\nPut EXCHANGE_API_KEY into .env (never commit it).\n');
-    await commitAll(ws.repo, 'fixtures: symlink out, deploy env, docs', ['link_out', 'deploy/.env', 'docs/SETUP.md']);
+    await fs.symlink('../README.md', path.join(ws.repo, 'bot', 'alias.py'));
+    await commitAll(ws.repo, 'fixtures: symlinks, committed secrets, docs', ['link_out', 'bot/alias.py', 'deploy/.env.production', 'secrets/exchange.txt', 'docs/SETUP.md']);
     assert.ok(await exists(path.join(ws.repo, '.env')), 'the untracked .env is in the target repo');
     assert.match((await execa('git', ['status', '--porcelain', '--ignored'], { cwd: ws.repo })).stdout, /!! \.env/);
     const before = await repoFingerprint(ws.repo);
 
-    const file = await writeTask(ws.settings.layout.inbox, 'escape-attempts.md', TASK);
+    const file = await writeTask(ws.settings.layout.inbox, 'escape-attempts.md', taskWithScope(['bot/sizing.py', 'bot/alias.py']));
     const result = await runTask(file, { settings: ws.settings });
 
     assert.equal(problems, [], 'every refusal reached the model as an ERROR tool result');
-    assert.is(seen.length, 14, `all scripted steps ran: ${seen.join(' | ')}`);
-    assert.is(llm.requests.length, 15);
+    assert.is(seen.length, 17, `all scripted steps ran: ${seen.join(' | ')}`);
+    assert.is(llm.requests.length, 18);
     assert.is(result.status, 'ok', result.report.error?.message);
     assert.is(result.outcome, 'no_changes');
     const report = ReportSchema.parse(await readJson(result.report_path));
@@ -130,7 +148,7 @@ test('escapes through the file tools are refused, shown to the model, and leave 
     assert.ok(report.trajectory, 'a trajectory was written');
     const trajectory = await fs.readFile(path.join(ws.root, report.trajectory!), 'utf8');
     for (const [where, text] of [['LLM requests', sent], ['report md', md], ['report json', json], ['trajectory', trajectory]] as const) {
-      for (const secret of [FAKE_KEY, FAKE_SECRET, OUTSIDE_MARKER]) {
+      for (const secret of [FAKE_KEY, FAKE_SECRET, OUTSIDE_MARKER, COMMITTED_MARKER]) {
         assert.not.ok(text.includes(secret), `${secret} appears in the ${where}`);
       }
     }
@@ -150,6 +168,48 @@ test('escapes through the file tools are refused, shown to the model, and leave 
     await llm.close();
     await ws.cleanup();
     await fs.rm(outside, { recursive: true, force: true });
+  }
+});
+
+// KNOWN BUG (reported, not fixed here: tests only): the deny list is checked on the path the
+// model asked for, not on where a committed in-repo symlink leads, so read_file of a symlink
+// to secrets/exchange.txt returns the secret. Remove ".skip" once resolveInside/readFile
+// also check the symlink's target against the deny list.
+test.skip('a committed symlink inside the repo to a denied file does not reveal it', async () => {
+  const problems: string[] = [];
+  const expectDenied = (label: string, next: Reply) => (req: RecordedRequest) => {
+    const result = (() => {
+      try {
+        return lastToolResult(req);
+      } catch (error) {
+        return String(error);
+      }
+    })();
+    if (!result.startsWith('ERROR:') || !/deny list/.test(result)) problems.push(`${label}: ${JSON.stringify(result.slice(0, 200))}`);
+    return next;
+  };
+  const llm = await startFakeLlm([
+    toolCall('read_file', { path: 'notes/exchange.txt' }),
+    expectDenied('read notes/exchange.txt (symlink to secrets/exchange.txt)', toolCall('read_file', { path: 'vault/exchange.txt' })),
+    expectDenied('read vault/exchange.txt (vault -> secrets)', finish('Nothing to change.', 'low')),
+  ]);
+  const ws = await makeWorkspace({ llmUrl: llm.url });
+  try {
+    await fs.mkdir(path.join(ws.repo, 'secrets'));
+    await fs.writeFile(path.join(ws.repo, 'secrets', 'exchange.txt'), `EXCHANGE_SECRET=${FAKE_SECRET}\n${COMMITTED_MARKER}\n`);
+    await fs.mkdir(path.join(ws.repo, 'notes'));
+    await fs.symlink('../secrets/exchange.txt', path.join(ws.repo, 'notes', 'exchange.txt'));
+    await fs.symlink('secrets', path.join(ws.repo, 'vault'));
+    await commitAll(ws.repo, 'fixtures: in-repo symlinks to a denied file', ['secrets/exchange.txt', 'notes/exchange.txt', 'vault']);
+    const file = await writeTask(ws.settings.layout.inbox, 'symlink-deny.md', TASK);
+    const result = await runTask(file, { settings: ws.settings });
+    assert.is(result.outcome, 'no_changes', result.report.error?.message);
+    assert.is(llm.requests.length, 3);
+    assert.equal(problems, []);
+    assert.not.ok(JSON.stringify(llm.requests).includes(COMMITTED_MARKER), 'the denied file reached the model through a symlink');
+  } finally {
+    await llm.close();
+    await ws.cleanup();
   }
 });
 

@@ -59,7 +59,7 @@ test('createTask drops are run once; a file copied in slowly is taken complete; 
 test('stop() aborts a running task and returns it to inbox/ unharmed', async () => {
   const llm = await startFakeLlm(() => ({ hang: true }));
   const ws = await makeWorkspace({ llmUrl: llm.url });
-  const watcher = startWatching({ settings: ws.settings, log: silentLogger(), scanMs: 200 });
+  const watcher = startWatching({ settings: ws.settings, log: silentLogger(), scanMs: 200, graceMs: 300 });
   try {
     await watcher.ready;
     const text = '---\nproject: bot\nobjective: Long task\n---\n';

@@ -36,6 +36,22 @@ export const UsageSchema = z.object({
 });
 export type Usage = z.infer<typeof UsageSchema>;
 
+export const ApprovalSchema = z.object({
+  decision: z.enum(['applied', 'rejected']),
+  by: z.enum(['gate', 'human']).describe('gate: decided by test-then-apply; human: a person rejected it'),
+  at: z.string(),
+  reason: z.string().nullable(),
+  commit: z.string().nullable().describe('The commit on the branch when applied'),
+  branch: z.string().nullable(),
+  patch_sha256: z.string().nullable(),
+  edited: z.boolean().describe('The approved patch differs from the proposed one'),
+  conflicts: z.array(z.string()),
+  follow_up_task: z.string().nullable().describe('inbox/ file asking the agent to redo the change on the new HEAD'),
+  tests: CheckResultSchema.nullable(),
+  dry_run: CheckResultSchema.nullable(),
+});
+export type Approval = z.infer<typeof ApprovalSchema>;
+
 export const ReportSchema = z.object({
   task_id: z.string(),
   run_id: z.string(),
@@ -69,5 +85,6 @@ export const ReportSchema = z.object({
   trajectory: z.string().nullable(),
   engine_output_tail: z.string().nullable().describe('Output tail of the command engine'),
   error: ErrorInfoSchema.nullable(),
+  approval: ApprovalSchema.nullable().describe('Set by the approval gate, or when a person rejects the patch'),
 });
 export type Report = z.infer<typeof ReportSchema>;

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { Layout } from '../workspace/layout.ts';
 import { Ledger, ledgerKey } from './ledger.ts';
 import { clearLease, leaseAlive, readOwner } from './lease.ts';
-import { ledgerFor, moveClaimed, takePrivately, type Disposition } from './folders.ts';
+import { ledgerFor, moveClaimed, moveUnique, takePrivately, type Disposition } from './folders.ts';
 
 export interface RecoveryResult {
   returned: string[];
@@ -21,6 +21,12 @@ export async function recoverOrphans(layout: Layout, staleMs: number, log: Logge
   const result: RecoveryResult = { returned: [], failed: [], finalized: [] };
   const names = await fs.readdir(layout.processing).catch(() => [] as string[]);
   for (const entry of names) {
+    if (entry.startsWith('.taken-')) {
+      // A recoverer died between taking a file and moving it: give it its name back.
+      const stat = await fs.stat(path.join(layout.processing, entry)).catch(() => null);
+      if (stat && Date.now() - stat.ctimeMs > staleMs) await moveUnique(path.join(layout.processing, entry), layout.processing, entry.replace(/^\.taken-[0-9a-f]+-/, ''));
+      continue;
+    }
     if (entry.startsWith('.') || !entry.toLowerCase().endsWith('.md')) continue;
     const file = path.join(layout.processing, entry);
     if (await leaseAlive(file, staleMs)) continue;

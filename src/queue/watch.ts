@@ -1,39 +1,65 @@
 /**
- * `meta-agent watch`, first cut: a single service process that runs every task dropped
- * into inbox/. chokidar events are hints; a periodic scan of inbox/ is the truth. A file
- * is taken once it is complete: published by rename (createTask) or unchanged for
- * `settleMs` (a copy in progress is waited for). Tasks run `concurrency` at a time, in
- * arrival order. SIGINT/SIGTERM stop claiming and let running tasks return to inbox/.
+ * `meta-agent watch`: the service. Watchers on inbox/, patches/approved/ and
+ * patches/rejected/ are hints; a periodic reconcile scan of the folders is the truth
+ * (events get lost on Windows pastes, network shares and queue overflows).
  *
- * Not yet here (see the folder-queue issue): leases for several watchers on one folder,
- * recovery of tasks left in processing/ by a dead worker, the approval gate.
+ * - inbox/: a file is taken once complete (published by rename, or unchanged for
+ *   `queue.settle_ms`), by one atomic rename into processing/; `limits.concurrency`
+ *   tasks run at once, oldest first.
+ * - processing/: claims of dead workers are recovered (see recover.ts).
+ * - patches/approved/: each patch goes through the gate, one at a time across processes.
+ * - patches/rejected/: a person's rejection is recorded in the task's report.
+ * - SIGINT/SIGTERM (via stop()): no new claims; running tasks get a grace period, then
+ *   are aborted and go back to inbox/ unharmed.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
+import lockfile from 'proper-lockfile';
 import type { Logger } from 'pino';
 import type { Settings } from '../workspace/config.ts';
 import { runTask, type RunTaskResult } from '../run/runTask.ts';
 import type { Engine } from '../engines/types.ts';
-import { MetaAgentError } from '../contract/errors.ts';
+import { MetaAgentError, toErrorInfo } from '../contract/errors.ts';
+import { processApprovedPatch, recordHumanRejection, type GateResult } from '../gate/gate.ts';
+import { layoutDirs } from '../workspace/layout.ts';
+import { recoverOrphans } from './recover.ts';
+import { pruneWorktrees } from './prune.ts';
+import { assertOneVolume, isNetworkFolder } from './volumes.ts';
 
 export interface WatchOptions {
   settings: Settings;
   log: Logger;
-  /** How long a file's size and mtime must stay unchanged before it is taken (ms). */
+  /** Overrides queue.settle_ms / scan_interval_ms / poll (tests, benchmarks). */
   settleMs?: number;
-  /** Period of the reconcile scan (ms). */
   scanMs?: number;
   usePolling?: boolean;
+  graceMs?: number;
+  healthMs?: number;
   engine?: Engine;
   onResult?: (result: RunTaskResult) => void;
+  onGate?: (result: GateResult) => void;
+  onHealth?: (health: Health) => void;
+}
+
+export interface Health {
+  inbox: number;
+  processing: number;
+  running: number;
+  queued: number;
+  pending_patches: number;
+  approved_patches: number;
+  done: number;
+  failed: number;
+  last_error: string | null;
 }
 
 export interface Watcher {
-  /** Stops claiming, aborts running tasks (they return to inbox/) and waits for them. */
-  stop(): Promise<void>;
-  /** Resolves when the first scan is done. */
+  /** Resolves when start-up (checks, recovery, the first scan) is done; rejects on a bad workspace. */
   ready: Promise<void>;
+  /** Stops claiming, gives running tasks the grace period, then returns them to inbox/. */
+  stop(): Promise<void>;
+  health(): Promise<Health>;
 }
 
 const TEMP_NAME = /^(\.|~\$)|\.(tmp|part|crdownload|swp)$/i;
@@ -45,17 +71,31 @@ export function isIgnoredName(name: string): boolean {
 
 export function startWatching(options: WatchOptions): Watcher {
   const { settings, log } = options;
-  const { layout } = settings;
-  const settleMs = options.settleMs ?? 1500;
-  const concurrency = settings.config.limits.concurrency;
-  const controller = new AbortController();
+  const { layout, config } = settings;
+  const settleMs = options.settleMs ?? config.queue.settle_ms;
+  const scanMs = options.scanMs ?? config.queue.scan_interval_ms;
+  const staleMs = config.queue.lease_stale_s * 1000;
+  const concurrency = config.limits.concurrency;
+  const abort = new AbortController();
   const seen = new Map<string, { size: number; mtimeMs: number; since: number }>();
   const queued: string[] = [];
   const queuedSet = new Set<string>();
-  const running = new Set<Promise<void>>();
+  const running = new Map<string, Promise<void>>();
   const loggedNonTask = new Set<string>();
+  const gateQueue: string[] = [];
+  const rejectedSeen = new Set<string>();
+  let gateBusy: Promise<void> | null = null;
   let stopping = false;
+  let lastError: string | null = null;
+  let watchers: FSWatcher[] = [];
+  let timers: NodeJS.Timeout[] = [];
 
+  const fail = (what: string, error: unknown) => {
+    lastError = `${new Date().toISOString()} ${what}: ${toErrorInfo(error).message}`;
+    log.error({ err: toErrorInfo(error) }, what);
+  };
+
+  // --- inbox/ -----------------------------------------------------------------------
   const consider = async (name: string): Promise<void> => {
     if (stopping || queuedSet.has(name) || isIgnoredName(name)) return;
     const file = path.join(layout.inbox, name);
@@ -66,17 +106,17 @@ export function startWatching(options: WatchOptions): Watcher {
     }
     const stat = await fs.stat(file).catch(() => null);
     if (!stat?.isFile()) return void seen.delete(name);
-    // Renamed in after being written (createTask): complete at once. Otherwise wait until it settles.
+    // Renamed in after being written (createTask, temp+rename): complete at once.
+    // Otherwise (a copy in progress) wait until size and mtime stay put for settleMs.
     const publishedByRename = stat.ctimeMs - stat.mtimeMs > 1;
-    const previous = seen.get(name);
-    const now = Date.now();
-    if (!publishedByRename) {
+    if (!publishedByRename && settleMs > 0) {
+      const previous = seen.get(name);
       if (!previous || previous.size !== stat.size || previous.mtimeMs !== stat.mtimeMs) {
-        seen.set(name, { size: stat.size, mtimeMs: stat.mtimeMs, since: now });
-        setTimeout(() => void consider(name), settleMs + 50).unref();
+        seen.set(name, { size: stat.size, mtimeMs: stat.mtimeMs, since: Date.now() });
+        setTimeout(() => void consider(name), settleMs + 25).unref();
         return;
       }
-      if (now - previous.since < settleMs) return;
+      if (Date.now() - previous.since < settleMs) return;
     }
     seen.delete(name);
     queuedSet.add(name);
@@ -88,53 +128,145 @@ export function startWatching(options: WatchOptions): Watcher {
     while (!stopping && running.size < concurrency && queued.length > 0) {
       const name = queued.shift()!;
       const job = runOne(name).finally(() => {
-        running.delete(job);
+        running.delete(name);
         queuedSet.delete(name);
         pump();
       });
-      running.add(job);
+      running.set(name, job);
     }
   };
 
   const runOne = async (name: string) => {
     try {
-      const result = await runTask(path.join(layout.inbox, name), { settings, log, signal: controller.signal, ...(options.engine ? { engine: options.engine } : {}) });
+      const result = await runTask(path.join(layout.inbox, name), { settings, log, signal: abort.signal, ...(options.engine ? { engine: options.engine } : {}) });
+      if (result.status !== 'ok' && result.report.error?.kind !== 'interrupted') lastError = `${result.report.finished_at} ${result.task_id}: ${result.report.error?.message ?? result.outcome}`;
       options.onResult?.(result);
     } catch (error) {
-      // ENOENT on the claim: another worker (or a person) took it first. Not an error.
+      // The claim rename failed with ENOENT: another worker (or a person) took it first.
       if (error instanceof MetaAgentError && error.kind === 'input') log.debug({ file: name }, error.message);
-      else log.error({ file: name, err: error }, 'task could not be run');
+      else fail(`task ${name} could not be run`, error);
     }
   };
 
-  const scan = async () => {
-    const names = await fs.readdir(layout.inbox).catch(() => [] as string[]);
-    // Oldest first keeps arrival order across a restart.
-    const withTimes = await Promise.all(names.map(async (n) => ({ n, t: (await fs.stat(path.join(layout.inbox, n)).catch(() => null))?.mtimeMs ?? 0 })));
-    for (const { n } of withTimes.sort((a, b) => a.t - b.t)) await consider(n);
+  // --- patches/approved/ and patches/rejected/ ----------------------------------------
+  const considerApproved = (name: string) => {
+    if (stopping || isIgnoredName(name) || !name.toLowerCase().endsWith('.patch') || gateQueue.includes(name)) return;
+    gateQueue.push(name);
+    void drainGate();
   };
 
-  const watcher: FSWatcher = chokidarWatch(layout.inbox, {
-    depth: 0,
-    ignoreInitial: true,
-    usePolling: options.usePolling ?? false,
-    ignored: (file) => isIgnoredName(path.basename(file)) && file !== layout.inbox,
+  const drainGate = async () => {
+    if (gateBusy) return;
+    gateBusy = (async () => {
+      while (!stopping && gateQueue.length > 0) {
+        const name = gateQueue[0]!;
+        try {
+          const file = path.join(layout.patches.approved, name);
+          if (await fs.stat(file).then(() => true, () => false)) {
+            const result = await processApprovedPatch(settings, file, log);
+            if (result.decision === 'rejected') lastError = `${new Date().toISOString()} gate rejected ${name}: ${result.reason?.split('\n')[0]}`;
+            if (result.decision !== 'skipped') options.onGate?.(result);
+          }
+        } catch (error) {
+          fail(`the gate failed on ${name}`, error);
+        } finally {
+          gateQueue.shift();
+        }
+      }
+    })().finally(() => {
+      gateBusy = null;
+    });
+  };
+
+  const considerRejected = async (name: string) => {
+    if (isIgnoredName(name) || !name.toLowerCase().endsWith('.patch') || rejectedSeen.has(name)) return;
+    rejectedSeen.add(name);
+    const file = path.join(layout.patches.rejected, name);
+    const reason = await fs.readFile(path.join(layout.patches.rejected, `${name.replace(/\.patch$/i, '')}.reason.md`), 'utf8').catch(() => null);
+    try {
+      if (await recordHumanRejection(settings, file, reason?.replace(/^#.*\n+/, '').trim() ?? null)) log.info({ patch: name }, 'recorded a rejection by a person');
+    } catch (error) {
+      fail(`could not record the rejection of ${name}`, error);
+    }
+  };
+
+  // --- the reconcile scan: the truth ----------------------------------------------------
+  const scan = async () => {
+    if (stopping) return;
+    try {
+      await recoverOrphans(layout, staleMs, log);
+      const names = await fs.readdir(layout.inbox).catch(() => [] as string[]);
+      const withTimes = await Promise.all(names.map(async (n) => ({ n, t: (await fs.stat(path.join(layout.inbox, n)).catch(() => null))?.mtimeMs ?? 0 })));
+      for (const { n } of withTimes.sort((a, b) => a.t - b.t || a.n.localeCompare(b.n))) await consider(n);
+      for (const n of (await fs.readdir(layout.patches.approved).catch(() => [] as string[])).sort()) considerApproved(n);
+      for (const n of await fs.readdir(layout.patches.rejected).catch(() => [] as string[])) await considerRejected(n);
+    } catch (error) {
+      fail('the reconcile scan failed', error);
+    }
+  };
+
+  const count = async (dir: string, ext: string) => (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => !n.startsWith('.') && n.toLowerCase().endsWith(ext)).length;
+  const health = async (): Promise<Health> => ({
+    inbox: await count(layout.inbox, '.md'),
+    processing: await count(layout.processing, '.md'),
+    running: running.size,
+    queued: queued.length,
+    pending_patches: await count(layout.patches.pending, '.patch'),
+    approved_patches: await count(layout.patches.approved, '.patch'),
+    done: await count(layout.done, '.md'),
+    failed: await count(layout.failed, '.md'),
+    last_error: lastError,
   });
-  watcher.on('add', (file) => void consider(path.basename(file)));
-  watcher.on('change', (file) => void consider(path.basename(file)));
-  watcher.on('error', (error) => log.warn({ err: error }, 'watcher error; the periodic scan goes on'));
-  const scanTimer = setInterval(() => void scan(), options.scanMs ?? 2000);
-  const ready = scan();
-  log.info({ inbox: layout.inbox, concurrency }, 'watching inbox/');
+
+  const start = async () => {
+    await assertOneVolume([...layoutDirs(layout).filter((d) => d !== layout.templates && d !== layout.logs)]);
+    const poll = options.usePolling ?? (config.queue.poll === 'auto' ? await isNetworkFolder(layout.root) : config.queue.poll);
+    const gateIdle = !(await lockfile.check(path.join(layout.state, 'gate'), { stale: 60_000, realpath: false }).catch(() => false));
+    await pruneWorktrees(settings, log, { includeGate: gateIdle });
+    const watchOptions = { depth: 0, ignoreInitial: true, usePolling: poll, interval: 500, ignored: (f: string) => isIgnoredName(path.basename(f)) && !layoutDirs(layout).includes(f) };
+    const on = (dir: string, handler: (name: string) => void) => {
+      const w = chokidarWatch(dir, watchOptions);
+      w.on('add', (f) => handler(path.basename(f)));
+      w.on('change', (f) => handler(path.basename(f)));
+      w.on('error', (error) => log.warn({ err: toErrorInfo(error), dir }, 'watcher error; the reconcile scan goes on'));
+      watchers.push(w);
+    };
+    on(layout.inbox, (n) => void consider(n));
+    on(layout.patches.approved, considerApproved);
+    on(layout.patches.rejected, (n) => void considerRejected(n));
+    timers.push(setInterval(() => void scan(), scanMs));
+    const healthMs = options.healthMs ?? 60_000;
+    timers.push(
+      setInterval(async () => {
+        const h = await health();
+        options.onHealth?.(h);
+        log.info({ health: h }, `health: inbox ${h.inbox}, running ${h.running}, pending patches ${h.pending_patches}${h.last_error ? `, last error: ${h.last_error}` : ''}`);
+      }, healthMs),
+    );
+    await scan();
+    log.info({ root: layout.root, concurrency, polling: poll }, 'watching inbox/, patches/approved/, patches/rejected/');
+  };
+  const ready = start();
 
   return {
     ready,
+    health,
     async stop() {
+      if (stopping) return;
       stopping = true;
-      clearInterval(scanTimer);
-      await watcher.close();
-      controller.abort();
-      await Promise.allSettled([...running]);
+      for (const t of timers) clearInterval(t);
+      timers = [];
+      await Promise.all(watchers.map((w) => w.close()));
+      watchers = [];
+      await ready.catch(() => undefined);
+      const grace = options.graceMs ?? config.queue.shutdown_grace_s * 1000;
+      if (running.size > 0 && grace > 0) {
+        log.info({ running: [...running.keys()], grace_ms: grace }, 'stopping: waiting for running tasks');
+        await Promise.race([Promise.allSettled([...running.values()]), new Promise((r) => setTimeout(r, grace).unref())]);
+      }
+      abort.abort();
+      await Promise.allSettled([...running.values()]);
+      await gateBusy;
     },
   };
 }

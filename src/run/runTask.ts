@@ -117,6 +117,7 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
     task_file: displayPath(layout, predictedTaskFile),
     report_md: displayPath(layout, paths.md),
     summary: redact(outcome.summary),
+    approval: null,
   };
   const written = await writeReport(layout, report);
   let taskFile = predictedTaskFile;
@@ -152,7 +153,7 @@ interface RunState {
 }
 
 /** Everything in a report that the run decides; the rest (ids, times, paths) is added when it is written. */
-type Outcome = Omit<Report, 'task_id' | 'run_id' | 'started_at' | 'finished_at' | 'duration_ms' | 'task_file' | 'report_md' | 'usage'>;
+type Outcome = Omit<Report, 'task_id' | 'run_id' | 'started_at' | 'finished_at' | 'duration_ms' | 'task_file' | 'report_md' | 'usage' | 'approval'>;
 
 interface RunContext {
   task: Task;

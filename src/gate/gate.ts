@@ -1,0 +1,361 @@
+/**
+ * The approval gate: a patch moved into patches/approved/ is tested, then applied.
+ *
+ *   take (under the gate lock) -> snapshot + check paths -> already applied? (trailer)
+ *   -> fresh worktree at the branch head -> git apply --3way -> test + dry_run
+ *   -> commit -> move the branch only if it did not move (else re-test on the new head)
+ *   -> update the user's checkout if safe -> applied/ or rejected/ (+ report.approval)
+ *
+ * It knows nothing of agents. The only writes to the real repository are the branch ref
+ * (compare-and-swap) and, when the branch is checked out, the patch's own files.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import lockfile from 'proper-lockfile';
+import type { Logger } from 'pino';
+import { execa } from 'execa';
+import { PatchSidecarSchema, type PatchSidecar } from '../contract/patch.ts';
+import { ReportSchema, type Approval, type CheckResult } from '../contract/report.ts';
+import { toErrorInfo } from '../contract/errors.ts';
+import type { Settings } from '../workspace/config.ts';
+import { exists, publishUnique, replaceFile } from '../workspace/files.ts';
+import { denyMatcher, scopeMatcher } from '../safety/globs.ts';
+import { makeRedactor } from '../safety/redact.ts';
+import { runCheck } from '../run/checks.ts';
+import { git, resolveBranch } from '../run/git.ts';
+import { ensureRepo, openWorktree } from '../run/workspaceRepo.ts';
+import { moveUnique, takePrivately } from '../queue/folders.ts';
+import { createTask } from '../queue/createTask.ts';
+import { reportPaths } from '../run/report.ts';
+import { inspectPatch } from './inspect.ts';
+
+export interface GateResult {
+  decision: 'applied' | 'rejected' | 'skipped';
+  task_id: string;
+  patch: string;
+  commit: string | null;
+  reason: string | null;
+  already_applied: boolean;
+  /** Where the patch ended (applied/ or rejected/). */
+  moved_to: string | null;
+}
+
+const PRIVATE_PREFIX = '.gate-';
+const TRAILER_PATCH = 'Meta-Agent-Patch';
+
+/** Lock file that serializes the gate across processes and machines sharing the workspace. */
+async function gateLock(settings: Settings): Promise<() => Promise<void>> {
+  const target = path.join(settings.layout.state, 'gate');
+  await fs.mkdir(settings.layout.state, { recursive: true });
+  await fs.writeFile(target, '', { flag: 'a' });
+  return lockfile.lock(target, { stale: 60_000, update: 10_000, realpath: false, retries: { retries: 10_000, minTimeout: 100, maxTimeout: 1000 } });
+}
+
+/** Processes one file of patches/approved/. Safe to call for the same file from several processes. */
+export async function processApprovedPatch(settings: Settings, patchFile: string, log: Logger): Promise<GateResult> {
+  const release = await gateLock(settings);
+  try {
+    await restoreInterrupted(settings, log);
+    const taken = await takePrivately(patchFile);
+    if (!taken) return skipped(patchFile);
+    return await gatePatch(settings, taken, path.basename(patchFile), log);
+  } finally {
+    await release().catch(() => undefined);
+  }
+}
+
+/** A gate run that died left its patch under a private name: give it back its name (we hold the lock). */
+async function restoreInterrupted(settings: Settings, log: Logger): Promise<void> {
+  const dir = settings.layout.patches.approved;
+  for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+    if (!name.startsWith(PRIVATE_PREFIX)) continue;
+    const original = name.replace(/^\.gate-[0-9a-f]+-/, '');
+    await moveUnique(path.join(dir, name), dir, original);
+    log.warn({ patch: original }, 'an interrupted gate run left this patch; it is processed again');
+  }
+}
+
+function skipped(patchFile: string): GateResult {
+  return { decision: 'skipped', task_id: '', patch: path.basename(patchFile), commit: null, reason: 'taken by another gate run', already_applied: false, moved_to: null };
+}
+
+async function gatePatch(settings: Settings, taken: string, name: string, log: Logger): Promise<GateResult> {
+  const { layout } = settings;
+  const id = name.replace(/\.patch$/i, '').replace(/\.diff$/i, '');
+  const bytes = await fs.readFile(taken);
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const glog = log.child({ gate: id, sha256: sha256.slice(0, 12) });
+  const ctx: RejectContext = { settings, taken, name, id, sha256, sidecar: null, sidecarFile: null, log: glog };
+
+  // 1. The sidecar says which project, branch and scope; the patch text says what it touches.
+  const found = await findSidecar(settings, id);
+  if (!found) return reject(ctx, `no sidecar ${id}.patch.json in patches/approved/ or patches/pending/; the gate needs it to know the project and scope`);
+  ctx.sidecar = found.sidecar;
+  ctx.sidecarFile = found.file;
+  const sidecar = found.sidecar;
+  const project = settings.projects[sidecar.project];
+  if (!project) return reject(ctx, `unknown project "${sidecar.project}" (not in meta-agent.yaml)`);
+  const inspection = inspectPatch(bytes.toString('utf8'), {
+    inScope: scopeMatcher(sidecar.scope, project.scope),
+    denied: denyMatcher([...project.deny, ...settings.config.patch.protected]),
+  });
+  if (inspection.problems.length) return reject(ctx, `the patch is not allowed: ${inspection.problems.join('; ')}`);
+  const edited = sha256 !== sidecar.sha256;
+
+  await ensureRepo(project);
+  const branch = sidecar.branch;
+  // 2. Idempotent: a commit with this patch's trailer means it was applied (a crash after the commit).
+  const already = await commitWithPatch(project.repoPath, branch, sha256);
+  if (already) {
+    glog.info({ commit: already }, 'already applied; finishing the move');
+    return accept(ctx, { commit: already, branch, edited, tests: null, dry_run: null, alreadyApplied: true });
+  }
+
+  // 3. The user's checkout: their uncommitted changes in the patch's files are never touched.
+  const dirty = await dirtyFilesInCheckout(project.repoPath, branch, inspection.files);
+  if (dirty.length) return reject(ctx, `the repository has uncommitted changes in ${dirty.join(', ')}; commit or stash them, then approve again`);
+
+  const redact = makeRedactor(settings.env, settings.llm.apiKey ? [settings.llm.apiKey] : []);
+  const snapshot = path.join(layout.state, 'gate-snapshots', `${sha256}.patch`);
+  await fs.mkdir(path.dirname(snapshot), { recursive: true });
+  await fs.writeFile(snapshot, bytes);
+  try {
+    for (let attempt = 0; attempt <= settings.config.gate.max_retests; attempt++) {
+      const { commit: head } = await resolveBranch(project.repoPath, branch);
+      const worktree = await openWorktree(project, layout.worktrees, `gate-${randomBytes(4).toString('hex')}`, head);
+      try {
+        // 4. Apply onto the current head.
+        const applied = await execa('git', ['apply', '--3way', '--index', '--whitespace=nowarn', snapshot], { cwd: worktree.dir, reject: false, all: true });
+        if (applied.exitCode !== 0) {
+          const conflicts = await conflictingFiles(worktree.dir, String(applied.all ?? ''));
+          const followUp = settings.config.gate.redo_on_conflict ? await dropRedoTask(settings, sidecar, id, conflicts, glog) : null;
+          return reject(ctx, `the patch does not apply on ${branch} (${head.slice(0, 10)}): conflicts in ${conflicts.join(', ') || 'unknown files'}${followUp ? `; a follow-up task ${path.basename(followUp)} asks the agent to redo it on the new HEAD` : ''}`, { conflicts, follow_up_task: followUp ? path.relative(layout.root, followUp) : null, edited });
+        }
+        // 5. Test there, sandboxed like any run.
+        const target = { worktree: worktree.dir, readOnly: worktree.readOnly };
+        const tests = project.test ? await runCheck(project.test, target, settings, project, redact) : null;
+        const dryRun = project.dry_run ? await runCheck(project.dry_run, target, settings, project, redact) : null;
+        const failed = [tests, dryRun].find((c) => c && !c.passed);
+        if (failed) {
+          return reject(ctx, `${failed === tests ? 'the tests' : 'the dry run'} failed on ${branch} with the patch applied (exit ${failed.exit_code ?? 'none'}${failed.timed_out ? ', timed out' : ''}):\n\n\`\`\`\n${failed.output_tail}\n\`\`\``, { tests, dry_run: dryRun, edited });
+        }
+        // 6. Commit, then move the branch only if nobody else did meanwhile.
+        const message = commitMessage(sidecar, id, sha256);
+        await git(worktree.dir, ['-c', 'user.name=meta-agent', '-c', 'user.email=meta-agent@localhost', '-c', 'commit.gpgsign=false', 'commit', '--quiet', '--no-verify', '-F', '-'], { input: message });
+        const commit = (await git(worktree.dir, ['rev-parse', 'HEAD'])).trim();
+        const recheck = await dirtyFilesInCheckout(project.repoPath, branch, inspection.files);
+        if (recheck.length) return reject(ctx, `the repository got uncommitted changes in ${recheck.join(', ')} while the patch was tested; commit or stash them, then approve again`, { tests, dry_run: dryRun, edited });
+        const moved = await execa('git', ['update-ref', '-m', `meta-agent: apply ${id}`, `refs/heads/${branch}`, commit, head], { cwd: project.repoPath, reject: false });
+        if (moved.exitCode !== 0) {
+          glog.info({ attempt }, `${branch} moved while the patch was tested; testing again on the new head`);
+          continue;
+        }
+        await updateCheckout(project.repoPath, branch, commit, inspection.files, glog);
+        glog.info({ commit }, `applied as ${commit.slice(0, 10)} on ${branch}`);
+        return accept(ctx, { commit, branch, edited, tests, dry_run: dryRun, alreadyApplied: false });
+      } finally {
+        await worktree.remove();
+      }
+    }
+    return reject(ctx, `${branch} kept moving while the patch was tested (${settings.config.gate.max_retests + 1} attempts); approve it again later`);
+  } catch (error) {
+    return reject(ctx, `the gate failed: ${toErrorInfo(error).message}`);
+  } finally {
+    await fs.rm(snapshot, { force: true });
+  }
+}
+
+interface RejectContext {
+  settings: Settings;
+  taken: string;
+  name: string;
+  id: string;
+  sha256: string;
+  sidecar: PatchSidecar | null;
+  sidecarFile: string | null;
+  log: Logger;
+}
+
+async function findSidecar(settings: Settings, id: string): Promise<{ sidecar: PatchSidecar; file: string } | null> {
+  for (const dir of [settings.layout.patches.approved, settings.layout.patches.pending]) {
+    const file = path.join(dir, `${id}.patch.json`);
+    const text = await fs.readFile(file, 'utf8').catch(() => null);
+    if (text === null) continue;
+    const parsed = PatchSidecarSchema.safeParse(JSON.parse(text));
+    if (parsed.success) return { sidecar: parsed.data, file };
+  }
+  return null;
+}
+
+async function commitWithPatch(repo: string, branch: string, sha256: string): Promise<string | null> {
+  const out = await git(repo, ['log', `refs/heads/${branch}`, '--format=%H', '-F', `--grep=${TRAILER_PATCH}: ${sha256}`, '-n', '1']).catch(() => '');
+  return out.trim() || null;
+}
+
+/** Files of the patch with uncommitted changes in the user's checkout, if `branch` is checked out there. */
+async function dirtyFilesInCheckout(repo: string, branch: string, files: string[]): Promise<string[]> {
+  const current = (await git(repo, ['symbolic-ref', '--quiet', '--short', 'HEAD']).catch(() => '')).trim();
+  if (current !== branch || files.length === 0) return [];
+  const status = await git(repo, ['status', '--porcelain', '-z', '--untracked-files=all', '--', ...files]);
+  return status
+    .split('\0')
+    .filter((entry) => entry.length > 3)
+    .map((entry) => entry.slice(3));
+}
+
+/** The branch moved under a checkout: bring the patch's files (only those) up to the new commit. */
+async function updateCheckout(repo: string, branch: string, commit: string, files: string[], log: Logger): Promise<void> {
+  const current = (await git(repo, ['symbolic-ref', '--quiet', '--short', 'HEAD']).catch(() => '')).trim();
+  if (current !== branch) return;
+  try {
+    await git(repo, ['restore', `--source=${commit}`, '--staged', '--worktree', '--', ...files]);
+  } catch (error) {
+    log.warn({ err: toErrorInfo(error) }, 'the commit is on the branch, but the checkout could not be updated; run "git restore --staged --worktree ." for those files');
+  }
+}
+
+async function conflictingFiles(worktree: string, output: string): Promise<string[]> {
+  const unmerged = await git(worktree, ['diff', '--name-only', '--diff-filter=U']).catch(() => '');
+  const files = new Set(unmerged.split('\n').filter(Boolean));
+  for (const m of output.matchAll(/(?:error: patch failed: |error: |U |CONFLICT \(content\): Merge conflict in )([^\s:]+)/g)) {
+    if (m[1] && !m[1].startsWith('repository') && m[1] !== 'patch') files.add(m[1]);
+  }
+  return [...files].sort();
+}
+
+function commitMessage(sidecar: PatchSidecar, id: string, sha256: string): string {
+  const summary = sidecar.summary.trim() || `Apply ${id}`;
+  const [first, ...rest] = summary.split('\n');
+  const subject = first!.length > 72 ? `${first!.slice(0, 69)}...` : first!;
+  const body = [first!.length > 72 ? first! : '', ...rest].join('\n').trim();
+  return `${subject}\n\n${body ? `${body}\n\n` : ''}Meta-Agent-Task: ${id}\nRisk: ${sidecar.risk_level}\n${TRAILER_PATCH}: ${sha256}\n`;
+}
+
+async function dropRedoTask(settings: Settings, sidecar: PatchSidecar, id: string, conflicts: string[], log: Logger): Promise<string | null> {
+  const report = await readReport(settings, id);
+  try {
+    const { path: file } = await createTask(
+      settings,
+      `${id}-redo`,
+      {
+        project: sidecar.project,
+        type: report?.type ?? 'custom',
+        objective: `Redo the change of task ${id} on the current HEAD: its approved patch no longer applies (conflicts in ${conflicts.join(', ') || 'some files'}). Original objective: ${report?.objective ?? sidecar.summary}`,
+        scope: sidecar.scope,
+        body: `The earlier change, for reference:\n\n${sidecar.summary}`,
+      },
+      'human',
+    );
+    return file;
+  } catch (error) {
+    log.warn({ err: toErrorInfo(error) }, 'could not create the follow-up task');
+    return null;
+  }
+}
+
+async function readReport(settings: Settings, id: string) {
+  const text = await fs.readFile(reportPaths(settings.layout, id).json, 'utf8').catch(() => null);
+  if (!text) return null;
+  const parsed = ReportSchema.safeParse(JSON.parse(text));
+  return parsed.success ? parsed.data : null;
+}
+
+/** Adds the decision to reports/<id>.json (if the report is there and is for this patch's run). */
+export async function recordApproval(settings: Settings, id: string, approval: Approval, runId: string | null): Promise<void> {
+  const file = reportPaths(settings.layout, id).json;
+  const report = await readReport(settings, id);
+  if (!report || (runId && report.run_id !== runId)) return;
+  await replaceFile(file, JSON.stringify({ ...report, approval }, null, 2) + '\n');
+}
+
+async function accept(
+  ctx: RejectContext,
+  r: { commit: string; branch: string; edited: boolean; tests: CheckResult | null; dry_run: CheckResult | null; alreadyApplied: boolean },
+): Promise<GateResult> {
+  const { settings, id } = ctx;
+  const dir = settings.layout.patches.applied;
+  const approval: Approval = {
+    decision: 'applied',
+    by: 'gate',
+    at: new Date().toISOString(),
+    reason: r.alreadyApplied ? 'already applied (found its commit on the branch)' : null,
+    commit: r.commit,
+    branch: r.branch,
+    patch_sha256: ctx.sha256,
+    edited: r.edited,
+    conflicts: [],
+    follow_up_task: null,
+    tests: r.tests,
+    dry_run: r.dry_run,
+  };
+  if (!r.alreadyApplied) await recordApproval(settings, id, approval, ctx.sidecar?.run_id ?? null);
+  const movedTo = await moveUnique(ctx.taken, dir, ctx.name);
+  const stem = path.basename(movedTo).replace(/\.patch$/i, '');
+  await publishUnique(dir, stem, '.result.json', JSON.stringify({ task_id: id, ...approval }, null, 2) + '\n');
+  if (ctx.sidecarFile && (await exists(ctx.sidecarFile))) await moveUnique(ctx.sidecarFile, dir, `${path.basename(movedTo)}.json`).catch(() => undefined);
+  return { decision: 'applied', task_id: id, patch: ctx.name, commit: r.commit, reason: approval.reason, already_applied: r.alreadyApplied, moved_to: movedTo };
+}
+
+async function reject(
+  ctx: RejectContext,
+  reason: string,
+  extra: { conflicts?: string[]; follow_up_task?: string | null; tests?: CheckResult | null; dry_run?: CheckResult | null; edited?: boolean } = {},
+): Promise<GateResult> {
+  const { settings, id } = ctx;
+  const dir = settings.layout.patches.rejected;
+  ctx.log.warn({ reason: reason.split('\n')[0] }, 'patch rejected by the gate');
+  const approval: Approval = {
+    decision: 'rejected',
+    by: 'gate',
+    at: new Date().toISOString(),
+    reason,
+    commit: null,
+    branch: ctx.sidecar?.branch ?? null,
+    patch_sha256: ctx.sha256,
+    edited: extra.edited ?? false,
+    conflicts: extra.conflicts ?? [],
+    follow_up_task: extra.follow_up_task ?? null,
+    tests: extra.tests ?? null,
+    dry_run: extra.dry_run ?? null,
+  };
+  await recordApproval(settings, id, approval, ctx.sidecar?.run_id ?? null);
+  // The reason is published before the patch moves, so a watcher of rejected/ sees it was the gate.
+  const stem = ctx.name.replace(/\.patch$/i, '');
+  await publishUnique(dir, stem, '.reason.md', `# ${ctx.name} rejected by the approval gate\n\n${reason}\n`);
+  const movedTo = await moveUnique(ctx.taken, dir, ctx.name);
+  if (ctx.sidecarFile && (await exists(ctx.sidecarFile))) await moveUnique(ctx.sidecarFile, dir, `${path.basename(movedTo)}.json`).catch(() => undefined);
+  return { decision: 'rejected', task_id: id, patch: ctx.name, commit: null, reason, already_applied: false, moved_to: movedTo };
+}
+
+/** A person moved a patch into rejected/ (Explorer, the CLI, the dashboard): record it in the report. */
+export async function recordHumanRejection(settings: Settings, patchFile: string, reason: string | null): Promise<boolean> {
+  const id = path.basename(patchFile).replace(/\.patch$/i, '');
+  const report = await readReport(settings, id);
+  if (!report) return false;
+  const bytes = await fs.readFile(patchFile).catch(() => null);
+  const sha256 = bytes ? createHash('sha256').update(bytes).digest('hex') : null;
+  if (report.approval && report.approval.patch_sha256 === sha256) return false; // already recorded (by the gate or the CLI)
+  const sidecarText = await fs.readFile(`${patchFile}.json`, 'utf8').catch(() => null);
+  const sidecar = sidecarText ? PatchSidecarSchema.safeParse(JSON.parse(sidecarText)) : null;
+  await recordApproval(
+    settings,
+    id,
+    {
+      decision: 'rejected',
+      by: 'human',
+      at: new Date().toISOString(),
+      reason: reason ?? 'rejected by a person (no reason given)',
+      commit: null,
+      branch: sidecar?.success ? sidecar.data.branch : null,
+      patch_sha256: sha256,
+      edited: false,
+      conflicts: [],
+      follow_up_task: null,
+      tests: null,
+      dry_run: null,
+    },
+    sidecar?.success ? sidecar.data.run_id : null,
+  );
+  return true;
+}

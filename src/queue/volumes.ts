@@ -1,0 +1,32 @@
+/** Facts about the workspace's disks that the queue protocol depends on. */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { MetaAgentError } from '../contract/errors.ts';
+
+/** Renames are atomic only within one volume: every queue folder must be on the same one. */
+export async function assertOneVolume(dirs: string[]): Promise<void> {
+  const devices = await Promise.all(dirs.map(async (dir) => ({ dir, dev: (await fs.stat(dir)).dev })));
+  const first = devices[0];
+  const other = devices.find((d) => d.dev !== first?.dev);
+  if (first && other) {
+    throw new MetaAgentError('config', `${other.dir} is on a different volume than ${first.dir}; all queue folders must be on one volume (a rename between volumes is a copy, not atomic)`, { field: 'root' });
+  }
+}
+
+const NETWORK_FS = new Set(['nfs', 'nfs4', 'cifs', 'smb3', 'smbfs', 'fuse.sshfs', '9p', 'afs', 'ceph', 'glusterfs', 'fuse.rclone', 'davfs']);
+
+/** Network folders miss OS change events: poll them. */
+export async function isNetworkFolder(dir: string): Promise<boolean> {
+  const abs = path.resolve(dir);
+  if (process.platform === 'win32') return abs.startsWith('\\\\');
+  if (process.platform !== 'linux') return false;
+  const mounts = await fs.readFile('/proc/mounts', 'utf8').catch(() => '');
+  let best = { point: '', type: '' };
+  for (const line of mounts.split('\n')) {
+    const [, point, type] = line.split(' ');
+    if (!point || !type) continue;
+    const mount = point.replace(/\\040/g, ' ');
+    if ((abs === mount || abs.startsWith(mount.endsWith('/') ? mount : mount + '/')) && mount.length >= best.point.length) best = { point: mount, type };
+  }
+  return NETWORK_FS.has(best.type);
+}
