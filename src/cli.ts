@@ -12,6 +12,9 @@ import { createTask } from './queue/createTask.ts';
 import { runTask, type RunTaskResult } from './run/runTask.ts';
 import { runStages } from './run/stages.ts';
 import { startWatching } from './queue/watch.ts';
+import { approvePatch, rejectPatch } from './gate/decide.ts';
+import { processApprovedPatch } from './gate/gate.ts';
+import { gateLine, review, workspaceStatus, formatAge } from './ui/terminal.ts';
 import { makeRedactor } from './safety/redact.ts';
 import { loadSettings, resolveRoot, type Settings } from './workspace/config.ts';
 import { initWorkspace, taskTemplate } from './workspace/init.ts';
@@ -144,6 +147,54 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
         process.once('SIGTERM', stop);
       });
       log.flush();
+    });
+
+  program
+    .command('status')
+    .description('counts per folder and the pending patches (age, risk, files)')
+    .option('--json', 'machine-readable')
+    .action(async (opts: { json?: boolean }) => {
+      const settings = await loadSettings(root());
+      const status = await workspaceStatus(settings);
+      if (opts.json) return io.out(JSON.stringify(status, null, 2));
+      io.out(Object.entries(status.counts).map(([k, v]) => `${k}: ${v}`).join('   '));
+      if (status.pending.length === 0) io.out('no pending patches');
+      for (const p of status.pending) io.out(`${p.id}  risk ${p.risk_level ?? '?'}  ${formatAge(p.age_s)} old  ${p.files.join(', ')}\n    ${p.summary.split('\n')[0]}`);
+    });
+
+  program
+    .command('approve')
+    .description('approve a pending patch: move it into patches/approved/ (as Explorer would); the gate tests and applies it')
+    .argument('<id>')
+    .option('--now', 'run the gate in this process instead of leaving it to a running "watch"')
+    .action(async (id: string, opts: { now?: boolean }) => {
+      const settings = await loadSettings(root());
+      const moved = await approvePatch(settings, id);
+      io.out(`approved: ${displayPath(settings.layout, moved)}`);
+      if (!opts.now) return io.out('the gate runs it when "meta-agent watch" is running (or use --now)');
+      const result = await processApprovedPatch(settings, moved, makeLog(settings));
+      io.out(gateLine(settings, result));
+      if (result.decision === 'rejected') exitCode = 1;
+    });
+
+  program
+    .command('reject')
+    .description('reject a pending patch with a reason: move it into patches/rejected/ and record it in the report')
+    .argument('<id>')
+    .requiredOption('--reason <text>', 'why (kept, so the same idea is not proposed again)')
+    .action(async (id: string, opts: { reason: string }) => {
+      const settings = await loadSettings(root());
+      const moved = await rejectPatch(settings, id, opts.reason);
+      io.out(`rejected: ${displayPath(settings.layout, moved)}`);
+    });
+
+  program
+    .command('review')
+    .description('go through pending patches: diff and summary, then approve, reject or skip each')
+    .option('--now', 'run the gate right after each approval')
+    .action(async (opts: { now?: boolean }) => {
+      const settings = await loadSettings(root());
+      exitCode = await review(settings, { io, now: Boolean(opts.now), log: makeLog(settings, true) });
     });
 
   try {

@@ -171,11 +171,8 @@ test('escapes through the file tools are refused, shown to the model, and leave 
   }
 });
 
-// KNOWN BUG (reported, not fixed here: tests only): the deny list is checked on the path the
-// model asked for, not on where a committed in-repo symlink leads, so read_file of a symlink
-// to secrets/exchange.txt returns the secret. Remove ".skip" once resolveInside/readFile
-// also check the symlink's target against the deny list.
-test.skip('a committed symlink inside the repo to a denied file does not reveal it', async () => {
+// The deny list applies to where a committed in-repo symlink leads, not only to the path asked for.
+test('a committed symlink inside the repo to a denied file does not reveal it', async () => {
   const problems: string[] = [];
   const expectDenied = (label: string, next: Reply) => (req: RecordedRequest) => {
     const result = (() => {

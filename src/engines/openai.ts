@@ -81,7 +81,8 @@ export function openAIChatModel(llm: LlmSettings): ChatModel {
             parallel_tool_calls: false,
             ...(llm.temperature !== undefined ? { temperature: llm.temperature } : {}),
           },
-          { signal },
+          // A fresh signal per request: the client adds a listener to it and never removes it.
+          { signal: AbortSignal.any([signal]) },
         );
       } catch (error) {
         throw toLlmError(error, llm, signal);

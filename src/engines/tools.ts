@@ -7,7 +7,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { EngineContext } from './types.ts';
-import { PathRefused, resolveInside } from '../safety/paths.ts';
+import { PathRefused, resolveInside, type ResolvedPath } from '../safety/paths.ts';
+import { toPosix } from '../safety/globs.ts';
 
 export class ToolError extends Error {
   constructor(message: string) {
@@ -24,12 +25,22 @@ type Ctx = Pick<EngineContext, 'worktree' | 'inScope' | 'denied' | 'redact'>;
 
 async function resolve(ctx: Ctx, requested: unknown, field = 'path') {
   if (typeof requested !== 'string') throw new ToolError(`"${field}" must be a string`);
+  let target: ResolvedPath;
   try {
-    return await resolveInside(ctx.worktree, requested);
+    target = await resolveInside(ctx.worktree, requested);
   } catch (error) {
     if (error instanceof PathRefused) throw new ToolError(`refused: ${error.message}`);
     throw error;
   }
+  // A symlink inside the repo may lead to a denied file (notes.txt -> secrets/api.txt): the deny list applies there too.
+  const real = await fs.realpath(target.abs).catch(() => null);
+  if (real) {
+    const realRel = toPosix(path.relative(await fs.realpath(ctx.worktree), real));
+    if (realRel !== target.rel && ctx.denied(realRel)) {
+      throw new ToolError(`refused: "${target.rel}" leads to "${realRel}", which is on the deny list (secrets, keys, .git); it cannot be read or changed`);
+    }
+  }
+  return target;
 }
 
 function refuseDenied(ctx: Ctx, rel: string): void {
@@ -105,6 +116,7 @@ export async function search(ctx: Ctx, args: { pattern?: unknown; path?: unknown
   if (result.exitCode === 1) return `no matches for /${args.pattern}/`;
   if (result.exitCode !== 0) throw new ToolError(`search failed: ${result.stderr.split('\n')[0]}`);
   const lines = result.stdout.split('\n').filter((line) => line && !ctx.denied(line.slice(0, line.indexOf(':'))));
+  if (lines.length === 0) return `no matches for /${args.pattern}/`;
   const shown = lines.slice(0, MAX_MATCHES).map((l) => ctx.redact(l.length > 400 ? l.slice(0, 400) + '...' : l));
   return shown.join('\n') + (lines.length > shown.length ? `\n... ${lines.length - shown.length} more matches; narrow the pattern or path` : '');
 }
