@@ -90,6 +90,14 @@ async function gatePatch(settings: Settings, taken: string, name: string, log: L
 
   // 1. The sidecar says which project, branch and scope; the patch text says what it touches.
   const found = await findSidecar(settings, id);
+  if (!found) {
+    // A copy of an applied patch (Explorer's "x - Copy.patch") has no sidecar of its own.
+    for (const project of Object.values(settings.projects)) {
+      const branch = project.branch ?? (await resolveBranch(project.repoPath).catch(() => null))?.branch;
+      const commit = branch ? await commitWithPatch(project.repoPath, branch, sha256) : null;
+      if (commit && branch) return accept(ctx, { commit, branch, edited: false, tests: null, dry_run: null, alreadyApplied: true });
+    }
+  }
   if (!found) return reject(ctx, `no sidecar ${id}.patch.json in patches/approved/ or patches/pending/; the gate needs it to know the project and scope`);
   ctx.sidecar = found.sidecar;
   ctx.sidecarFile = found.file;
@@ -289,7 +297,8 @@ async function accept(
     tests: r.tests,
     dry_run: r.dry_run,
   };
-  if (!r.alreadyApplied) await recordApproval(settings, id, approval, ctx.sidecar?.run_id ?? null);
+  // Also when it was already applied: a crash may have come between the commit and this record.
+  if (ctx.sidecar) await recordApproval(settings, id, approval, ctx.sidecar.run_id);
   const movedTo = await moveUnique(ctx.taken, dir, ctx.name);
   const stem = path.basename(movedTo).replace(/\.patch$/i, '');
   await publishUnique(dir, stem, '.result.json', JSON.stringify({ task_id: id, ...approval }, null, 2) + '\n');
