@@ -116,7 +116,8 @@ async function checkAfterRun(c: Case, result: RunTaskResult): Promise<Report> {
 test('the command engine runs a script that edits files and yields a patch that applies', async () => {
   let c: Case | undefined;
   try {
-    c = await setup(EDITING_SCRIPT);
+    // A timeout well above the script's run time, so a broken stdin fails the test instead of hanging it.
+    c = await setup(EDITING_SCRIPT, '  timeout_s: 20');
     const { layout } = c.ws.settings;
     const file = await writeTask(layout.inbox, 'command-edit.md', TASK);
     const result = await runTask(file, { settings: c.ws.settings });
@@ -177,7 +178,7 @@ test('the command engine runs a script that edits files and yields a patch that 
 test('a command that exits 3: engine error, outcome failed, the partial change is reported but not proposed', async () => {
   let c: Case | undefined;
   try {
-    c = await setup(FAILING_SCRIPT);
+    c = await setup(FAILING_SCRIPT, '  timeout_s: 20');
     const { layout } = c.ws.settings;
     const file = await writeTask(layout.inbox, 'command-fails.md', TASK);
     const result = await runTask(file, { settings: c.ws.settings });

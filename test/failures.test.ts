@@ -106,6 +106,7 @@ test('step budget: max_steps 3 with a model that never finishes -> limit_reached
     assert.is(report.error?.kind, 'budget');
     assert.match(report.error!.message, /max_steps/);
     assert.is(report.usage.requests, 3);
+    assert.is(report.steps, 3, 'the steps spent are reported');
     assert.is(c.llm!.requests.length, 3, 'no 4th request is sent');
     assert.equal(report.changed_files, []);
     assert.equal(report.patch_files, []);
@@ -452,6 +453,22 @@ test('re-running a task id keeps both reports: the first goes to reports/archive
     assert.match(await fs.readFile(path.join(layout.reports, 'twice_report.md'), 'utf8'), second.run_id);
     // Both task files ended in done/, the second under a unique name.
     assert.equal(await listDir(layout.done), ['twice-2.md', 'twice.md']);
+  } finally {
+    await teardown(c);
+  }
+});
+
+test('a re-run that fails before it starts (unknown project) still keeps the earlier report', async () => {
+  let c: Case | undefined;
+  try {
+    c = await setup(null);
+    const { layout } = c.ws.settings;
+    const first = await runTask(await writeTask(layout.inbox, 'again.md', BAD_PROJECT_TASK), { settings: c.ws.settings });
+    const second = await runTask(await writeTask(layout.inbox, 'again.md', BAD_PROJECT_TASK), { settings: c.ws.settings });
+    assert.is.not(first.run_id, second.run_id);
+    assert.is((await readJson(second.report_path)).run_id, second.run_id);
+    assert.is((await readJson(path.join(layout.reports, 'again.json'))).run_id, second.run_id);
+    assert.is((await readJson(path.join(layout.reportArchive, 'again', first.run_id, 'again.json'))).run_id, first.run_id);
   } finally {
     await teardown(c);
   }

@@ -54,19 +54,22 @@ export class TrajectoryWriter {
 export async function writeReport(layout: Layout, report: Report): Promise<{ json: string; md: string }> {
   const checked = ReportSchema.parse(report);
   const paths = reportPaths(layout, report.task_id);
-  await publishOrSuffix(paths.md, renderMarkdown(checked));
-  await publishOrSuffix(paths.json, JSON.stringify(checked, null, 2) + '\n');
-  return { json: paths.json, md: paths.md };
+  const md = await publishOrSuffix(paths.md, renderMarkdown(checked));
+  const json = await publishOrSuffix(paths.json, JSON.stringify(checked, null, 2) + '\n');
+  return { json, md };
 }
 
 /** Two runs of one id at the same moment must not clobber each other: the second gets a suffix. */
-async function publishOrSuffix(file: string, text: string): Promise<void> {
+async function publishOrSuffix(file: string, text: string): Promise<string> {
   try {
     await publishFile(file, text);
+    return file;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     const ext = file.endsWith('_report.md') ? '_report.md' : path.extname(file);
-    await publishFile(file.slice(0, -ext.length) + `.${Date.now()}${ext}`, text);
+    const other = file.slice(0, -ext.length) + `.${Date.now()}${ext}`;
+    await publishFile(other, text);
+    return other;
   }
 }
 

@@ -76,6 +76,7 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
 
   const state: RunState = { runId, startedAt, usage: emptyUsage(), task: null, project: null, engineName: options.engine?.name ?? settings.config.engine };
   let outcome: Outcome;
+  let archived = false;
   try {
     const task = parseTask(claim?.content ?? (await readTaskFile(file, fileName)), fileName);
     state.task = task;
@@ -88,6 +89,7 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
       throw new MetaAgentError('config', llmMissingMessage(settings.llm), { file: 'meta-agent.yaml', field: 'llm' });
     }
     await archiveEarlierRun(layout, task.id);
+    archived = true;
     log.info({ project: project.name, type: task.type, engine: engine.name }, `run started: ${task.id}`);
     outcome = await runInWorktree({ task, project, engine, settings, runId, redact, log, usage: state.usage, signal: options.signal });
   } catch (error) {
@@ -95,6 +97,8 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
   }
 
   const taskId = state.task?.id ?? fallbackId(fileName);
+  // A run that failed before archiving still must not overwrite an earlier report of this id.
+  if (!archived) await archiveEarlierRun(layout, taskId);
   const paths = reportPaths(layout, taskId);
   const disposition: Disposition =
     outcome.error?.kind === 'interrupted'
@@ -176,7 +180,7 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
   const inScope = scopeMatcher(task.scope, project.scope);
   const trajectory = new TrajectoryWriter(reportPaths(layout, task.id).trajectory, rc.redact);
   let trajectoryUsed = false;
-  const base = { task, project, engineName: rc.engine.name, trajectory: null as string | null };
+  const base = { task, project, engineName: rc.engine.name, trajectory: null as string | null, get requests() { return rc.usage.requests; } };
 
   await ensureRepo(project);
   const worktree = await openWorktree(project, layout.worktrees, rc.runId);
@@ -243,7 +247,7 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
 }
 
 function finalizeOutcome(
-  base: { task: Task; project: Project; engineName: Engine['name']; trajectory: string | null; base_commit: string; branch: string },
+  base: { task: Task; project: Project; engineName: Engine['name']; trajectory: string | null; base_commit: string; branch: string; requests: number },
   parts: {
     result?: EngineResult;
     error?: ErrorInfo;
@@ -294,7 +298,8 @@ function finalizeOutcome(
     tests,
     dry_run: dryRun,
     next_actions: nextActions,
-    steps: result?.steps ?? 0,
+    // An engine that ended by throwing returned no step count; every step is one model request.
+    steps: result?.steps ?? base.requests,
     model: result?.model ?? null,
     engine: base.engineName,
     base_commit: base.base_commit,
