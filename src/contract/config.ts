@@ -22,6 +22,33 @@ export const RiskRuleSchema = z.strictObject({
   reason: z.string().optional(),
 });
 
+export const TradesConfigSchema = z.strictObject({
+  path: z.string().min(1).describe('CSV of closed trades, relative to the repo root'),
+  time_column: z.string().default('closed_at'),
+  pnl_column: z.string().default('pnl'),
+  starting_equity: z.number().positive().default(10_000),
+});
+
+export const RiskThresholdsSchema = z.strictObject({
+  max_drawdown_pct: z.number().nonnegative().optional().describe('Flag when the max drawdown exceeds this percentage'),
+  min_win_rate: z.number().min(0).max(1).optional(),
+  min_profit_factor: z.number().nonnegative().optional(),
+  worst_day_pnl: z.number().optional().describe('Flag when the worst day lost more than this (a negative number)'),
+  min_net_pnl: z.number().optional(),
+});
+
+export const RetrainConfigSchema = z.strictObject({
+  collect: CheckConfigSchema.optional(),
+  train: CheckConfigSchema,
+  eval: CheckConfigSchema,
+  metrics: z.string().min(1).describe('JSON file the eval step writes (relative to the repo root)'),
+  baseline: z.string().min(1).describe('JSON metrics of the last approved model (relative to the repo root; the patch updates it)'),
+  metric: z.string().min(1).describe('The key compared, e.g. "sharpe"'),
+  higher_is_better: z.boolean().default(true),
+  margin: z.number().nonnegative().default(0).describe('How much better than the baseline the candidate must be'),
+  artifacts: z.array(z.string().min(1)).default([]).describe('Files the train step writes (often git-ignored, e.g. models/model.pkl): kept next to the patch'),
+});
+
 export const ProjectConfigSchema = z.strictObject({
   repo: z.string().min(1).describe('Path of the target git repository (relative to the workspace root)'),
   init_from: z.string().optional().describe('If repo does not exist yet: copy this folder there and git init it (the demo)'),
@@ -33,6 +60,10 @@ export const ProjectConfigSchema = z.strictObject({
   link: globList.default([]).describe('Git-ignored paths of the repo (.venv, data/) made available read-only inside worktrees'),
   risk: z.array(RiskRuleSchema).default([]),
   env_allow: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).default([]).describe('Variables passed to test/dry_run besides PATH, HOME, LANG'),
+  trades: TradesConfigSchema.optional().describe('For risk_review: the trades CSV'),
+  risk_thresholds: RiskThresholdsSchema.default(RiskThresholdsSchema.parse({})),
+  retrain: RetrainConfigSchema.optional().describe('For retrain_model: the collect -> train -> eval chain'),
+  logs: z.array(z.string().min(1)).default([]).describe('Log files of the bot (relative to the repo root) whose new lines the supervisor reads'),
 });
 
 export const LlmConfigSchema = z.strictObject({
@@ -79,6 +110,38 @@ export const GateSchema = z.strictObject({
   max_retests: z.number().int().min(0).default(3).describe('Re-tests on a newer HEAD when the branch moves while the tests run'),
 });
 
+const PlannedTaskSchema = z.strictObject({
+  type: z.enum(['audit_code', 'propose_features', 'retrain_model', 'risk_review', 'custom']),
+  objective: z.string().min(1),
+  scope: z.array(z.string()).default([]),
+  tasks: z.array(z.string()).default([]),
+});
+
+export const TradingWindowSchema = z.strictObject({
+  days: z.array(z.enum(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'])).default(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun']),
+  start: z.string().regex(/^\d{2}:\d{2}$/).describe('HH:MM local time'),
+  end: z.string().regex(/^\d{2}:\d{2}$/).describe('HH:MM local time; before start = over midnight'),
+});
+
+export const ScheduleJobSchema = z.strictObject({
+  cron: z.string().min(1).describe('node-cron expression (5 or 6 fields), in the schedule timezone'),
+  goal: z.string().min(1),
+  mode: z.enum(['daily', 'weekly']).default('daily'),
+  project: z.string().optional(),
+});
+
+export const SupervisorSchema = z.strictObject({
+  routines: z.record(z.string(), z.array(PlannedTaskSchema).min(1).max(3)).default({}).describe('Goals that map to fixed task lists without an LLM (daily_maintenance, weekly_retrain, ...)'),
+  budget_tokens: z.number().int().positive().default(300_000).describe('Token budget of one cycle (planner + tasks)'),
+  budget_usd: z.number().positive().optional(),
+  wait_timeout_s: z.number().positive().default(7200).describe('How long a cycle waits for its tasks\' reports'),
+  max_log_lines: z.number().int().positive().default(200),
+  timezone: z.string().default('Europe/Kyiv'),
+  schedule: z.array(ScheduleJobSchema).default([]),
+  trading_windows: z.array(TradingWindowSchema).default([]).describe('No cycle starts inside one; a running cycle stops creating tasks'),
+  catch_up_s: z.number().nonnegative().default(6 * 3600).describe('A run missed while the machine slept runs at start if it is at most this old'),
+});
+
 export const PatchLimitsSchema = z.strictObject({
   max_bytes: z.number().int().positive().default(1_000_000),
   max_files: z.number().int().positive().default(50),
@@ -95,8 +158,12 @@ export const ConfigSchema = z.strictObject({
   patch: PatchLimitsSchema.default(PatchLimitsSchema.parse({})),
   queue: QueueSchema.default(QueueSchema.parse({})),
   gate: GateSchema.default(GateSchema.parse({})),
+  supervisor: SupervisorSchema.default(SupervisorSchema.parse({})),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;
 export type ProjectConfig = z.infer<typeof ProjectConfigSchema>;
 export type CheckConfig = z.infer<typeof CheckConfigSchema>;
+export type TradesConfig = z.infer<typeof TradesConfigSchema>;
+export type PlannedTask = z.infer<typeof PlannedTaskSchema>;
+export { PlannedTaskSchema };

@@ -1,6 +1,6 @@
 /** The patch proposal: `patches/pending/<id>.patch` and its sidecar `<id>.patch.json`. */
 import { z } from 'zod';
-import { RiskLevelSchema } from './report.ts';
+import { RetrainComparisonSchema, RiskLevelSchema } from './report.ts';
 
 export const PatchSidecarSchema = z.object({
   task_id: z.string(),
@@ -15,5 +15,10 @@ export const PatchSidecarSchema = z.object({
   risk_level: RiskLevelSchema,
   summary: z.string(),
   created_at: z.string(),
+  artifacts: z
+    .array(z.object({ path: z.string(), sha256: z.string(), bytes: z.number().int() }))
+    .default([])
+    .describe('Files kept next to the patch in <id>.artifacts/ (e.g. a model); the gate installs them into the repo'),
+  retrain: RetrainComparisonSchema.nullable().default(null).describe('retrain_model: the gate applies the patch only if the candidate beats the baseline'),
 });
 export type PatchSidecar = z.infer<typeof PatchSidecarSchema>;

@@ -36,6 +36,33 @@ export const UsageSchema = z.object({
 });
 export type Usage = z.infer<typeof UsageSchema>;
 
+export const TradeMetricsSchema = z.object({
+  trades: z.number().int(),
+  net_pnl: z.number(),
+  win_rate: z.number().describe('Share of rows with pnl > 0, 0..1'),
+  profit_factor: z.number().nullable().describe('Sum of positive pnl / |sum of negative pnl|; null without losses'),
+  avg_win: z.number().nullable(),
+  avg_loss: z.number().nullable(),
+  max_drawdown: z.number().describe('Largest fall of equity (starting_equity + cumulative pnl) from its running peak, in currency'),
+  max_drawdown_pct: z.number().describe('That fall as a percentage of the peak it fell from'),
+  worst_day: z.object({ date: z.string(), pnl: z.number() }).nullable().describe('UTC calendar day with the lowest summed pnl'),
+  first_trade_at: z.string().nullable(),
+  last_trade_at: z.string().nullable(),
+  equity_curve: z.array(z.object({ t: z.string(), equity: z.number() })),
+});
+
+export const RetrainComparisonSchema = z.object({
+  metric: z.string(),
+  candidate: z.number().nullable(),
+  baseline: z.number().nullable(),
+  margin: z.number(),
+  higher_is_better: z.boolean(),
+  beats_baseline: z.boolean(),
+  candidate_metrics: z.record(z.string(), z.unknown()),
+  baseline_metrics: z.record(z.string(), z.unknown()).nullable(),
+});
+export type RetrainComparison = z.infer<typeof RetrainComparisonSchema>;
+
 export const ApprovalSchema = z.object({
   decision: z.enum(['applied', 'rejected']),
   by: z.enum(['gate', 'human']).describe('gate: decided by test-then-apply; human: a person rejected it'),
@@ -85,6 +112,13 @@ export const ReportSchema = z.object({
   trajectory: z.string().nullable(),
   engine_output_tail: z.string().nullable().describe('Output tail of the command engine'),
   error: ErrorInfoSchema.nullable(),
+  metrics: TradeMetricsSchema.nullable().describe('risk_review: numbers computed in code from the trades CSV'),
+  flags: z.array(z.string()).describe('risk_review: thresholds crossed'),
+  retrain: z
+    .object({ steps: z.array(CheckResultSchema), comparison: RetrainComparisonSchema.nullable(), artifacts: z.array(z.string()) })
+    .nullable()
+    .describe('retrain_model: the collect -> train -> eval chain and the comparison with the baseline'),
+  notes: z.array(z.string()).describe('What the run decided to skip and why (e.g. LLM commentary without an LLM)'),
   approval: ApprovalSchema.nullable().describe('Set by the approval gate, or when a person rejects the patch'),
 });
 export type Report = z.infer<typeof ReportSchema>;

@@ -11,10 +11,10 @@ import { exists, publishUnique } from '../workspace/files.ts';
 import { moveUnique } from '../queue/folders.ts';
 import { recordHumanRejection } from './gate.ts';
 
-function pendingPatch(settings: Settings, id: string): { patch: string; sidecar: string } {
+function pendingPatch(settings: Settings, id: string): { patch: string; sidecar: string; artifacts: string } {
   if (!TaskIdSchema.safeParse(id).success) throw new MetaAgentError('input', `"${id}" is not a task id`, { field: 'id' });
   const dir = settings.layout.patches.pending;
-  return { patch: path.join(dir, `${id}.patch`), sidecar: path.join(dir, `${id}.patch.json`) };
+  return { patch: path.join(dir, `${id}.patch`), sidecar: path.join(dir, `${id}.patch.json`), artifacts: path.join(dir, `${id}.artifacts`) };
 }
 
 async function requirePending(settings: Settings, id: string) {
@@ -25,18 +25,20 @@ async function requirePending(settings: Settings, id: string) {
 
 /** Moves the sidecar first, then the patch: the gate finds the sidecar when the patch arrives. */
 export async function approvePatch(settings: Settings, id: string): Promise<string> {
-  const { patch, sidecar } = await requirePending(settings, id);
+  const { patch, sidecar, artifacts } = await requirePending(settings, id);
   const dir = settings.layout.patches.approved;
   if (await exists(sidecar)) await moveUnique(sidecar, dir);
+  if (await exists(artifacts)) await moveUnique(artifacts, dir);
   return moveUnique(patch, dir);
 }
 
 export async function rejectPatch(settings: Settings, id: string, reason: string): Promise<string> {
-  const { patch, sidecar } = await requirePending(settings, id);
+  const { patch, sidecar, artifacts } = await requirePending(settings, id);
   if (!reason.trim()) throw new MetaAgentError('input', 'a rejection needs a reason (it is kept so the same idea is not proposed again)', { field: 'reason' });
   const dir = settings.layout.patches.rejected;
   await publishUnique(dir, id, '.reason.md', `# ${id}.patch rejected by a person\n\n${reason.trim()}\n`);
   if (await exists(sidecar)) await moveUnique(sidecar, dir);
+  if (await exists(artifacts)) await moveUnique(artifacts, dir);
   const moved = await moveUnique(patch, dir);
   await recordHumanRejection(settings, moved, reason.trim());
   return moved;

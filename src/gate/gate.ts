@@ -110,6 +110,16 @@ async function gatePatch(settings: Settings, taken: string, name: string, log: L
   });
   if (inspection.problems.length) return reject(ctx, `the patch is not allowed: ${inspection.problems.join('; ')}`);
   const edited = sha256 !== sidecar.sha256;
+  const r = sidecar.retrain;
+  if (r && !r.beats_baseline) {
+    return reject(ctx, `the retrained model does not beat the baseline: ${r.metric} ${r.candidate} vs ${r.baseline} (margin ${r.margin}, ${r.higher_is_better ? 'higher' : 'lower'} is better); candidate metrics ${JSON.stringify(r.candidate_metrics)}, baseline ${JSON.stringify(r.baseline_metrics)}`, { edited });
+  }
+  let artifacts: Array<{ path: string; data: Buffer }>;
+  try {
+    artifacts = await loadArtifacts(settings, id, sidecar, { inScope: scopeMatcher(sidecar.scope, project.scope), denied: denyMatcher([...project.deny, ...settings.config.patch.protected]) });
+  } catch (error) {
+    return reject(ctx, `the patch's artifacts are not usable: ${toErrorInfo(error).message}`, { edited });
+  }
 
   await ensureRepo(project);
   const branch = sidecar.branch;
@@ -140,7 +150,11 @@ async function gatePatch(settings: Settings, taken: string, name: string, log: L
           const followUp = settings.config.gate.redo_on_conflict ? await dropRedoTask(settings, sidecar, id, conflicts, glog) : null;
           return reject(ctx, `the patch does not apply on ${branch} (${head.slice(0, 10)}): conflicts in ${conflicts.join(', ') || 'unknown files'}${followUp ? `; a follow-up task ${path.basename(followUp)} asks the agent to redo it on the new HEAD` : ''}`, { conflicts, follow_up_task: followUp ? path.relative(layout.root, followUp) : null, edited });
         }
-        // 5. Test there, sandboxed like any run.
+        for (const a of artifacts) {
+          await fs.mkdir(path.dirname(path.join(worktree.dir, a.path)), { recursive: true });
+          await fs.writeFile(path.join(worktree.dir, a.path), a.data);
+        }
+        // 5. Test there, sandboxed like any run (with the candidate artifacts in place).
         const target = { worktree: worktree.dir, readOnly: worktree.readOnly };
         const tests = project.test ? await runCheck(project.test, target, settings, project, redact) : null;
         const dryRun = project.dry_run ? await runCheck(project.dry_run, target, settings, project, redact) : null;
@@ -160,6 +174,7 @@ async function gatePatch(settings: Settings, taken: string, name: string, log: L
           continue;
         }
         await updateCheckout(project.repoPath, branch, commit, inspection.files, glog);
+        await installArtifacts(project.repoPath, artifacts, glog);
         glog.info({ commit }, `applied as ${commit.slice(0, 10)} on ${branch}`);
         return accept(ctx, { commit, branch, edited, tests, dry_run: dryRun, alreadyApplied: false });
       } finally {
@@ -172,6 +187,48 @@ async function gatePatch(settings: Settings, taken: string, name: string, log: L
   } finally {
     await fs.rm(snapshot, { force: true });
   }
+}
+
+/** Reads `<id>.artifacts/` (beside the patch in approved/, or still in pending/) and checks it against the sidecar. */
+async function loadArtifacts(settings: Settings, id: string, sidecar: PatchSidecar, rules: Parameters<typeof inspectPatch>[1]): Promise<Array<{ path: string; data: Buffer }>> {
+  const out: Array<{ path: string; data: Buffer }> = [];
+  if (sidecar.artifacts.length === 0) return out;
+  const dir = await artifactDir(settings, id);
+  if (!dir) throw new Error(`${id}.artifacts/ is missing next to the patch`);
+  for (const a of sidecar.artifacts) {
+    const problems = inspectPatch(`diff --git a/${a.path} b/${a.path}\n`, rules).problems;
+    if (problems.length) throw new Error(problems.join('; '));
+    const data = await fs.readFile(path.join(dir, a.path));
+    if (createHash('sha256').update(data).digest('hex') !== a.sha256) throw new Error(`${a.path} does not match its sha256 in the sidecar`);
+    out.push({ path: a.path, data });
+  }
+  return out;
+}
+
+async function artifactDir(settings: Settings, id: string): Promise<string | null> {
+  for (const dir of [settings.layout.patches.approved, settings.layout.patches.pending]) {
+    const candidate = path.join(dir, `${id}.artifacts`);
+    if (await exists(candidate)) return candidate;
+  }
+  return null;
+}
+
+/** Candidate artifacts (often git-ignored, like a model file) go into the repo; the old file is kept as <name>.previous. */
+async function installArtifacts(repo: string, artifacts: Array<{ path: string; data: Buffer }>, log: Logger): Promise<void> {
+  for (const a of artifacts) {
+    const target = path.join(repo, a.path);
+    await fs.mkdir(path.dirname(target), { recursive: true });
+    if (await exists(target)) await fs.copyFile(target, `${target}.previous`);
+    const temp = `${target}.meta-agent-${process.pid}.tmp`;
+    await fs.writeFile(temp, a.data);
+    await fs.rename(temp, target);
+    log.info({ artifact: a.path }, 'installed artifact');
+  }
+}
+
+async function moveArtifacts(settings: Settings, id: string, toDir: string, patchName: string): Promise<void> {
+  const dir = await artifactDir(settings, id);
+  if (dir) await moveUnique(dir, toDir, `${patchName.replace(/\.patch$/i, '')}.artifacts`).catch(() => undefined);
 }
 
 interface RejectContext {
@@ -303,6 +360,7 @@ async function accept(
   const stem = path.basename(movedTo).replace(/\.patch$/i, '');
   await publishUnique(dir, stem, '.result.json', JSON.stringify({ task_id: id, ...approval }, null, 2) + '\n');
   if (ctx.sidecarFile && (await exists(ctx.sidecarFile))) await moveUnique(ctx.sidecarFile, dir, `${path.basename(movedTo)}.json`).catch(() => undefined);
+  await moveArtifacts(settings, id, dir, path.basename(movedTo));
   return { decision: 'applied', task_id: id, patch: ctx.name, commit: r.commit, reason: approval.reason, already_applied: r.alreadyApplied, moved_to: movedTo };
 }
 
@@ -334,6 +392,7 @@ async function reject(
   await publishUnique(dir, stem, '.reason.md', `# ${ctx.name} rejected by the approval gate\n\n${reason}\n`);
   const movedTo = await moveUnique(ctx.taken, dir, ctx.name);
   if (ctx.sidecarFile && (await exists(ctx.sidecarFile))) await moveUnique(ctx.sidecarFile, dir, `${path.basename(movedTo)}.json`).catch(() => undefined);
+  await moveArtifacts(settings, id, dir, path.basename(movedTo));
   return { decision: 'rejected', task_id: id, patch: ctx.name, commit: null, reason, already_applied: false, moved_to: movedTo };
 }
 

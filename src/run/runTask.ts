@@ -30,6 +30,7 @@ import { BaselineCache, runCheck } from './checks.ts';
 import { collectDiff } from './git.ts';
 import { archiveEarlierRun, reportPaths, TrajectoryWriter, writeReport } from './report.ts';
 import { assessRisk } from './risk.ts';
+import { noExtras, RetrainFailed, runTypePipeline, WORKS_WITHOUT_LLM, type TypeExtras } from './pipelines.ts';
 import { ensureRepo, openWorktree, type Worktree } from './workspaceRepo.ts';
 
 export interface RunTaskOptions {
@@ -85,13 +86,15 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
     state.project = project;
     const engine = options.engine ?? engineFor(task.engine ?? settings.config.engine);
     state.engineName = engine.name;
-    if (engine.name === 'openai' && !settings.llm.apiKey && !settings.llm.baseURL) {
+    const llmConfigured = Boolean(settings.llm.apiKey || settings.llm.baseURL) || Boolean(options.engine);
+    if (engine.name === 'openai' && !llmConfigured && !WORKS_WITHOUT_LLM.has(task.type)) {
       throw new MetaAgentError('config', llmMissingMessage(settings.llm), { file: 'meta-agent.yaml', field: 'llm' });
     }
     await archiveEarlierRun(layout, task.id);
     archived = true;
     log.info({ project: project.name, type: task.type, engine: engine.name }, `run started: ${task.id}`);
-    outcome = await runInWorktree({ task, project, engine, settings, runId, redact, log, usage: state.usage, signal: options.signal });
+    const useEngine = engine.name !== 'openai' || llmConfigured;
+    outcome = await runInWorktree({ task, project, engine, useEngine, settings, runId, redact, log, usage: state.usage, signal: options.signal });
   } catch (error) {
     outcome = failedOutcome(error, state);
   }
@@ -163,6 +166,8 @@ interface RunContext {
   task: Task;
   project: Project;
   engine: Engine;
+  /** False for risk_review / retrain_model without an LLM: the numbers are produced, the commentary skipped. */
+  useEngine: boolean;
   settings: Settings;
   runId: string;
   redact: Redactor;
@@ -186,11 +191,28 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
   const worktree = await openWorktree(project, layout.worktrees, rc.runId);
   log.debug({ worktree: worktree.dir, base: worktree.baseCommit }, 'worktree ready');
   const where = { base_commit: worktree.baseCommit, branch: worktree.branch };
+  let extras = noExtras();
   try {
     const checksIn = (signal: AbortSignal) => runChecks(rc, worktree, signal);
     let result: EngineResult;
     try {
-      result = await rc.engine.run({
+      extras = await runTypePipeline(task, project, settings, { worktree: worktree.dir, readOnly: worktree.readOnly }, rc.redact, abort.signal);
+      if (!rc.useEngine) {
+        extras.notes.push(`LLM commentary skipped: ${llmMissingMessage(settings.llm)}`);
+        result = {
+          finished: true,
+          summary: extras.summary ?? '',
+          risks: [...extras.flags],
+          risk_level: extras.flags.length || extras.retrain?.comparison?.beats_baseline === false ? 'medium' : 'low',
+          next_actions: extras.flags.length ? ['Look into the flagged numbers.'] : [],
+          steps: 0,
+          model: null,
+          output_tail: null,
+        };
+      } else {
+        const facts = extras.facts;
+        const promptTask = facts ? { ...task, body: [task.body, facts].filter(Boolean).join('\n\n') } : task;
+        result = await rc.engine.run({
         task,
         project,
         settings,
@@ -208,13 +230,17 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
           trajectoryUsed = true;
           await trajectory.record(entry);
         },
-        prompt: { system: systemPrompt(), user: await userPrompt({ task, worktree: worktree.dir, scopeGlobs: task.scope, denied, inScope, redact: rc.redact }) },
-      });
+        prompt: { system: systemPrompt(), user: await userPrompt({ task: promptTask, worktree: worktree.dir, scopeGlobs: task.scope, denied, inScope, redact: rc.redact }) },
+        });
+        if (extras.summary) result = { ...result, summary: `${extras.summary}\n\n${result.summary}` };
+      }
     } catch (error) {
+      if (error instanceof RetrainFailed) extras.retrain = { steps: error.steps, comparison: null, artifacts: [] };
       // A limit or a timeout still reports what the agent changed so far.
       const diff = await collectDiff(worktree.dir, worktree.baseCommit, worktree.excludesFile).catch(() => ({ files: [] as string[] }));
       const info = toErrorInfo(abort.signal.aborted && !(error instanceof MetaAgentError) ? abort.signal.reason : error);
       return finalizeOutcome({ ...base, ...where, trajectory: trajectoryUsed ? displayPath(layout, trajectory.file) : null }, {
+        extras,
         error: info,
         changed: diff.files,
         summary: `The run ended early: ${info.message}`,
@@ -222,7 +248,7 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
     }
     base.trajectory = trajectoryUsed ? displayPath(layout, trajectory.file) : null;
     const diff = await collectDiff(worktree.dir, worktree.baseCommit, worktree.excludesFile);
-    if (diff.files.length === 0) return finalizeOutcome({ ...base, ...where }, { result });
+    if (diff.files.length === 0) return finalizeOutcome({ ...base, ...where }, { result, extras });
 
     const violations = diff.files.filter((f) => denied(f) || !inScope(f));
     const tooBig = diff.patch.length > config.patch.max_bytes || diff.files.length > config.patch.max_files;
@@ -230,15 +256,15 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
       const message = violations.length
         ? `the change touches files outside the task scope or on the deny list: ${violations.join(', ')}`
         : `the change is too large to propose (${diff.files.length} files, ${diff.patch.length} bytes; patch.max_files ${config.patch.max_files}, patch.max_bytes ${config.patch.max_bytes})`;
-      return finalizeOutcome({ ...base, ...where }, { result, changed: diff.files, violations, error: new MetaAgentError('scope', message).toInfo() });
+      return finalizeOutcome({ ...base, ...where }, { result, extras, changed: diff.files, violations, error: new MetaAgentError('scope', message).toInfo() });
     }
 
     const checks = await checksIn(abort.signal);
     await addBaselines(rc, checks, worktree.baseCommit, abort.signal);
     if (abort.signal.aborted) throw abort.signal.reason;
     const risk = assessRisk(result.risk_level, diff.files, project);
-    const patchFiles = await writePatch(rc, diff, worktree, risk.level, result.summary);
-    return finalizeOutcome({ ...base, ...where }, { result, changed: diff.files, checks, risk, patchFiles: patchFiles.map((f) => displayPath(layout, f)) });
+    const patchFiles = await writePatch(rc, diff, worktree, risk.level, result.summary, extras);
+    return finalizeOutcome({ ...base, ...where }, { result, extras, changed: diff.files, checks, risk, patchFiles: patchFiles.map((f) => displayPath(layout, f)) });
   } finally {
     abort.dispose();
     await worktree.remove();
@@ -257,8 +283,10 @@ function finalizeOutcome(
     risk?: { level: RiskLevel; reasons: string[] };
     patchFiles?: string[];
     summary?: string;
+    extras?: TypeExtras;
   },
 ): Outcome {
+  const extras = parts.extras ?? noExtras();
   const { result, error } = parts;
   const changed = parts.changed ?? [];
   const risk = parts.risk ?? assessRisk(result?.risk_level ?? 'low', changed, base.project);
@@ -307,6 +335,10 @@ function finalizeOutcome(
     trajectory: base.trajectory,
     engine_output_tail: result?.output_tail ?? null,
     error: error ?? null,
+    metrics: extras.metrics,
+    flags: extras.flags,
+    retrain: extras.retrain,
+    notes: extras.notes,
   };
 }
 
@@ -338,6 +370,10 @@ function failedOutcome(error: unknown, state: RunState): Outcome {
     trajectory: null,
     engine_output_tail: null,
     error: info,
+    metrics: null,
+    flags: [],
+    retrain: null,
+    notes: [],
   };
 }
 
@@ -415,10 +451,19 @@ async function addBaselines(rc: RunContext, checks: ChecksOutcome, baseCommit: s
   }
 }
 
-async function writePatch(rc: RunContext, diff: { patch: Buffer; files: string[] }, worktree: Worktree, risk: RiskLevel, summary: string): Promise<string[]> {
+async function writePatch(rc: RunContext, diff: { patch: Buffer; files: string[] }, worktree: Worktree, risk: RiskLevel, summary: string, extras: TypeExtras): Promise<string[]> {
   const { layout } = rc.settings;
   const { createHash } = await import('node:crypto');
   const patchFile = await publishUnique(layout.patches.pending, rc.task.id, '.patch', diff.patch);
+  // Artifacts (a trained model, often git-ignored) travel next to the patch; the gate installs them.
+  const artifacts: PatchSidecar['artifacts'] = [];
+  const artifactDir = `${patchFile.replace(/\.patch$/, '')}.artifacts`;
+  for (const rel of extras.retrain?.artifacts ?? []) {
+    const data = await fs.readFile(path.join(worktree.dir, rel));
+    await fs.mkdir(path.dirname(path.join(artifactDir, rel)), { recursive: true });
+    await fs.writeFile(path.join(artifactDir, rel), data);
+    artifacts.push({ path: rel, sha256: createHash('sha256').update(data).digest('hex'), bytes: data.length });
+  }
   const sidecar: PatchSidecar = {
     task_id: rc.task.id,
     run_id: rc.runId,
@@ -432,6 +477,8 @@ async function writePatch(rc: RunContext, diff: { patch: Buffer; files: string[]
     risk_level: risk,
     summary: rc.redact(summary),
     created_at: new Date().toISOString(),
+    artifacts,
+    retrain: extras.retrain?.comparison ?? null,
   };
   const sidecarFile = await publishUnique(layout.patches.pending, path.basename(patchFile), '.json', JSON.stringify(sidecar, null, 2) + '\n');
   return [patchFile, sidecarFile];

@@ -12,7 +12,7 @@ import { MetaAgentError } from '../contract/errors.ts';
 import { CONFIG_FILE, layoutFor, type Layout } from './layout.ts';
 
 export interface Check {
-  label: 'test' | 'dry_run';
+  label: 'test' | 'dry_run' | 'collect' | 'train' | 'eval';
   /** As configured, for reports. */
   command: string;
   argv: [string, ...string[]];
@@ -22,12 +22,19 @@ export interface Check {
   timeoutMs: number;
 }
 
-export interface Project extends Omit<ProjectConfig, 'test' | 'dry_run'> {
+export interface RetrainChain extends Omit<NonNullable<ProjectConfig['retrain']>, 'collect' | 'train' | 'eval'> {
+  collect: Check | null;
+  train: Check;
+  eval: Check;
+}
+
+export interface Project extends Omit<ProjectConfig, 'test' | 'dry_run' | 'retrain'> {
   name: string;
   repoPath: string;
   initFromPath?: string;
   test: Check | null;
   dry_run: Check | null;
+  retrain: RetrainChain | null;
 }
 
 export interface LlmSettings {
@@ -91,7 +98,9 @@ function configError(error: z.ZodError): MetaAgentError {
 function resolveSettings(config: Config, layout: Layout, env: Record<string, string | undefined>): Settings {
   const projects: Record<string, Project> = {};
   for (const [name, project] of Object.entries(config.projects)) {
-    const { test, dry_run, ...rest } = project;
+    const { test, dry_run, retrain, ...rest } = project;
+    const field = `projects.${name}.retrain`;
+    const timeout = config.limits.check_timeout_s;
     projects[name] = {
       ...rest,
       name,
@@ -99,6 +108,14 @@ function resolveSettings(config: Config, layout: Layout, env: Record<string, str
       ...(project.init_from ? { initFromPath: path.resolve(layout.root, project.init_from) } : {}),
       test: resolveCheck('test', test, `projects.${name}.test`, config.limits.check_timeout_s),
       dry_run: resolveCheck('dry_run', dry_run, `projects.${name}.dry_run`, config.limits.check_timeout_s),
+      retrain: retrain
+        ? {
+            ...retrain,
+            collect: resolveCheck('collect', retrain.collect ?? null, `${field}.collect`, timeout),
+            train: resolveCheck('train', retrain.train, `${field}.train`, timeout)!,
+            eval: resolveCheck('eval', retrain.eval, `${field}.eval`, timeout)!,
+          }
+        : null,
     };
   }
   const apiKey = env[config.llm.api_key_env] || env.OPENAI_API_KEY || undefined;
