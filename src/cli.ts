@@ -12,6 +12,7 @@ import { createTask } from './queue/createTask.ts';
 import { runTask, type RunTaskResult } from './run/runTask.ts';
 import { runStages } from './run/stages.ts';
 import { startWatching } from './queue/watch.ts';
+import { runSupervisorCycle } from './supervisor/cycle.ts';
 import { approvePatch, rejectPatch } from './gate/decide.ts';
 import { processApprovedPatch } from './gate/gate.ts';
 import { gateLine, review, workspaceStatus, formatAge } from './ui/terminal.ts';
@@ -147,6 +148,34 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
         process.once('SIGTERM', stop);
       });
       log.flush();
+    });
+
+  program
+    .command('supervise')
+    .description('one supervisor cycle: plan 1-3 tasks for a goal, run them, write one summary (reports/cycles/)')
+    .requiredOption('--goal <goal>', 'e.g. daily_maintenance, weekly_retrain, or any goal in words (planned by the LLM)')
+    .option('--project <name>', 'the project (default: the only configured one)')
+    .addOption(new Option('--mode <mode>', 'cycle mode').choices(['daily', 'weekly']).default('daily'))
+    .option('--json', 'print the cycle report as JSON')
+    .action(async (opts: { goal: string; project?: string; mode: 'daily' | 'weekly'; json?: boolean }) => {
+      const settings = await loadSettings(root());
+      const log = createLogger({ logsDir: settings.layout.logs, prefix: 'supervisor', console: opts.json ? 'none' : undefined, redact: makeRedactor(settings.env) });
+      const controller = new AbortController();
+      const onSignal = () => controller.abort();
+      process.once('SIGINT', onSignal);
+      try {
+        const report = await runSupervisorCycle(settings, opts.goal, opts.mode, { log, signal: controller.signal, ...(opts.project ? { project: opts.project } : {}) });
+        if (opts.json) io.out(JSON.stringify(report, null, 2));
+        else {
+          io.out(`${report.cycle_id}: ${report.status.toUpperCase()}: ${report.summary}`);
+          for (const c of report.candidates) io.out(`  ${c.task_id} (risk ${c.risk_level}): ${c.files.join(', ')}\n    ${c.approve}`);
+          io.out(`  summary: reports/cycles/${report.cycle_id}.md`);
+        }
+        exitCode = report.status === 'error' ? (report.error ? exitCodeFor(report.error.kind) : 1) : 0;
+      } finally {
+        process.off('SIGINT', onSignal);
+        log.flush();
+      }
     });
 
   program

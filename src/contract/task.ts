@@ -37,6 +37,7 @@ export const TaskSchema = z.strictObject({
   source: z.enum(TASK_SOURCES).default('human'),
   engine: z.enum(ENGINE_NAMES).optional().describe('Overrides the config\'s engine'),
   created: z.preprocess((v) => (v instanceof Date ? v.toISOString() : v), z.string().optional()),
+  max_tokens: z.number().int().positive().optional().describe('Caps limits.max_tokens for this task (the supervisor sets it from its budget)'),
   body: z.string().default('').describe('Free Markdown for the model (front matter form: the body)'),
 });
 

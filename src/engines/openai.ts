@@ -59,15 +59,20 @@ export interface ChatModel {
   complete(messages: ChatCompletionMessageParam[], signal: AbortSignal): Promise<ChatCompletion>;
 }
 
-export function openAIChatModel(llm: LlmSettings): ChatModel {
+/** The configured client; one clear error when no model is configured. */
+export function openAIClient(llm: LlmSettings): OpenAI {
   if (!llm.apiKey && !llm.baseURL) throw new MetaAgentError('config', llmMissingMessage(llm), { field: 'llm' });
-  const client = new OpenAI({
+  return new OpenAI({
     // Local servers (Ollama, LM Studio) need no key, but the client insists on one.
     apiKey: llm.apiKey ?? 'no-key-needed',
     ...(llm.baseURL ? { baseURL: llm.baseURL } : {}),
     maxRetries: llm.maxRetries,
     timeout: llm.requestTimeoutMs,
   });
+}
+
+export function openAIChatModel(llm: LlmSettings): ChatModel {
+  const client = openAIClient(llm);
   return {
     name: llm.model,
     async complete(messages, signal) {
@@ -91,7 +96,7 @@ export function openAIChatModel(llm: LlmSettings): ChatModel {
   };
 }
 
-function toLlmError(error: unknown, llm: LlmSettings, signal: AbortSignal): Error {
+export function toLlmError(error: unknown, llm: LlmSettings, signal: AbortSignal): Error {
   if (signal.aborted && signal.reason instanceof MetaAgentError) return signal.reason;
   const where = llm.baseURL ?? 'api.openai.com';
   if (error instanceof OpenAI.AuthenticationError) {

@@ -78,11 +78,16 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
   const state: RunState = { runId, startedAt, usage: emptyUsage(), task: null, project: null, engineName: options.engine?.name ?? settings.config.engine };
   let outcome: Outcome;
   let archived = false;
+  let runSettings = settings;
   try {
     const task = parseTask(claim?.content ?? (await readTaskFile(file, fileName)), fileName);
     state.task = task;
     log = log.child({ task_id: task.id });
     const project = projectFor(settings, task.project, fileName);
+    // A task may lower (never raise) the token limit: the supervisor's budget reaches the run this way.
+    if (task.max_tokens && task.max_tokens < settings.config.limits.max_tokens) {
+      runSettings = { ...settings, config: { ...settings.config, limits: { ...settings.config.limits, max_tokens: task.max_tokens } } };
+    }
     state.project = project;
     const engine = options.engine ?? engineFor(task.engine ?? settings.config.engine);
     state.engineName = engine.name;
@@ -94,7 +99,7 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
     archived = true;
     log.info({ project: project.name, type: task.type, engine: engine.name }, `run started: ${task.id}`);
     const useEngine = engine.name !== 'openai' || llmConfigured;
-    outcome = await runInWorktree({ task, project, engine, useEngine, settings, runId, redact, log, usage: state.usage, signal: options.signal });
+    outcome = await runInWorktree({ task, project, engine, useEngine, settings: runSettings, runId, redact, log, usage: state.usage, signal: options.signal });
   } catch (error) {
     outcome = failedOutcome(error, state);
   }
