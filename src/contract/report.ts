@@ -112,13 +112,14 @@ export const ReportSchema = z.object({
   trajectory: z.string().nullable(),
   engine_output_tail: z.string().nullable().describe('Output tail of the command engine'),
   error: ErrorInfoSchema.nullable(),
-  metrics: TradeMetricsSchema.nullable().describe('risk_review: numbers computed in code from the trades CSV'),
-  flags: z.array(z.string()).describe('risk_review: thresholds crossed'),
+  metrics: TradeMetricsSchema.nullable().default(null).describe('risk_review: numbers computed in code from the trades CSV'),
+  flags: z.array(z.string()).default([]).describe('risk_review: thresholds crossed'),
   retrain: z
     .object({ steps: z.array(CheckResultSchema), comparison: RetrainComparisonSchema.nullable(), artifacts: z.array(z.string()) })
     .nullable()
+    .default(null)
     .describe('retrain_model: the collect -> train -> eval chain and the comparison with the baseline'),
-  notes: z.array(z.string()).describe('What the run decided to skip and why (e.g. LLM commentary without an LLM)'),
-  approval: ApprovalSchema.nullable().describe('Set by the approval gate, or when a person rejects the patch'),
+  notes: z.array(z.string()).default([]).describe('What the run decided to skip and why (e.g. LLM commentary without an LLM)'),
+  approval: ApprovalSchema.nullable().default(null).describe('Set by the approval gate, or when a person rejects the patch'),
 });
 export type Report = z.infer<typeof ReportSchema>;

@@ -12,7 +12,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import lockfile from 'proper-lockfile';
 import type { Logger } from 'pino';
 import { execa } from 'execa';
 import { PatchSidecarSchema, type PatchSidecar } from '../contract/patch.ts';
@@ -26,6 +25,7 @@ import { runCheck } from '../run/checks.ts';
 import { git, resolveBranch } from '../run/git.ts';
 import { ensureRepo, openWorktree } from '../run/workspaceRepo.ts';
 import { moveUnique, takePrivately } from '../queue/folders.ts';
+import { lockActivity } from '../queue/lease.ts';
 import { createTask } from '../queue/createTask.ts';
 import { reportPaths } from '../run/report.ts';
 import { inspectPatch } from './inspect.ts';
@@ -41,20 +41,34 @@ export interface GateResult {
   moved_to: string | null;
 }
 
-const PRIVATE_PREFIX = '.gate-';
+/** The private name takePrivately() gives a file it takes. */
+const PRIVATE_PREFIX = '.taken-';
 const TRAILER_PATCH = 'Meta-Agent-Patch';
 
 /** Lock file that serializes the gate across processes and machines sharing the workspace. */
-async function gateLock(settings: Settings): Promise<() => Promise<void>> {
-  const target = path.join(settings.layout.state, 'gate');
-  await fs.mkdir(settings.layout.state, { recursive: true });
-  await fs.writeFile(target, '', { flag: 'a' });
-  return lockfile.lock(target, { stale: 60_000, update: 10_000, realpath: false, retries: { retries: 10_000, minTimeout: 100, maxTimeout: 1000 } });
+async function gateLock(settings: Settings, wait = true): Promise<(() => Promise<void>) | null> {
+  return lockActivity(path.join(settings.layout.state, 'gate'), { staleMs: 60_000, wait });
+}
+
+/**
+ * A gate run that died left its patch under a private name in approved/, which no scan
+ * sees: give it its name back (without waiting, if another gate run holds the lock).
+ */
+export async function recoverInterruptedGateRuns(settings: Settings, log: Logger): Promise<void> {
+  const names = await fs.readdir(settings.layout.patches.approved).catch(() => [] as string[]);
+  if (!names.some((n) => n.startsWith(PRIVATE_PREFIX))) return;
+  const release = await gateLock(settings, false);
+  if (!release) return;
+  try {
+    await restoreInterrupted(settings, log);
+  } finally {
+    await release();
+  }
 }
 
 /** Processes one file of patches/approved/. Safe to call for the same file from several processes. */
 export async function processApprovedPatch(settings: Settings, patchFile: string, log: Logger): Promise<GateResult> {
-  const release = await gateLock(settings);
+  const release = (await gateLock(settings))!;
   try {
     await restoreInterrupted(settings, log);
     const taken = await takePrivately(patchFile);
@@ -70,7 +84,7 @@ async function restoreInterrupted(settings: Settings, log: Logger): Promise<void
   const dir = settings.layout.patches.approved;
   for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
     if (!name.startsWith(PRIVATE_PREFIX)) continue;
-    const original = name.replace(/^\.gate-[0-9a-f]+-/, '');
+    const original = name.replace(/^\.taken-[0-9a-f]+-/, '');
     await moveUnique(path.join(dir, name), dir, original);
     log.warn({ patch: original }, 'an interrupted gate run left this patch; it is processed again');
   }
@@ -127,6 +141,7 @@ async function gatePatch(settings: Settings, taken: string, name: string, log: L
   const already = await commitWithPatch(project.repoPath, branch, sha256);
   if (already) {
     glog.info({ commit: already }, 'already applied; finishing the move');
+    await refreshStaleCheckout(project.repoPath, branch, already, inspection.files, glog);
     return accept(ctx, { commit: already, branch, edited, tests: null, dry_run: null, alreadyApplied: true });
   }
 
@@ -267,6 +282,20 @@ async function dirtyFilesInCheckout(repo: string, branch: string, files: string[
     .split('\0')
     .filter((entry) => entry.length > 3)
     .map((entry) => entry.slice(3));
+}
+
+/**
+ * After a crash between moving the branch and updating the checkout, the checkout still
+ * holds the pre-patch files (it looks like a change that undoes the patch). Bring them up
+ * only if they exactly match the pre-patch version, so a real edit of the user is never lost.
+ */
+async function refreshStaleCheckout(repo: string, branch: string, commit: string, files: string[], log: Logger): Promise<void> {
+  const current = (await git(repo, ['symbolic-ref', '--quiet', '--short', 'HEAD']).catch(() => '')).trim();
+  if (current !== branch || files.length === 0) return;
+  if ((await git(repo, ['rev-parse', `refs/heads/${branch}`])).trim() !== commit) return;
+  const matchesParent = async (cached: boolean) =>
+    (await execa('git', ['diff', '--quiet', ...(cached ? ['--cached'] : []), `${commit}^`, '--', ...files], { cwd: repo, reject: false })).exitCode === 0;
+  if ((await matchesParent(false)) && (await matchesParent(true))) await updateCheckout(repo, branch, commit, files, log);
 }
 
 /** The branch moved under a checkout: bring the patch's files (only those) up to the new commit. */

@@ -81,3 +81,34 @@ function pidAlive(pid: number): boolean {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+
+/**
+ * A lock that serializes one activity (the gate, the scheduler) across processes. Like a
+ * lease, it carries an owner note, so a lock left by a dead process on this host is
+ * taken over at once instead of after `staleMs`.
+ * @param wait keep trying (up to `waitMs`) instead of failing at once when it is held
+ */
+export async function lockActivity(target: string, options: { staleMs: number; wait: boolean; waitMs?: number }): Promise<(() => Promise<void>) | null> {
+  await fs.mkdir(path.dirname(target), { recursive: true });
+  await fs.writeFile(target, '', { flag: 'a' });
+  const deadline = Date.now() + (options.waitMs ?? 24 * 3600_000);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const release = await lockfile.lock(target, { stale: options.staleMs, update: Math.max(1000, Math.floor(options.staleMs / 3)), realpath: false, lockfilePath: lockPath(target), retries: 0 });
+      await fs.writeFile(ownerPath(target), JSON.stringify({ host: os.hostname(), pid: process.pid, run_id: 'lock', since: new Date().toISOString() } satisfies OwnerNote) + '\n');
+      return async () => {
+        await fs.rm(ownerPath(target), { force: true });
+        await release().catch(() => undefined);
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw error;
+      const note = await readOwner(target);
+      if (note && note.host === os.hostname() && !pidAlive(note.pid)) {
+        await clearLease(target);
+        continue;
+      }
+      if (!options.wait || Date.now() > deadline) return null;
+      await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** Math.min(attempt, 5))));
+    }
+  }
+}

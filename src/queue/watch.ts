@@ -21,7 +21,7 @@ import type { Settings } from '../workspace/config.ts';
 import { runTask, type RunTaskResult } from '../run/runTask.ts';
 import type { Engine } from '../engines/types.ts';
 import { MetaAgentError, toErrorInfo } from '../contract/errors.ts';
-import { processApprovedPatch, recordHumanRejection, type GateResult } from '../gate/gate.ts';
+import { processApprovedPatch, recordHumanRejection, recoverInterruptedGateRuns, type GateResult } from '../gate/gate.ts';
 import { layoutDirs } from '../workspace/layout.ts';
 import { recoverOrphans } from './recover.ts';
 import { pruneWorktrees } from './prune.ts';
@@ -198,6 +198,7 @@ export function startWatching(options: WatchOptions): Watcher {
       const names = await fs.readdir(layout.inbox).catch(() => [] as string[]);
       const withTimes = await Promise.all(names.map(async (n) => ({ n, t: (await fs.stat(path.join(layout.inbox, n)).catch(() => null))?.mtimeMs ?? 0 })));
       for (const { n } of withTimes.sort((a, b) => a.t - b.t || a.n.localeCompare(b.n))) await consider(n);
+      if (!gateBusy) await recoverInterruptedGateRuns(settings, log);
       for (const n of (await fs.readdir(layout.patches.approved).catch(() => [] as string[])).sort()) considerApproved(n);
       for (const n of await fs.readdir(layout.patches.rejected).catch(() => [] as string[])) await considerRejected(n);
     } catch (error) {
@@ -221,7 +222,7 @@ export function startWatching(options: WatchOptions): Watcher {
   const start = async () => {
     await assertOneVolume([...layoutDirs(layout).filter((d) => d !== layout.templates && d !== layout.logs)]);
     const poll = options.usePolling ?? (config.queue.poll === 'auto' ? await isNetworkFolder(layout.root) : config.queue.poll);
-    const gateIdle = !(await lockfile.check(path.join(layout.state, 'gate'), { stale: 60_000, realpath: false }).catch(() => false));
+    const gateIdle = !(await lockfile.check(path.join(layout.state, 'gate'), { stale: 60_000, realpath: false, lockfilePath: path.join(layout.state, '.gate.lock') }).catch(() => false));
     await pruneWorktrees(settings, log, { includeGate: gateIdle });
     const watchOptions = { depth: 0, ignoreInitial: true, usePolling: poll, interval: 500, ignored: (f: string) => isIgnoredName(path.basename(f)) && !layoutDirs(layout).includes(f) };
     const on = (dir: string, handler: (name: string) => void) => {
