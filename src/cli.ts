@@ -13,6 +13,9 @@ import { runTask, type RunTaskResult } from './run/runTask.ts';
 import { runStages } from './run/stages.ts';
 import { startWatching } from './queue/watch.ts';
 import { runSupervisorCycle } from './supervisor/cycle.ts';
+import { localTime, nextRuns } from './supervisor/schedule.ts';
+import { printSchedule } from './supervisor/osSchedule.ts';
+import { startScheduler } from './supervisor/service.ts';
 import { approvePatch, rejectPatch } from './gate/decide.ts';
 import { processApprovedPatch } from './gate/gate.ts';
 import { gateLine, review, workspaceStatus, formatAge } from './ui/terminal.ts';
@@ -176,6 +179,35 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
         process.off('SIGINT', onSignal);
         log.flush();
       }
+    });
+
+  program
+    .command('schedule')
+    .description('run the supervisor schedule in the foreground, or print it for cron, systemd or Windows')
+    .addOption(new Option('--print <kind>', 'print instead of running').choices(['cron', 'systemd', 'windows']))
+    .option('--next <n>', 'print the next N run times of each job and exit')
+    .action(async (opts: { print?: 'cron' | 'systemd' | 'windows'; next?: string }) => {
+      const settings = await loadSettings(root());
+      if (opts.print) return io.out(printSchedule(settings, opts.print).trimEnd());
+      const { supervisor } = settings.config;
+      if (opts.next) {
+        for (const job of supervisor.schedule) {
+          io.out(`${job.goal} (${job.cron}, ${supervisor.timezone}):`);
+          for (const d of nextRuns(job.cron, supervisor.timezone, new Date(), Number(opts.next))) io.out(`  ${localTime(d, supervisor.timezone).key.replace('T', ' ')}  (${d.toISOString()})`);
+        }
+        return;
+      }
+      const log = createLogger({ logsDir: settings.layout.logs, prefix: 'supervisor', redact: makeRedactor(settings.env) });
+      const scheduler = startScheduler(settings, log);
+      if (!scheduler) throw new MetaAgentError('config', 'no jobs in supervisor.schedule', { file: 'meta-agent.yaml', field: 'supervisor.schedule' });
+      await scheduler.start();
+      io.out(`scheduler running (${supervisor.schedule.length} job(s), ${supervisor.timezone}); Ctrl-C to stop`);
+      await new Promise<void>((resolve) => {
+        const stop = () => void scheduler.stop().then(resolve);
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      log.flush();
     });
 
   program

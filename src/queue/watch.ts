@@ -26,6 +26,10 @@ import { layoutDirs } from '../workspace/layout.ts';
 import { recoverOrphans } from './recover.ts';
 import { pruneWorktrees } from './prune.ts';
 import { assertOneVolume, isNetworkFolder } from './volumes.ts';
+import { createLogger } from '../log.ts';
+import { makeRedactor } from '../safety/redact.ts';
+import { startScheduler } from '../supervisor/service.ts';
+import type { Scheduler } from '../supervisor/schedule.ts';
 
 export interface WatchOptions {
   settings: Settings;
@@ -40,6 +44,10 @@ export interface WatchOptions {
   onResult?: (result: RunTaskResult) => void;
   onGate?: (result: GateResult) => void;
   onHealth?: (health: Health) => void;
+  /** The schedule's clock (tests, the soak harness); default: the real time. */
+  clock?: () => Date;
+  /** Where cycles log; default logs/supervisor_YYYY-MM-DD.log. */
+  supervisorLog?: Logger;
 }
 
 export interface Health {
@@ -89,6 +97,7 @@ export function startWatching(options: WatchOptions): Watcher {
   let lastError: string | null = null;
   let watchers: FSWatcher[] = [];
   let timers: NodeJS.Timeout[] = [];
+  let scheduler: Scheduler | null = null;
 
   const fail = (what: string, error: unknown) => {
     lastError = `${new Date().toISOString()} ${what}: ${toErrorInfo(error).message}`;
@@ -246,6 +255,12 @@ export function startWatching(options: WatchOptions): Watcher {
     );
     await scan();
     log.info({ root: layout.root, concurrency, polling: poll }, 'watching inbox/, patches/approved/, patches/rejected/');
+    const supervisorLog = options.supervisorLog ?? createLogger({ logsDir: layout.logs, prefix: 'supervisor', console: 'none', redact: makeRedactor(settings.env) });
+    scheduler = startScheduler(settings, supervisorLog, { signal: abort.signal, ...(options.clock ? { clock: options.clock } : {}), ...(options.engine ? { engine: options.engine } : {}) });
+    if (scheduler) {
+      await scheduler.start();
+      log.info({ jobs: config.supervisor.schedule.map((j) => `${j.cron} ${j.goal}`), timezone: config.supervisor.timezone }, 'supervisor schedule active');
+    }
   };
   const ready = start();
 
@@ -257,6 +272,11 @@ export function startWatching(options: WatchOptions): Watcher {
       stopping = true;
       for (const t of timers) clearInterval(t);
       timers = [];
+      if (scheduler) {
+        const s = scheduler;
+        // A running cycle is asked to stop creating tasks; its running task is aborted below.
+        void s.stop();
+      }
       await Promise.all(watchers.map((w) => w.close()));
       watchers = [];
       await ready.catch(() => undefined);
@@ -267,6 +287,7 @@ export function startWatching(options: WatchOptions): Watcher {
       }
       abort.abort();
       await Promise.allSettled([...running.values()]);
+      await scheduler?.stop();
       await gateBusy;
     },
   };
