@@ -21,9 +21,9 @@ import { processApprovedPatch } from './gate/gate.ts';
 import { gateLine, review, workspaceStatus, formatAge } from './ui/terminal.ts';
 import { makeRedactor } from './safety/redact.ts';
 import { loadSettings, resolveRoot, type Settings } from './workspace/config.ts';
-import { initWorkspace, taskTemplate } from './workspace/init.ts';
+import { initWorkspace } from './workspace/init.ts';
+import { fillTemplate, loadTemplate } from './workspace/templates.ts';
 import { displayPath } from './workspace/layout.ts';
-import matter from 'gray-matter';
 
 interface Io {
   out: (text: string) => void;
@@ -58,27 +58,29 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     .description('create a task file in inbox/ (from the type\'s template)')
     .requiredOption('--project <name>', 'a project of meta-agent.yaml')
     .requiredOption('--objective <text>', 'what the agent should achieve')
-    .addOption(new Option('--type <type>', 'task type').choices([...TASK_TYPES]).default('custom'))
+    .addOption(new Option('--type <type>', 'task type').choices([...TASK_TYPES]))
+    .option('--template <name>', 'start from templates/<name>.md (default: the type\'s template)')
     .option('--scope <globs...>', 'files that may change (default: the template\'s); "none" for report only')
     .option('--task <text...>', 'sub-tasks')
     .option('--output <text>', 'expected output')
     .option('--name <name>', 'file name (default: <type>-<timestamp>)')
-    .action(async (opts: { project: string; objective: string; type: (typeof TASK_TYPES)[number]; scope?: string[]; task?: string[]; output?: string; name?: string }) => {
+    .action(async (opts: { project: string; objective: string; type?: (typeof TASK_TYPES)[number]; template?: string; scope?: string[]; task?: string[]; output?: string; name?: string }) => {
       const settings = await loadSettings(root());
-      const template = await templateFor(settings, opts.type);
+      const template = await loadTemplate(settings, opts.template ?? opts.type ?? 'custom');
+      const type = opts.type ?? template.type;
       const scope = opts.scope ? (opts.scope.length === 1 && opts.scope[0] === 'none' ? [] : opts.scope) : template.scope;
-      const name = opts.name ?? `${opts.type}-${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, '')}`;
+      const name = opts.name ?? `${type}-${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, '')}`;
       const { path: file, task } = await createTask(
         settings,
         name,
         {
           project: opts.project,
-          type: opts.type,
+          type,
           objective: opts.objective,
           scope,
           tasks: opts.task ?? template.tasks,
           output: opts.output ?? template.output,
-          body: template.body,
+          body: fillTemplate(template.body, { objective: opts.objective, project: opts.project }),
         },
         'cli',
       );
@@ -281,15 +283,6 @@ async function findTaskById(settings: Settings, id: string): Promise<string> {
     if (await fs.stat(file).then(() => true, () => false)) return file;
   }
   throw new MetaAgentError('input', `no task "${id}" in inbox/ or done/`, { field: '--task-id' });
-}
-
-async function templateFor(settings: Settings, type: (typeof TASK_TYPES)[number]) {
-  const file = path.join(settings.layout.templates, `${type}.md`);
-  const text = await fs.readFile(file, 'utf8').catch(() => taskTemplate(type));
-  const parsed = matter(text, {});
-  const data = parsed.data as { scope?: string[]; tasks?: string[]; output?: string };
-  const body = parsed.content.replace(/<!--[\s\S]*?-->/g, '').trim();
-  return { scope: data.scope ?? [], tasks: data.tasks ?? [], output: data.output ?? '', body };
 }
 
 function summaryLine(settings: Settings, r: RunTaskResult): string {

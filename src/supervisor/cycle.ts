@@ -22,6 +22,7 @@ import { projectFor, type Project, type Settings } from '../workspace/config.ts'
 import { publishFile } from '../workspace/files.ts';
 import { contextMarkdown, gatherContext, readState, writeState, type CycleContext } from './context.ts';
 import { llmPlanner, routineFor, type Planner } from './plan.ts';
+import { fillTemplate, loadTemplate } from '../workspace/templates.ts';
 
 export type Clock = () => Date;
 
@@ -87,6 +88,18 @@ export async function runSupervisorCycle(settings: Settings, goal: string, mode:
         break;
       }
       const name = `S${i + 1}_${project.name}_${cycleId}`;
+      // The type's template (the user's own templates/<type>.md if there is one), filled with the period's context.
+      const template = await loadTemplate(settings, planned.type);
+      const vars = {
+        goal,
+        mode,
+        project: project.name,
+        objective: planned.objective,
+        period: state.last_cycle_id ? `the period since cycle ${state.last_cycle_id}` : `the last ${mode === 'weekly' ? 'week' : 'day'}`,
+        area: planned.scope.length ? planned.scope.join(', ') : 'the repository',
+        context: contextMarkdown(context),
+      };
+      const templateBody = fillTemplate(template.body, vars);
       const { path: file, task } = await createTask(
         settings,
         name,
@@ -96,11 +109,11 @@ export async function runSupervisorCycle(settings: Settings, goal: string, mode:
           type: planned.type,
           objective: planned.objective,
           scope: planned.scope,
-          tasks: planned.tasks,
-          output: 'report + patch proposal',
+          tasks: planned.tasks.length ? planned.tasks : template.tasks.map((t) => fillTemplate(t, vars)),
+          output: template.output ? fillTemplate(template.output, vars) : 'report + patch proposal',
           max_tokens: remaining,
           created: clock().toISOString(),
-          body: `Created by the supervisor (cycle ${cycleId}, goal "${goal}", ${mode}).\n\n${contextMarkdown(context)}`,
+          body: [`Created by the supervisor (cycle ${cycleId}, goal "${goal}", ${mode}).`, templateBody.includes(vars.context) ? '' : vars.context, templateBody].filter(Boolean).join('\n\n'),
         },
         'supervisor',
       );

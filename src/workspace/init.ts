@@ -93,6 +93,11 @@ export function taskTemplate(type: (typeof TASK_TYPES)[number]): string {
   ].join('\n');
 }
 
+/** Settings that fit the bundled example bot; for another repo they are written commented out. */
+function demoOnly(options: InitOptions, text: string): string {
+  return options.repo ? text.replace(/^(\s*)(?=\S)/gm, '$1# ') : text;
+}
+
 function configTemplate(layout: Layout, options: InitOptions): string {
   const project = options.project ?? 'demo';
   const repoLines = options.repo
@@ -137,6 +142,34 @@ ${repoLines.join('\n')}
         level: high
         reason: order execution
     env_allow: []                       # variables passed to test/dry_run besides PATH, HOME, LANG
+${demoOnly(options, `    # risk_review: numbers computed in code from the trades CSV
+    trades: { path: data/trades.csv, time_column: closed_at, pnl_column: pnl, starting_equity: 10000 }
+    risk_thresholds: { max_drawdown_pct: 5, min_win_rate: 0.4, min_profit_factor: 1.2 }
+    # retrain_model: collect -> train -> eval in the worktree; the gate installs the model only if it beats the baseline
+    retrain:
+      train: "python3 scripts/train.py"
+      eval: "python3 scripts/eval.py"
+      metrics: models/candidate.json    # what eval writes
+      baseline: models/metrics.json     # the approved model's metrics (the patch updates it)
+      metric: sharpe
+      margin: 0.05
+      artifacts: [models/model.pkl]
+`)}    logs: []                            # bot log files whose new lines the supervisor reads
+
+supervisor:
+  timezone: Europe/Kyiv
+  budget_tokens: 300000                 # per cycle (planner + tasks)
+  # Goals daily_maintenance and weekly_retrain are built-in routines (no LLM needed to plan them);
+  # override or add your own:
+  # routines:
+  #   daily_maintenance:
+  #     - { type: audit_code, objective: "Audit recent changes", scope: ["bot/**", "tests/**"], tasks: [] }
+  schedule: []
+  # schedule:
+  #   - { cron: "30 2 * * *", goal: daily_maintenance }
+  #   - { cron: "0 4 * * 6", goal: weekly_retrain, mode: weekly }
+  # trading_windows:                    # no cycle starts inside one; a running cycle stops creating tasks
+  #   - { days: [mon, tue, wed, thu, fri], start: "08:00", end: "23:00" }
 
 limits:
   max_steps: 40
