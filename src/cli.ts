@@ -12,6 +12,7 @@ import { createTask } from './queue/createTask.ts';
 import { runTask, type RunTaskResult } from './run/runTask.ts';
 import { runStages } from './run/stages.ts';
 import { startWatching } from './queue/watch.ts';
+import { startUi } from './ui/server.ts';
 import { runSupervisorCycle } from './supervisor/cycle.ts';
 import { localTime, nextRuns } from './supervisor/schedule.ts';
 import { printSchedule } from './supervisor/osSchedule.ts';
@@ -135,19 +136,40 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     });
 
   program
+    .command('ui')
+    .description('the dashboard: a local web page over the same folders (prints its URL with the access token)')
+    .option('--port <n>', 'port (default: a free one)')
+    .option('--host <host>', 'address to listen on (default 127.0.0.1; anything else exposes it to the network)', '127.0.0.1')
+    .action(async (opts: { port?: string; host: string }) => {
+      const settings = await loadSettings(root());
+      const log = makeLog(settings);
+      const ui = await startUi({ settings, log, host: opts.host, ...(opts.port ? { port: Number(opts.port) } : {}) });
+      io.out(`dashboard: ${ui.url}`);
+      await new Promise<void>((resolve) => {
+        const stop = () => void ui.close().then(resolve);
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+    });
+
+  program
     .command('watch')
     .description('the service: run every task dropped into inbox/ (Ctrl-C to stop)')
     .option('--poll', 'poll the folder instead of OS events (network folders)')
-    .action(async (opts: { poll?: boolean }) => {
+    .option('--ui', 'serve the dashboard too (see "meta-agent ui")')
+    .option('--port <n>', 'dashboard port, with --ui')
+    .action(async (opts: { poll?: boolean; ui?: boolean; port?: string }) => {
       const settings = await loadSettings(root());
       const log = makeLog(settings);
+      const ui = opts.ui ? await startUi({ settings, log, ...(opts.port ? { port: Number(opts.port) } : {}) }) : null;
+      if (ui) io.out(`dashboard: ${ui.url}`);
       const watcher = startWatching({ settings, log, usePolling: Boolean(opts.poll), onResult: (r) => io.out(summaryLine(settings, r)) });
       await watcher.ready;
       io.out(`watching ${displayPath(settings.layout, settings.layout.inbox) || settings.layout.inbox}/ in ${settings.layout.root}; drop task .md files there (Ctrl-C to stop)`);
       await new Promise<void>((resolve) => {
         const stop = () => {
           io.err('stopping: no new claims; running tasks go back to inbox/...');
-          void watcher.stop().then(resolve);
+          void watcher.stop().then(() => ui?.close()).then(resolve);
         };
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);

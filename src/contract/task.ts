@@ -28,9 +28,9 @@ const stringList = z.preprocess(
 
 export const TaskSchema = z.strictObject({
   id: TaskIdSchema.describe('Unique task id; defaults to the file name without .md'),
-  project: z.string().trim().min(1).describe('A key of the config\'s `projects`'),
+  project: z.string().trim().min(1, 'must not be empty').describe('A key of the config\'s `projects`'),
   type: z.enum(TASK_TYPES).default('custom'),
-  objective: z.string().trim().min(1).describe('What the agent should achieve'),
+  objective: z.string().trim().min(1, 'must not be empty').describe('What the agent should achieve'),
   scope: stringList.default([]).describe('Globs (relative to the repo root) that may be changed; empty = report only'),
   tasks: stringList.default([]).describe('Concrete sub-tasks'),
   output: z.string().trim().default('').describe('What is expected back'),

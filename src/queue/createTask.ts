@@ -6,7 +6,7 @@
 import path from 'node:path';
 import matter from 'gray-matter';
 import { MetaAgentError } from '../contract/errors.ts';
-import { TASK_SOURCES, TaskSchema, parseTask, type Task, type TaskInput } from '../contract/task.ts';
+import { TASK_SOURCES, parseTask, type Task, type TaskInput } from '../contract/task.ts';
 import { projectFor, type Settings } from '../workspace/config.ts';
 import { publishUnique } from '../workspace/files.ts';
 
@@ -38,9 +38,10 @@ function safeStem(name: string): string {
 
 /** Serializes fields as front matter; the body (if any) becomes the Markdown content. */
 export function toFrontMatter(fields: TaskInput): string {
-  const { body, ...data } = TaskSchema.partial().parse(fields);
+  // No validation here: parseTask below gives the one-line error naming the field.
+  const { body, ...data } = fields;
   const clean = Object.fromEntries(Object.entries(data).filter(([, v]) => v !== undefined && !(Array.isArray(v) && v.length === 0)));
-  return matter.stringify(body ? `${body}\n` : '', clean);
+  return matter.stringify(typeof body === 'string' && body ? `${body}\n` : '', clean);
 }
 
 /** Records `source` in a task text of either form, replacing what it said. */
