@@ -79,11 +79,9 @@ test('create a task with the form, watch it run, open the report, approve the pa
     await page.click('nav button[data-tab="new"]');
     await page.click('#new-task button[type=submit]');
     await page.waitForSelector('#form-message.error');
-    assert.match(await page.textContent('#form-message'), 'field "objective": must not be empty');
+    assert.match((await page.textContent('#form-message')) ?? '', 'field "objective": must not be empty');
     await createViaForm(page, 'ui-first', 'ONE');
     await page.screenshot({ path: path.join(SHOTS, 'new-task.png') });
-    const fileTask = await fs.readFile(path.join(ws.settings.layout.done, 'ui-first.md'), 'utf8').catch(() => null);
-    void fileTask;
     // Live: the queue shows it done without a reload.
     await page.click('nav button[data-tab="queue"]');
     await page.waitForSelector('#q-done li[data-name="ui-first.md"]', { timeout: 30_000 });
@@ -92,15 +90,15 @@ test('create a task with the form, watch it run, open the report, approve the pa
     await page.click('nav button[data-tab="reports"]');
     await page.click('#reports tr[data-id="ui-first"]');
     await page.waitForSelector('#report-badges');
-    const badges = await page.textContent('#report-badges');
+    const badges = (await page.textContent('#report-badges')) ?? '';
     assert.match(badges, 'ok');
     assert.match(badges, 'tests: passed');
-    assert.match(await page.textContent('#report-view .md'), 'Documented sizing (ONE).');
+    assert.match((await page.textContent('#report-view .md')) ?? '', 'Documented sizing (ONE).');
     await page.screenshot({ path: path.join(SHOTS, 'report.png') });
     // The patch: a readable diff, then Approve.
     await page.click('#open-patch');
     await page.waitForSelector('#patch-view .diff .add');
-    assert.match(await page.textContent('#patch-view .diff'), 'checked ONE');
+    assert.match((await page.textContent('#patch-view .diff')) ?? '', 'checked ONE');
     await page.screenshot({ path: path.join(SHOTS, 'patch.png') });
     const before = (await execa('git', ['rev-list', '--count', 'HEAD'], { cwd: ws.repo })).stdout;
     await page.click('#approve');

@@ -228,12 +228,14 @@ async function artifactDir(settings: Settings, id: string): Promise<string | nul
   return null;
 }
 
-/** Candidate artifacts (often git-ignored, like a model file) go into the repo; the old file is kept as <name>.previous. */
+/** Candidate artifacts (often git-ignored, like a model file) go into the repo; the old file is kept as <stem>.previous<ext>. */
 async function installArtifacts(repo: string, artifacts: Array<{ path: string; data: Buffer }>, log: Logger): Promise<void> {
   for (const a of artifacts) {
     const target = path.join(repo, a.path);
     await fs.mkdir(path.dirname(target), { recursive: true });
-    if (await exists(target)) await fs.copyFile(target, `${target}.previous`);
+    // model.pkl -> model.previous.pkl: the backup keeps the extension, so the repo's ignore rules still match it.
+    const ext = path.extname(target);
+    if (await exists(target)) await fs.copyFile(target, `${target.slice(0, target.length - ext.length)}.previous${ext}`);
     const temp = `${target}.meta-agent-${process.pid}.tmp`;
     await fs.writeFile(temp, a.data);
     await fs.rename(temp, target);

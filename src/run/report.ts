@@ -94,6 +94,23 @@ export function renderMarkdown(r: Report): string {
     lines.push(`Approve by moving \`${r.task_id}.patch\` into \`patches/approved/\`; reject by moving it into \`patches/rejected/\`.`, '');
   }
   lines.push('## Risks', '', ...(r.risks.length ? r.risks.map((x) => `- ${x}`) : ['- (none stated)']), '', `Risk level: **${r.risk_level}** (${r.risk_reasons.join('; ')})`, '');
+  if (r.metrics) {
+    const m = r.metrics;
+    const f = (n: number | null, d = 2) => (n === null ? 'n/a' : n.toFixed(d));
+    lines.push('## Risk numbers (computed in code)', '', '| metric | value |', '|---|---|');
+    lines.push(`| trades | ${m.trades} |`, `| net_pnl | ${f(m.net_pnl)} |`, `| win_rate | ${f(m.win_rate, 3)} |`, `| profit_factor | ${f(m.profit_factor, 3)} |`);
+    lines.push(`| avg_win / avg_loss | ${f(m.avg_win)} / ${f(m.avg_loss)} |`, `| max_drawdown | ${f(m.max_drawdown)} (${f(m.max_drawdown_pct)}%) |`, `| worst_day | ${m.worst_day ? `${m.worst_day.date}: ${f(m.worst_day.pnl)}` : 'n/a'} |`, '');
+    lines.push(r.flags.length ? `Flags:\n${r.flags.map((x) => `- **${x}**`).join('\n')}` : 'No thresholds crossed.', '');
+  }
+  if (r.retrain) {
+    lines.push('## Retrain', '');
+    const c = r.retrain.comparison;
+    if (c) lines.push(`Candidate ${c.metric} **${c.candidate}** vs baseline **${c.baseline ?? 'none'}** (margin ${c.margin}, ${c.higher_is_better ? 'higher' : 'lower'} is better): ${c.beats_baseline ? '**beats the baseline**' : '**does not beat the baseline** (the gate will not install it)'}.`, '');
+    for (const step of r.retrain.steps) lines.push(`- \`${step.command}\`: ${step.passed ? 'ok' : 'FAILED'} (exit ${step.exit_code ?? 'none'}, ${step.duration_ms} ms)`);
+    if (r.retrain.artifacts.length) lines.push('', `Artifacts next to the patch: ${r.retrain.artifacts.map((a) => `\`${a}\``).join(', ')}`);
+    lines.push('');
+  }
+  if (r.notes.length) lines.push('## Notes', '', ...r.notes.map((n) => `- ${n}`), '');
   for (const [title, check] of [['Tests', r.tests], ['Dry run', r.dry_run]] as const) lines.push(...renderCheck(title, check));
   if (r.engine_output_tail) lines.push('## Engine output (tail)', '', '```', r.engine_output_tail, '```', '');
   lines.push('## Next actions', '', ...(r.next_actions.length ? r.next_actions.map((x) => `- ${x}`) : ['- (none)']), '');

@@ -71,8 +71,13 @@ export async function runSupervisorCycle(settings: Settings, goal: string, mode:
     context = await gatherContext(settings, project, state);
     clog.info({ goal, mode, project: project.name, commits: context.commits.length, log_lines: context.logLines.length }, `cycle started: ${goal}`);
 
-    const plan = await makePlan(settings, goal, mode, project, context, plannerUsage, options, (p) => (planner = p));
-    spend(plannerUsage);
+    let plan: Plan;
+    try {
+      plan = await makePlan(settings, goal, mode, project, context, plannerUsage, options, (p) => (planner = p));
+    } finally {
+      // A plan that failed cost tokens too.
+      spend(plannerUsage);
+    }
 
     for (const [i, planned] of plan.tasks.entries()) {
       const why = options.shouldStop?.() ?? null;
@@ -180,7 +185,10 @@ async function makePlan(
     },
     usage,
     signal,
-  );
+  ).catch((error: unknown) => {
+    record({ source: 'llm', model: settings.llm.model, attempts: usage.requests, usage });
+    throw error;
+  });
   record({ source: 'llm', model: result.model, attempts: result.attempts, usage });
   return result.plan;
 }

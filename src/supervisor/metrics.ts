@@ -41,12 +41,16 @@ export function computeTradeMetrics(csvText: string, config: TradesConfig, file 
   }
   const trades = rows.map((row, i) => {
     const time = row[config.time_column];
-    const pnl = Number(row[config.pnl_column]);
+    const rawPnl = row[config.pnl_column];
     if (time === undefined) throw new MetaAgentError('input', `column "${config.time_column}" is missing (set trades.time_column)`, { file, field: config.time_column });
-    if (row[config.pnl_column] === undefined || !Number.isFinite(pnl)) {
-      throw new MetaAgentError('input', `row ${i + 2}: "${row[config.pnl_column]}" is not a number`, { file, field: config.pnl_column });
+    if (rawPnl === undefined) throw new MetaAgentError('input', `column "${config.pnl_column}" is missing (set trades.pnl_column)`, { file, field: config.pnl_column });
+    // An empty cell is not a break-even trade.
+    const pnl = rawPnl.trim() === '' ? NaN : Number(rawPnl);
+    if (!Number.isFinite(pnl)) {
+      throw new MetaAgentError('input', `row ${i + 2}: "${rawPnl}" is not a number`, { file, field: config.pnl_column });
     }
-    const t = Date.parse(time);
+    // Times without a zone are UTC, whatever the machine's zone.
+    const t = Date.parse(/^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(time) ? `${time.replace(' ', 'T')}Z` : time);
     if (Number.isNaN(t)) throw new MetaAgentError('input', `row ${i + 2}: "${time}" is not a date/time`, { file, field: config.time_column });
     return { t, pnl };
   });
