@@ -131,15 +131,24 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
     summary: redact(outcome.summary),
     approval: null,
   };
-  const written = await writeReport(layout, report);
+  let written: { json: string; md: string };
   let taskFile = predictedTaskFile;
-  if (claim) {
-    await markReported(layout, claim, disposition);
-    taskFile = await settleClaim(layout, claim, disposition);
-    if (taskFile !== predictedTaskFile) {
-      report.task_file = displayPath(layout, taskFile);
-      await replaceFile(written.json, JSON.stringify(report, null, 2) + '\n');
+  try {
+    written = await writeReport(layout, report);
+    if (claim) {
+      await markReported(layout, claim, disposition);
+      taskFile = await settleClaim(layout, claim, disposition);
+      if (taskFile !== predictedTaskFile) {
+        report.task_file = displayPath(layout, taskFile);
+        await replaceFile(written.json, JSON.stringify(report, null, 2) + '\n');
+      }
     }
+  } catch (error) {
+    // The disk is full or gone: the run cannot be recorded. Let go of the claim; crash
+    // recovery returns the task to inbox/ once, and fails it if this happens again.
+    log.error({ err: toErrorInfo(error) }, 'the run could not be recorded; the claim is released for recovery');
+    await claim?.lease.release().catch(() => undefined);
+    throw error;
   }
   log.info({ status: report.status, outcome: report.outcome, risk: report.risk_level, tokens: report.usage.prompt_tokens + report.usage.completion_tokens }, `run finished: ${report.outcome}`);
   return {
