@@ -106,8 +106,8 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
         io.err('stopping: the run is being wound down (the task goes back to inbox/)...');
         controller.abort();
       };
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
       try {
         const base = { settings, log, signal: controller.signal };
         const results = opts.stages
@@ -147,8 +147,8 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       io.out(`dashboard: ${ui.url}`);
       await new Promise<void>((resolve) => {
         const stop = () => void ui.close().then(resolve);
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
       });
     });
 
@@ -163,16 +163,21 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       const log = makeLog(settings);
       const ui = opts.ui ? await startUi({ settings, log, ...(opts.port ? { port: Number(opts.port) } : {}) }) : null;
       if (ui) io.out(`dashboard: ${ui.url}`);
-      const watcher = startWatching({ settings, log, usePolling: Boolean(opts.poll), onResult: (r) => io.out(summaryLine(settings, r)) });
+      const watcher = startWatching({ settings, log, ...(opts.poll ? { usePolling: true } : {}), onResult: (r) => io.out(summaryLine(settings, r)) });
       await watcher.ready;
       io.out(`watching ${displayPath(settings.layout, settings.layout.inbox) || settings.layout.inbox}/ in ${settings.layout.root}; drop task .md files there (Ctrl-C to stop)`);
       await new Promise<void>((resolve) => {
+        // `on`, never `once`: signal-exit (in execa and proper-lockfile) re-raises a signal it
+        // sees no other listener for, which killed the service in the middle of its shutdown.
+        let stopping = false;
         const stop = () => {
+          if (stopping) return;
+          stopping = true;
           io.err('stopping: no new claims; running tasks go back to inbox/...');
           void watcher.stop().then(() => ui?.close()).then(resolve);
         };
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
       });
       log.flush();
     });
@@ -189,7 +194,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       const log = createLogger({ logsDir: settings.layout.logs, prefix: 'supervisor', console: opts.json ? 'none' : undefined, redact: makeRedactor(settings.env) });
       const controller = new AbortController();
       const onSignal = () => controller.abort();
-      process.once('SIGINT', onSignal);
+      process.on('SIGINT', onSignal);
       try {
         const report = await runSupervisorCycle(settings, opts.goal, opts.mode, { log, signal: controller.signal, ...(opts.project ? { project: opts.project } : {}) });
         if (opts.json) io.out(JSON.stringify(report, null, 2));
@@ -228,8 +233,8 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       io.out(`scheduler running (${supervisor.schedule.length} job(s), ${supervisor.timezone}); Ctrl-C to stop`);
       await new Promise<void>((resolve) => {
         const stop = () => void scheduler.stop().then(resolve);
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
       });
       log.flush();
     });

@@ -142,6 +142,12 @@ export const SupervisorSchema = z.strictObject({
   catch_up_s: z.number().nonnegative().default(6 * 3600).describe('A run missed while the machine slept runs at start if it is at most this old'),
 });
 
+export const RetentionSchema = z.strictObject({
+  logs_days: z.number().positive().default(30).describe('Log files older than this leave logs/'),
+  reports_days: z.number().positive().default(90).describe('Reports of tasks finished longer ago leave reports/ (not while their patch is pending)'),
+  action: z.enum(['archive', 'delete']).default('archive').describe('archive: gzip into logs/archive/ and reports/archive/expired/; delete only if you say so'),
+});
+
 export const PatchLimitsSchema = z.strictObject({
   max_bytes: z.number().int().positive().default(1_000_000),
   max_files: z.number().int().positive().default(50),
@@ -159,6 +165,7 @@ export const ConfigSchema = z.strictObject({
   queue: QueueSchema.default(QueueSchema.parse({})),
   gate: GateSchema.default(GateSchema.parse({})),
   supervisor: SupervisorSchema.default(SupervisorSchema.parse({})),
+  retention: RetentionSchema.default(RetentionSchema.parse({})),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;

@@ -1,5 +1,5 @@
 /** Worktrees left by dead runs (kill -9, power loss) are removed at start. */
-import { promises as fs } from 'node:fs';
+import { promises as fs, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Settings } from '../workspace/config.ts';
@@ -7,24 +7,35 @@ import { git, removeWorktree } from '../run/git.ts';
 import { exists } from '../workspace/files.ts';
 import { leaseAlive, readOwner } from './lease.ts';
 
-/** Run ids of tasks whose owners are alive (their worktrees must stay). */
-async function liveRunIds(settings: Settings): Promise<Set<string>> {
+/** Run ids of the claims in processing/, by whether their owner is alive. */
+async function claimedRunIds(settings: Settings): Promise<{ live: Set<string>; dead: Set<string> }> {
   const live = new Set<string>();
+  const dead = new Set<string>();
   const { processing } = settings.layout;
   for (const name of await fs.readdir(processing).catch(() => [] as string[])) {
     if (name.startsWith('.') || !name.endsWith('.md')) continue;
     const file = path.join(processing, name);
     const owner = await readOwner(file);
-    if (owner && (await leaseAlive(file, settings.config.queue.lease_stale_s * 1000))) live.add(owner.run_id);
+    if (owner) ((await leaseAlive(file, settings.config.queue.lease_stale_s * 1000)) ? live : dead).add(owner.run_id);
   }
-  return live;
+  return { live, dead };
 }
 
 export async function pruneWorktrees(settings: Settings, log: Logger, options: { includeGate?: boolean } = {}): Promise<string[]> {
-  const live = await liveRunIds(settings);
+  const { live, dead } = await claimedRunIds(settings);
   const root = settings.layout.worktrees;
   const removed: string[] = [];
-  const isLive = (name: string) => live.has(name.replace(/-base$/, '')) || (name.startsWith('gate-') && !options.includeGate);
+  const staleMs = settings.config.queue.lease_stale_s * 1000;
+  const startedAt = Date.now();
+  // Other watchers may be creating worktrees right now (claimed after the snapshot above):
+  // remove those of dead claims, and unknown ones only once they are older than a lease.
+  const isLive = (name: string) => {
+    const id = name.replace(/-base$/, '');
+    if (live.has(id) || (name.startsWith('gate-') && !options.includeGate)) return true;
+    if (dead.has(id)) return false;
+    const stat = statSync(path.join(root, name), { throwIfNoEntry: false });
+    return stat !== undefined && startedAt - stat.mtimeMs < staleMs;
+  };
   for (const project of Object.values(settings.projects)) {
     if (!(await exists(project.repoPath))) continue;
     const list = await git(project.repoPath, ['worktree', 'list', '--porcelain']).catch(() => '');
@@ -41,6 +52,12 @@ export async function pruneWorktrees(settings: Settings, log: Logger, options: {
     const base = name.replace(/\.exclude$/, '');
     if (isLive(base)) continue;
     await fs.rm(path.join(root, name), { recursive: true, force: true });
+  }
+  // Prompt files of the command engine for runs that died.
+  const prompts = path.join(settings.layout.state, 'prompts');
+  for (const name of await fs.readdir(prompts).catch(() => [] as string[])) {
+    const stat = statSync(path.join(prompts, name), { throwIfNoEntry: false });
+    if (!live.has(name.replace(/\.md$/, '')) && stat && startedAt - stat.mtimeMs > staleMs) await fs.rm(path.join(prompts, name), { force: true });
   }
   if (removed.length) log.warn({ removed }, `removed ${removed.length} orphaned worktree(s)`);
   return removed;

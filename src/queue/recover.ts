@@ -29,11 +29,12 @@ export async function recoverOrphans(layout: Layout, staleMs: number, log: Logge
     }
     if (entry.startsWith('.') || !entry.toLowerCase().endsWith('.md')) continue;
     const file = path.join(layout.processing, entry);
-    if (await leaseAlive(file, staleMs)) continue;
-    // A claim is taken by rename and leased a moment later: leave young, unleased claims alone.
+    // A claim is taken by rename and leased a moment later: leave young, unleased claims
+    // alone, before asking whether the lease is alive (its note may appear in between).
     const stat = await fs.stat(file).catch(() => null);
     if (!stat) continue;
     if (!(await readOwner(file)) && Date.now() - stat.ctimeMs < staleMs) continue;
+    if (await leaseAlive(file, staleMs)) continue;
     const owner = await readOwner(file);
     const taken = await takePrivately(file);
     if (!taken) continue; // another recoverer won
@@ -60,12 +61,13 @@ export async function recoverOrphans(layout: Layout, staleMs: number, log: Logge
       disposition = { status: 'interrupted' };
       recovered = 'returned_to_inbox';
     }
-    const moved = await moveClaimed(layout, taken, name, disposition);
+    // The ledger first: once the file is back in inbox/, a new claim writes the same entry.
     await ledger.update(key, { key, name, sha256 }, (e) => {
       const run = owner ? e.runs.find((r) => r.run_id === owner.run_id) : e.runs.at(-1);
       if (run) run.recovered = recovered;
       else e.runs.push({ run_id: owner?.run_id ?? 'unknown', started_at: new Date(stat.ctimeMs).toISOString(), host: owner?.host ?? '?', pid: owner?.pid ?? 0, recovered });
     });
+    const moved = await moveClaimed(layout, taken, name, disposition);
     log.warn({ task_file: name, owner, recovered, to: path.relative(layout.root, moved) }, `recovered a task left by a dead worker: ${recovered}`);
     (recovered === 'returned_to_inbox' ? result.returned : recovered === 'finalized_from_ledger' ? result.finalized : result.failed).push(moved);
   }

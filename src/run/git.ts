@@ -40,7 +40,18 @@ export async function resolveBranch(repo: string, configured?: string): Promise<
 /** `git worktree add --detach` outside the target repo. */
 export async function addWorktree(repo: string, dir: string, commit: string): Promise<void> {
   await fs.mkdir(path.dirname(dir), { recursive: true });
-  await git(repo, ['worktree', 'add', '--detach', '--quiet', dir, commit]);
+  // Concurrent `git worktree add`s on one repo (several tasks or watchers) can read another
+  // add's half-written .git/worktrees/<name>/commondir and die: retry a few times.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await git(repo, ['worktree', 'add', '--detach', '--quiet', dir, commit]);
+      return;
+    } catch (error) {
+      if (attempt >= 5 || !String((error as Error).message).includes('.git/worktrees')) throw error;
+      await removeWorktree(repo, dir);
+      await new Promise((resolve) => setTimeout(resolve, 50 * attempt + Math.random() * 100));
+    }
+  }
 }
 
 /** Removes a worktree; never throws (it runs in `finally` blocks), falls back to rm + prune. */

@@ -24,7 +24,8 @@ import { contextMarkdown, gatherContext, readState, writeState, type CycleContex
 import { llmPlanner, routineFor, type Planner } from './plan.ts';
 import { fillTemplate, loadTemplate } from '../workspace/templates.ts';
 
-export type Clock = () => Date;
+export type { Clock } from '../workspace/clock.ts';
+import type { Clock } from '../workspace/clock.ts';
 
 export interface CycleOptions {
   project?: string;
@@ -45,7 +46,7 @@ export interface CycleOptions {
 const MIN_TASK_TOKENS = 2000;
 
 export async function runSupervisorCycle(settings: Settings, goal: string, mode: 'daily' | 'weekly' = 'daily', options: CycleOptions = {}): Promise<CycleReport> {
-  const clock = options.clock ?? (() => new Date());
+  const clock = options.clock ?? settings.clock;
   const log = options.log ?? silentLogger();
   const started = clock();
   const project = pickProject(settings, options.project);

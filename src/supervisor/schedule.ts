@@ -169,7 +169,7 @@ export class Scheduler {
 
   constructor(private readonly options: SchedulerOptions) {
     const { supervisor } = options.settings.config;
-    this.clock = options.clock ?? (() => new Date());
+    this.clock = options.clock ?? options.settings.clock;
     this.tz = supervisor.timezone;
     localTime(new Date(), this.tz); // throws early on an unknown timezone
     this.jobs = supervisor.schedule.map((job, i) => ({ job, id: `${i}:${job.goal}:${job.cron}`, matches: compileCron(job.cron), seen: new Set() }));

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { ConfigSchema, type CheckConfig, type Config, type ProjectConfig } from '../contract/config.ts';
 import { MetaAgentError } from '../contract/errors.ts';
 import { CONFIG_FILE, layoutFor, type Layout } from './layout.ts';
+import { clockFromEnv, type Clock } from './clock.ts';
 
 export interface Check {
   label: 'test' | 'dry_run' | 'collect' | 'train' | 'eval';
@@ -55,6 +56,8 @@ export interface Settings {
   llm: LlmSettings;
   /** The service's environment, kept only to pick allow-listed variables from. */
   env: Readonly<Record<string, string | undefined>>;
+  /** The time of the scheduler, the cycles and retention (see clock.ts). */
+  clock: Clock;
 }
 
 /** Resolves the workspace root: --root, then META_AGENT_ROOT, then the current folder. */
@@ -130,7 +133,7 @@ function resolveSettings(config: Config, layout: Layout, env: Record<string, str
     ...(config.llm.temperature !== undefined ? { temperature: config.llm.temperature } : {}),
     ...(config.llm.prices ? { prices: config.llm.prices } : {}),
   };
-  return { layout, config, projects, llm, env };
+  return { layout, config, projects, llm, env, clock: clockFromEnv(env) };
 }
 
 function resolveCheck(label: Check['label'], check: CheckConfig | null, field: string, defaultTimeoutS: number): Check | null {
