@@ -2,7 +2,8 @@
  * The `meta-agent` command: a thin layer over the library API. Exit codes: 0 ok,
  * 1 a task ran and failed, 2 bad input or configuration.
  */
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
+import { injectFileFault } from './workspace/files.ts';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { exitCodeFor, MetaAgentError, toErrorInfo } from './contract/errors.ts';
@@ -33,7 +34,20 @@ interface Io {
 
 const defaultIo: Io = { out: (t) => process.stdout.write(t + '\n'), err: (t) => process.stderr.write(t + '\n') };
 
+/**
+ * Fault injection for the soak test: while the file named by META_AGENT_FAULT_ENOSPC exists,
+ * every file write of the pipeline fails with ENOSPC, as on a full disk.
+ */
+function installFaultHooks(env: NodeJS.ProcessEnv): void {
+  const flag = env.META_AGENT_FAULT_ENOSPC;
+  if (!flag) return;
+  injectFileFault((file) => {
+    if (existsSync(flag)) throw Object.assign(new Error(`ENOSPC: no space left on device, write '${file}'`), { code: 'ENOSPC', path: file });
+  });
+}
+
 export async function main(argv: string[], io: Io = defaultIo): Promise<number> {
+  installFaultHooks(process.env);
   let exitCode = 0;
   const program = new Command('meta-agent')
     .description('Overnight code maintenance with an LLM coding agent, through a folder queue and a human approval gate.')

@@ -25,6 +25,7 @@ import { processApprovedPatch, recordHumanRejection, recoverInterruptedGateRuns,
 import { layoutDirs } from '../workspace/layout.ts';
 import { recoverOrphans } from './recover.ts';
 import { pruneWorktrees } from './prune.ts';
+import { applyRetention } from './retention.ts';
 import { assertOneVolume, isNetworkFolder } from './volumes.ts';
 import { createLogger } from '../log.ts';
 import { makeRedactor } from '../safety/redact.ts';
@@ -200,9 +201,16 @@ export function startWatching(options: WatchOptions): Watcher {
   };
 
   // --- the reconcile scan: the truth ----------------------------------------------------
+  let lastRetention = -Infinity;
   const scan = async () => {
     if (stopping) return;
     try {
+      // Retention, at most hourly by the settings' clock (which a test may move fast).
+      const now = settings.clock().getTime();
+      if (now - lastRetention >= 3600_000) {
+        lastRetention = now;
+        await applyRetention(settings, log).catch((error: unknown) => fail('retention failed', error));
+      }
       await recoverOrphans(layout, staleMs, log);
       const names = await fs.readdir(layout.inbox).catch(() => [] as string[]);
       const withTimes = await Promise.all(names.map(async (n) => ({ n, t: (await fs.stat(path.join(layout.inbox, n)).catch(() => null))?.mtimeMs ?? 0 })));

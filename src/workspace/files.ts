@@ -11,7 +11,19 @@ export function tempNameFor(file: string): string {
   return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
 }
 
+type FileFault = (file: string) => void;
+let fileFault: FileFault | null = null;
+
+/**
+ * Test hook for fault injection (the soak test simulates a full disk): called before every
+ * file this module writes; it may throw (e.g. an ENOSPC error). Set by the CLI only.
+ */
+export function injectFileFault(fault: FileFault | null): void {
+  fileFault = fault;
+}
+
 async function writeSynced(file: string, data: string | Uint8Array): Promise<void> {
+  fileFault?.(file);
   const handle = await fs.open(file, 'wx');
   try {
     await handle.writeFile(data);
