@@ -140,6 +140,7 @@ export const SupervisorSchema = z.strictObject({
   schedule: z.array(ScheduleJobSchema).default([]),
   trading_windows: z.array(TradingWindowSchema).default([]).describe('No cycle starts inside one; a running cycle stops creating tasks'),
   catch_up_s: z.number().nonnegative().default(6 * 3600).describe('A run missed while the machine slept runs at start if it is at most this old'),
+  tick_s: z.number().positive().default(15).describe('How often the scheduler looks at the clock'),
 });
 
 export const RetentionSchema = z.strictObject({

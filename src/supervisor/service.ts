@@ -12,7 +12,7 @@ export function startScheduler(settings: Settings, log: Logger, options: { clock
     settings,
     log,
     ...(options.clock ? { clock: options.clock } : {}),
-    ...(options.tickMs ? { tickMs: options.tickMs } : {}),
+    tickMs: options.tickMs ?? settings.config.supervisor.tick_s * 1000,
     runCycle: (job, shouldStop) =>
       runSupervisorCycle(settings, job.goal, job.mode, {
         log,
