@@ -46,6 +46,37 @@ function installFaultHooks(env: NodeJS.ProcessEnv): void {
   });
 }
 
+/**
+ * SIGINT/SIGTERM handling. `process.on`, not `once`: execa loads signal-exit while a child
+ * runs, and a `once` listener removed before it fires makes signal-exit re-raise the
+ * signal, killing the process in the middle of its shutdown. A second signal is ignored.
+ * Returns the function that removes the handlers.
+ */
+function onStopSignal(handler: () => void): () => void {
+  let fired = false;
+  const listener = () => {
+    if (fired) return;
+    fired = true;
+    handler();
+  };
+  process.on('SIGINT', listener);
+  process.on('SIGTERM', listener);
+  return () => {
+    process.off('SIGINT', listener);
+    process.off('SIGTERM', listener);
+  };
+}
+
+/** Runs until SIGINT/SIGTERM, then awaits `stop`. */
+function untilStopSignal(stop: () => Promise<unknown>, io?: Io, message?: string): Promise<void> {
+  return new Promise<void>((resolve) => {
+    onStopSignal(() => {
+      if (message) io?.err(message);
+      void stop().then(() => resolve());
+    });
+  });
+}
+
 export async function main(argv: string[], io: Io = defaultIo): Promise<number> {
   installFaultHooks(process.env);
   let exitCode = 0;
@@ -116,12 +147,10 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       const settings = await loadSettings(root());
       const log = makeLog(settings, opts.json);
       const controller = new AbortController();
-      const onSignal = () => {
+      const offSignal = onStopSignal(() => {
         io.err('stopping: the run is being wound down (the task goes back to inbox/)...');
         controller.abort();
-      };
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
+      });
       try {
         const base = { settings, log, signal: controller.signal };
         const results = opts.stages
@@ -132,8 +161,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
         const failed = results.find((r) => r.status !== 'ok');
         exitCode = failed ? (failed.report.error ? exitCodeFor(failed.report.error.kind) : 1) : 0;
       } finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
+        offSignal();
         log.flush();
       }
     });
@@ -159,11 +187,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       const log = makeLog(settings);
       const ui = await startUi({ settings, log, host: opts.host, ...(opts.port ? { port: Number(opts.port) } : {}) });
       io.out(`dashboard: ${ui.url}`);
-      await new Promise<void>((resolve) => {
-        const stop = () => void ui.close().then(resolve);
-        process.on('SIGINT', stop);
-        process.on('SIGTERM', stop);
-      });
+      await untilStopSignal(() => ui.close());
     });
 
   program
@@ -180,19 +204,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       const watcher = startWatching({ settings, log, ...(opts.poll ? { usePolling: true } : {}), onResult: (r) => io.out(summaryLine(settings, r)) });
       await watcher.ready;
       io.out(`watching ${displayPath(settings.layout, settings.layout.inbox) || settings.layout.inbox}/ in ${settings.layout.root}; drop task .md files there (Ctrl-C to stop)`);
-      await new Promise<void>((resolve) => {
-        // `on`, never `once`: signal-exit (in execa and proper-lockfile) re-raises a signal it
-        // sees no other listener for, which killed the service in the middle of its shutdown.
-        let stopping = false;
-        const stop = () => {
-          if (stopping) return;
-          stopping = true;
-          io.err('stopping: no new claims; running tasks go back to inbox/...');
-          void watcher.stop().then(() => ui?.close()).then(resolve);
-        };
-        process.on('SIGINT', stop);
-        process.on('SIGTERM', stop);
-      });
+      await untilStopSignal(() => watcher.stop().then(() => ui?.close()), io, 'stopping: no new claims; running tasks go back to inbox/...');
       log.flush();
     });
 
@@ -207,8 +219,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       const settings = await loadSettings(root());
       const log = createLogger({ logsDir: settings.layout.logs, prefix: 'supervisor', console: opts.json ? 'none' : undefined, redact: makeRedactor(settings.env) });
       const controller = new AbortController();
-      const onSignal = () => controller.abort();
-      process.on('SIGINT', onSignal);
+      const offSignal = onStopSignal(() => controller.abort());
       try {
         const report = await runSupervisorCycle(settings, opts.goal, opts.mode, { log, signal: controller.signal, ...(opts.project ? { project: opts.project } : {}) });
         if (opts.json) io.out(JSON.stringify(report, null, 2));
@@ -219,7 +230,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
         }
         exitCode = report.status === 'error' ? (report.error ? exitCodeFor(report.error.kind) : 1) : 0;
       } finally {
-        process.off('SIGINT', onSignal);
+        offSignal();
         log.flush();
       }
     });
@@ -245,11 +256,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       if (!scheduler) throw new MetaAgentError('config', 'no jobs in supervisor.schedule', { file: 'meta-agent.yaml', field: 'supervisor.schedule' });
       await scheduler.start();
       io.out(`scheduler running (${supervisor.schedule.length} job(s), ${supervisor.timezone}); Ctrl-C to stop`);
-      await new Promise<void>((resolve) => {
-        const stop = () => void scheduler.stop().then(resolve);
-        process.on('SIGINT', stop);
-        process.on('SIGTERM', stop);
-      });
+      await untilStopSignal(() => scheduler.stop());
       log.flush();
     });
 
