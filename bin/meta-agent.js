@@ -1,7 +1,37 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources directly (tsx), so `npx meta-agent` works right after `npm ci`.
-import { register } from 'tsx/esm/api';
+// Runs the bundle in dist/ (built by `npm ci` / `npm run build`) when it is newer than every
+// source file; otherwise the TypeScript sources directly through tsx, so an edited checkout
+// never runs stale code.
+import { readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-register();
-const { main } = await import('../src/cli.ts');
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const bundle = path.join(root, 'dist', 'cli.js');
+
+function newestSource(dir) {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    newest = Math.max(newest, entry.isDirectory() ? newestSource(full) : statSync(full).mtimeMs);
+  }
+  return newest;
+}
+
+function bundleIsFresh() {
+  try {
+    return statSync(bundle).mtimeMs >= newestSource(path.join(root, 'src'));
+  } catch {
+    return false;
+  }
+}
+
+let main;
+if (bundleIsFresh()) {
+  ({ main } = await import(bundle));
+} else {
+  const { register } = await import('tsx/esm/api');
+  register();
+  ({ main } = await import('../src/cli.ts'));
+}
 process.exitCode = await main(process.argv);

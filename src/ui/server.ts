@@ -26,6 +26,7 @@ import { layoutDirs } from '../workspace/layout.ts';
 import { fillTemplate, loadTemplate } from '../workspace/templates.ts';
 import { dashboardState, readReport } from './state.ts';
 
+// Beside this module in src/ui/, or copied beside the bundle in dist/.
 const PAGE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'page.html');
 const MAX_BODY = 256 * 1024;
 

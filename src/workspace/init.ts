@@ -1,13 +1,24 @@
 /** `meta-agent init`: the folder layout, a commented meta-agent.yaml and the task templates. */
-import { promises as fs } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TASK_TYPES } from '../contract/task.ts';
 import { exists, publishFile } from './files.ts';
 import { layoutDirs, layoutFor, type Layout } from './layout.ts';
 
-/** The package's own folder (for the bundled example bot). */
-export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The package's own folder (for the bundled example bot): the nearest folder up with our package.json, from src/ or dist/. */
+export const PACKAGE_ROOT = findPackageRoot(path.dirname(fileURLToPath(import.meta.url)));
+
+function findPackageRoot(from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    try {
+      if ((JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string }).name === 'meta-agent') return dir;
+    } catch {
+      // not here
+    }
+    if (path.dirname(dir) === dir) return path.resolve(from, '..', '..');
+  }
+}
 
 export interface InitOptions {
   /** Write meta-agent.yaml if absent (default true). */
