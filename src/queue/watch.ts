@@ -115,6 +115,8 @@ export function startWatching(options: WatchOptions): Watcher {
       return;
     }
     const stat = await fs.stat(file).catch(() => null);
+    // A scan and a watcher event can consider one name at the same time: only the first may queue it.
+    if (stopping || queuedSet.has(name)) return;
     if (!stat?.isFile()) return void seen.delete(name);
     // Renamed in after being written (createTask, temp+rename): complete at once.
     // Otherwise (a copy in progress) wait until size and mtime stay put for settleMs.
