@@ -70,22 +70,6 @@ export const KNOWN_BUGS: KnownBug[] = [
     matches: (b, ctx) => b.invariant === 'leftover-temp' && b.detail.startsWith('gate snapshot ') && (hadUpTo(ctx, b.night, KILLS) || ctx.crashedNights.some((n) => n <= b.night)),
   },
   {
-    id: 'B6-dead-temp-files',
-    title: "Temp files of a killed process (.<name>.<pid>.<hex>.tmp, written before a publish) are never removed: nothing sweeps them at start-up.",
-    where: 'src/workspace/files.ts names temps .<name>.<pid>.<hex>.tmp; nothing removes those of dead pids. Fix: at start and with retention, remove temps whose pid is dead here and older than lease_stale_s.',
-    matches: (b, ctx) => {
-      if (b.invariant !== 'leftover-temp') return false;
-      const pid = /\.(\d+)\.[0-9a-f]{8}\.tmp$/.exec(b.detail)?.[1];
-      return pid !== undefined && ctx.killedPids.has(Number(pid));
-    },
-  },
-  {
-    id: 'B7-cycle-reports-never-expire',
-    title: 'Retention never touches reports/cycles/: cycle reports stay in reports/ forever, whatever retention.reports_days says.',
-    where: 'src/queue/retention.ts only looks at reports/*.json. Fix: apply reports_days to reports/cycles/<id>.json and .md by finished_at too.',
-    matches: (b) => b.invariant === 'retention-cycles',
-  },
-  {
     id: 'B9-gate-error-crashes-service',
     title: "An error while the gate files its decision (a full disk while writing the report's approval, the result or the reason) crashes the whole service: gatePatch returns accept()/reject() un-awaited inside try { } finally { await worktree.remove() }, so the rejection is unhandled while the finally runs (Node exits with code 1).",
     where: 'src/gate/gate.ts gatePatch: `return accept(...)` / `return reject(...)` inside try/finally. Fix: `return await`; and once the branch moved, rethrow instead of rejecting (the next run finds the commit).',

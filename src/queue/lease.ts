@@ -73,7 +73,8 @@ export async function clearLease(file: string): Promise<void> {
   await fs.rm(ownerPath(file), { force: true });
 }
 
-function pidAlive(pid: number): boolean {
+/** Whether a process with this pid runs on this host (EPERM: it runs, as another user). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

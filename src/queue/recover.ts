@@ -1,14 +1,16 @@
 /**
  * Recovery, Postfix-style: a scan of processing/, not a database. A task whose owner is
  * dead (stale lease) is finalized if its report was already written (per the ledger),
- * returned to inbox/ once if not, and moved to failed/ if it dies a second time.
+ * returned to inbox/ once if not, and moved to failed/ if it dies a second time. Temp files
+ * of dead writers are swept too (at start and hourly, with retention).
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Layout } from '../workspace/layout.ts';
 import { Ledger, ledgerKey } from './ledger.ts';
-import { clearLease, leaseAlive, readOwner } from './lease.ts';
+import { clearLease, leaseAlive, pidAlive, readOwner } from './lease.ts';
+import { tempWriterPid } from '../workspace/files.ts';
 import { ledgerFor, moveClaimed, moveUnique, takePrivately, type Disposition } from './folders.ts';
 
 export interface RecoveryResult {
@@ -72,6 +74,37 @@ export async function recoverOrphans(layout: Layout, staleMs: number, log: Logge
     (recovered === 'returned_to_inbox' ? result.returned : recovered === 'finalized_from_ledger' ? result.finalized : result.failed).push(moved);
   }
   return result;
+}
+
+/**
+ * Temp files of dead writers: a process killed between writing a temp file and publishing it
+ * (files.ts names it .<name>.<pid>.<hex>.tmp) leaves it behind, anywhere in the workspace.
+ * One is removed only when its pid is not running on this host and it was last written more
+ * than `staleMs` ago: on a shared folder the pid may be another host's, but a live writer's
+ * temp lives for milliseconds. Git checkouts (the demo repo), worktrees and caches are not ours
+ * and are skipped. Returns the removed files.
+ */
+export async function removeDeadTemps(layout: Layout, staleMs: number): Promise<string[]> {
+  const removed: string[] = [];
+  const skip = new Set([layout.worktrees, layout.cache]);
+  const visit = async (dir: string, depth: number): Promise<void> => {
+    const entries = await fs.readdir(dir, { withFileTypes: true }).catch(() => []);
+    if (depth > 0 && entries.some((e) => e.name === '.git')) return;
+    for (const entry of entries) {
+      const file = path.join(dir, entry.name);
+      if (entry.isDirectory()) {
+        if (!skip.has(file) && entry.name !== 'node_modules') await visit(file, depth + 1);
+        continue;
+      }
+      const pid = entry.isFile() ? tempWriterPid(entry.name) : null;
+      if (pid === null || pidAlive(pid)) continue;
+      const stat = await fs.stat(file).catch(() => null);
+      if (!stat || Date.now() - stat.mtimeMs < staleMs) continue;
+      if (await fs.rm(file, { force: true }).then(() => true, () => false)) removed.push(file);
+    }
+  };
+  await visit(layout.root, 0);
+  return removed;
 }
 
 /** Claims may have added `.<run_id>` to the name to avoid a clash in processing/. */

@@ -1,9 +1,11 @@
 /**
  * Retention: logs/ and reports/ stay bounded. Old files are gzipped into an archive
- * folder (logs/archive/, reports/archive/expired/<YYYY-MM>/); they are deleted only when
- * `retention.action: delete` says so. Age is judged by the settings' clock: a log by the
- * date in its name, a report by its finished_at. Files in use are never touched: today's
- * log, anything modified in the last hour, reports whose patch is still pending.
+ * folder (logs/archive/, reports/archive/expired/<YYYY-MM>/, cycle reports in its cycles/);
+ * they are deleted only when `retention.action: delete` says so. Age is judged by the
+ * settings' clock: a log by the date in its name, a report (of a task or of a cycle) by its
+ * finished_at (a cycle report without one by its mtime). Files in use are never touched:
+ * today's log, anything modified in the last hour, reports whose patch is still pending.
+ * Temp files that dead processes left anywhere in the workspace are removed too.
  */
 import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -12,10 +14,15 @@ import { createGzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import type { Settings } from '../workspace/config.ts';
 import { exists, tempNameFor } from '../workspace/files.ts';
+import { removeDeadTemps } from './recover.ts';
 
 export interface RetentionResult {
   logs: string[];
   reports: string[];
+  /** Cycle ids whose reports/cycles/<id>.json and .md were retired. */
+  cycles: string[];
+  /** Temp files of dead processes, removed. */
+  temps: string[];
 }
 
 const DAY = 86_400_000;
@@ -41,7 +48,9 @@ export async function applyRetention(settings: Settings, log: Logger): Promise<R
   const { layout, config } = settings;
   const now = settings.clock().getTime();
   const realNow = Date.now();
-  const result: RetentionResult = { logs: [], reports: [] };
+  const result: RetentionResult = { logs: [], reports: [], cycles: [], temps: [] };
+  // First, so a retention run killed mid-gzip does not leave its temp behind forever.
+  result.temps = await removeDeadTemps(layout, config.queue.lease_stale_s * 1000);
   const today = new Date().toISOString().slice(0, 10);
   for (const name of await fs.readdir(layout.logs).catch(() => [] as string[])) {
     const date = /_(\d{4}-\d{2}-\d{2})\.log$/.exec(name)?.[1];
@@ -73,8 +82,43 @@ export async function applyRetention(settings: Settings, log: Logger): Promise<R
     }
     result.reports.push(id);
   }
-  if (result.logs.length || result.reports.length) {
-    log.info({ logs: result.logs.length, reports: result.reports.length, action: config.retention.action }, `retention: ${config.retention.action === 'delete' ? 'deleted' : 'archived'} ${result.logs.length} log(s) and ${result.reports.length} report(s)`);
+  result.cycles = await retireCycleReports(settings, limit, realNow);
+  if (result.temps.length) log.warn({ temps: result.temps.map((f) => path.relative(layout.root, f)) }, `removed ${result.temps.length} temp file(s) left by dead processes`);
+  if (result.logs.length || result.reports.length || result.cycles.length) {
+    log.info(
+      { logs: result.logs.length, reports: result.reports.length, cycles: result.cycles.length, action: config.retention.action },
+      `retention: ${config.retention.action === 'delete' ? 'deleted' : 'archived'} ${result.logs.length} log(s), ${result.reports.length} report(s) and ${result.cycles.length} cycle report(s)`,
+    );
   }
   return result;
+}
+
+/** reports/cycles/<id>.json and <id>.md, by the JSON's finished_at (else the newest file's mtime). Returns the ids retired. */
+async function retireCycleReports(settings: Settings, limit: number, realNow: number): Promise<string[]> {
+  const dir = path.join(settings.layout.reports, 'cycles');
+  const names = await fs.readdir(dir).catch(() => [] as string[]);
+  const ids = new Set(names.filter((n) => !n.startsWith('.') && /\.(json|md)$/.test(n)).map((n) => n.replace(/\.(json|md)$/, '')));
+  const retired: string[] = [];
+  for (const id of [...ids].sort()) {
+    const files = [`${id}.md`, `${id}.json`].filter((n) => names.includes(n)).map((n) => path.join(dir, n));
+    const stats = await Promise.all(files.map((f) => fs.stat(f).catch(() => null)));
+    const lastWrite = Math.max(...stats.map((s) => s?.mtimeMs ?? Infinity));
+    const finished = Date.parse(await readFinishedAt(path.join(dir, `${id}.json`)));
+    // No readable finished_at (a crash between the .md and the .json): its age by the real clock.
+    const expired = Number.isNaN(finished) ? realNow - lastWrite > settings.config.retention.reports_days * DAY : finished < limit;
+    if (!expired) continue;
+    const month = new Date(Number.isNaN(finished) ? lastWrite : finished).toISOString().slice(0, 7);
+    const archive = path.join(settings.layout.reportArchive, 'expired', month, 'cycles');
+    for (const f of files) await retire(settings, f, archive);
+    retired.push(id);
+  }
+  return retired;
+}
+
+async function readFinishedAt(file: string): Promise<string> {
+  try {
+    return (JSON.parse(await fs.readFile(file, 'utf8')) as { finished_at?: string }).finished_at ?? '';
+  } catch {
+    return '';
+  }
 }

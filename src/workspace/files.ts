@@ -11,6 +11,12 @@ export function tempNameFor(file: string): string {
   return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
 }
 
+/** The pid that wrote a temp file named by tempNameFor, or null for any other name. */
+export function tempWriterPid(name: string): number | null {
+  const pid = /^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$/.exec(name)?.[1];
+  return pid === undefined ? null : Number(pid);
+}
+
 type FileFault = (file: string) => void;
 let fileFault: FileFault | null = null;
 
