@@ -45,56 +45,10 @@ export const KNOWN_BUGS: KnownBug[] = [
       (b.invariant === 'leftover-lock' && b.detail.includes('.scheduler.lock') && had(ctx, b.night, 'kill_mid_task_night')),
   },
   {
-    id: 'B3-gate-worktree-leak',
-    title: "kill -9 during a gate run and a restart within a minute: the dead gate's worktree (gate-*) is never removed (start-up pruning sees the dead process's gate lock as held for 60 s and skips gate worktrees, and keeps any worktree younger than lease_stale_s); its lock (.meta-agent/.gate.lock) stays until the next gate run.",
-    where: "src/queue/watch.ts start(): gateIdle comes from lockfile.check (stale after 60 s), which ignores the dead owner; src/queue/prune.ts keeps unknown worktrees younger than lease_stale_s. Fix: at start, take the gate lock with lockActivity (which takes over a dead owner's lock), prune every gate-* while holding it, then release it.",
-    matches: (b, ctx) =>
-      (b.invariant === 'leftover-lock' && b.detail === path.join('.meta-agent', '.gate.lock') + '/' && (hadUpTo(ctx, b.night, KILLS) || ctx.crashedNights.some((n) => n <= b.night))) ||
-      (b.invariant === 'leftover-worktree' &&
-      (hadUpTo(ctx, b.night, KILLS) || ctx.crashedNights.some((n) => n <= b.night)) &&
-      b.detail
-        .replace(/^[^:]*: /, '')
-        .split(/[;,] /)
-        .every((x) => /(^|\/)gate-[0-9a-f]{8}(\.exclude)?$/.test(x.trim().replace(/^worktree /, '')))),
-  },
-  {
-    id: 'B4-gate-evidence-lost',
-    title: 'A crash after the gate moved the branch: on restart the gate finds the commit ("already applied") and files patches/applied/<id>.result.json with tests and dry_run null: the record of that commit no longer shows it was tested.',
-    where: 'src/gate/gate.ts: the already-applied path calls accept() with tests/dry_run null. Fix: keep the checks next to the snapshot (gate-snapshots/<sha>.checks.json) before update-ref; the already-applied path records them.',
-    matches: (b) => b.invariant === 'commit-test-evidence-lost',
-  },
-  {
-    id: 'B5-gate-snapshot-leak',
-    title: 'A crash during a gate run leaves .meta-agent/gate-snapshots/<sha256>.patch forever when the next run of that patch takes the "already applied" path (it returns before the step that removes the snapshot).',
-    where: 'src/gate/gate.ts: the already-applied branch returns before the try/finally that removes the snapshot. Fix: remove it there too.',
-    matches: (b, ctx) => b.invariant === 'leftover-temp' && b.detail.startsWith('gate snapshot ') && (hadUpTo(ctx, b.night, KILLS) || ctx.crashedNights.some((n) => n <= b.night)),
-  },
-  {
-    id: 'B9-gate-error-crashes-service',
-    title: "An error while the gate files its decision (a full disk while writing the report's approval, the result or the reason) crashes the whole service: gatePatch returns accept()/reject() un-awaited inside try { } finally { await worktree.remove() }, so the rejection is unhandled while the finally runs (Node exits with code 1).",
-    where: 'src/gate/gate.ts gatePatch: `return accept(...)` / `return reject(...)` inside try/finally. Fix: `return await`; and once the branch moved, rethrow instead of rejecting (the next run finds the commit).',
-    matches: (b, ctx) => b.invariant === 'service-died' && /ENOSPC/.test(b.detail) && /at (accept|reject|recordApproval)/.test(b.detail) && hadUpTo(ctx, b.night, ['enospc_window']),
-  },
-  {
     id: 'B10-stuck-claim',
     title: 'A full disk at the moment a task is claimed (the ledger write fails) leaves the task in processing/ with a live lease that is refreshed for as long as the process lives: nobody runs it and recovery never takes it, until the service is restarted.',
     where: 'src/queue/folders.ts claimTask: takeLease, then the ledger write; a throw leaves the lease held. Fix: release the lease when recording the claim fails (recovery then returns the task to inbox/).',
     matches: (b, ctx) => b.invariant === 'stuck-claim' && hadUpTo(ctx, b.night, ['enospc_window']),
-  },
-  {
-    id: 'B11-accept-not-crash-safe',
-    title: "A crash inside the gate's filing of an applied patch (after the patch moved into applied/, before its result.json was written: kill -9, or B9) is never finished: the commit stays on the branch with no approval record, and the sidecar stays behind in approved/.",
-    where: 'src/gate/gate.ts accept(): moves the patch into applied/, then writes result.json. Fix: write the result first (the patch stays in approved/ until it is recorded, so the next run finishes the move); a .taken-* with a second link is a finished move.',
-    matches: (b, ctx) =>
-      b.invariant === 'commit-without-record' &&
-      /the patch is in applied\/[^,]*$/.test(b.detail) &&
-      (hadUpTo(ctx, b.night, ['kill_mid_gate', 'kill_gate_after_commit', 'kill_mid_task_day']) || ctx.crashedNights.some((n) => n <= b.night)),
-  },
-  {
-    id: 'B12-redo-dropped-twice',
-    title: "A crash (or B9) between the gate dropping `<id>-redo.md` for a conflicting patch and filing the rejection: on restart the gate processes the patch again and drops the same redo task again, so the agent redoes the change twice.",
-    where: 'src/gate/gate.ts: dropRedoTask runs before the rejection is filed and is not idempotent. Fix: a marker per (patch sha, head) in .meta-agent/gate-redo/.',
-    matches: (b, ctx) => b.invariant === 'done-twice' && /^\S+-redo(-\d+)?\.md ran /.test(b.detail) && (hadUpTo(ctx, b.night, KILLS) || ctx.crashedNights.some((n) => n <= b.night)),
   },
   {
     id: 'B13-schedule-tick-crash',

@@ -15,10 +15,10 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { execa } from 'execa';
 import { PatchSidecarSchema, type PatchSidecar } from '../contract/patch.ts';
-import { ReportSchema, type Approval, type CheckResult } from '../contract/report.ts';
+import { CheckResultSchema, ReportSchema, type Approval, type CheckResult } from '../contract/report.ts';
 import { toErrorInfo } from '../contract/errors.ts';
 import type { Settings } from '../workspace/config.ts';
-import { exists, publishUnique, replaceFile } from '../workspace/files.ts';
+import { exists, publishFile, publishUnique, replaceFile } from '../workspace/files.ts';
 import { denyMatcher, scopeMatcher } from '../safety/globs.ts';
 import { makeRedactor } from '../safety/redact.ts';
 import { runCheck } from '../run/checks.ts';
@@ -45,8 +45,11 @@ export interface GateResult {
 const PRIVATE_PREFIX = '.taken-';
 const TRAILER_PATCH = 'Meta-Agent-Patch';
 
-/** Lock file that serializes the gate across processes and machines sharing the workspace. */
-async function gateLock(settings: Settings, wait = true): Promise<(() => Promise<void>) | null> {
+/**
+ * Lock file that serializes the gate across processes and machines sharing the workspace.
+ * Whoever holds it knows no gate run is going on (a dead one's lock is taken over).
+ */
+export async function gateLock(settings: Settings, wait = true): Promise<(() => Promise<void>) | null> {
   return lockActivity(path.join(settings.layout.state, 'gate'), { staleMs: 60_000, wait });
 }
 
@@ -94,13 +97,38 @@ function skipped(patchFile: string): GateResult {
   return { decision: 'skipped', task_id: '', patch: path.basename(patchFile), commit: null, reason: 'taken by another gate run', already_applied: false, moved_to: null };
 }
 
+/**
+ * What a gate run of one patch keeps beside its snapshot until it has filed its decision, so
+ * the run after a crash (or after a filing error) can finish it: the checks that passed before
+ * the branch moved, and the redo task already dropped for a conflict.
+ */
+interface RunState {
+  snapshot: string;
+  checks: string;
+  redo: string;
+}
+
+function runState(settings: Settings, sha256: string): RunState {
+  const dir = path.join(settings.layout.state, 'gate-snapshots');
+  return { snapshot: path.join(dir, `${sha256}.patch`), checks: path.join(dir, `${sha256}.checks.json`), redo: path.join(dir, `${sha256}.redo.json`) };
+}
+
 async function gatePatch(settings: Settings, taken: string, name: string, log: Logger): Promise<GateResult> {
-  const { layout } = settings;
   const id = name.replace(/\.patch$/i, '').replace(/\.diff$/i, '');
   const bytes = await fs.readFile(taken);
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   const glog = log.child({ gate: id, sha256: sha256.slice(0, 12) });
   const ctx: RejectContext = { settings, taken, name, id, sha256, sidecar: null, sidecarFile: null, log: glog };
+  const state = runState(settings, sha256);
+  // On an error the state stays: the patch keeps its private name, and the next run uses it.
+  const result = await decide(ctx, bytes, state);
+  await Promise.all(Object.values(state).map((file: string) => fs.rm(file, { force: true })));
+  return result;
+}
+
+async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promise<GateResult> {
+  const { settings, id, sha256, log: glog } = ctx;
+  const { layout } = settings;
 
   // 1. The sidecar says which project, branch and scope; the patch text says what it touches.
   const found = await findSidecar(settings, id);
@@ -109,7 +137,7 @@ async function gatePatch(settings: Settings, taken: string, name: string, log: L
     for (const project of Object.values(settings.projects)) {
       const branch = project.branch ?? (await resolveBranch(project.repoPath).catch(() => null))?.branch;
       const commit = branch ? await commitWithPatch(project.repoPath, branch, sha256) : null;
-      if (commit && branch) return accept(ctx, { commit, branch, edited: false, tests: null, dry_run: null, alreadyApplied: true });
+      if (commit && branch) return accept(ctx, { commit, branch, edited: false, ...(await readChecks(state, commit)), alreadyApplied: true });
     }
   }
   if (!found) return reject(ctx, `no sidecar ${id}.patch.json in patches/approved/ or patches/pending/; the gate needs it to know the project and scope`);
@@ -142,7 +170,7 @@ async function gatePatch(settings: Settings, taken: string, name: string, log: L
   if (already) {
     glog.info({ commit: already }, 'already applied; finishing the move');
     await refreshStaleCheckout(project.repoPath, branch, already, inspection.files, glog);
-    return accept(ctx, { commit: already, branch, edited, tests: null, dry_run: null, alreadyApplied: true });
+    return accept(ctx, { commit: already, branch, edited, ...(await readChecks(state, already)), alreadyApplied: true });
   }
 
   // 3. The user's checkout: their uncommitted changes in the patch's files are never touched.
@@ -150,9 +178,11 @@ async function gatePatch(settings: Settings, taken: string, name: string, log: L
   if (dirty.length) return reject(ctx, `the repository has uncommitted changes in ${dirty.join(', ')}; commit or stash them, then approve again`);
 
   const redact = makeRedactor(settings.env, settings.llm.apiKey ? [settings.llm.apiKey] : []);
-  const snapshot = path.join(layout.state, 'gate-snapshots', `${sha256}.patch`);
+  const { snapshot } = state;
   await fs.mkdir(path.dirname(snapshot), { recursive: true });
   await fs.writeFile(snapshot, bytes);
+  // From the moment the branch moves, an error must not become a rejection: the commit is there.
+  let branchMoved = false;
   try {
     for (let attempt = 0; attempt <= settings.config.gate.max_retests; attempt++) {
       const { commit: head } = await resolveBranch(project.repoPath, branch);
@@ -162,8 +192,8 @@ async function gatePatch(settings: Settings, taken: string, name: string, log: L
         const applied = await execa('git', ['apply', '--3way', '--index', '--whitespace=nowarn', snapshot], { cwd: worktree.dir, reject: false, all: true });
         if (applied.exitCode !== 0) {
           const conflicts = await conflictingFiles(worktree.dir, String(applied.all ?? ''));
-          const followUp = settings.config.gate.redo_on_conflict ? await dropRedoTask(settings, sidecar, id, conflicts, glog) : null;
-          return reject(ctx, `the patch does not apply on ${branch} (${head.slice(0, 10)}): conflicts in ${conflicts.join(', ') || 'unknown files'}${followUp ? `; a follow-up task ${path.basename(followUp)} asks the agent to redo it on the new HEAD` : ''}`, { conflicts, follow_up_task: followUp ? path.relative(layout.root, followUp) : null, edited });
+          const followUp = settings.config.gate.redo_on_conflict ? await dropRedoTaskOnce(settings, state, sidecar, id, conflicts, glog) : null;
+          return await reject(ctx, `the patch does not apply on ${branch} (${head.slice(0, 10)}): conflicts in ${conflicts.join(', ') || 'unknown files'}${followUp ? `; a follow-up task ${path.basename(followUp)} asks the agent to redo it on the new HEAD` : ''}`, { conflicts, follow_up_task: followUp ? path.relative(layout.root, followUp) : null, edited });
         }
         for (const a of artifacts) {
           await fs.mkdir(path.dirname(path.join(worktree.dir, a.path)), { recursive: true });
@@ -175,32 +205,54 @@ async function gatePatch(settings: Settings, taken: string, name: string, log: L
         const dryRun = project.dry_run ? await runCheck(project.dry_run, target, settings, project, redact) : null;
         const failed = [tests, dryRun].find((c) => c && !c.passed);
         if (failed) {
-          return reject(ctx, `${failed === tests ? 'the tests' : 'the dry run'} failed on ${branch} with the patch applied (exit ${failed.exit_code ?? 'none'}${failed.timed_out ? ', timed out' : ''}):\n\n\`\`\`\n${failed.output_tail}\n\`\`\``, { tests, dry_run: dryRun, edited });
+          return await reject(ctx, `${failed === tests ? 'the tests' : 'the dry run'} failed on ${branch} with the patch applied (exit ${failed.exit_code ?? 'none'}${failed.timed_out ? ', timed out' : ''}):\n\n\`\`\`\n${failed.output_tail}\n\`\`\``, { tests, dry_run: dryRun, edited });
         }
         // 6. Commit, then move the branch only if nobody else did meanwhile.
         const message = commitMessage(sidecar, id, sha256);
         await git(worktree.dir, ['-c', 'user.name=meta-agent', '-c', 'user.email=meta-agent@localhost', '-c', 'commit.gpgsign=false', 'commit', '--quiet', '--no-verify', '-F', '-'], { input: message });
         const commit = (await git(worktree.dir, ['rev-parse', 'HEAD'])).trim();
         const recheck = await dirtyFilesInCheckout(project.repoPath, branch, inspection.files);
-        if (recheck.length) return reject(ctx, `the repository got uncommitted changes in ${recheck.join(', ')} while the patch was tested; commit or stash them, then approve again`, { tests, dry_run: dryRun, edited });
+        if (recheck.length) return await reject(ctx, `the repository got uncommitted changes in ${recheck.join(', ')} while the patch was tested; commit or stash them, then approve again`, { tests, dry_run: dryRun, edited });
+        // Kept until the decision is filed: a crash after update-ref still records what was tested.
+        await replaceFile(state.checks, JSON.stringify({ commit, tests, dry_run: dryRun }) + '\n');
         const moved = await execa('git', ['update-ref', '-m', `meta-agent: apply ${id}`, `refs/heads/${branch}`, commit, head], { cwd: project.repoPath, reject: false });
         if (moved.exitCode !== 0) {
           glog.info({ attempt }, `${branch} moved while the patch was tested; testing again on the new head`);
           continue;
         }
+        branchMoved = true;
         await updateCheckout(project.repoPath, branch, commit, inspection.files, glog);
         await installArtifacts(project.repoPath, artifacts, glog);
         glog.info({ commit }, `applied as ${commit.slice(0, 10)} on ${branch}`);
-        return accept(ctx, { commit, branch, edited, tests, dry_run: dryRun, alreadyApplied: false });
+        return await accept(ctx, { commit, branch, edited, tests, dry_run: dryRun, alreadyApplied: false });
       } finally {
         await worktree.remove();
       }
     }
-    return reject(ctx, `${branch} kept moving while the patch was tested (${settings.config.gate.max_retests + 1} attempts); approve it again later`);
+    return await reject(ctx, `${branch} kept moving while the patch was tested (${settings.config.gate.max_retests + 1} attempts); approve it again later`);
   } catch (error) {
+    // The next run finds the commit by its trailer and files it as applied.
+    if (branchMoved) throw error;
     return reject(ctx, `the gate failed: ${toErrorInfo(error).message}`);
-  } finally {
-    await fs.rm(snapshot, { force: true });
+  }
+}
+
+/** The checks a crashed run passed for `commit` before it moved the branch (none if it never got there). */
+async function readChecks(state: RunState, commit: string): Promise<{ tests: CheckResult | null; dry_run: CheckResult | null }> {
+  const saved = await readState<{ commit: string; tests: unknown; dry_run: unknown }>(state.checks);
+  const tests = CheckResultSchema.nullable().safeParse(saved?.tests ?? null);
+  const dryRun = CheckResultSchema.nullable().safeParse(saved?.dry_run ?? null);
+  if (saved?.commit !== commit || !tests.success || !dryRun.success) return { tests: null, dry_run: null };
+  return { tests: tests.data, dry_run: dryRun.data };
+}
+
+/** A small JSON file the gate wrote; null if it is not there or not JSON. Fields are checked by the caller. */
+async function readState<T>(file: string): Promise<Partial<T> | null> {
+  const text = await fs.readFile(file, 'utf8').catch(() => null);
+  try {
+    return text === null ? null : (JSON.parse(text) as Partial<T>);
+  } catch {
+    return null;
   }
 }
 
@@ -328,6 +380,26 @@ function commitMessage(sidecar: PatchSidecar, id: string, sha256: string): strin
   return `${subject}\n\n${body ? `${body}\n\n` : ''}Meta-Agent-Task: ${id}\nRisk: ${sidecar.risk_level}\n${TRAILER_PATCH}: ${sha256}\n`;
 }
 
+/**
+ * Drops the redo task at most once per patch: a marker is published (never overwritten) before
+ * the task, so the run after a crash between the two reuses it instead of dropping another.
+ */
+async function dropRedoTaskOnce(settings: Settings, state: RunState, sidecar: PatchSidecar, id: string, conflicts: string[], log: Logger): Promise<string | null> {
+  try {
+    await publishFile(state.redo, JSON.stringify({ task: null }) + '\n');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
+      log.warn({ err: toErrorInfo(error) }, 'could not create the follow-up task');
+      return null;
+    }
+    const earlier = await readState<{ task: string | null }>(state.redo);
+    return typeof earlier?.task === 'string' ? earlier.task : null;
+  }
+  const file = await dropRedoTask(settings, sidecar, id, conflicts, log);
+  if (file) await replaceFile(state.redo, JSON.stringify({ task: file }) + '\n').catch(() => undefined);
+  return file;
+}
+
 async function dropRedoTask(settings: Settings, sidecar: PatchSidecar, id: string, conflicts: string[], log: Logger): Promise<string | null> {
   const report = await readReport(settings, id);
   try {
@@ -387,12 +459,32 @@ async function accept(
   };
   // Also when it was already applied: a crash may have come between the commit and this record.
   if (ctx.sidecar) await recordApproval(settings, id, approval, ctx.sidecar.run_id);
-  const movedTo = await moveUnique(ctx.taken, dir, ctx.name);
-  const stem = path.basename(movedTo).replace(/\.patch$/i, '');
-  await publishUnique(dir, stem, '.result.json', JSON.stringify({ task_id: id, ...approval }, null, 2) + '\n');
+  // The record before the move: until the patch has left approved/ (under its private name),
+  // the next run finds the commit and finishes the filing.
+  const slot = await appliedSlot(dir, ctx.name, ctx.sha256, r.commit);
+  if (!slot.recorded) await publishFile(path.join(dir, `${slot.stem}.result.json`), JSON.stringify({ task_id: id, ...approval }, null, 2) + '\n');
+  const movedTo = await moveUnique(ctx.taken, dir, slot.name);
   if (ctx.sidecarFile && (await exists(ctx.sidecarFile))) await moveUnique(ctx.sidecarFile, dir, `${path.basename(movedTo)}.json`).catch(() => undefined);
   await moveArtifacts(settings, id, dir, path.basename(movedTo));
   return { decision: 'applied', task_id: id, patch: ctx.name, commit: r.commit, reason: approval.reason, already_applied: r.alreadyApplied, moved_to: movedTo };
+}
+
+/**
+ * The name to file a patch under in applied/: the first `<stem>`, `<stem>-2`, ... with no patch
+ * there and no result.json, or with the result.json a crashed run of this patch wrote before its move.
+ */
+async function appliedSlot(dir: string, name: string, sha256: string, commit: string): Promise<{ stem: string; name: string; recorded: boolean }> {
+  const base = name.replace(/\.patch$/i, '');
+  const ext = name.slice(base.length);
+  for (let n = 1; n < 10_000; n++) {
+    const stem = n === 1 ? base : `${base}-${n}`;
+    if (await exists(path.join(dir, stem + ext))) continue;
+    const file = path.join(dir, `${stem}.result.json`);
+    if (!(await exists(file))) return { stem, name: stem + ext, recorded: false };
+    const record = await readState<{ patch_sha256: string; commit: string }>(file);
+    if (record?.patch_sha256 === sha256 && record.commit === commit) return { stem, name: stem + ext, recorded: true };
+  }
+  throw new Error(`no free name for ${name} in ${dir}`);
 }
 
 async function reject(

@@ -21,6 +21,7 @@ async function claimedRunIds(settings: Settings): Promise<{ live: Set<string>; d
   return { live, dead };
 }
 
+/** @param includeGate the caller holds the gate lock, so every gate-* worktree is a dead gate run's */
 export async function pruneWorktrees(settings: Settings, log: Logger, options: { includeGate?: boolean } = {}): Promise<string[]> {
   const { live, dead } = await claimedRunIds(settings);
   const root = settings.layout.worktrees;
@@ -31,7 +32,8 @@ export async function pruneWorktrees(settings: Settings, log: Logger, options: {
   // remove those of dead claims, and unknown ones only once they are older than a lease.
   const isLive = (name: string) => {
     const id = name.replace(/-base$/, '');
-    if (live.has(id) || (name.startsWith('gate-') && !options.includeGate)) return true;
+    if (name.startsWith('gate-')) return !options.includeGate;
+    if (live.has(id)) return true;
     if (dead.has(id)) return false;
     const stat = statSync(path.join(root, name), { throwIfNoEntry: false });
     return stat !== undefined && startedAt - stat.mtimeMs < staleMs;

@@ -15,13 +15,12 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
-import lockfile from 'proper-lockfile';
 import type { Logger } from 'pino';
 import type { Settings } from '../workspace/config.ts';
 import { runTask, type RunTaskResult } from '../run/runTask.ts';
 import type { Engine } from '../engines/types.ts';
 import { MetaAgentError, toErrorInfo } from '../contract/errors.ts';
-import { processApprovedPatch, recordHumanRejection, recoverInterruptedGateRuns, type GateResult } from '../gate/gate.ts';
+import { gateLock, processApprovedPatch, recordHumanRejection, recoverInterruptedGateRuns, type GateResult } from '../gate/gate.ts';
 import { layoutDirs } from '../workspace/layout.ts';
 import { recoverOrphans } from './recover.ts';
 import { pruneWorktrees } from './prune.ts';
@@ -241,8 +240,13 @@ export function startWatching(options: WatchOptions): Watcher {
   const start = async () => {
     await assertOneVolume([...layoutDirs(layout).filter((d) => d !== layout.templates && d !== layout.logs)]);
     const poll = options.usePolling ?? (config.queue.poll === 'auto' ? await isNetworkFolder(layout.root) : config.queue.poll);
-    const gateIdle = !(await lockfile.check(path.join(layout.state, 'gate'), { stale: 60_000, realpath: false, lockfilePath: path.join(layout.state, '.gate.lock') }).catch(() => false));
-    await pruneWorktrees(settings, log, { includeGate: gateIdle });
+    // Holding the gate lock (a dead gate run's is taken over), every gate-* worktree is a dead run's.
+    const releaseGate = await gateLock(settings, false);
+    try {
+      await pruneWorktrees(settings, log, { includeGate: releaseGate !== null });
+    } finally {
+      await releaseGate?.();
+    }
     const watchOptions = { depth: 0, ignoreInitial: true, usePolling: poll, interval: 500, ignored: (f: string) => isIgnoredName(path.basename(f)) && !layoutDirs(layout).includes(f) };
     const on = (dir: string, handler: (name: string) => void) => {
       const w = chokidarWatch(dir, watchOptions);
