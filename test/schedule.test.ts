@@ -8,6 +8,9 @@ import { printSchedule } from '../src/supervisor/osSchedule.ts';
 import { silentLogger } from '../src/log.ts';
 import type { CycleReport } from '../src/contract/cycle.ts';
 import { makeWorkspace, type TestWorkspace } from './helpers/workspace.ts';
+import { waitFor } from './helpers/procs.ts';
+import { injectFileFault } from '../src/workspace/files.ts';
+import pino from 'pino';
 
 const KYIV = 'Europe/Kyiv';
 const iso = (ds: Date[]) => ds.map((d) => d.toISOString());
@@ -143,6 +146,93 @@ test('catch-up: a run missed while the machine slept runs once at start, within 
     const state = JSON.parse(await fs.readFile(path.join(h.ws.settings.layout.state, 'supervisor', 'schedule.json'), 'utf8'));
     assert.equal(Object.values(state.last), ['2026-11-24T02:30']);
   } finally {
+    await h.ws.cleanup();
+  }
+});
+
+// --- a full disk (B13) ---------------------------------------------------------------------------
+
+/** A scheduler ticking every 20 ms on the clock `h.now`, logging into `errors`, with writes of schedule.json failing while `fault` says so. */
+function faultyScheduler(h: Harness, errors: string[]): Scheduler {
+  const log = pino({ level: 'error' }, { write: (line: string) => void errors.push(JSON.parse(line).msg) });
+  return new Scheduler({
+    settings: h.ws.settings,
+    log,
+    clock: () => h.now,
+    tickMs: 20,
+    runCycle: (job: ScheduleJob) => {
+      h.cycles.push({ goal: job.goal, at: h.now.toISOString() });
+      return Promise.resolve({ cycle_id: `c${h.cycles.length}`, status: 'ok' } as CycleReport);
+    },
+  });
+}
+
+const failing = (code: string, file: string) => Object.assign(new Error(`${code}: write '${file}'`), { code, path: file });
+const schedulerLock = (h: Harness) => path.join(h.ws.settings.layout.state, 'supervisor', '.scheduler.lock');
+const exists = (file: string) => fs.stat(file).then(() => true, () => false);
+
+test('a disk full for a moment as a scheduled cycle starts: the state write is retried and the cycle starts; nothing escapes the timer', async () => {
+  const h = await harness(SCHEDULE);
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => void unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  let fullUntil = 0;
+  injectFileFault((file) => {
+    if (!path.basename(file).includes('schedule.json')) return;
+    fullUntil ||= Date.now() + 500;
+    if (Date.now() < fullUntil) throw failing('ENOSPC', file);
+  });
+  const errors: string[] = [];
+  try {
+    h.now = new Date('2026-11-24T02:29:30+02:00');
+    const s = faultyScheduler(h, errors);
+    await s.start();
+    h.now = new Date('2026-11-24T02:30:10+02:00');
+    await waitFor('the cycle', () => h.cycles.length > 0, 5000);
+    await s.stop();
+    assert.ok(fullUntil > 0, 'the state write met the full disk');
+    assert.equal(h.cycles.map((c) => c.goal), ['daily_maintenance']);
+    assert.equal(unhandled, []);
+    assert.equal(errors, []);
+    assert.not.ok(await exists(schedulerLock(h)), 'the lock is released after the cycle');
+  } finally {
+    injectFileFault(null);
+    process.off('unhandledRejection', onUnhandled);
+    await h.ws.cleanup();
+  }
+});
+
+test('a state write that keeps failing, at the catch-up and in a tick: start still finishes, both are logged, the lock is released, nothing escapes', async () => {
+  const h = await harness(SCHEDULE);
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => void unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  // Not a transient error (a read-only disk): no retry, so the test is quick.
+  injectFileFault((file) => {
+    if (path.basename(file).includes('schedule.json')) throw failing('EROFS', file);
+  });
+  const errors: string[] = [];
+  try {
+    h.now = new Date('2026-11-24T04:00:00+02:00'); // the 02:30 run is due for catch-up
+    const s = faultyScheduler(h, errors);
+    await s.start();
+    assert.equal(errors, ['scheduler: catch-up failed']);
+    assert.not.ok(await exists(schedulerLock(h)), 'the lock is released when the state cannot be written');
+    h.now = new Date('2026-11-25T02:30:10+02:00'); // the next night: a tick triggers it
+    await waitFor('the tick to fail', () => errors.length > 1, 5000);
+    await s.stop();
+    assert.equal(errors, ['scheduler: catch-up failed', 'scheduler: tick failed']);
+    assert.equal(h.cycles, []);
+    assert.equal(unhandled, []);
+    assert.not.ok(await exists(schedulerLock(h)));
+    // The disk is writable again: the next night runs.
+    injectFileFault(null);
+    h.now = new Date('2026-11-26T02:30:10+02:00');
+    assert.is((await s.tick())?.goal, 'daily_maintenance');
+    await s.idle();
+  } finally {
+    injectFileFault(null);
+    process.off('unhandledRejection', onUnhandled);
     await h.ws.cleanup();
   }
 });

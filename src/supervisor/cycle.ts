@@ -19,9 +19,11 @@ import { reportPaths } from '../run/report.ts';
 import { runTask } from '../run/runTask.ts';
 import { silentLogger } from '../log.ts';
 import { projectFor, type Project, type Settings } from '../workspace/config.ts';
-import { publishFile } from '../workspace/files.ts';
-import { contextMarkdown, gatherContext, readState, writeState, type CycleContext } from './context.ts';
+import { replaceFile } from '../workspace/files.ts';
+import { contextMarkdown, gatherContext, readState, writeState, type CycleContext, type SupervisorState } from './context.ts';
+import { saveJournal, removeJournal, thisProcess, type CycleJournal } from './journal.ts';
 import { llmPlanner, routineFor, type Planner } from './plan.ts';
+import { retryWrite } from './retryWrite.ts';
 import { fillTemplate, loadTemplate } from '../workspace/templates.ts';
 
 export type { Clock } from '../workspace/clock.ts';
@@ -46,11 +48,35 @@ export interface CycleOptions {
 const MIN_TASK_TOKENS = 2000;
 
 export async function runSupervisorCycle(settings: Settings, goal: string, mode: 'daily' | 'weekly' = 'daily', options: CycleOptions = {}): Promise<CycleReport> {
-  const clock = options.clock ?? settings.clock;
-  const log = options.log ?? silentLogger();
-  const started = clock();
+  const started = (options.clock ?? settings.clock)();
   const project = pickProject(settings, options.project);
   const cycleId = `${started.toISOString().replace(/[-:]/g, '').slice(0, 13)}-${slug(goal)}-${randomBytes(2).toString('hex')}`;
+  return runCycle(settings, { cycle_id: cycleId, goal, mode, project: project.name, started_at: started.toISOString(), owner: thisProcess(), planned: null }, options);
+}
+
+/**
+ * Finishes a cycle whose process died (its journal, see journal.ts): the tasks it created
+ * are awaited (the watcher recovers and re-runs them), the planned ones it never created
+ * are created, and its report lists exactly that cycle's tasks.
+ */
+export async function resumeSupervisorCycle(settings: Settings, journal: CycleJournal, options: CycleOptions = {}): Promise<CycleReport> {
+  const log = options.log ?? silentLogger();
+  const written = await readCycleReport(settings, journal.cycle_id);
+  if (written) {
+    // It died after writing the report, before removing the journal.
+    await removeJournal(settings, journal.cycle_id);
+    return written;
+  }
+  log.warn({ cycle: journal.cycle_id, owner: journal.owner }, `finishing cycle ${journal.cycle_id}: its process (pid ${journal.owner.pid}) died`);
+  return runCycle(settings, { ...journal, owner: thisProcess() }, options);
+}
+
+async function runCycle(settings: Settings, journal: CycleJournal, options: CycleOptions): Promise<CycleReport> {
+  const clock = options.clock ?? settings.clock;
+  const log = options.log ?? silentLogger();
+  const { cycle_id: cycleId, goal, mode } = journal;
+  const resuming = journal.planned !== null;
+  const started = new Date(journal.started_at);
   const clog = log.child({ cycle: cycleId });
   const { supervisor } = settings.config;
   const plannerUsage: Usage = { requests: 0, prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, cost_usd: null };
@@ -58,8 +84,8 @@ export async function runSupervisorCycle(settings: Settings, goal: string, mode:
   const reports: Report[] = [];
   let stopped: string | null = null;
   let error: CycleReport['error'] = null;
-  let planner: CycleReport['planner'] = { source: 'routine', model: null, attempts: 0, usage: plannerUsage };
-  let context: CycleContext | null = null;
+  let planner: CycleReport['planner'] = journal.planned?.planner ?? { source: 'routine', model: null, attempts: 0, usage: plannerUsage };
+  let context: CycleContext | null = journal.planned?.context ?? null;
   const budget = { tokens: supervisor.budget_tokens, usd: supervisor.budget_usd ?? null, spent_tokens: 0, spent_usd: null as number | null, exhausted: false };
   const spend = (usage: Usage) => {
     budget.spent_tokens += usage.prompt_tokens + usage.completion_tokens;
@@ -67,75 +93,65 @@ export async function runSupervisorCycle(settings: Settings, goal: string, mode:
   };
 
   try {
+    await saveJournal(settings, journal);
+    const project = projectFor(settings, journal.project);
     await ensureProjectRepo(project);
     const state = await readState(settings, project.name);
-    context = await gatherContext(settings, project, state);
-    clog.info({ goal, mode, project: project.name, commits: context.commits.length, log_lines: context.logLines.length }, `cycle started: ${goal}`);
-
-    let plan: Plan;
-    try {
-      plan = await makePlan(settings, goal, mode, project, context, plannerUsage, options, (p) => (planner = p));
-    } finally {
-      // A plan that failed cost tokens too.
-      spend(plannerUsage);
+    if (!journal.planned) {
+      context = await gatherContext(settings, project, state);
+      clog.info({ goal, mode, project: project.name, commits: context.commits.length, log_lines: context.logLines.length }, `cycle started: ${goal}`);
+      let plan: Plan;
+      try {
+        plan = await makePlan(settings, goal, mode, project, context, plannerUsage, options, (p) => (planner = p));
+      } finally {
+        // A plan that failed cost tokens too.
+        spend(plannerUsage);
+      }
+      // Journaled before any task exists, so a crash from here on can be finished at the next start.
+      journal = { ...journal, planned: { plan, planner, context, task_ids: plan.tasks.map((_, i) => `S${i + 1}_${project.name}_${cycleId}`) } };
+      await saveJournal(settings, journal);
+    } else {
+      spend(planner.usage);
+      clog.info({ goal, mode, project: project.name }, `cycle resumed: ${goal}`);
     }
+    const { plan, task_ids: taskIds } = journal.planned!;
+    const cycleContext = context!;
 
     for (const [i, planned] of plan.tasks.entries()) {
-      const why = options.shouldStop?.() ?? null;
-      if (why) {
-        stopped = `${why}; ${plan.tasks.length - i} planned task(s) not created`;
-        break;
+      const name = taskIds[i]!;
+      // A resumed cycle's tasks that were created already: run (if still in inbox/) or await them.
+      const existing = resuming ? await findTask(settings, name) : null;
+      let report: Report | null;
+      if (existing) {
+        report = existing.inInbox ? await runOrAwait(settings, existing.file, name, options, clog) : await awaitReport(settings, name, options);
+      } else {
+        const why = options.shouldStop?.() ?? null;
+        if (why) {
+          stopped = `${why}; ${plan.tasks.length - i} planned task(s) not created`;
+          break;
+        }
+        const remaining = budget.tokens - budget.spent_tokens;
+        const usdLeft = budget.usd === null ? Infinity : budget.usd - (budget.spent_usd ?? 0);
+        if (remaining < MIN_TASK_TOKENS || usdLeft <= 0) {
+          budget.exhausted = true;
+          stopped = `the cycle's budget is spent (${budget.spent_tokens} of ${budget.tokens} tokens${budget.usd !== null ? `, $${(budget.spent_usd ?? 0).toFixed(4)} of $${budget.usd}` : ''}); ${plan.tasks.length - i} planned task(s) not created`;
+          break;
+        }
+        const file = await createPlannedTask(settings, { name, planned, journal, project, state, context: cycleContext, maxTokens: remaining, created: clock() });
+        clog.info({ task: name, type: planned.type }, `task created: ${name}`);
+        report = await runOrAwait(settings, file, name, options, clog);
       }
-      const remaining = budget.tokens - budget.spent_tokens;
-      const usdLeft = budget.usd === null ? Infinity : budget.usd - (budget.spent_usd ?? 0);
-      if (remaining < MIN_TASK_TOKENS || usdLeft <= 0) {
-        budget.exhausted = true;
-        stopped = `the cycle's budget is spent (${budget.spent_tokens} of ${budget.tokens} tokens${budget.usd !== null ? `, $${(budget.spent_usd ?? 0).toFixed(4)} of $${budget.usd}` : ''}); ${plan.tasks.length - i} planned task(s) not created`;
-        break;
-      }
-      const name = `S${i + 1}_${project.name}_${cycleId}`;
-      // The type's template (the user's own templates/<type>.md if there is one), filled with the period's context.
-      const template = await loadTemplate(settings, planned.type);
-      const vars = {
-        goal,
-        mode,
-        project: project.name,
-        objective: planned.objective,
-        period: state.last_cycle_id ? `the period since cycle ${state.last_cycle_id}` : `the last ${mode === 'weekly' ? 'week' : 'day'}`,
-        area: planned.scope.length ? planned.scope.join(', ') : 'the repository',
-        context: contextMarkdown(context),
-      };
-      const templateBody = fillTemplate(template.body, vars);
-      const { path: file, task } = await createTask(
-        settings,
-        name,
-        {
-          id: name,
-          project: project.name,
-          type: planned.type,
-          objective: planned.objective,
-          scope: planned.scope,
-          tasks: planned.tasks.length ? planned.tasks : template.tasks.map((t) => fillTemplate(t, vars)),
-          output: template.output ? fillTemplate(template.output, vars) : 'report + patch proposal',
-          max_tokens: remaining,
-          created: clock().toISOString(),
-          body: [`Created by the supervisor (cycle ${cycleId}, goal "${goal}", ${mode}).`, templateBody.includes(vars.context) ? '' : vars.context, templateBody].filter(Boolean).join('\n\n'),
-        },
-        'supervisor',
-      );
-      clog.info({ task: task.id, type: planned.type }, `task created: ${task.id}`);
-      const report = await runOrAwait(settings, file, task.id, options, clog);
       if (report) {
         reports.push(report);
         spend(report.usage);
       }
-      tasks.push(cycleTask(settings, task.id, planned, report));
+      tasks.push(cycleTask(settings, name, planned, report));
       if (options.signal?.aborted) {
         stopped = 'the cycle was interrupted';
         break;
       }
     }
-    await writeState(settings, project.name, { last_cycle_id: cycleId, last_head: context.head, log_offsets: context.logOffsets });
+    await retryWrite(() => writeState(settings, project.name, { last_cycle_id: cycleId, last_head: cycleContext.head, log_offsets: cycleContext.logOffsets }));
   } catch (e) {
     error = toErrorInfo(e);
     clog.error({ err: error }, 'cycle failed');
@@ -143,8 +159,10 @@ export async function runSupervisorCycle(settings: Settings, goal: string, mode:
   if (budget.spent_tokens >= budget.tokens) budget.exhausted = true;
 
   const finished = clock();
-  const report = buildCycleReport(settings, { cycleId, goal, mode, project: project.name, started, finished, planner, context, tasks, reports, budget, stopped, error });
+  const report = buildCycleReport(settings, { cycleId, goal, mode, project: journal.project, started, finished, planner, context, tasks, reports, budget, stopped, error });
   await writeCycleReport(settings, report);
+  // Only now: a crash before this line leaves the journal, and the next start finishes the cycle.
+  await removeJournal(settings, cycleId);
   clog.info({ status: report.status, tasks: tasks.map((t) => `${t.task_id}:${t.status}`), report: `reports/cycles/${cycleId}.md` }, `cycle finished: ${report.summary}`);
   return report;
 }
@@ -194,16 +212,67 @@ async function makePlan(
   return result.plan;
 }
 
-/** Runs the task here if it is still in inbox/, else waits for the watcher that took it. */
+/** Writes a planned task into inbox/: its type's template (the user's own templates/<type>.md if there is one), filled with the period's context. */
+async function createPlannedTask(
+  settings: Settings,
+  x: { name: string; planned: Plan['tasks'][number]; journal: CycleJournal; project: Project; state: SupervisorState; context: CycleContext; maxTokens: number; created: Date },
+): Promise<string> {
+  const { name, planned, journal, project, state } = x;
+  const { goal, mode } = journal;
+  const template = await loadTemplate(settings, planned.type);
+  const vars = {
+    goal,
+    mode,
+    project: project.name,
+    objective: planned.objective,
+    period: state.last_cycle_id ? `the period since cycle ${state.last_cycle_id}` : `the last ${mode === 'weekly' ? 'week' : 'day'}`,
+    area: planned.scope.length ? planned.scope.join(', ') : 'the repository',
+    context: contextMarkdown(x.context),
+  };
+  const templateBody = fillTemplate(template.body, vars);
+  const fields = {
+    id: name,
+    project: project.name,
+    type: planned.type,
+    objective: planned.objective,
+    scope: planned.scope,
+    tasks: planned.tasks.length ? planned.tasks : template.tasks.map((t) => fillTemplate(t, vars)),
+    output: template.output ? fillTemplate(template.output, vars) : 'report + patch proposal',
+    max_tokens: x.maxTokens,
+    created: x.created.toISOString(),
+    body: [`Created by the supervisor (cycle ${journal.cycle_id}, goal "${goal}", ${mode}).`, templateBody.includes(vars.context) ? '' : vars.context, templateBody].filter(Boolean).join('\n\n'),
+  };
+  // Nothing is published unless the whole file is written, so a failed attempt can be retried.
+  return (await retryWrite(() => createTask(settings, name, fields, 'supervisor'))).path;
+}
+
+/**
+ * Runs the task here if it is still in inbox/, else waits for the watcher that took it. A run
+ * that could not be recorded (a full disk for a moment) let go of its claim: the watcher
+ * recovers the task and runs it again, so its report is awaited too.
+ */
 async function runOrAwait(settings: Settings, file: string, id: string, options: CycleOptions, log: Logger): Promise<Report | null> {
   try {
     const result = await runTask(file, { settings, log, ...(options.signal ? { signal: options.signal } : {}), ...(options.engine ? { engine: options.engine } : {}) });
     if (result.report.error?.kind !== 'interrupted') return result.report;
   } catch (error) {
-    if (!(error instanceof MetaAgentError && error.kind === 'input')) throw error;
-    log.info({ task: id }, 'a watcher took the task; waiting for its report');
+    if (error instanceof MetaAgentError && error.kind === 'input') log.info({ task: id }, 'a watcher took the task; waiting for its report');
+    else log.warn({ task: id, err: toErrorInfo(error) }, 'the run could not be recorded; waiting for the report of its recovery');
   }
   return awaitReport(settings, id, options);
+}
+
+/** Where a resumed cycle's task is: its file in inbox/ (not claimed yet), or somewhere else in the queue, or nowhere (never created). */
+async function findTask(settings: Settings, id: string): Promise<{ file: string; inInbox: boolean } | null> {
+  // <id>.md, <id>-2.md (name taken), <id>.<run-id>.md (a claim that clashed): the id carries the cycle's random part.
+  const isIt = (n: string) => n.endsWith('.md') && (n === `${id}.md` || n.startsWith(`${id}-`) || n.startsWith(`${id}.`));
+  const { layout } = settings;
+  for (const dir of [layout.inbox, layout.processing, layout.done, layout.failed]) {
+    const name = (await fs.readdir(dir).catch(() => [] as string[])).find(isIt);
+    if (name) return { file: path.join(dir, name), inInbox: dir === layout.inbox };
+  }
+  const reported = await fs.stat(reportPaths(settings.layout, id).json).then(() => true, () => false);
+  return reported ? { file: reportPaths(settings.layout, id).json, inInbox: false } : null;
 }
 
 async function awaitReport(settings: Settings, id: string, options: CycleOptions): Promise<Report | null> {
@@ -303,11 +372,19 @@ function buildCycleReport(
   });
 }
 
+const cycleReportFile = (settings: Settings, cycleId: string, ext: 'md' | 'json') => path.join(settings.layout.reports, 'cycles', `${cycleId}.${ext}`);
+
+/** Atomic, and idempotent (the cycle id is this cycle's own), so a failed write can be retried and a resumed cycle can write it again. */
 async function writeCycleReport(settings: Settings, report: CycleReport): Promise<void> {
-  const dir = path.join(settings.layout.reports, 'cycles');
-  await fs.mkdir(dir, { recursive: true });
-  await publishFile(path.join(dir, `${report.cycle_id}.md`), cycleMarkdown(report));
-  await publishFile(path.join(dir, `${report.cycle_id}.json`), JSON.stringify(report, null, 2) + '\n');
+  await fs.mkdir(path.join(settings.layout.reports, 'cycles'), { recursive: true });
+  await retryWrite(() => replaceFile(cycleReportFile(settings, report.cycle_id, 'md'), cycleMarkdown(report)));
+  await retryWrite(() => replaceFile(cycleReportFile(settings, report.cycle_id, 'json'), JSON.stringify(report, null, 2) + '\n'));
+}
+
+async function readCycleReport(settings: Settings, cycleId: string): Promise<CycleReport | null> {
+  const text = await fs.readFile(cycleReportFile(settings, cycleId, 'json'), 'utf8').catch(() => null);
+  const parsed = text ? CycleReportSchema.safeParse(JSON.parse(text)) : null;
+  return parsed?.success ? parsed.data : null;
 }
 
 export function cycleMarkdown(r: CycleReport): string {

@@ -22,6 +22,8 @@ import { MetaAgentError, toErrorInfo } from '../contract/errors.ts';
 import type { Settings } from '../workspace/config.ts';
 import { replaceFile } from '../workspace/files.ts';
 import type { Clock } from './cycle.ts';
+import { orphanedCycles, type CycleJournal } from './journal.ts';
+import { retryWrite } from './retryWrite.ts';
 
 export type ScheduleJob = z.infer<typeof ScheduleJobSchema>;
 export type TradingWindow = z.infer<typeof TradingWindowSchema>;
@@ -147,6 +149,8 @@ export interface SchedulerOptions {
   clock?: Clock;
   /** Runs one cycle; the service passes runSupervisorCycle. */
   runCycle: (job: ScheduleJob, shouldStop: () => string | null) => Promise<CycleReport>;
+  /** Finishes a cycle whose process died (journal.ts); the service passes resumeSupervisorCycle. */
+  resumeCycle?: (journal: CycleJournal, shouldStop: () => string | null) => Promise<CycleReport>;
   tickMs?: number;
 }
 
@@ -162,6 +166,7 @@ export class Scheduler {
   private previousMinute: number | null = null;
   private running: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private ticking: Promise<unknown> | null = null;
   private readonly stateFile: string;
   private readonly lockTarget: string;
   /** Cycles started (for tests and the health line). */
@@ -177,17 +182,34 @@ export class Scheduler {
     this.lockTarget = path.join(options.settings.layout.state, 'supervisor', 'scheduler');
   }
 
-  /** Runs a missed job (catch-up), then ticks every tickMs. */
+  /**
+   * Finishes the cycles of processes that died, runs a missed job (catch-up), then ticks
+   * every tickMs. Never throws: an error (a full disk) is logged, and the service still
+   * starts with its schedule.
+   */
   async start(): Promise<void> {
-    await this.catchUp();
-    this.timer = setInterval(() => void this.tick(), this.options.tickMs ?? 15_000);
+    await this.guarded('finishing the cycles of dead processes', () => this.finishOrphanedCycles());
+    await this.guarded('catch-up', () => this.catchUp());
+    this.timer = setInterval(() => {
+      // One tick at a time: a tick retrying a write must not overlap the next one.
+      this.ticking ??= this.guarded('tick', () => this.tick()).finally(() => (this.ticking = null));
+    }, this.options.tickMs ?? 15_000);
     this.timer.unref();
   }
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    await this.ticking;
     await this.running;
+  }
+
+  private async guarded(what: string, action: () => Promise<unknown>): Promise<void> {
+    try {
+      await action();
+    } catch (error) {
+      this.options.log.error({ err: toErrorInfo(error) }, `scheduler: ${what} failed`);
+    }
   }
 
   /** Checks the minutes since the last tick; starts at most one cycle. Returns the job started, if any. */
@@ -228,21 +250,23 @@ export class Scheduler {
       log.warn({ job: job.goal }, `not starting ${job.goal}: another process is running a cycle`);
       return false;
     }
-    const state = await this.readState();
-    if (state.last[id] === key) {
-      await release();
-      return false; // another process ran this very occurrence
+    try {
+      const state = await this.readState();
+      if (state.last[id] === key) {
+        await release();
+        return false; // another process ran this very occurrence
+      }
+      state.last[id] = key;
+      // Retried: a disk full for a moment must not cost the night's cycle.
+      await retryWrite(() => this.writeState(state));
+    } catch (error) {
+      await release().catch(() => undefined);
+      throw error;
     }
-    state.last[id] = key;
-    await this.writeState(state);
     this.started.push({ job: job.goal, at: now.toISOString(), key });
-    const shouldStop = () => {
-      const w = tradingWindowAt(this.options.settings.config.supervisor.trading_windows, this.tz, this.clock());
-      return w ? `a trading window began (${w.start}-${w.end})` : null;
-    };
     log.info({ job: job.goal, mode: job.mode, at: key }, `starting cycle ${job.goal}`);
     this.running = this.options
-      .runCycle(job, shouldStop)
+      .runCycle(job, this.shouldStop)
       .then((report) => log.info({ job: job.goal, cycle: report.cycle_id, status: report.status }, `cycle ${report.cycle_id}: ${report.status}`))
       .catch((error) => log.error({ job: job.goal, err: toErrorInfo(error) }, 'cycle failed'))
       .finally(async () => {
@@ -250,6 +274,43 @@ export class Scheduler {
         await release().catch(() => undefined);
       });
     return true;
+  }
+
+  /** Polled by a running cycle before each task. */
+  private readonly shouldStop = (): string | null => {
+    const w = tradingWindowAt(this.options.settings.config.supervisor.trading_windows, this.tz, this.clock());
+    return w ? `a trading window began (${w.start}-${w.end})` : null;
+  };
+
+  /**
+   * At start: takes over the scheduler lock of a dead process (so it is not left until the
+   * next cycle), and finishes, while holding it, the cycles whose process died mid-way.
+   */
+  private async finishOrphanedCycles(): Promise<void> {
+    const log = this.options.log;
+    const release = await lockActivity(this.lockTarget, { staleMs: 60_000, wait: false });
+    if (!release) return; // a live process runs cycles
+    const resume = this.options.resumeCycle;
+    let orphans: CycleJournal[] = [];
+    try {
+      if (resume) orphans = await orphanedCycles(this.options.settings);
+    } finally {
+      if (orphans.length === 0) await release();
+    }
+    if (!resume || orphans.length === 0) return;
+    this.running = (async () => {
+      for (const journal of orphans) {
+        try {
+          const report = await resume(journal, this.shouldStop);
+          log.info({ job: journal.goal, cycle: report.cycle_id, status: report.status }, `cycle ${report.cycle_id} (finished after its process died): ${report.status}`);
+        } catch (error) {
+          log.error({ job: journal.goal, cycle: journal.cycle_id, err: toErrorInfo(error) }, 'finishing a cycle failed');
+        }
+      }
+    })().finally(async () => {
+      this.running = null;
+      await release().catch(() => undefined);
+    });
   }
 
   /** Resolves when the running cycle (if any) is done. */

@@ -1,0 +1,70 @@
+/**
+ * The journal of a running cycle: .meta-agent/supervisor/running/<cycle-id>.json, written
+ * when the cycle starts, again once it is planned (before any task is created), and removed
+ * once its report is written. A journal whose owner died (kill -9, power loss) names a cycle
+ * to finish at the next start: the scheduler hands it to resumeSupervisorCycle, so the
+ * night's cycle report is not lost.
+ */
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { CycleReport, Plan } from '../contract/cycle.ts';
+import type { Settings } from '../workspace/config.ts';
+import { replaceFile } from '../workspace/files.ts';
+import type { CycleContext } from './context.ts';
+import { retryWrite } from './retryWrite.ts';
+
+export interface CycleJournal {
+  cycle_id: string;
+  goal: string;
+  mode: 'daily' | 'weekly';
+  project: string;
+  started_at: string;
+  /** The process running the cycle (the one that resumes it takes it over). */
+  owner: { host: string; pid: number };
+  /** Null until planned; then what the rest of the cycle needs, decided once. */
+  planned: null | {
+    plan: Plan;
+    planner: CycleReport['planner'];
+    context: CycleContext;
+    /** One per planned task, in order: the id its task file gets when created. */
+    task_ids: string[];
+  };
+}
+
+const runningDir = (settings: Settings) => path.join(settings.layout.state, 'supervisor', 'running');
+const journalFile = (settings: Settings, cycleId: string) => path.join(runningDir(settings), `${cycleId}.json`);
+
+export const thisProcess = (): CycleJournal['owner'] => ({ host: os.hostname(), pid: process.pid });
+
+export async function saveJournal(settings: Settings, journal: CycleJournal): Promise<void> {
+  await fs.mkdir(runningDir(settings), { recursive: true });
+  await retryWrite(() => replaceFile(journalFile(settings, journal.cycle_id), JSON.stringify(journal, null, 2) + '\n'));
+}
+
+export async function removeJournal(settings: Settings, cycleId: string): Promise<void> {
+  await fs.rm(journalFile(settings, cycleId), { force: true });
+}
+
+/** Journals of cycles whose process is gone (on this host: other hosts' pids cannot be probed), oldest first. */
+export async function orphanedCycles(settings: Settings): Promise<CycleJournal[]> {
+  const names = (await fs.readdir(runningDir(settings)).catch(() => [] as string[])).filter((n) => n.endsWith('.json') && !n.startsWith('.')).sort();
+  const out: CycleJournal[] = [];
+  for (const name of names) {
+    const journal = await fs
+      .readFile(path.join(runningDir(settings), name), 'utf8')
+      .then((text) => JSON.parse(text) as CycleJournal)
+      .catch(() => null);
+    if (journal && journal.owner.host === os.hostname() && journal.owner.pid !== process.pid && !pidAlive(journal.owner.pid)) out.push(journal);
+  }
+  return out.sort((a, b) => a.started_at.localeCompare(b.started_at));
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * A supervisor cycle survives what a night can do to it: a disk full for a moment (its task
+ * is recovered and re-run by the watcher, awaited, and the rest of the plan still runs), and
+ * kill -9 of its process (the next start finishes it from its journal). Either way the
+ * morning's cycle report exists and lists exactly the tasks of that cycle.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execa } from 'execa';
+import { CycleReportSchema, type CycleReport } from '../src/contract/cycle.ts';
+import { runSupervisorCycle } from '../src/supervisor/cycle.ts';
+import { startWatching } from '../src/queue/watch.ts';
+import { injectFileFault } from '../src/workspace/files.ts';
+import { silentLogger } from '../src/log.ts';
+import { list, waitFor } from './helpers/procs.ts';
+import { makeWorkspace, REPO_ROOT, type TestWorkspace } from './helpers/workspace.ts';
+
+const QUEUE = 'queue:\n  settle_ms: 100\n  scan_interval_ms: 200\n  lease_stale_s: 1\n  shutdown_grace_s: 1';
+const TWO_TASKS = 'routines: {daily_maintenance: [{type: custom, objective: "Look around", scope: [], tasks: []}, {type: custom, objective: "Look again", scope: [], tasks: []}]}';
+const ENOSPC = (file: string) => Object.assign(new Error(`ENOSPC: no space left on device, write '${file}'`), { code: 'ENOSPC', path: file });
+
+async function cycleReports(ws: TestWorkspace): Promise<CycleReport[]> {
+  const dir = path.join(ws.settings.layout.reports, 'cycles');
+  const names = (await list(dir)).filter((n) => n.endsWith('.json'));
+  return Promise.all(names.map(async (n) => CycleReportSchema.parse(JSON.parse(await fs.readFile(path.join(dir, n), 'utf8')))));
+}
+
+/** The task files a cycle created, wherever they are in the queue (as the soak's invariant counts them). */
+async function createdTasks(ws: TestWorkspace, cycleId: string): Promise<string[]> {
+  const { inbox, processing, done, failed } = ws.settings.layout;
+  const names = (await Promise.all([inbox, processing, done, failed].map((d) => list(d)))).flat();
+  return names.filter((n) => n.includes(cycleId)).sort();
+}
+
+test('a disk full for a moment during a cycle: the task whose report was lost is awaited (re-run by the watcher), the next task is still created, the cycle report is written once the disk is back', async () => {
+  const ws = await makeWorkspace({ extra: ['engine: command', 'command:\n  run: ["true"]', QUEUE, `supervisor:\n  ${TWO_TASKS}`].join('\n') });
+  // Full for one second from the first report written, and again for one second from the cycle report's first write.
+  const windows = new Map<string, number>();
+  injectFileFault((file) => {
+    const kind = path.dirname(file) === path.join(ws.settings.layout.reports, 'cycles') ? 'cycle' : file.startsWith(ws.settings.layout.reports) ? 'task' : null;
+    if (!kind) return;
+    if (!windows.has(kind)) windows.set(kind, Date.now() + 1000);
+    if (Date.now() < windows.get(kind)!) throw ENOSPC(file);
+  });
+  const watcher = startWatching({ settings: ws.settings, log: silentLogger(), supervisorLog: silentLogger() });
+  try {
+    await watcher.ready;
+    const report = await runSupervisorCycle(ws.settings, 'daily_maintenance', 'daily', { waitTimeoutMs: 20_000, pollMs: 100 });
+    assert.is(report.error, null, report.error?.message);
+    assert.is(report.status, 'ok', report.summary);
+    assert.equal(report.tasks.map((t) => [t.objective, t.status]), [['Look around', 'ok'], ['Look again', 'ok']]);
+    assert.ok(windows.has('task') && windows.has('cycle'), 'both writes met the full disk');
+    assert.equal(await cycleReports(ws), [report], 'the cycle report is on disk');
+    assert.equal(await createdTasks(ws, report.cycle_id), report.tasks.map((t) => `${t.task_id}.md`));
+    assert.equal(await list(ws.settings.layout.done), report.tasks.map((t) => `${t.task_id}.md`));
+  } finally {
+    injectFileFault(null);
+    await watcher.stop();
+    await ws.cleanup();
+  }
+});
+
+/**
+ * Runs a scheduled cycle in a child process holding the scheduler lock (as `watch` does),
+ * which kill -9s itself when the first task's report is written: the state a crash there
+ * leaves on disk.
+ */
+async function cycleKilledAtFirstReport(ws: TestWorkspace): Promise<void> {
+  const script = path.join(ws.root, '..', `${path.basename(ws.root)}.cycle-kill.mts`);
+  const src = (p: string) => JSON.stringify(path.join(REPO_ROOT, 'src', p));
+  await fs.writeFile(
+    script,
+    [
+      `import path from 'node:path';`,
+      `import { injectFileFault } from ${src('workspace/files.ts')};`,
+      `import { loadSettings } from ${src('workspace/config.ts')};`,
+      `import { lockActivity } from ${src('queue/lease.ts')};`,
+      `import { runSupervisorCycle } from ${src('supervisor/cycle.ts')};`,
+      `const settings = await loadSettings(process.argv[2], { PATH: process.env.PATH, HOME: process.env.HOME });`,
+      `await lockActivity(path.join(settings.layout.state, 'supervisor', 'scheduler'), { staleMs: 60_000, wait: false });`,
+      `injectFileFault((file) => { if (path.dirname(file) === settings.layout.reports && path.basename(file).includes('S1_')) process.kill(process.pid, 'SIGKILL'); });`,
+      `await runSupervisorCycle(settings, 'daily_maintenance', 'daily');`,
+      `console.log('not killed');`,
+    ].join('\n'),
+  );
+  try {
+    const child = await execa(process.execPath, ['--import', 'tsx', script, ws.root], { cwd: REPO_ROOT, reject: false, all: true });
+    if (child.signal !== 'SIGKILL') throw new Error(`the cycle was not killed: ${child.all}`);
+  } finally {
+    await fs.rm(script, { force: true });
+  }
+}
+
+test('kill -9 during a cycle: the next start takes over the dead scheduler lock, finishes the cycle (awaits its task, creates the one never created) and writes its report', async () => {
+  const ws = await makeWorkspace({
+    extra: ['engine: command', 'command:\n  run: ["true"]', QUEUE, `supervisor:\n  timezone: Europe/Kyiv\n  catch_up_s: 0\n  schedule: [{cron: "30 2 * * *", goal: daily_maintenance}]\n  ${TWO_TASKS}`].join('\n'),
+  });
+  const state = path.join(ws.settings.layout.state, 'supervisor');
+  try {
+    await cycleKilledAtFirstReport(ws);
+    const [journal] = await list(path.join(state, 'running'));
+    assert.ok(journal, 'the dead cycle left its journal');
+    const cycleId = journal!.replace(/\.json$/, '');
+    assert.equal(await list(ws.settings.layout.processing), [`S1_bot_${cycleId}.md`], 'the first task was running');
+    assert.equal(await cycleReports(ws), []);
+    assert.ok((await list(state, { dot: true })).includes('.scheduler.lock'), 'the dead process holds the scheduler lock');
+
+    // The service starts again (noon, far from the 02:30 job: the schedule itself starts nothing).
+    const watcher = startWatching({ settings: ws.settings, log: silentLogger(), supervisorLog: silentLogger(), clock: () => new Date('2026-12-01T10:00:00Z') });
+    try {
+      await watcher.ready;
+      await waitFor('the cycle report', async () => (await cycleReports(ws)).length > 0, 30_000);
+    } finally {
+      await watcher.stop();
+    }
+    const [report, ...more] = await cycleReports(ws);
+    assert.equal(more, []);
+    assert.is(report!.cycle_id, cycleId);
+    assert.is(report!.status, 'ok', report!.summary);
+    assert.equal(report!.tasks.map((t) => [t.task_id, t.objective, t.status]), [[`S1_bot_${cycleId}`, 'Look around', 'ok'], [`S2_bot_${cycleId}`, 'Look again', 'ok']]);
+    assert.equal(await createdTasks(ws, cycleId), [`S1_bot_${cycleId}.md`, `S2_bot_${cycleId}.md`]);
+    assert.equal(await list(ws.settings.layout.done), [`S1_bot_${cycleId}.md`, `S2_bot_${cycleId}.md`]);
+    assert.equal(await list(path.join(state, 'running')), [], 'the journal is removed');
+    assert.not.ok((await list(state, { dot: true })).includes('.scheduler.lock'), 'the dead lock is gone');
+  } finally {
+    await ws.cleanup();
+  }
+});
+
+test.run();
