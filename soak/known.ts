@@ -31,30 +31,10 @@ const KILLS = ['kill_mid_task_night', 'kill_mid_task_day', 'kill_mid_gate', 'kil
 
 export const KNOWN_BUGS: KnownBug[] = [
   {
-    id: 'B1-cycle-enospc',
-    title: 'A full disk for a moment during a cycle aborts it: the task whose report could not be written is not awaited (it is recovered and re-run by the watcher, unlisted), the remaining planned tasks are never created, and if the disk is still full the cycle report itself is lost (no retry).',
-    where: "src/supervisor/cycle.ts: runOrAwait rethrows any error of runTask but a lost claim, and writeCycleReport is not retried. Fix: wait for the task's report (the watcher recovers and re-runs it); retry the cycle's own writes on ENOSPC/EIO.",
-    matches: (b, ctx) => b.invariant === 'cycle-report' && had(ctx, b.night, 'enospc_window@night'),
-  },
-  {
-    id: 'B2-cycle-crash',
-    title: 'kill -9 of the service during a cycle: no cycle report is ever written for that night (the schedule marks the run as done before it starts, so catch-up does not resume it), its remaining planned tasks are never created, and its scheduler lock stays until the next cycle.',
-    where: "src/supervisor/schedule.ts marks the run (state.last) before runCycle; nothing records a running cycle. Fix: a journal of the running cycle (.meta-agent/supervisor/running/<id>.json); at start, finish the cycles of dead processes (await their tasks' reports, write the report, name the tasks never created); take over a dead scheduler lock at start.",
-    matches: (b, ctx) =>
-      (b.invariant === 'cycle-report' && had(ctx, b.night, 'kill_mid_task_night')) ||
-      (b.invariant === 'leftover-lock' && b.detail.includes('.scheduler.lock') && had(ctx, b.night, 'kill_mid_task_night')),
-  },
-  {
     id: 'B10-stuck-claim',
     title: 'A full disk at the moment a task is claimed (the ledger write fails) leaves the task in processing/ with a live lease that is refreshed for as long as the process lives: nobody runs it and recovery never takes it, until the service is restarted.',
     where: 'src/queue/folders.ts claimTask: takeLease, then the ledger write; a throw leaves the lease held. Fix: release the lease when recording the claim fails (recovery then returns the task to inbox/).',
     matches: (b, ctx) => b.invariant === 'stuck-claim' && hadUpTo(ctx, b.night, ['enospc_window']),
-  },
-  {
-    id: 'B13-schedule-tick-crash',
-    title: 'A full disk at the moment a scheduled cycle starts crashes the service: the scheduler writes its state (schedule.json) in trigger(), the error escapes tick(), which setInterval calls as `void this.tick()` (an unhandled rejection: exit code 1); the scheduler lock taken just before is not released. The same error during the catch-up at start makes `watch` print `meta-agent: ENOSPC ...` and never finish starting, yet the process does not exit: it goes on running the queue without its schedule and without its SIGTERM handler.',
-    where: 'src/supervisor/schedule.ts: start() awaits catchUp() unguarded and then `setInterval(() => void this.tick(), ...)`; trigger() takes the lock, then writeState without try/finally. Fix: catch (and log) catch-up and tick errors; release the lock when the state cannot be written, retrying the write briefly first so the night is not lost.',
-    matches: (b, ctx) => (b.invariant === 'service-died' || b.invariant === 'service-start-failed') && /ENOSPC/.test(b.detail) && /schedule\.json/.test(b.detail) && hadUpTo(ctx, b.night, ['enospc_window']),
   },
   {
     id: 'B8-budget-one-step',
