@@ -31,12 +31,6 @@ const KILLS = ['kill_mid_task_night', 'kill_mid_task_day', 'kill_mid_gate', 'kil
 
 export const KNOWN_BUGS: KnownBug[] = [
   {
-    id: 'B10-stuck-claim',
-    title: 'A full disk at the moment a task is claimed (the ledger write fails) leaves the task in processing/ with a live lease that is refreshed for as long as the process lives: nobody runs it and recovery never takes it, until the service is restarted.',
-    where: 'src/queue/folders.ts claimTask: takeLease, then the ledger write; a throw leaves the lease held. Fix: release the lease when recording the claim fails (recovery then returns the task to inbox/).',
-    matches: (b, ctx) => b.invariant === 'stuck-claim' && hadUpTo(ctx, b.night, ['enospc_window']),
-  },
-  {
     id: 'B8-budget-one-step',
     title: "A cycle can spend more than supervisor.budget_tokens: each task gets the remaining budget as max_tokens, but the agent checks it before a model call, so the last call can overshoot it (by at most one model step).",
     where: "src/engines/openai.ts checkLimits compares the tokens spent so far with max_tokens before a call. Fix: also stop when spent + the last call's tokens would cross it.",

@@ -10,11 +10,16 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startWatching, type Watcher } from '../src/queue/watch.ts';
 import { silentLogger } from '../src/log.ts';
+import { injectFileFault } from '../src/workspace/files.ts';
+import type { LedgerEntry } from '../src/queue/ledger.ts';
+import { lockActivity, takeLease } from '../src/queue/lease.ts';
 import { makeWorkspace } from './helpers/workspace.ts';
+import { list, publish, waitFor } from './helpers/procs.ts';
 
 const QUEUE = 'queue:\n  settle_ms: 100\n  scan_interval_ms: 200\n  lease_stale_s: 1\n  shutdown_grace_s: 1';
 const NOOP_ENGINE = 'engine: command\ncommand:\n  run: ["true"]';
 
+const ENOSPC = (file: string) => Object.assign(new Error(`ENOSPC: no space left on device, write '${file}'`), { code: 'ENOSPC', path: file });
 const present = (file: string) => fs.stat(file).then(() => true, () => false);
 
 test('start-up removes the temp file of a writer killed with kill -9 (an old one), not a live writer\'s', async () => {
@@ -39,6 +44,53 @@ test('start-up removes the temp file of a writer killed with kill -9 (an old one
     assert.ok(await present(liveTemp), 'the temp of a live writer (this process) stays');
   } finally {
     await watcher?.stop();
+    await ws.cleanup();
+  }
+});
+
+test('a full disk when the claim is recorded (the ledger write fails): the task goes back to inbox/ and runs once the disk is fine', async () => {
+  const ws = await makeWorkspace({ extra: [NOOP_ENGINE, QUEUE].join('\n') });
+  const { layout } = ws.settings;
+  let watcher: Watcher | undefined;
+  let failed = 0;
+  injectFileFault((file) => {
+    if (file.includes(`${path.sep}ledger${path.sep}`) && failed++ === 0) throw ENOSPC(file);
+  });
+  try {
+    watcher = startWatching({ settings: ws.settings, log: silentLogger(), supervisorLog: silentLogger() });
+    await watcher.ready;
+    await publish(layout.inbox, 'stuck.md', '---\nproject: bot\nobjective: Report only\nscope: []\n---\n');
+    // Without the give-back it stays in processing/ with a live lease for as long as the process lives.
+    await waitFor('the task to be done', async () => (await list(layout.done)).includes('stuck.md'), 8000, async () => `processing/: ${(await list(layout.processing, { dot: true })).join(' ')}`);
+    assert.ok(failed > 1, 'the ledger write failed once, then the claim was recorded');
+    assert.equal(await list(layout.processing, { dot: true }), [], 'no claim, lock or owner note is left in processing/');
+    assert.equal(await list(layout.inbox), []);
+    const ledger = (await list(path.join(layout.state, 'ledger'))).filter((n) => n.endsWith('.json'));
+    assert.is(ledger.length, 1);
+    const entry = JSON.parse(await fs.readFile(path.join(layout.state, 'ledger', ledger[0]!), 'utf8')) as LedgerEntry;
+    assert.is(entry.runs.length, 1, 'only the recorded claim is a run');
+    assert.not.ok(entry.runs[0]!.recovered, 'the task was handed back, not recovered as a crash');
+  } finally {
+    injectFileFault(null);
+    await watcher?.stop();
+    await ws.cleanup();
+  }
+});
+
+test('a lease or lock whose owner note cannot be written is given back, not held with no owner', async () => {
+  const ws = await makeWorkspace();
+  try {
+    const file = path.join(ws.settings.layout.processing, 'task.md');
+    await fs.writeFile(file, 'x');
+    // A folder where the note goes: writing it fails (as on a full disk).
+    await fs.mkdir(path.join(ws.settings.layout.processing, '.task.md.owner.json'));
+    assert.ok(await takeLease(file, 'run-1', 5000).then(() => false, () => true), 'takeLease fails');
+    assert.not.ok(await present(path.join(ws.settings.layout.processing, '.task.md.lock')), 'the lease lock is released');
+    const target = path.join(ws.settings.layout.state, 'gate');
+    await fs.mkdir(path.join(ws.settings.layout.state, '.gate.owner.json'), { recursive: true });
+    assert.ok(await lockActivity(target, { staleMs: 5000, wait: false }).then(() => false, () => true), 'lockActivity fails');
+    assert.not.ok(await present(path.join(ws.settings.layout.state, '.gate.lock')), 'the activity lock is released');
+  } finally {
     await ws.cleanup();
   }
 });

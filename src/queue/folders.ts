@@ -36,7 +36,9 @@ export interface Claim {
 
 /**
  * Claims a task: one atomic rename from inbox/ into processing/; ENOENT means another
- * worker won. Then a lease shows the owner is alive, and the ledger records the run.
+ * worker won. Then a lease shows the owner is alive, and the ledger records the run. If
+ * the claim cannot be recorded (a full disk), the task goes back to inbox/ and the error
+ * is thrown: nobody would run it, yet a live lease keeps recovery away.
  */
 export async function claimTask(layout: Layout, inboxFile: string, runId: string, staleMs: number): Promise<Claim> {
   const name = path.basename(inboxFile);
@@ -51,13 +53,29 @@ export async function claimTask(layout: Layout, inboxFile: string, runId: string
     }
     throw error;
   }
-  const lease = await takeLease(target, runId, staleMs);
-  const content = await fs.readFile(target);
-  const { key, sha256 } = ledgerKey(name, content);
-  await ledgerFor(layout).update(key, { key, name, sha256 }, (entry) => {
-    entry.runs.push({ run_id: runId, started_at: new Date().toISOString(), host: os.hostname(), pid: process.pid });
-  });
-  return { file: target, name, runId, key, sha256, content, lease };
+  let lease: Lease | null = null;
+  try {
+    lease = await takeLease(target, runId, staleMs);
+    const content = await fs.readFile(target);
+    const { key, sha256 } = ledgerKey(name, content);
+    await ledgerFor(layout).update(key, { key, name, sha256 }, (entry) => {
+      entry.runs.push({ run_id: runId, started_at: new Date().toISOString(), host: os.hostname(), pid: process.pid });
+    });
+    return { file: target, name, runId, key, sha256, content, lease };
+  } catch (error) {
+    await giveBack(layout, target, name, lease);
+    throw error;
+  }
+}
+
+/**
+ * Undoes a claim that could not be recorded: back to inbox/ (still under the lease, so no
+ * recoverer moves it at the same time), then the lease goes. If even the move fails, the
+ * unleased claim is left to recovery, which returns it to inbox/.
+ */
+async function giveBack(layout: Layout, file: string, name: string, lease: Lease | null): Promise<void> {
+  await moveUnique(file, layout.inbox, name).catch(() => undefined);
+  await lease?.release().catch(() => undefined);
 }
 
 export type Disposition = { status: 'ok' } | { status: 'error'; explanation: string } | { status: 'interrupted' };

@@ -39,7 +39,7 @@ export async function takeLease(file: string, runId: string, staleMs: number): P
     },
   });
   const note: OwnerNote = { host: os.hostname(), pid: process.pid, run_id: runId, since: new Date().toISOString() };
-  await fs.writeFile(ownerPath(file), JSON.stringify(note) + '\n');
+  await writeNoteOrUnlock(file, note, release);
   let released = false;
   return {
     owned: () => !compromised && !released,
@@ -50,6 +50,21 @@ export async function takeLease(file: string, runId: string, staleMs: number): P
       if (!compromised) await release().catch(() => undefined);
     },
   };
+}
+
+/**
+ * Writes the owner note of a lock just taken. If it cannot be written (a full disk), the
+ * lock is given back: held and refreshed without a note, it would look alive for as long
+ * as this process lives, with nobody using it.
+ */
+async function writeNoteOrUnlock(file: string, note: OwnerNote, release: () => Promise<void>): Promise<void> {
+  try {
+    await fs.writeFile(ownerPath(file), JSON.stringify(note) + '\n');
+  } catch (error) {
+    await fs.rm(ownerPath(file), { force: true }).catch(() => undefined);
+    await release().catch(() => undefined);
+    throw error;
+  }
 }
 
 /** Whether the owner of a claimed file is alive. */
@@ -96,7 +111,7 @@ export async function lockActivity(target: string, options: { staleMs: number; w
   for (let attempt = 0; ; attempt++) {
     try {
       const release = await lockfile.lock(target, { stale: options.staleMs, update: Math.max(1000, Math.floor(options.staleMs / 3)), realpath: false, lockfilePath: lockPath(target), retries: 0 });
-      await fs.writeFile(ownerPath(target), JSON.stringify({ host: os.hostname(), pid: process.pid, run_id: 'lock', since: new Date().toISOString() } satisfies OwnerNote) + '\n');
+      await writeNoteOrUnlock(target, { host: os.hostname(), pid: process.pid, run_id: 'lock', since: new Date().toISOString() }, release);
       return async () => {
         await fs.rm(ownerPath(target), { force: true });
         await release().catch(() => undefined);
