@@ -30,12 +30,6 @@ const hadUpTo = (ctx: KnownContext, night: number, kinds: string[]) => [...ctx.f
 const KILLS = ['kill_mid_task_night', 'kill_mid_task_day', 'kill_mid_gate', 'kill_gate_after_commit'];
 
 export const KNOWN_BUGS: KnownBug[] = [
-  {
-    id: 'B8-budget-one-step',
-    title: "A cycle can spend more than supervisor.budget_tokens: each task gets the remaining budget as max_tokens, but the agent checks it before a model call, so the last call can overshoot it (by at most one model step).",
-    where: "src/engines/openai.ts checkLimits compares the tokens spent so far with max_tokens before a call. Fix: also stop when spent + the last call's tokens would cross it.",
-    matches: (b) => b.invariant === 'budget' && typeof b.data?.overshoot === 'number' && typeof b.data.maxStep === 'number' && b.data.overshoot <= b.data.maxStep,
-  },
 ];
 
 export function classify(breaches: Breach[], strict: boolean, ctx: KnownContext): { failing: Breach[]; known: Breach[] } {

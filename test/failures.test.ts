@@ -108,6 +108,7 @@ test('step budget: max_steps 3 with a model that never finishes -> limit_reached
     assert.is(report.usage.requests, 3);
     assert.is(report.steps, 3, 'the steps spent are reported');
     assert.is(c.llm!.requests.length, 3, 'no 4th request is sent');
+    assert.is(c.llm!.requests[0]!.body.max_completion_tokens, undefined, 'no reply cap is sent while max_tokens is far away');
     assert.equal(report.changed_files, []);
     assert.equal(report.patch_files, []);
     assert.ok(report.base_commit, 'the run had a worktree');
@@ -118,11 +119,13 @@ test('step budget: max_steps 3 with a model that never finishes -> limit_reached
   }
 });
 
-test('token budget: max_tokens 250 at 120 tokens a reply -> limit_reached / budget after 3 requests', async () => {
+test('token budget: max_tokens 500 at 120 tokens a call -> limit_reached / budget after 3 calls, never over; each reply is capped at what remains', async () => {
   let c: Case | undefined;
   try {
-    // The limit is checked before each call: 0, 120, 240 are under 250; 360 is not.
-    c = await setup(listFilesForever(), { extra: 'limits:\n  max_tokens: 250' });
+    // Before each call: the next request re-sends the last one (120) plus the tool result
+    // added since (about 54 tokens of file list); what remains after that caps the reply, and
+    // a call whose reply would get less than the last one took (20) is not made.
+    c = await setup(listFilesForever(), { extra: 'limits:\n  max_tokens: 500' });
     const file = await writeTask(c.ws.settings.layout.inbox, 'budget-tokens.md', TASK);
     const result = await runTask(file, { settings: c.ws.settings });
     const report = await checkAfterRun(c, result);
@@ -130,12 +133,37 @@ test('token budget: max_tokens 250 at 120 tokens a reply -> limit_reached / budg
     assert.is(report.outcome, 'limit_reached');
     assert.is(report.error?.kind, 'budget');
     assert.match(report.error!.message, /max_tokens/);
-    assert.match(report.error!.message, /360 of 250/);
+    assert.match(report.error!.message, /360 of 500 spent/, report.error!.message);
     assert.is(report.usage.requests, 3);
     assert.is(report.usage.prompt_tokens, 300);
     assert.is(report.usage.completion_tokens, 60);
-    assert.is(c.llm!.requests.length, 3);
+    assert.is(c.llm!.requests.length, 3, 'no 4th request is sent');
+    const caps = c.llm!.requests.map((r) => r.body.max_completion_tokens as number);
+    assert.is(caps[0], 500, 'the first reply may take all there is');
+    for (const [i, cap] of caps.entries()) {
+      if (i > 0) assert.ok(cap >= 20 && cap <= 500 - 120 * i - 120, `request ${i + 1}: the reply is capped at what remains once the conversation is re-sent (${cap})`);
+    }
     await assertFailed(c, result, 'budget-tokens.md', /max_tokens/);
+  } finally {
+    await teardown(c);
+  }
+});
+
+test('a cycle budget handed to a task (max_tokens 2800) is not crossed by its last step (1600 a step: stops after one)', async () => {
+  let c: Case | undefined;
+  try {
+    // What a cycle does with the rest of supervisor.budget_tokens (soak B8): the old check let
+    // a second 1600-token step start at 1600 spent, ending at 3200.
+    const usage = { usage: { prompt_tokens: 1500, completion_tokens: 100 } };
+    c = await setup(() => toolCall('list_files', { path: 'bot' }, usage));
+    const file = await writeTask(c.ws.settings.layout.inbox, 'budget-handed.md', TASK.replace('scope:', 'max_tokens: 2800\nscope:'));
+    const result = await runTask(file, { settings: c.ws.settings });
+    const report = await checkAfterRun(c, result);
+    assert.is(report.outcome, 'limit_reached');
+    assert.is(report.error?.kind, 'budget');
+    assert.is(report.usage.prompt_tokens + report.usage.completion_tokens, 1600);
+    assert.is(c.llm!.requests.length, 1);
+    assert.is(c.llm!.requests[0]!.body.max_completion_tokens, 2800);
   } finally {
     await teardown(c);
   }

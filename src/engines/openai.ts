@@ -56,7 +56,8 @@ function fn(name: string, description: string, properties: Record<string, unknow
 /** The model endpoint as a small interface, so the loop does not care how it is reached. */
 export interface ChatModel {
   readonly name: string;
-  complete(messages: ChatCompletionMessageParam[], signal: AbortSignal): Promise<ChatCompletion>;
+  /** `maxCompletionTokens` caps the reply (the token limit must not be crossed). */
+  complete(messages: ChatCompletionMessageParam[], signal: AbortSignal, options?: { maxCompletionTokens?: number }): Promise<ChatCompletion>;
 }
 
 /** The configured client; one clear error when no model is configured. */
@@ -75,7 +76,7 @@ export function openAIChatModel(llm: LlmSettings): ChatModel {
   const client = openAIClient(llm);
   return {
     name: llm.model,
-    async complete(messages, signal) {
+    async complete(messages, signal, options = {}) {
       try {
         return await client.chat.completions.create(
           {
@@ -85,6 +86,7 @@ export function openAIChatModel(llm: LlmSettings): ChatModel {
             tool_choice: 'auto',
             parallel_tool_calls: false,
             ...(llm.temperature !== undefined ? { temperature: llm.temperature } : {}),
+            ...(options.maxCompletionTokens !== undefined ? { max_completion_tokens: options.maxCompletionTokens } : {}),
           },
           // A fresh signal per request: the client adds a listener to it and never removes it.
           { signal: AbortSignal.any([signal]) },
@@ -154,9 +156,18 @@ export class OpenAIEngine implements Engine {
   }
 }
 
+/**
+ * The reply cap is sent only when it is this small or smaller: every chat model can write
+ * a reply this long, while a cap above a model's own output limit is refused (400) by some
+ * servers. A larger cap is left to the model's own limit.
+ */
+const SENT_REPLY_CAP = 4096;
+
 class AgentLoop {
   private readonly messages: ChatCompletionMessageParam[];
   private steps = 0;
+  /** Tokens of the last model call, and how many messages the conversation had after it. */
+  private lastCall: { prompt: number; completion: number; messages: number } | null = null;
 
   constructor(
     private readonly ctx: EngineContext,
@@ -181,8 +192,8 @@ class AgentLoop {
 
   /** One model call and its tool calls; returns the finish arguments when the agent is done. */
   private async step(): Promise<FinishArgs | null> {
-    this.checkLimits();
-    const message = await this.query();
+    const replyCap = this.checkLimits();
+    const message = await this.query(replyCap);
     const calls = (message.tool_calls ?? []).filter((c) => c.type === 'function');
     if (calls.length === 0) {
       await this.say('You did not call a tool. Continue the task with the tools, and call finish when you are done.');
@@ -198,28 +209,43 @@ class AgentLoop {
     return finish;
   }
 
-  private checkLimits(): void {
+  /**
+   * Checked before each model call; returns the cap on the reply's tokens.
+   *
+   * limits.max_tokens is a ceiling, never crossed (a cycle gives its task what is left of
+   * supervisor.budget_tokens). Each request re-sends the whole conversation, so the next one
+   * costs at least the last call's prompt and reply plus what was added since (about 4
+   * characters a token); what remains after that is the most its reply may take. If that is
+   * less than the last reply took, the call would likely cross the limit: stop instead.
+   */
+  private checkLimits(): number {
     const { limits } = this.ctx.settings.config;
     const { usage } = this.ctx;
     if (this.ctx.signal.aborted) throw this.ctx.signal.reason;
     if (this.steps >= limits.max_steps) {
       throw new MetaAgentError('budget', `step limit reached (${limits.max_steps} model calls, limits.max_steps) before the agent called finish`);
     }
-    const tokens = usage.prompt_tokens + usage.completion_tokens;
-    if (tokens >= limits.max_tokens) {
-      throw new MetaAgentError('budget', `token limit reached (${tokens} of ${limits.max_tokens}, limits.max_tokens) before the agent called finish`);
+    const spent = usage.prompt_tokens + usage.completion_tokens;
+    const last = this.lastCall;
+    const resent = last ? last.prompt + last.completion + Math.ceil(JSON.stringify(this.messages.slice(last.messages)).length / 4) : 0;
+    const replyCap = limits.max_tokens - spent - resent;
+    if (replyCap < Math.max(1, last?.completion ?? 0)) {
+      const next = resent + (last?.completion ?? 0);
+      throw new MetaAgentError('budget', `token limit reached (${spent} of ${limits.max_tokens} spent, and the next model call would take about ${next} more; limits.max_tokens) before the agent called finish`);
     }
+    return replyCap;
   }
 
-  private async query() {
+  private async query(replyCap: number) {
     this.steps++;
-    const response = await this.model.complete(this.messages, this.ctx.signal);
+    const response = await this.model.complete(this.messages, this.ctx.signal, replyCap <= SENT_REPLY_CAP ? { maxCompletionTokens: replyCap } : {});
     this.addUsage(response);
     const choice = response.choices?.[0];
     if (!choice?.message) throw new MetaAgentError('llm', 'the model endpoint returned no message (empty choices)');
     const { message } = choice;
     // Keep only what the API accepts back; some servers add extra fields.
     this.messages.push({ role: 'assistant', content: message.content ?? null, ...(message.tool_calls?.length ? { tool_calls: message.tool_calls } : {}) });
+    this.lastCall = { prompt: response.usage?.prompt_tokens ?? 0, completion: response.usage?.completion_tokens ?? 0, messages: this.messages.length };
     await this.ctx.record({ role: 'assistant', step: this.steps, content: message.content ?? null, tool_calls: message.tool_calls ?? [], usage: response.usage ?? null });
     const u = this.ctx.usage;
     this.ctx.log.info({ step: this.steps, tools: (message.tool_calls ?? []).map((c) => (c.type === 'function' ? c.function.name : c.type)), tokens: u.prompt_tokens + u.completion_tokens }, `step ${this.steps}`);
