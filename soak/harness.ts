@@ -43,7 +43,7 @@ import {
   type Breach,
   type Tracking,
 } from './invariants.ts';
-import { classify, KNOWN_BUGS, type KnownContext } from './known.ts';
+import { FOUND_BUGS } from './found.ts';
 import { renderReport } from './report.ts';
 
 export interface SoakOptions {
@@ -51,8 +51,6 @@ export interface SoakOptions {
   seed: number;
   /** Where to write the Markdown report (null: nowhere). */
   out: string | null;
-  /** Known product bugs fail the run too. */
-  strict?: boolean;
   /** No faults at all (a baseline run). */
   noFaults?: boolean;
   /** Keep the temp folder (its path is printed). */
@@ -110,7 +108,6 @@ export interface SoakResult {
   ok: boolean;
   observations: Observation[];
   failing: Breach[];
-  known: Breach[];
   stats: SoakStats;
   nights: NightRecord[];
   markdown: string;
@@ -414,10 +411,10 @@ class Soak {
     record.breaches = this.breaches.length - before;
     record.wallMs = Date.now() - started;
     this.nights.push(record);
-    const { failing, known } = classify(this.breaches.slice(before), Boolean(this.options.strict), this.knownContext());
+    const failing = this.breaches.slice(before);
     const cyc = record.cycles.map((c) => `${c.goal} ${c.status} ${c.tasks}t ${c.spent}/${c.budget}tok`).join(', ') || 'no cycle report';
     this.log(
-      `[soak] night ${n} ${record.date} ${record.weekday}: ${cyc}; approved ${record.approved}, rejected ${record.rejected}, dropped ${record.dropped}, commits ${record.commits}; faults: ${this.nightFaults.join(', ') || 'none'}; ${(record.wallMs / 1000).toFixed(1)} s${failing.length ? `; BREACHES: ${failing.map((b) => `${b.invariant}: ${b.detail}`).join(' | ')}` : ''}${known.length ? `; known bugs: ${known.map((b) => `${b.known} (${b.invariant})`).join(', ')}` : ''}`,
+      `[soak] night ${n} ${record.date} ${record.weekday}: ${cyc}; approved ${record.approved}, rejected ${record.rejected}, dropped ${record.dropped}, commits ${record.commits}; faults: ${this.nightFaults.join(', ') || 'none'}; ${(record.wallMs / 1000).toFixed(1)} s${failing.length ? `; BREACHES: ${failing.map((b) => `${b.invariant}: ${b.detail}`).join(' | ')}` : ''}`,
     );
     return failing;
   }
@@ -449,10 +446,6 @@ class Soak {
   private fault(kind: FaultKind | string, detail: string, phase?: 'night' | 'day'): void {
     this.faults[kind] = (this.faults[kind] ?? 0) + 1;
     this.nightFaults.push(`${kind}${phase ? `@${phase}` : ''}${detail ? ` (${detail})` : ''}`);
-  }
-
-  private knownContext(): KnownContext {
-    return { faults: this.faultsByNight, killedPids: this.service.killedPids, crashedNights: this.breaches.filter((b) => b.invariant === 'service-died').map((b) => b.night) };
   }
 
   /** Something worth reporting that is not a breach by itself. */
@@ -714,7 +707,7 @@ class Soak {
 
   private async finish(): Promise<SoakResult> {
     const l = this.layout;
-    const { failing, known } = classify(this.breaches, Boolean(this.options.strict), this.knownContext());
+    const failing = this.breaches;
     const ledgerDir = path.join(l.state, 'ledger');
     const entries: LedgerEntry[] = [];
     for (const n of (await names(ledgerDir)).filter((x) => x.endsWith('.json'))) entries.push(JSON.parse(await fs.readFile(path.join(ledgerDir, n), 'utf8')) as LedgerEntry);
@@ -769,12 +762,12 @@ class Soak {
     const dirty = await execa('git', ['status', '--porcelain', '--', 'src', 'bin'], { cwd: REPO_ROOT, reject: false });
     stats.version = head.exitCode === 0 ? `${head.stdout.trim()}${dirty.stdout.trim() ? ' (src/ or bin/ modified)' : ''}` : 'unknown (not a git checkout)';
     const ok = failing.length === 0 && this.nights.length === this.options.nights;
-    const markdown = renderReport({ ok, observations: this.observations, stats, nights: this.nights, failing, known, command, knownBugs: KNOWN_BUGS, retention: RETENTION, budget: BUDGET_TOKENS, stepTokens: STEP_TOKENS });
+    const markdown = renderReport({ ok, observations: this.observations, stats, nights: this.nights, failing, command, foundBugs: FOUND_BUGS, retention: RETENTION, budget: BUDGET_TOKENS, stepTokens: STEP_TOKENS });
     if (this.options.out) {
       await fs.mkdir(path.dirname(this.options.out), { recursive: true });
       await fs.writeFile(this.options.out, markdown);
     }
-    return { ok, observations: this.observations, failing, known, stats, nights: this.nights, markdown, command };
+    return { ok, observations: this.observations, failing, stats, nights: this.nights, markdown, command };
   }
 
   private async serviceLogs(): Promise<string> {

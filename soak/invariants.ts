@@ -16,10 +16,6 @@ export interface Breach {
   night: number;
   invariant: string;
   detail: string;
-  /** Set when the breach matches a known product bug (see soak/known.ts). */
-  known?: string;
-  /** Numbers a known-bug matcher may look at. */
-  data?: Record<string, number>;
 }
 
 /** What the harness itself recorded while it drove the service. */
@@ -294,7 +290,7 @@ export async function checkCycles(night: number, layout: Layout, expected: Array
       for (const x of r.tasks) if (x.status === 'timeout') breaches.push({ night, invariant: 'cycle-report', detail: `cycle ${r.cycle_id}: task ${x.task_id} has no report (status timeout): ${x.summary}` });
       if (r.budget.spent_tokens > r.budget.tokens) {
         const overshoot = r.budget.spent_tokens - r.budget.tokens;
-        breaches.push({ night, invariant: 'budget', detail: `cycle ${r.cycle_id} spent ${r.budget.spent_tokens} of ${r.budget.tokens} tokens (over by ${overshoot}; one model step is ${maxStepTokens}); tasks: ${r.tasks.map((x) => `${x.task_id} ${x.tokens}`).join(', ')}`, data: { overshoot, maxStep: maxStepTokens } });
+        breaches.push({ night, invariant: 'budget', detail: `cycle ${r.cycle_id} spent ${r.budget.spent_tokens} of ${r.budget.tokens} tokens (over by ${overshoot}; one model step is ${maxStepTokens}); tasks: ${r.tasks.map((x) => `${x.task_id} ${x.tokens}`).join(', ')}` });
       }
     }
   }

@@ -1,6 +1,6 @@
 /** docs/soak.md: what the soak did, what it injected, what held, and how to reproduce it. */
 import type { Breach } from './invariants.ts';
-import type { KnownBug } from './known.ts';
+import type { FoundBug } from './found.ts';
 import type { NightRecord, Observation, SoakStats } from './harness.ts';
 
 export interface ReportInput {
@@ -9,9 +9,8 @@ export interface ReportInput {
   stats: SoakStats;
   nights: NightRecord[];
   failing: Breach[];
-  known: Breach[];
   command: string;
-  knownBugs: KnownBug[];
+  foundBugs: FoundBug[];
   retention: { logs_days: number; reports_days: number };
   budget: number;
   stepTokens: number;
@@ -40,7 +39,7 @@ export function renderReport(x: ReportInput): string {
   const lines: string[] = [];
   lines.push('# Soak test: unattended nights', '');
   lines.push(
-    `**Result: ${x.ok ? 'PASS' : 'FAIL'}**: ${s.nightsRun} of ${s.nights} simulated night(s), seed ${s.seed}, ${duration(s.wallMs)} wall time.${x.known.length ? ` ${x.known.length} breach(es) matched known product bugs (below).` : ''}`,
+    `**Result: ${x.ok ? 'PASS' : 'FAIL'}**: ${s.nightsRun} of ${s.nights} simulated night(s), seed ${s.seed}, ${duration(s.wallMs)} wall time.`,
     '',
   );
   lines.push('Reproduce:', '', '```bash', x.command, '```', '');
@@ -83,39 +82,23 @@ export function renderReport(x: ReportInput): string {
   lines.push('');
 
   lines.push('## Invariants', '');
-  if (x.failing.length === 0) lines.push('Every invariant held after every night' + (x.known.length ? ', except the known product bugs listed below.' : '.'), '');
+  if (x.failing.length === 0) lines.push('Every invariant held after every night.', '');
   else {
     lines.push('**Breached:**', '', '| night | invariant | detail |', '|---|---|---|');
     for (const b of x.failing.slice(0, 50)) lines.push(`| ${b.night} | \`${b.invariant}\` | ${escape(b.detail)} |`);
     lines.push('');
   }
-  if (x.known.length) {
-    // A leftover is seen again every evening until something removes it: one row per distinct breach.
-    const groups = new Map<string, { b: Breach; nights: number[] }>();
-    for (const b of x.known) {
-      const key = `${b.known}|${b.invariant}|${b.detail.replace(/\/tmp\/[^ ;,]*\/ws\//g, '')}`;
-      const g = groups.get(key) ?? { b, nights: [] };
-      g.nights.push(b.night);
-      groups.set(key, g);
-    }
-    lines.push('### Known product bugs seen in this run', '', '| bug | nights | invariant | detail |', '|---|---|---|---|');
-    for (const g of [...groups.values()].slice(0, 60)) lines.push(`| ${g.b.known} | ${nightList(g.nights)} | \`${g.b.invariant}\` | ${escape(g.b.detail)} |`);
-    lines.push('');
-  }
-  if (x.knownBugs.length) {
-    const seen = new Set(x.known.map((b) => b.known));
+  if (x.foundBugs.length) {
     lines.push(
-      '## Product bugs found by the soak (open)',
+      '## Product bugs the soak found (fixed)',
       '',
-      'Listed in `soak/known.ts`: a breach that matches one is reported above instead of failing the run (`--strict` fails on them too).',
-      'Each has a deterministic reproduction: `npx tsx soak/repro.ts <id>` prints `BUG` while it is there and `ok` once fixed.',
+      'Each was a breach of an invariant above in an earlier run; each fix has a regression test that fails without it',
+      '(`soak/found.ts`). No breach is excused: any breach fails the run.',
       '',
+      '| | found | fix | regression test |',
+      '|---|---|---|---|',
     );
-    const num = (id: string) => Number(/^B(\d+)/.exec(id)?.[1] ?? 0);
-    for (const k of [...x.knownBugs].sort((a, b) => num(a.id) - num(b.id))) {
-      const short = k.id.split('-')[0]!;
-      lines.push(`- **${k.id}**${seen.has(k.id) ? ' (seen in this run)' : ''}: ${k.title}`, `  - where, and the fix proposed: ${k.where}`, `  - reproduce: \`npx tsx soak/repro.ts ${short}\``);
-    }
+    for (const b of x.foundBugs) lines.push(`| ${b.id} | ${escape(b.found)} | ${escape(b.fix)} | ${escape(b.test)} |`);
     lines.push('');
   }
 

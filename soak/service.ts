@@ -16,7 +16,6 @@ export class Service {
   starts = 0;
   kills = 0;
   /** Pids of the processes killed with SIGKILL or that died by themselves. */
-  readonly killedPids = new Set<number>();
   /** Start-ups that failed (their output), for the harness to report. */
   readonly failedStarts: string[] = [];
   /** Set when the process exited without being asked to (a crash). */
@@ -106,7 +105,6 @@ export class Service {
       }
       // A start that failed: noted (a breach), the process group killed, and a new try, as systemd would.
       this.failedStarts.push(`start ${attempt} (pid ${proc.pid}) failed${proc.alive() ? ' and the process did not exit' : ''}:\n${proc.output().slice(-2000)}`);
-      this.killedPids.add(proc.pid);
       await killHard(proc);
       if (attempt >= 5) throw new Error(`the service did not start 5 times:\n${this.failedStarts.slice(-1)[0]}`);
       await sleep(1000);
@@ -118,7 +116,6 @@ export class Service {
     this.starts++;
     void proc.exited.then((r) => {
       if (this.proc !== proc || this.expectingExit) return;
-      this.killedPids.add(proc.pid);
       this.unexpectedExit = `the service (pid ${proc.pid}) exited by itself: code ${r.code}, signal ${r.signal}\n${proc.output().slice(-3000)}`;
     });
     if (!this.sampler) {
@@ -135,7 +132,6 @@ export class Service {
     this.expectingExit = true;
     await killHard(proc);
     this.kills++;
-    this.killedPids.add(proc.pid);
     this.retire();
   }
 

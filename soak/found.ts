@@ -1,0 +1,94 @@
+/**
+ * What the soak found in the product, and where each fix is guarded. History for the report
+ * (docs/soak.md); nothing here excuses a breach: every breach fails the run.
+ */
+export interface FoundBug {
+  id: string;
+  /** What went wrong, as the soak saw it. */
+  found: string;
+  /** The fix (module: what changed). */
+  fix: string;
+  /** The regression test (file: name) that fails without the fix. */
+  test: string;
+}
+
+export const FOUND_BUGS: FoundBug[] = [
+  {
+    id: 'B1',
+    found: 'A full disk for a moment during a cycle aborted it: the task whose report could not be written was not awaited, the rest of the plan was never created, and the cycle report could be lost.',
+    fix: 'supervisor/cycle.ts: a task whose run threw is awaited (the watcher recovers and re-runs it); the cycle\'s own writes retry on ENOSPC/EIO (supervisor/retryWrite.ts).',
+    test: 'test/cycle-recovery.test.ts: a disk full for a moment during a cycle',
+  },
+  {
+    id: 'B2',
+    found: 'kill -9 of the service during a cycle: no cycle report for that night, ever; its remaining tasks never created; its scheduler lock left behind.',
+    fix: 'supervisor/journal.ts: a running cycle is journaled; at start the scheduler takes over a dead owner\'s lock and finishes the cycles of dead processes (create what is missing, await the reports, write the report).',
+    test: 'test/cycle-recovery.test.ts: kill -9 during a cycle',
+  },
+  {
+    id: 'B3',
+    found: 'kill -9 during a gate run and a quick restart: the dead run\'s gate-* worktree and the gate lock were never removed.',
+    fix: 'queue/watch.ts start: takes the gate lock (dead owners are taken over) and prunes every gate-* worktree while holding it.',
+    test: 'test/gate-crash.test.ts: kill -9 of the service while the gate tests, and a restart at once',
+  },
+  {
+    id: 'B4',
+    found: 'A crash after the gate moved the branch: the restarted gate filed the commit as applied with tests: null (the record lost the proof that it was tested).',
+    fix: 'gate/gate.ts: the check results are written beside the snapshot before update-ref; the already-applied path records them.',
+    test: 'test/gate-crash.test.ts: kill -9 after the gate moved the branch',
+  },
+  {
+    id: 'B5',
+    found: 'The same crash left .meta-agent/gate-snapshots/<sha>.patch behind for good.',
+    fix: 'gate/gate.ts: snapshot, checks and redo marker are removed once a decision is filed, on every path.',
+    test: 'test/gate-crash.test.ts: kill -9 after the gate moved the branch',
+  },
+  {
+    id: 'B6',
+    found: 'Temp files (.<name>.<pid>.<hex>.tmp) of a killed process were never removed.',
+    fix: 'queue/recover.ts removeDeadTemps, run by retention at start and hourly: a temp whose pid is dead here and older than lease_stale_s goes.',
+    test: 'test/crash-leftovers.test.ts, test/retention.test.ts',
+  },
+  {
+    id: 'B7',
+    found: 'Retention never touched reports/cycles/: cycle reports stayed forever.',
+    fix: 'queue/retention.ts: reports_days applies to cycle reports by finished_at (archived, deleted only when configured).',
+    test: 'test/retention.test.ts: cycle reports ...',
+  },
+  {
+    id: 'B8',
+    found: 'A cycle could spend more than supervisor.budget_tokens: the agent checked the budget before a call, so the last call overshot it.',
+    fix: 'engines/openai.ts: the agent stops before a call whose re-sent conversation plus a reply would not fit, and caps the reply (max_completion_tokens) at what remains.',
+    test: 'test/failures.test.ts: a cycle budget handed to a task is not crossed by its last step',
+  },
+  {
+    id: 'B9',
+    found: 'An error while the gate filed its decision (a full disk) crashed the whole service (an un-awaited promise inside try/finally).',
+    fix: 'gate/gate.ts: return await; once the branch moved, an error is rethrown for the next run (which finds the commit) instead of becoming a rejection.',
+    test: 'test/gate-crash.test.ts: a full disk while the gate files an applied patch',
+  },
+  {
+    id: 'B10',
+    found: 'A full disk at the moment of a claim (ledger write) left the task in processing/ under a live lease: nobody ran it until a restart.',
+    fix: 'queue/folders.ts claimTask: a claim that cannot be recorded goes back to inbox/ and releases its lease; queue/lease.ts: a lock whose owner note cannot be written is given back.',
+    test: 'test/crash-leftovers.test.ts: a full disk when the claim is recorded',
+  },
+  {
+    id: 'B11',
+    found: 'A crash while the gate filed an applied patch (after the move, before result.json) was never finished: a commit with no approval record.',
+    fix: 'gate/gate.ts accept: the result is written before the patch moves into applied/, so the next run finishes the filing.',
+    test: 'test/gate-crash.test.ts: kill -9 while the gate writes the result of an applied patch',
+  },
+  {
+    id: 'B12',
+    found: 'A crash between dropping the redo task of a conflicting patch and filing the rejection: the redo task was dropped twice (the agent redid the change twice).',
+    fix: 'gate/gate.ts dropRedoTaskOnce: a marker published without overwrite before the task is dropped.',
+    test: 'test/gate-crash.test.ts: kill -9 between dropping the redo task ... and filing the rejection',
+  },
+  {
+    id: 'B13',
+    found: 'A full disk as a scheduled cycle started crashed the service (unhandled rejection in the timer); at start, `watch` never finished starting but did not exit either.',
+    fix: 'supervisor/schedule.ts: catch-up and ticks are guarded and logged; the state write is retried, and the lock released when it still fails.',
+    test: 'test/schedule.test.ts: a disk full for a moment as a scheduled cycle starts; a state write that keeps failing',
+  },
+];
