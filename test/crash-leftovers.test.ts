@@ -4,6 +4,7 @@
  * stuck in processing/. The watcher runs in-process, so faults can be injected (files.ts).
  */
 import { promises as fs } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { test } from 'uvu';
@@ -13,6 +14,7 @@ import { silentLogger } from '../src/log.ts';
 import { injectFileFault } from '../src/workspace/files.ts';
 import type { LedgerEntry } from '../src/queue/ledger.ts';
 import { lockActivity, takeLease } from '../src/queue/lease.ts';
+import { recoverOrphans } from '../src/queue/recover.ts';
 import { makeWorkspace } from './helpers/workspace.ts';
 import { list, publish, waitFor } from './helpers/procs.ts';
 
@@ -91,6 +93,52 @@ test('a lease or lock whose owner note cannot be written is given back, not held
     assert.ok(await lockActivity(target, { staleMs: 5000, wait: false }).then(() => false, () => true), 'lockActivity fails');
     assert.not.ok(await present(path.join(ws.settings.layout.state, '.gate.lock')), 'the activity lock is released');
   } finally {
+    await ws.cleanup();
+  }
+});
+
+test('a worker killed after it settled a task but before it released the lease: recovery removes the lease; a live owner\'s stays', async () => {
+  const ws = await makeWorkspace({ extra: [NOOP_ENGINE, QUEUE].join('\n') });
+  const { layout } = ws.settings;
+  try {
+    // What kill -9 leaves at that moment: processing/.<name>.lock/ and .<name>.owner.json, the task already in done/.
+    const dead = execa(process.execPath, ['-e', 'process.exit(0)']);
+    await dead;
+    const deadPid = dead.pid!;
+    await fs.mkdir(path.join(layout.processing, '.settled.md.lock'));
+    await fs.writeFile(path.join(layout.processing, '.settled.md.owner.json'), JSON.stringify({ host: os.hostname(), pid: deadPid, run_id: 'r1', since: new Date().toISOString() }));
+    // A live worker in the middle of its settle: the file has just moved out, the lease is still held.
+    const moving = path.join(layout.processing, 'moving.md');
+    await fs.writeFile(moving, 'x');
+    const lease = await takeLease(moving, 'r2', 1000);
+    await fs.rename(moving, path.join(layout.done, 'moving.md'));
+
+    await recoverOrphans(layout, 1000, silentLogger());
+    const left = (await fs.readdir(layout.processing)).sort();
+    assert.equal(left, ['.moving.md.lock', '.moving.md.owner.json'], 'the dead worker\'s lease is gone, the live one stays');
+    await lease.release();
+    assert.equal(await fs.readdir(layout.processing), []);
+  } finally {
+    await ws.cleanup();
+  }
+});
+
+test('the temp of a writer killed just before the start (too young for the first sweep) is removed once it is lease_stale_s old', async () => {
+  const ws = await makeWorkspace({ extra: [NOOP_ENGINE, QUEUE].join('\n') });
+  let watcher: Watcher | undefined;
+  try {
+    const dir = path.join(ws.settings.layout.state, 'ledger');
+    await fs.mkdir(dir, { recursive: true });
+    const script = `require('fs').writeFileSync(require('path').join(process.argv[1], '.t.md-0.json.' + process.pid + '.0badf00d.tmp'), '{'); process.kill(process.pid, 'SIGKILL');`;
+    await execa(process.execPath, ['-e', script, dir], { reject: false });
+    const [temp] = (await fs.readdir(dir)).filter((n) => n.endsWith('.tmp'));
+    assert.ok(temp);
+    watcher = startWatching({ settings: ws.settings, log: silentLogger(), supervisorLog: silentLogger() });
+    await watcher.ready;
+    assert.ok(await present(path.join(dir, temp)), 'young at start: kept (its writer might be another host\'s)');
+    await waitFor('the young dead temp to be swept', async () => !(await present(path.join(dir, temp))), 10_000);
+  } finally {
+    await watcher?.stop();
     await ws.cleanup();
   }
 });

@@ -73,7 +73,29 @@ export async function recoverOrphans(layout: Layout, staleMs: number, log: Logge
     log.warn({ task_file: name, owner, recovered, to: path.relative(layout.root, moved) }, `recovered a task left by a dead worker: ${recovered}`);
     (recovered === 'returned_to_inbox' ? result.returned : recovered === 'finalized_from_ledger' ? result.finalized : result.failed).push(moved);
   }
+  await clearOrphanedLeases(layout, names, staleMs, log);
   return result;
+}
+
+/**
+ * A lease whose task file is gone: the worker moved the task out (settle) and died before
+ * it released the lease. Nothing else would ever remove it, since recovery starts from
+ * task files. Cleared once its owner is dead (or the lock stale); a live owner is mid-move.
+ */
+async function clearOrphanedLeases(layout: Layout, entries: string[], staleMs: number, log: Logger): Promise<void> {
+  const present = new Set(entries);
+  const orphans = new Set<string>();
+  for (const entry of entries) {
+    const task = /^\.(.+)\.(?:lock|owner\.json)$/.exec(entry)?.[1];
+    if (task && !task.startsWith('taken-') && !present.has(task)) orphans.add(task);
+  }
+  for (const task of orphans) {
+    const file = path.join(layout.processing, task);
+    if (await fs.stat(file).then(() => true, () => false)) continue; // claimed since the listing
+    if (await leaseAlive(file, staleMs)) continue;
+    await clearLease(file);
+    log.info({ task_file: task }, 'removed the lease of a task that was already settled by a dead worker');
+  }
 }
 
 /**

@@ -22,7 +22,7 @@ import type { Engine } from '../engines/types.ts';
 import { MetaAgentError, toErrorInfo } from '../contract/errors.ts';
 import { gateLock, processApprovedPatch, recordHumanRejection, recoverInterruptedGateRuns, type GateResult } from '../gate/gate.ts';
 import { layoutDirs } from '../workspace/layout.ts';
-import { recoverOrphans } from './recover.ts';
+import { recoverOrphans, removeDeadTemps } from './recover.ts';
 import { pruneWorktrees } from './prune.ts';
 import { applyRetention } from './retention.ts';
 import { assertOneVolume, isNetworkFolder } from './volumes.ts';
@@ -203,6 +203,7 @@ export function startWatching(options: WatchOptions): Watcher {
 
   // --- the reconcile scan: the truth ----------------------------------------------------
   let lastRetention = -Infinity;
+  let tempSweepAt: number | null = Date.now() + staleMs + 1000;
   const scan = async () => {
     if (stopping) return;
     try {
@@ -211,6 +212,12 @@ export function startWatching(options: WatchOptions): Watcher {
       if (now - lastRetention >= 3600_000) {
         lastRetention = now;
         await applyRetention(settings, log).catch((error: unknown) => fail('retention failed', error));
+      }
+      // The temps of a process killed just before this start are too young for the sweep at
+      // start (it waits lease_stale_s): sweep once more when they are old enough.
+      if (tempSweepAt !== null && Date.now() >= tempSweepAt) {
+        tempSweepAt = null;
+        await removeDeadTemps(layout, staleMs).catch((error: unknown) => fail('removing dead temp files failed', error));
       }
       await recoverOrphans(layout, staleMs, log);
       const names = await fs.readdir(layout.inbox).catch(() => [] as string[]);
