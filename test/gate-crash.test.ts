@@ -233,4 +233,35 @@ test('kill -9 of the service while the gate tests, and a restart at once: the de
   }
 });
 
+test('kill -9 after the gate moved the branch, before it installed the artifacts: the next run installs them (once, the old file kept as .previous)', async () => {
+  const { ws, patch } = await approved('model');
+  try {
+    const { patches } = ws.settings.layout;
+    // A retrain-like patch: models/model.bin travels beside it and the gate installs it.
+    const model = Buffer.from('candidate model v2\n');
+    await fs.mkdir(path.join(ws.repo, 'models'), { recursive: true });
+    await fs.writeFile(path.join(ws.repo, 'models', 'model.bin'), 'baseline model v1\n');
+    await fs.mkdir(path.join(patches.approved, 'model.artifacts', 'models'), { recursive: true });
+    await fs.writeFile(path.join(patches.approved, 'model.artifacts', 'models', 'model.bin'), model);
+    const sidecarFile = path.join(patches.approved, 'model.patch.json');
+    const sidecar = await readJson<Record<string, unknown>>(sidecarFile);
+    sidecar.artifacts = [{ path: 'models/model.bin', sha256: createHash('sha256').update(model).digest('hex'), bytes: model.length }];
+    await fs.writeFile(sidecarFile, JSON.stringify(sidecar));
+    // Git-ignored like a real model, so the checkout stays clean.
+    await fs.appendFile(path.join(ws.repo, '.git', 'info', 'exclude'), 'models/*.bin\n');
+
+    await gateKilledAt(ws, patch, /^\.model\.bin\./);
+    assert.is((await trailerCommits(ws.repo)).length, 1, 'killed after the commit');
+    assert.is(await fs.readFile(path.join(ws.repo, 'models', 'model.bin'), 'utf8'), 'baseline model v1\n', 'not installed yet');
+
+    const again = await restartGate(ws, 'model.patch');
+    assert.is(again.decision, 'applied', again.reason ?? '');
+    assert.is(again.already_applied, true);
+    assert.is(await fs.readFile(path.join(ws.repo, 'models', 'model.bin'), 'utf8'), 'candidate model v2\n', 'installed by the next run');
+    assert.is(await fs.readFile(path.join(ws.repo, 'models', 'model.previous.bin'), 'utf8'), 'baseline model v1\n', 'the old model is kept');
+  } finally {
+    await ws.cleanup();
+  }
+});
+
 test.run();

@@ -170,6 +170,8 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
   if (already) {
     glog.info({ commit: already }, 'already applied; finishing the move');
     await refreshStaleCheckout(project.repoPath, branch, already, inspection.files, glog);
+    // A crash may have come between the branch move and the install.
+    await installArtifacts(project.repoPath, artifacts, glog);
     return accept(ctx, { commit: already, branch, edited, ...(await readChecks(state, already)), alreadyApplied: true });
   }
 
@@ -280,17 +282,21 @@ async function artifactDir(settings: Settings, id: string): Promise<string | nul
   return null;
 }
 
-/** Candidate artifacts (often git-ignored, like a model file) go into the repo; the old file is kept as <stem>.previous<ext>. */
+/**
+ * Candidate artifacts (often git-ignored, like a model file) go into the repo; the old file is
+ * kept as <stem>.previous<ext>. Idempotent: a file already installed is left alone (and its
+ * backup too), so the run after a crash can install what the crashed one did not.
+ */
 async function installArtifacts(repo: string, artifacts: Array<{ path: string; data: Buffer }>, log: Logger): Promise<void> {
   for (const a of artifacts) {
     const target = path.join(repo, a.path);
+    const current = await fs.readFile(target).catch(() => null);
+    if (current?.equals(a.data)) continue;
     await fs.mkdir(path.dirname(target), { recursive: true });
     // model.pkl -> model.previous.pkl: the backup keeps the extension, so the repo's ignore rules still match it.
     const ext = path.extname(target);
-    if (await exists(target)) await fs.copyFile(target, `${target.slice(0, target.length - ext.length)}.previous${ext}`);
-    const temp = `${target}.meta-agent-${process.pid}.tmp`;
-    await fs.writeFile(temp, a.data);
-    await fs.rename(temp, target);
+    if (current) await fs.copyFile(target, `${target.slice(0, target.length - ext.length)}.previous${ext}`);
+    await replaceFile(target, a.data);
     log.info({ artifact: a.path }, 'installed artifact');
   }
 }
