@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -14,6 +15,7 @@ import { injectFileFault } from '../src/workspace/files.ts';
 import { runTask } from '../src/run/runTask.ts';
 import { approvePatch } from '../src/gate/decide.ts';
 import { processApprovedPatch, recoverInterruptedGateRuns } from '../src/gate/gate.ts';
+import { clearGitLocksOfDeadGate } from '../src/gate/repoOps.ts';
 import { startWatching } from '../src/queue/watch.ts';
 import { silentLogger } from '../src/log.ts';
 import { makeWorkspace, readJson, REPO_ROOT, type TestWorkspace } from './helpers/workspace.ts';
@@ -233,23 +235,26 @@ test('kill -9 of the service while the gate tests, and a restart at once: the de
   }
 });
 
+/** Turns the approved patch `id` into a retrain-like one: models/model.bin travels beside it and the gate installs it. */
+async function withModelArtifact(ws: TestWorkspace, id: string): Promise<void> {
+  const { patches } = ws.settings.layout;
+  const model = Buffer.from('candidate model v2\n');
+  await fs.mkdir(path.join(ws.repo, 'models'), { recursive: true });
+  await fs.writeFile(path.join(ws.repo, 'models', 'model.bin'), 'baseline model v1\n');
+  await fs.mkdir(path.join(patches.approved, `${id}.artifacts`, 'models'), { recursive: true });
+  await fs.writeFile(path.join(patches.approved, `${id}.artifacts`, 'models', 'model.bin'), model);
+  const sidecarFile = path.join(patches.approved, `${id}.patch.json`);
+  const sidecar = await readJson<Record<string, unknown>>(sidecarFile);
+  sidecar.artifacts = [{ path: 'models/model.bin', sha256: createHash('sha256').update(model).digest('hex'), bytes: model.length }];
+  await fs.writeFile(sidecarFile, JSON.stringify(sidecar));
+  // Git-ignored like a real model, so the checkout stays clean.
+  await fs.appendFile(path.join(ws.repo, '.git', 'info', 'exclude'), 'models/*.bin\n');
+}
+
 test('kill -9 after the gate moved the branch, before it installed the artifacts: the next run installs them (once, the old file kept as .previous)', async () => {
   const { ws, patch } = await approved('model');
   try {
-    const { patches } = ws.settings.layout;
-    // A retrain-like patch: models/model.bin travels beside it and the gate installs it.
-    const model = Buffer.from('candidate model v2\n');
-    await fs.mkdir(path.join(ws.repo, 'models'), { recursive: true });
-    await fs.writeFile(path.join(ws.repo, 'models', 'model.bin'), 'baseline model v1\n');
-    await fs.mkdir(path.join(patches.approved, 'model.artifacts', 'models'), { recursive: true });
-    await fs.writeFile(path.join(patches.approved, 'model.artifacts', 'models', 'model.bin'), model);
-    const sidecarFile = path.join(patches.approved, 'model.patch.json');
-    const sidecar = await readJson<Record<string, unknown>>(sidecarFile);
-    sidecar.artifacts = [{ path: 'models/model.bin', sha256: createHash('sha256').update(model).digest('hex'), bytes: model.length }];
-    await fs.writeFile(sidecarFile, JSON.stringify(sidecar));
-    // Git-ignored like a real model, so the checkout stays clean.
-    await fs.appendFile(path.join(ws.repo, '.git', 'info', 'exclude'), 'models/*.bin\n');
-
+    await withModelArtifact(ws, 'model');
     await gateKilledAt(ws, patch, /^\.model\.bin\./);
     assert.is((await trailerCommits(ws.repo)).length, 1, 'killed after the commit');
     assert.is(await fs.readFile(path.join(ws.repo, 'models', 'model.bin'), 'utf8'), 'baseline model v1\n', 'not installed yet');
@@ -259,6 +264,58 @@ test('kill -9 after the gate moved the branch, before it installed the artifacts
     assert.is(again.already_applied, true);
     assert.is(await fs.readFile(path.join(ws.repo, 'models', 'model.bin'), 'utf8'), 'candidate model v2\n', 'installed by the next run');
     assert.is(await fs.readFile(path.join(ws.repo, 'models', 'model.previous.bin'), 'utf8'), 'baseline model v1\n', 'the old model is kept');
+  } finally {
+    await ws.cleanup();
+  }
+});
+
+test("git locks a killed gate left in the person's repository are removed by the next gate run", async () => {
+  const { ws, patch } = await approved('locked');
+  try {
+    await withModelArtifact(ws, 'locked');
+    const gitDir = path.join(ws.repo, '.git');
+    // Killed while it wrote into the repository (after the branch moved), as git itself would be mid-command.
+    await gateKilledAt(ws, patch, /^\.model\.bin\./);
+    for (const lock of ['HEAD.lock', 'index.lock']) await fs.writeFile(path.join(gitDir, lock), '');
+    const commit = await execa('git', ['-c', 'user.name=p', '-c', 'user.email=p@x', 'commit', '--allow-empty', '-m', 'mine'], { cwd: ws.repo, reject: false });
+    assert.is.not(commit.exitCode, 0, 'the person cannot commit while the locks are there');
+
+    const again = await restartGate(ws, 'locked.patch');
+    assert.is(again.decision, 'applied', again.reason ?? '');
+    assert.not.ok(await fs.stat(path.join(gitDir, 'HEAD.lock')).catch(() => null), 'HEAD.lock removed');
+    assert.not.ok(await fs.stat(path.join(gitDir, 'index.lock')).catch(() => null), 'index.lock removed');
+    const mine = await execa('git', ['-c', 'user.name=p', '-c', 'user.email=p@x', 'commit', '--allow-empty', '-m', 'mine'], { cwd: ws.repo, reject: false });
+    assert.is(mine.exitCode, 0, mine.stderr);
+  } finally {
+    await ws.cleanup();
+  }
+});
+
+test('git locks older than the dead gate run are not its own: left alone; a live gate run\'s note is left alone', async () => {
+  const ws = await makeWorkspace({ extra: QUEUE });
+  try {
+    const gitDir = path.join(ws.repo, '.git');
+    const note = path.join(ws.settings.layout.state, 'gate-repo-op.json');
+    const dead = execa(process.execPath, ['-e', '0']);
+    await dead;
+    await fs.mkdir(path.dirname(note), { recursive: true });
+    await fs.writeFile(note, JSON.stringify({ host: os.hostname(), pid: dead.pid, repo: ws.repo, branch: 'main', started_ms: Date.now() }));
+    const older = path.join(gitDir, 'HEAD.lock');
+    await fs.writeFile(older, '');
+    const old = new Date(Date.now() - 60_000);
+    await fs.utimes(older, old, old);
+    await fs.writeFile(path.join(gitDir, 'index.lock'), '');
+    assert.equal(await clearGitLocksOfDeadGate(ws.settings, log), [path.join(gitDir, 'index.lock')]);
+    assert.ok(await fs.stat(older), 'a lock from before the gate run started stays');
+    assert.not.ok(await fs.stat(note).catch(() => null), 'the note is gone');
+
+    // A note of a live process (another gate run writing right now): nothing is touched.
+    const live = execa(process.execPath, ['-e', 'setTimeout(() => {}, 10000)']);
+    await fs.writeFile(note, JSON.stringify({ host: os.hostname(), pid: live.pid, repo: ws.repo, branch: 'main', started_ms: Date.now() - 120_000 }));
+    assert.equal(await clearGitLocksOfDeadGate(ws.settings, log), []);
+    assert.ok(await fs.stat(older) && (await fs.stat(note)));
+    live.kill('SIGKILL');
+    await live.catch(() => undefined);
   } finally {
     await ws.cleanup();
   }

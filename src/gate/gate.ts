@@ -29,6 +29,7 @@ import { lockActivity } from '../queue/lease.ts';
 import { createTask } from '../queue/createTask.ts';
 import { reportPaths } from '../run/report.ts';
 import { inspectPatch } from './inspect.ts';
+import { clearGitLocksOfDeadGate, inRepo, repoOpNoted } from './repoOps.ts';
 
 export interface GateResult {
   decision: 'applied' | 'rejected' | 'skipped';
@@ -55,11 +56,12 @@ export async function gateLock(settings: Settings, wait = true): Promise<(() => 
 
 /**
  * A gate run that died left its patch under a private name in approved/, which no scan
- * sees: give it its name back (without waiting, if another gate run holds the lock).
+ * sees, and maybe git locks in the project's repository: give the patch its name back and
+ * remove those locks (without waiting, if another gate run holds the lock).
  */
 export async function recoverInterruptedGateRuns(settings: Settings, log: Logger): Promise<void> {
   const names = await fs.readdir(settings.layout.patches.approved).catch(() => [] as string[]);
-  if (!names.some((n) => n.startsWith(PRIVATE_PREFIX))) return;
+  if (!names.some((n) => n.startsWith(PRIVATE_PREFIX)) && !(await repoOpNoted(settings))) return;
   const release = await gateLock(settings, false);
   if (!release) return;
   try {
@@ -82,8 +84,9 @@ export async function processApprovedPatch(settings: Settings, patchFile: string
   }
 }
 
-/** A gate run that died left its patch under a private name: give it back its name (we hold the lock). */
+/** A gate run that died left its patch under a private name: give it back its name, and remove the git locks it left (we hold the lock). */
 async function restoreInterrupted(settings: Settings, log: Logger): Promise<void> {
+  await clearGitLocksOfDeadGate(settings, log);
   const dir = settings.layout.patches.approved;
   for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
     if (!name.startsWith(PRIVATE_PREFIX)) continue;
@@ -169,9 +172,11 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
   const already = await commitWithPatch(project.repoPath, branch, sha256);
   if (already) {
     glog.info({ commit: already }, 'already applied; finishing the move');
-    await refreshStaleCheckout(project.repoPath, branch, already, inspection.files, glog);
-    // A crash may have come between the branch move and the install.
-    await installArtifacts(project.repoPath, artifacts, glog);
+    await inRepo(settings, project.repoPath, branch, async () => {
+      await refreshStaleCheckout(project.repoPath, branch, already, inspection.files, glog);
+      // A crash may have come between the branch move and the install.
+      await installArtifacts(project.repoPath, artifacts, glog);
+    });
     return accept(ctx, { commit: already, branch, edited, ...(await readChecks(state, already)), alreadyApplied: true });
   }
 
@@ -217,14 +222,18 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
         if (recheck.length) return await reject(ctx, `the repository got uncommitted changes in ${recheck.join(', ')} while the patch was tested; commit or stash them, then approve again`, { tests, dry_run: dryRun, edited });
         // Kept until the decision is filed: a crash after update-ref still records what was tested.
         await replaceFile(state.checks, JSON.stringify({ commit, tests, dry_run: dryRun }) + '\n');
-        const moved = await execa('git', ['update-ref', '-m', `meta-agent: apply ${id}`, `refs/heads/${branch}`, commit, head], { cwd: project.repoPath, reject: false });
-        if (moved.exitCode !== 0) {
+        const moved = await inRepo(settings, project.repoPath, branch, async () => {
+          const ref = await execa('git', ['update-ref', '-m', `meta-agent: apply ${id}`, `refs/heads/${branch}`, commit, head], { cwd: project.repoPath, reject: false });
+          if (ref.exitCode !== 0) return false;
+          branchMoved = true;
+          await updateCheckout(project.repoPath, branch, commit, inspection.files, glog);
+          await installArtifacts(project.repoPath, artifacts, glog);
+          return true;
+        });
+        if (!moved) {
           glog.info({ attempt }, `${branch} moved while the patch was tested; testing again on the new head`);
           continue;
         }
-        branchMoved = true;
-        await updateCheckout(project.repoPath, branch, commit, inspection.files, glog);
-        await installArtifacts(project.repoPath, artifacts, glog);
         glog.info({ commit }, `applied as ${commit.slice(0, 10)} on ${branch}`);
         return await accept(ctx, { commit, branch, edited, tests, dry_run: dryRun, alreadyApplied: false });
       } finally {

@@ -1,0 +1,75 @@
+/**
+ * The gate's writes into the person's own repository (moving the branch, updating their
+ * checkout, installing artifacts) run git there, and git leaves HEAD.lock, index.lock or
+ * refs/heads/<branch>.lock behind when it is killed. Then the person's next `git commit`
+ * fails with "File exists". So the gate notes when it starts writing there; the next gate
+ * run finds the note of a dead process and removes exactly the git locks that appeared
+ * since, and nothing older (those could be the person's own git at work).
+ */
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { execa } from 'execa';
+import type { Settings } from '../workspace/config.ts';
+import { replaceFile } from '../workspace/files.ts';
+import { pidAlive } from '../queue/lease.ts';
+
+interface RepoOpNote {
+  host: string;
+  pid: number;
+  repo: string;
+  branch: string;
+  started_ms: number;
+}
+
+const notePath = (settings: Settings) => path.join(settings.layout.state, 'gate-repo-op.json');
+
+/** Whether a gate run was writing into a repository when it died (or is writing now). */
+export async function repoOpNoted(settings: Settings): Promise<boolean> {
+  return fs.stat(notePath(settings)).then(() => true, () => false);
+}
+
+/** Runs `work` (git in the person's repository) with the note in place; the note goes when it is done. */
+export async function inRepo<T>(settings: Settings, repo: string, branch: string, work: () => Promise<T>): Promise<T> {
+  const note: RepoOpNote = { host: os.hostname(), pid: process.pid, repo, branch, started_ms: Date.now() };
+  await replaceFile(notePath(settings), JSON.stringify(note) + '\n');
+  try {
+    return await work();
+  } finally {
+    // Only a killed process leaves the note: git that fails on its own removes its locks.
+    await fs.rm(notePath(settings), { force: true });
+  }
+}
+
+/**
+ * Call with the gate lock held. If a dead gate process on this host was writing into a
+ * repository, removes the git lock files it left (created after it started, so not the
+ * person's), then the note. Returns the files removed.
+ */
+export async function clearGitLocksOfDeadGate(settings: Settings, log: Logger): Promise<string[]> {
+  const text = await fs.readFile(notePath(settings), 'utf8').catch(() => null);
+  if (text === null) return [];
+  let note: RepoOpNote | null = null;
+  try {
+    note = JSON.parse(text) as RepoOpNote;
+  } catch {
+    // A half-written note: its process died before it ran any git.
+  }
+  if (note && note.host === os.hostname() && pidAlive(note.pid) && note.pid !== process.pid) return [];
+  const removed: string[] = [];
+  if (note) {
+    const gitDir = (await execa('git', ['rev-parse', '--absolute-git-dir'], { cwd: note.repo, reject: false })).stdout.trim();
+    const candidates = gitDir ? ['HEAD.lock', 'index.lock', path.join('refs', 'heads', `${note.branch}.lock`)].map((f) => path.join(gitDir, f)) : [];
+    for (const lock of candidates) {
+      const stat = await fs.stat(lock).catch(() => null);
+      // A lock git created before the gate started is someone else's: leave it.
+      if (!stat || stat.mtimeMs < note.started_ms - 1000) continue;
+      await fs.rm(lock, { force: true });
+      removed.push(lock);
+    }
+    if (removed.length) log.warn({ repo: note.repo, removed }, "removed the git lock files a killed gate run left in the project's repository");
+  }
+  await fs.rm(notePath(settings), { force: true });
+  return removed;
+}
