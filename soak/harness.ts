@@ -334,15 +334,15 @@ class Soak {
       if (!plan.commit) return;
       this.humanCommitPaused = true;
       try {
-        const { sha, staleLock } = await commitByHand(this.ws.repo, plan.commit, `n${n}`);
-        if (staleLock) this.observe('stale_index_lock_removed_by_person', `night ${n}: .git/index.lock left in the checkout by a killed git`);
+        const { sha } = await commitByHand(this.ws.repo, plan.commit, `n${n}`);
         this.tracking.humanCommits.add(sha);
         this.lastMain = sha;
         this.commitCount++;
         record.commits++;
         if (plan.commit === 'conflicting') this.fault('human_conflicting_commit', `a commit of the person in bot/sizing.py`);
       } catch (error) {
-        this.observe('human_commit_failed', `night ${n}: ${(error as Error).message.split('\n')[0]}`);
+        // meta-agent must never leave the person's repository so that they cannot commit.
+        this.breaches.push({ night: n, invariant: 'person-blocked', detail: (error as Error).message.split('\n')[0]! });
       } finally {
         this.humanCommitPaused = false;
       }

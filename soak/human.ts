@@ -78,13 +78,13 @@ const GIT_ID = ['-c', 'user.name=Soak Human', '-c', 'user.email=human@soak', '-c
 /**
  * The person's own change, committed in the checkout: a note right above
  * `def position_size(` in bot/sizing.py (where the agent's notes go: conflicts), or a line
- * at the end of README.md. Retries while git's index is locked (the gate updating the checkout).
+ * at the end of README.md. While git is locked (the gate updating the checkout holds
+ * index.lock for a moment) the person waits and tries again, for a few seconds; a lock that
+ * stays is not theirs to remove: the commit fails, and the soak counts it as a breach.
  */
-export async function commitByHand(repo: string, kind: 'conflicting' | 'elsewhere', tag: string): Promise<{ sha: string; staleLock: boolean }> {
+export async function commitByHand(repo: string, kind: 'conflicting' | 'elsewhere', tag: string): Promise<{ sha: string }> {
   const file = kind === 'conflicting' ? path.join(repo, 'bot', 'sizing.py') : path.join(repo, 'README.md');
   const rel = path.relative(repo, file);
-  const lock = path.join(repo, '.git', 'index.lock');
-  let staleLock = false;
   for (let attempt = 1; ; attempt++) {
     // A careful person starts from the committed file (never from a half-updated one).
     const text = (await execa('git', ['show', `HEAD:${rel}`], { cwd: repo, stripFinalNewline: false })).stdout;
@@ -92,17 +92,10 @@ export async function commitByHand(repo: string, kind: 'conflicting' | 'elsewher
     await fs.writeFile(file, next);
     const add = await execa('git', ['add', '--', rel], { cwd: repo, reject: false });
     const commit = add.exitCode === 0 ? await execa('git', [...GIT_ID, 'commit', '--quiet', '-m', `Human note ${tag}`, '--', rel], { cwd: repo, reject: false }) : add;
-    if (commit.exitCode === 0) return { sha: (await execa('git', ['rev-parse', 'HEAD'], { cwd: repo })).stdout.trim(), staleLock };
-    // index.lock held by the gate updating the checkout: wait and retry. Left behind by a
-    // killed git (older than a few seconds): remove it, as git's message tells a person to.
-    const age = await fs.stat(lock).then((s) => Date.now() - s.mtimeMs, () => null);
-    if (age !== null && age > 5000) {
-      await fs.rm(lock, { force: true });
-      staleLock = true;
-    }
+    if (commit.exitCode === 0) return { sha: (await execa('git', ['rev-parse', 'HEAD'], { cwd: repo })).stdout.trim() };
     await execa('git', ['reset', '--quiet', 'HEAD', '--', rel], { cwd: repo, reject: false });
     await execa('git', ['checkout', '--', rel], { cwd: repo, reject: false });
-    if (attempt >= 10) throw new Error(`the person could not commit: ${commit.stderr || commit.stdout}`);
+    if (attempt >= 20) throw new Error(`the person could not commit: ${(commit.stderr || commit.stdout).split('\n')[0]}`);
     await sleep(300);
   }
 }

@@ -323,7 +323,10 @@ export async function checkLeftovers(night: number, layout: Layout, repo: string
   for (const f of temps) breaches.push({ night, invariant: 'leftover-temp', detail: f });
   const snapshots = files.filter((f) => f.startsWith(path.join('.meta-agent', 'gate-snapshots') + path.sep) && !f.endsWith('/'));
   for (const f of snapshots) breaches.push({ night, invariant: 'leftover-temp', detail: `gate snapshot ${f}` });
-  if (await fs.stat(path.join(repo, '.git', 'index.lock')).catch(() => null)) breaches.push({ night, invariant: 'leftover-lock', detail: `${path.join(repo, '.git', 'index.lock')} (the bot's checkout is locked for git)` });
+  // Git's own locks in the person's repository: with one left, their next commit fails.
+  for (const lock of ['HEAD.lock', 'index.lock', path.join('refs', 'heads', 'main.lock')]) {
+    if (await fs.stat(path.join(repo, '.git', lock)).catch(() => null)) breaches.push({ night, invariant: 'leftover-lock', detail: `${path.join(repo, '.git', lock)} (the person's repository is locked for git)` });
+  }
   const processing = await names(layout.processing, { dot: true });
   if (processing.length) breaches.push({ night, invariant: 'leftover-claim', detail: `processing/: ${processing.join(', ')}` });
   const status = (await execa('git', ['status', '--porcelain', '--untracked-files=all'], { cwd: repo })).stdout.trim();
