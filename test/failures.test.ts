@@ -169,6 +169,44 @@ test('a cycle budget handed to a task (max_tokens 2800) is not crossed by its la
   }
 });
 
+test('a run after one that died mid-task carries its spent tokens (from the trajectory it left): the task limit counts every attempt', async () => {
+  let c: Case | undefined;
+  try {
+    const usage = { usage: { prompt_tokens: 1500, completion_tokens: 100 } };
+    c = await setup(() => toolCall('list_files', { path: 'bot' }, usage));
+    // What a worker killed after its first model step leaves: the trajectory (the last line cut short), no report.
+    const { layout } = c.ws.settings;
+    const trajectory = path.join(layout.reports, 'carried.trajectory.jsonl');
+    await fs.mkdir(layout.reports, { recursive: true });
+    await fs.writeFile(trajectory, JSON.stringify({ ts: '2026-01-01T00:00:00Z', role: 'assistant', step: 1, usage: usage.usage }) + '\n{"ts":"2026-01-01T00:00:01Z","role":"to');
+    const file = await writeTask(layout.inbox, 'carried.md', TASK.replace('scope:', 'id: carried\nmax_tokens: 2800\nscope:'));
+    const result = await runTask(file, { settings: c.ws.settings });
+    const report = await checkAfterRun(c, result);
+    // 1600 carried: a 1600-token step would cross 2800, so none is made.
+    assert.is(report.error?.kind, 'budget', JSON.stringify(report.error));
+    assert.is(c.llm!.requests.length, 0, 'no request: the killed attempt already spent what a step costs');
+    assert.is(report.usage.prompt_tokens + report.usage.completion_tokens, 1600, 'the killed attempt is in the usage');
+    assert.is(report.usage.requests, 1);
+  } finally {
+    await teardown(c);
+  }
+});
+
+test('a run after a finished one of the same id carries nothing (a re-run by a person is a new budget)', async () => {
+  let c: Case | undefined;
+  try {
+    const usage = { usage: { prompt_tokens: 1500, completion_tokens: 100 } };
+    c = await setup((_req, index) => (index % 2 === 0 ? toolCall('list_files', { path: 'bot' }, usage) : toolCall('finish', { summary: 'Looked around.', risk_level: 'low' }, usage)));
+    const { layout } = c.ws.settings;
+    const first = await runTask(await writeTask(layout.inbox, 'twice.md', TASK.replace('scope:', 'id: twice\nscope:')), { settings: c.ws.settings });
+    assert.is(first.report.usage.prompt_tokens + first.report.usage.completion_tokens, 3200);
+    const second = await runTask(await writeTask(layout.inbox, 'twice.md', TASK.replace('scope:', 'id: twice\nscope:')), { settings: c.ws.settings });
+    assert.is(second.report.usage.prompt_tokens + second.report.usage.completion_tokens, 3200, 'only its own tokens');
+  } finally {
+    await teardown(c);
+  }
+});
+
 test('timeout: task_timeout_s 1 with a hanging model -> limit_reached / timeout, quickly', async () => {
   let c: Case | undefined;
   try {

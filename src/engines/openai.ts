@@ -177,6 +177,12 @@ class AgentLoop {
       { role: 'system', content: ctx.prompt.system },
       { role: 'user', content: ctx.prompt.user },
     ];
+    // Usage carried from an attempt that died: its average step is the best guess for the
+    // first call, so the limit check does not let that call cross the ceiling.
+    const carried = ctx.usage;
+    if (carried.requests > 0) {
+      this.lastCall = { prompt: Math.ceil(carried.prompt_tokens / carried.requests), completion: Math.ceil(carried.completion_tokens / carried.requests), messages: this.messages.length };
+    }
   }
 
   async run(): Promise<EngineResult> {

@@ -5,7 +5,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { ReportSchema, type CheckResult, type Report } from '../contract/report.ts';
+import { ReportSchema, type CheckResult, type Report, type Usage } from '../contract/report.ts';
 import type { Layout } from '../workspace/layout.ts';
 import { exists, publishFile } from '../workspace/files.ts';
 import { redactDeep, type Redactor } from '../safety/redact.ts';
@@ -21,22 +21,58 @@ export function reportPaths(layout: Layout, id: string) {
   };
 }
 
+export interface EarlierRun {
+  /** Where its outputs went (null: there were none). */
+  dir: string | null;
+  /**
+   * What it spent without finishing: a run that died before its report (summed from its
+   * trajectory) or was interrupted. The next run carries it, so the task's usage (and the
+   * budget it counts against) includes every attempt; a finished run carries nothing.
+   */
+  unfinishedUsage: Usage | null;
+}
+
 /** Moves the previous outputs of `id` (report, trajectory, a still-pending patch) into the archive. */
-export async function archiveEarlierRun(layout: Layout, id: string): Promise<string | null> {
+export async function archiveEarlierRun(layout: Layout, id: string): Promise<EarlierRun> {
   const paths = reportPaths(layout, id);
   const candidates = [paths.json, paths.md, paths.trajectory, paths.patch, paths.sidecar];
   const present: string[] = [];
   for (const file of candidates) if (await exists(file)) present.push(file);
-  if (present.length === 0) return null;
+  if (present.length === 0) return { dir: null, unfinishedUsage: null };
   let earlierRun = 'unknown';
+  let unfinishedUsage: Usage | null = null;
   try {
-    earlierRun = (JSON.parse(await fs.readFile(paths.json, 'utf8')) as { run_id?: string }).run_id ?? earlierRun;
+    const earlier = JSON.parse(await fs.readFile(paths.json, 'utf8')) as { run_id?: string; usage?: Usage; error?: { kind?: string } | null };
+    earlierRun = earlier.run_id ?? earlierRun;
+    if (earlier.error?.kind === 'interrupted' && earlier.usage) unfinishedUsage = earlier.usage;
   } catch {
     earlierRun = `before-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+    if (!(await exists(paths.json))) unfinishedUsage = await usageInTrajectory(paths.trajectory);
   }
   const dir = path.join(layout.reportArchive, id, earlierRun.replace(/[^A-Za-z0-9._-]/g, '_'));
   for (const file of present) await moveUnique(file, dir).catch(() => undefined);
-  return dir;
+  return { dir, unfinishedUsage };
+}
+
+/** Sums the model usage recorded step by step in a trajectory (null when there is none). */
+async function usageInTrajectory(file: string): Promise<Usage | null> {
+  const text = await fs.readFile(file, 'utf8').catch(() => null);
+  if (!text) return null;
+  const usage: Usage = { requests: 0, prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, cost_usd: null };
+  for (const line of text.split('\n')) {
+    let entry: { usage?: { prompt_tokens?: number; completion_tokens?: number; prompt_tokens_details?: { cached_tokens?: number } } | null } | null = null;
+    try {
+      entry = line.trim() ? JSON.parse(line) : null;
+    } catch {
+      continue; // the line the crash cut short
+    }
+    if (!entry?.usage) continue;
+    usage.requests++;
+    usage.prompt_tokens += entry.usage.prompt_tokens ?? 0;
+    usage.completion_tokens += entry.usage.completion_tokens ?? 0;
+    usage.cached_tokens += entry.usage.prompt_tokens_details?.cached_tokens ?? 0;
+  }
+  return usage.requests ? usage : null;
 }
 
 export class TrajectoryWriter {

@@ -95,8 +95,13 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
     if (engine.name === 'openai' && !llmConfigured && !WORKS_WITHOUT_LLM.has(task.type)) {
       throw new MetaAgentError('config', llmMissingMessage(settings.llm), { file: 'meta-agent.yaml', field: 'llm' });
     }
-    await archiveEarlierRun(layout, task.id);
+    const earlier = await archiveEarlierRun(layout, task.id);
     archived = true;
+    if (earlier.unfinishedUsage) {
+      // Attempts that died or were interrupted spent tokens too: they count against this task's limit.
+      carryUsage(state.usage, earlier.unfinishedUsage);
+      log.info({ carried_tokens: earlier.unfinishedUsage.prompt_tokens + earlier.unfinishedUsage.completion_tokens }, 'an unfinished earlier attempt spent tokens; counted in this run');
+    }
     log.info({ project: project.name, type: task.type, engine: engine.name }, `run started: ${task.id}`);
     const useEngine = engine.name !== 'openai' || llmConfigured;
     outcome = await runInWorktree({ task, project, engine, useEngine, settings: runSettings, runId, redact, log, usage: state.usage, signal: options.signal });
@@ -407,6 +412,14 @@ function engineFor(name: Engine['name']): Engine {
 function fallbackId(fileName: string): string {
   const id = defaultIdFor(fileName);
   return TaskIdSchema.safeParse(id).success ? id : id.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[.]+/, '_').replace(/\.\./g, '_') || 'invalid-task';
+}
+
+function carryUsage(into: Usage, from: Usage): void {
+  into.requests += from.requests;
+  into.prompt_tokens += from.prompt_tokens;
+  into.cached_tokens += from.cached_tokens;
+  into.completion_tokens += from.completion_tokens;
+  if (from.cost_usd !== null) into.cost_usd = (into.cost_usd ?? 0) + from.cost_usd;
 }
 
 function emptyUsage(): Usage {
