@@ -68,7 +68,7 @@ export interface NightRecord {
   night: number;
   date: string;
   weekday: string;
-  cycles: Array<{ cycle_id: string; goal: string; status: string; tasks: number; spent: number; budget: number }>;
+  cycles: Array<{ cycle_id: string; goal: string; status: string; tasks: number; spent: number; served: number; budget: number }>;
   faults: string[];
   approved: number;
   rejected: number;
@@ -317,9 +317,9 @@ class Soak {
     await this.endFaults();
 
     // --- the morning: the cycle reports.
-    const { breaches: cycleBreaches, reports } = await checkCycles(n, this.layout, expected, STEP_TOKENS);
+    const { breaches: cycleBreaches, reports } = await checkCycles(n, this.layout, expected, STEP_TOKENS, this.model.served);
     this.breaches.push(...cycleBreaches);
-    record.cycles = reports.map((r) => ({ cycle_id: r.cycle_id, goal: r.goal, status: r.status, tasks: r.tasks.length, spent: r.budget.spent_tokens, budget: r.budget.tokens }));
+    record.cycles = reports.map((r) => ({ cycle_id: r.cycle_id, goal: r.goal, status: r.status, tasks: r.tasks.length, spent: r.budget.spent_tokens, served: r.tasks.reduce((sum, x) => sum + (this.model.served.get(x.task_id) ?? 0), 0), budget: r.budget.tokens }));
 
     // --- the day: the person reviews, drops tasks, commits; faults around the gate.
     await this.clock.set(this.at(date, 10, 0));
@@ -412,7 +412,7 @@ class Soak {
     record.wallMs = Date.now() - started;
     this.nights.push(record);
     const failing = this.breaches.slice(before);
-    const cyc = record.cycles.map((c) => `${c.goal} ${c.status} ${c.tasks}t ${c.spent}/${c.budget}tok`).join(', ') || 'no cycle report';
+    const cyc = record.cycles.map((c) => `${c.goal} ${c.status} ${c.tasks}t ${c.served}/${c.budget}tok`).join(', ') || 'no cycle report';
     this.log(
       `[soak] night ${n} ${record.date} ${record.weekday}: ${cyc}; approved ${record.approved}, rejected ${record.rejected}, dropped ${record.dropped}, commits ${record.commits}; faults: ${this.nightFaults.join(', ') || 'none'}; ${(record.wallMs / 1000).toFixed(1)} s${failing.length ? `; BREACHES: ${failing.map((b) => `${b.invariant}: ${b.detail}`).join(' | ')}` : ''}`,
     );

@@ -263,7 +263,7 @@ export async function cycleReports(layout: Layout): Promise<CycleReport[]> {
 }
 
 /** The morning: this night's cycle report(s) exist, once per job, and list exactly the tasks the cycle created; the budget held. */
-export async function checkCycles(night: number, layout: Layout, expected: Array<{ goal: string; from: Date; to: Date }>, maxStepTokens: number): Promise<{ breaches: Breach[]; reports: CycleReport[] }> {
+export async function checkCycles(night: number, layout: Layout, expected: Array<{ goal: string; from: Date; to: Date }>, maxStepTokens: number, served: Map<string, number>): Promise<{ breaches: Breach[]; reports: CycleReport[] }> {
   const breaches: Breach[] = [];
   const all = await cycleReports(layout);
   const q = await queueContents(layout);
@@ -288,6 +288,11 @@ export async function checkCycles(night: number, layout: Layout, expected: Array
         breaches.push({ night, invariant: 'cycle-report', detail: `cycle ${r.cycle_id} lists [${listed.join(', ')}] but created [${uniqueCreated.join(', ')}]` });
       }
       for (const x of r.tasks) if (x.status === 'timeout') breaches.push({ night, invariant: 'cycle-report', detail: `cycle ${r.cycle_id}: task ${x.task_id} has no report (status timeout): ${x.summary}` });
+      // What the model served to the cycle's tasks (every attempt, killed ones too): the real spend.
+      const real = r.tasks.reduce((sum, x) => sum + (served.get(x.task_id) ?? 0), 0);
+      if (real > r.budget.tokens) {
+        breaches.push({ night, invariant: 'budget', detail: `cycle ${r.cycle_id}: the model served ${real} tokens to its tasks (every attempt), over its budget of ${r.budget.tokens}; the report says ${r.budget.spent_tokens}; tasks: ${r.tasks.map((x) => `${x.task_id} ${served.get(x.task_id) ?? 0}`).join(', ')}` });
+      }
       if (r.budget.spent_tokens > r.budget.tokens) {
         const overshoot = r.budget.spent_tokens - r.budget.tokens;
         breaches.push({ night, invariant: 'budget', detail: `cycle ${r.cycle_id} spent ${r.budget.spent_tokens} of ${r.budget.tokens} tokens (over by ${overshoot}; one model step is ${maxStepTokens}); tasks: ${r.tasks.map((x) => `${x.task_id} ${x.tokens}`).join(', ')}` });

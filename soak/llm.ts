@@ -29,6 +29,8 @@ export interface ScriptedModel {
   faults: Record<LlmFault, number>;
   /** Requests answered, by kind of answer. */
   answered: { edits: number; finishes: number; other: number };
+  /** Tokens the model really served (answers with usage), by task id: what was spent, whatever the reports say. */
+  served: Map<string, number>;
   /** Turns fault injection on or off (off while the harness checks, or for a clean run). */
   setEnabled(on: boolean): void;
   close(): Promise<void>;
@@ -61,6 +63,7 @@ export async function startScriptedModel(options: ScriptOptions): Promise<Script
   const rates = { p429: 0.05, p500: 0.04, hang: 0.025, malformed: 0.06, ...options.rates };
   const faults: Record<LlmFault, number> = { llm_429: 0, llm_429_exhausted: 0, llm_500: 0, llm_hang: 0, llm_malformed: 0 };
   const answered = { edits: 0, finishes: 0, other: 0 };
+  const served = new Map<string, number>();
   const attempts = new Map<string, number>();
   let enabled = true;
   const usage = { usage: { prompt_tokens: PROMPT_TOKENS, completion_tokens: COMPLETION_TOKENS } };
@@ -148,7 +151,13 @@ export async function startScriptedModel(options: ScriptOptions): Promise<Script
 
   const llm = await startFakeLlm((req) => {
     try {
-      return script(req);
+      const reply = script(req);
+      const body = reply.body as { usage?: { total_tokens?: number; prompt_tokens?: number; completion_tokens?: number } } | undefined;
+      if (!reply.hang && (reply.status ?? 200) === 200 && body?.usage) {
+        const id = /^# Task (\S+) /m.exec(String(((req.body?.messages ?? []) as Message[])[1]?.content ?? ''))?.[1];
+        if (id) served.set(id, (served.get(id) ?? 0) + (body.usage.prompt_tokens ?? 0) + (body.usage.completion_tokens ?? 0));
+      }
+      return reply;
     } catch (error) {
       answered.other++;
       return errorReply(400, `the soak script failed: ${(error as Error).message}`);
@@ -158,6 +167,7 @@ export async function startScriptedModel(options: ScriptOptions): Promise<Script
     llm,
     faults,
     answered,
+    served,
     setEnabled: (on) => {
       enabled = on;
     },

@@ -108,9 +108,9 @@ export function renderReport(x: ReportInput): string {
     lines.push('');
   }
 
-  lines.push('## Nights', '', '| night | date | cycles (status, tasks, tokens spent/budget) | person | faults | wall |', '|---|---|---|---|---|---|');
+  lines.push('## Nights', '', '| night | date | cycles (status, tasks, tokens the model served to its tasks / budget) | person | faults | wall |', '|---|---|---|---|---|---|');
   for (const n of x.nights) {
-    const cycles = n.cycles.map((c) => `${c.goal}: ${c.status}, ${c.tasks} task(s), ${c.spent}/${c.budget}`).join('<br>') || '**no cycle report**';
+    const cycles = n.cycles.map((c) => `${c.goal}: ${c.status}, ${c.tasks} task(s), ${c.served}/${c.budget} (report: ${c.spent})`).join('<br>') || '**no cycle report**';
     lines.push(`| ${n.night} | ${n.date} ${n.weekday} | ${cycles} | ${n.approved} approved, ${n.rejected} rejected, ${n.dropped} dropped, ${n.commits} commit(s) | ${n.faults.map(escape).join('<br>') || '-'} | ${(n.wallMs / 1000).toFixed(1)} s |`);
   }
   lines.push('');
@@ -138,9 +138,11 @@ export function renderReport(x: ReportInput): string {
     '  `patches/applied/<id>.result.json` with `decision: applied`, tests and dry run passed and the same commit; no patch is',
     '  committed twice; every `applied` record names a commit on `main`; `main` passes the tests and the dry run;',
     '- each morning\'s cycle report exists (once per job) and lists exactly the tasks that cycle created;',
-    '  `budget.spent_tokens <= budget.tokens`;',
+    '  the tokens the model really served to the cycle\'s tasks (every attempt, killed ones included) and the report\'s',
+    '  `budget.spent_tokens` are both within `budget.tokens`;',
     '- once idle: no worktree (`git worktree list`, `.meta-agent/worktrees/`), no `.lock`, no temp file (`*.tmp`, `.taken-*`,',
-    '  gate snapshots), nothing in `processing/`, the person\'s checkout clean;',
+    '  gate snapshots), nothing in `processing/`, the person\'s checkout clean and free of git locks (the person\'s own',
+    '  commits never fail because of meta-agent);',
     `- logs/ and reports/ within the retention (${x.retention.logs_days} and ${x.retention.reports_days} days, by the simulated clock);`,
     '- the service never exits by itself.',
     '',
