@@ -321,4 +321,24 @@ test('git locks older than the dead gate run are not its own: left alone; a live
   }
 });
 
+test('kill -9 in the middle of the move into applied/ (linked there, private name not yet removed): the next run finishes the move, no second filing', async () => {
+  const { ws, patch } = await approved('halfway');
+  try {
+    const { patches } = ws.settings.layout;
+    const first = await processApprovedPatch(ws.settings, patch, log);
+    assert.is(first.decision, 'applied', first.reason ?? '');
+    // The state a crash between link() and unlink() leaves, before the sidecar followed.
+    await fs.link(path.join(patches.applied, 'halfway.patch'), path.join(patches.approved, '.taken-0badf00d-halfway.patch'));
+    await fs.rename(path.join(patches.applied, 'halfway.patch.json'), path.join(patches.approved, 'halfway.patch.json'));
+
+    const again = await restartGate(ws, 'halfway.patch');
+    assert.is(again.decision, 'skipped', 'nothing left to gate');
+    assert.equal(await list(patches.approved, { dot: true }), [], 'approved/ is empty');
+    assert.equal(await list(patches.applied), ['halfway.patch', 'halfway.patch.json', 'halfway.result.json'], 'one filing, complete');
+    assert.is((await trailerCommits(ws.repo)).length, 1);
+  } finally {
+    await ws.cleanup();
+  }
+});
+
 test.run();

@@ -91,9 +91,45 @@ async function restoreInterrupted(settings: Settings, log: Logger): Promise<void
   for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
     if (!name.startsWith(PRIVATE_PREFIX)) continue;
     const original = name.replace(/^\.taken-[0-9a-f]+-/, '');
+    const filed = await filedCopy(settings, path.join(dir, name));
+    if (filed) {
+      await finishFiling(settings, path.join(dir, name), original, filed);
+      log.warn({ patch: original, filed: path.relative(settings.layout.root, filed) }, 'an interrupted gate run had filed this patch; finished its move');
+      continue;
+    }
     await moveUnique(path.join(dir, name), dir, original);
     log.warn({ patch: original }, 'an interrupted gate run left this patch; it is processed again');
   }
+}
+
+/**
+ * A move is a hard link then an unlink (files.ts): a crash between the two leaves the
+ * private name and the filed copy as two links of one file. Returns the filed copy.
+ */
+async function filedCopy(settings: Settings, taken: string): Promise<string | null> {
+  const stat = await fs.stat(taken).catch(() => null);
+  if (!stat || stat.nlink < 2) return null;
+  for (const dir of [settings.layout.patches.applied, settings.layout.patches.rejected]) {
+    for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+      if (!name.endsWith('.patch')) continue;
+      const other = await fs.stat(path.join(dir, name)).catch(() => null);
+      if (other && other.ino === stat.ino && other.dev === stat.dev) return path.join(dir, name);
+    }
+  }
+  return null;
+}
+
+/** Completes a filing the crash cut short: the second link goes, the sidecar and artifacts follow the patch. */
+async function finishFiling(settings: Settings, taken: string, original: string, filed: string): Promise<void> {
+  await fs.unlink(taken);
+  const dir = settings.layout.patches.approved;
+  // Unless a new patch of that name was approved since: then they are its own.
+  if (await exists(path.join(dir, original))) return;
+  const id = original.replace(/\.patch$/i, '');
+  const sidecar = path.join(dir, `${original}.json`);
+  if ((await exists(sidecar)) && !(await exists(`${filed}.json`))) await moveUnique(sidecar, path.dirname(filed), `${path.basename(filed)}.json`);
+  const artifacts = path.join(dir, `${id}.artifacts`);
+  if (await exists(artifacts)) await moveUnique(artifacts, path.dirname(filed), `${path.basename(filed).replace(/\.patch$/i, '')}.artifacts`);
 }
 
 function skipped(patchFile: string): GateResult {
