@@ -91,4 +91,40 @@ export const FOUND_BUGS: FoundBug[] = [
     fix: 'supervisor/schedule.ts: catch-up and ticks are guarded and logged; the state write is retried, and the lock released when it still fails.',
     test: 'test/schedule.test.ts: a disk full for a moment as a scheduled cycle starts; a state write that keeps failing',
   },
+  {
+    id: 'B14',
+    found: 'kill -9 after a worker settled its task but before it released the lease: the lock and owner note stayed in processing/ forever (recovery starts from task files, and the file was gone).',
+    fix: 'queue/recover.ts clearOrphanedLeases: a lease without its task file is cleared once its owner is dead or the lock stale.',
+    test: 'test/crash-leftovers.test.ts: a worker killed after it settled a task but before it released the lease',
+  },
+  {
+    id: 'B15',
+    found: 'The temp files of a process killed just before a restart were too young for the sweep at start, and stayed until the next hourly retention.',
+    fix: 'queue/watch.ts: one more sweep once they are lease_stale_s old.',
+    test: 'test/crash-leftovers.test.ts: the temp of a writer killed just before the start',
+  },
+  {
+    id: 'B16',
+    found: 'kill -9 between the branch move and the artifact install: the retrained model was never installed (the already-applied path skipped the install).',
+    fix: 'gate/gate.ts: the already-applied path installs the artifacts; the install is idempotent, so the backup keeps the real previous file.',
+    test: 'test/gate-crash.test.ts: kill -9 after the gate moved the branch, before it installed the artifacts',
+  },
+  {
+    id: 'B17',
+    found: "A gate run killed while git ran in the person's repository left .git/HEAD.lock (or index.lock): from then on the person's own `git commit` failed with \"File exists\".",
+    fix: "gate/repoOps.ts: the gate notes when it writes into the repository; the next gate run removes the git locks a dead run created after it started (never an older one, which may be the person's).",
+    test: "test/gate-crash.test.ts: git locks a killed gate left in the person's repository are removed",
+  },
+  {
+    id: 'B18',
+    found: 'kill -9 in the middle of a move into applied/ (the new name linked, the private one not yet removed): the next run gated the patch again and filed it a second time, as <id>-2, with no test results.',
+    fix: 'gate/gate.ts restoreInterrupted: a private name that is a second link of a filed patch is a finished move: the link goes, the sidecar and artifacts follow.',
+    test: 'test/gate-crash.test.ts: kill -9 in the middle of the move into applied/',
+  },
+  {
+    id: 'B19',
+    found: 'Tokens spent by an attempt that was killed (or interrupted) were counted nowhere: the re-run started from zero, so a cycle could spend more than its budget without its report showing it.',
+    fix: 'run/report.ts, run/runTask.ts: the next run of the task carries what unfinished attempts spent (from the trajectory or the interrupted report); engines/openai.ts estimates its first call from them.',
+    test: 'test/failures.test.ts: a run after one that died mid-task carries its spent tokens',
+  },
 ];
