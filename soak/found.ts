@@ -105,7 +105,7 @@ export const FOUND_BUGS: FoundBug[] = [
   },
   {
     id: 'B16',
-    found: 'kill -9 between the branch move and the artifact install: the retrained model was never installed (the already-applied path skipped the install).',
+    found: 'Seen while fixing B4 (the soak does not check installed models): kill -9 between the branch move and the artifact install: the retrained model was never installed (the already-applied path skipped the install).',
     fix: 'gate/gate.ts: the already-applied path installs the artifacts; the install is idempotent, so the backup keeps the real previous file.',
     test: 'test/gate-crash.test.ts: kill -9 after the gate moved the branch, before it installed the artifacts',
   },
