@@ -341,4 +341,26 @@ test('kill -9 in the middle of the move into applied/ (linked there, private nam
   }
 });
 
+test('a second proposal identical to an applied patch (a re-run of the task) is filed as already applied, with the tests its commit passed', async () => {
+  const { ws, patch } = await approved('again');
+  try {
+    const { patches } = ws.settings.layout;
+    const first = await processApprovedPatch(ws.settings, patch, log);
+    assert.is(first.decision, 'applied', first.reason ?? '');
+    // The re-run's proposal: same bytes, its own sidecar, approved later.
+    await fs.copyFile(path.join(patches.applied, 'again.patch.json'), path.join(patches.approved, 'again.patch.json'));
+    await fs.copyFile(path.join(patches.applied, 'again.patch'), path.join(patches.approved, 'again.patch'));
+    const second = await processApprovedPatch(ws.settings, path.join(patches.approved, 'again.patch'), log);
+    assert.is(second.decision, 'applied', second.reason ?? '');
+    assert.is(second.already_applied, true);
+    assert.is(second.commit, first.commit);
+    const record = await readJson<AppliedRecord>(path.join(patches.applied, 'again-2.result.json'));
+    assert.is(record.tests?.passed, true, 'the record shows the tests its commit passed');
+    assert.is(record.dry_run?.passed, true);
+    assert.is((await trailerCommits(ws.repo)).length, 1);
+  } finally {
+    await ws.cleanup();
+  }
+});
+
 test.run();

@@ -176,7 +176,7 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
     for (const project of Object.values(settings.projects)) {
       const branch = project.branch ?? (await resolveBranch(project.repoPath).catch(() => null))?.branch;
       const commit = branch ? await commitWithPatch(project.repoPath, branch, sha256) : null;
-      if (commit && branch) return accept(ctx, { commit, branch, edited: false, ...(await readChecks(state, commit)), alreadyApplied: true });
+      if (commit && branch) return accept(ctx, { commit, branch, edited: false, ...(await readChecks(settings, state, commit)), alreadyApplied: true });
     }
   }
   if (!found) return reject(ctx, `no sidecar ${id}.patch.json in patches/approved/ or patches/pending/; the gate needs it to know the project and scope`);
@@ -213,7 +213,7 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
       // A crash may have come between the branch move and the install.
       await installArtifacts(project.repoPath, artifacts, glog);
     });
-    return accept(ctx, { commit: already, branch, edited, ...(await readChecks(state, already)), alreadyApplied: true });
+    return accept(ctx, { commit: already, branch, edited, ...(await readChecks(settings, state, already)), alreadyApplied: true });
   }
 
   // 3. The user's checkout: their uncommitted changes in the patch's files are never touched.
@@ -284,13 +284,27 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
   }
 }
 
-/** The checks a crashed run passed for `commit` before it moved the branch (none if it never got there). */
-async function readChecks(state: RunState, commit: string): Promise<{ tests: CheckResult | null; dry_run: CheckResult | null }> {
+/**
+ * The checks `commit` passed: those a crashed run saved before it moved the branch, or, for
+ * another copy of a patch that was applied already (a re-run proposing the same change),
+ * those on the record of that first filing. None if neither is there.
+ */
+async function readChecks(settings: Settings, state: RunState, commit: string): Promise<{ tests: CheckResult | null; dry_run: CheckResult | null }> {
   const saved = await readState<{ commit: string; tests: unknown; dry_run: unknown }>(state.checks);
-  const tests = CheckResultSchema.nullable().safeParse(saved?.tests ?? null);
-  const dryRun = CheckResultSchema.nullable().safeParse(saved?.dry_run ?? null);
-  if (saved?.commit !== commit || !tests.success || !dryRun.success) return { tests: null, dry_run: null };
-  return { tests: tests.data, dry_run: dryRun.data };
+  if (saved?.commit === commit) return parseChecks(saved);
+  const dir = settings.layout.patches.applied;
+  for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+    if (!name.endsWith('.result.json')) continue;
+    const record = await readState<{ commit: string; tests: unknown; dry_run: unknown }>(path.join(dir, name));
+    if (record?.commit === commit && record.tests) return parseChecks(record);
+  }
+  return { tests: null, dry_run: null };
+}
+
+function parseChecks(saved: { tests?: unknown; dry_run?: unknown }): { tests: CheckResult | null; dry_run: CheckResult | null } {
+  const tests = CheckResultSchema.nullable().safeParse(saved.tests ?? null);
+  const dryRun = CheckResultSchema.nullable().safeParse(saved.dry_run ?? null);
+  return tests.success && dryRun.success ? { tests: tests.data, dry_run: dryRun.data } : { tests: null, dry_run: null };
 }
 
 /** A small JSON file the gate wrote; null if it is not there or not JSON. Fields are checked by the caller. */
