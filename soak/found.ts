@@ -127,4 +127,10 @@ export const FOUND_BUGS: FoundBug[] = [
     fix: 'run/report.ts, run/runTask.ts: the next run of the task carries what unfinished attempts spent (from the trajectory or the interrupted report); engines/openai.ts estimates its first call from them.',
     test: 'test/failures.test.ts: a run after one that died mid-task carries its spent tokens',
   },
+  {
+    id: 'B20',
+    found: 'A person dropped a task again; the re-run proposed the same bytes as the patch already applied. The gate rightly did not commit it twice, but filed it with tests: null.',
+    fix: 'gate/gate.ts readChecks: an already-applied copy takes the test results from the record of its commit\'s first filing.',
+    test: 'test/gate-crash.test.ts: a second proposal identical to an applied patch',
+  },
 ];

@@ -220,8 +220,8 @@ export async function checkCommits(night: number, layout: Layout, repo: string, 
   for (const c of commits) {
     if (c.patchSha) bySha.set(c.patchSha, [...(bySha.get(c.patchSha) ?? []), c.hash]);
     if (!t.approved.has(c.task)) breaches.push({ night, invariant: 'commit-without-approval', detail: `commit ${c.hash.slice(0, 10)} (Meta-Agent-Task: ${c.task}) was never approved by the person` });
-    const record = results.find((r) => r.commit === c.hash);
-    if (!record) {
+    const records = results.filter((r) => r.commit === c.hash);
+    if (!records.length) {
       // Where the committed patch is now (by its sha256), and what the gate said about it.
       const at: string[] = [];
       for (const [folder, dir] of Object.entries(layout.patches)) {
@@ -234,14 +234,17 @@ export async function checkCommits(night: number, layout: Layout, repo: string, 
       breaches.push({ night, invariant: 'commit-without-record', detail: `commit ${c.hash.slice(0, 10)} (Meta-Agent-Task: ${c.task}) has no patches/applied/*.result.json naming it; the patch is in ${at.join(', ') || 'no patch folder'}${reason ? ` (reason: ${reason.slice(0, 200)})` : ''}` });
       continue;
     }
-    if (record.decision !== 'applied' || record.task_id !== c.task) breaches.push({ night, invariant: 'commit-without-record', detail: `${record.file}: decision ${record.decision}, task ${record.task_id} for commit ${c.hash.slice(0, 10)} of ${c.task}` });
-    const passed = record.tests?.passed === true && record.dry_run?.passed !== false;
-    if (!passed) {
-      breaches.push({
-        night,
-        invariant: record.tests === null && /already applied/.test(record.reason ?? '') ? 'commit-test-evidence-lost' : 'commit-untested',
-        detail: `commit ${c.hash.slice(0, 10)} (${c.task}): ${record.file} says tests ${record.tests === null ? 'null' : record.tests.passed ? 'passed' : 'FAILED'}, dry run ${record.dry_run === null ? 'null' : record.dry_run.passed ? 'passed' : 'FAILED'}; reason: ${record.reason ?? '-'}`,
-      });
+    // Every record of the commit (a second, identical proposal is filed as already applied) must show it tested.
+    for (const record of records) {
+      if (record.decision !== 'applied' || record.task_id !== c.task) breaches.push({ night, invariant: 'commit-without-record', detail: `${record.file}: decision ${record.decision}, task ${record.task_id} for commit ${c.hash.slice(0, 10)} of ${c.task}` });
+      const passed = record.tests?.passed === true && record.dry_run?.passed !== false;
+      if (!passed) {
+        breaches.push({
+          night,
+          invariant: record.tests === null && /already applied/.test(record.reason ?? '') ? 'commit-test-evidence-lost' : 'commit-untested',
+          detail: `commit ${c.hash.slice(0, 10)} (${c.task}): ${record.file} says tests ${record.tests === null ? 'null' : record.tests.passed ? 'passed' : 'FAILED'}, dry run ${record.dry_run === null ? 'null' : record.dry_run.passed ? 'passed' : 'FAILED'}; reason: ${record.reason ?? '-'}`,
+        });
+      }
     }
   }
   for (const [sha, hashes] of bySha) if (hashes.length > 1) breaches.push({ night, invariant: 'committed-twice', detail: `patch sha256 ${sha.slice(0, 12)} was committed ${hashes.length} times: ${hashes.map((h) => h.slice(0, 10)).join(', ')}` });
