@@ -133,4 +133,10 @@ export const FOUND_BUGS: FoundBug[] = [
     fix: 'gate/gate.ts readChecks: an already-applied copy takes the test results from the record of its commit\'s first filing.',
     test: 'test/gate-crash.test.ts: a second proposal identical to an applied patch',
   },
+  {
+    id: 'B21',
+    found: 'kill -9 right after the gate moved a patch into applied/, before its sidecar followed: the sidecar stayed in approved/ and the run\'s snapshot in gate-snapshots/ for good.',
+    fix: 'gate/leftovers.ts tidyAfterFiledRuns (recovery scan and every gate run): state without a waiting patch is finished: sidecar and artifacts follow the filed patch, the state goes.',
+    test: 'test/gate-crash.test.ts: kill -9 after the patch was filed, before its sidecar followed',
+  },
 ];

@@ -363,4 +363,31 @@ test('a second proposal identical to an applied patch (a re-run of the task) is 
   }
 });
 
+test('kill -9 after the patch was filed, before its sidecar followed and its state was removed: the next recovery scan finishes both; the state of a patch still waiting is kept', async () => {
+  const { ws, patch } = await approved('filed');
+  try {
+    const { patches, state } = ws.settings.layout;
+    const bytes = await fs.readFile(patch);
+    const sha = createHash('sha256').update(bytes).digest('hex');
+    const first = await processApprovedPatch(ws.settings, patch, log);
+    assert.is(first.decision, 'applied', first.reason ?? '');
+    // What the kill leaves: the sidecar still in approved/, the run's state still in gate-snapshots/.
+    await fs.rename(path.join(patches.applied, 'filed.patch.json'), path.join(patches.approved, 'filed.patch.json'));
+    await fs.writeFile(path.join(state, 'gate-snapshots', `${sha}.patch`), bytes);
+    await fs.writeFile(path.join(state, 'gate-snapshots', `${sha}.checks.json`), '{}');
+    // And the state of another patch whose gate run failed: it waits in approved/ under its private name.
+    const waitingBytes = Buffer.from('diff --git a/x b/x\n');
+    const waitingSha = createHash('sha256').update(waitingBytes).digest('hex');
+    await fs.writeFile(path.join(patches.approved, '.taken-0badf00d-waiting.patch'), waitingBytes);
+    await fs.writeFile(path.join(state, 'gate-snapshots', `${waitingSha}.patch`), waitingBytes);
+
+    await recoverInterruptedGateRuns(ws.settings, log);
+    assert.equal(await list(patches.applied), ['filed.patch', 'filed.patch.json', 'filed.result.json'], 'the sidecar followed its patch');
+    assert.equal(await snapshots(ws), [`${waitingSha}.patch`], 'only the waiting patch keeps its state');
+    assert.equal(await list(patches.approved, { dot: true }), ['waiting.patch'], 'the waiting patch got its name back');
+  } finally {
+    await ws.cleanup();
+  }
+});
+
 test.run();

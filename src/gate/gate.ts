@@ -30,6 +30,7 @@ import { createTask } from '../queue/createTask.ts';
 import { reportPaths } from '../run/report.ts';
 import { inspectPatch } from './inspect.ts';
 import { clearGitLocksOfDeadGate, inRepo, repoOpNoted } from './repoOps.ts';
+import { filedCopy, finishFiling, gateStateDir, tidyAfterFiledRuns } from './leftovers.ts';
 
 export interface GateResult {
   decision: 'applied' | 'rejected' | 'skipped';
@@ -61,7 +62,8 @@ export async function gateLock(settings: Settings, wait = true): Promise<(() => 
  */
 export async function recoverInterruptedGateRuns(settings: Settings, log: Logger): Promise<void> {
   const names = await fs.readdir(settings.layout.patches.approved).catch(() => [] as string[]);
-  if (!names.some((n) => n.startsWith(PRIVATE_PREFIX)) && !(await repoOpNoted(settings))) return;
+  const states = await fs.readdir(gateStateDir(settings)).catch(() => [] as string[]);
+  if (!names.some((n) => n.startsWith(PRIVATE_PREFIX)) && states.length === 0 && !(await repoOpNoted(settings))) return;
   const release = await gateLock(settings, false);
   if (!release) return;
   try {
@@ -100,36 +102,7 @@ async function restoreInterrupted(settings: Settings, log: Logger): Promise<void
     await moveUnique(path.join(dir, name), dir, original);
     log.warn({ patch: original }, 'an interrupted gate run left this patch; it is processed again');
   }
-}
-
-/**
- * A move is a hard link then an unlink (files.ts): a crash between the two leaves the
- * private name and the filed copy as two links of one file. Returns the filed copy.
- */
-async function filedCopy(settings: Settings, taken: string): Promise<string | null> {
-  const stat = await fs.stat(taken).catch(() => null);
-  if (!stat || stat.nlink < 2) return null;
-  for (const dir of [settings.layout.patches.applied, settings.layout.patches.rejected]) {
-    for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
-      if (!name.endsWith('.patch')) continue;
-      const other = await fs.stat(path.join(dir, name)).catch(() => null);
-      if (other && other.ino === stat.ino && other.dev === stat.dev) return path.join(dir, name);
-    }
-  }
-  return null;
-}
-
-/** Completes a filing the crash cut short: the second link goes, the sidecar and artifacts follow the patch. */
-async function finishFiling(settings: Settings, taken: string, original: string, filed: string): Promise<void> {
-  await fs.unlink(taken);
-  const dir = settings.layout.patches.approved;
-  // Unless a new patch of that name was approved since: then they are its own.
-  if (await exists(path.join(dir, original))) return;
-  const id = original.replace(/\.patch$/i, '');
-  const sidecar = path.join(dir, `${original}.json`);
-  if ((await exists(sidecar)) && !(await exists(`${filed}.json`))) await moveUnique(sidecar, path.dirname(filed), `${path.basename(filed)}.json`);
-  const artifacts = path.join(dir, `${id}.artifacts`);
-  if (await exists(artifacts)) await moveUnique(artifacts, path.dirname(filed), `${path.basename(filed).replace(/\.patch$/i, '')}.artifacts`);
+  await tidyAfterFiledRuns(settings, log);
 }
 
 function skipped(patchFile: string): GateResult {
@@ -148,7 +121,7 @@ interface RunState {
 }
 
 function runState(settings: Settings, sha256: string): RunState {
-  const dir = path.join(settings.layout.state, 'gate-snapshots');
+  const dir = gateStateDir(settings);
   return { snapshot: path.join(dir, `${sha256}.patch`), checks: path.join(dir, `${sha256}.checks.json`), redo: path.join(dir, `${sha256}.redo.json`) };
 }
 

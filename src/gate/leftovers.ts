@@ -1,0 +1,103 @@
+/**
+ * Finishing what a gate run killed mid-filing left behind. Filing a decision is a few
+ * steps (record, move the patch, move its sidecar and artifacts, remove the run's state in
+ * gate-snapshots/); a kill can stop it anywhere, and the next gate run (under the gate
+ * lock) completes it from what is on disk.
+ */
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { Settings } from '../workspace/config.ts';
+import { exists } from '../workspace/files.ts';
+import { moveUnique } from '../queue/folders.ts';
+
+/** Where a gate run keeps its state (snapshot, checks, redo marker) until its decision is filed. */
+export function gateStateDir(settings: Settings): string {
+  return path.join(settings.layout.state, 'gate-snapshots');
+}
+
+/**
+ * A move is a hard link then an unlink (files.ts): a crash between the two leaves the
+ * private name and the filed copy as two links of one file. Returns the filed copy.
+ */
+export async function filedCopy(settings: Settings, taken: string): Promise<string | null> {
+  const stat = await fs.stat(taken).catch(() => null);
+  if (!stat || stat.nlink < 2) return null;
+  for (const dir of [settings.layout.patches.applied, settings.layout.patches.rejected]) {
+    for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+      if (!name.endsWith('.patch')) continue;
+      const other = await fs.stat(path.join(dir, name)).catch(() => null);
+      if (other && other.ino === stat.ino && other.dev === stat.dev) return path.join(dir, name);
+    }
+  }
+  return null;
+}
+
+/** Completes a move the crash cut short: the second link goes, the sidecar and artifacts follow the patch. */
+export async function finishFiling(settings: Settings, taken: string, original: string, filed: string): Promise<void> {
+  await fs.unlink(taken);
+  await followPatch(settings, original.replace(/\.patch$/i, ''), filed);
+}
+
+/**
+ * A run killed after its patch was filed, before the sidecar and artifacts followed and its
+ * state was removed: finish both. The state of a patch still in approved/ (under any name)
+ * stays: that patch is gated again and needs it.
+ */
+export async function tidyAfterFiledRuns(settings: Settings, log: Logger): Promise<void> {
+  const stateDir = gateStateDir(settings);
+  const states = (await fs.readdir(stateDir).catch(() => [] as string[])).filter((n) => /^[0-9a-f]{64}\./.test(n));
+  if (states.length === 0) return;
+  const { approved } = settings.layout.patches;
+  const waiting = new Set<string>();
+  for (const name of await fs.readdir(approved).catch(() => [] as string[])) {
+    if (name.endsWith('.patch')) waiting.add(await sha256Of(path.join(approved, name)));
+  }
+  for (const sha of new Set(states.map((n) => n.slice(0, 64)))) {
+    if (waiting.has(sha)) continue;
+    const filed = await filedWithContent(settings, sha);
+    if (filed) {
+      const stem = path.basename(filed).replace(/\.patch$/i, '');
+      // <id>.patch may have been filed as <id>-2.patch when the name was taken.
+      for (const id of [stem, stem.replace(/-\d+$/, '')]) if (await followPatch(settings, id, filed)) break;
+    }
+    await Promise.all(states.filter((n) => n.startsWith(sha)).map((n) => fs.rm(path.join(stateDir, n), { force: true })));
+    log.warn({ sha256: sha.slice(0, 12), filed: filed ? path.relative(settings.layout.root, filed) : null }, 'a gate run killed after filing its patch: finished tidying up');
+  }
+}
+
+/** Moves `<id>.patch.json` and `<id>.artifacts` left in approved/ or pending/ (without their patch) next to `filed`. */
+async function followPatch(settings: Settings, id: string, filed: string): Promise<boolean> {
+  let moved = false;
+  for (const dir of [settings.layout.patches.approved, settings.layout.patches.pending]) {
+    // A patch of that id is there again (approved or proposed since): these are its own.
+    if (await exists(path.join(dir, `${id}.patch`))) continue;
+    const sidecar = path.join(dir, `${id}.patch.json`);
+    if ((await exists(sidecar)) && !(await exists(`${filed}.json`))) {
+      await moveUnique(sidecar, path.dirname(filed), `${path.basename(filed)}.json`);
+      moved = true;
+    }
+    const artifacts = path.join(dir, `${id}.artifacts`);
+    if (await exists(artifacts)) {
+      await moveUnique(artifacts, path.dirname(filed), `${path.basename(filed).replace(/\.patch$/i, '')}.artifacts`);
+      moved = true;
+    }
+  }
+  return moved;
+}
+
+async function filedWithContent(settings: Settings, sha: string): Promise<string | null> {
+  for (const dir of [settings.layout.patches.applied, settings.layout.patches.rejected]) {
+    for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+      if (name.endsWith('.patch') && (await sha256Of(path.join(dir, name))) === sha) return path.join(dir, name);
+    }
+  }
+  return null;
+}
+
+async function sha256Of(file: string): Promise<string> {
+  return createHash('sha256')
+    .update(await fs.readFile(file).catch(() => Buffer.alloc(0)))
+    .digest('hex');
+}
