@@ -8,14 +8,13 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execa } from 'execa';
 import { CycleReportSchema, type CycleReport } from '../src/contract/cycle.ts';
 import { runSupervisorCycle } from '../src/supervisor/cycle.ts';
 import { startWatching } from '../src/queue/watch.ts';
 import { injectFileFault } from '../src/workspace/files.ts';
 import { silentLogger } from '../src/log.ts';
 import { list, waitFor } from './helpers/procs.ts';
-import { makeWorkspace, REPO_ROOT, type TestWorkspace } from './helpers/workspace.ts';
+import { makeWorkspace, runUntilKilled, type TestWorkspace } from './helpers/workspace.ts';
 
 const QUEUE = 'queue:\n  settle_ms: 100\n  scan_interval_ms: 200\n  lease_stale_s: 1\n  shutdown_grace_s: 1';
 const TWO_TASKS = 'routines: {daily_maintenance: [{type: custom, objective: "Look around", scope: [], tasks: []}, {type: custom, objective: "Look again", scope: [], tasks: []}]}';
@@ -68,29 +67,18 @@ test('a disk full for a moment during a cycle: the task whose report was lost is
  * leaves on disk.
  */
 async function cycleKilledAtFirstReport(ws: TestWorkspace): Promise<void> {
-  const script = path.join(ws.root, '..', `${path.basename(ws.root)}.cycle-kill.mts`);
-  const src = (p: string) => JSON.stringify(path.join(REPO_ROOT, 'src', p));
-  await fs.writeFile(
-    script,
-    [
-      `import path from 'node:path';`,
-      `import { injectFileFault } from ${src('workspace/files.ts')};`,
-      `import { loadSettings } from ${src('workspace/config.ts')};`,
-      `import { lockActivity } from ${src('queue/lease.ts')};`,
-      `import { runSupervisorCycle } from ${src('supervisor/cycle.ts')};`,
-      `const settings = await loadSettings(process.argv[2], { PATH: process.env.PATH, HOME: process.env.HOME });`,
-      `await lockActivity(path.join(settings.layout.state, 'supervisor', 'scheduler'), { staleMs: 60_000, wait: false });`,
-      `injectFileFault((file) => { if (path.dirname(file) === settings.layout.reports && path.basename(file).includes('S1_')) process.kill(process.pid, 'SIGKILL'); });`,
-      `await runSupervisorCycle(settings, 'daily_maintenance', 'daily');`,
-      `console.log('not killed');`,
-    ].join('\n'),
-  );
-  try {
-    const child = await execa(process.execPath, ['--import', 'tsx', script, ws.root], { cwd: REPO_ROOT, reject: false, all: true });
-    if (child.signal !== 'SIGKILL') throw new Error(`the cycle was not killed: ${child.all}`);
-  } finally {
-    await fs.rm(script, { force: true });
-  }
+  await runUntilKilled(ws, 'the cycle', (src) => [
+    `import path from 'node:path';`,
+    `import { injectFileFault } from ${src('workspace/files.ts')};`,
+    `import { loadSettings } from ${src('workspace/config.ts')};`,
+    `import { lockActivity } from ${src('queue/lease.ts')};`,
+    `import { runSupervisorCycle } from ${src('supervisor/cycle.ts')};`,
+    `const settings = await loadSettings(process.argv[2], { PATH: process.env.PATH, HOME: process.env.HOME });`,
+    `await lockActivity(path.join(settings.layout.state, 'supervisor', 'scheduler'), { staleMs: 60_000, wait: false });`,
+    `injectFileFault((file) => { if (path.dirname(file) === settings.layout.reports && path.basename(file).includes('S1_')) process.kill(process.pid, 'SIGKILL'); });`,
+    `await runSupervisorCycle(settings, 'daily_maintenance', 'daily');`,
+    `console.log('not killed');`,
+  ]);
 }
 
 test('kill -9 during a cycle: the next start takes over the dead scheduler lock, finishes the cycle (awaits its task, creates the one never created) and writes its report', async () => {

@@ -18,7 +18,7 @@ import { processApprovedPatch, recoverInterruptedGateRuns } from '../src/gate/ga
 import { clearGitLocksOfDeadGate } from '../src/gate/repoOps.ts';
 import { startWatching } from '../src/queue/watch.ts';
 import { silentLogger } from '../src/log.ts';
-import { makeWorkspace, readJson, REPO_ROOT, type TestWorkspace } from './helpers/workspace.ts';
+import { makeWorkspace, readJson, runUntilKilled, type TestWorkspace } from './helpers/workspace.ts';
 import { killHard, list, sleep, startWatchReady, waitFor } from './helpers/procs.ts';
 
 const log = silentLogger();
@@ -58,11 +58,10 @@ const snapshots = (ws: TestWorkspace) => list(path.join(ws.settings.layout.state
  * whose name matches `at`: exactly the state a crash there leaves on disk.
  */
 async function gateKilledAt(ws: TestWorkspace, patch: string, at: RegExp): Promise<void> {
-  const script = path.join(ws.root, '..', `${path.basename(ws.root)}.gate-kill.mts`);
-  const src = (file: string) => JSON.stringify(path.join(REPO_ROOT, 'src', file));
-  await fs.writeFile(
-    script,
-    [
+  await runUntilKilled(
+    ws,
+    `the gate at ${at}`,
+    (src) => [
       `import path from 'node:path';`,
       `import { injectFileFault } from ${src('workspace/files.ts')};`,
       `import { loadSettings } from ${src('workspace/config.ts')};`,
@@ -73,14 +72,9 @@ async function gateKilledAt(ws: TestWorkspace, patch: string, at: RegExp): Promi
       `injectFileFault((file) => { if (new RegExp(at).test(path.basename(file))) process.kill(process.pid, 'SIGKILL'); });`,
       `const r = await processApprovedPatch(settings, patch, silentLogger());`,
       `console.log('not killed: ' + r.decision);`,
-    ].join('\n'),
+    ],
+    [patch, at.source],
   );
-  try {
-    const child = await execa(process.execPath, ['--import', 'tsx', script, ws.root, patch, at.source], { cwd: REPO_ROOT, reject: false, all: true });
-    assert.is(child.signal, 'SIGKILL', `the gate was killed at ${at}: ${child.all}`);
-  } finally {
-    await fs.rm(script, { force: true });
-  }
 }
 
 /** What a restarted service does first: give the interrupted run's patch its name back, then gate it. */

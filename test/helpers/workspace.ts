@@ -97,3 +97,20 @@ export async function worktreeCount(repo: string): Promise<number> {
 export async function readJson<T = any>(file: string): Promise<T> {
   return JSON.parse(await fs.readFile(file, 'utf8')) as T;
 }
+
+/**
+ * Runs a TypeScript script in a child process that is expected to kill -9 itself (from an
+ * injectFileFault hook): exactly the state a crash at that point leaves on disk. `body`
+ * gets `src(file)`, the import specifier of a source file. Throws if it was not killed.
+ */
+export async function runUntilKilled(ws: TestWorkspace, what: string, body: (src: (file: string) => string) => string[], args: string[] = []): Promise<void> {
+  const script = path.join(ws.root, '..', `${path.basename(ws.root)}.killed-${what.replace(/\W+/g, '-')}.mts`);
+  const src = (file: string) => JSON.stringify(path.join(REPO_ROOT, 'src', file));
+  await fs.writeFile(script, body(src).join('\n'));
+  try {
+    const child = await execa(process.execPath, ['--import', 'tsx', script, ws.root, ...args], { cwd: REPO_ROOT, reject: false, all: true });
+    if (child.signal !== 'SIGKILL') throw new Error(`${what} was not killed: ${child.all}`);
+  } finally {
+    await fs.rm(script, { force: true });
+  }
+}
