@@ -139,4 +139,10 @@ export const FOUND_BUGS: FoundBug[] = [
     fix: 'gate/leftovers.ts tidyAfterFiledRuns (recovery scan and every gate run): state without a waiting patch is finished: sidecar and artifacts follow the filed patch, the state goes.',
     test: 'test/gate-crash.test.ts: kill -9 after the patch was filed, before its sidecar followed',
   },
+  {
+    id: 'B22',
+    found: 'kill -9 mid-task, then a full disk while the restarted service recovered it: the task stayed under the recoverer\'s private name, the resumed cycle did not see it and created it again, and it ran three times (the cycle over its budget).',
+    fix: 'queue/recover.ts: a recovery that fails gives the file its name back at once; supervisor/cycle.ts: a resumed cycle also recognises its task under a private name.',
+    test: 'test/crash-leftovers.test.ts: recovery cut short by a full disk; test/cycle-recovery.test.ts: a resumed cycle whose task is under a recoverer\'s private name',
+  },
 ];

@@ -143,4 +143,31 @@ test('the temp of a writer killed just before the start (too young for the first
   }
 });
 
+test('recovery cut short by a full disk (its ledger write fails): the task gets its name back at once, and a later scan returns it to inbox/', async () => {
+  const ws = await makeWorkspace({ extra: [NOOP_ENGINE, QUEUE].join('\n') });
+  const { layout } = ws.settings;
+  try {
+    // A claim whose worker is dead: the task in processing/ with the owner note of a dead pid.
+    const dead = execa(process.execPath, ['-e', '0']);
+    await dead;
+    await fs.writeFile(path.join(layout.processing, 'orphan.md'), '---\nproject: bot\nobjective: x\n---\n');
+    await fs.writeFile(path.join(layout.processing, '.orphan.md.owner.json'), JSON.stringify({ host: os.hostname(), pid: dead.pid, run_id: 'r1', since: new Date().toISOString() }));
+    injectFileFault((file) => {
+      if (file.includes(`${path.sep}ledger${path.sep}`)) throw ENOSPC(file);
+    });
+    let error: unknown = null;
+    await recoverOrphans(layout, 1000, silentLogger()).catch((e: unknown) => (error = e));
+    assert.match(String(error), /ENOSPC/);
+    assert.equal((await fs.readdir(layout.processing)).filter((n) => n.endsWith('.md')), ['orphan.md'], 'back under its own name, not .taken-*');
+    injectFileFault(null);
+    await new Promise((r) => setTimeout(r, 1100)); // an unleased claim is left alone for lease_stale_s
+    const result = await recoverOrphans(layout, 1000, silentLogger());
+    assert.is(result.returned.length, 1);
+    assert.ok(await present(path.join(layout.inbox, 'orphan.md')));
+  } finally {
+    injectFileFault(null);
+    await ws.cleanup();
+  }
+});
+
 test.run();

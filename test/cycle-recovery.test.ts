@@ -9,7 +9,7 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CycleReportSchema, type CycleReport } from '../src/contract/cycle.ts';
-import { runSupervisorCycle } from '../src/supervisor/cycle.ts';
+import { resumeSupervisorCycle, runSupervisorCycle } from '../src/supervisor/cycle.ts';
 import { startWatching } from '../src/queue/watch.ts';
 import { injectFileFault } from '../src/workspace/files.ts';
 import { silentLogger } from '../src/log.ts';
@@ -112,6 +112,30 @@ test('kill -9 during a cycle: the next start takes over the dead scheduler lock,
     assert.equal(await list(ws.settings.layout.done), [`S1_bot_${cycleId}.md`, `S2_bot_${cycleId}.md`]);
     assert.equal(await list(path.join(state, 'running')), [], 'the journal is removed');
     assert.not.ok((await list(state, { dot: true })).includes('.scheduler.lock'), 'the dead lock is gone');
+  } finally {
+    await ws.cleanup();
+  }
+});
+
+test('a resumed cycle whose task is under a recoverer\'s private name (.taken-*) waits for it instead of creating it again', async () => {
+  const ws = await makeWorkspace({ extra: ['engine: command', 'command:\n  run: ["true"]', QUEUE, `supervisor:\n  ${TWO_TASKS}`].join('\n') });
+  try {
+    const { layout } = ws.settings;
+    const cycleId = '20260101T0030-daily-maintenance-beef';
+    const id = `S1_bot_${cycleId}`;
+    const plan = { tasks: [{ type: 'custom' as const, objective: 'Look around', scope: [], tasks: [] }] };
+    const context = { commits: [], logLines: [], pnl: null, openNextActions: [], pending: [], rejectedReasons: [], head: null, logOffsets: {} };
+    const journal = {
+      cycle_id: cycleId, goal: 'daily_maintenance', mode: 'daily' as const, project: 'bot', started_at: '2026-01-01T00:30:00.000Z',
+      owner: { host: 'vm', pid: 1 },
+      planned: { plan, planner: { source: 'routine' as const, model: null, attempts: 0, usage: { requests: 0, prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, cost_usd: null } }, context, task_ids: [id] },
+    };
+    // A recoverer (of the dead cycle's worker) holds the task under a private name for a moment.
+    await fs.writeFile(path.join(layout.processing, `.taken-0badf00d-${id}.md`), `---\nid: ${id}\nproject: bot\nobjective: Look around\n---\n`);
+    const report = await resumeSupervisorCycle(ws.settings, journal, { waitTimeoutMs: 300, pollMs: 50 });
+    assert.equal(await list(layout.inbox), [], 'not created a second time');
+    assert.equal(report.tasks.map((t) => t.task_id), [id]);
+    assert.is(report.tasks[0]!.status, 'timeout', 'awaited (no report within the short wait)');
   } finally {
     await ws.cleanup();
   }

@@ -63,13 +63,21 @@ export async function recoverOrphans(layout: Layout, staleMs: number, log: Logge
       disposition = { status: 'interrupted' };
       recovered = 'returned_to_inbox';
     }
-    // The ledger first: once the file is back in inbox/, a new claim writes the same entry.
-    await ledger.update(key, { key, name, sha256 }, (e) => {
-      const run = owner ? e.runs.find((r) => r.run_id === owner.run_id) : e.runs.at(-1);
-      if (run) run.recovered = recovered;
-      else e.runs.push({ run_id: owner?.run_id ?? 'unknown', started_at: new Date(stat.ctimeMs).toISOString(), host: owner?.host ?? '?', pid: owner?.pid ?? 0, recovered });
-    });
-    const moved = await moveClaimed(layout, taken, name, disposition);
+    let moved: string;
+    try {
+      // The ledger first: once the file is back in inbox/, a new claim writes the same entry.
+      await ledger.update(key, { key, name, sha256 }, (e) => {
+        const run = owner ? e.runs.find((r) => r.run_id === owner.run_id) : e.runs.at(-1);
+        if (run) run.recovered = recovered;
+        else e.runs.push({ run_id: owner?.run_id ?? 'unknown', started_at: new Date(stat.ctimeMs).toISOString(), host: owner?.host ?? '?', pid: owner?.pid ?? 0, recovered });
+      });
+      moved = await moveClaimed(layout, taken, name, disposition);
+    } catch (error) {
+      // A full disk, say: give the file its name back now (a private name would hide it from
+      // a resumed cycle looking for its task); a scan lease_stale_s later tries again.
+      await fs.rename(taken, file).catch(() => undefined);
+      throw error;
+    }
     log.warn({ task_file: name, owner, recovered, to: path.relative(layout.root, moved) }, `recovered a task left by a dead worker: ${recovered}`);
     (recovered === 'returned_to_inbox' ? result.returned : recovered === 'finalized_from_ledger' ? result.finalized : result.failed).push(moved);
   }

@@ -265,7 +265,11 @@ async function runOrAwait(settings: Settings, file: string, id: string, options:
 /** Where a resumed cycle's task is: its file in inbox/ (not claimed yet), or somewhere else in the queue, or nowhere (never created). */
 async function findTask(settings: Settings, id: string): Promise<{ file: string; inInbox: boolean } | null> {
   // <id>.md, <id>-2.md (name taken), <id>.<run-id>.md (a claim that clashed): the id carries the cycle's random part.
-  const isIt = (n: string) => n.endsWith('.md') && (n === `${id}.md` || n.startsWith(`${id}-`) || n.startsWith(`${id}.`));
+  // Also under a recoverer's private name (.taken-<hex>-<name>): the task exists, it is being moved.
+  const isIt = (n: string) => {
+    const bare = n.replace(/^\.taken-[0-9a-f]+-/, '');
+    return bare.endsWith('.md') && (bare === `${id}.md` || bare.startsWith(`${id}-`) || bare.startsWith(`${id}.`));
+  };
   const { layout } = settings;
   for (const dir of [layout.inbox, layout.processing, layout.done, layout.failed]) {
     const name = (await fs.readdir(dir).catch(() => [] as string[])).find(isIt);
