@@ -254,6 +254,8 @@ export function startWatching(options: WatchOptions): Watcher {
     } finally {
       await releaseGate?.();
     }
+    // Stopped while starting: start nothing more (stop() is not waiting for what comes next).
+    if (stopping) return;
     const watchOptions = { depth: 0, ignoreInitial: true, usePolling: poll, interval: 500, ignored: (f: string) => isIgnoredName(path.basename(f)) && !layoutDirs(layout).includes(f) };
     const on = (dir: string, handler: (name: string) => void) => {
       const w = chokidarWatch(dir, watchOptions);
@@ -261,10 +263,11 @@ export function startWatching(options: WatchOptions): Watcher {
       w.on('change', (f) => handler(path.basename(f)));
       w.on('error', (error) => log.warn({ err: toErrorInfo(error), dir }, 'watcher error; the reconcile scan goes on'));
       watchers.push(w);
+      return new Promise<void>((resolve) => w.once('ready', () => resolve()));
     };
-    on(layout.inbox, (n) => void consider(n));
-    on(layout.patches.approved, considerApproved);
-    on(layout.patches.rejected, (n) => void considerRejected(n));
+    // Ready means chokidar has set up its fs watchers: closing one before that can leave an
+    // inotify handle open, and the process then never exits.
+    await Promise.all([on(layout.inbox, (n) => void consider(n)), on(layout.patches.approved, considerApproved), on(layout.patches.rejected, (n) => void considerRejected(n))]);
     timers.push(setInterval(() => void scan(), scanMs));
     const healthMs = options.healthMs ?? 60_000;
     timers.push(
@@ -276,6 +279,7 @@ export function startWatching(options: WatchOptions): Watcher {
     );
     await scan();
     log.info({ root: layout.root, concurrency, polling: poll }, 'watching inbox/, patches/approved/, patches/rejected/');
+    if (stopping) return;
     const supervisorLog = options.supervisorLog ?? createLogger({ logsDir: layout.logs, prefix: 'supervisor', console: 'none', redact: makeRedactor(settings.env) });
     scheduler = startScheduler(settings, supervisorLog, { signal: abort.signal, ...(options.clock ? { clock: options.clock } : {}), ...(options.engine ? { engine: options.engine } : {}) });
     if (scheduler) {
@@ -298,9 +302,13 @@ export function startWatching(options: WatchOptions): Watcher {
         // A running cycle is asked to stop creating tasks; its running task is aborted below.
         void s.stop();
       }
+      // A start in progress finishes first (it starts nothing more once stopping), so the
+      // watchers are closed after chokidar has set them up.
+      await ready.catch(() => undefined);
+      for (const t of timers) clearInterval(t);
+      timers = [];
       await Promise.all(watchers.map((w) => w.close()));
       watchers = [];
-      await ready.catch(() => undefined);
       const grace = options.graceMs ?? config.queue.shutdown_grace_s * 1000;
       if (running.size > 0 && grace > 0) {
         log.info({ running: [...running.keys()], grace_ms: grace }, 'stopping: waiting for running tasks');
