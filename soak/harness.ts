@@ -118,6 +118,8 @@ const TZ = 'Europe/Kyiv';
 const RETENTION = { logs_days: 2, reports_days: 3 };
 /** daily audit (2 steps) + risk review (1 step) fit; a retried or malformed step makes the budget bite. */
 const BUDGET_TOKENS = 6000;
+/** queue.lease_stale_s (3 s, soak/workspace.ts) plus the sweep's own second and a scan or two. */
+const TEMP_SWEEP_MS = 5500;
 const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 
 interface NightPlan {
@@ -420,6 +422,11 @@ class Soak {
   }
 
   private async checkEvening(n: number, clockAt: Date): Promise<void> {
+    // The service removes a killed process's temp files once they are lease_stale_s old (it
+    // cannot tell a dead writer from another host's live one sooner): give a restart that long.
+    const up = Date.now() - this.service.startedAt;
+    if (up < TEMP_SWEEP_MS) await sleep(TEMP_SWEEP_MS - up);
+    await this.waitIdle(n, 'the evening checks');
     const all = await cycleReports(this.layout);
     const checks: Array<Promise<Breach[]>> = [
       checkNothingLost(n, this.layout, this.tracking, all),

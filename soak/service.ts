@@ -14,6 +14,8 @@ export class Service {
   /** kB, the max VmHWM seen over all processes. */
   peakRssKb = 0;
   starts = 0;
+  /** When the current process finished starting (Date.now()). */
+  startedAt = 0;
   kills = 0;
   /** Pids of the processes killed with SIGKILL or that died by themselves. */
   /** Start-ups that failed (their output), for the harness to report. */
@@ -114,6 +116,7 @@ export class Service {
   private adopt(proc: WatchProc): void {
     this.proc = proc;
     this.starts++;
+    this.startedAt = Date.now();
     void proc.exited.then((r) => {
       if (this.proc !== proc || this.expectingExit) return;
       this.unexpectedExit = `the service (pid ${proc.pid}) exited by itself: code ${r.code}, signal ${r.signal}\n${proc.output().slice(-3000)}`;
