@@ -16,7 +16,7 @@ import type { LedgerEntry } from '../src/queue/ledger.ts';
 import { lockActivity, takeLease } from '../src/queue/lease.ts';
 import { recoverOrphans } from '../src/queue/recover.ts';
 import { makeWorkspace } from './helpers/workspace.ts';
-import { list, publish, waitFor } from './helpers/procs.ts';
+import { deadPid, list, publish, waitFor } from './helpers/procs.ts';
 
 const QUEUE = 'queue:\n  settle_ms: 100\n  scan_interval_ms: 200\n  lease_stale_s: 1\n  shutdown_grace_s: 1';
 const NOOP_ENGINE = 'engine: command\ncommand:\n  run: ["true"]';
@@ -102,11 +102,9 @@ test('a worker killed after it settled a task but before it released the lease: 
   const { layout } = ws.settings;
   try {
     // What kill -9 leaves at that moment: processing/.<name>.lock/ and .<name>.owner.json, the task already in done/.
-    const dead = execa(process.execPath, ['-e', 'process.exit(0)']);
-    await dead;
-    const deadPid = dead.pid!;
+    const dead = await deadPid();
     await fs.mkdir(path.join(layout.processing, '.settled.md.lock'));
-    await fs.writeFile(path.join(layout.processing, '.settled.md.owner.json'), JSON.stringify({ host: os.hostname(), pid: deadPid, run_id: 'r1', since: new Date().toISOString() }));
+    await fs.writeFile(path.join(layout.processing, '.settled.md.owner.json'), JSON.stringify({ host: os.hostname(), pid: dead, run_id: 'r1', since: new Date().toISOString() }));
     // A live worker in the middle of its settle: the file has just moved out, the lease is still held.
     const moving = path.join(layout.processing, 'moving.md');
     await fs.writeFile(moving, 'x');
@@ -148,10 +146,9 @@ test('recovery cut short by a full disk (its ledger write fails): the task gets 
   const { layout } = ws.settings;
   try {
     // A claim whose worker is dead: the task in processing/ with the owner note of a dead pid.
-    const dead = execa(process.execPath, ['-e', '0']);
-    await dead;
+    const dead = await deadPid();
     await fs.writeFile(path.join(layout.processing, 'orphan.md'), '---\nproject: bot\nobjective: x\n---\n');
-    await fs.writeFile(path.join(layout.processing, '.orphan.md.owner.json'), JSON.stringify({ host: os.hostname(), pid: dead.pid, run_id: 'r1', since: new Date().toISOString() }));
+    await fs.writeFile(path.join(layout.processing, '.orphan.md.owner.json'), JSON.stringify({ host: os.hostname(), pid: dead, run_id: 'r1', since: new Date().toISOString() }));
     injectFileFault((file) => {
       if (file.includes(`${path.sep}ledger${path.sep}`)) throw ENOSPC(file);
     });

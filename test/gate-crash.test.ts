@@ -19,7 +19,7 @@ import { clearGitLocksOfDeadGate } from '../src/gate/repoOps.ts';
 import { startWatching } from '../src/queue/watch.ts';
 import { silentLogger } from '../src/log.ts';
 import { makeWorkspace, readJson, runUntilKilled, type TestWorkspace } from './helpers/workspace.ts';
-import { killHard, list, sleep, startWatchReady, waitFor } from './helpers/procs.ts';
+import { deadPid, killHard, list, sleep, startWatchReady, waitFor } from './helpers/procs.ts';
 
 const log = silentLogger();
 const QUEUE = 'queue:\n  settle_ms: 100\n  scan_interval_ms: 200\n  lease_stale_s: 1\n  shutdown_grace_s: 1';
@@ -290,10 +290,9 @@ test('git locks older than the dead gate run are not its own: left alone; a live
   try {
     const gitDir = path.join(ws.repo, '.git');
     const note = path.join(ws.settings.layout.state, 'gate-repo-op.json');
-    const dead = execa(process.execPath, ['-e', '0']);
-    await dead;
+    const dead = await deadPid();
     await fs.mkdir(path.dirname(note), { recursive: true });
-    await fs.writeFile(note, JSON.stringify({ host: os.hostname(), pid: dead.pid, repo: ws.repo, branch: 'main', started_ms: Date.now() }));
+    await fs.writeFile(note, JSON.stringify({ host: os.hostname(), pid: dead, repo: ws.repo, branch: 'main', started_ms: Date.now() }));
     const older = path.join(gitDir, 'HEAD.lock');
     await fs.writeFile(older, '');
     const old = new Date(Date.now() - 60_000);

@@ -4,12 +4,11 @@
  * gate-snapshots/); a kill can stop it anywhere, and the next gate run (under the gate
  * lock) completes it from what is on disk.
  */
-import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Settings } from '../workspace/config.ts';
-import { exists } from '../workspace/files.ts';
+import { exists, sha256File } from '../workspace/files.ts';
 import { moveUnique } from '../queue/folders.ts';
 
 /** Where a gate run keeps its state (snapshot, checks, redo marker) until its decision is filed. */
@@ -52,7 +51,7 @@ export async function tidyAfterFiledRuns(settings: Settings, log: Logger): Promi
   const { approved } = settings.layout.patches;
   const waiting = new Set<string>();
   for (const name of await fs.readdir(approved).catch(() => [] as string[])) {
-    if (name.endsWith('.patch')) waiting.add(await sha256Of(path.join(approved, name)));
+    if (name.endsWith('.patch')) waiting.add(await sha256File(path.join(approved, name)).catch(() => ''));
   }
   for (const sha of new Set(states.map((n) => n.slice(0, 64)))) {
     if (waiting.has(sha)) continue;
@@ -90,14 +89,8 @@ async function followPatch(settings: Settings, id: string, filed: string): Promi
 async function filedWithContent(settings: Settings, sha: string): Promise<string | null> {
   for (const dir of [settings.layout.patches.applied, settings.layout.patches.rejected]) {
     for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
-      if (name.endsWith('.patch') && (await sha256Of(path.join(dir, name))) === sha) return path.join(dir, name);
+      if (name.endsWith('.patch') && (await sha256File(path.join(dir, name)).catch(() => '')) === sha) return path.join(dir, name);
     }
   }
   return null;
-}
-
-async function sha256Of(file: string): Promise<string> {
-  return createHash('sha256')
-    .update(await fs.readFile(file).catch(() => Buffer.alloc(0)))
-    .digest('hex');
 }

@@ -67,12 +67,7 @@ export async function applyRetention(settings: Settings, log: Logger): Promise<R
     if (!name.endsWith('.json')) continue;
     const id = name.slice(0, -'.json'.length);
     const file = path.join(layout.reports, name);
-    let finished: number;
-    try {
-      finished = Date.parse((JSON.parse(await fs.readFile(file, 'utf8')) as { finished_at?: string }).finished_at ?? '');
-    } catch {
-      continue;
-    }
+    const finished = Date.parse(await readFinishedAt(file));
     if (!(finished < limit) || (await exists(path.join(layout.patches.pending, `${id}.patch`)))) continue;
     const month = new Date(finished).toISOString().slice(0, 7);
     const dir = path.join(layout.reportArchive, 'expired', month);

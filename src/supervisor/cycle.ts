@@ -19,11 +19,10 @@ import { reportPaths } from '../run/report.ts';
 import { runTask } from '../run/runTask.ts';
 import { silentLogger } from '../log.ts';
 import { projectFor, type Project, type Settings } from '../workspace/config.ts';
-import { replaceFile } from '../workspace/files.ts';
+import { replaceFile, retryWrite } from '../workspace/files.ts';
 import { contextMarkdown, gatherContext, readState, writeState, type CycleContext, type SupervisorState } from './context.ts';
 import { saveJournal, removeJournal, thisProcess, type CycleJournal } from './journal.ts';
 import { llmPlanner, routineFor, type Planner } from './plan.ts';
-import { retryWrite } from './retryWrite.ts';
 import { fillTemplate, loadTemplate } from '../workspace/templates.ts';
 
 export type { Clock } from '../workspace/clock.ts';

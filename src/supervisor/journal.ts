@@ -10,9 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import type { CycleReport, Plan } from '../contract/cycle.ts';
 import type { Settings } from '../workspace/config.ts';
-import { replaceFile } from '../workspace/files.ts';
+import { replaceFile, retryWrite } from '../workspace/files.ts';
 import type { CycleContext } from './context.ts';
-import { retryWrite } from './retryWrite.ts';
 
 export interface CycleJournal {
   cycle_id: string;

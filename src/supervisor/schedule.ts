@@ -20,10 +20,9 @@ import type { ScheduleJobSchema, TradingWindowSchema } from '../contract/config.
 import type { CycleReport } from '../contract/cycle.ts';
 import { MetaAgentError, toErrorInfo } from '../contract/errors.ts';
 import type { Settings } from '../workspace/config.ts';
-import { replaceFile } from '../workspace/files.ts';
+import { replaceFile, retryWrite } from '../workspace/files.ts';
 import type { Clock } from './cycle.ts';
 import { orphanedCycles, type CycleJournal } from './journal.ts';
-import { retryWrite } from './retryWrite.ts';
 
 export type ScheduleJob = z.infer<typeof ScheduleJobSchema>;
 export type TradingWindow = z.infer<typeof TradingWindowSchema>;

@@ -112,3 +112,10 @@ export async function publish(dir: string, name: string, data: string | Uint8Arr
   await fs.rename(temp, file);
   return file;
 }
+
+/** The pid of a process that has exited: what an owner note of a killed worker names. */
+export async function deadPid(): Promise<number> {
+  const child = execa(process.execPath, ['-e', '0']);
+  await child;
+  return child.pid!;
+}
