@@ -16,7 +16,7 @@ export const FOUND_BUGS: FoundBug[] = [
   {
     id: 'B1',
     found: 'A full disk for a moment during a cycle aborted it: the task whose report could not be written was not awaited, the rest of the plan was never created, and the cycle report could be lost.',
-    fix: 'supervisor/cycle.ts: a task whose run threw is awaited (the watcher recovers and re-runs it); the cycle\'s own writes retry on ENOSPC/EIO (supervisor/retryWrite.ts).',
+    fix: 'supervisor/cycle.ts: a task whose run threw is awaited (the watcher recovers and re-runs it); the cycle\'s own writes retry on ENOSPC/EIO (retryWrite in workspace/files.ts).',
     test: 'test/cycle-recovery.test.ts: a disk full for a moment during a cycle',
   },
   {
