@@ -1,5 +1,5 @@
 /**
- * The dashboard in a real browser (playwright-core driving Debian's chromium): create a
+ * The dashboard in a real browser (playwright-core driving a headless Chromium): create a
  * task with the form, watch it go through (scripted LLM), open its report, approve its
  * patch, see the commit. Screenshots of the main views go to docs/screenshots/.
  */
@@ -8,16 +8,15 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execa } from 'execa';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { startUi, type UiServer } from '../src/ui/server.ts';
 import { startWatching, type Watcher } from '../src/queue/watch.ts';
 import { silentLogger } from '../src/log.ts';
+import { launchBrowser } from './helpers/browser.ts';
 import { finish, startFakeLlm, toolCall, type FakeLlm } from './helpers/fakeLlm.ts';
 import { makeWorkspace, readJson, REPO_ROOT, repoFingerprint, type TestWorkspace } from './helpers/workspace.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = path.join(REPO_ROOT, 'docs', 'screenshots');
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'];
 
 interface Env {
   ws: TestWorkspace;
@@ -38,14 +37,15 @@ function script(): Parameters<typeof startFakeLlm>[0] {
   };
 }
 
-async function setup(): Promise<Env> {
-  const llm = await startFakeLlm(script());
-  const ws = await makeWorkspace({ llmUrl: llm.url });
-  const watcher = startWatching({ settings: ws.settings, log: silentLogger(), scanMs: 300 });
-  await watcher.ready;
-  const ui = await startUi({ settings: ws.settings, log: silentLogger() });
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
-  return { ws, llm, watcher, ui, browser };
+/** Fills `env` as it goes, so a setup that fails half-way is still torn down (else `npm test` never exits). */
+async function setup(env: Partial<Env>): Promise<Env> {
+  env.llm = await startFakeLlm(script());
+  env.ws = await makeWorkspace({ llmUrl: env.llm.url });
+  env.watcher = startWatching({ settings: env.ws.settings, log: silentLogger(), scanMs: 300 });
+  await env.watcher.ready;
+  env.ui = await startUi({ settings: env.ws.settings, log: silentLogger() });
+  env.browser = await launchBrowser();
+  return env as Env;
 }
 
 async function teardown(env: Partial<Env>): Promise<void> {
@@ -70,7 +70,7 @@ async function createViaForm(page: import('playwright-core').Page, name: string,
 test('create a task with the form, watch it run, open the report, approve the patch, see the commit', async () => {
   const env: Partial<Env> = {};
   try {
-    Object.assign(env, await setup());
+    await setup(env);
     const { ws, ui, browser } = env as Env;
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     await page.goto(ui.url);
@@ -129,7 +129,7 @@ test('create a task with the form, watch it run, open the report, approve the pa
 test('reject with a reason: patches/rejected/ and the report', async () => {
   const env: Partial<Env> = {};
   try {
-    Object.assign(env, await setup());
+    await setup(env);
     const { ws, ui, browser } = env as Env;
     const page = await browser.newPage();
     await page.goto(ui.url);

@@ -1,0 +1,38 @@
+/**
+ * Giving a failed task another chance: the file goes from failed/ back into inbox/ (where
+ * `watch` picks it up like any drop), and its `<name>.error.md` goes, so the failure is
+ * not counted again. The move comes first: a crash in between leaves only a stale note.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { MetaAgentError } from '../contract/errors.ts';
+import type { Layout } from '../workspace/layout.ts';
+import { exists, renameNoReplace, retryBusy } from '../workspace/files.ts';
+
+export const ERROR_NOTE = '.error.md';
+
+/** The file name of a task in failed/ by id (`sizing` or `sizing.md`); error notes are not tasks. */
+export async function findFailedTask(layout: Layout, id: string): Promise<string | null> {
+  const name = id.endsWith('.md') ? id : `${id}.md`;
+  if (path.basename(name) !== name || name.endsWith(ERROR_NOTE)) return null;
+  const file = path.join(layout.failed, name);
+  return (await exists(file)) ? file : null;
+}
+
+/** Moves `failed/<id>.md` back into `inbox/` and removes its error note. Returns both paths. */
+export async function retryFailedTask(layout: Layout, id: string): Promise<{ from: string; to: string }> {
+  const from = await findFailedTask(layout, id);
+  if (!from) throw new MetaAgentError('input', `no failed task "${id}" in failed/`, { field: 'id' });
+  const to = path.join(layout.inbox, path.basename(from));
+  await fs.mkdir(layout.inbox, { recursive: true });
+  if (!(await retryBusy(() => renameNoReplace(from, to)))) {
+    throw new MetaAgentError('input', `inbox/ already holds a task named ${path.basename(from)}; wait for it to run, or rename one`, { field: 'id' });
+  }
+  await removeErrorNote(layout, from);
+  return { from, to };
+}
+
+/** Removes `failed/<name>.error.md` of a task that is no longer failed. */
+export async function removeErrorNote(layout: Layout, taskFile: string): Promise<void> {
+  await fs.rm(path.join(layout.failed, `${path.basename(taskFile)}${ERROR_NOTE}`), { force: true });
+}
