@@ -56,6 +56,39 @@ test('denyMatcher([]): secrets and .git are denied at any depth', () => {
     'store.pfx',
     'bot\\.env',
     './.env',
+    // the stronger default list
+    'config/secrets.yaml',
+    'bot/secrets.py',
+    'bot/secret_sauce_strategy.py',
+    'client_secret.json',
+    'config/Secrets.YAML',
+    'vault/my-secret-dir/notes.txt',
+    'credentials.json',
+    '.aws/credentials',
+    'deploy/gcp-service-account.json',
+    'prod.env',
+    '.envrc',
+    'release.keystore',
+    'android/app/upload.jks',
+    'putty.ppk',
+    'passwords.kdbx',
+    'home/.ssh/id_ed25519',
+    'id_ecdsa.pub',
+    'id_dsa',
+    'home/.ssh/config',
+    '.netrc',
+    '_netrc',
+    '.npmrc',
+    'web/.npmrc',
+    '.pypirc',
+    '.pgpass',
+    '.htpasswd',
+    '.git-credentials',
+    '.docker/config.json',
+    'infra/terraform.tfstate',
+    'infra/terraform.tfstate.backup',
+    '.ENV',
+    '.GIT/config',
   ]) {
     assert.ok(deny(p), `should deny ${p}`);
   }
@@ -63,7 +96,7 @@ test('denyMatcher([]): secrets and .git are denied at any depth', () => {
 
 test('denyMatcher([]): ordinary files are allowed', () => {
   const deny = denyMatcher([]);
-  for (const p of ['bot/main.py', 'environment.py', 'docs/env.md', 'bot/envs.py', '.github/workflows/ci.yml', '.gitignore', 'keyboard.py', 'bot/secrets.py', 'README.md']) {
+  for (const p of ['bot/main.py', 'environment.py', 'docs/env.md', 'bot/envs.py', '.github/workflows/ci.yml', '.gitignore', 'keyboard.py', 'README.md', 'id_map.py', 'bot/identity.py', 'tokenizer.py', 'config/keys.json', 'docker/config.json', 'bot/environment.yaml']) {
     assert.not.ok(deny(p), `should allow ${p}`);
   }
 });
@@ -78,6 +111,18 @@ test('denyMatcher(extra): extra patterns are added to the defaults', () => {
   assert.not.ok(deny('config/dev.yaml'));
   assert.not.ok(deny('bot/data.py'));
   assert.ok(deny('.env'), 'the defaults still apply');
+});
+
+test('denyMatcher(["!..."]): a negated entry exempts files from the default list only', () => {
+  const deny = denyMatcher(['!bot/secret_sauce_strategy.py', 'config/prod.yaml', '!config/prod.yaml', '!.git/**', '!.git']);
+  assert.not.ok(deny('bot/secret_sauce_strategy.py'), 'exempted from *secret*');
+  assert.ok(deny('bot/secret_other.py'), 'other *secret* files stay denied');
+  assert.ok(deny('other/bot/secret_sauce_strategy.py'), 'a pattern with "/" is anchored at the root');
+  assert.ok(deny('config/prod.yaml'), "the project's own entries are not exempted");
+  assert.ok(deny('.git/config') && deny('.git'), '.git/ is never exempted');
+  assert.ok(deny('.env'), 'the rest of the default list still applies');
+  assert.not.ok(denyMatcher([])('bot/strategy.py'), 'positive control: an ordinary file');
+  assert.ok(denyMatcher([])('bot/secret_sauce_strategy.py'), 'positive control: denied without the exemption');
 });
 
 test('globMatcher: no patterns match nothing', () => {
@@ -250,7 +295,7 @@ test('makeRedactor: common key formats by pattern', () => {
   const redact = makeRedactor({});
   const sk = 'sk-abcdefghijklmnop1234';
   const proj = 'sk-proj-ABCDEFGHijklmnop_1234-xyz';
-  const akia = 'AKIAIOSFODNN7EXAMPLE';
+  const akia = 'AKIAQ3ZP7L2M9X4R8T6W';
   const ghp = 'ghp_' + 'a1B2c3D4e5'.repeat(4);
   assert.is(redact(`key ${sk} end`), `key ${REDACTED} end`);
   assert.is(redact(`OPENAI_API_KEY=${proj}`), `OPENAI_API_KEY=${REDACTED}`);

@@ -1,8 +1,54 @@
 /** Glob matching on repo-relative paths (always "/"-separated). */
 import picomatch from 'picomatch';
 
-/** Never readable, listable with content, or sent to the LLM; no patch may touch them. */
-export const DEFAULT_DENY = ['.env', '.env.*', '*.pem', '*.key', 'secrets/**', 'id_rsa*', '*.p12', '*.pfx'];
+/**
+ * Never readable, listable with content, or sent to the LLM; no patch may touch them.
+ * Matched without regard to case (Windows and macOS file systems ignore it). A file whose
+ * name merely contains "secret" or "credential" (bot/secret_sauce_strategy.py) is denied
+ * too: a project lets it through with a negated entry in its deny list,
+ * `deny: ["!bot/secret_sauce_strategy.py"]`. Private SSH keys are named one by one
+ * (id_rsa*, id_ed25519*, ...), not as `id_*`, which would hide id_map.py.
+ */
+export const DEFAULT_DENY = [
+  // environment files and secret stores
+  '.env',
+  '.env.*',
+  '*.env',
+  '.envrc',
+  'secrets/**',
+  '*secret*',
+  '*secret*/**',
+  '*credential*',
+  '*credential*/**',
+  '*service-account*.json',
+  '*service_account*.json',
+  '*serviceaccount*.json',
+  '*.tfstate',
+  '*.tfstate.*',
+  // private keys, certificates with keys, key stores, password databases
+  '*.pem',
+  '*.key',
+  '*.p12',
+  '*.pfx',
+  '*.keystore',
+  '*.jks',
+  '*.ppk',
+  '*.kdbx',
+  'id_rsa*',
+  'id_dsa*',
+  'id_ecdsa*',
+  'id_ed25519*',
+  '.ssh/**',
+  // tools' credential files (tokens and passwords in plain text)
+  '.netrc',
+  '_netrc',
+  '.npmrc',
+  '.pypirc',
+  '.pgpass',
+  '.htpasswd',
+  '.git-credentials',
+  '.docker/config.json',
+];
 
 export type PathMatcher = (rel: string) => boolean;
 
@@ -10,12 +56,12 @@ export type PathMatcher = (rel: string) => boolean;
  * A pattern without "/" matches a file's name at any depth (".env" matches "bot/.env");
  * a pattern with "/" matches the path from the repo root; "dir/**" also matches "dir".
  */
-export function globMatcher(patterns: readonly string[]): PathMatcher {
+export function globMatcher(patterns: readonly string[], options: { nocase?: boolean } = {}): PathMatcher {
   if (patterns.length === 0) return () => false;
   const matchers = patterns.map((p) => {
     const pattern = p.replace(/\\/g, '/').replace(/^\.\//, '');
     const anyDepth = !pattern.replace(/\/\*\*$/, '').includes('/');
-    return picomatch(anyDepth ? `**/${pattern}` : pattern, { dot: true });
+    return picomatch(anyDepth ? `**/${pattern}` : pattern, { dot: true, nocase: options.nocase ?? false });
   });
   return (rel) => {
     const p = toPosix(rel);
@@ -44,10 +90,19 @@ export function anchoredMatcher(patterns: readonly string[]): PathMatcher {
   };
 }
 
+/**
+ * The default deny list plus the project's `deny` and `patch.protected` entries. An entry
+ * starting with "!" exempts the files it matches from the default list only (never from
+ * .git/ nor from the project's own entries).
+ */
 export function denyMatcher(extra: readonly string[]): PathMatcher {
-  const deny = globMatcher([...DEFAULT_DENY, ...extra]);
+  const exempt = globMatcher(extra.filter((p) => p.startsWith('!')).map((p) => p.slice(1)), { nocase: true });
+  const byDefault = globMatcher(DEFAULT_DENY, { nocase: true });
+  const byProject = globMatcher(extra.filter((p) => !p.startsWith('!')), { nocase: true });
   return (rel) => {
     const p = toPosix(rel);
-    return p === '.git' || p.startsWith('.git/') || p.includes('/.git/') || deny(p);
+    const lower = p.toLowerCase();
+    if (lower === '.git' || lower.startsWith('.git/') || lower.includes('/.git/')) return true;
+    return byProject(p) || (byDefault(p) && !exempt(p));
   };
 }

@@ -1,43 +1,71 @@
 /**
- * Redaction of secrets from everything that leaves the process: prompts, reports,
- * trajectories, logs. Two nets: the values of secret-looking variables of the service's
- * environment (exact), and patterns of common key formats.
+ * Redaction of secrets from everything that leaves the process: prompts, tool results,
+ * reports, trajectories, logs. Two nets: the exact values of secret-looking variables of
+ * the service's environment, and the detector in secrets.ts. A value the detector found
+ * once is remembered for the rest of the run, so a test that prints it bare later is
+ * redacted too. Only values are replaced, never names or expressions.
  */
-const KEY_PATTERNS: RegExp[] = [
-  /\bsk-(?:proj-|live-|test-|ant-)?[A-Za-z0-9_-]{16,}/g, // OpenAI, Anthropic, Stripe-like
-  /\bAKIA[0-9A-Z]{16}\b/g, // AWS access key id
-  /\bgh[pousr]_[A-Za-z0-9]{30,}\b/g, // GitHub tokens
-  /\bxox[abprs]-[A-Za-z0-9-]{10,}/g, // Slack
-  /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g,
-  /\b(?:[A-Za-z0-9]+[_-])*(?:api[_-]?key|api[_-]?secret|secret[_-]?key|secret|access[_-]?token|auth[_-]?token|password|passwd)\b(\s*[:=]\s*)["']?[^\s"',;]{8,}["']?/gi,
-];
-const SECRET_NAME = /(KEY|SECRET|TOKEN|PASSWORD|PASSPHRASE|CREDENTIAL)/i;
-export const REDACTED = '[REDACTED]';
+import { findSecrets, REDACTED } from './secrets.ts';
 
-export type Redactor = (text: string) => string;
+export { REDACTED };
+
+const SECRET_NAME = /(KEY|SECRET|TOKEN|PASSWORD|PASSPHRASE|CREDENTIAL)/i;
+/** Shorter values are not remembered: replacing them everywhere would mangle ordinary text. */
+const MIN_VALUE = 8;
+
+export interface Redactor {
+  (text: string): string;
+  /** How many secrets this redactor has replaced so far (a run's `secrets_redacted`). */
+  readonly hits: number;
+}
 
 export function makeRedactor(env: Readonly<Record<string, string | undefined>>, extraSecrets: readonly string[] = []): Redactor {
-  const values = [
-    ...extraSecrets,
-    ...Object.entries(env)
-      .filter(([name, value]) => SECRET_NAME.test(name) && value && value.length >= 8)
-      .map(([, value]) => value!),
-  ]
-    .filter((v) => v.length >= 8)
-    .sort((a, b) => b.length - a.length);
-  return (text) => {
-    if (!text) return text;
+  const known = new Set(
+    [...extraSecrets, ...Object.entries(env).filter(([name, value]) => SECRET_NAME.test(name) && value).map(([, value]) => value!)].filter((v) => v.length >= MIN_VALUE),
+  );
+  // Longest first, so a value that contains another is replaced whole.
+  let values = sorted(known);
+  let hits = 0;
+
+  /** Replaces the remembered values in a stretch of text the detector left alone. */
+  const replaceKnown = (text: string): string => {
     let out = text;
-    for (const value of values) if (out.includes(value)) out = out.split(value).join(REDACTED);
-    for (const pattern of KEY_PATTERNS) {
-      out = out.replace(pattern, (match, sep?: string) => (typeof sep === 'string' ? match.slice(0, match.indexOf(sep) + sep.length) + REDACTED : REDACTED));
+    for (const value of values) {
+      if (!out.includes(value)) continue;
+      const parts = out.split(value);
+      hits += parts.length - 1;
+      out = parts.join(REDACTED);
     }
     return out;
   };
+
+  const redact = (text: string): string => {
+    if (!text) return text;
+    // The detector sees the text first: a remembered value that is only part of a longer
+    // secret must not turn that secret into "[REDACTED]<rest of it>".
+    const found = findSecrets(text);
+    let result = '';
+    let at = 0;
+    const before = known.size;
+    for (const { start, end } of found) {
+      const value = text.slice(start, end);
+      if (value.length >= MIN_VALUE && !value.includes(REDACTED)) known.add(value);
+      result += replaceKnown(text.slice(at, start)) + REDACTED;
+      at = end;
+    }
+    hits += found.length;
+    if (known.size !== before) values = sorted(known);
+    return result + replaceKnown(text.slice(at));
+  };
+  return Object.defineProperty(redact, 'hits', { get: () => hits, enumerable: true }) as Redactor;
+}
+
+function sorted(values: Set<string>): string[] {
+  return [...values].sort((a, b) => b.length - a.length);
 }
 
 /** Redacts every string inside a JSON-able value. */
-export function redactDeep<T>(value: T, redact: Redactor): T {
+export function redactDeep<T>(value: T, redact: (text: string) => string): T {
   if (typeof value === 'string') return redact(value) as T;
   if (Array.isArray(value)) return value.map((v) => redactDeep(v, redact)) as T;
   if (value && typeof value === 'object') {

@@ -1,0 +1,266 @@
+/**
+ * Finding secrets in text that the deny list did not keep out (a config file it does not
+ * name, a test that prints a key, a constant in the bot's code). Three detectors, each
+ * returning the ranges of secret *values*, never of names or expressions, so that code
+ * naming a key (`Client(api_key=settings.api_key)`, `os.environ["BINANCE_API_KEY"]`)
+ * reaches the model byte for byte and an edit copied from it still applies:
+ *
+ * 1. secretlint's recommended rule set (@secretlint/secretlint-rule-preset-recommend):
+ *    provider key formats (AWS, GCP, GitHub, GitLab, Slack, npm, OpenAI, Anthropic,
+ *    Hugging Face, SendGrid, Shopify, ...), private keys, credentials in URLs and
+ *    database connection strings. Chosen over the gitleaks rules because it is a
+ *    maintained npm package (gitleaks ships its rules only inside a Go binary or a TOML
+ *    file, and the npm wrappers download that binary). Its core (`lintSource`) is async,
+ *    but redaction runs in synchronous places (pino formatters, JSON of every trajectory
+ *    line), so the rules are run here through their documented rule interface
+ *    (`create(context).file(source)`), which is synchronous for text. Version 12: 13.x
+ *    needs Node 22.
+ * 2. A few formats it does not cover: `sk-...` keys of OpenAI-compatible providers
+ *    (secretlint's OpenAI rule needs the T3BlbkFJ marker), private key blocks that are
+ *    cut short or too short for its rule, `Bearer <token>`.
+ * 3. Assignments: a literal assigned to a secret-ish name (token, secret, password,
+ *    api_key, private_key, ...) whose value looks like a secret. A literal is a quoted
+ *    string in any language, or the value of a YAML / .env / INI line; a reference
+ *    (`${TOKEN}`, `settings.api_key`, `get_secret("x")`, `None`) is never one.
+ */
+import { rules as secretlintRules } from '@secretlint/secretlint-rule-preset-recommend';
+import type { SecretLintRuleContext, SecretLintSourceCode } from '@secretlint/types';
+
+export interface SecretHit {
+  start: number;
+  end: number;
+  /** Which detector found it: a secretlint rule id, "format:<name>" or "assignment". */
+  rule: string;
+}
+
+/** What redaction puts in place of a secret; never itself taken for a secret. */
+export const REDACTED = '[REDACTED]';
+
+/** Ranges of the secrets in `text`, sorted, without overlaps. */
+export function findSecrets(text: string): SecretHit[] {
+  if (!text) return [];
+  return merge([...ruleSetHits(text), ...formatHits(text), ...assignmentHits(text)]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. secretlint's recommended rules
+
+/**
+ * The comment filter is left out on purpose: it honours `secretlint-disable` comments, and
+ * the repository is hostile input (a comment must not switch the detector off).
+ */
+const RULES = secretlintRules.filter((rule) => rule.meta.id !== '@secretlint/secretlint-rule-filter-comments' && rule.meta.supportedContentTypes.some((t) => t === 'text' || t === 'all'));
+/** Options per rule: AWS access key ids are off by default in secretlint. */
+const RULE_OPTIONS: Record<string, unknown> = { '@secretlint/secretlint-rule-aws': { enableIDScanRule: true } };
+
+function ruleSetHits(content: string): SecretHit[] {
+  const hits: SecretHit[] = [];
+  const source = sourceCode(content);
+  for (const rule of RULES) {
+    const context: SecretLintRuleContext = {
+      sharedOptions: {},
+      createTranslator: () => ((messageId: string) => ({ message: messageId, messageId, data: {} })) as never,
+      report: (descriptor) => hits.push(widen(content, { start: descriptor.range[0], end: descriptor.range[1], rule: rule.meta.id })),
+      ignore: () => undefined,
+    };
+    try {
+      const handler = (rule.create as (context: SecretLintRuleContext, options: unknown) => { file?: (source: SecretLintSourceCode) => unknown })(context, RULE_OPTIONS[rule.meta.id] ?? {});
+      const pending = handler.file?.(source);
+      // Only the binary (PKCS#12) checks are async; text never reaches them. Keep a rejection from going unhandled.
+      if (pending instanceof Promise) pending.catch(() => undefined);
+    } catch {
+      // A rule that breaks on odd input must not take redaction down; the other detectors still run.
+    }
+  }
+  return hits;
+}
+
+function sourceCode(content: string): SecretLintSourceCode {
+  const notNeeded = () => {
+    throw new Error('not available');
+  };
+  return {
+    hasBOM: content.charCodeAt(0) === 0xfeff,
+    content,
+    filePath: undefined,
+    physicalFilePath: undefined,
+    contentType: 'text',
+    ext: '',
+    getFilePath: () => undefined,
+    getPhysicalFilePath: () => undefined,
+    locationToRange: notNeeded,
+    rangeToLocation: notNeeded,
+    indexToPosition: notNeeded,
+    positionToIndex: notNeeded,
+  } as unknown as SecretLintSourceCode;
+}
+
+const TOKEN_CHAR = /[A-Za-z0-9+/=_-]/;
+
+/**
+ * A rule's range, reduced to the secret itself: `aws_secret_access_key = X` keeps its
+ * name, `https://user:pass@host` keeps all but the password. A range that stops inside a
+ * token (some rules report a prefix) is extended to the token's end.
+ */
+function widen(text: string, hit: SecretHit): SecretHit {
+  let { start, end } = hit;
+  while (end < text.length && TOKEN_CHAR.test(text[end]!)) end++;
+  const found = text.slice(start, end);
+  const credentials = /^[a-z][a-z0-9+.-]*:\/\/[^:/\s@]*:/i.exec(found);
+  if (credentials) {
+    const at = found.indexOf('@', credentials[0].length);
+    if (at > 0) return { start: start + credentials[0].length, end: start + at, rule: hit.rule };
+  }
+  const named = /^[A-Za-z_][\w.-]*["']?\s*(?:[:=]|=>)\s*["']?/.exec(found);
+  if (named && named[0].length < found.length) {
+    start += named[0].length;
+    while (end > start && /["']/.test(text[end - 1]!)) end--;
+  }
+  return { start, end, rule: hit.rule };
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. formats secretlint does not cover
+
+const FORMATS: Array<{ name: string; pattern: RegExp; group?: number }> = [
+  // OpenAI-compatible providers (DeepSeek, Moonshot, ...) and older OpenAI keys.
+  { name: 'sk-key', pattern: /\bsk-(?:[A-Za-z]+-)?[A-Za-z0-9_-]{16,}/g },
+  // A private key block, also one cut short (the tail of a test's output) or too short for secretlint's rule.
+  { name: 'private-key', pattern: /-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|$(?![\s\S]))/g },
+  { name: 'bearer', pattern: /\b(?:Bearer|Basic|Token)\s+([A-Za-z0-9._~+/-]{16,}=*)/g, group: 1 },
+];
+
+function formatHits(text: string): SecretHit[] {
+  const hits: SecretHit[] = [];
+  for (const { name, pattern, group } of FORMATS) {
+    for (const match of text.matchAll(pattern)) {
+      const value = group ? match[group]! : match[0];
+      if (group && !randomLooking(value)) continue;
+      const start = match.index! + (group ? match[0].indexOf(value) : 0);
+      hits.push({ start, end: start + value.length, rule: `format:${name}` });
+    }
+  }
+  return hits;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. literals assigned to secret-ish names
+
+/** A name, optionally quoted or subscripted (`"apiKey":`, `cfg["token"] =`), then `=`, `:`, `:=` or `=>`. */
+const NAME = String.raw`(?<![\w$.])(?<nq>["']?)(?<name>[A-Za-z_$][\w$.-]*)\k<nq>\]?`;
+const SEPARATOR = String.raw`(?<sep>:=|=>|:(?!:)|(?<![=!<>])=(?![=>~]))`;
+/** `NAME = "value"` in any language (kwargs, JSON, YAML, constants, object literals). */
+const QUOTED = new RegExp(String.raw`${NAME}[ \t]*${SEPARATOR}[ \t]*(?<q>["'\x60])(?<value>(?:\\.|(?!\k<q>)[^\\\r\n])*)\k<q>`, 'dg');
+/** A whole `NAME: value` / `NAME=value` line (YAML, .env, INI), the value unquoted; a trailing ` # comment` is not part of it. */
+const UNQUOTED_LINE = new RegExp(String.raw`^[ \t]*(?:export[ \t]+|-[ \t]+)?${NAME}(?<before>[ \t]*)${SEPARATOR}(?<after>[ \t]*)(?<value>[^\s"'\x60#][^\s]*?)[ \t]*(?:[ \t]#.*)?\r?$`, 'dgm');
+
+function assignmentHits(text: string): SecretHit[] {
+  const hits: SecretHit[] = [];
+  const add = (match: RegExpExecArray) => {
+    const [start, end] = match.indices!.groups!.value!;
+    hits.push({ start, end, rule: 'assignment' });
+  };
+  for (const match of text.matchAll(QUOTED)) {
+    const { name, value, q } = match.groups!;
+    if (q === '`' && value!.includes('${')) continue; // a template, not a literal
+    if (isSecretName(name!) && literalLooksSecret(value!, name!)) add(match);
+  }
+  for (const match of text.matchAll(UNQUOTED_LINE)) {
+    const { name, value, sep, before, after } = match.groups!;
+    if (isSecretName(name!) && unquotedLooksSecret(value!, name!, sep!, !before && !after)) add(match);
+  }
+  return hits;
+}
+
+/** The words of a name: `BINANCE_API_KEY`, `apiSecret`, `self.private-key` -> [..., "api", "key"]. */
+function words(name: string): string[] {
+  const last = name.split('.').filter(Boolean).at(-1) ?? '';
+  return last
+    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+    .replace(/([A-Z]+)([A-Z][a-z])/g, '$1_$2')
+    .toLowerCase()
+    .split(/[_\-$]+/)
+    .filter(Boolean);
+}
+
+const SECRET_LAST_WORDS = new Set(['secret', 'secrets', 'token', 'password', 'passwd', 'pwd', 'pass', 'passphrase', 'credential', 'credentials', 'apikey', 'privatekey', 'mnemonic', 'authorization']);
+const KEY_KINDS = new Set(['api', 'private', 'secret', 'access', 'signing', 'sign', 'encryption', 'master', 'auth', 'client', 'app', 'consumer', 'webhook', 'hmac']);
+const PHRASE_KINDS = new Set(['seed', 'recovery', 'secret', 'pass']);
+
+/** Whether a name says its value is a secret: it ends in one of the words above, `<kind> key` or `<kind> phrase`. */
+export function isSecretName(name: string): boolean {
+  const w = words(name);
+  const last = w.at(-1);
+  const prev = w.at(-2);
+  if (!last) return false;
+  if (SECRET_LAST_WORDS.has(last)) return true;
+  if (last === 'key' && prev !== undefined && KEY_KINDS.has(prev)) return true;
+  return last === 'phrase' && prev !== undefined && PHRASE_KINDS.has(prev);
+}
+
+const PLACEHOLDER = /\$\{|\{\{|%\(|^\$[A-Za-z_]\w*$|^<[^>]*>$|^\*+$|^x+$|^\.+$|changeme|change[_-]me|your[_-]|[_-]here$|example|placeholder|dummy|redacted|^(?:password|secret|token)s?$/i;
+
+/** A quoted literal under a secret-ish name: long enough, not a placeholder, a reference, an env var's name, a path or a URL. */
+function literalLooksSecret(value: string, name: string): boolean {
+  if (value.length < 8 || value.includes(REDACTED)) return false;
+  const phrase = /mnemonic|phrase/i.test(name);
+  if (/\s/.test(value) && !phrase) return false;
+  if (PLACEHOLDER.test(value)) return false;
+  if (/^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$|^[A-Z_]+$/.test(value)) return false; // "BINANCE_API_KEY": the name of a variable
+  if (/^[a-z]+(?:[_.-][a-z]+)+$/.test(value)) return false; // "access_token", "settings.api_key"
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return false; // a URL; credentials in it are secretlint's
+  if (/^(?:\.{0,2}\/|~\/|[A-Za-z]:\\)/.test(value)) return false; // a path
+  return true;
+}
+
+const KEYWORDS = new Set(['none', 'null', 'nil', 'true', 'false', 'yes', 'no', 'on', 'off', 'undefined', '~']);
+
+/**
+ * An unquoted value on a whole line. In YAML, .env and INI it is a literal; in code the same
+ * shape is an expression (`api_key = settings.api_key`, `token = make_token()`), so values
+ * that read as code are left alone unless they look random.
+ */
+function unquotedLooksSecret(value: string, name: string, sep: string, tight: boolean): boolean {
+  if (KEYWORDS.has(value.toLowerCase())) return false;
+  if (/[()[\]{}<>,;"'`]/.test(value)) return false;
+  if (!literalLooksSecret(value, name)) return false;
+  if (/^[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+$/.test(value)) return randomLooking(value); // an attribute path, unless a JWT-like token
+  if (/^[A-Za-z_$][\w$]*$/.test(value)) {
+    if (randomLooking(value)) return true;
+    // `.env` style (`SECRET=hunter2hunter2`): a SCREAMING_CASE name glued to its value is a literal.
+    if (sep === '=') return tight && /^[A-Z][A-Z0-9_]*$/.test(name) && /\d/.test(value);
+    // YAML (`password: hunter2`) is a literal; a type annotation (`api_key: SecretStr`) or a camelCase identifier is not.
+    return !/^[A-Z][a-z]+(?:[A-Z][a-z0-9]*)*$/.test(value) && !/^[a-z]+(?:[A-Z][a-z0-9]*)+$/.test(value);
+  }
+  return true;
+}
+
+/** Long, mixed letters and digits, and high entropy: a generated key, not a word or an identifier. */
+export function randomLooking(value: string): boolean {
+  if (value.length < 16) return false;
+  if (!/\d/.test(value) || !/[A-Za-z]/.test(value)) return false;
+  return entropy(value) >= 3.0;
+}
+
+/** Shannon entropy in bits per character. */
+function entropy(value: string): number {
+  const counts = new Map<string, number>();
+  for (const ch of value) counts.set(ch, (counts.get(ch) ?? 0) + 1);
+  let bits = 0;
+  for (const n of counts.values()) {
+    const p = n / value.length;
+    bits -= p * Math.log2(p);
+  }
+  return bits;
+}
+
+function merge(hits: SecretHit[]): SecretHit[] {
+  const sorted = hits.filter((h) => h.end > h.start).sort((a, b) => a.start - b.start || b.end - a.end);
+  const out: SecretHit[] = [];
+  for (const hit of sorted) {
+    const last = out.at(-1);
+    if (last && hit.start < last.end) last.end = Math.max(last.end, hit.end);
+    else out.push({ ...hit });
+  }
+  return out;
+}
