@@ -289,10 +289,11 @@ class AgentLoop {
     }
     try {
       if (name === 'finish') return this.finish(args);
-      const output = await this.runTool(name, args);
+      // Every tool result is redacted here, whatever the tool (file names, errors, check output).
+      const output = this.ctx.redact(await this.runTool(name, args));
       return { content: cutOutput(output, this.ctx.settings.config.limits.tool_output_chars), finished: null };
     } catch (error) {
-      if (error instanceof ToolError) return { content: `ERROR: ${error.message}`, finished: null };
+      if (error instanceof ToolError) return { content: `ERROR: ${this.ctx.redact(error.message)}`, finished: null };
       throw error;
     }
   }

@@ -9,6 +9,7 @@ import { execa } from 'execa';
 import type { EngineContext } from './types.ts';
 import { PathRefused, resolveInside, type ResolvedPath } from '../safety/paths.ts';
 import { toPosix } from '../safety/globs.ts';
+import { REDACTED } from '../safety/redact.ts';
 
 export class ToolError extends Error {
   constructor(message: string) {
@@ -132,6 +133,7 @@ export async function writeFile(ctx: Ctx, args: { path?: unknown; content?: unkn
   const stat = await fs.lstat(target.abs).catch(() => null);
   if (stat?.isDirectory()) throw new ToolError(`"${target.rel}" is a folder`);
   if (stat?.isSymbolicLink()) throw new ToolError(`refused: "${target.rel}" is a symlink; write to its target instead`);
+  if (args.content.includes(REDACTED)) refuseMarker(args.content, stat ? await fs.readFile(target.abs, 'utf8') : '', target.rel);
   await fs.mkdir(path.dirname(target.abs), { recursive: true });
   await fs.writeFile(target.abs, args.content);
   return `wrote ${target.rel} (${Buffer.byteLength(args.content)} bytes)`;
@@ -151,9 +153,27 @@ export async function editFile(ctx: Ctx, args: { path?: unknown; old?: unknown; 
   const oldText = crlf ? args.old.replace(/\n/g, '\r\n') : args.old;
   const newText = crlf ? args.new.replace(/\r?\n/g, '\r\n') : args.new;
   const count = text.split(oldText).length - 1;
+  if (count === 0 && args.old.includes(REDACTED)) {
+    throw new ToolError(`"old" was not found in ${target.rel}: it contains ${REDACTED}, where meta-agent hid a secret from you; the file has the real value there. Choose "old" from text around it, without ${REDACTED}`);
+  }
   if (count === 0) throw new ToolError(`"old" was not found in ${target.rel}; read the file and copy the exact text, including whitespace`);
   if (count > 1) throw new ToolError(`"old" occurs ${count} times in ${target.rel}; include more surrounding lines so it matches exactly once`);
+  refuseMarker(args.new, args.old, target.rel);
   const index = text.indexOf(oldText);
   await fs.writeFile(target.abs, text.slice(0, index) + newText + text.slice(index + oldText.length));
   return `edited ${target.rel}`;
+}
+
+/**
+ * The model saw secrets as the redaction marker; writing the marker would put it into the
+ * bot's code in place of the real value. Allowed only where the text it replaces already
+ * had as many (a file that really contains the marker).
+ */
+function refuseMarker(written: string, replaced: string, rel: string): void {
+  const count = (text: string) => text.split(REDACTED).length - 1;
+  if (count(written) > count(replaced)) {
+    throw new ToolError(
+      `refused: the text for ${rel} contains ${REDACTED}, the marker meta-agent shows in place of a secret; you never saw the real value, and writing the marker would break the file. Edit around that line with edit_file instead of rewriting it`,
+    );
+  }
 }

@@ -87,6 +87,32 @@ export class TrajectoryWriter {
   }
 }
 
+type ReportText = Pick<Report, 'summary' | 'objective' | 'risks' | 'risk_reasons' | 'next_actions' | 'notes' | 'flags' | 'error' | 'tests' | 'dry_run' | 'engine_output_tail' | 'retrain'>;
+
+/**
+ * The free text of a run's outcome (the agent's words, the task's, check output, error
+ * messages) with secrets redacted; ids, paths, commands and numbers stay as they are.
+ */
+export function redactReportText<T extends ReportText>(report: T, redact: Redactor): T {
+  const list = (items: string[]) => items.map((item) => redact(item));
+  const check = (c: CheckResult | null) => (c ? { ...c, output_tail: redact(c.output_tail) } : null);
+  return {
+    ...report,
+    summary: redact(report.summary),
+    objective: redact(report.objective),
+    risks: list(report.risks),
+    risk_reasons: list(report.risk_reasons),
+    next_actions: list(report.next_actions),
+    notes: list(report.notes),
+    flags: list(report.flags),
+    error: report.error ? { ...report.error, message: redact(report.error.message) } : null,
+    tests: check(report.tests),
+    dry_run: check(report.dry_run),
+    engine_output_tail: report.engine_output_tail === null ? null : redact(report.engine_output_tail),
+    retrain: report.retrain ? { ...report.retrain, steps: report.retrain.steps.map((step) => check(step)!) } : null,
+  };
+}
+
 export async function writeReport(layout: Layout, report: Report): Promise<{ json: string; md: string }> {
   const checked = ReportSchema.parse(report);
   const paths = reportPaths(layout, report.task_id);
@@ -119,6 +145,7 @@ export function renderMarkdown(r: Report): string {
   lines.push(`| Risk | **${r.risk_level}** |`);
   lines.push(`| Engine | ${r.engine}${r.model ? ` (${r.model})` : ''}, ${r.steps} steps |`);
   lines.push(`| Usage | ${r.usage.requests} requests, ${r.usage.prompt_tokens} prompt (${r.usage.cached_tokens} cached) + ${r.usage.completion_tokens} completion tokens${r.usage.cost_usd !== null ? `, $${r.usage.cost_usd.toFixed(4)}` : ''} |`);
+  if (r.secrets_redacted > 0) lines.push(`| Secrets redacted | ${r.secrets_redacted} (shown as [REDACTED] to the model and here) |`);
   lines.push(`| Time | ${r.started_at} -> ${r.finished_at} (${(r.duration_ms / 1000).toFixed(1)} s) |`);
   lines.push(`| Run | ${r.run_id} |`, '');
   lines.push('## Objective', '', r.objective || '(none)', '');

@@ -28,7 +28,7 @@ import { displayPath } from '../workspace/layout.ts';
 import { publishUnique, replaceFile } from '../workspace/files.ts';
 import { BaselineCache, runCheck } from './checks.ts';
 import { collectDiff } from './git.ts';
-import { archiveEarlierRun, reportPaths, TrajectoryWriter, writeReport } from './report.ts';
+import { archiveEarlierRun, redactReportText, reportPaths, TrajectoryWriter, writeReport } from './report.ts';
 import { assessRisk } from './risk.ts';
 import { noExtras, RetrainFailed, runTypePipeline, WORKS_WITHOUT_LLM, type TypeExtras } from './pipelines.ts';
 import { ensureRepo, openWorktree, type Worktree } from './workspaceRepo.ts';
@@ -124,7 +124,7 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
   const predictedTaskFile = claim ? path.join(destination, claim.name) : file;
   const finishedAt = new Date();
   const report: Report = {
-    ...outcome,
+    ...redactReportText(outcome, redact),
     task_id: taskId,
     run_id: runId,
     usage: state.usage,
@@ -133,7 +133,8 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
     duration_ms: finishedAt.getTime() - startedAt.getTime(),
     task_file: displayPath(layout, predictedTaskFile),
     report_md: displayPath(layout, paths.md),
-    summary: redact(outcome.summary),
+    // Read after the spread above redacted the outcome's text, so those replacements count too.
+    secrets_redacted: redact.hits,
     approval: null,
   };
   let written: { json: string; md: string };
@@ -179,7 +180,7 @@ interface RunState {
 }
 
 /** Everything in a report that the run decides; the rest (ids, times, paths) is added when it is written. */
-type Outcome = Omit<Report, 'task_id' | 'run_id' | 'started_at' | 'finished_at' | 'duration_ms' | 'task_file' | 'report_md' | 'usage' | 'approval'>;
+type Outcome = Omit<Report, 'task_id' | 'run_id' | 'started_at' | 'finished_at' | 'duration_ms' | 'task_file' | 'report_md' | 'usage' | 'approval' | 'secrets_redacted'>;
 
 interface RunContext {
   task: Task;
