@@ -130,6 +130,22 @@ test('canaries in secret files, config files, .env.local and a Python constant r
     await new Promise((resolve) => log.flush(() => resolve(undefined)));
     await new Promise((resolve) => setTimeout(resolve, 200));
 
+    // No canary anywhere it must not be.
+    const places: Record<string, string> = {
+      'request bodies': llm.requests.map((r) => JSON.stringify(r.body)).join('\n'),
+      'report json': await fs.readFile(result.report_path, 'utf8'),
+      'report md': await fs.readFile(result.report_md_path, 'utf8'),
+      trajectory: await fs.readFile(path.join(ws.settings.layout.reports, 'client-timeout.trajectory.jsonl'), 'utf8'),
+      logs: (await Promise.all((await fs.readdir(ws.settings.layout.logs)).map((f) => fs.readFile(path.join(ws.settings.layout.logs, f), 'utf8')))).join('\n'),
+    };
+    for (const [where, text] of Object.entries(places)) {
+      for (const [name, value] of Object.entries(canaries)) {
+        assert.not.ok(text.includes(value), `${name} leaked into the ${where}`);
+      }
+    }
+    assert.is(llm.requests.length, 11, 'every scripted step was a request');
+    assert.match(places.logs!, /run finished/, 'the run wrote its log');
+    assert.match(places.logs!, /BINANCE_SECRET = \\"\[REDACTED\]\\"/, 'the caller-supplied line is in the log, redacted');
     assert.equal(problems, []);
     assert.is(result.status, 'ok', result.report.error?.message);
     assert.is(result.outcome, 'completed');
@@ -153,22 +169,6 @@ test('canaries in secret files, config files, .env.local and a Python constant r
     const patch = await fs.readFile(path.join(ws.root, result.report.patch_files[0]!), 'utf8');
     assert.match(patch, /\+ {4}return client_class\(api_key=settings\.api_key, api_secret=settings\.api_secret\) {2}# timeout set by the client/);
 
-    // No canary anywhere it must not be.
-    const places: Record<string, string> = {
-      'request bodies': llm.requests.map((r) => JSON.stringify(r.body)).join('\n'),
-      'report json': await fs.readFile(result.report_path, 'utf8'),
-      'report md': await fs.readFile(result.report_md_path, 'utf8'),
-      trajectory: await fs.readFile(path.join(ws.settings.layout.reports, 'client-timeout.trajectory.jsonl'), 'utf8'),
-      logs: (await Promise.all((await fs.readdir(ws.settings.layout.logs)).map((f) => fs.readFile(path.join(ws.settings.layout.logs, f), 'utf8')))).join('\n'),
-    };
-    assert.is(llm.requests.length, 11, 'every scripted step was a request');
-    assert.match(places.logs!, /run finished/, 'the run wrote its log');
-    assert.match(places.logs!, /BINANCE_SECRET = \\"\[REDACTED\]\\"/, 'the caller-supplied line is in the log, redacted');
-    for (const [where, text] of Object.entries(places)) {
-      for (const [name, value] of Object.entries(canaries)) {
-        assert.not.ok(text.includes(value), `${name} leaked into the ${where}`);
-      }
-    }
     const report = ReportSchema.parse(await readJson(result.report_path));
     assert.ok(report.secrets_redacted > 0, `secrets_redacted is ${report.secrets_redacted}`);
     assert.match(places['report md']!, new RegExp(`Secrets redacted \\| ${report.secrets_redacted} `));
