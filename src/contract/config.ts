@@ -54,7 +54,7 @@ export const ProjectConfigSchema = z.strictObject({
   init_from: z.string().optional().describe('If repo does not exist yet: copy this folder there and git init it (the demo)'),
   branch: z.string().optional().describe('Branch the worktree starts from and the gate commits to; default: the repo\'s current branch'),
   scope: globList.default(['**']).describe('Outer bound: a task may only change files matching both its scope and this'),
-  deny: globList.default([]).describe('Added to the default deny list (.env*, *.pem, *.key, secrets/**)'),
+  deny: globList.default([]).describe('Added to the default deny list (.env*, *secret*, *credential*, *.pem, *.key, ...); "!path" takes a file out of the default list'),
   test: CheckConfigSchema.nullable().default(null),
   dry_run: CheckConfigSchema.nullable().default(null),
   link: globList.default([]).describe('Git-ignored paths of the repo (.venv, data/) made available read-only inside worktrees'),

@@ -39,6 +39,7 @@ export function systemPrompt(): string {
     'You work in an isolated copy of the repository through tools. Your change becomes a patch that a human reviews; nothing you do reaches the real repository without their approval.',
     'Rules:',
     '- Paths are relative to the repository root. Absolute paths, "..", and secret files (.env, keys) are refused.',
+    '- Secret values are shown to you as [REDACTED]. Never write that marker into a file; edit around such lines.',
     '- You may only write files inside the task scope. If the scope is empty, this is a report-only task: do not write files.',
     '- Read before you edit. edit_file needs "old" text that occurs exactly once; copy it exactly.',
     '- Keep changes small and focused. Add or update tests for behaviour you change.',
