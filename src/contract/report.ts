@@ -120,6 +120,7 @@ export const ReportSchema = z.object({
     .default(null)
     .describe('retrain_model: the collect -> train -> eval chain and the comparison with the baseline'),
   notes: z.array(z.string()).default([]).describe('What the run decided to skip and why (e.g. LLM commentary without an LLM)'),
+  checks_unsandboxed: z.boolean().default(false).describe('true with `sandbox: none`: the checks ran without a sandbox (README, "What `sandbox: none` means")'),
   approval: ApprovalSchema.nullable().default(null).describe('Set by the approval gate, or when a person rejects the patch'),
 });
 export type Report = z.infer<typeof ReportSchema>;

@@ -121,6 +121,7 @@ export function renderMarkdown(r: Report): string {
   lines.push(`| Usage | ${r.usage.requests} requests, ${r.usage.prompt_tokens} prompt (${r.usage.cached_tokens} cached) + ${r.usage.completion_tokens} completion tokens${r.usage.cost_usd !== null ? `, $${r.usage.cost_usd.toFixed(4)}` : ''} |`);
   lines.push(`| Time | ${r.started_at} -> ${r.finished_at} (${(r.duration_ms / 1000).toFixed(1)} s) |`);
   lines.push(`| Run | ${r.run_id} |`, '');
+  if (r.checks_unsandboxed) lines.push('> **Warning: checks ran unsandboxed** (`sandbox: none`): the tests and the dry run of this change could read any file of this user and reach the network. See the README, "What `sandbox: none` means".', '');
   lines.push('## Objective', '', r.objective || '(none)', '');
   lines.push('## Summary', '', r.summary || '(none)', '');
   if (r.error) lines.push('## Error', '', `**${r.error.kind}**: ${r.error.message}`, '');
