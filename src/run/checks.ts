@@ -70,7 +70,7 @@ export async function runCheck(check: Check, copy: CheckCopy, settings: Settings
   const env: Record<string, string> = { ...checkEnv(settings, project, check, copy), [CHECK_MARKER]: token };
   const program = await findProgram(check.argv[0], cwd, env.PATH ?? '', env.PATHEXT);
   if (!program) throw programMissing(check, project);
-  const [file, args] = mode === 'bwrap' ? await sandboxed(check, program, copy, settings, project) : [check.argv[0], check.argv.slice(1)];
+  const [file, args] = mode === 'bwrap' ? await sandboxed(check, program, env, copy, settings, project) : [check.argv[0], check.argv.slice(1)];
 
   const posix = process.platform !== 'win32';
   const child = execa(file, args, { cwd, env, extendEnv: false, stdin: 'ignore', all: true, buffer: false, reject: false, detached: posix, windowsHide: true, cleanup: true });
@@ -143,12 +143,10 @@ function checkEnv(settings: Settings, project: Project, check: Check, copy: Pick
   });
 }
 
-async function sandboxed(check: Check, program: string, copy: CheckCopy, settings: Settings, project: Project): Promise<[string, string[]]> {
+async function sandboxed(check: Check, program: string, env: Record<string, string>, copy: CheckCopy, settings: Settings, project: Project): Promise<[string, string[]]> {
   const tools = await sandboxTools(settings);
   const homes = await homeFolders(settings);
-  const programs = [program, ...(await venvInterpreters(copy.links))].filter((p) => !p.startsWith(copy.root + path.sep));
-  const realProgram = await fs.realpath(program).catch(() => program);
-  if (!programs.includes(realProgram) && !realProgram.startsWith(copy.root + path.sep)) programs.push(realProgram);
+  const programs = [program, ...(await venvInterpreters(copy.links))];
   const realRepo = await fs.realpath(project.repoPath).catch(() => project.repoPath);
   const { limits } = settings.config;
   return bwrapCommand(
@@ -156,7 +154,7 @@ async function sandboxed(check: Check, program: string, copy: CheckCopy, setting
     {
       cwd: path.join(copy.dir, check.cwd),
       writable: [copy.dir, copy.home, copy.tmp],
-      readOnly: [...copy.links, ...(await toolchainDirs(programs, homes))],
+      readOnly: [...copy.links, ...(await toolchainDirs(programs, (env.PATH ?? '').split(path.delimiter), homes, [realRepo, settings.layout.root, copy.root]))],
       hidden: [realRepo, settings.layout.root, ...homes],
       limits: { processes: limits.check_processes, memoryBytes: limits.check_memory_mb * 1024 * 1024 },
     },

@@ -233,28 +233,36 @@ export function bwrapCommand(tools: Tools, plan: SandboxPlan, argv: readonly str
 }
 
 /**
- * Folders outside the system folders that `program` needs: its install prefix when it lives
- * in a home folder (pyenv in ~/.pyenv, nvm in ~/.nvm), read-only; never a home folder itself.
+ * Folders outside the system folders that a check's programs need, read-only: the install
+ * prefix of its program and of its PATH's folders when they live in a home folder (pyenv in
+ * ~/.pyenv, nvm in ~/.nvm), so `sh -c "python3 ..."` finds python3 too. Never a home folder
+ * itself, never the real repository or the workspace (`secret`), only bin/ and lib/ of
+ * ~/.local (it also holds keyrings) and bin/ of ~/.cargo (it also holds credentials).
  */
-export async function toolchainDirs(programs: string[], homes: string[]): Promise<string[]> {
+export async function toolchainDirs(programs: string[], pathDirs: string[], homes: string[], secret: string[]): Promise<string[]> {
   const dirs = new Set<string>();
+  const candidates = new Set<string>();
   for (const program of programs) {
-    for (const file of new Set([program, await fs.realpath(program).catch(() => program)])) {
-      if (SYSTEM_DIRS.some((d) => inside(file, d))) continue;
-      const binDir = path.dirname(file);
-      let prefix = ['bin', 'sbin', 'shims', 'Scripts'].includes(path.basename(binDir)) ? path.dirname(binDir) : binDir;
-      const home = homes.find((h) => inside(prefix, h));
-      if (home && (prefix === home || path.dirname(prefix) === home)) {
-        // ~/.local holds keyrings and app data besides its bin/ and lib/.
-        if (path.basename(prefix) === '.local') {
-          dirs.add(path.join(prefix, 'bin'));
-          dirs.add(path.join(prefix, 'lib'));
-          continue;
-        }
-        if (prefix === home) prefix = binDir;
-      }
-      dirs.add(prefix);
+    candidates.add(path.dirname(program));
+    candidates.add(path.dirname(await fs.realpath(program).catch(() => program)));
+  }
+  for (const dir of pathDirs.filter((d) => path.isAbsolute(d))) {
+    const real = await fs.realpath(dir).catch(() => null);
+    if (real) candidates.add(dir).add(real);
+  }
+  for (const binDir of candidates) {
+    if (SYSTEM_DIRS.some((d) => inside(binDir, d))) continue;
+    let prefix = ['bin', 'sbin', 'shims', 'Scripts'].includes(path.basename(binDir)) ? path.dirname(binDir) : binDir;
+    const home = homes.find((h) => inside(prefix, h));
+    if (home && prefix === home) prefix = binDir;
+    if (home && path.dirname(prefix) === home && ['.local', '.cargo'].includes(path.basename(prefix))) {
+      dirs.add(path.join(prefix, 'bin'));
+      if (path.basename(prefix) === '.local') dirs.add(path.join(prefix, 'lib'));
+      continue;
     }
+    if (prefix === path.parse(prefix).root || homes.some((h) => inside(h, prefix))) continue;
+    if (secret.some((s) => inside(prefix, s) || inside(s, prefix))) continue;
+    dirs.add(prefix);
   }
   return [...dirs];
 }
