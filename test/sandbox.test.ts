@@ -11,6 +11,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execa } from 'execa';
 import { runTask } from '../src/run/runTask.ts';
+import { makeCheckCopy } from '../src/run/checkCopy.ts';
+import { openWorktree } from '../src/run/workspaceRepo.ts';
 import { ReportSchema, type Report } from '../src/contract/report.ts';
 import { finish, startFakeLlm, toolCall } from './helpers/fakeLlm.ts';
 import { makeWorkspace, readJson, repoFingerprint, worktreeCount, writeTask, type TestWorkspace } from './helpers/workspace.ts';
@@ -237,6 +239,75 @@ test('sandbox: none is visibly different: the same probe reaches 127.0.0.1 and t
   } finally {
     await llm.close();
     await server.close();
+    await ws.cleanup();
+  }
+});
+
+for (const sandbox of HAS_BWRAP ? (['auto', 'none'] as const) : (['none'] as const)) {
+  test(`a check whose program does not exist fails the run with a config error naming the command, before the model is asked (sandbox: ${sandbox})`, async () => {
+    for (const [field, project] of [
+      ['projects.bot.test', '    test: "no-such-test-runner-4711 -q"'],
+      ['projects.bot.dry_run', '    test: "python3 -c pass"\n    dry_run: "./scripts/missing-dry-run.sh"'],
+    ] as const) {
+      const llm = await startFakeLlm(editThenFinish());
+      const ws = await makeWorkspace({ llmUrl: llm.url, env: SERVICE_ENV, project: `    scope: ["**"]\n${project}`, extra: `sandbox: ${sandbox}` });
+      try {
+        const result = await runTask(await writeTask(ws.settings.layout.inbox, 'missing.md', TASK), { settings: ws.settings });
+        assert.is(result.status, 'error');
+        assert.is(result.outcome, 'failed');
+        assert.is(result.report.error?.kind, 'config');
+        assert.is(result.report.error?.field, field);
+        assert.match(result.report.error?.message ?? '', field.endsWith('test') ? /"no-such-test-runner-4711" was not found on the checks' PATH/ : /"\.\/scripts\/missing-dry-run\.sh" was not found in the repo/);
+        assert.is(llm.requests.length, 0, 'no tokens spent on a run whose checks cannot start');
+        assert.equal(result.report.patch_files, []);
+        assert.equal((await fs.readdir(ws.settings.layout.patches.pending)).filter((n) => n.endsWith('.patch')), []);
+      } finally {
+        await llm.close();
+        await ws.cleanup();
+      }
+    }
+  });
+}
+
+test('the check copy: the worktree\'s files without .git or ignored files, link paths as links; 5,000 files timed', async () => {
+  const ws = await makeWorkspace({ project: ['    scope: ["**"]', '    link: [".venv"]'].join('\n'), extra: 'sandbox: none' });
+  try {
+    await fs.writeFile(path.join(ws.repo, '.env'), 'SECRET=1\n');
+    await fs.mkdir(path.join(ws.repo, '.venv', 'bin'), { recursive: true });
+    await fs.writeFile(path.join(ws.repo, '.venv', 'pyvenv.cfg'), 'home = /usr/bin\n');
+    const many: Record<string, string> = {};
+    for (let i = 0; i < 5000; i++) many[`many/d${i % 50}/f${i}.py`] = `x = ${i}\n`;
+    for (const [rel, text] of Object.entries(many)) {
+      await fs.mkdir(path.dirname(path.join(ws.repo, rel)), { recursive: true });
+      await fs.writeFile(path.join(ws.repo, rel), text);
+    }
+    await execa('git', ['add', 'many'], { cwd: ws.repo });
+    await execa('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '--quiet', '-m', 'many'], { cwd: ws.repo });
+    const project = ws.settings.projects.bot!;
+    const worktree = await openWorktree(project, ws.settings.layout.worktrees, 'copy-test');
+    try {
+      await fs.writeFile(path.join(worktree.dir, 'new_untracked.py'), 'print(1)\n');
+      const copy = await makeCheckCopy(worktree.dir, project);
+      try {
+        console.log(`  check copy of ${copy.files} files: ${copy.ms} ms`);
+        assert.ok(copy.files > 5000);
+        assert.ok(!path.relative(ws.root, copy.dir).match(/^[^.]/), 'the copy is outside the workspace');
+        assert.not.ok(existsSync(path.join(copy.dir, '.git')), 'no .git in the copy');
+        assert.not.ok(existsSync(path.join(copy.dir, '.env')), 'no ignored .env in the copy');
+        assert.ok(existsSync(path.join(copy.dir, 'new_untracked.py')));
+        assert.is(await fs.readFile(path.join(copy.dir, 'many', 'd7', 'f4007.py'), 'utf8'), 'x = 4007\n');
+        assert.is(await fs.readlink(path.join(copy.dir, '.venv')), await fs.realpath(path.join(ws.repo, '.venv')));
+        // Writing the copy never writes the worktree (no hard links).
+        await fs.writeFile(path.join(copy.dir, 'bot', 'sizing.py'), 'changed\n');
+        assert.is.not(await fs.readFile(path.join(worktree.dir, 'bot', 'sizing.py'), 'utf8'), 'changed\n');
+      } finally {
+        await copy.remove();
+      }
+      assert.not.ok(existsSync(copy.root), 'the copy is removed');
+    } finally {
+      await worktree.remove();
+    }
+  } finally {
     await ws.cleanup();
   }
 });

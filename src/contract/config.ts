@@ -93,6 +93,8 @@ export const LimitsSchema = z.strictObject({
   max_tokens: z.number().int().positive().default(500_000),
   task_timeout_s: z.number().positive().default(1800),
   check_timeout_s: z.number().positive().default(600),
+  check_processes: z.number().int().min(16).default(512).describe('Under bubblewrap: most processes (and threads) a check may run at once (RLIMIT_NPROC)'),
+  check_memory_mb: z.number().int().min(64).default(8192).describe('Under bubblewrap: address space of each process of a check, in MiB (RLIMIT_AS)'),
   concurrency: z.number().int().positive().default(2),
   tool_output_chars: z.number().int().min(1000).default(16_000),
 });
@@ -159,7 +161,7 @@ export const ConfigSchema = z.strictObject({
   llm: LlmConfigSchema.default(LlmConfigSchema.parse({})),
   engine: z.enum(ENGINE_NAMES).default('openai'),
   command: CommandEngineConfigSchema.optional(),
-  sandbox: z.enum(['auto', 'bwrap', 'none']).default('auto').describe('auto: bubblewrap when installed'),
+  sandbox: z.enum(['auto', 'bwrap', 'none']).default('auto').describe('auto and bwrap: checks run under bubblewrap, and refuse to run without it; none: unsandboxed (see the README, "What `sandbox: none` means")'),
   projects: z.record(z.string().regex(/^[A-Za-z0-9._-]+$/), ProjectConfigSchema).refine((p) => Object.keys(p).length > 0, 'at least one project is required'),
   limits: LimitsSchema.default(LimitsSchema.parse({})),
   patch: PatchLimitsSchema.default(PatchLimitsSchema.parse({})),

@@ -20,5 +20,6 @@ export const PatchSidecarSchema = z.object({
     .default([])
     .describe('Files kept next to the patch in <id>.artifacts/ (e.g. a model); the gate installs them into the repo'),
   retrain: RetrainComparisonSchema.nullable().default(null).describe('retrain_model: the gate applies the patch only if the candidate beats the baseline'),
+  checks_unsandboxed: z.boolean().default(false).describe('true with `sandbox: none`: the checks of this patch ran without a sandbox'),
 });
 export type PatchSidecar = z.infer<typeof PatchSidecarSchema>;

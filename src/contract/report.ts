@@ -121,6 +121,7 @@ export const ReportSchema = z.object({
     .describe('retrain_model: the collect -> train -> eval chain and the comparison with the baseline'),
   notes: z.array(z.string()).default([]).describe('What the run decided to skip and why (e.g. LLM commentary without an LLM)'),
   secrets_redacted: z.number().int().nonnegative().default(0).describe('How many secrets the run replaced by [REDACTED] in what went to the model, the report and the trajectory'),
+  checks_unsandboxed: z.boolean().default(false).describe('true with `sandbox: none`: the checks ran without a sandbox (README, "What `sandbox: none` means")'),
   approval: ApprovalSchema.nullable().default(null).describe('Set by the approval gate, or when a person rejects the patch'),
 });
 export type Report = z.infer<typeof ReportSchema>;

@@ -21,7 +21,7 @@ import type { Settings } from '../workspace/config.ts';
 import { exists, publishFile, publishUnique, replaceFile } from '../workspace/files.ts';
 import { denyMatcher, scopeMatcher } from '../safety/globs.ts';
 import { makeRedactor } from '../safety/redact.ts';
-import { runCheck } from '../run/checks.ts';
+import { preflightChecks, runCheck, withCheckCopy } from '../run/checks.ts';
 import { git, resolveBranch } from '../run/git.ts';
 import { ensureRepo, openWorktree } from '../run/workspaceRepo.ts';
 import { moveUnique, takePrivately } from '../queue/folders.ts';
@@ -215,10 +215,17 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
           await fs.mkdir(path.dirname(path.join(worktree.dir, a.path)), { recursive: true });
           await fs.writeFile(path.join(worktree.dir, a.path), a.data);
         }
-        // 5. Test there, sandboxed like any run (with the candidate artifacts in place).
-        const target = { worktree: worktree.dir, readOnly: worktree.readOnly };
-        const tests = project.test ? await runCheck(project.test, target, settings, project, redact) : null;
-        const dryRun = project.dry_run ? await runCheck(project.dry_run, target, settings, project, redact) : null;
+        // 5. Test there, sandboxed like any run, in a throwaway copy (with the candidate artifacts in place).
+        if ((project.test || project.dry_run) && (await preflightChecks(settings, project, worktree.dir, [project.test, project.dry_run])) === 'none') {
+          glog.warn('sandbox: none: the checks of this patch run unsandboxed');
+        }
+        const { tests, dryRun } =
+          project.test || project.dry_run
+            ? await withCheckCopy({ worktree: worktree.dir }, settings, project, async (copy) => ({
+                tests: project.test ? await runCheck(project.test, copy, settings, project, redact) : null,
+                dryRun: project.dry_run ? await runCheck(project.dry_run, copy, settings, project, redact) : null,
+              }))
+            : { tests: null, dryRun: null };
         const failed = [tests, dryRun].find((c) => c && !c.passed);
         if (failed) {
           return await reject(ctx, `${failed === tests ? 'the tests' : 'the dry run'} failed on ${branch} with the patch applied (exit ${failed.exit_code ?? 'none'}${failed.timed_out ? ', timed out' : ''}):\n\n\`\`\`\n${failed.output_tail}\n\`\`\``, { tests, dry_run: dryRun, edited });

@@ -1,98 +1,204 @@
 /**
- * Running a project's `test` and `dry_run` on code an LLM wrote: never through a shell,
- * with a scrubbed environment, and (where bubblewrap is installed) without network and
- * with everything outside the worktree read-only.
+ * Running a project's checks (`test`, `dry_run`, the retrain chain) on code an LLM wrote:
+ * never through a shell, with a scrubbed environment and a private $HOME, in a throwaway
+ * copy of the worktree that has no `.git` (checkCopy.ts), under bubblewrap unless the
+ * config says `sandbox: none` (safety/sandbox.ts), and with every process of the check
+ * killed when it ends (safety/processes.ts).
  */
 import { promises as fs } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { execa } from 'execa';
+import { MetaAgentError } from '../contract/errors.ts';
 import type { CheckResult } from '../contract/report.ts';
 import type { Check, Project, Settings } from '../workspace/config.ts';
 import { scrubbedEnv } from '../safety/env.ts';
 import type { Redactor } from '../safety/redact.ts';
+import { CHECK_GID, CHECK_UID, bwrapCommand, dropsPrivileges, findProgram, requireSandbox, sandboxTools, toolchainDirs, type SandboxMode } from '../safety/sandbox.ts';
+import { CHECK_MARKER, killGroup, killMarked } from '../safety/processes.ts';
+import { makeCheckCopy, type CheckCopy } from './checkCopy.ts';
 
 const TAIL_LINES = 60;
 const TAIL_CHARS = 6000;
-
-let bwrapAvailable: Promise<boolean> | undefined;
-
-/** Whether `bwrap` runs here (installed and allowed to create namespaces). Checked once. */
-export function hasBubblewrap(): Promise<boolean> {
-  bwrapAvailable ??= execa('bwrap', ['--ro-bind', '/', '/', '--dev', '/dev', '--unshare-net', '--die-with-parent', '--', 'true'], { reject: false, timeout: 10_000 })
-    .then((r) => r.exitCode === 0)
-    .catch(() => false);
-  return bwrapAvailable;
-}
-
-export async function sandboxMode(settings: Settings): Promise<'bwrap' | 'none'> {
-  const wanted = settings.config.sandbox;
-  if (wanted === 'none' || process.platform !== 'linux') return 'none';
-  const available = await hasBubblewrap();
-  if (wanted === 'bwrap' && !available) throw new Error('sandbox: bwrap is configured but bubblewrap does not run here (apt-get install bubblewrap)');
-  return available ? 'bwrap' : 'none';
-}
+/** Output kept while a check runs (the tail is cut from it). */
+const KEEP_CHARS = 256_000;
+const KILL_GRACE_MS = 2000;
 
 export interface CheckTarget {
-  /** The worktree the check runs in (writable inside the sandbox). */
+  /** The worktree whose files the checks see (copied; the worktree itself is never touched). */
   worktree: string;
-  /** Read-only paths that must stay visible even if they live under /tmp (the repo, linked paths). */
-  readOnly: string[];
 }
 
-/** Runs one check in a worktree; never throws for a failing command. */
-export async function runCheck(
-  check: Check,
-  target: CheckTarget,
-  settings: Settings,
-  project: Project,
-  redact: Redactor,
-  signal?: AbortSignal,
-): Promise<CheckResult> {
-  const started = Date.now();
-  const sandbox = await sandboxMode(settings);
-  const cwd = path.join(target.worktree, check.cwd);
-  const env = scrubbedEnv(settings.env, project.env_allow, check.env);
-  const [file, args] = sandbox === 'bwrap' ? bwrapCommand(check.argv, cwd, target) : [check.argv[0], check.argv.slice(1)];
-  const result = await execa(file, args, {
-    cwd,
-    env,
-    extendEnv: false,
-    stdin: 'ignore',
-    all: true,
-    reject: false,
-    timeout: check.timeoutMs,
-    forceKillAfterDelay: 2000,
-    maxBuffer: 50_000_000,
-    ...(signal ? { cancelSignal: signal } : {}),
+/**
+ * Runs `fn` with a fresh copy of `target.worktree`, removed afterwards. Fails closed first:
+ * a sandbox that cannot run is a config error before anything is copied.
+ */
+export async function withCheckCopy<T>(target: CheckTarget, settings: Settings, project: Project, fn: (copy: CheckCopy) => Promise<T>): Promise<T> {
+  const mode = await requireSandbox(settings);
+  const copy = await makeCheckCopy(target.worktree, project, {
+    extra: project.retrain?.artifacts ?? [],
+    owner: mode === 'bwrap' && dropsPrivileges() ? { uid: CHECK_UID, gid: CHECK_GID } : null,
   });
-  const timedOut = Boolean(result.timedOut);
-  const output = typeof result.all === 'string' ? result.all : '';
-  const note = timedOut
-    ? `\n[meta-agent: killed after ${Math.round(check.timeoutMs / 1000)} s timeout]`
-    : result.failed && result.exitCode === undefined
-      ? `\n[meta-agent: could not start: ${result.shortMessage ?? result.message}]`
-      : '';
+  try {
+    return await fn(copy);
+  } finally {
+    await copy.remove();
+  }
+}
+
+/**
+ * Before a run spends anything: the sandbox runs, and each check's program exists (in the
+ * worktree for a path like `./run_tests.sh`, else on the checks' PATH). Config errors otherwise.
+ */
+export async function preflightChecks(settings: Settings, project: Project, worktree: string, checks: Array<Check | null>): Promise<SandboxMode> {
+  const mode = await requireSandbox(settings);
+  for (const check of checks) {
+    if (!check) continue;
+    const env = checkEnv(settings, project, check, { home: os.tmpdir(), tmp: os.tmpdir(), root: os.tmpdir() });
+    if (!(await findProgram(check.argv[0], path.join(worktree, check.cwd), env.PATH ?? '', env.PATHEXT))) throw programMissing(check, project);
+  }
+  return mode;
+}
+
+/** Runs one check in `copy`; a failing command is a result, a command that cannot start is a config error. */
+export async function runCheck(check: Check, copy: CheckCopy, settings: Settings, project: Project, redact: Redactor, signal?: AbortSignal): Promise<CheckResult> {
+  const started = Date.now();
+  const mode = await requireSandbox(settings);
+  const cwd = path.join(copy.dir, check.cwd);
+  const token = randomBytes(12).toString('hex');
+  const env: Record<string, string> = { ...checkEnv(settings, project, check, copy), [CHECK_MARKER]: token };
+  const program = await findProgram(check.argv[0], cwd, env.PATH ?? '', env.PATHEXT);
+  if (!program) throw programMissing(check, project);
+  const [file, args] = mode === 'bwrap' ? await sandboxed(check, program, env, copy, settings, project) : [check.argv[0], check.argv.slice(1)];
+
+  const posix = process.platform !== 'win32';
+  const child = execa(file, args, { cwd, env, extendEnv: false, stdin: 'ignore', all: true, buffer: false, reject: false, detached: posix, windowsHide: true, cleanup: true });
+  let output = '';
+  child.all?.on('data', (chunk: Buffer | string) => {
+    output += chunk.toString();
+    if (output.length > KEEP_CHARS) output = output.slice(-KEEP_CHARS / 2);
+  });
+  let timedOut = false;
+  let killTimer: NodeJS.Timeout | undefined;
+  const stop = () => {
+    void killGroup(child.pid, 'SIGTERM');
+    killTimer ??= setTimeout(() => void killGroup(child.pid, 'SIGKILL'), KILL_GRACE_MS);
+  };
+  const timer = setTimeout(() => {
+    timedOut = true;
+    stop();
+  }, check.timeoutMs);
+  signal?.addEventListener('abort', stop, { once: true });
+  if (signal?.aborted) stop();
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.once('error', () => resolve());
+  });
+  try {
+    await Promise.race([exited, child]);
+  } finally {
+    clearTimeout(timer);
+    clearTimeout(killTimer);
+    signal?.removeEventListener('abort', stop);
+    // Whatever the check left behind dies with it: its group, then anything still marked.
+    await killGroup(child.pid, 'SIGKILL');
+    await killMarked(token);
+  }
+  // A process that left the group and cleared its environment may still hold the output pipe.
+  let result = await Promise.race([child, sleep(3000).then(() => null)]);
+  if (!result) {
+    for (const stream of [child.stdout, child.stderr, child.all]) stream?.destroy();
+    result = await child;
+  }
+  const exitCode = typeof result.exitCode === 'number' ? result.exitCode : null;
+  if (exitCode === null && !timedOut && !signal?.aborted && result.signal === undefined) {
+    throw cannotStart(check, project, result.shortMessage ?? result.message ?? 'unknown error');
+  }
+  const firstLine = output.trimStart().split('\n')[0] ?? '';
+  if (mode === 'bwrap' && exitCode === 1 && firstLine.startsWith('bwrap: ')) throw cannotStart(check, project, `the sandbox could not start it: ${firstLine}`);
+  const note = timedOut ? `\n[meta-agent: killed after ${Math.round(check.timeoutMs / 1000)} s timeout]` : '';
   return {
     command: check.command,
-    exit_code: result.exitCode ?? null,
-    passed: result.exitCode === 0 && !timedOut,
+    exit_code: exitCode,
+    passed: exitCode === 0 && !timedOut,
     duration_ms: Date.now() - started,
     output_tail: redact(tail(output) + note),
     baseline_passed: null,
     timed_out: timedOut,
-    sandbox,
+    sandbox: mode,
   };
 }
 
-function bwrapCommand(argv: readonly string[], cwd: string, target: CheckTarget): [string, string[]] {
-  const args = ['--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--tmpfs', '/tmp'];
-  // /tmp is private; re-expose what the check needs from it, read-only, then the worktree.
-  for (const p of target.readOnly) args.push('--ro-bind-try', p, p);
-  args.push('--bind', target.worktree, target.worktree);
-  args.push('--unshare-net', '--unshare-pid', '--unshare-ipc', '--die-with-parent', '--new-session', '--chdir', cwd, '--');
-  return ['bwrap', [...args, ...argv]];
+/** The environment of a check: allow-listed variables, a private HOME and TMPDIR, git kept inside the copy. */
+function checkEnv(settings: Settings, project: Project, check: Check, copy: Pick<CheckCopy, 'home' | 'tmp' | 'root'>): Record<string, string> {
+  return scrubbedEnv(settings.env, project.env_allow, {
+    HOME: copy.home,
+    TMPDIR: copy.tmp,
+    TEMP: copy.tmp,
+    TMP: copy.tmp,
+    // git never looks above the copy for a repository.
+    GIT_CEILING_DIRECTORIES: copy.root,
+    ...check.env,
+  });
 }
+
+async function sandboxed(check: Check, program: string, env: Record<string, string>, copy: CheckCopy, settings: Settings, project: Project): Promise<[string, string[]]> {
+  const tools = await sandboxTools(settings);
+  const homes = await homeFolders(settings);
+  const programs = [program, ...(await venvInterpreters(copy.links))];
+  const realRepo = await fs.realpath(project.repoPath).catch(() => project.repoPath);
+  const { limits } = settings.config;
+  return bwrapCommand(
+    tools,
+    {
+      cwd: path.join(copy.dir, check.cwd),
+      writable: [copy.dir, copy.home, copy.tmp],
+      readOnly: [...copy.links, ...(await toolchainDirs(programs, (env.PATH ?? '').split(path.delimiter), homes, [realRepo, settings.layout.root, copy.root]))],
+      hidden: [realRepo, settings.layout.root, ...homes],
+      limits: { processes: limits.check_processes, memoryBytes: limits.check_memory_mb * 1024 * 1024 },
+    },
+    [program, ...check.argv.slice(1)],
+  );
+}
+
+/** The user's home folders: never visible in the sandbox, except a toolchain inside one. */
+async function homeFolders(settings: Settings): Promise<string[]> {
+  const homes = new Set<string>(['/root', os.homedir()]);
+  if (settings.env.HOME) homes.add(path.resolve(settings.env.HOME));
+  for (const name of await fs.readdir('/home').catch(() => [] as string[])) homes.add(path.join('/home', name));
+  return [...homes];
+}
+
+/** A linked virtualenv's base interpreter (pyvenv.cfg `home =`), which lives outside the venv. */
+async function venvInterpreters(links: string[]): Promise<string[]> {
+  const found: string[] = [];
+  for (const link of links) {
+    const cfg = await fs.readFile(path.join(link, 'pyvenv.cfg'), 'utf8').catch(() => null);
+    const home = cfg && /^home\s*=\s*(.+)$/m.exec(cfg)?.[1]?.trim();
+    if (home) found.push(path.join(home, 'python3'));
+  }
+  return found;
+}
+
+function fieldOf(check: Check, project: Project): string {
+  return ['collect', 'train', 'eval'].includes(check.label) ? `projects.${project.name}.retrain.${check.label}` : `projects.${project.name}.${check.label}`;
+}
+
+function programMissing(check: Check, project: Project): MetaAgentError {
+  const program = check.argv[0];
+  const where = /[\\/]/.test(program) ? `in the repo (relative to cwd "${check.cwd}")` : "on the checks' PATH";
+  return cannotStart(check, project, `"${program}" was not found ${where}`);
+}
+
+function cannotStart(check: Check, project: Project, why: string): MetaAgentError {
+  return new MetaAgentError('config', `the ${check.label} command "${check.command}" cannot start: ${why}; fix the command (a missing program is not a failing ${check.label})`, {
+    file: 'meta-agent.yaml',
+    field: fieldOf(check, project),
+  });
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
 
 export function tail(text: string, lines = TAIL_LINES, chars = TAIL_CHARS): string {
   const cut = text.split(/\r?\n/).slice(-lines).join('\n');

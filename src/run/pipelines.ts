@@ -17,7 +17,7 @@ import type { Task } from '../contract/task.ts';
 import type { Project, RetrainChain, Settings } from '../workspace/config.ts';
 import type { Redactor } from '../safety/redact.ts';
 import { computeTradeMetrics, metricsMarkdown, riskFlags } from '../supervisor/metrics.ts';
-import { runCheck, type CheckTarget } from './checks.ts';
+import { runCheck, withCheckCopy, type CheckTarget } from './checks.ts';
 
 export interface TypeExtras {
   metrics: Report['metrics'];
@@ -76,15 +76,20 @@ async function retrain(project: Project, settings: Settings, target: CheckTarget
     throw new MetaAgentError('config', 'retrain_model needs the chain: set retrain.train, retrain.eval, retrain.metrics, retrain.baseline, retrain.metric', { file: 'meta-agent.yaml', field: `projects.${project.name}.retrain` });
   }
   const steps: CheckResult[] = [];
-  for (const step of [chain.collect, chain.train, chain.eval]) {
-    if (!step) continue;
-    const result = await runCheck(step, target, settings, project, redact, signal);
-    steps.push(result);
-    if (!result.passed) {
-      throw new RetrainFailed(`the retrain step "${step.label}" (${step.command}) failed with exit ${result.exit_code ?? 'none'}${result.timed_out ? ' (timed out)' : ''}: ${result.output_tail.split('\n').slice(-3).join(' | ')}`, steps);
+  // The chain runs in one throwaway copy; what it produced (metrics, artifacts) is brought back.
+  const comparison = await withCheckCopy(target, settings, project, async (copy) => {
+    for (const step of [chain.collect, chain.train, chain.eval]) {
+      if (!step) continue;
+      const result = await runCheck(step, copy, settings, project, redact, signal);
+      steps.push(result);
+      if (!result.passed) {
+        throw new RetrainFailed(`the retrain step "${step.label}" (${step.command}) failed with exit ${result.exit_code ?? 'none'}${result.timed_out ? ' (timed out)' : ''}: ${result.output_tail.split('\n').slice(-3).join(' | ')}`, steps);
+      }
     }
-  }
-  const comparison = await compare(chain, target.worktree);
+    const compared = await compare(chain, copy.dir);
+    for (const rel of [chain.metrics, ...chain.artifacts]) await bringBack(copy.dir, target.worktree, rel);
+    return compared;
+  });
   // The patch carries the candidate's metrics as the new baseline, so approving it records them.
   if (path.normalize(chain.metrics) !== path.normalize(chain.baseline)) {
     await fs.mkdir(path.dirname(path.join(target.worktree, chain.baseline)), { recursive: true });
@@ -100,6 +105,16 @@ async function retrain(project: Project, settings: Settings, target: CheckTarget
     facts: `## Retrain results (computed by meta-agent; do not recompute them)\n\nThe chain collect -> train -> eval ran. The ${line}.\n\nCandidate metrics: ${JSON.stringify(comparison.candidate_metrics)}\nBaseline metrics: ${JSON.stringify(comparison.baseline_metrics)}`,
     summary: `Retrained: the ${line}.${comparison.beats_baseline ? '' : ' The approval gate will not install it.'}`,
   };
+}
+
+/** Copies one result file of the chain from its copy into the worktree (a regular file only: never a link the chain made). */
+async function bringBack(copyDir: string, worktree: string, rel: string): Promise<void> {
+  const from = path.join(copyDir, rel);
+  const stat = await fs.lstat(from).catch(() => null);
+  if (!stat?.isFile()) return;
+  await fs.mkdir(path.dirname(path.join(worktree, rel)), { recursive: true });
+  await fs.rm(path.join(worktree, rel), { force: true });
+  await fs.copyFile(from, path.join(worktree, rel));
 }
 
 const fmt = (n: number | null) => (n === null ? 'n/a' : String(n));

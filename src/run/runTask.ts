@@ -26,7 +26,8 @@ import { silentLogger } from '../log.ts';
 import { llmMissingMessage, projectFor, type Check, type Project, type Settings } from '../workspace/config.ts';
 import { displayPath } from '../workspace/layout.ts';
 import { publishUnique, replaceFile } from '../workspace/files.ts';
-import { BaselineCache, runCheck } from './checks.ts';
+import { BaselineCache, preflightChecks, runCheck, withCheckCopy } from './checks.ts';
+import { sandboxStatus } from '../safety/sandbox.ts';
 import { collectDiff } from './git.ts';
 import { archiveEarlierRun, redactReportText, reportPaths, TrajectoryWriter, writeReport } from './report.ts';
 import { assessRisk } from './risk.ts';
@@ -133,6 +134,7 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
     duration_ms: finishedAt.getTime() - startedAt.getTime(),
     task_file: displayPath(layout, predictedTaskFile),
     report_md: displayPath(layout, paths.md),
+    checks_unsandboxed: settings.config.sandbox === 'none',
     // Read after the spread above redacted the outcome's text, so those replacements count too.
     secrets_redacted: redact.hits,
     approval: null,
@@ -180,7 +182,7 @@ interface RunState {
 }
 
 /** Everything in a report that the run decides; the rest (ids, times, paths) is added when it is written. */
-type Outcome = Omit<Report, 'task_id' | 'run_id' | 'started_at' | 'finished_at' | 'duration_ms' | 'task_file' | 'report_md' | 'usage' | 'approval' | 'secrets_redacted'>;
+type Outcome = Omit<Report, 'task_id' | 'run_id' | 'started_at' | 'finished_at' | 'duration_ms' | 'task_file' | 'report_md' | 'usage' | 'approval' | 'secrets_redacted' | 'checks_unsandboxed'>;
 
 interface RunContext {
   task: Task;
@@ -216,7 +218,13 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
     const checksIn = (signal: AbortSignal) => runChecks(rc, worktree, signal);
     let result: EngineResult;
     try {
-      extras = await runTypePipeline(task, project, settings, { worktree: worktree.dir, readOnly: worktree.readOnly }, rc.redact, abort.signal);
+      // Fail before the model is paid: no usable sandbox, or a check whose program does not exist.
+      const retrainSteps = task.type === 'retrain_model' && project.retrain ? [project.retrain.collect, project.retrain.train, project.retrain.eval] : [];
+      const checks = [project.test, project.dry_run, ...retrainSteps];
+      if (checks.some(Boolean) && (await preflightChecks(settings, project, worktree.dir, checks)) === 'none') {
+        log.warn((await sandboxStatus(settings)).warning ?? 'checks run unsandboxed');
+      }
+      extras = await runTypePipeline(task, project, settings, { worktree: worktree.dir }, rc.redact, abort.signal);
       if (!rc.useEngine) {
         extras.notes.push(`LLM commentary skipped: ${llmMissingMessage(settings.llm)}`);
         result = {
@@ -447,10 +455,12 @@ function linkedAbort(outer: AbortSignal | undefined, timeoutS: number) {
 }
 
 async function runChecks(rc: RunContext, worktree: Worktree, signal: AbortSignal): Promise<ChecksOutcome> {
-  const target = { worktree: worktree.dir, readOnly: worktree.readOnly };
-  const run = (check: Check | null) => (check ? runCheck(check, target, rc.settings, rc.project, rc.redact, signal) : Promise.resolve(null));
-  const tests = await run(rc.project.test);
-  const dry_run = await run(rc.project.dry_run);
+  if (!rc.project.test && !rc.project.dry_run) return { tests: null, dry_run: null };
+  // One throwaway copy for both (the dry run sees what the tests left, as in a checkout).
+  const { tests, dry_run } = await withCheckCopy({ worktree: worktree.dir }, rc.settings, rc.project, async (copy) => {
+    const run = (check: Check | null) => (check ? runCheck(check, copy, rc.settings, rc.project, rc.redact, signal) : Promise.resolve(null));
+    return { tests: await run(rc.project.test), dry_run: await run(rc.project.dry_run) };
+  });
   rc.log.info({ tests: tests?.passed ?? null, dry_run: dry_run?.passed ?? null }, 'checks ran');
   return { tests, dry_run };
 }
@@ -468,12 +478,14 @@ async function addBaselines(rc: RunContext, checks: ChecksOutcome, baseCommit: s
   if (pending.length === 0) return;
   const baseTree = await openWorktree(rc.project, rc.settings.layout.worktrees, `${rc.runId}-base`, baseCommit);
   try {
-    for (const [result, check] of pending) {
-      const base = await runCheck(check, { worktree: baseTree.dir, readOnly: baseTree.readOnly }, rc.settings, rc.project, rc.redact, signal);
-      if (base.timed_out || signal.aborted) continue;
-      result.baseline_passed = base.passed;
-      await cache.set(rc.project, baseCommit, check, base.passed);
-    }
+    await withCheckCopy({ worktree: baseTree.dir }, rc.settings, rc.project, async (copy) => {
+      for (const [result, check] of pending) {
+        const base = await runCheck(check, copy, rc.settings, rc.project, rc.redact, signal);
+        if (base.timed_out || signal.aborted) continue;
+        result.baseline_passed = base.passed;
+        await cache.set(rc.project, baseCommit, check, base.passed);
+      }
+    });
   } finally {
     await baseTree.remove();
   }
@@ -507,6 +519,7 @@ async function writePatch(rc: RunContext, diff: { patch: Buffer; files: string[]
     created_at: new Date().toISOString(),
     artifacts,
     retrain: extras.retrain?.comparison ?? null,
+    checks_unsandboxed: rc.settings.config.sandbox === 'none',
   };
   const sidecarFile = await publishUnique(layout.patches.pending, path.basename(patchFile), '.json', JSON.stringify(sidecar, null, 2) + '\n');
   return [patchFile, sidecarFile];
