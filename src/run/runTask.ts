@@ -199,7 +199,6 @@ interface RunContext {
 async function runInWorktree(rc: RunContext): Promise<Outcome> {
   const { task, project, settings, log } = rc;
   const { layout, config } = settings;
-  const abort = linkedAbort(rc.signal, config.limits.task_timeout_s);
   const denied = denyMatcher([...project.deny, ...config.patch.protected]);
   const inScope = scopeMatcher(task.scope, project.scope);
   const trajectory = new TrajectoryWriter(reportPaths(layout, task.id).trajectory, rc.redact);
@@ -208,6 +207,9 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
 
   await ensureRepo(project);
   const worktree = await openWorktree(project, layout.worktrees, rc.runId);
+  // Armed only now: the finally below is what disarms it (a timer left armed by a failed
+  // ensureRepo/openWorktree kept a stopped service alive for task_timeout_s).
+  const abort = linkedAbort(rc.signal, config.limits.task_timeout_s);
   log.debug({ worktree: worktree.dir, base: worktree.baseCommit }, 'worktree ready');
   const where = { base_commit: worktree.baseCommit, branch: worktree.branch };
   let extras = noExtras();
@@ -433,6 +435,8 @@ function linkedAbort(outer: AbortSignal | undefined, timeoutS: number) {
     () => controller.abort(new MetaAgentError('timeout', `the task ran longer than limits.task_timeout_s (${timeoutS} s) and was stopped`)),
     timeoutS * 1000,
   );
+  // The run's own work keeps the process alive; this timer alone never should.
+  timer.unref();
   const onOuter = () => controller.abort(new MetaAgentError('interrupted', 'the run was interrupted (Ctrl-C or service shutdown); the task was returned to inbox/'));
   if (outer?.aborted) onOuter();
   outer?.addEventListener('abort', onOuter, { once: true });
