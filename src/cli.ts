@@ -17,7 +17,7 @@ import { startUi } from './ui/server.ts';
 import { runSupervisorCycle } from './supervisor/cycle.ts';
 import { localTime, nextRuns } from './supervisor/schedule.ts';
 import { printSchedule } from './supervisor/osSchedule.ts';
-import { startScheduler } from './supervisor/service.ts';
+import { startSchedulerService } from './supervisor/service.ts';
 import { approvePatch, rejectPatch } from './gate/decide.ts';
 import { processApprovedPatch } from './gate/gate.ts';
 import { gateLine, review, workspaceStatus, formatAge } from './ui/terminal.ts';
@@ -49,15 +49,16 @@ function installFaultHooks(env: NodeJS.ProcessEnv): void {
 /**
  * SIGINT/SIGTERM handling. `process.on`, not `once`: execa loads signal-exit while a child
  * runs, and a `once` listener removed before it fires makes signal-exit re-raise the
- * signal, killing the process in the middle of its shutdown. A second signal is ignored.
+ * signal, killing the process in the middle of its shutdown. The first signal calls
+ * `handler`, a second one `again` (if given); more are ignored.
  * Returns the function that removes the handlers.
  */
-function onStopSignal(handler: () => void): () => void {
-  let fired = false;
+function onStopSignal(handler: () => void, again?: () => void): () => void {
+  let count = 0;
   const listener = () => {
-    if (fired) return;
-    fired = true;
-    handler();
+    count++;
+    if (count === 1) handler();
+    else if (count === 2) again?.();
   };
   process.on('SIGINT', listener);
   process.on('SIGTERM', listener);
@@ -67,13 +68,30 @@ function onStopSignal(handler: () => void): () => void {
   };
 }
 
-/** Runs until SIGINT/SIGTERM, then awaits `stop`. */
-function untilStopSignal(stop: () => Promise<unknown>, io?: Io, message?: string): Promise<void> {
+/**
+ * Runs until SIGINT/SIGTERM, then awaits `stop`; a second signal calls `stop({ now: true })`
+ * (no grace period). A failing stop still ends the wait (and is reported).
+ */
+function untilStopSignal(stop: (options: { now: boolean }) => Promise<unknown>, io: Io, message: string): Promise<void> {
   return new Promise<void>((resolve) => {
-    onStopSignal(() => {
-      if (message) io?.err(message);
-      void stop().then(() => resolve());
-    });
+    const run = (now: boolean) =>
+      void stop({ now }).then(
+        () => resolve(),
+        (error: unknown) => {
+          io.err(`meta-agent: stopping failed: ${toErrorInfo(error).message}`);
+          resolve();
+        },
+      );
+    onStopSignal(
+      () => {
+        io.err(message);
+        run(false);
+      },
+      () => {
+        io.err('stopping now: running tasks go back to inbox/');
+        run(true);
+      },
+    );
   });
 }
 
@@ -187,7 +205,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       const log = makeLog(settings);
       const ui = await startUi({ settings, log, host: opts.host, ...(opts.port ? { port: Number(opts.port) } : {}) });
       io.out(`dashboard: ${ui.url}`);
-      await untilStopSignal(() => ui.close());
+      await untilStopSignal(() => ui.close(), io, 'stopping the dashboard...');
     });
 
   program
@@ -202,9 +220,11 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       const ui = opts.ui ? await startUi({ settings, log, ...(opts.port ? { port: Number(opts.port) } : {}) }) : null;
       if (ui) io.out(`dashboard: ${ui.url}`);
       const watcher = startWatching({ settings, log, ...(opts.poll ? { usePolling: true } : {}), onResult: (r) => io.out(summaryLine(settings, r)) });
+      // Signals are taken from here on: the first scan at start may already claim tasks.
+      const stopped = untilStopSignal((how) => watcher.stop(how).then(() => ui?.close()), io, 'stopping: no new claims; running work gets the grace period, then goes back to inbox/ (Ctrl-C again: at once)...');
       await watcher.ready;
       io.out(`watching ${displayPath(settings.layout, settings.layout.inbox) || settings.layout.inbox}/ in ${settings.layout.root}; drop task .md files there (Ctrl-C to stop)`);
-      await untilStopSignal(() => watcher.stop().then(() => ui?.close()), io, 'stopping: no new claims; running tasks go back to inbox/...');
+      await stopped;
       log.flush();
     });
 
@@ -252,11 +272,13 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
         return;
       }
       const log = createLogger({ logsDir: settings.layout.logs, prefix: 'supervisor', redact: makeRedactor(settings.env) });
-      const scheduler = startScheduler(settings, log);
-      if (!scheduler) throw new MetaAgentError('config', 'no jobs in supervisor.schedule', { file: 'meta-agent.yaml', field: 'supervisor.schedule' });
-      await scheduler.start();
+      const service = startSchedulerService(settings, log);
+      if (!service) throw new MetaAgentError('config', 'no jobs in supervisor.schedule', { file: 'meta-agent.yaml', field: 'supervisor.schedule' });
+      // Signals are taken from here on: a catch-up cycle at start is stoppable too.
+      const stopped = untilStopSignal((how) => service.stop(how), io, 'stopping: no new cycles; a running one gets the grace period (Ctrl-C again: at once)...');
+      await service.scheduler.start();
       io.out(`scheduler running (${supervisor.schedule.length} job(s), ${supervisor.timezone}); Ctrl-C to stop`);
-      await untilStopSignal(() => scheduler.stop());
+      await stopped;
       log.flush();
     });
 
