@@ -18,6 +18,7 @@ import { runSupervisorCycle } from './supervisor/cycle.ts';
 import { localTime, nextRuns } from './supervisor/schedule.ts';
 import { printSchedule } from './supervisor/osSchedule.ts';
 import { startSchedulerService } from './supervisor/service.ts';
+import { diagnose, findingLine, runDoctor, verdictLine } from './service/doctor.ts';
 import { approvePatch, rejectPatch } from './gate/decide.ts';
 import { processApprovedPatch } from './gate/gate.ts';
 import { gateLine, review, workspaceStatus, formatAge } from './ui/terminal.ts';
@@ -216,6 +217,14 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     .option('--port <n>', 'dashboard port, with --ui')
     .action(async (opts: { poll?: boolean; ui?: boolean; port?: string }) => {
       const settings = await loadSettings(root());
+      const health = await diagnose(settings);
+      for (const finding of health.findings) io.err(findingLine(finding));
+      if (!health.ok) {
+        io.err(verdictLine(health, true));
+        exitCode = 2;
+        return;
+      }
+      io.out(verdictLine(health, true));
       const log = makeLog(settings);
       const ui = opts.ui ? await startUi({ settings, log, ...(opts.port ? { port: Number(opts.port) } : {}) }) : null;
       if (ui) io.out(`dashboard: ${ui.url}`);
@@ -226,6 +235,20 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       io.out(`watching ${displayPath(settings.layout, settings.layout.inbox) || settings.layout.inbox}/ in ${settings.layout.root}; drop task .md files there (Ctrl-C to stop)`);
       await stopped;
       log.flush();
+    });
+
+  program
+    .command('doctor')
+    .description('check the workspace before a night: config, repos and branches, check programs, model, sandbox, disk (exit 2 on errors)')
+    .option('--json', 'machine-readable')
+    .action(async (opts: { json?: boolean }) => {
+      const report = await runDoctor(root());
+      if (opts.json) io.out(JSON.stringify(report, null, 2));
+      else {
+        for (const finding of report.findings) io.out(findingLine(finding));
+        io.out(verdictLine(report));
+      }
+      if (!report.ok) exitCode = 2;
     });
 
   program
