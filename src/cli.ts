@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { exitCodeFor, MetaAgentError, toErrorInfo } from './contract/errors.ts';
 import { parseTask, TASK_TYPES } from './contract/task.ts';
-import { createLogger, type Logger } from './log.ts';
+import { createLogger, type Logger, type LoggerOptions } from './log.ts';
 import { createTask } from './queue/createTask.ts';
 import { runTask, type RunTaskResult } from './run/runTask.ts';
 import { runStages } from './run/stages.ts';
@@ -19,10 +19,11 @@ import { localTime, nextRuns } from './supervisor/schedule.ts';
 import { printSchedule } from './supervisor/osSchedule.ts';
 import { startSchedulerService } from './supervisor/service.ts';
 import { diagnose, findingLine, runDoctor, verdictLine } from './service/doctor.ts';
+import { progressStream } from './service/progress.ts';
 import { approvePatch, rejectPatch } from './gate/decide.ts';
 import { processApprovedPatch } from './gate/gate.ts';
 import { gateLine, review, workspaceStatus, formatAge } from './ui/terminal.ts';
-import { makeRedactor } from './safety/redact.ts';
+import { makeRedactor, type Redactor } from './safety/redact.ts';
 import { loadSettings, resolveRoot, type Settings } from './workspace/config.ts';
 import { initWorkspace } from './workspace/init.ts';
 import { fillTemplate, loadTemplate } from './workspace/templates.ts';
@@ -98,10 +99,12 @@ function untilStopSignal(stop: (options: { now: boolean }) => Promise<unknown>, 
 
 export async function main(argv: string[], io: Io = defaultIo): Promise<number> {
   installFaultHooks(process.env);
+  consoleMode = process.env.META_AGENT_LOG ?? (argv.includes('--verbose') ? 'pretty' : 'progress');
   let exitCode = 0;
   const program = new Command('meta-agent')
     .description('Overnight code maintenance with an LLM coding agent, through a folder queue and a human approval gate.')
     .option('--root <dir>', 'workspace folder (default: $META_AGENT_ROOT, then the current folder)')
+    .option('--verbose', 'show the log itself on the console (pino), not the progress lines (also: META_AGENT_LOG=pretty)')
     .showHelpAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
@@ -228,7 +231,8 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       const log = makeLog(settings);
       const ui = opts.ui ? await startUi({ settings, log, ...(opts.port ? { port: Number(opts.port) } : {}) }) : null;
       if (ui) io.out(`dashboard: ${ui.url}`);
-      const watcher = startWatching({ settings, log, ...(opts.poll ? { usePolling: true } : {}), onResult: (r) => io.out(summaryLine(settings, r)) });
+      const supervisorLog = makeLog(settings, false, 'supervisor');
+      const watcher = startWatching({ settings, log, supervisorLog, ...(opts.poll ? { usePolling: true } : {}), onResult: (r) => io.out(summaryLine(settings, r)) });
       // Signals are taken from here on: the first scan at start may already claim tasks.
       const stopped = untilStopSignal((how) => watcher.stop(how).then(() => ui?.close()), io, 'stopping: no new claims; running work gets the grace period, then goes back to inbox/ (Ctrl-C again: at once)...');
       await watcher.ready;
@@ -260,7 +264,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     .option('--json', 'print the cycle report as JSON')
     .action(async (opts: { goal: string; project?: string; mode: 'daily' | 'weekly'; json?: boolean }) => {
       const settings = await loadSettings(root());
-      const log = createLogger({ logsDir: settings.layout.logs, prefix: 'supervisor', console: opts.json ? 'none' : undefined, redact: makeRedactor(settings.env) });
+      const log = makeLog(settings, opts.json, 'supervisor');
       const controller = new AbortController();
       const offSignal = onStopSignal(() => controller.abort());
       try {
@@ -294,7 +298,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
         }
         return;
       }
-      const log = createLogger({ logsDir: settings.layout.logs, prefix: 'supervisor', redact: makeRedactor(settings.env) });
+      const log = makeLog(settings, false, 'supervisor');
       const service = startSchedulerService(settings, log);
       if (!service) throw new MetaAgentError('config', 'no jobs in supervisor.schedule', { file: 'meta-agent.yaml', field: 'supervisor.schedule' });
       // Signals are taken from here on: a catch-up cycle at start is stoppable too.
@@ -364,8 +368,16 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
   return exitCode;
 }
 
-function makeLog(settings: Settings, quiet?: boolean): Logger {
-  return createLogger({ logsDir: settings.layout.logs, console: quiet ? 'none' : undefined, redact: makeRedactor(settings.env, settings.llm.apiKey ? [settings.llm.apiKey] : []) });
+function makeLog(settings: Settings, quiet?: boolean, prefix?: string): Logger {
+  const redact = makeRedactor(settings.env, settings.llm.apiKey ? [settings.llm.apiKey] : []);
+  return createLogger({ logsDir: settings.layout.logs, ...(prefix ? { prefix } : {}), ...(quiet ? { console: 'none' as const } : consoleOf(redact)), redact });
+}
+
+/** What the console shows of the log: progress lines, or pino itself (META_AGENT_LOG=pretty|json|none, or --verbose). */
+let consoleMode = 'progress';
+function consoleOf(redact: Redactor): Pick<LoggerOptions, 'console' | 'consoleStream'> {
+  if (consoleMode === 'pretty' || consoleMode === 'json' || consoleMode === 'none') return { console: consoleMode };
+  return { consoleStream: progressStream({ redact }) };
 }
 
 async function findTaskById(settings: Settings, id: string): Promise<string> {

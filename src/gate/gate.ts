@@ -17,11 +17,11 @@ import { execa } from 'execa';
 import { PatchSidecarSchema, type PatchSidecar } from '../contract/patch.ts';
 import { CheckResultSchema, ReportSchema, type Approval, type CheckResult } from '../contract/report.ts';
 import { MetaAgentError, toErrorInfo } from '../contract/errors.ts';
-import type { Settings } from '../workspace/config.ts';
+import type { Check, Settings } from '../workspace/config.ts';
 import { exists, publishFile, publishUnique, replaceFile } from '../workspace/files.ts';
 import { denyMatcher, scopeMatcher } from '../safety/globs.ts';
 import { makeRedactor } from '../safety/redact.ts';
-import { runCheck } from '../run/checks.ts';
+import { loggedCheck, runCheck } from '../run/checks.ts';
 import { git, resolveBranch } from '../run/git.ts';
 import { ensureRepo, openWorktree } from '../run/workspaceRepo.ts';
 import { moveUnique, takePrivately } from '../queue/folders.ts';
@@ -221,8 +221,9 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
         }
         // 5. Test there, sandboxed like any run (with the candidate artifacts in place).
         const target = { worktree: worktree.dir, readOnly: worktree.readOnly };
-        const tests = project.test ? await runCheck(project.test, target, settings, project, redact, ctx.signal) : null;
-        const dryRun = project.dry_run ? await runCheck(project.dry_run, target, settings, project, redact, ctx.signal) : null;
+        const check = (c: Check) => loggedCheck(glog, c, () => runCheck(c, target, settings, project, redact, ctx.signal));
+        const tests = project.test ? await check(project.test) : null;
+        const dryRun = project.dry_run ? await check(project.dry_run) : null;
         if (ctx.signal?.aborted) throw new MetaAgentError('interrupted', 'the gate run was interrupted (service shutdown); the patch is gated again later');
         const failed = [tests, dryRun].find((c) => c && !c.passed);
         if (failed) {

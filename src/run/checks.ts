@@ -7,6 +7,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { execa } from 'execa';
+import type { Logger } from 'pino';
 import type { CheckResult } from '../contract/report.ts';
 import type { Check, Project, Settings } from '../workspace/config.ts';
 import { scrubbedEnv } from '../safety/env.ts';
@@ -124,4 +125,13 @@ export class BaselineCache {
     await fs.writeFile(temp, JSON.stringify({ project: project.name, commit, command: check.command, passed }) + '\n');
     await fs.rename(temp, file);
   }
+}
+
+/** A check with a start and a finish event in the log: the progress lines a person follows. */
+export async function loggedCheck(log: Pick<Logger, 'info'>, check: Check, run: () => Promise<CheckResult>): Promise<CheckResult> {
+  log.info({ check: check.label }, `check started: ${check.label}`);
+  const result = await run();
+  const tail = result.output_tail.split('\n').slice(-20).join('\n');
+  log.info({ check: check.label, passed: result.passed, exit_code: result.exit_code, timed_out: result.timed_out, duration_ms: result.duration_ms, tail }, `check finished: ${check.label}`);
+  return result;
 }

@@ -26,7 +26,7 @@ import { silentLogger } from '../log.ts';
 import { llmMissingMessage, projectFor, type Check, type Project, type Settings } from '../workspace/config.ts';
 import { displayPath } from '../workspace/layout.ts';
 import { publishUnique, replaceFile } from '../workspace/files.ts';
-import { BaselineCache, runCheck } from './checks.ts';
+import { BaselineCache, loggedCheck, runCheck } from './checks.ts';
 import { collectDiff } from './git.ts';
 import { archiveEarlierRun, reportPaths, TrajectoryWriter, writeReport } from './report.ts';
 import { assessRisk } from './risk.ts';
@@ -451,7 +451,7 @@ function linkedAbort(outer: AbortSignal | undefined, timeoutS: number) {
 
 async function runChecks(rc: RunContext, worktree: Worktree, signal: AbortSignal): Promise<ChecksOutcome> {
   const target = { worktree: worktree.dir, readOnly: worktree.readOnly };
-  const run = (check: Check | null) => (check ? runCheck(check, target, rc.settings, rc.project, rc.redact, signal) : Promise.resolve(null));
+  const run = (check: Check | null) => (check ? loggedCheck(rc.log, check, () => runCheck(check, target, rc.settings, rc.project, rc.redact, signal)) : Promise.resolve(null));
   const tests = await run(rc.project.test);
   const dry_run = await run(rc.project.dry_run);
   rc.log.info({ tests: tests?.passed ?? null, dry_run: dry_run?.passed ?? null }, 'checks ran');
@@ -548,3 +548,4 @@ function errorExplanation(fileName: string, taskId: string, error: ErrorInfo | n
     '',
   ].join('\n');
 }
+
