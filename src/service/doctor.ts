@@ -166,9 +166,16 @@ async function checkEngine(settings: Settings, probes: DoctorProbes, add: Add): 
   if (!llm.apiKey && !isLocal(base)) return add('error', null, 'llm.api_key_env', `${base} is not on this machine and ${llm.apiKeyEnv} is not set; set it to the API key`);
   const answer = await probes
     .fetch(`${base}/models`, { headers: llm.apiKey ? { authorization: `Bearer ${llm.apiKey}` } : {}, signal: AbortSignal.timeout(probes.modelTimeoutMs) })
-    .then((r) => r.status, (error: unknown) => toErrorInfo(error).message);
+    .then((r) => r.status, (error: unknown) => whyUnreachable(error, probes.modelTimeoutMs));
   if (answer === 401 || answer === 403) add('error', null, 'llm.api_key_env', `${base} refused the key in ${llm.apiKeyEnv} (HTTP ${answer}); set a valid key`);
   else if (typeof answer === 'string') add('warning', null, 'llm.base_url', `the model endpoint ${base} does not answer (${answer}); tasks fail until it does (fine if it is started later)`);
+}
+
+/** `ECONNREFUSED`, `no answer in 3 s`, ...: fetch's own message ("fetch failed") says nothing. */
+function whyUnreachable(error: unknown, timeoutMs: number): string {
+  const e = error as { name?: string; cause?: { code?: string; message?: string } };
+  if (e.name === 'TimeoutError' || e.name === 'AbortError') return `no answer in ${Math.round(timeoutMs / 1000)} s`;
+  return e.cause?.code ?? e.cause?.message ?? toErrorInfo(error).message;
 }
 
 function isLocal(url: string): boolean {
