@@ -40,3 +40,9 @@ if (bundleIsFresh()) {
   ({ main } = await import('../src/cli.ts'));
 }
 process.exitCode = await main(process.argv);
+// Once main() is done, nothing is left to do: a handle a library left open (a timer, a
+// socket) must not keep a stopped service alive. Unref'd, so a clean exit is not delayed.
+setTimeout(() => {
+  process.stderr.write('meta-agent: something was still open after the command finished; exiting anyway\n');
+  process.exit();
+}, 3000).unref();

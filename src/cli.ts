@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { exitCodeFor, MetaAgentError, toErrorInfo } from './contract/errors.ts';
 import { parseTask, TASK_TYPES } from './contract/task.ts';
-import { createLogger, type Logger } from './log.ts';
+import { createLogger, type Logger, type LoggerOptions } from './log.ts';
 import { createTask } from './queue/createTask.ts';
 import { runTask, type RunTaskResult } from './run/runTask.ts';
 import { runStages } from './run/stages.ts';
@@ -17,11 +17,13 @@ import { startUi } from './ui/server.ts';
 import { runSupervisorCycle } from './supervisor/cycle.ts';
 import { localTime, nextRuns } from './supervisor/schedule.ts';
 import { printSchedule } from './supervisor/osSchedule.ts';
-import { startScheduler } from './supervisor/service.ts';
+import { startSchedulerService } from './supervisor/service.ts';
+import { diagnose, findingLine, runDoctor, verdictLine } from './service/doctor.ts';
+import { progressStream } from './service/progress.ts';
 import { approvePatch, rejectPatch } from './gate/decide.ts';
 import { processApprovedPatch } from './gate/gate.ts';
 import { gateLine, review, workspaceStatus, formatAge } from './ui/terminal.ts';
-import { makeRedactor } from './safety/redact.ts';
+import { makeRedactor, type Redactor } from './safety/redact.ts';
 import { loadSettings, resolveRoot, type Settings } from './workspace/config.ts';
 import { initWorkspace } from './workspace/init.ts';
 import { fillTemplate, loadTemplate } from './workspace/templates.ts';
@@ -49,15 +51,16 @@ function installFaultHooks(env: NodeJS.ProcessEnv): void {
 /**
  * SIGINT/SIGTERM handling. `process.on`, not `once`: execa loads signal-exit while a child
  * runs, and a `once` listener removed before it fires makes signal-exit re-raise the
- * signal, killing the process in the middle of its shutdown. A second signal is ignored.
+ * signal, killing the process in the middle of its shutdown. The first signal calls
+ * `handler`, a second one `again` (if given); more are ignored.
  * Returns the function that removes the handlers.
  */
-function onStopSignal(handler: () => void): () => void {
-  let fired = false;
+function onStopSignal(handler: () => void, again?: () => void): () => void {
+  let count = 0;
   const listener = () => {
-    if (fired) return;
-    fired = true;
-    handler();
+    count++;
+    if (count === 1) handler();
+    else if (count === 2) again?.();
   };
   process.on('SIGINT', listener);
   process.on('SIGTERM', listener);
@@ -67,22 +70,41 @@ function onStopSignal(handler: () => void): () => void {
   };
 }
 
-/** Runs until SIGINT/SIGTERM, then awaits `stop`. */
-function untilStopSignal(stop: () => Promise<unknown>, io?: Io, message?: string): Promise<void> {
+/**
+ * Runs until SIGINT/SIGTERM, then awaits `stop`; a second signal calls `stop({ now: true })`
+ * (no grace period). A failing stop still ends the wait (and is reported).
+ */
+function untilStopSignal(stop: (options: { now: boolean }) => Promise<unknown>, io: Io, message: string): Promise<void> {
   return new Promise<void>((resolve) => {
-    onStopSignal(() => {
-      if (message) io?.err(message);
-      void stop().then(() => resolve());
-    });
+    const run = (now: boolean) =>
+      void stop({ now }).then(
+        () => resolve(),
+        (error: unknown) => {
+          io.err(`meta-agent: stopping failed: ${toErrorInfo(error).message}`);
+          resolve();
+        },
+      );
+    onStopSignal(
+      () => {
+        io.err(message);
+        run(false);
+      },
+      () => {
+        io.err('stopping now: running tasks go back to inbox/');
+        run(true);
+      },
+    );
   });
 }
 
 export async function main(argv: string[], io: Io = defaultIo): Promise<number> {
   installFaultHooks(process.env);
+  consoleMode = process.env.META_AGENT_LOG ?? (argv.includes('--verbose') ? 'pretty' : 'progress');
   let exitCode = 0;
   const program = new Command('meta-agent')
     .description('Overnight code maintenance with an LLM coding agent, through a folder queue and a human approval gate.')
     .option('--root <dir>', 'workspace folder (default: $META_AGENT_ROOT, then the current folder)')
+    .option('--verbose', 'show the log itself on the console (pino), not the progress lines (also: META_AGENT_LOG=pretty)')
     .showHelpAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
@@ -187,7 +209,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       const log = makeLog(settings);
       const ui = await startUi({ settings, log, host: opts.host, ...(opts.port ? { port: Number(opts.port) } : {}) });
       io.out(`dashboard: ${ui.url}`);
-      await untilStopSignal(() => ui.close());
+      await untilStopSignal(() => ui.close(), io, 'stopping the dashboard...');
     });
 
   program
@@ -198,14 +220,39 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     .option('--port <n>', 'dashboard port, with --ui')
     .action(async (opts: { poll?: boolean; ui?: boolean; port?: string }) => {
       const settings = await loadSettings(root());
+      const health = await diagnose(settings);
+      for (const finding of health.findings) io.err(findingLine(finding));
+      if (!health.ok) {
+        io.err(verdictLine(health, true));
+        exitCode = 2;
+        return;
+      }
+      io.out(verdictLine(health, true));
       const log = makeLog(settings);
       const ui = opts.ui ? await startUi({ settings, log, ...(opts.port ? { port: Number(opts.port) } : {}) }) : null;
       if (ui) io.out(`dashboard: ${ui.url}`);
-      const watcher = startWatching({ settings, log, ...(opts.poll ? { usePolling: true } : {}), onResult: (r) => io.out(summaryLine(settings, r)) });
+      const supervisorLog = makeLog(settings, false, 'supervisor');
+      const watcher = startWatching({ settings, log, supervisorLog, ...(opts.poll ? { usePolling: true } : {}), onResult: (r) => io.out(summaryLine(settings, r)) });
+      // Signals are taken from here on: the first scan at start may already claim tasks.
+      const stopped = untilStopSignal((how) => watcher.stop(how).then(() => ui?.close()), io, 'stopping: no new claims; running work gets the grace period, then goes back to inbox/ (Ctrl-C again: at once)...');
       await watcher.ready;
       io.out(`watching ${displayPath(settings.layout, settings.layout.inbox) || settings.layout.inbox}/ in ${settings.layout.root}; drop task .md files there (Ctrl-C to stop)`);
-      await untilStopSignal(() => watcher.stop().then(() => ui?.close()), io, 'stopping: no new claims; running tasks go back to inbox/...');
+      await stopped;
       log.flush();
+    });
+
+  program
+    .command('doctor')
+    .description('check the workspace before a night: config, repos and branches, check programs, model, sandbox, disk (exit 2 on errors)')
+    .option('--json', 'machine-readable')
+    .action(async (opts: { json?: boolean }) => {
+      const report = await runDoctor(root());
+      if (opts.json) io.out(JSON.stringify(report, null, 2));
+      else {
+        for (const finding of report.findings) io.out(findingLine(finding));
+        io.out(verdictLine(report));
+      }
+      if (!report.ok) exitCode = 2;
     });
 
   program
@@ -217,7 +264,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     .option('--json', 'print the cycle report as JSON')
     .action(async (opts: { goal: string; project?: string; mode: 'daily' | 'weekly'; json?: boolean }) => {
       const settings = await loadSettings(root());
-      const log = createLogger({ logsDir: settings.layout.logs, prefix: 'supervisor', console: opts.json ? 'none' : undefined, redact: makeRedactor(settings.env) });
+      const log = makeLog(settings, opts.json, 'supervisor');
       const controller = new AbortController();
       const offSignal = onStopSignal(() => controller.abort());
       try {
@@ -251,12 +298,14 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
         }
         return;
       }
-      const log = createLogger({ logsDir: settings.layout.logs, prefix: 'supervisor', redact: makeRedactor(settings.env) });
-      const scheduler = startScheduler(settings, log);
-      if (!scheduler) throw new MetaAgentError('config', 'no jobs in supervisor.schedule', { file: 'meta-agent.yaml', field: 'supervisor.schedule' });
-      await scheduler.start();
+      const log = makeLog(settings, false, 'supervisor');
+      const service = startSchedulerService(settings, log);
+      if (!service) throw new MetaAgentError('config', 'no jobs in supervisor.schedule', { file: 'meta-agent.yaml', field: 'supervisor.schedule' });
+      // Signals are taken from here on: a catch-up cycle at start is stoppable too.
+      const stopped = untilStopSignal((how) => service.stop(how), io, 'stopping: no new cycles; a running one gets the grace period (Ctrl-C again: at once)...');
+      await service.scheduler.start();
       io.out(`scheduler running (${supervisor.schedule.length} job(s), ${supervisor.timezone}); Ctrl-C to stop`);
-      await untilStopSignal(() => scheduler.stop());
+      await stopped;
       log.flush();
     });
 
@@ -319,8 +368,16 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
   return exitCode;
 }
 
-function makeLog(settings: Settings, quiet?: boolean): Logger {
-  return createLogger({ logsDir: settings.layout.logs, console: quiet ? 'none' : undefined, redact: makeRedactor(settings.env, settings.llm.apiKey ? [settings.llm.apiKey] : []) });
+function makeLog(settings: Settings, quiet?: boolean, prefix?: string): Logger {
+  const redact = makeRedactor(settings.env, settings.llm.apiKey ? [settings.llm.apiKey] : []);
+  return createLogger({ logsDir: settings.layout.logs, ...(prefix ? { prefix } : {}), ...(quiet ? { console: 'none' as const } : consoleOf(redact)), redact });
+}
+
+/** What the console shows of the log: progress lines, or pino itself (META_AGENT_LOG=pretty|json|none, or --verbose). */
+let consoleMode = 'progress';
+function consoleOf(redact: Redactor): Pick<LoggerOptions, 'console' | 'consoleStream'> {
+  if (consoleMode === 'pretty' || consoleMode === 'json' || consoleMode === 'none') return { console: consoleMode };
+  return { consoleStream: progressStream({ redact }) };
 }
 
 async function findTaskById(settings: Settings, id: string): Promise<string> {

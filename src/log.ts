@@ -1,6 +1,8 @@
 /**
  * Logging: pino JSON lines into logs/meta-agent_YYYY-MM-DD.log (a new file each UTC day),
- * and readable lines on the terminal. Secrets are redacted before anything is written.
+ * and readable lines on the console: the CLI passes a progress stream (service/progress.ts,
+ * one line per event); pino-pretty blocks with META_AGENT_LOG=pretty or --verbose. Secrets
+ * are redacted before anything is written.
  */
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import path from 'node:path';
@@ -15,8 +17,10 @@ export interface LoggerOptions {
   logsDir: string;
   /** File name prefix: `<prefix>_YYYY-MM-DD.log`. */
   prefix?: string;
-  /** Terminal output: 'pretty' (default on a TTY), 'json', or 'none'. */
+  /** Terminal output: 'pretty' (default on a TTY), 'json', or 'none'; ignored when `consoleStream` is given. */
   console?: 'pretty' | 'json' | 'none';
+  /** Receives the (redacted) JSON lines at info and above instead: e.g. the progress lines. */
+  consoleStream?: NodeJS.WritableStream;
   level?: string;
   redact?: Redactor;
 }
@@ -53,7 +57,9 @@ class DailyFile extends Writable {
 export function createLogger(options: LoggerOptions): Logger {
   const streams: pino.StreamEntry[] = [{ stream: new DailyFile(options.logsDir, options.prefix ?? 'meta-agent'), level: 'debug' }];
   const mode = options.console ?? (process.stderr.isTTY ? 'pretty' : 'none');
-  if (mode === 'pretty') {
+  if (options.consoleStream) {
+    streams.push({ stream: options.consoleStream, level: 'info' });
+  } else if (mode === 'pretty') {
     streams.push({ stream: pretty({ destination: 2, colorize: process.stderr.isTTY, ignore: 'pid,hostname', translateTime: 'HH:MM:ss' }), level: 'info' });
   } else if (mode === 'json') {
     streams.push({ stream: process.stderr, level: 'info' });

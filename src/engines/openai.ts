@@ -254,7 +254,8 @@ class AgentLoop {
     this.lastCall = { prompt: response.usage?.prompt_tokens ?? 0, completion: response.usage?.completion_tokens ?? 0, messages: this.messages.length };
     await this.ctx.record({ role: 'assistant', step: this.steps, content: message.content ?? null, tool_calls: message.tool_calls ?? [], usage: response.usage ?? null });
     const u = this.ctx.usage;
-    this.ctx.log.info({ step: this.steps, tools: (message.tool_calls ?? []).map((c) => (c.type === 'function' ? c.function.name : c.type)), tokens: u.prompt_tokens + u.completion_tokens }, `step ${this.steps}`);
+    const calls = (message.tool_calls ?? []).map((c) => (c.type === 'function' ? { tool: c.function.name, target: toolTarget(c.function.arguments) } : { tool: c.type, target: null }));
+    this.ctx.log.info({ step: this.steps, max_steps: this.ctx.settings.config.limits.max_steps, tools: calls.map((c) => c.tool), targets: calls.map((c) => c.target), tokens: u.prompt_tokens + u.completion_tokens }, `step ${this.steps}`);
     return message;
   }
 
@@ -335,4 +336,15 @@ function formatChecks(outcome: Awaited<ReturnType<EngineContext['runChecks']>>):
     parts.push(`$ ${check.command}\nexit code ${check.exit_code ?? 'none'}${check.timed_out ? ' (timed out)' : ''} - ${check.passed ? 'PASSED' : 'FAILED'} in ${check.duration_ms} ms\n${check.output_tail}`);
   }
   return parts.length ? parts.join('\n\n') : 'this project has no test or dry_run command configured';
+}
+
+/** The file (or pattern) a tool call is about, for the progress line; the model's text, bounded. */
+function toolTarget(rawArguments: string): string | null {
+  try {
+    const args = JSON.parse(rawArguments) as Record<string, unknown>;
+    const target = [args.path, args.pattern].find((v): v is string => typeof v === 'string');
+    return target ? target.replace(/[\r\n\t]/g, ' ').slice(0, 120) : null;
+  } catch {
+    return null;
+  }
 }

@@ -16,12 +16,12 @@ import type { Logger } from 'pino';
 import { execa } from 'execa';
 import { PatchSidecarSchema, type PatchSidecar } from '../contract/patch.ts';
 import { CheckResultSchema, ReportSchema, type Approval, type CheckResult } from '../contract/report.ts';
-import { toErrorInfo } from '../contract/errors.ts';
-import type { Settings } from '../workspace/config.ts';
+import { MetaAgentError, toErrorInfo } from '../contract/errors.ts';
+import type { Check, Settings } from '../workspace/config.ts';
 import { exists, publishFile, publishUnique, replaceFile } from '../workspace/files.ts';
 import { denyMatcher, scopeMatcher } from '../safety/globs.ts';
 import { makeRedactor } from '../safety/redact.ts';
-import { preflightChecks, runCheck, withCheckCopy } from '../run/checks.ts';
+import { loggedCheck, preflightChecks, runCheck, withCheckCopy } from '../run/checks.ts';
 import { git, resolveBranch } from '../run/git.ts';
 import { ensureRepo, openWorktree } from '../run/workspaceRepo.ts';
 import { moveUnique, takePrivately } from '../queue/folders.ts';
@@ -73,14 +73,18 @@ export async function recoverInterruptedGateRuns(settings: Settings, log: Logger
   }
 }
 
-/** Processes one file of patches/approved/. Safe to call for the same file from several processes. */
-export async function processApprovedPatch(settings: Settings, patchFile: string, log: Logger): Promise<GateResult> {
+/**
+ * Processes one file of patches/approved/. Safe to call for the same file from several processes.
+ * An abort (service shutdown) stops the checks and throws: the patch keeps its private name,
+ * and recoverInterruptedGateRuns() gives it back for a later run. It is never rejected for it.
+ */
+export async function processApprovedPatch(settings: Settings, patchFile: string, log: Logger, signal?: AbortSignal): Promise<GateResult> {
   const release = (await gateLock(settings))!;
   try {
     await restoreInterrupted(settings, log);
     const taken = await takePrivately(patchFile);
     if (!taken) return skipped(patchFile);
-    return await gatePatch(settings, taken, path.basename(patchFile), log);
+    return await gatePatch(settings, taken, path.basename(patchFile), log, signal);
   } finally {
     await release().catch(() => undefined);
   }
@@ -125,12 +129,12 @@ function runState(settings: Settings, sha256: string): RunState {
   return { snapshot: path.join(dir, `${sha256}.patch`), checks: path.join(dir, `${sha256}.checks.json`), redo: path.join(dir, `${sha256}.redo.json`) };
 }
 
-async function gatePatch(settings: Settings, taken: string, name: string, log: Logger): Promise<GateResult> {
+async function gatePatch(settings: Settings, taken: string, name: string, log: Logger, signal?: AbortSignal): Promise<GateResult> {
   const id = name.replace(/\.patch$/i, '').replace(/\.diff$/i, '');
   const bytes = await fs.readFile(taken);
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   const glog = log.child({ gate: id, sha256: sha256.slice(0, 12) });
-  const ctx: RejectContext = { settings, taken, name, id, sha256, sidecar: null, sidecarFile: null, log: glog };
+  const ctx: RejectContext = { settings, taken, name, id, sha256, sidecar: null, sidecarFile: null, log: glog, signal };
   const state = runState(settings, sha256);
   // On an error the state stays: the patch keeps its private name, and the next run uses it.
   const result = await decide(ctx, bytes, state);
@@ -221,11 +225,12 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
         }
         const { tests, dryRun } =
           project.test || project.dry_run
-            ? await withCheckCopy({ worktree: worktree.dir }, settings, project, async (copy) => ({
-                tests: project.test ? await runCheck(project.test, copy, settings, project, redact) : null,
-                dryRun: project.dry_run ? await runCheck(project.dry_run, copy, settings, project, redact) : null,
-              }))
+            ? await withCheckCopy({ worktree: worktree.dir }, settings, project, async (copy) => {
+                const check = (c: Check) => loggedCheck(glog, c, () => runCheck(c, copy, settings, project, redact, ctx.signal));
+                return { tests: project.test ? await check(project.test) : null, dryRun: project.dry_run ? await check(project.dry_run) : null };
+              })
             : { tests: null, dryRun: null };
+        if (ctx.signal?.aborted) throw new MetaAgentError('interrupted', 'the gate run was interrupted (service shutdown); the patch is gated again later');
         const failed = [tests, dryRun].find((c) => c && !c.passed);
         if (failed) {
           return await reject(ctx, `${failed === tests ? 'the tests' : 'the dry run'} failed on ${branch} with the patch applied (exit ${failed.exit_code ?? 'none'}${failed.timed_out ? ', timed out' : ''}):\n\n\`\`\`\n${failed.output_tail}\n\`\`\``, { tests, dry_run: dryRun, edited });
@@ -258,8 +263,8 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
     }
     return await reject(ctx, `${branch} kept moving while the patch was tested (${settings.config.gate.max_retests + 1} attempts); approve it again later`);
   } catch (error) {
-    // The next run finds the commit by its trailer and files it as applied.
-    if (branchMoved) throw error;
+    // The next run finds the commit by its trailer and files it as applied; an interrupted run is redone.
+    if (branchMoved || ctx.signal?.aborted) throw error;
     return reject(ctx, `the gate failed: ${toErrorInfo(error).message}`);
   }
 }
@@ -354,6 +359,7 @@ interface RejectContext {
   sidecar: PatchSidecar | null;
   sidecarFile: string | null;
   log: Logger;
+  signal?: AbortSignal | undefined;
 }
 
 async function findSidecar(settings: Settings, id: string): Promise<{ sidecar: PatchSidecar; file: string } | null> {

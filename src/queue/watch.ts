@@ -9,8 +9,11 @@
  * - processing/: claims of dead workers are recovered (see recover.ts).
  * - patches/approved/: each patch goes through the gate, one at a time across processes.
  * - patches/rejected/: a person's rejection is recorded in the task's report.
- * - SIGINT/SIGTERM (via stop()): no new claims; running tasks get a grace period, then
- *   are aborted and go back to inbox/ unharmed.
+ * - SIGINT/SIGTERM (via stop()): no new claims; running tasks, a gate run and a supervisor
+ *   cycle get the grace period, then are aborted (tasks go back to inbox/ unharmed, a gate
+ *   run's patch back to approved/); stop({ now: true }) (a second signal) skips the grace.
+ *   Nothing stop() waits for is unbounded: what has not settled SETTLE_MS after the abort
+ *   is logged and left to crash recovery at the next start.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -65,10 +68,16 @@ export interface Health {
 export interface Watcher {
   /** Resolves when start-up (checks, recovery, the first scan) is done; rejects on a bad workspace. */
   ready: Promise<void>;
-  /** Stops claiming, gives running tasks the grace period, then returns them to inbox/. */
-  stop(): Promise<void>;
+  /**
+   * Stops claiming, gives running work the grace period, then aborts it (tasks go back to
+   * inbox/). `now`: no grace (a second Ctrl-C); also hurries a stop already under way.
+   */
+  stop(options?: { now?: boolean }): Promise<void>;
   health(): Promise<Health>;
 }
+
+/** How long aborted work may take to wind down (report, worktree removal) before stop() gives up on it. */
+const SETTLE_MS = 10_000;
 
 const TEMP_NAME = /^(\.|~\$)|\.(tmp|part|crdownload|swp)$/i;
 
@@ -174,12 +183,13 @@ export function startWatching(options: WatchOptions): Watcher {
         try {
           const file = path.join(layout.patches.approved, name);
           if (await fs.stat(file).then(() => true, () => false)) {
-            const result = await processApprovedPatch(settings, file, log);
+            const result = await processApprovedPatch(settings, file, log, abort.signal);
             if (result.decision === 'rejected') lastError = `${new Date().toISOString()} gate rejected ${name}: ${result.reason?.split('\n')[0]}`;
             if (result.decision !== 'skipped') options.onGate?.(result);
           }
         } catch (error) {
-          fail(`the gate failed on ${name}`, error);
+          if (abort.signal.aborted) log.info({ patch: name }, 'the gate run was interrupted by the stop; the patch is gated again at the next start');
+          else fail(`the gate failed on ${name}`, error);
         } finally {
           gateQueue.shift();
         }
@@ -289,35 +299,44 @@ export function startWatching(options: WatchOptions): Watcher {
   };
   const ready = start();
 
+  let stopped: Promise<void> | null = null;
+  let hurry: () => void = () => undefined;
+  const hurried = new Promise<void>((resolve) => (hurry = resolve));
+  const bounded = (what: Promise<unknown>, ms: number) => Promise.race([what, new Promise<void>((r) => setTimeout(r, ms).unref())]);
+
+  const stopAll = async (): Promise<void> => {
+    stopping = true;
+    for (const t of timers) clearInterval(t);
+    timers = [];
+    // A running cycle is asked to stop creating tasks; it is aborted with the rest below.
+    const schedulerStopped = scheduler?.stop() ?? Promise.resolve();
+    // A start in progress finishes first (it starts nothing more once stopping), so the
+    // watchers are closed after chokidar has set them up.
+    await bounded(ready.catch(() => undefined), SETTLE_MS);
+    for (const t of timers) clearInterval(t);
+    timers = [];
+    await bounded(Promise.all(watchers.map((w) => w.close())), SETTLE_MS);
+    watchers = [];
+    const grace = options.graceMs ?? config.queue.shutdown_grace_s * 1000;
+    const work = () => Promise.allSettled([...running.values(), gateBusy ?? Promise.resolve(), schedulerStopped]);
+    if ((running.size > 0 || gateBusy) && grace > 0) {
+      log.info({ running: [...running.keys()], gate: gateQueue[0] ?? null, grace_ms: grace }, 'stopping: waiting for running work');
+      await Promise.race([bounded(work(), grace), hurried]);
+    }
+    abort.abort();
+    await bounded(work(), SETTLE_MS);
+    if (running.size > 0 || gateBusy) log.warn({ running: [...running.keys()], gate: gateQueue[0] ?? null }, 'stopping without waiting longer: crash recovery at the next start returns what is left');
+    // An interrupted gate run left its patch under a private name: give it back now.
+    if (!gateBusy) await recoverInterruptedGateRuns(settings, log).catch((error: unknown) => fail('restoring an interrupted gate run failed', error));
+  };
+
   return {
     ready,
     health,
-    async stop() {
-      if (stopping) return;
-      stopping = true;
-      for (const t of timers) clearInterval(t);
-      timers = [];
-      if (scheduler) {
-        const s = scheduler;
-        // A running cycle is asked to stop creating tasks; its running task is aborted below.
-        void s.stop();
-      }
-      // A start in progress finishes first (it starts nothing more once stopping), so the
-      // watchers are closed after chokidar has set them up.
-      await ready.catch(() => undefined);
-      for (const t of timers) clearInterval(t);
-      timers = [];
-      await Promise.all(watchers.map((w) => w.close()));
-      watchers = [];
-      const grace = options.graceMs ?? config.queue.shutdown_grace_s * 1000;
-      if (running.size > 0 && grace > 0) {
-        log.info({ running: [...running.keys()], grace_ms: grace }, 'stopping: waiting for running tasks');
-        await Promise.race([Promise.allSettled([...running.values()]), new Promise((r) => setTimeout(r, grace).unref())]);
-      }
-      abort.abort();
-      await Promise.allSettled([...running.values()]);
-      await scheduler?.stop();
-      await gateBusy;
+    stop(stopOptions = {}) {
+      if (stopOptions.now) hurry();
+      stopped ??= stopAll();
+      return stopped;
     },
   };
 }

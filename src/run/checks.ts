@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { execa } from 'execa';
+import type { Logger } from 'pino';
 import { MetaAgentError } from '../contract/errors.ts';
 import type { CheckResult } from '../contract/report.ts';
 import type { Check, Project, Settings } from '../workspace/config.ts';
@@ -230,4 +231,13 @@ export class BaselineCache {
     await fs.writeFile(temp, JSON.stringify({ project: project.name, commit, command: check.command, passed }) + '\n');
     await fs.rename(temp, file);
   }
+}
+
+/** A check with a start and a finish event in the log: the progress lines a person follows. */
+export async function loggedCheck(log: Pick<Logger, 'info'>, check: Check, run: () => Promise<CheckResult>): Promise<CheckResult> {
+  log.info({ check: check.label }, `check started: ${check.label}`);
+  const result = await run();
+  const tail = result.output_tail.split('\n').slice(-20).join('\n');
+  log.info({ check: check.label, passed: result.passed, exit_code: result.exit_code, timed_out: result.timed_out, duration_ms: result.duration_ms, tail }, `check finished: ${check.label}`);
+  return result;
 }

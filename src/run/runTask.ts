@@ -26,7 +26,7 @@ import { silentLogger } from '../log.ts';
 import { llmMissingMessage, projectFor, type Check, type Project, type Settings } from '../workspace/config.ts';
 import { displayPath } from '../workspace/layout.ts';
 import { publishUnique, replaceFile } from '../workspace/files.ts';
-import { BaselineCache, preflightChecks, runCheck, withCheckCopy } from './checks.ts';
+import { BaselineCache, loggedCheck, preflightChecks, runCheck, withCheckCopy } from './checks.ts';
 import { sandboxStatus } from '../safety/sandbox.ts';
 import { collectDiff } from './git.ts';
 import { archiveEarlierRun, redactReportText, reportPaths, TrajectoryWriter, writeReport } from './report.ts';
@@ -202,7 +202,6 @@ interface RunContext {
 async function runInWorktree(rc: RunContext): Promise<Outcome> {
   const { task, project, settings, log } = rc;
   const { layout, config } = settings;
-  const abort = linkedAbort(rc.signal, config.limits.task_timeout_s);
   const denied = denyMatcher([...project.deny, ...config.patch.protected]);
   const inScope = scopeMatcher(task.scope, project.scope);
   const trajectory = new TrajectoryWriter(reportPaths(layout, task.id).trajectory, rc.redact);
@@ -211,6 +210,9 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
 
   await ensureRepo(project);
   const worktree = await openWorktree(project, layout.worktrees, rc.runId);
+  // Armed only now: the finally below is what disarms it (a timer left armed by a failed
+  // ensureRepo/openWorktree kept a stopped service alive for task_timeout_s).
+  const abort = linkedAbort(rc.signal, config.limits.task_timeout_s);
   log.debug({ worktree: worktree.dir, base: worktree.baseCommit }, 'worktree ready');
   const where = { base_commit: worktree.baseCommit, branch: worktree.branch };
   let extras = noExtras();
@@ -442,6 +444,8 @@ function linkedAbort(outer: AbortSignal | undefined, timeoutS: number) {
     () => controller.abort(new MetaAgentError('timeout', `the task ran longer than limits.task_timeout_s (${timeoutS} s) and was stopped`)),
     timeoutS * 1000,
   );
+  // The run's own work keeps the process alive; this timer alone never should.
+  timer.unref();
   const onOuter = () => controller.abort(new MetaAgentError('interrupted', 'the run was interrupted (Ctrl-C or service shutdown); the task was returned to inbox/'));
   if (outer?.aborted) onOuter();
   outer?.addEventListener('abort', onOuter, { once: true });
@@ -458,7 +462,7 @@ async function runChecks(rc: RunContext, worktree: Worktree, signal: AbortSignal
   if (!rc.project.test && !rc.project.dry_run) return { tests: null, dry_run: null };
   // One throwaway copy for both (the dry run sees what the tests left, as in a checkout).
   const { tests, dry_run } = await withCheckCopy({ worktree: worktree.dir }, rc.settings, rc.project, async (copy) => {
-    const run = (check: Check | null) => (check ? runCheck(check, copy, rc.settings, rc.project, rc.redact, signal) : Promise.resolve(null));
+    const run = (check: Check | null) => (check ? loggedCheck(rc.log, check, () => runCheck(check, copy, rc.settings, rc.project, rc.redact, signal)) : Promise.resolve(null));
     return { tests: await run(rc.project.test), dry_run: await run(rc.project.dry_run) };
   });
   rc.log.info({ tests: tests?.passed ?? null, dry_run: dry_run?.passed ?? null }, 'checks ran');
@@ -558,3 +562,4 @@ function errorExplanation(fileName: string, taskId: string, error: ErrorInfo | n
     '',
   ].join('\n');
 }
+

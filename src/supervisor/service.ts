@@ -23,3 +23,39 @@ export function startScheduler(settings: Settings, log: Logger, options: { clock
     resumeCycle: (journal, shouldStop) => resumeSupervisorCycle(settings, journal, { ...cycleOptions, shouldStop }),
   });
 }
+
+/** How long an aborted cycle may take to wind down before stop() gives up on it. */
+const SETTLE_MS = 10_000;
+
+export interface SchedulerService {
+  scheduler: Scheduler;
+  /**
+   * No new cycles; a running one gets queue.shutdown_grace_s, then is aborted (its task goes
+   * back to inbox/). `now` (a second Ctrl-C): no grace, also for a stop under way.
+   */
+  stop(options?: { now?: boolean }): Promise<void>;
+}
+
+/** `meta-agent schedule`: the scheduler with its own abort, stopped like `watch` is. */
+export function startSchedulerService(settings: Settings, log: Logger): SchedulerService | null {
+  const abort = new AbortController();
+  const scheduler = startScheduler(settings, log, { signal: abort.signal });
+  if (!scheduler) return null;
+  let hurry: () => void = () => undefined;
+  const hurried = new Promise<void>((resolve) => (hurry = resolve));
+  const timer = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+  let stopped: Promise<void> | null = null;
+  return {
+    scheduler,
+    stop(options = {}) {
+      if (options.now) hurry();
+      stopped ??= (async () => {
+        const done = scheduler.stop();
+        await Promise.race([done, timer(settings.config.queue.shutdown_grace_s * 1000), hurried]);
+        abort.abort();
+        await Promise.race([done, timer(SETTLE_MS)]);
+      })();
+      return stopped;
+    },
+  };
+}

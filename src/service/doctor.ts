@@ -1,0 +1,228 @@
+/**
+ * `meta-agent doctor`: what would make the night fail, found before it starts. Run by
+ * `watch` at start too: errors refuse the start, warnings are printed.
+ *
+ * Every finding is one line naming the project and the field, with the fix. The probes that
+ * depend on the machine (bubblewrap, disk space, volumes, the network) are injectable, so
+ * each bad configuration can be shown without breaking the machine.
+ */
+import { constants as fsConstants, promises as fs } from 'node:fs';
+import path from 'node:path';
+import stringArgv from 'string-argv';
+import { toErrorInfo } from '../contract/errors.ts';
+import { sandboxStatus, type SandboxStatus } from '../safety/sandbox.ts';
+import { git, isGitRepo, resolveBranch } from '../run/git.ts';
+import { assertOneVolume } from '../queue/volumes.ts';
+import { llmMissingMessage, loadSettings, type Check, type Project, type Settings } from '../workspace/config.ts';
+import { layoutDirs } from '../workspace/layout.ts';
+
+export type Level = 'error' | 'warning';
+
+export interface Finding {
+  level: Level;
+  /** The project the finding is about, if any. */
+  project: string | null;
+  /** The config field (`projects.bot.repo`, `llm`, `sandbox`) or the workspace fact (`disk`). */
+  field: string;
+  message: string;
+}
+
+export interface DoctorReport {
+  ok: boolean;
+  errors: number;
+  warnings: number;
+  findings: Finding[];
+  /** What was checked and found fine, for the verdict line. */
+  checked: string[];
+}
+
+/** The machine, as the doctor sees it. Tests replace single probes. */
+export interface DoctorProbes {
+  platform: NodeJS.Platform;
+  /** Whether checks can run as configured (safety/sandbox.ts); `platform` is the one above. */
+  sandbox: (settings: Settings, platform: NodeJS.Platform) => Promise<SandboxStatus>;
+  /** Free bytes for an unprivileged user on the volume of `dir`. */
+  freeBytes: (dir: string) => Promise<number>;
+  /** Throws (with the folders named) when `dirs` are not on one volume. */
+  oneVolume: (dirs: string[]) => Promise<void>;
+  fetch: typeof fetch;
+  modelTimeoutMs: number;
+}
+
+export const defaultProbes: DoctorProbes = {
+  platform: process.platform,
+  sandbox: (settings, platform) => sandboxStatus(settings, { platform }),
+  freeBytes: async (dir) => {
+    const s = await fs.statfs(dir);
+    return s.bavail * s.bsize;
+  },
+  oneVolume: assertOneVolume,
+  fetch: (...args) => fetch(...args),
+  modelTimeoutMs: 3000,
+};
+
+const MB = 1024 * 1024;
+export const DISK_WARN_BYTES = 1024 * MB;
+export const DISK_ERROR_BYTES = 100 * MB;
+
+/** Loads the workspace's config and checks everything; a config that does not load is the one finding. */
+export async function runDoctor(root: string, env: Record<string, string | undefined> = process.env, probes: Partial<DoctorProbes> = {}): Promise<DoctorReport> {
+  let settings: Settings;
+  try {
+    settings = await loadSettings(root, env);
+  } catch (error) {
+    return verdict([{ level: 'error', project: null, field: 'config', message: toErrorInfo(error).message }], []);
+  }
+  return diagnose(settings, probes);
+}
+
+/** Checks loaded settings (for `watch`, which has them already). */
+export async function diagnose(settings: Settings, overrides: Partial<DoctorProbes> = {}): Promise<DoctorReport> {
+  const probes = { ...defaultProbes, ...overrides };
+  const findings: Finding[] = [];
+  const checked: string[] = ['config'];
+  const add = (level: Level, project: string | null, field: string, message: string) => findings.push({ level, project, field, message });
+
+  for (const project of Object.values(settings.projects)) {
+    const before = findings.length;
+    await checkRepo(project, add);
+    for (const check of [project.test, project.dry_run]) if (check) await checkProgram(settings, project, check, add);
+    if (findings.length === before) checked.push(`project ${project.name}`);
+  }
+  await checkEngine(settings, probes, add);
+  await checkSandbox(settings, probes, add);
+  await checkDisk(settings, probes, add);
+  return verdict(findings, checked);
+}
+
+type Add = (level: Level, project: string | null, field: string, message: string) => void;
+
+async function checkRepo(project: Project, add: Add): Promise<void> {
+  const field = `projects.${project.name}.repo`;
+  const stat = await fs.stat(project.repoPath).catch(() => null);
+  if (!stat) {
+    // The demo project's repo is made from the example bot on first use.
+    if (project.initFromPath) return;
+    return add('error', project.name, field, `${project.repoPath} does not exist; fix the path in meta-agent.yaml (relative paths start at the workspace)`);
+  }
+  if (!stat.isDirectory() || !(await isGitRepo(project.repoPath))) {
+    return add('error', project.name, field, `${project.repoPath} is not a git repository; point "repo" at the repository's top folder, or run "git init" there and commit`);
+  }
+  try {
+    await resolveBranch(project.repoPath, project.branch);
+  } catch (error) {
+    const field = `projects.${project.name}.branch`;
+    const anyCommit = (await git(project.repoPath, ['rev-list', '-n', '1', '--all']).catch(() => '')).trim();
+    if (!anyCommit) add('error', project.name, field, `${project.repoPath} has no commit yet; commit something first (the agent works from a commit)`);
+    else if (project.branch) add('error', project.name, field, `branch "${project.branch}" does not exist in ${project.repoPath}; create it or fix "branch" in meta-agent.yaml`);
+    else add('error', project.name, field, `${toErrorInfo(error).message}`);
+  }
+}
+
+async function checkProgram(settings: Settings, project: Project, check: Check, add: Add): Promise<void> {
+  const program = check.argv[0];
+  const cwd = path.join(project.repoPath, check.cwd);
+  const found = await findProgram(program, { cwd, env: settings.env, platform: process.platform });
+  if (!found) {
+    const field = `projects.${project.name}.${check.label}`;
+    add('error', project.name, field, `the program "${program}" of "${check.command}" is not found (on PATH${/[\\/]/.test(program) ? `, or at ${path.resolve(cwd, program)}` : ''}); install it or fix the command`);
+  }
+}
+
+/**
+ * Where `program` would be run from, without a shell: a path (relative to `cwd`) as is, a
+ * bare name through PATH, with the PATHEXT extensions on Windows. Null if nowhere.
+ */
+export async function findProgram(program: string, options: { cwd: string; env: Readonly<Record<string, string | undefined>>; platform: NodeJS.Platform }): Promise<string | null> {
+  const windows = options.platform === 'win32';
+  const extensions = windows ? ['', ...(options.env.PATHEXT ?? options.env.Pathext ?? '.COM;.EXE;.BAT;.CMD').split(';').filter(Boolean)] : [''];
+  const candidates = /[\\/]/.test(program) || path.isAbsolute(program)
+    ? [path.resolve(options.cwd, program)]
+    : (options.env.PATH ?? options.env.Path ?? '').split(windows ? ';' : ':').filter(Boolean).map((dir) => path.join(dir.replace(/^"(.*)"$/, '$1'), program));
+  for (const base of candidates) {
+    for (const ext of extensions) {
+      const file = base + ext;
+      const stat = await fs.stat(file).catch(() => null);
+      if (!stat?.isFile()) continue;
+      if (windows || (await fs.access(file, fsConstants.X_OK).then(() => true, () => false))) return file;
+    }
+  }
+  return null;
+}
+
+async function checkEngine(settings: Settings, probes: DoctorProbes, add: Add): Promise<void> {
+  const { config, llm } = settings;
+  if (config.engine === 'command') {
+    const run = config.command?.run;
+    if (!run) return add('error', null, 'command', 'engine "command" needs a "command:" section with "run" (e.g. run: "codex exec --full-auto -")');
+    const program = (Array.isArray(run) ? run : stringArgv(run))[0] ?? '';
+    if (!(await findProgram(program, { cwd: settings.layout.root, env: settings.env, platform: process.platform }))) {
+      add('error', null, 'command.run', `the engine program "${program}" is not found on PATH; install it or fix command.run`);
+    }
+    return;
+  }
+  if (!llm.model.trim()) return add('error', null, 'llm.model', 'no model configured; set llm.model in meta-agent.yaml (or META_AGENT_MODEL)');
+  if (!llm.apiKey && !llm.baseURL) return add('error', null, 'llm', llmMissingMessage(llm));
+  const base = (llm.baseURL ?? 'https://api.openai.com/v1').replace(/\/+$/, '');
+  if (!llm.apiKey && !isLocal(base)) return add('error', null, 'llm.api_key_env', `${base} is not on this machine and ${llm.apiKeyEnv} is not set; set it to the API key`);
+  const answer = await probes
+    .fetch(`${base}/models`, { headers: llm.apiKey ? { authorization: `Bearer ${llm.apiKey}` } : {}, signal: AbortSignal.timeout(probes.modelTimeoutMs) })
+    .then((r) => r.status, (error: unknown) => whyUnreachable(error, probes.modelTimeoutMs));
+  if (answer === 401 || answer === 403) add('error', null, 'llm.api_key_env', `${base} refused the key in ${llm.apiKeyEnv} (HTTP ${answer}); set a valid key`);
+  else if (typeof answer === 'string') add('warning', null, 'llm.base_url', `the model endpoint ${base} does not answer (${answer}); tasks fail until it does (fine if it is started later)`);
+}
+
+/** `ECONNREFUSED`, `no answer in 3 s`, ...: fetch's own message ("fetch failed") says nothing. */
+function whyUnreachable(error: unknown, timeoutMs: number): string {
+  const e = error as { name?: string; cause?: { code?: string; message?: string } };
+  if (e.name === 'TimeoutError' || e.name === 'AbortError') return `no answer in ${Math.round(timeoutMs / 1000)} s`;
+  return e.cause?.code ?? e.cause?.message ?? toErrorInfo(error).message;
+}
+
+function isLocal(url: string): boolean {
+  try {
+    const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
+    return host === 'localhost' || host === '::1' || host.startsWith('127.') || host.endsWith('.localhost');
+  } catch {
+    return false;
+  }
+}
+
+/** The sandbox for checks: the same verdict the checks themselves act on (fail closed). */
+async function checkSandbox(settings: Settings, probes: DoctorProbes, add: Add): Promise<void> {
+  const status = await probes.sandbox(settings, probes.platform);
+  if (status.error) add('error', null, 'sandbox', status.error);
+  else if (status.warning) add('warning', null, 'sandbox', status.warning);
+}
+
+async function checkDisk(settings: Settings, probes: DoctorProbes, add: Add): Promise<void> {
+  const { layout } = settings;
+  const dirs = layoutDirs(layout).filter((d) => d !== layout.templates && d !== layout.logs);
+  const existing = (await Promise.all(dirs.map(async (d) => ((await fs.stat(d).catch(() => null)) ? d : null)))).filter((d): d is string => d !== null);
+  try {
+    await probes.oneVolume(existing);
+  } catch (error) {
+    add('error', null, 'root', `${toErrorInfo(error).message}; move the workspace onto one drive`);
+  }
+  const free = await probes.freeBytes(layout.root).catch(() => null);
+  if (free === null) return;
+  const shown = free >= 1024 * MB ? `${(free / 1024 / MB).toFixed(1)} GB` : `${Math.round(free / MB)} MB`;
+  if (free < DISK_ERROR_BYTES) add('error', null, 'disk', `only ${shown} free on the workspace's drive (${layout.root}); free some space (under 100 MB reports and patches cannot be written)`);
+  else if (free < DISK_WARN_BYTES) add('warning', null, 'disk', `only ${shown} free on the workspace's drive (${layout.root}); worktrees and logs need room, free some space`);
+}
+
+function verdict(findings: Finding[], checked: string[]): DoctorReport {
+  const errors = findings.filter((f) => f.level === 'error').length;
+  return { ok: errors === 0, errors, warnings: findings.length - errors, findings, checked };
+}
+
+/** One line per finding: `error: projects.bot.repo: ...`. */
+export function findingLine(f: Finding): string {
+  return `${f.level}: ${f.field}: ${f.message}`;
+}
+
+/** The short verdict (`watch` prints it at start, `starting` set). */
+export function verdictLine(report: DoctorReport, starting = false): string {
+  if (report.errors) return `doctor: ${report.errors} error(s)${report.warnings ? `, ${report.warnings} warning(s)` : ''}${starting ? '; not starting (fix them, then run "meta-agent doctor")' : ''}`;
+  return `doctor: ok${report.warnings ? ` with ${report.warnings} warning(s)` : ''} (${report.checked.join(', ')})`;
+}
