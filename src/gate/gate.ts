@@ -17,18 +17,19 @@ import { execa } from 'execa';
 import { PatchSidecarSchema, type PatchSidecar } from '../contract/patch.ts';
 import { CheckResultSchema, ReportSchema, type Approval, type CheckResult } from '../contract/report.ts';
 import { toErrorInfo } from '../contract/errors.ts';
-import type { Settings } from '../workspace/config.ts';
+import type { Project, Settings } from '../workspace/config.ts';
 import { exists, publishFile, publishUnique, replaceFile } from '../workspace/files.ts';
-import { denyMatcher, scopeMatcher } from '../safety/globs.ts';
+import { anchoredMatcher, denyMatcher, scopeMatcher } from '../safety/globs.ts';
+import { modeProblems } from '../safety/modes.ts';
 import { makeRedactor } from '../safety/redact.ts';
 import { runCheck } from '../run/checks.ts';
-import { git, resolveBranch } from '../run/git.ts';
+import { git, resolveBranch, stagedModeChanges } from '../run/git.ts';
 import { ensureRepo, openWorktree } from '../run/workspaceRepo.ts';
 import { moveUnique, takePrivately } from '../queue/folders.ts';
 import { lockActivity } from '../queue/lease.ts';
 import { createTask } from '../queue/createTask.ts';
 import { reportPaths } from '../run/report.ts';
-import { inspectPatch } from './inspect.ts';
+import { inspectPatch, type PatchRules } from './inspect.ts';
 import { clearGitLocksOfDeadGate, inRepo, repoOpNoted } from './repoOps.ts';
 import { filedCopy, finishFiling, gateStateDir, tidyAfterFiledRuns } from './leftovers.ts';
 
@@ -158,10 +159,8 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
   const sidecar = found.sidecar;
   const project = settings.projects[sidecar.project];
   if (!project) return reject(ctx, `unknown project "${sidecar.project}" (not in meta-agent.yaml)`);
-  const inspection = inspectPatch(bytes.toString('utf8'), {
-    inScope: scopeMatcher(sidecar.scope, project.scope),
-    denied: denyMatcher([...project.deny, ...settings.config.patch.protected]),
-  });
+  const rules = patchRules(settings, project, sidecar.scope);
+  const inspection = inspectPatch(bytes.toString('utf8'), rules);
   if (inspection.problems.length) return reject(ctx, `the patch is not allowed: ${inspection.problems.join('; ')}`);
   const edited = sha256 !== sidecar.sha256;
   const r = sidecar.retrain;
@@ -170,7 +169,7 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
   }
   let artifacts: Array<{ path: string; data: Buffer }>;
   try {
-    artifacts = await loadArtifacts(settings, id, sidecar, { inScope: scopeMatcher(sidecar.scope, project.scope), denied: denyMatcher([...project.deny, ...settings.config.patch.protected]) });
+    artifacts = await loadArtifacts(settings, id, sidecar, rules);
   } catch (error) {
     return reject(ctx, `the patch's artifacts are not usable: ${toErrorInfo(error).message}`, { edited });
   }
@@ -211,6 +210,9 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
           const followUp = settings.config.gate.redo_on_conflict ? await dropRedoTaskOnce(settings, state, sidecar, id, conflicts, glog) : null;
           return await reject(ctx, `the patch does not apply on ${branch} (${head.slice(0, 10)}): conflicts in ${conflicts.join(', ') || 'unknown files'}${followUp ? `; a follow-up task ${path.basename(followUp)} asks the agent to redo it on the new HEAD` : ''}`, { conflicts, follow_up_task: followUp ? path.relative(layout.root, followUp) : null, edited });
         }
+        // The modes as applied, not as the text said: a patch without mode lines can still retarget a symlink.
+        const modes = modeProblems(await stagedModeChanges(worktree.dir, head), rules.executable);
+        if (modes.length) return await reject(ctx, `the patch is not allowed: ${modes.join('; ')}`, { edited });
         for (const a of artifacts) {
           await fs.mkdir(path.dirname(path.join(worktree.dir, a.path)), { recursive: true });
           await fs.writeFile(path.join(worktree.dir, a.path), a.data);
@@ -257,6 +259,15 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
   }
 }
 
+/** What a patch of this project and scope may touch, and which files it may make executable. */
+function patchRules(settings: Settings, project: Project, scope: readonly string[]): PatchRules {
+  return {
+    inScope: scopeMatcher(scope, project.scope),
+    denied: denyMatcher([...project.deny, ...settings.config.patch.protected]),
+    executable: anchoredMatcher(settings.config.patch.executable),
+  };
+}
+
 /**
  * The checks `commit` passed: those a crashed run saved before it moved the branch, or, for
  * another copy of a patch that was applied already (a re-run proposing the same change),
@@ -291,7 +302,7 @@ async function readState<T>(file: string): Promise<Partial<T> | null> {
 }
 
 /** Reads `<id>.artifacts/` (beside the patch in approved/, or still in pending/) and checks it against the sidecar. */
-async function loadArtifacts(settings: Settings, id: string, sidecar: PatchSidecar, rules: Parameters<typeof inspectPatch>[1]): Promise<Array<{ path: string; data: Buffer }>> {
+async function loadArtifacts(settings: Settings, id: string, sidecar: PatchSidecar, rules: PatchRules): Promise<Array<{ path: string; data: Buffer }>> {
   const out: Array<{ path: string; data: Buffer }> = [];
   if (sidecar.artifacts.length === 0) return out;
   const dir = await artifactDir(settings, id);

@@ -20,14 +20,15 @@ import { OpenAIEngine } from '../engines/openai.ts';
 import { systemPrompt, userPrompt } from '../engines/prompt.ts';
 import type { ChecksOutcome, Engine, EngineResult } from '../engines/types.ts';
 import { claimTask, isDirectlyIn, markReported, settleClaim, type Disposition } from '../queue/folders.ts';
-import { denyMatcher, scopeMatcher } from '../safety/globs.ts';
+import { anchoredMatcher, denyMatcher, scopeMatcher } from '../safety/globs.ts';
+import { modeProblems } from '../safety/modes.ts';
 import { makeRedactor, type Redactor } from '../safety/redact.ts';
 import { silentLogger } from '../log.ts';
 import { llmMissingMessage, projectFor, type Check, type Project, type Settings } from '../workspace/config.ts';
 import { displayPath } from '../workspace/layout.ts';
 import { publishUnique, replaceFile } from '../workspace/files.ts';
 import { BaselineCache, runCheck } from './checks.ts';
-import { collectDiff } from './git.ts';
+import { collectDiff, stagedModeChanges } from './git.ts';
 import { archiveEarlierRun, reportPaths, TrajectoryWriter, writeReport } from './report.ts';
 import { assessRisk } from './risk.ts';
 import { noExtras, RetrainFailed, runTypePipeline, WORKS_WITHOUT_LLM, type TypeExtras } from './pipelines.ts';
@@ -269,10 +270,16 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
     const diff = await collectDiff(worktree.dir, worktree.baseCommit, worktree.excludesFile);
     if (diff.files.length === 0) return finalizeOutcome({ ...base, ...where }, { result, extras });
 
-    const violations = diff.files.filter((f) => denied(f) || !inScope(f));
+    // The gate would refuse these too: a symlink, a submodule, or an executable bit outside patch.executable.
+    const executable = anchoredMatcher(config.patch.executable);
+    const badModes = (await stagedModeChanges(worktree.dir, worktree.baseCommit)).filter((m) => modeProblems([m], executable).length > 0);
+    const modeIssues = modeProblems(badModes, executable);
+    const violations = [...new Set([...diff.files.filter((f) => denied(f) || !inScope(f)), ...badModes.map((m) => m.path)])];
     const tooBig = diff.patch.length > config.patch.max_bytes || diff.files.length > config.patch.max_files;
     if (violations.length > 0 || tooBig) {
-      const message = violations.length
+      const message = modeIssues.length
+        ? `the change cannot be proposed: ${modeIssues.join('; ')}`
+        : violations.length
         ? `the change touches files outside the task scope or on the deny list: ${violations.join(', ')}`
         : `the change is too large to propose (${diff.files.length} files, ${diff.patch.length} bytes; patch.max_files ${config.patch.max_files}, patch.max_bytes ${config.patch.max_bytes})`;
       return finalizeOutcome({ ...base, ...where }, { result, extras, changed: diff.files, violations, error: new MetaAgentError('scope', message).toInfo() });
