@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { EngineContext } from './types.ts';
-import { PathRefused, resolveInside, type ResolvedPath } from '../safety/paths.ts';
+import { pathErrorRefusal, PathRefused, resolveInside, type ResolvedPath } from '../safety/paths.ts';
 import { toPosix } from '../safety/globs.ts';
 
 export class ToolError extends Error {
@@ -41,6 +41,14 @@ async function resolve(ctx: Ctx, requested: unknown, field = 'path') {
     }
   }
   return target;
+}
+
+/** For `.catch()` on a file operation: an error about the path (ENOTDIR, EISDIR, ELOOP, ...) is a tool error the model sees. */
+function toolErrorFor(rel: string) {
+  return (error: unknown): never => {
+    const refusal = pathErrorRefusal(error, rel);
+    throw refusal ? new ToolError(refusal.message) : error;
+  };
 }
 
 function refuseDenied(ctx: Ctx, rel: string): void {
@@ -92,7 +100,7 @@ export async function readFile(ctx: Ctx, args: { path?: unknown; start_line?: un
   if (!stat) throw new ToolError(`"${target.rel}" does not exist`);
   if (stat.isDirectory()) throw new ToolError(`"${target.rel}" is a folder; use list_files`);
   if (stat.size > MAX_READ_BYTES) throw new ToolError(`"${target.rel}" is ${stat.size} bytes; too large to read`);
-  const buffer = await fs.readFile(target.abs);
+  const buffer = await fs.readFile(target.abs).catch(toolErrorFor(target.rel));
   if (buffer.includes(0)) throw new ToolError(`"${target.rel}" is a binary file`);
   const lines = buffer.toString('utf8').split(/\r?\n/);
   const start = toLine(args.start_line, 1);
@@ -132,8 +140,8 @@ export async function writeFile(ctx: Ctx, args: { path?: unknown; content?: unkn
   const stat = await fs.lstat(target.abs).catch(() => null);
   if (stat?.isDirectory()) throw new ToolError(`"${target.rel}" is a folder`);
   if (stat?.isSymbolicLink()) throw new ToolError(`refused: "${target.rel}" is a symlink; write to its target instead`);
-  await fs.mkdir(path.dirname(target.abs), { recursive: true });
-  await fs.writeFile(target.abs, args.content);
+  await fs.mkdir(path.dirname(target.abs), { recursive: true }).catch(toolErrorFor(target.rel));
+  await fs.writeFile(target.abs, args.content).catch(toolErrorFor(target.rel));
   return `wrote ${target.rel} (${Buffer.byteLength(args.content)} bytes)`;
 }
 
@@ -145,7 +153,7 @@ export async function editFile(ctx: Ctx, args: { path?: unknown; old?: unknown; 
   const stat = await fs.lstat(target.abs).catch(() => null);
   if (!stat) throw new ToolError(`"${target.rel}" does not exist; use write_file to create it`);
   if (stat.isSymbolicLink()) throw new ToolError(`refused: "${target.rel}" is a symlink`);
-  const text = await fs.readFile(target.abs, 'utf8');
+  const text = await fs.readFile(target.abs, 'utf8').catch(toolErrorFor(target.rel));
   // Files with CRLF: let the model write "\n" and keep the file's line endings.
   const crlf = text.includes('\r\n') && !args.old.includes('\r\n');
   const oldText = crlf ? args.old.replace(/\n/g, '\r\n') : args.old;
@@ -154,6 +162,6 @@ export async function editFile(ctx: Ctx, args: { path?: unknown; old?: unknown; 
   if (count === 0) throw new ToolError(`"old" was not found in ${target.rel}; read the file and copy the exact text, including whitespace`);
   if (count > 1) throw new ToolError(`"old" occurs ${count} times in ${target.rel}; include more surrounding lines so it matches exactly once`);
   const index = text.indexOf(oldText);
-  await fs.writeFile(target.abs, text.slice(0, index) + newText + text.slice(index + oldText.length));
+  await fs.writeFile(target.abs, text.slice(0, index) + newText + text.slice(index + oldText.length)).catch(toolErrorFor(target.rel));
   return `edited ${target.rel}`;
 }
