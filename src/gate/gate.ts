@@ -28,7 +28,7 @@ import { ensureRepo, openWorktree } from '../run/workspaceRepo.ts';
 import { moveUnique, takePrivately } from '../queue/folders.ts';
 import { lockActivity } from '../queue/lease.ts';
 import { createTask } from '../queue/createTask.ts';
-import { reportPaths } from '../run/report.ts';
+import { archivedReportPath, reportPaths } from '../run/report.ts';
 import { inspectPatch, type PatchRules } from './inspect.ts';
 import { clearGitLocksOfDeadGate, inRepo, repoOpNoted } from './repoOps.ts';
 import { filedCopy, finishFiling, gateStateDir, tidyAfterFiledRuns } from './leftovers.ts';
@@ -482,8 +482,12 @@ async function readReport(settings: Settings, id: string) {
 export async function recordApproval(settings: Settings, id: string, approval: Approval, runId: string | null): Promise<void> {
   const file = reportPaths(settings.layout, id).json;
   const report = await readReport(settings, id);
-  if (!report || (runId && report.run_id !== runId)) return;
-  await replaceFile(file, JSON.stringify({ ...report, approval }, null, 2) + '\n');
+  if (report && (!runId || report.run_id === runId)) return replaceFile(file, JSON.stringify({ ...report, approval }, null, 2) + '\n');
+  // A later run of the task (its patch filed beside this one) moved this run's report into the archive.
+  if (!runId) return;
+  const archived = archivedReportPath(settings.layout, id, runId);
+  const parsed = ReportSchema.safeParse(await readState(archived));
+  if (parsed.success && parsed.data.run_id === runId) await replaceFile(archived, JSON.stringify({ ...parsed.data, approval }, null, 2) + '\n');
 }
 
 async function accept(
@@ -507,7 +511,7 @@ async function accept(
     dry_run: r.dry_run,
   };
   // Also when it was already applied: a crash may have come between the commit and this record.
-  if (ctx.sidecar) await recordApproval(settings, id, approval, ctx.sidecar.run_id);
+  if (ctx.sidecar) await recordApproval(settings, ctx.sidecar.task_id, approval, ctx.sidecar.run_id);
   // The record before the move: until the patch has left approved/ (under its private name),
   // the next run finds the commit and finishes the filing.
   const slot = await appliedSlot(dir, ctx.name, ctx.sha256, r.commit);
@@ -558,7 +562,7 @@ async function reject(
     tests: extra.tests ?? null,
     dry_run: extra.dry_run ?? null,
   };
-  await recordApproval(settings, id, approval, ctx.sidecar?.run_id ?? null);
+  await recordApproval(settings, ctx.sidecar?.task_id ?? id, approval, ctx.sidecar?.run_id ?? null);
   // The reason is published before the patch moves, so a watcher of rejected/ sees it was the gate.
   const stem = ctx.name.replace(/\.patch$/i, '');
   await publishUnique(dir, stem, '.reason.md', `# ${ctx.name} rejected by the approval gate\n\n${reason}\n`);
@@ -570,14 +574,15 @@ async function reject(
 
 /** A person moved a patch into rejected/ (Explorer, the CLI, the dashboard): record it in the report. */
 export async function recordHumanRejection(settings: Settings, patchFile: string, reason: string | null): Promise<boolean> {
-  const id = path.basename(patchFile).replace(/\.patch$/i, '');
+  const sidecarText = await fs.readFile(`${patchFile}.json`, 'utf8').catch(() => null);
+  const sidecar = sidecarText ? PatchSidecarSchema.safeParse(JSON.parse(sidecarText)) : null;
+  // `<id>.<run_id>.patch` (filed beside a pending one) belongs to task <id>: the sidecar says so.
+  const id = sidecar?.success ? sidecar.data.task_id : path.basename(patchFile).replace(/\.patch$/i, '');
   const report = await readReport(settings, id);
   if (!report) return false;
   const bytes = await fs.readFile(patchFile).catch(() => null);
   const sha256 = bytes ? createHash('sha256').update(bytes).digest('hex') : null;
   if (report.approval && report.approval.patch_sha256 === sha256) return false; // already recorded (by the gate or the CLI)
-  const sidecarText = await fs.readFile(`${patchFile}.json`, 'utf8').catch(() => null);
-  const sidecar = sidecarText ? PatchSidecarSchema.safeParse(JSON.parse(sidecarText)) : null;
   await recordApproval(
     settings,
     id,

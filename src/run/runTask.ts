@@ -29,7 +29,7 @@ import { displayPath } from '../workspace/layout.ts';
 import { publishUnique, replaceFile } from '../workspace/files.ts';
 import { BaselineCache, runCheck } from './checks.ts';
 import { collectDiff, stagedModeChanges } from './git.ts';
-import { archiveEarlierRun, reportPaths, TrajectoryWriter, writeReport } from './report.ts';
+import { archiveEarlierRun, patchStemFor, pendingPatchesOf, reportPaths, TrajectoryWriter, writeReport } from './report.ts';
 import { assessRisk } from './risk.ts';
 import { noExtras, RetrainFailed, runTypePipeline, WORKS_WITHOUT_LLM, type TypeExtras } from './pipelines.ts';
 import { ensureRepo, openWorktree, type Worktree } from './workspaceRepo.ts';
@@ -290,6 +290,8 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
     if (abort.signal.aborted) throw abort.signal.reason;
     const risk = assessRisk(result.risk_level, diff.files, project);
     const patchFiles = await writePatch(rc, diff, worktree, risk.level, result.summary, extras);
+    const beside = (await pendingPatchesOf(layout, task.id)).filter((f) => f !== patchFiles[0]);
+    if (beside.length) extras.notes.push(`Filed beside ${beside.map((f) => displayPath(layout, f)).join(', ')}, which ${beside.length === 1 ? 'is' : 'are'} still waiting for review; approve or reject each on its own.`);
     return finalizeOutcome({ ...base, ...where }, { result, extras, changed: diff.files, checks, risk, patchFiles: patchFiles.map((f) => displayPath(layout, f)) });
   } finally {
     abort.dispose();
@@ -488,7 +490,8 @@ async function addBaselines(rc: RunContext, checks: ChecksOutcome, baseCommit: s
 async function writePatch(rc: RunContext, diff: { patch: Buffer; files: string[] }, worktree: Worktree, risk: RiskLevel, summary: string, extras: TypeExtras): Promise<string[]> {
   const { layout } = rc.settings;
   const { createHash } = await import('node:crypto');
-  const patchFile = await publishUnique(layout.patches.pending, rc.task.id, '.patch', diff.patch);
+  // A patch of this task still waiting for review is never replaced: the new one goes beside it.
+  const patchFile = await publishUnique(layout.patches.pending, await patchStemFor(layout, rc.task.id, rc.runId), '.patch', diff.patch);
   // Artifacts (a trained model, often git-ignored) travel next to the patch; the gate installs them.
   const artifacts: PatchSidecar['artifacts'] = [];
   const artifactDir = `${patchFile.replace(/\.patch$/, '')}.artifacts`;
