@@ -35,6 +35,8 @@ export interface InitOptions {
 export interface InitResult {
   layout: Layout;
   created: string[];
+  /** With `repo`: what was found there (whether or not a config was written). */
+  facts: RepoFacts | null;
 }
 
 export async function initWorkspace(root: string, options: InitOptions = {}): Promise<InitResult> {
@@ -56,7 +58,7 @@ export async function initWorkspace(root: string, options: InitOptions = {}): Pr
     await publishFile(layout.config, configTemplate(layout, options));
     created.push(layout.config);
   }
-  return { layout, created };
+  return { layout, created, facts: options.facts ?? null };
 }
 
 const TEMPLATE_TEXT: Record<(typeof TASK_TYPES)[number], { objective: string; scope: string[]; tasks: string[]; output: string }> = {
@@ -128,10 +130,10 @@ const PYTHON_MARKERS = ['pyproject.toml', 'setup.cfg', 'setup.py', 'pytest.ini',
  */
 export async function inspectRepo(repo: string, platform: NodeJS.Platform = process.platform): Promise<RepoFacts> {
   const stat = await fs.stat(repo).catch(() => null);
-  if (!stat) throw new MetaAgentError('input', `${repo}: no such folder`, { field: '--repo' });
-  if (!stat.isDirectory()) throw new MetaAgentError('input', `${repo} is a file, not a folder`, { field: '--repo' });
+  if (!stat) throw new MetaAgentError('input', `--repo ${repo}: no such folder`);
+  if (!stat.isDirectory()) throw new MetaAgentError('input', `--repo ${repo} is a file, not a folder`);
   const inside = await execa('git', ['rev-parse', '--is-inside-work-tree'], { cwd: repo, reject: false });
-  if (inside.stdout.trim() !== 'true') throw new MetaAgentError('input', `${repo} is not a git repository (run "git init" there and commit, then init again)`, { field: '--repo' });
+  if (inside.stdout.trim() !== 'true') throw new MetaAgentError('input', `--repo ${repo} is not a git repository (run "git init" there and commit, then init again)`);
   const head = await execa('git', ['symbolic-ref', '--quiet', '--short', 'HEAD'], { cwd: repo, reject: false });
   const branch = head.exitCode === 0 && head.stdout.trim() ? head.stdout.trim() : null;
   const found: string[] = [];
@@ -183,6 +185,7 @@ sandbox: auto
 projects:
   ${project}:
 ${options.repo ? repoProject(options.repo, options.facts ?? { branch: null, test: null, testReason: null }) : demoProject(layout)}
+
 supervisor:
   timezone: ${JSON.stringify(systemTimezone())}   # this machine's timezone when "init" ran; the schedule and trading windows use it
   budget_tokens: 300000                 # per cycle (planner + tasks)
@@ -248,10 +251,10 @@ function demoProject(layout: Layout): string {
 /** A repository of the user's: what was detected, and placeholders ("doctor" flags them) for the rest. */
 function repoProject(repo: string, facts: RepoFacts): string {
   const branch = facts.branch
-    ? `    branch: ${JSON.stringify(facts.branch)}${' '.repeat(Math.max(1, 28 - facts.branch.length))}# the branch checked out when "init" ran`
+    ? `    branch: ${JSON.stringify(facts.branch)}   # the branch checked out when "init" ran`
     : '    # branch: main                      # TODO: the repo has a detached HEAD; name the branch to work on';
   const test = facts.test
-    ? `    test: ${JSON.stringify(facts.test)}             # detected: ${facts.testReason}`
+    ? `    test: ${JSON.stringify(facts.test)}   # detected: ${facts.testReason}`
     : '    test: null                          # TODO: the command that runs your tests, e.g. "npm test" or "python3 -m pytest -q"; without it patches are proposed untested';
   return `    repo: ${JSON.stringify(repo)}
 ${branch}
