@@ -386,7 +386,7 @@ async function taskToRun(settings: Settings, what: { id: string } | { file: stri
   }
   if (!force) {
     // A task that does not parse is reported by the run itself.
-    const id = await fs.readFile(file).then((text) => parseTask(text, path.basename(file)).id, () => null);
+    const id = await fs.readFile(file).then((text) => parseTask(text, path.basename(file)).id).catch(() => null);
     const refusal = id ? await pendingPatchRefusal(layout, id) : null;
     if (refusal) throw refusal;
   }
