@@ -2,7 +2,7 @@
  * The `meta-agent` command: a thin layer over the library API. Exit codes: 0 ok,
  * 1 a task ran and failed, 2 bad input or configuration.
  */
-import { existsSync, promises as fs } from 'node:fs';
+import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import { injectFileFault } from './workspace/files.ts';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
@@ -24,8 +24,11 @@ import { approvePatch, rejectPatch } from './gate/decide.ts';
 import { processApprovedPatch } from './gate/gate.ts';
 import { gateLine, review, workspaceStatus, formatAge } from './ui/terminal.ts';
 import { makeRedactor, type Redactor } from './safety/redact.ts';
-import { loadSettings, resolveRoot, type Settings } from './workspace/config.ts';
-import { initWorkspace } from './workspace/init.ts';
+import { loadSettings, projectFor, resolveRoot, type Settings } from './workspace/config.ts';
+import { initWorkspace, PACKAGE_ROOT } from './workspace/init.ts';
+import { findFailedTask, retryFailedTask } from './queue/retry.ts';
+import { isDirectlyIn } from './queue/folders.ts';
+import { pendingPatchRefusal } from './run/report.ts';
 import { fillTemplate, loadTemplate } from './workspace/templates.ts';
 import { displayPath } from './workspace/layout.ts';
 
@@ -103,8 +106,11 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
   let exitCode = 0;
   const program = new Command('meta-agent')
     .description('Overnight code maintenance with an LLM coding agent, through a folder queue and a human approval gate.')
+    .version(packageVersion(), '--version', 'print the version and exit')
     .option('--root <dir>', 'workspace folder (default: $META_AGENT_ROOT, then the current folder)')
     .option('--verbose', 'show the log itself on the console (pino), not the progress lines (also: META_AGENT_LOG=pretty)')
+    // Every subcommand's help shows --root too (it may come before or after the subcommand).
+    .configureHelp({ showGlobalOptions: true })
     .showHelpAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
@@ -113,11 +119,17 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
   program
     .command('init')
     .description('create the workspace layout, a commented meta-agent.yaml and the task templates')
-    .option('--repo <path>', 'the target git repository (default: a demo repo made from the bundled example bot)')
+    .option('--repo <path>', 'the target git repository: checked, and the config written for it (branch, test command); default: a demo repo made from the bundled example bot')
     .option('--project <name>', 'project name in the config', 'demo')
     .action(async (opts: { repo?: string; project: string }) => {
       const result = await initWorkspace(root(), { ...(opts.repo ? { repo: path.resolve(opts.repo) } : {}), project: opts.project });
       io.out(`workspace ready at ${result.layout.root}${result.created.length ? ` (created ${result.created.length} entries)` : ' (nothing to create)'}`);
+      if (result.facts && !result.created.includes(result.layout.config)) io.out('meta-agent.yaml was there already and is left as it is');
+      else if (result.facts) {
+        const f = result.facts;
+        io.out(`project ${opts.project}: ${opts.repo}, branch ${f.branch ?? '(detached HEAD: set "branch" in meta-agent.yaml)'}`);
+        io.out(f.test ? `  test: ${f.test} (${f.testReason}); check it in meta-agent.yaml` : '  test: none detected: set projects.' + opts.project + '.test in meta-agent.yaml, or patches are proposed untested');
+      }
       io.out(`next: meta-agent new --project ${opts.project} --objective "..."   then   meta-agent run --task-id <id>`);
     });
 
@@ -159,14 +171,17 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     .command('run')
     .description('run one task (or the stages of a stages.yaml) and write its report and patch')
     .option('--task <file>', 'a task file; inside inbox/ it is claimed and moved to done/ or failed/, elsewhere it is left where it is')
-    .option('--task-id <id>', 'a task in inbox/ (or in done/, to run it again)')
+    .option('--task-id <id>', 'a task in inbox/, done/ (run again) or failed/ (moved back into inbox/ and retried)')
+    .option('--force', 'run even if a patch of this task waits for review; the new patch is filed beside it as <id>.<run_id>.patch')
     .option('--stages <file>', 'run the stages of a stages.yaml in order (the file is never written)')
     .option('--keep-going', 'with --stages: go on after a failed stage')
     .option('--json', 'print the whole result as JSON')
-    .action(async (opts: { task?: string; taskId?: string; stages?: string; keepGoing?: boolean; json?: boolean }) => {
+    .action(async (opts: { task?: string; taskId?: string; stages?: string; keepGoing?: boolean; json?: boolean; force?: boolean }) => {
       const chosen = [opts.task, opts.taskId, opts.stages].filter(Boolean).length;
       if (chosen !== 1) throw new MetaAgentError('input', 'give exactly one of --task FILE, --task-id ID, --stages FILE', { field: 'run' });
       const settings = await loadSettings(root());
+      const say = opts.json ? io.err : io.out;
+      const taskFile = opts.stages ? null : await taskToRun(settings, opts.task ? { file: path.resolve(opts.task) } : { id: opts.taskId! }, Boolean(opts.force), say);
       const log = makeLog(settings, opts.json);
       const controller = new AbortController();
       const offSignal = onStopSignal(() => {
@@ -177,7 +192,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
         const base = { settings, log, signal: controller.signal };
         const results = opts.stages
           ? await runStages(path.resolve(opts.stages), { ...base, keepGoing: Boolean(opts.keepGoing) })
-          : [await runTask(opts.task ? path.resolve(opts.task) : await findTaskById(settings, opts.taskId!), base)];
+          : [await runTask(taskFile!, base)];
         if (opts.json) io.out(JSON.stringify(results.length === 1 ? results[0] : results, null, 2));
         else for (const r of results) io.out(summaryLine(settings, r));
         const failed = results.find((r) => r.status !== 'ok');
@@ -190,13 +205,38 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
 
   program
     .command('validate')
-    .description('check task files against the contract and print the parsed task')
+    .description('check task files against the contract and the workspace\'s config (one line per file; exit 2 if any fails)')
     .argument('<files...>')
-    .action(async (files: string[]) => {
+    .option('--json', 'print the parsed tasks as JSON (to stdout; the verdicts go to stderr)')
+    .action(async (files: string[], opts: { json?: boolean }) => {
+      // Without a workspace (a program checking what it writes), the contract alone is checked.
+      const settings = await loadSettings(root()).catch((error: unknown) => {
+        if (!(error instanceof MetaAgentError && error.kind === 'config' && !existsSync(path.join(root(), 'meta-agent.yaml')))) throw error;
+        io.err(`(no meta-agent.yaml in ${root()}: projects are not checked; use --root)`);
+        return null;
+      });
+      const parsed: unknown[] = [];
       for (const file of files) {
-        const task = parseTask(await fs.readFile(file).catch(() => Buffer.alloc(0)), path.basename(file));
-        io.out(`${file}: ok ${JSON.stringify(task)}`);
+        try {
+          const task = await validateTaskFile(settings, file);
+          parsed.push(task);
+          (opts.json ? io.err : io.out)(`${file}: ok (id ${task.id}, project ${task.project}, type ${task.type}, scope ${task.scope.length ? task.scope.join(' ') : 'none (report only)'})`);
+        } catch (error) {
+          io.err(`${file}: ${toErrorInfo(error).message.replace(`${path.basename(file)}: `, '')}`);
+          exitCode = 2;
+        }
       }
+      if (opts.json) io.out(JSON.stringify(parsed, null, 2));
+    });
+
+  program
+    .command('retry')
+    .description('move a failed task back into inbox/ and remove its error note; "watch" runs it again')
+    .argument('<id>', 'the task id (its file name in failed/, with or without .md)')
+    .action(async (id: string) => {
+      const settings = await loadSettings(root());
+      const { to } = await retryFailedTask(settings.layout, id);
+      io.out(`moved failed/${path.basename(to)} back into inbox/ (its error note is removed); "meta-agent watch" runs it, or: meta-agent run --task-id ${path.basename(to, '.md')}`);
     });
 
   program
@@ -380,14 +420,67 @@ function consoleOf(redact: Redactor): Pick<LoggerOptions, 'console' | 'consoleSt
   return { consoleStream: progressStream({ redact }) };
 }
 
-async function findTaskById(settings: Settings, id: string): Promise<string> {
-  const name = id.endsWith('.md') ? id : `${id}.md`;
-  if (path.basename(name) !== name) throw new MetaAgentError('input', 'a task id has no path separators', { field: '--task-id' });
-  for (const dir of [settings.layout.inbox, settings.layout.done]) {
-    const file = path.join(dir, name);
-    if (await fs.stat(file).then(() => true, () => false)) return file;
+/**
+ * The file `run` runs: by id from inbox/, done/ or failed/ (saying which), or a path. A task
+ * in failed/ goes back into inbox/ first (its error note removed), so it ends in done/ or
+ * failed/ like any run. Refuses while a patch of the task waits for review, unless forced.
+ */
+async function taskToRun(settings: Settings, what: { id: string } | { file: string }, force: boolean, say: (text: string) => void): Promise<string> {
+  const { layout } = settings;
+  let file: string;
+  if ('id' in what) {
+    const name = what.id.endsWith('.md') ? what.id : `${what.id}.md`;
+    if (path.basename(name) !== name) throw new MetaAgentError('input', 'a task id has no path separators', { field: '--task-id' });
+    const found = await firstExisting([path.join(layout.inbox, name), path.join(layout.done, name), await findFailedTask(layout, name)]);
+    if (!found) throw new MetaAgentError('input', `no task "${what.id}" in inbox/, done/ or failed/`, { field: '--task-id' });
+    file = found;
+    say(`taking ${name} from ${path.basename(path.dirname(file))}/`);
+  } else {
+    file = what.file;
+    const stat = await fs.stat(file).catch(() => null);
+    if (!stat) throw new MetaAgentError('input', `no such file: ${file}`, { field: '--task' });
+    if (!stat.isFile()) throw new MetaAgentError('input', `${file} is a folder, not a task file`, { field: '--task' });
   }
-  throw new MetaAgentError('input', `no task "${id}" in inbox/ or done/`, { field: '--task-id' });
+  if (!force) {
+    // A task that does not parse is reported by the run itself.
+    const id = await fs.readFile(file).then((text) => parseTask(text, path.basename(file)).id).catch(() => null);
+    const refusal = id ? await pendingPatchRefusal(layout, id) : null;
+    if (refusal) throw refusal;
+  }
+  if (isDirectlyIn(layout.failed, file)) {
+    const { to } = await retryFailedTask(layout, path.basename(file));
+    say(`moved failed/${path.basename(file)} back into inbox/ to run it (its error note is removed)`);
+    return to;
+  }
+  return file;
+}
+
+async function firstExisting(files: Array<string | null>): Promise<string | null> {
+  for (const file of files) if (file && (await fs.stat(file).then((s) => s.isFile(), () => false))) return file;
+  return null;
+}
+
+/**
+ * `validate`: the task as `watch` and `run` would see it: a `.md` file (watch leaves other
+ * files where they are), that exists, that parses, for a project of meta-agent.yaml.
+ */
+async function validateTaskFile(settings: Settings | null, file: string): Promise<ReturnType<typeof parseTask>> {
+  const name = path.basename(file);
+  const stat = await fs.stat(file).catch(() => null);
+  if (!stat) throw new MetaAgentError('input', 'no such file');
+  if (!stat.isFile()) throw new MetaAgentError('input', 'is a folder, not a task file');
+  if (!name.toLowerCase().endsWith('.md')) throw new MetaAgentError('input', 'not a .md file: "watch" leaves it in inbox/ and never runs it; rename it to .md');
+  const task = parseTask(await fs.readFile(file), name);
+  if (settings) projectFor(settings, task.project, name);
+  return task;
+}
+
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version?: string }).version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
 }
 
 function summaryLine(settings: Settings, r: RunTaskResult): string {
@@ -401,6 +494,7 @@ function summaryLine(settings: Settings, r: RunTaskResult): string {
     `  risk: ${rep.risk_level}; tokens: ${rep.usage.prompt_tokens + rep.usage.completion_tokens}${rep.usage.cost_usd !== null ? ` ($${rep.usage.cost_usd.toFixed(4)})` : ''}`,
     `  report: ${displayPath(settings.layout, r.report_md_path)}`,
     r.patch_path ? `  patch: ${displayPath(settings.layout, r.patch_path)} (approve: move it into patches/approved/)` : '',
+    r.patch_path && path.basename(r.patch_path) !== `${r.task_id}.patch` ? '  (filed beside an earlier patch of this task that still waits for review; decide on each)' : '',
   ];
   return parts.filter(Boolean).join('\n');
 }

@@ -155,6 +155,7 @@ export const PatchLimitsSchema = z.strictObject({
   max_bytes: z.number().int().positive().default(1_000_000),
   max_files: z.number().int().positive().default(50),
   protected: globList.default([]).describe('Files no patch may touch, in any project'),
+  executable: globList.default([]).describe('Files a patch may make executable (mode 100755), anchored at the repo root like a scope, e.g. ["scripts/*.sh"]; default: none. Symlinks and submodules are never changed by a patch'),
 });
 
 export const ConfigSchema = z.strictObject({

@@ -41,6 +41,16 @@ export const TaskSchema = z.strictObject({
   body: z.string().default('').describe('Free Markdown for the model (front matter form: the body)'),
 });
 
+/** A body up to this long is the objective whole; a longer one gives its first heading and paragraph, cut to this. */
+export const MAX_BODY_OBJECTIVE_CHARS = 2000;
+
+/** The front matter as a file may hold it: `objective` may be left out when the Markdown body says what to do. */
+export const TaskFrontMatterSchema = TaskSchema.extend({
+  objective: TaskSchema.shape.objective
+    .optional()
+    .describe(`What the agent should achieve. Left out: the Markdown body is the objective (the whole body up to ${MAX_BODY_OBJECTIVE_CHARS} characters, else its first heading and paragraph)`),
+});
+
 export type Task = z.infer<typeof TaskSchema>;
 export type TaskInput = z.input<typeof TaskSchema>;
 
@@ -104,7 +114,44 @@ function parseFrontMatter(raw: string, name: string): Partial<Record<keyof TaskI
   const fields: Record<string, unknown> = { ...(data as Record<string, unknown>) };
   if ('body' in fields) throw new MetaAgentError('input', 'unknown field; the Markdown after the front matter is the body', { file: name, field: 'body' });
   fields.body = parsed.content.trim();
+  if (fields.objective === undefined || fields.objective === null) {
+    // As in GitHub Agentic Workflows, the body can be the prompt: a person writes a heading and a paragraph, not a YAML key.
+    const fromBody = objectiveFromBody(String(fields.body));
+    if (!fromBody) throw new MetaAgentError('input', 'is required: set objective: in the front matter, or write what to do in the Markdown body below it', { file: name, field: 'objective' });
+    fields.objective = fromBody.objective;
+    // The whole body became the objective: the model need not read it twice.
+    if (fromBody.whole) fields.body = '';
+  }
   return fields;
+}
+
+/**
+ * The objective a body gives: the whole body when it is short, else its first heading and
+ * first paragraph, cut to MAX_BODY_OBJECTIVE_CHARS. Null when the body says nothing
+ * (empty, or only HTML comments such as the templates' hint).
+ */
+export function objectiveFromBody(body: string): { objective: string; whole: boolean } | null {
+  const text = body.replace(/<!--[\s\S]*?(?:-->|$)/g, '').trim();
+  if (!text) return null;
+  if (text.length <= MAX_BODY_OBJECTIVE_CHARS) return { objective: text, whole: true };
+  let heading: string | null = null;
+  const paragraph: string[] = [];
+  for (const line of text.split('\n')) {
+    const h = /^#{1,6}\s+(.*)$/.exec(line);
+    if (h) {
+      if (paragraph.length) break;
+      heading ??= h[1]!.trim();
+      continue;
+    }
+    if (line.trim() === '') {
+      if (paragraph.length) break;
+      continue;
+    }
+    paragraph.push(line.trim());
+  }
+  const objective = [heading, paragraph.join(' ')].filter(Boolean).join('\n\n');
+  const cut = objective.length > MAX_BODY_OBJECTIVE_CHARS ? `${objective.slice(0, MAX_BODY_OBJECTIVE_CHARS - 1).trimEnd()}\u2026` : objective;
+  return { objective: cut, whole: false };
 }
 
 function parseHeaderForm(raw: string, name: string): Partial<Record<keyof TaskInput, unknown>> {

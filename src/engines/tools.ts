@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { EngineContext } from './types.ts';
-import { PathRefused, resolveInside, type ResolvedPath } from '../safety/paths.ts';
+import { pathErrorRefusal, PathRefused, resolveInside, type ResolvedPath } from '../safety/paths.ts';
 import { toPosix } from '../safety/globs.ts';
 import { REDACTED } from '../safety/redact.ts';
 
@@ -42,6 +42,14 @@ async function resolve(ctx: Ctx, requested: unknown, field = 'path') {
     }
   }
   return target;
+}
+
+/** For `.catch()` on a file operation: an error about the path (ENOTDIR, EISDIR, ELOOP, ...) is a tool error the model sees. */
+function toolErrorFor(rel: string) {
+  return (error: unknown): never => {
+    const refusal = pathErrorRefusal(error, rel);
+    throw refusal ? new ToolError(refusal.message) : error;
+  };
 }
 
 function refuseDenied(ctx: Ctx, rel: string): void {
@@ -93,7 +101,7 @@ export async function readFile(ctx: Ctx, args: { path?: unknown; start_line?: un
   if (!stat) throw new ToolError(`"${target.rel}" does not exist`);
   if (stat.isDirectory()) throw new ToolError(`"${target.rel}" is a folder; use list_files`);
   if (stat.size > MAX_READ_BYTES) throw new ToolError(`"${target.rel}" is ${stat.size} bytes; too large to read`);
-  const buffer = await fs.readFile(target.abs);
+  const buffer = await fs.readFile(target.abs).catch(toolErrorFor(target.rel));
   if (buffer.includes(0)) throw new ToolError(`"${target.rel}" is a binary file`);
   const lines = buffer.toString('utf8').split(/\r?\n/);
   const start = toLine(args.start_line, 1);
@@ -134,8 +142,8 @@ export async function writeFile(ctx: Ctx, args: { path?: unknown; content?: unkn
   if (stat?.isDirectory()) throw new ToolError(`"${target.rel}" is a folder`);
   if (stat?.isSymbolicLink()) throw new ToolError(`refused: "${target.rel}" is a symlink; write to its target instead`);
   if (args.content.includes(REDACTED)) refuseMarker(args.content, stat ? await fs.readFile(target.abs, 'utf8') : '', target.rel);
-  await fs.mkdir(path.dirname(target.abs), { recursive: true });
-  await fs.writeFile(target.abs, args.content);
+  await fs.mkdir(path.dirname(target.abs), { recursive: true }).catch(toolErrorFor(target.rel));
+  await fs.writeFile(target.abs, args.content).catch(toolErrorFor(target.rel));
   return `wrote ${target.rel} (${Buffer.byteLength(args.content)} bytes)`;
 }
 
@@ -147,7 +155,7 @@ export async function editFile(ctx: Ctx, args: { path?: unknown; old?: unknown; 
   const stat = await fs.lstat(target.abs).catch(() => null);
   if (!stat) throw new ToolError(`"${target.rel}" does not exist; use write_file to create it`);
   if (stat.isSymbolicLink()) throw new ToolError(`refused: "${target.rel}" is a symlink`);
-  const text = await fs.readFile(target.abs, 'utf8');
+  const text = await fs.readFile(target.abs, 'utf8').catch(toolErrorFor(target.rel));
   // Files with CRLF: let the model write "\n" and keep the file's line endings.
   const crlf = text.includes('\r\n') && !args.old.includes('\r\n');
   const oldText = crlf ? args.old.replace(/\n/g, '\r\n') : args.old;
@@ -160,7 +168,7 @@ export async function editFile(ctx: Ctx, args: { path?: unknown; old?: unknown; 
   if (count > 1) throw new ToolError(`"old" occurs ${count} times in ${target.rel}; include more surrounding lines so it matches exactly once`);
   refuseMarker(args.new, args.old, target.rel);
   const index = text.indexOf(oldText);
-  await fs.writeFile(target.abs, text.slice(0, index) + newText + text.slice(index + oldText.length));
+  await fs.writeFile(target.abs, text.slice(0, index) + newText + text.slice(index + oldText.length)).catch(toolErrorFor(target.rel));
   return `edited ${target.rel}`;
 }
 

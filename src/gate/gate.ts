@@ -17,18 +17,19 @@ import { execa } from 'execa';
 import { PatchSidecarSchema, type PatchSidecar } from '../contract/patch.ts';
 import { CheckResultSchema, ReportSchema, type Approval, type CheckResult } from '../contract/report.ts';
 import { MetaAgentError, toErrorInfo } from '../contract/errors.ts';
-import type { Check, Settings } from '../workspace/config.ts';
+import type { Check, Project, Settings } from '../workspace/config.ts';
 import { exists, publishFile, publishUnique, replaceFile } from '../workspace/files.ts';
-import { denyMatcher, scopeMatcher } from '../safety/globs.ts';
+import { anchoredMatcher, denyMatcher, scopeMatcher } from '../safety/globs.ts';
+import { modeProblems } from '../safety/modes.ts';
 import { makeRedactor } from '../safety/redact.ts';
 import { loggedCheck, preflightChecks, runCheck, withCheckCopy } from '../run/checks.ts';
-import { git, resolveBranch } from '../run/git.ts';
+import { git, resolveBranch, stagedModeChanges } from '../run/git.ts';
 import { ensureRepo, openWorktree } from '../run/workspaceRepo.ts';
 import { moveUnique, takePrivately } from '../queue/folders.ts';
 import { lockActivity } from '../queue/lease.ts';
 import { createTask } from '../queue/createTask.ts';
-import { reportPaths } from '../run/report.ts';
-import { inspectPatch } from './inspect.ts';
+import { archivedReportPath, reportPaths } from '../run/report.ts';
+import { inspectPatch, type PatchRules } from './inspect.ts';
 import { clearGitLocksOfDeadGate, inRepo, repoOpNoted } from './repoOps.ts';
 import { filedCopy, finishFiling, gateStateDir, tidyAfterFiledRuns } from './leftovers.ts';
 
@@ -162,10 +163,8 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
   const sidecar = found.sidecar;
   const project = settings.projects[sidecar.project];
   if (!project) return reject(ctx, `unknown project "${sidecar.project}" (not in meta-agent.yaml)`);
-  const inspection = inspectPatch(bytes.toString('utf8'), {
-    inScope: scopeMatcher(sidecar.scope, project.scope),
-    denied: denyMatcher([...project.deny, ...settings.config.patch.protected]),
-  });
+  const rules = patchRules(settings, project, sidecar.scope);
+  const inspection = inspectPatch(bytes.toString('utf8'), rules);
   if (inspection.problems.length) return reject(ctx, `the patch is not allowed: ${inspection.problems.join('; ')}`);
   const edited = sha256 !== sidecar.sha256;
   const r = sidecar.retrain;
@@ -174,7 +173,7 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
   }
   let artifacts: Array<{ path: string; data: Buffer }>;
   try {
-    artifacts = await loadArtifacts(settings, id, sidecar, { inScope: scopeMatcher(sidecar.scope, project.scope), denied: denyMatcher([...project.deny, ...settings.config.patch.protected]) });
+    artifacts = await loadArtifacts(settings, id, sidecar, rules);
   } catch (error) {
     return reject(ctx, `the patch's artifacts are not usable: ${toErrorInfo(error).message}`, { edited });
   }
@@ -215,6 +214,9 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
           const followUp = settings.config.gate.redo_on_conflict ? await dropRedoTaskOnce(settings, state, sidecar, id, conflicts, glog) : null;
           return await reject(ctx, `the patch does not apply on ${branch} (${head.slice(0, 10)}): conflicts in ${conflicts.join(', ') || 'unknown files'}${followUp ? `; a follow-up task ${path.basename(followUp)} asks the agent to redo it on the new HEAD` : ''}`, { conflicts, follow_up_task: followUp ? path.relative(layout.root, followUp) : null, edited });
         }
+        // The modes as applied, not as the text said: a patch without mode lines can still retarget a symlink.
+        const modes = modeProblems(await stagedModeChanges(worktree.dir, head), rules.executable);
+        if (modes.length) return await reject(ctx, `the patch is not allowed: ${modes.join('; ')}`, { edited });
         for (const a of artifacts) {
           await fs.mkdir(path.dirname(path.join(worktree.dir, a.path)), { recursive: true });
           await fs.writeFile(path.join(worktree.dir, a.path), a.data);
@@ -269,6 +271,15 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
   }
 }
 
+/** What a patch of this project and scope may touch, and which files it may make executable. */
+function patchRules(settings: Settings, project: Project, scope: readonly string[]): PatchRules {
+  return {
+    inScope: scopeMatcher(scope, project.scope),
+    denied: denyMatcher([...project.deny, ...settings.config.patch.protected]),
+    executable: anchoredMatcher(settings.config.patch.executable),
+  };
+}
+
 /**
  * The checks `commit` passed: those a crashed run saved before it moved the branch, or, for
  * another copy of a patch that was applied already (a re-run proposing the same change),
@@ -303,7 +314,7 @@ async function readState<T>(file: string): Promise<Partial<T> | null> {
 }
 
 /** Reads `<id>.artifacts/` (beside the patch in approved/, or still in pending/) and checks it against the sidecar. */
-async function loadArtifacts(settings: Settings, id: string, sidecar: PatchSidecar, rules: Parameters<typeof inspectPatch>[1]): Promise<Array<{ path: string; data: Buffer }>> {
+async function loadArtifacts(settings: Settings, id: string, sidecar: PatchSidecar, rules: PatchRules): Promise<Array<{ path: string; data: Buffer }>> {
   const out: Array<{ path: string; data: Buffer }> = [];
   if (sidecar.artifacts.length === 0) return out;
   const dir = await artifactDir(settings, id);
@@ -484,8 +495,12 @@ async function readReport(settings: Settings, id: string) {
 export async function recordApproval(settings: Settings, id: string, approval: Approval, runId: string | null): Promise<void> {
   const file = reportPaths(settings.layout, id).json;
   const report = await readReport(settings, id);
-  if (!report || (runId && report.run_id !== runId)) return;
-  await replaceFile(file, JSON.stringify({ ...report, approval }, null, 2) + '\n');
+  if (report && (!runId || report.run_id === runId)) return replaceFile(file, JSON.stringify({ ...report, approval }, null, 2) + '\n');
+  // A later run of the task (its patch filed beside this one) moved this run's report into the archive.
+  if (!runId) return;
+  const archived = archivedReportPath(settings.layout, id, runId);
+  const parsed = ReportSchema.safeParse(await readState(archived));
+  if (parsed.success && parsed.data.run_id === runId) await replaceFile(archived, JSON.stringify({ ...parsed.data, approval }, null, 2) + '\n');
 }
 
 async function accept(
@@ -509,7 +524,7 @@ async function accept(
     dry_run: r.dry_run,
   };
   // Also when it was already applied: a crash may have come between the commit and this record.
-  if (ctx.sidecar) await recordApproval(settings, id, approval, ctx.sidecar.run_id);
+  if (ctx.sidecar) await recordApproval(settings, ctx.sidecar.task_id, approval, ctx.sidecar.run_id);
   // The record before the move: until the patch has left approved/ (under its private name),
   // the next run finds the commit and finishes the filing.
   const slot = await appliedSlot(dir, ctx.name, ctx.sha256, r.commit);
@@ -560,7 +575,7 @@ async function reject(
     tests: extra.tests ?? null,
     dry_run: extra.dry_run ?? null,
   };
-  await recordApproval(settings, id, approval, ctx.sidecar?.run_id ?? null);
+  await recordApproval(settings, ctx.sidecar?.task_id ?? id, approval, ctx.sidecar?.run_id ?? null);
   // The reason is published before the patch moves, so a watcher of rejected/ sees it was the gate.
   const stem = ctx.name.replace(/\.patch$/i, '');
   await publishUnique(dir, stem, '.reason.md', `# ${ctx.name} rejected by the approval gate\n\n${reason}\n`);
@@ -572,14 +587,15 @@ async function reject(
 
 /** A person moved a patch into rejected/ (Explorer, the CLI, the dashboard): record it in the report. */
 export async function recordHumanRejection(settings: Settings, patchFile: string, reason: string | null): Promise<boolean> {
-  const id = path.basename(patchFile).replace(/\.patch$/i, '');
+  const sidecarText = await fs.readFile(`${patchFile}.json`, 'utf8').catch(() => null);
+  const sidecar = sidecarText ? PatchSidecarSchema.safeParse(JSON.parse(sidecarText)) : null;
+  // `<id>.<run_id>.patch` (filed beside a pending one) belongs to task <id>: the sidecar says so.
+  const id = sidecar?.success ? sidecar.data.task_id : path.basename(patchFile).replace(/\.patch$/i, '');
   const report = await readReport(settings, id);
   if (!report) return false;
   const bytes = await fs.readFile(patchFile).catch(() => null);
   const sha256 = bytes ? createHash('sha256').update(bytes).digest('hex') : null;
   if (report.approval && report.approval.patch_sha256 === sha256) return false; // already recorded (by the gate or the CLI)
-  const sidecarText = await fs.readFile(`${patchFile}.json`, 'utf8').catch(() => null);
-  const sidecar = sidecarText ? PatchSidecarSchema.safeParse(JSON.parse(sidecarText)) : null;
   await recordApproval(
     settings,
     id,

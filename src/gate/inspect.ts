@@ -1,24 +1,49 @@
 /**
  * What a patch touches, read from the patch text itself (not from its sidecar, which a
  * person could have left stale): every path in its headers, and the modes it sets.
- * A human may edit a patch; it still may not reach outside the scope or the repo.
+ * A human may edit a patch; it still may not reach outside the scope or the repo, nor
+ * add or change a symlink or a submodule, nor make a file executable outside the rules.
+ * The text is the early check with a clear reason; the gate checks the modes again on the
+ * applied tree (a patch without mode lines can still retarget an existing symlink).
  */
 import type { PathMatcher } from '../safety/globs.ts';
+import { modeProblems, REGULAR, type ModeChange } from '../safety/modes.ts';
 
 export interface PatchInspection {
   files: string[];
   problems: string[];
 }
 
-const HEADER_PATH = /^(?:diff --git |--- |\+\+\+ |rename from |rename to |copy from |copy to )(.*)$/;
+export interface PatchRules {
+  inScope: PathMatcher;
+  denied: PathMatcher;
+  /** Files that may become executable (`patch.executable`). */
+  executable: PathMatcher;
+}
 
-export function inspectPatch(text: string, rules: { inScope: PathMatcher; denied: PathMatcher }): PatchInspection {
+const HEADER_PATH = /^(?:diff --git |--- |\+\+\+ |rename from |rename to |copy from |copy to )(.*)$/;
+const MODE_LINE = /^(old mode|new mode|new file mode|deleted file mode) ([0-7]+)\s*$/;
+/** `index <old>..<new> <mode>`: the mode is there when it did not change. */
+const INDEX_LINE = /^index [0-9a-fA-F]+\.\.[0-9a-fA-F]+(?: ([0-7]+))?\s*$/;
+
+/** One `diff --git` block's header: its path and the modes it states. */
+interface Block {
+  path: string;
+  oldMode: string | null;
+  newMode: string | null;
+  added: boolean;
+  deleted: boolean;
+}
+
+export function inspectPatch(text: string, rules: PatchRules): PatchInspection {
   const files = new Set<string>();
   const problems: string[] = [];
+  const blocks: Block[] = [];
   const lines = text.split(/\r?\n/);
   // Lines left in the current hunk, from its @@ header: hunk lines are content, never headers.
   let oldLeft = 0;
   let newLeft = 0;
+  let block: Block | null = null;
   for (const line of lines) {
     if (oldLeft > 0 || newLeft > 0) {
       const c = line[0];
@@ -33,12 +58,30 @@ export function inspectPatch(text: string, rules: { inScope: PathMatcher; denied
       newLeft = hunk[2] === undefined ? 1 : Number(hunk[2]);
       continue;
     }
-    if (/^(new file mode|new mode|old mode|deleted file mode) 120000/.test(line)) problems.push('the patch adds or changes a symlink');
-    if (/^(new file mode|new mode) 160000/.test(line)) problems.push('the patch adds a submodule');
+    const mode = MODE_LINE.exec(line);
+    if (mode && block) {
+      const [, kind, value] = mode;
+      if (kind === 'old mode') block.oldMode = value!;
+      else if (kind === 'new mode') block.newMode = value!;
+      else if (kind === 'new file mode') (block.added = true, block.newMode = value!);
+      else (block.deleted = true, block.oldMode = value!);
+      continue;
+    }
+    if (mode) problems.push(`a "${mode[1]}" line outside a "diff --git" header`);
+    const index = INDEX_LINE.exec(line);
+    if (index?.[1] && block) {
+      block.oldMode ??= index[1];
+      block.newMode ??= index[1];
+      continue;
+    }
     const header = HEADER_PATH.exec(line);
     if (!header) continue;
     const value = header[1]!;
     const paths = line.startsWith('diff --git ') ? splitDiffGit(value) : [stripPrefix(unquote(value.replace(/\t.*$/, '')))];
+    if (line.startsWith('diff --git ')) {
+      block = { path: paths[1] ?? paths[0] ?? '?', oldMode: null, newMode: null, added: false, deleted: false };
+      blocks.push(block);
+    }
     for (const p of paths) {
       if (p === null || p === '/dev/null') continue;
       files.add(p);
@@ -48,11 +91,21 @@ export function inspectPatch(text: string, rules: { inScope: PathMatcher; denied
     const problem = pathProblem(file, rules);
     if (problem) problems.push(problem);
   }
+  problems.push(...modeProblems(blocks.map(toModeChange), rules.executable));
   if (files.size === 0) problems.push('the patch touches no files (is it a patch at all?)');
   return { files: [...files].sort(), problems: [...new Set(problems)] };
 }
 
-function pathProblem(file: string, rules: { inScope: PathMatcher; denied: PathMatcher }): string | null {
+/** A block without mode lines changes a regular file's content (the gate checks the applied tree's modes too). */
+function toModeChange(b: Block): ModeChange {
+  return {
+    path: b.path,
+    oldMode: b.added ? null : (b.oldMode ?? REGULAR),
+    newMode: b.deleted ? null : (b.newMode ?? b.oldMode ?? REGULAR),
+  };
+}
+
+function pathProblem(file: string, rules: PatchRules): string | null {
   if (file.startsWith('/') || /^[A-Za-z]:/.test(file) || file.startsWith('\\')) return `absolute path "${file}"`;
   const segments = file.split(/[\\/]/);
   if (segments.includes('..')) return `path "${file}" contains ".."`;

@@ -11,6 +11,12 @@ import { exists, renameNoReplace, retryBusy } from '../workspace/files.ts';
 
 export const ERROR_NOTE = '.error.md';
 
+/** A task file's name in a queue folder: `.md`, not hidden, and not a failed task's error note (`x.md.error.md`). */
+export function isTaskName(name: string): boolean {
+  const lower = name.toLowerCase();
+  return !name.startsWith('.') && lower.endsWith('.md') && !lower.endsWith(ERROR_NOTE);
+}
+
 /** The file name of a task in failed/ by id (`sizing` or `sizing.md`); error notes are not tasks. */
 export async function findFailedTask(layout: Layout, id: string): Promise<string | null> {
   const name = id.endsWith('.md') ? id : `${id}.md`;

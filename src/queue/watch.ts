@@ -29,6 +29,7 @@ import { recoverOrphans, removeDeadTemps } from './recover.ts';
 import { pruneWorktrees } from './prune.ts';
 import { applyRetention } from './retention.ts';
 import { assertOneVolume, isNetworkFolder } from './volumes.ts';
+import { isTaskName } from './retry.ts';
 import { createLogger } from '../log.ts';
 import { makeRedactor } from '../safety/redact.ts';
 import { startScheduler } from '../supervisor/service.ts';
@@ -242,15 +243,17 @@ export function startWatching(options: WatchOptions): Watcher {
   };
 
   const count = async (dir: string, ext: string) => (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => !n.startsWith('.') && n.toLowerCase().endsWith(ext)).length;
+  // Tasks, not files: failed/x.md.error.md is the note of the task x.md.
+  const tasks = async (dir: string) => (await fs.readdir(dir).catch(() => [] as string[])).filter(isTaskName).length;
   const health = async (): Promise<Health> => ({
-    inbox: await count(layout.inbox, '.md'),
-    processing: await count(layout.processing, '.md'),
+    inbox: await tasks(layout.inbox),
+    processing: await tasks(layout.processing),
     running: running.size,
     queued: queued.length,
     pending_patches: await count(layout.patches.pending, '.patch'),
     approved_patches: await count(layout.patches.approved, '.patch'),
-    done: await count(layout.done, '.md'),
-    failed: await count(layout.failed, '.md'),
+    done: await tasks(layout.done),
+    failed: await tasks(layout.failed),
     last_error: lastError,
   });
 

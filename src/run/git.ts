@@ -3,6 +3,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { MetaAgentError } from '../contract/errors.ts';
+import type { ModeChange } from '../safety/modes.ts';
 
 /** Runs git without a shell; a failure becomes one `git` error with git's own first line. */
 export async function git(cwd: string, args: string[], options: { input?: string; encoding?: 'utf8' | 'buffer' } = {}): Promise<string> {
@@ -87,6 +88,23 @@ export async function collectDiff(worktree: string, base: string, excludesFile: 
     stripFinalNewline: false,
   });
   return { patch: Buffer.from(result.stdout), files };
+}
+
+/**
+ * The staged changes' file modes against `base` (`git diff --cached --raw`): what the gate
+ * and the run check for symlinks, gitlinks and executable bits, whatever the patch text said.
+ */
+export async function stagedModeChanges(worktree: string, base: string): Promise<ModeChange[]> {
+  const raw = await git(worktree, ['diff', '--cached', '--raw', '-z', '--no-renames', '--no-abbrev', base]);
+  const fields = raw.split('\0');
+  const changes: ModeChange[] = [];
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const meta = /^:(\d{6}) (\d{6}) /.exec(fields[i]!);
+    if (!meta) continue;
+    const mode = (m: string) => (/^0+$/.test(m) ? null : m);
+    changes.push({ path: fields[i + 1]!, oldMode: mode(meta[1]!), newMode: mode(meta[2]!) });
+  }
+  return changes;
 }
 
 /** Creates the demo repo on first use: copy `from` to `repo`, git init, one commit. */

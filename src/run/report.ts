@@ -1,12 +1,14 @@
 /**
  * Writing a run's outputs: reports/<id>.json, reports/<id>_report.md, the trajectory.
  * An earlier run of the same id is moved to reports/archive/<id>/<run_id>/ first, so no
- * report is ever overwritten.
+ * report is ever overwritten. A pending patch is never moved: only a person's approval or
+ * rejection takes it out of patches/pending/; a newer run's patch is filed beside it.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ReportSchema, type CheckResult, type Report, type Usage } from '../contract/report.ts';
 import type { Layout } from '../workspace/layout.ts';
+import { MetaAgentError } from '../contract/errors.ts';
 import { exists, publishFile } from '../workspace/files.ts';
 import { redactDeep, type Redactor } from '../safety/redact.ts';
 import { moveUnique } from '../queue/folders.ts';
@@ -32,10 +34,10 @@ export interface EarlierRun {
   unfinishedUsage: Usage | null;
 }
 
-/** Moves the previous outputs of `id` (report, trajectory, a still-pending patch) into the archive. */
+/** Moves the previous outputs of `id` (report, trajectory) into the archive; a pending patch stays where it is. */
 export async function archiveEarlierRun(layout: Layout, id: string): Promise<EarlierRun> {
   const paths = reportPaths(layout, id);
-  const candidates = [paths.json, paths.md, paths.trajectory, paths.patch, paths.sidecar];
+  const candidates = [paths.json, paths.md, paths.trajectory];
   const present: string[] = [];
   for (const file of candidates) if (await exists(file)) present.push(file);
   if (present.length === 0) return { dir: null, unfinishedUsage: null };
@@ -52,6 +54,38 @@ export async function archiveEarlierRun(layout: Layout, id: string): Promise<Ear
   const dir = path.join(layout.reportArchive, id, earlierRun.replace(/[^A-Za-z0-9._-]/g, '_'));
   for (const file of present) await moveUnique(file, dir).catch(() => undefined);
   return { dir, unfinishedUsage };
+}
+
+/** Where `archiveEarlierRun` put the report of run `runId` of task `id`. */
+export function archivedReportPath(layout: Layout, id: string, runId: string): string {
+  return path.join(layout.reportArchive, id, runId.replace(/[^A-Za-z0-9._-]/g, '_'), `${id}.json`);
+}
+
+const RUN_ID = /^\d{8}T\d{6}Z-[0-9a-f]{6}$/;
+
+/** The patches of task `id` waiting for review: `<id>.patch`, and those filed beside it under a run id (`<id>.<run_id>.patch`). */
+export async function pendingPatchesOf(layout: Layout, id: string): Promise<string[]> {
+  const names = await fs.readdir(layout.patches.pending).catch(() => [] as string[]);
+  return names
+    .filter((n) => n === `${id}.patch` || (n.startsWith(`${id}.`) && n.endsWith('.patch') && RUN_ID.test(n.slice(id.length + 1, -'.patch'.length))))
+    .sort()
+    .map((n) => path.join(layout.patches.pending, n));
+}
+
+/** The file stem for a new patch of `id`: `<id>`, or `<id>.<run_id>` beside one still waiting for review. */
+export async function patchStemFor(layout: Layout, id: string, runId: string): Promise<string> {
+  return (await pendingPatchesOf(layout, id)).length ? `${id}.${runId}` : id;
+}
+
+/**
+ * The refusal of a re-run while a patch of the task waits for review (null: none waits).
+ * `run --force` and `watch` (which cannot ask) run anyway and file the new patch beside it.
+ */
+export async function pendingPatchRefusal(layout: Layout, id: string): Promise<MetaAgentError | null> {
+  const pending = await pendingPatchesOf(layout, id);
+  if (pending.length === 0) return null;
+  const names = pending.map((f) => `patches/pending/${path.basename(f)}`).join(', ');
+  return new MetaAgentError('input', `${names} ${pending.length === 1 ? 'is' : 'are'} waiting for review; approve or reject ${pending.length === 1 ? 'it' : 'them'} first, or re-run with --force (the new patch is then filed beside ${pending.length === 1 ? 'it' : 'them'})`, { field: '--task-id' });
 }
 
 /** Sums the model usage recorded step by step in a trajectory (null when there is none). */
@@ -155,7 +189,7 @@ export function renderMarkdown(r: Report): string {
   if (r.changed_files.length) lines.push('## Changed files', '', ...r.changed_files.map((f) => `- \`${f}\`${r.scope_violations.includes(f) ? ' (outside scope or denied)' : ''}`), '');
   if (r.patch_files.length) {
     lines.push('## Patch', '', ...r.patch_files.map((f) => `- \`${f}\``), '');
-    lines.push(`Approve by moving \`${r.task_id}.patch\` into \`patches/approved/\`; reject by moving it into \`patches/rejected/\`.`, '');
+    lines.push(`Approve by moving \`${path.basename(r.patch_files[0]!)}\` into \`patches/approved/\`; reject by moving it into \`patches/rejected/\`.`, '');
   }
   lines.push('## Risks', '', ...(r.risks.length ? r.risks.map((x) => `- ${x}`) : ['- (none stated)']), '', `Risk level: **${r.risk_level}** (${r.risk_reasons.join('; ')})`, '');
   if (r.metrics) {

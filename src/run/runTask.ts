@@ -20,7 +20,8 @@ import { OpenAIEngine } from '../engines/openai.ts';
 import { systemPrompt, userPrompt } from '../engines/prompt.ts';
 import type { ChecksOutcome, Engine, EngineResult } from '../engines/types.ts';
 import { claimTask, isDirectlyIn, markReported, settleClaim, type Disposition } from '../queue/folders.ts';
-import { denyMatcher, scopeMatcher } from '../safety/globs.ts';
+import { anchoredMatcher, denyMatcher, scopeMatcher } from '../safety/globs.ts';
+import { modeProblems } from '../safety/modes.ts';
 import { makeRedactor, type Redactor } from '../safety/redact.ts';
 import { silentLogger } from '../log.ts';
 import { llmMissingMessage, projectFor, type Check, type Project, type Settings } from '../workspace/config.ts';
@@ -28,8 +29,8 @@ import { displayPath } from '../workspace/layout.ts';
 import { publishUnique, replaceFile } from '../workspace/files.ts';
 import { BaselineCache, loggedCheck, preflightChecks, runCheck, withCheckCopy } from './checks.ts';
 import { sandboxStatus } from '../safety/sandbox.ts';
-import { collectDiff } from './git.ts';
-import { archiveEarlierRun, redactReportText, reportPaths, TrajectoryWriter, writeReport } from './report.ts';
+import { collectDiff, stagedModeChanges } from './git.ts';
+import { archiveEarlierRun, patchStemFor, pendingPatchesOf, redactReportText, reportPaths, TrajectoryWriter, writeReport } from './report.ts';
 import { assessRisk } from './risk.ts';
 import { noExtras, RetrainFailed, runTypePipeline, WORKS_WITHOUT_LLM, type TypeExtras } from './pipelines.ts';
 import { ensureRepo, openWorktree, type Worktree } from './workspaceRepo.ts';
@@ -280,10 +281,16 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
     const diff = await collectDiff(worktree.dir, worktree.baseCommit, worktree.excludesFile);
     if (diff.files.length === 0) return finalizeOutcome({ ...base, ...where }, { result, extras });
 
-    const violations = diff.files.filter((f) => denied(f) || !inScope(f));
+    // The gate would refuse these too: a symlink, a submodule, or an executable bit outside patch.executable.
+    const executable = anchoredMatcher(config.patch.executable);
+    const badModes = (await stagedModeChanges(worktree.dir, worktree.baseCommit)).filter((m) => modeProblems([m], executable).length > 0);
+    const modeIssues = modeProblems(badModes, executable);
+    const violations = [...new Set([...diff.files.filter((f) => denied(f) || !inScope(f)), ...badModes.map((m) => m.path)])];
     const tooBig = diff.patch.length > config.patch.max_bytes || diff.files.length > config.patch.max_files;
     if (violations.length > 0 || tooBig) {
-      const message = violations.length
+      const message = modeIssues.length
+        ? `the change cannot be proposed: ${modeIssues.join('; ')}`
+        : violations.length
         ? `the change touches files outside the task scope or on the deny list: ${violations.join(', ')}`
         : `the change is too large to propose (${diff.files.length} files, ${diff.patch.length} bytes; patch.max_files ${config.patch.max_files}, patch.max_bytes ${config.patch.max_bytes})`;
       return finalizeOutcome({ ...base, ...where }, { result, extras, changed: diff.files, violations, error: new MetaAgentError('scope', message).toInfo() });
@@ -294,6 +301,8 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
     if (abort.signal.aborted) throw abort.signal.reason;
     const risk = assessRisk(result.risk_level, diff.files, project);
     const patchFiles = await writePatch(rc, diff, worktree, risk.level, result.summary, extras);
+    const beside = (await pendingPatchesOf(layout, task.id)).filter((f) => f !== patchFiles[0]);
+    if (beside.length) extras.notes.push(`Filed beside ${beside.map((f) => displayPath(layout, f)).join(', ')}, which ${beside.length === 1 ? 'is' : 'are'} still waiting for review; approve or reject each on its own.`);
     return finalizeOutcome({ ...base, ...where }, { result, extras, changed: diff.files, checks, risk, patchFiles: patchFiles.map((f) => displayPath(layout, f)) });
   } finally {
     abort.dispose();
@@ -498,7 +507,8 @@ async function addBaselines(rc: RunContext, checks: ChecksOutcome, baseCommit: s
 async function writePatch(rc: RunContext, diff: { patch: Buffer; files: string[] }, worktree: Worktree, risk: RiskLevel, summary: string, extras: TypeExtras): Promise<string[]> {
   const { layout } = rc.settings;
   const { createHash } = await import('node:crypto');
-  const patchFile = await publishUnique(layout.patches.pending, rc.task.id, '.patch', diff.patch);
+  // A patch of this task still waiting for review is never replaced: the new one goes beside it.
+  const patchFile = await publishUnique(layout.patches.pending, await patchStemFor(layout, rc.task.id, rc.runId), '.patch', diff.patch);
   // Artifacts (a trained model, often git-ignored) travel next to the patch; the gate installs them.
   const artifacts: PatchSidecar['artifacts'] = [];
   const artifactDir = `${patchFile.replace(/\.patch$/, '')}.artifacts`;

@@ -30,10 +30,16 @@ export async function resolveInside(root: string, requested: string): Promise<Re
   if (normalized === '..' || normalized.startsWith(`..${path.sep}`) || normalized.split(path.sep).includes('..')) {
     throw new PathRefused(`"${raw}" leads outside the repository; paths must stay inside it`);
   }
+  // git's own data (in a worktree .git is a file that points into the user's repository).
+  if (normalized.split(path.sep).some((segment) => segment.toLowerCase() === '.git')) {
+    throw new PathRefused(`"${raw}" is inside .git, git's own data; it cannot be read, listed or changed`);
+  }
   const realRoot = await fs.realpath(root);
   const abs = path.join(realRoot, normalized);
   // Follow symlinks on the longest existing prefix: a link may not lead out of the worktree.
-  const real = await realpathOfExistingPrefix(abs);
+  const real = await realpathOfExistingPrefix(abs).catch((error: unknown) => {
+    throw pathErrorRefusal(error, raw) ?? error;
+  });
   if (real !== realRoot && !real.startsWith(realRoot + path.sep)) {
     throw new PathRefused(`"${raw}" is a symlink (or inside one) that leads outside the repository`);
   }
@@ -49,7 +55,9 @@ async function realpathOfExistingPrefix(abs: string): Promise<string> {
       const real = await fs.realpath(current);
       return path.join(real, ...rest.reverse());
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      // ENOTDIR: a file stands where a folder is asked for ("bot/sizing.py/x"); like ENOENT, that part does not exist.
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw error;
       // A dangling symlink still decides where a write lands: follow its target.
       const link = await fs.readlink(current).catch(() => undefined);
       if (link !== undefined) return realpathOfExistingPrefix(path.join(path.resolve(path.dirname(current), link), ...rest.reverse()));
@@ -59,4 +67,24 @@ async function realpathOfExistingPrefix(abs: string): Promise<string> {
       current = parent;
     }
   }
+}
+
+/**
+ * A file-system error on a path the agent asked for, as a refusal it can act on; null for
+ * errors that are not about the path (EIO, EMFILE: the machine's trouble, not the model's).
+ */
+export function pathErrorRefusal(error: unknown, requested: string): PathRefused | null {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  const reason: Record<string, string> = {
+    ENOENT: 'does not exist',
+    ENOTDIR: 'goes through a file as if it were a folder',
+    EISDIR: 'is a folder, not a file',
+    ELOOP: 'is a symlink loop (or too many symlinks deep)',
+    ENAMETOOLONG: 'is too long a name for the file system',
+    EACCES: 'is not accessible (permission denied)',
+    EPERM: 'is not accessible (operation not permitted)',
+    EEXIST: 'goes through a file as if it were a folder',
+    EINVAL: 'is not a valid path on this system',
+  };
+  return code && reason[code] ? new PathRefused(`"${requested}" ${reason[code]}`) : null;
 }

@@ -6,6 +6,7 @@ import { CycleReportSchema } from '../contract/cycle.ts';
 import type { Settings } from '../workspace/config.ts';
 import { listPending } from '../gate/decide.ts';
 import { readOwner } from '../queue/lease.ts';
+import { isTaskName } from '../queue/retry.ts';
 
 export interface QueueEntry {
   name: string;
@@ -33,7 +34,8 @@ export interface DashboardState {
 const MAX_LIST = 200;
 
 async function entries(dir: string, ext: string): Promise<QueueEntry[]> {
-  const names = (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => !n.startsWith('.') && n.toLowerCase().endsWith(ext));
+  // Tasks, not files: failed/x.md.error.md is the note of the task x.md.
+  const names = (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => !n.startsWith('.') && n.toLowerCase().endsWith(ext) && (ext !== '.md' || isTaskName(n)));
   const now = Date.now();
   const out = await Promise.all(
     names.map(async (name) => {

@@ -2,6 +2,8 @@
 import { promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { MetaAgentError } from '../contract/errors.ts';
 import { TASK_TYPES } from '../contract/task.ts';
 import { exists, publishFile } from './files.ts';
 import { layoutDirs, layoutFor, type Layout } from './layout.ts';
@@ -26,14 +28,20 @@ export interface InitOptions {
   /** The project's repo; default: a demo repo made from the bundled example bot. */
   repo?: string;
   project?: string;
+  /** What inspectRepo() found in `repo` (initWorkspace fills it in). */
+  facts?: RepoFacts;
 }
 
 export interface InitResult {
   layout: Layout;
   created: string[];
+  /** With `repo`: what was found there (whether or not a config was written). */
+  facts: RepoFacts | null;
 }
 
 export async function initWorkspace(root: string, options: InitOptions = {}): Promise<InitResult> {
+  // A repo that is not there is an error before anything is created.
+  if (options.repo && !options.facts) options = { ...options, facts: await inspectRepo(options.repo) };
   const layout = layoutFor(root);
   const created: string[] = [];
   for (const dir of layoutDirs(layout)) {
@@ -50,7 +58,7 @@ export async function initWorkspace(root: string, options: InitOptions = {}): Pr
     await publishFile(layout.config, configTemplate(layout, options));
     created.push(layout.config);
   }
-  return { layout, created };
+  return { layout, created, facts: options.facts ?? null };
 }
 
 const TEMPLATE_TEXT: Record<(typeof TASK_TYPES)[number], { objective: string; scope: string[]; tasks: string[]; output: string }> = {
@@ -104,20 +112,56 @@ export function taskTemplate(type: (typeof TASK_TYPES)[number]): string {
   ].join('\n');
 }
 
-/** Settings that fit the bundled example bot; for another repo they are written commented out. */
-function demoOnly(options: InitOptions, text: string): string {
-  return options.repo ? text.replace(/^(\s*)(?=\S)/gm, '$1# ') : text;
+/** What `init --repo` found out about the target repository. */
+export interface RepoFacts {
+  /** The checked-out branch; null on a detached HEAD. */
+  branch: string | null;
+  /** The detected test command; null when none was recognized. */
+  test: string | null;
+  /** Why that test command (for the comment in the config). */
+  testReason: string | null;
+}
+
+const PYTHON_MARKERS = ['pyproject.toml', 'setup.cfg', 'setup.py', 'pytest.ini', 'tox.ini'];
+
+/**
+ * Checks that `repo` is a git repository and reads what a config for it needs: its
+ * current branch, and a test command when it is recognizably a Python project with tests.
+ */
+export async function inspectRepo(repo: string, platform: NodeJS.Platform = process.platform): Promise<RepoFacts> {
+  const stat = await fs.stat(repo).catch(() => null);
+  if (!stat) throw new MetaAgentError('input', `--repo ${repo}: no such folder`);
+  if (!stat.isDirectory()) throw new MetaAgentError('input', `--repo ${repo} is a file, not a folder`);
+  const inside = await execa('git', ['rev-parse', '--is-inside-work-tree'], { cwd: repo, reject: false });
+  if (inside.stdout.trim() !== 'true') throw new MetaAgentError('input', `--repo ${repo} is not a git repository (run "git init" there and commit, then init again)`);
+  const head = await execa('git', ['symbolic-ref', '--quiet', '--short', 'HEAD'], { cwd: repo, reject: false });
+  const branch = head.exitCode === 0 && head.stdout.trim() ? head.stdout.trim() : null;
+  const found: string[] = [];
+  for (const marker of [...PYTHON_MARKERS, 'tests', 'test']) if (await exists(path.join(repo, marker))) found.push(marker);
+  const hasTests = found.some((m) => m === 'tests' || m === 'test' || m === 'pytest.ini' || m === 'tox.ini');
+  const isPython = found.some((m) => PYTHON_MARKERS.includes(m));
+  if (!(isPython && hasTests) && !(hasTests && (await hasPythonTests(repo, found)))) return { branch, test: null, testReason: null };
+  // Windows installs "python" (and the "py" launcher), rarely "python3".
+  const python = platform === 'win32' ? 'python' : 'python3';
+  return { branch, test: `${python} -m pytest -q`, testReason: `a Python project (${found.join(', ')})` };
+}
+
+/** A tests/ folder without Python packaging files: Python if it holds test_*.py files. */
+async function hasPythonTests(repo: string, found: string[]): Promise<boolean> {
+  for (const dir of found.filter((m) => m === 'tests' || m === 'test')) {
+    const names = await fs.readdir(path.join(repo, dir)).catch(() => [] as string[]);
+    if (names.some((n) => /^test_.*\.py$|_test\.py$/.test(n))) return true;
+  }
+  return false;
+}
+
+/** The system's IANA timezone (the schedule runs in it). */
+export function systemTimezone(): string {
+  return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
 }
 
 function configTemplate(layout: Layout, options: InitOptions): string {
   const project = options.project ?? 'demo';
-  const repoLines = options.repo
-    ? [`    repo: ${JSON.stringify(options.repo)}`]
-    : [
-        `    # A git repo made from the bundled example bot on first use (git-ignored).`,
-        `    repo: .meta-agent/demo-repo`,
-        `    init_from: ${JSON.stringify(path.relative(layout.root, path.join(PACKAGE_ROOT, 'examples', 'scalper-bot')).split(path.sep).join('/') || '.')}`,
-      ];
   return `# meta-agent configuration. Full reference: docs/contract.md (schema: schema/config.json).
 # Environment overrides: OPENAI_API_KEY, OPENAI_BASE_URL, META_AGENT_MODEL, META_AGENT_ROOT.
 
@@ -140,35 +184,10 @@ sandbox: auto
 
 projects:
   ${project}:
-${repoLines.join('\n')}
-    # branch: main                      # default: the repo's current branch
-    scope: ["**"]                       # outer bound for every task's scope
-    deny: []                            # added to .env*, *.pem, *.key, secrets/**
-    test: "python3 -m pytest -q -p no:cacheprovider"
-    dry_run: "python3 -m bot.main --dry-run"
-    # test: { command: "python -m pytest -q", cwd: "bot", env: { PYTHONPATH: "." }, timeout_s: 600 }
-    link: []                            # git-ignored paths made available in worktrees, e.g. [".venv", "data/raw"]
-    risk:
-      - paths: ["bot/execution/**"]
-        level: high
-        reason: order execution
-    env_allow: []                       # variables passed to test/dry_run besides PATH, HOME, LANG
-${demoOnly(options, `    # risk_review: numbers computed in code from the trades CSV
-    trades: { path: data/trades.csv, time_column: closed_at, pnl_column: pnl, starting_equity: 10000 }
-    risk_thresholds: { max_drawdown_pct: 5, min_win_rate: 0.4, min_profit_factor: 1.2 }
-    # retrain_model: collect -> train -> eval in the worktree; the gate installs the model only if it beats the baseline
-    retrain:
-      train: "python3 scripts/train.py"
-      eval: "python3 scripts/eval.py"
-      metrics: models/candidate.json    # what eval writes
-      baseline: models/metrics.json     # the approved model's metrics (the patch updates it)
-      metric: sharpe
-      margin: 0.05
-      artifacts: [models/model.pkl]
-`)}    logs: []                            # bot log files whose new lines the supervisor reads
+${options.repo ? repoProject(options.repo, options.facts ?? { branch: null, test: null, testReason: null }) : demoProject(layout)}
 
 supervisor:
-  timezone: Europe/Kyiv
+  timezone: ${JSON.stringify(systemTimezone())}   # this machine's timezone when "init" ran; the schedule and trading windows use it
   budget_tokens: 300000                 # per cycle (planner + tasks)
   # Goals daily_maintenance and weekly_retrain are built-in routines (no LLM needed to plan them);
   # override or add your own:
@@ -193,5 +212,59 @@ patch:
   max_bytes: 1000000
   max_files: 50
   protected: []                         # files no patch may touch
+  executable: []                        # files a patch may make executable, e.g. ["scripts/*.sh"]; symlinks and submodules never change
 `;
+}
+
+/** The bundled example bot: its real test and dry-run commands, risk rule, trades and retrain chain. */
+function demoProject(layout: Layout): string {
+  return `    # A git repo made from the bundled example bot on first use (git-ignored).
+    repo: .meta-agent/demo-repo
+    init_from: ${JSON.stringify(path.relative(layout.root, path.join(PACKAGE_ROOT, 'examples', 'scalper-bot')).split(path.sep).join('/') || '.')}
+    # branch: main                      # default: the repo's current branch
+    scope: ["**"]                       # outer bound for every task's scope
+    deny: []                            # added to .env*, *.pem, *.key, secrets/**
+    test: "python3 -m pytest -q -p no:cacheprovider"
+    dry_run: "python3 -m bot.main --dry-run"
+    # test: { command: "python -m pytest -q", cwd: "bot", env: { PYTHONPATH: "." }, timeout_s: 600 }
+    link: []                            # git-ignored paths made available in worktrees, e.g. [".venv", "data/raw"]
+    risk:
+      - paths: ["bot/execution/**"]
+        level: high
+        reason: order execution
+    env_allow: []                       # variables passed to test/dry_run besides PATH, HOME, LANG
+    # risk_review: numbers computed in code from the trades CSV
+    trades: { path: data/trades.csv, time_column: closed_at, pnl_column: pnl, starting_equity: 10000 }
+    risk_thresholds: { max_drawdown_pct: 5, min_win_rate: 0.4, min_profit_factor: 1.2 }
+    # retrain_model: collect -> train -> eval in the worktree; the gate installs the model only if it beats the baseline
+    retrain:
+      train: "python3 scripts/train.py"
+      eval: "python3 scripts/eval.py"
+      metrics: models/candidate.json    # what eval writes
+      baseline: models/metrics.json     # the approved model's metrics (the patch updates it)
+      metric: sharpe
+      margin: 0.05
+      artifacts: [models/model.pkl]
+    logs: []                            # bot log files whose new lines the supervisor reads`;
+}
+
+/** A repository of the user's: what was detected, and placeholders ("doctor" flags them) for the rest. */
+function repoProject(repo: string, facts: RepoFacts): string {
+  const branch = facts.branch
+    ? `    branch: ${JSON.stringify(facts.branch)}   # the branch checked out when "init" ran`
+    : '    # branch: main                      # TODO: the repo has a detached HEAD; name the branch to work on';
+  const test = facts.test
+    ? `    test: ${JSON.stringify(facts.test)}   # detected: ${facts.testReason}`
+    : '    test: null                          # TODO: the command that runs your tests, e.g. "npm test" or "python3 -m pytest -q"; without it patches are proposed untested';
+  return `    repo: ${JSON.stringify(repo)}
+${branch}
+    scope: ["**"]                       # outer bound for every task's scope
+    deny: []                            # added to .env*, *.pem, *.key, secrets/**
+${test}
+    dry_run: null                       # optional: a command that runs the program without side effects, e.g. "python3 -m app --dry-run"
+    link: []                            # git-ignored paths made available in worktrees, e.g. [".venv", "data/raw"]
+    risk: []                            # e.g. [{ paths: ["src/payments/**"], level: high, reason: "money moves here" }]
+    env_allow: []                       # variables passed to test/dry_run besides PATH, HOME, LANG
+    # trades:, risk_thresholds: and retrain: enable risk_review numbers and retrain_model (docs/contract.md)
+    logs: []                            # log files whose new lines the supervisor reads`;
 }
