@@ -77,7 +77,7 @@ const seconds = (ms) => `${(ms / 1000).toFixed(1)} s`;
 process.on('SIGINT', () => interrupt('SIGINT'));
 process.on('SIGTERM', () => interrupt('SIGTERM'));
 
-console.log(`running ${parallel.length} jobs ${jobs} at a time${alone.length ? `, then ${alone.map((j) => j.name).join(', ')} alone` : ''}`);
+console.log(`running ${parallel.length} job(s), ${jobs} at a time${alone.length ? `, then ${alone.map((j) => j.name).join(', ')} alone` : ''}`);
 const heartbeat = setInterval(() => {
   if (running.size === 0) return;
   const now = Date.now();
