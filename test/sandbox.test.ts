@@ -3,7 +3,7 @@
  * exchange keys), and under bubblewrap they get no network and cannot write outside their
  * worktree. Probes are Python scripts committed into the target repo (checks never use a shell).
  */
-import { existsSync, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -16,6 +16,7 @@ import { openWorktree } from '../src/run/workspaceRepo.ts';
 import { ReportSchema, type Report } from '../src/contract/report.ts';
 import { finish, startFakeLlm, toolCall } from './helpers/fakeLlm.ts';
 import { makeWorkspace, readJson, repoFingerprint, worktreeCount, writeTask, type TestWorkspace } from './helpers/workspace.ts';
+import { assertBwrapInstalled, AUTO_SANDBOX, sandboxTest } from './helpers/sandbox.ts';
 
 const OPENAI_KEY = 'sk-test-openai-0123456789abcdef';
 const EXCHANGE_KEY = 'exch-secret-0123456789';
@@ -26,7 +27,6 @@ const SERVICE_ENV = {
   EXCHANGE_API_KEY: EXCHANGE_KEY,
   BOT_ALLOWED: 'yes',
 };
-const HAS_BWRAP = existsSync('/usr/bin/bwrap');
 
 const TASK = `---
 project: bot
@@ -133,6 +133,7 @@ async function startCounter(): Promise<{ port: number; connections: () => number
 
 for (const sandbox of ['auto', 'none'] as const) {
   test(`checks do not see OPENAI_API_KEY or the exchange key of the service (sandbox: ${sandbox})`, async () => {
+    if (sandbox === 'auto') assertBwrapInstalled();
     const llm = await startFakeLlm(editThenFinish());
     const ws = await makeWorkspace({
       llmUrl: llm.url,
@@ -146,7 +147,7 @@ for (const sandbox of ['auto', 'none'] as const) {
       const report = await runEdit(ws, before);
       const tests = report.tests!;
       assert.ok(tests.passed, tests.output_tail);
-      assert.is(tests.sandbox, sandbox === 'none' ? 'none' : HAS_BWRAP ? 'bwrap' : 'none');
+      assert.is(tests.sandbox, sandbox === 'none' ? 'none' : AUTO_SANDBOX);
       const out = tests.output_tail;
       assert.match(out, /ENVDUMP_END/, 'the whole dump is in the tail');
       // Allowed and basic variables are there (and the hex form works)...
@@ -171,7 +172,7 @@ for (const sandbox of ['auto', 'none'] as const) {
   });
 }
 
-test('bubblewrap: a check has no network, cannot write the real repo or the workspace, can write its worktree', async () => {
+sandboxTest('bubblewrap: a check has no network, cannot write the real repo or the workspace, can write its worktree', async () => {
   const server = await startCounter();
   const llm = await startFakeLlm(editThenFinish());
   const ws = await makeWorkspace({
@@ -188,10 +189,6 @@ test('bubblewrap: a check has no network, cannot write the real repo or the work
     const report = await runEdit(ws, before);
     const tests = report.tests!;
     assert.ok(tests.passed, tests.output_tail);
-    if (!HAS_BWRAP) {
-      assert.is(tests.sandbox, 'none');
-      return;
-    }
     assert.is(tests.sandbox, 'bwrap');
     assert.match(tests.output_tail, /^NET_BLOCKED/m);
     assert.not.match(tests.output_tail, /NET_OK/);

@@ -113,8 +113,9 @@ test('create a task with the form, watch it run, open the report, approve the pa
     }
     assert.match(log, 'Meta-Agent-Task: ui-first');
     assert.is(Number((await execa('git', ['rev-list', '--count', 'HEAD'], { cwd: ws.repo })).stdout), Number(before) + 1);
-    assert.match(await fs.readFile(path.join(ws.repo, 'bot', 'sizing.py'), 'utf8'), '# checked ONE');
+    // Filed as applied once the gate has also updated the checkout (it moves the branch first).
     await page.waitForSelector('#patches-applied li[data-id="ui-first"]', { timeout: 15_000 });
+    assert.match(await fs.readFile(path.join(ws.repo, 'bot', 'sizing.py'), 'utf8'), '# checked ONE');
     assert.is((await readJson(path.join(ws.settings.layout.reports, 'ui-first.json'))).source, 'gui');
     // A second tab (or a reload) cannot approve it again.
     const again = await fetch(`http://127.0.0.1:${ui.port}/api/patches/ui-first/approve`, { method: 'POST', headers: { 'x-meta-agent-token': ui.token, 'content-type': 'application/json' }, body: '{}' });
