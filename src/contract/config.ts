@@ -155,6 +155,11 @@ export const PatchLimitsSchema = z.strictObject({
   protected: globList.default([]).describe('Files no patch may touch, in any project'),
 });
 
+export const UiSchema = z.strictObject({
+  port: z.number().int().min(0).max(65535).default(0).describe('Dashboard port (0: a free one); meta-agent ui --port wins'),
+  host: z.string().min(1).default('127.0.0.1').describe('Address to listen on; anything but loopback exposes the dashboard to the network'),
+});
+
 export const ConfigSchema = z.strictObject({
   llm: LlmConfigSchema.default(LlmConfigSchema.parse({})),
   engine: z.enum(ENGINE_NAMES).default('openai'),
@@ -167,6 +172,7 @@ export const ConfigSchema = z.strictObject({
   gate: GateSchema.default(GateSchema.parse({})),
   supervisor: SupervisorSchema.default(SupervisorSchema.parse({})),
   retention: RetentionSchema.default(RetentionSchema.parse({})),
+  ui: UiSchema.default(UiSchema.parse({})),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;
