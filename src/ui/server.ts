@@ -62,7 +62,9 @@ const SECURITY_HEADERS = { 'content-security-policy': CSP, 'x-frame-options': 'D
 export interface UiOptions {
   settings: Settings;
   log: Logger;
+  /** Default: ui.port in meta-agent.yaml (0: a free one). */
   port?: number;
+  /** Default: ui.host in meta-agent.yaml. */
   host?: string;
   /** Default: the workspace's stored token (token.ts). */
   token?: string;
@@ -314,7 +316,7 @@ export async function startUi(options: UiOptions): Promise<UiServer> {
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => resolve());
+    server.listen(options.port ?? settings.config.ui.port, host, () => resolve());
   });
   port = (server.address() as AddressInfo).port;
   const url = `${origin()}/?token=${token}`;
