@@ -96,6 +96,7 @@ test('a typed rejection reason survives two refreshes, a branch move and a live 
     await page.waitForSelector('#base-warning[data-applies="clean"]', { timeout: 15_000 });
     assert.match((await page.textContent('#base-warning')) ?? '', 'has moved since this patch was made');
     assert.match((await page.textContent('#base-warning')) ?? '', 'still applies cleanly');
+    await page.screenshot({ path: path.join(SHOTS, 'patch-moved.png'), fullPage: true });
     // Two periodic refreshes.
     await page.waitForFunction((n) => Number(document.documentElement.dataset.refreshes) >= n + 2, refreshes, { timeout: 20_000 });
     // A live event: a file dropped into a watched folder.

@@ -17,7 +17,9 @@ import { runTask } from '../src/run/runTask.ts';
 import { silentLogger } from '../src/log.ts';
 import { launchBrowser } from './helpers/browser.ts';
 import { finish, startFakeLlm, toolCall, type FakeLlm } from './helpers/fakeLlm.ts';
-import { makeWorkspace, type TestWorkspace } from './helpers/workspace.ts';
+import { makeWorkspace, REPO_ROOT, type TestWorkspace } from './helpers/workspace.ts';
+
+const SHOTS = path.join(REPO_ROOT, 'docs', 'screenshots');
 
 const ID = 'hostile';
 // Each payload would set window.__pwned (or approve the patch with the session token alone).
@@ -98,7 +100,8 @@ async function assertInert(page: Page, where: string): Promise<void> {
     const bad: string[] = [];
     for (const el of Array.from(document.querySelectorAll('*'))) {
       for (const a of Array.from(el.attributes)) if (/^on/i.test(a.name)) bad.push(`${el.tagName} ${a.name}`);
-      if (el.hasAttribute('style')) bad.push(`${el.tagName} style`);
+      // (Form fields are the dashboard's own; the browser itself may style them.)
+      if (el.hasAttribute('style') && !el.matches('input, textarea, select')) bad.push(`${el.tagName} style`);
     }
     for (const s of Array.from(document.querySelectorAll('script'))) if (s.getAttribute('src') !== '/app.js') bad.push('script');
     for (const tag of ['img', 'iframe', 'object', 'embed', 'form:not(#new-task)', 'circle']) for (const el of Array.from(document.querySelectorAll(tag))) bad.push(el.tagName);
@@ -154,6 +157,7 @@ test('hostile report, finding, file names, test output, task names and reasons r
     assert.is(await page.getAttribute(`#report-view .md a[href="${SAFE_LINK}"]`, 'href'), SAFE_LINK);
     assert.is(await page.locator('#report-view .md a').count(), 1, 'the only link left is the https one');
     await assertInert(page, 'report');
+    await page.screenshot({ path: path.join(SHOTS, 'report-untrusted.png') });
     assert.ok((await clickPayloads(page, '#report-view .md')) >= 5);
 
     // The patch view: summary, file names in the diff.

@@ -84,7 +84,7 @@ test('create a task with the form, watch it run, open the report, approve the pa
     await page.screenshot({ path: path.join(SHOTS, 'new-task.png') });
     // Live: the queue shows it done without a reload.
     await page.click('nav button[data-tab="queue"]');
-    await page.waitForSelector('#q-done li[data-name="ui-first.md"]', { timeout: 30_000 });
+    await page.waitForSelector('#q-done li[data-name="ui-first.md"]', { timeout: 90_000 });
     await page.screenshot({ path: path.join(SHOTS, 'queue.png') });
     // The report, with badges.
     await page.click('nav button[data-tab="reports"]');
@@ -135,7 +135,7 @@ test('reject with a reason: patches/rejected/ and the report', async () => {
     await page.goto(ui.url);
     await createViaForm(page, 'ui-second', 'TWO');
     await page.click('nav button[data-tab="patches"]');
-    await page.waitForSelector('#patches-pending li[data-id="ui-second"]', { timeout: 30_000 });
+    await page.waitForSelector('#patches-pending li[data-id="ui-second"]', { timeout: 90_000 });
     await page.click('#patches-pending li[data-id="ui-second"]');
     await page.waitForSelector('#reject');
     await page.fill('#reject-reason', 'too risky before the weekend');
