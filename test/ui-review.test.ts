@@ -170,14 +170,32 @@ test('the patch view says when the branch moved and whether the patch still appl
 test('failed tasks count once, show a failure badge, and retry needs its action token', async () => {
   const env: Partial<Env> = {};
   try {
-    await setup(env);
-    const { ws, ui } = env as Env;
+    await setup(env, { browser: true });
+    const { ws, ui, browser } = env as Env & { browser: Browser };
     const { layout } = ws.settings;
+    // A run that fails (its branch does not exist): a report with status error.
+    await fs.writeFile(path.join(layout.inbox, 'broken.md'), '---\nproject: bot\nobjective: x\nscope: ["bot/**"]\n---\n');
+    const failedRun = await runTask(path.join(layout.inbox, 'broken.md'), { settings: { ...ws.settings, projects: { bot: { ...ws.settings.projects.bot!, branch: 'no-such-branch' } } } });
+    assert.is(failedRun.report.status, 'error');
+    const page = await browser.newPage();
+    await page.goto(ui.url);
+    await page.click('nav button[data-tab="reports"]');
+    const risk = page.locator('#reports tr[data-id="broken"] td').nth(2);
+    assert.match((await risk.textContent()) ?? '', /^failed: config$/);
+    assert.is(await risk.locator('.b-failed').count(), 1);
+    assert.is(await risk.locator('.b-low').count(), 0, 'no "risk low" for a failed run');
+    assert.match((await page.locator(`#reports tr[data-id="${ID}"] td`).nth(2).textContent()) ?? '', 'low', 'a run that worked keeps its risk badge');
     await fs.writeFile(path.join(layout.failed, 'nope.md'), '---\nproject: bot\nobjective: x\n---\n');
     await fs.writeFile(path.join(layout.failed, 'nope.md.error.md'), '# nope failed\n\n**What went wrong** (config): the repo does not exist\n');
+    const files = (await fs.readdir(layout.failed)).filter((n) => !n.startsWith('.')).sort();
+    assert.equal(files, ['broken.md', 'broken.md.error.md', 'nope.md', 'nope.md.error.md']);
     const state = await dashboardState(ws.settings);
-    assert.is(state.counts.failed, 1, 'x.md and x.md.error.md are one failed task');
-    assert.equal(state.failed.map((f) => [f.name, f.reason, f.retry_id]), [['nope.md', 'the repo does not exist', 'nope']]);
+    assert.is(state.counts.failed, 2, 'x.md and x.md.error.md are one failed task');
+    assert.equal(state.failed.find((f) => f.name === 'nope.md'), { name: 'nope.md', age_s: state.failed.find((f) => f.name === 'nope.md')!.age_s, reason: 'the repo does not exist', retry_id: 'nope' });
+    await page.click('nav button[data-tab="queue"]');
+    await page.waitForSelector('#q-failed li[data-name="nope.md"]');
+    assert.is((await page.textContent('#c-failed'))?.trim(), '(2)');
+    assert.is(await page.locator('#q-failed li').count(), 2);
     const base = `http://127.0.0.1:${ui.port}`;
     const headers = { 'x-meta-agent-token': ui.token, 'content-type': 'application/json', origin: base };
     assert.is((await fetch(`${base}/api/failed/nope/retry`, { method: 'POST', headers, body: '{}' })).status, 403);
@@ -185,7 +203,7 @@ test('failed tasks count once, show a failure badge, and retry needs its action 
     const retried = await fetch(`${base}/api/failed/nope/retry`, { method: 'POST', headers: { ...headers, 'x-meta-agent-action': actions.retry }, body: '{}' });
     assert.is(retried.status, 200);
     assert.ok(await fs.stat(path.join(layout.inbox, 'nope.md')));
-    assert.equal((await fs.readdir(layout.failed)).filter((n) => !n.startsWith('.')), []);
+    assert.equal((await fs.readdir(layout.failed)).filter((n) => !n.startsWith('.')).sort(), ['broken.md', 'broken.md.error.md'], 'the retried task and its stale note left failed/');
     // The token was for one retry.
     assert.is((await fetch(`${base}/api/failed/nope/retry`, { method: 'POST', headers: { ...headers, 'x-meta-agent-action': actions.retry }, body: '{}' })).status, 403);
   } finally {

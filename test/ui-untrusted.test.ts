@@ -38,7 +38,7 @@ const SUMMARY = `Tidied the sizing notes.\n\n${PAYLOADS}\n\nSee [the docs](${SAF
 const FINDING = `order sizing <img src=x onerror="window.__pwned='finding'"> [details](javascript:window.__pwned='finding-link')`;
 // File names are hostile too (no "/" possible in a name; git does not quote these).
 const FILES = [`x<img src=x onerror=window.__pwned=7>.txt`, `y<svg onload=window.__pwned=8>.txt`];
-const TEST_OUTPUT = `<script>window.__pwned='tests'</script><img src=x onerror=window.__pwned=10> [t](javascript:window.__pwned=11)`;
+const TEST_OUTPUT = `<script>window.__pwned=9</script><img src=x onerror=window.__pwned=10> [t](javascript:window.__pwned=11)`;
 
 interface Env {
   ws: TestWorkspace;
@@ -54,12 +54,14 @@ async function setup(env: Partial<Env>): Promise<Env> {
     return finish(SUMMARY, 'low', { risks: [FINDING], next_actions: [`<img src=x onerror="window.__pwned='next'">`] });
   });
   // The project's test prints payloads: the report's test output tail carries them.
-  const printer = `python3 -c ${JSON.stringify(`print(${JSON.stringify(TEST_OUTPUT)})`)}`;
+  const printer = `python3 -c "print('${TEST_OUTPUT}')"`;
   env.ws = await makeWorkspace({ llmUrl: env.llm.url, project: `    scope: ["**"]\n    test: ${JSON.stringify(printer)}` });
   const { layout } = env.ws.settings;
   await fs.writeFile(path.join(layout.inbox, `${ID}.md`), `---\nproject: bot\nobjective: "Tidy up <img src=x onerror=window.__pwned='objective'>"\nscope: ["**"]\n---\n`);
   const run = await runTask(path.join(layout.inbox, `${ID}.md`), { settings: env.ws.settings });
   assert.is(run.outcome, 'completed');
+  const report = JSON.parse(await fs.readFile(path.join(layout.reports, `${ID}.json`), 'utf8')) as { tests: { passed: boolean; output_tail: string } };
+  assert.ok(report.tests.passed && report.tests.output_tail.includes(TEST_OUTPUT), 'the test output carries the payload');
   // A failed task whose name and error note are payloads, and one with a valid name (it can be opened).
   const failedName = `<img src=x onerror=window.__pwned=12>.md`;
   await fs.writeFile(path.join(layout.failed, failedName), 'objective: x\n');
@@ -152,7 +154,7 @@ test('hostile report, finding, file names, test output, task names and reasons r
     await page.click(`#reports tr[data-id="${ID}"]`);
     await page.waitForSelector('#report-view .md');
     const md = (await page.textContent('#report-view .md')) ?? '';
-    for (const shown of ["<script>window.__pwned='tests'</script>", `onerror="window.__pwned='finding'"`, 'x<img src=x onerror=window.__pwned=7>.txt', 'open notes']) assert.match(md, shown, 'the payloads are shown as text');
+    for (const shown of [`${TEST_OUTPUT}\n`, `onerror="window.__pwned='finding'"`, 'x<img src=x onerror=window.__pwned=7>.txt', 'open notes']) assert.match(md, shown, 'the payloads are shown as text');
     // Positive control: the ordinary https link is still a working link.
     assert.is(await page.getAttribute(`#report-view .md a[href="${SAFE_LINK}"]`, 'href'), SAFE_LINK);
     assert.is(await page.locator('#report-view .md a').count(), 1, 'the only link left is the https one');
