@@ -114,6 +114,10 @@ test('a typed rejection reason survives two refreshes, a branch move and a live 
     await page.click('#reject');
     await page.waitForSelector('#patch-message.ok');
     assert.match(await fs.readFile(path.join(layout.patches.rejected, `${ID}.reason.md`), 'utf8'), reason);
+    // A bookmark of the bare page (the address bar after the first visit) works in this browser.
+    assert.is(new URL(page.url()).search, '', 'the token is not left in the address bar');
+    await page.goto(`http://127.0.0.1:${ui.port}/`);
+    await page.waitForSelector('#live.on');
 
     // Phone width: every navigation button is on screen.
     const phone = await browser.newPage({ viewport: { width: 420, height: 860 } });

@@ -23,7 +23,7 @@ const SHOTS = path.join(REPO_ROOT, 'docs', 'screenshots');
 
 const ID = 'hostile';
 // Each payload would set window.__pwned (or approve the patch with the session token alone).
-const APPROVE = `fetch('/api/patches/${ID}/approve',{method:'POST',headers:{'x-meta-agent-token':sessionStorage.getItem('meta-agent-token'),'content-type':'application/json'},body:'{}'})`;
+const APPROVE = `fetch('/api/patches/${ID}/approve',{method:'POST',headers:{'x-meta-agent-token':localStorage.getItem('meta-agent-token'),'content-type':'application/json'},body:'{}'})`;
 const PAYLOADS = [
   `[open notes](javascript:window.__pwned='md-link';${APPROVE})`,
   `<a href="javascript:window.__pwned='a-tag'">raw link</a>`,
@@ -221,7 +221,7 @@ test('a script holding only the session token cannot approve, reject or retry', 
     // What an injected script could do with everything the page's storage holds.
     // (A string, not a function: tsx would add helpers the page does not have.)
     const statuses = await page.evaluate(`(async () => {
-      const token = sessionStorage.getItem('meta-agent-token') || '';
+      const token = localStorage.getItem('meta-agent-token') || sessionStorage.getItem('meta-agent-token') || '';
       const post = (p, body) => fetch(p, { method: 'POST', headers: { 'x-meta-agent-token': token, 'content-type': 'application/json' }, body }).then((r) => r.status);
       return [await post('/api/patches/${ID}/approve', '{}'), await post('/api/patches/${ID}/reject', '{"reason":"x"}'), await post('/api/failed/broken/retry', '{}'), await post('/api/tasks', '{"project":"bot","objective":"x"}')];
     })()`);

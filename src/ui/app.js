@@ -9,9 +9,11 @@
 // its scroll position.
 (() => {
   'use strict';
+  // The printed URL carries the token; it is kept for this origin (the port is stable, see
+  // ui.port), so a bookmark of the bare page works too, and the address bar stays clean.
   const params = new URLSearchParams(location.search);
-  if (params.get('token')) { sessionStorage.setItem('meta-agent-token', params.get('token')); history.replaceState(null, '', location.pathname); }
-  const token = sessionStorage.getItem('meta-agent-token') || '';
+  if (params.get('token')) { localStorage.setItem('meta-agent-token', params.get('token')); history.replaceState(null, '', location.pathname); }
+  const token = localStorage.getItem('meta-agent-token') || '';
   const $ = (s) => document.querySelector(s);
   const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
   const badge = (v, label) => v === null || v === undefined ? '' : `<span class="badge b-${esc(String(v).split(' ')[0])}">${esc(label ? `${label}: ${v}` : v)}</span>`;
