@@ -24,5 +24,6 @@ await build({
   sourcemap: true,
   logLevel: 'warning',
 });
-await copyFile(path.join(root, 'src', 'ui', 'page.html'), path.join(dist, 'page.html'));
+// The dashboard's page, script and style are served from beside the bundle (src/ui/server.ts STATIC_FILES).
+for (const file of ['page.html', 'app.js', 'app.css']) await copyFile(path.join(root, 'src', 'ui', file), path.join(dist, file));
 console.log('built dist/cli.js');

@@ -14,6 +14,7 @@ import { runTask, type RunTaskResult } from './run/runTask.ts';
 import { runStages } from './run/stages.ts';
 import { startWatching } from './queue/watch.ts';
 import { startUi } from './ui/server.ts';
+import { uiToken } from './ui/token.ts';
 import { runSupervisorCycle } from './supervisor/cycle.ts';
 import { localTime, nextRuns } from './supervisor/schedule.ts';
 import { printSchedule } from './supervisor/osSchedule.ts';
@@ -242,12 +243,15 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
   program
     .command('ui')
     .description('the dashboard: a local web page over the same folders (prints its URL with the access token)')
-    .option('--port <n>', 'port (default: a free one)')
-    .option('--host <host>', 'address to listen on (default 127.0.0.1; anything else exposes it to the network)', '127.0.0.1')
-    .action(async (opts: { port?: string; host: string }) => {
+    .option('--port <n>', 'port (default: ui.port in meta-agent.yaml, else a free one)')
+    .option('--host <host>', 'address to listen on (default: ui.host, else 127.0.0.1; anything else exposes it to the network)')
+    .option('--rotate-token', 'make a new access token (.meta-agent/ui-token): old bookmarks and open tabs stop working')
+    .action(async (opts: { port?: string; host?: string; rotateToken?: boolean }) => {
       const settings = await loadSettings(root());
       const log = makeLog(settings);
-      const ui = await startUi({ settings, log, host: opts.host, ...(opts.port ? { port: Number(opts.port) } : {}) });
+      const token = await uiToken(settings.layout, { rotate: opts.rotateToken === true });
+      if (opts.rotateToken) io.out('made a new dashboard token; old bookmarks no longer work');
+      const ui = await startUi({ settings, log, token, port: opts.port ? Number(opts.port) : settings.config.ui.port, host: opts.host ?? settings.config.ui.host });
       io.out(`dashboard: ${ui.url}`);
       await untilStopSignal(() => ui.close(), io, 'stopping the dashboard...');
     });
@@ -269,7 +273,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       }
       io.out(verdictLine(health, true));
       const log = makeLog(settings);
-      const ui = opts.ui ? await startUi({ settings, log, ...(opts.port ? { port: Number(opts.port) } : {}) }) : null;
+      const ui = opts.ui ? await startUi({ settings, log, port: opts.port ? Number(opts.port) : settings.config.ui.port }) : null;
       if (ui) io.out(`dashboard: ${ui.url}`);
       const supervisorLog = makeLog(settings, false, 'supervisor');
       const watcher = startWatching({ settings, log, supervisorLog, ...(opts.poll ? { usePolling: true } : {}), onResult: (r) => io.out(summaryLine(settings, r)) });

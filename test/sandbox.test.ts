@@ -3,7 +3,7 @@
  * exchange keys), and under bubblewrap they get no network and cannot write outside their
  * worktree. Probes are Python scripts committed into the target repo (checks never use a shell).
  */
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -16,7 +16,7 @@ import { openWorktree } from '../src/run/workspaceRepo.ts';
 import { ReportSchema, type Report } from '../src/contract/report.ts';
 import { finish, startFakeLlm, toolCall } from './helpers/fakeLlm.ts';
 import { makeWorkspace, readJson, repoFingerprint, worktreeCount, writeTask, type TestWorkspace } from './helpers/workspace.ts';
-import { assertBwrapInstalled, AUTO_SANDBOX, sandboxTest } from './helpers/sandbox.ts';
+import { assertBwrapInstalled, AUTO_SANDBOX, SANDBOX_SUPPORTED, sandboxTest } from './helpers/sandbox.ts';
 
 const OPENAI_KEY = 'sk-test-openai-0123456789abcdef';
 const EXCHANGE_KEY = 'exch-secret-0123456789';
@@ -240,7 +240,7 @@ test('sandbox: none is visibly different: the same probe reaches 127.0.0.1 and t
   }
 });
 
-for (const sandbox of HAS_BWRAP ? (['auto', 'none'] as const) : (['none'] as const)) {
+for (const sandbox of SANDBOX_SUPPORTED ? (['auto', 'none'] as const) : (['none'] as const)) {
   test(`a check whose program does not exist fails the run with a config error naming the command, before the model is asked (sandbox: ${sandbox})`, async () => {
     for (const [field, project] of [
       ['projects.bot.test', '    test: "no-such-test-runner-4711 -q"'],

@@ -84,7 +84,7 @@ test('create a task with the form, watch it run, open the report, approve the pa
     await page.screenshot({ path: path.join(SHOTS, 'new-task.png') });
     // Live: the queue shows it done without a reload.
     await page.click('nav button[data-tab="queue"]');
-    await page.waitForSelector('#q-done li[data-name="ui-first.md"]', { timeout: 30_000 });
+    await page.waitForSelector('#q-done li[data-name="ui-first.md"]', { timeout: 90_000 });
     await page.screenshot({ path: path.join(SHOTS, 'queue.png') });
     // The report, with badges.
     await page.click('nav button[data-tab="reports"]');
@@ -136,7 +136,7 @@ test('reject with a reason: patches/rejected/ and the report', async () => {
     await page.goto(ui.url);
     await createViaForm(page, 'ui-second', 'TWO');
     await page.click('nav button[data-tab="patches"]');
-    await page.waitForSelector('#patches-pending li[data-id="ui-second"]', { timeout: 30_000 });
+    await page.waitForSelector('#patches-pending li[data-id="ui-second"]', { timeout: 90_000 });
     await page.click('#patches-pending li[data-id="ui-second"]');
     await page.waitForSelector('#reject');
     await page.fill('#reject-reason', 'too risky before the weekend');
@@ -180,9 +180,16 @@ test('without the token, or from another origin, nothing changes', async () => {
     // Ids are validated; no path from the browser is trusted.
     assert.is((await post('/api/patches/..%2F..%2Fetc/approve', { 'x-meta-agent-token': ui.token })).status, 400);
     assert.is((await fetch(`${base}/api/state`)).status, 401);
+    // The session token and the right origin are not enough: a state change needs the action token
+    // the patch view issued, for this action on this patch, once.
+    assert.is((await post('/api/patches/target/approve', { 'x-meta-agent-token': ui.token, origin: base })).status, 403);
+    const view = (await (await fetch(`${base}/api/patches/target`, { headers: { 'x-meta-agent-token': ui.token } })).json()) as { actions: { approve: string; reject: string } };
+    assert.is((await post('/api/patches/target/approve', { 'x-meta-agent-token': ui.token, origin: base, 'x-meta-agent-action': view.actions.reject })).status, 403);
+    assert.is((await post('/api/patches/target/approve', { 'x-meta-agent-token': ui.token, origin: base, 'x-meta-agent-action': `${view.actions.approve}x` })).status, 403);
+    assert.is((await post('/api/tasks', { 'x-meta-agent-token': ui.token, origin: base, 'x-meta-agent-action': view.actions.approve }, '{"project":"bot","objective":"x"}')).status, 403);
     assert.is(await snapshot(), before);
-    // With the token and the right origin it works (the checks are not simply refusing all).
-    assert.is((await post('/api/patches/target/approve', { 'x-meta-agent-token': ui.token, origin: base })).status, 200);
+    // With the token, the right origin and the action token it works (the checks are not simply refusing all).
+    assert.is((await post('/api/patches/target/approve', { 'x-meta-agent-token': ui.token, origin: base, 'x-meta-agent-action': view.actions.approve })).status, 200);
     assert.ok(await fs.stat(path.join(ws.settings.layout.patches.approved, 'target.patch')));
   } finally {
     await ui.close();

@@ -158,6 +158,11 @@ export const PatchLimitsSchema = z.strictObject({
   executable: globList.default([]).describe('Files a patch may make executable (mode 100755), anchored at the repo root like a scope, e.g. ["scripts/*.sh"]; default: none. Symlinks and submodules are never changed by a patch'),
 });
 
+export const UiSchema = z.strictObject({
+  port: z.number().int().min(0).max(65535).default(0).describe('Dashboard port (0: a free one); meta-agent ui --port wins'),
+  host: z.string().min(1).default('127.0.0.1').describe('Address to listen on; anything but loopback exposes the dashboard to the network'),
+});
+
 export const ConfigSchema = z.strictObject({
   llm: LlmConfigSchema.default(LlmConfigSchema.parse({})),
   engine: z.enum(ENGINE_NAMES).default('openai'),
@@ -170,6 +175,7 @@ export const ConfigSchema = z.strictObject({
   gate: GateSchema.default(GateSchema.parse({})),
   supervisor: SupervisorSchema.default(SupervisorSchema.parse({})),
   retention: RetentionSchema.default(RetentionSchema.parse({})),
+  ui: UiSchema.default(UiSchema.parse({})),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;

@@ -3,38 +3,70 @@
  * library calls and file moves that Explorer and the CLI use, so the folders stay the only
  * truth and the dashboard can be closed at any time.
  *
- * Security: loopback unless configured; a token generated at start (header
+ * Security: loopback unless configured; a token kept in the workspace (header
  * `x-meta-agent-token` or `?token=`) on every API call; state-changing requests must come
- * from the dashboard's own origin; the Host header must name this server (no DNS
- * rebinding); ids from the browser are validated, never used as paths.
+ * from the dashboard's own origin and carry a one-use token issued for that action on that
+ * target (see actionTokens.ts); the Host header must name this server (no DNS rebinding);
+ * ids from the browser are validated, never used as paths. Everything the agent, the
+ * repository or a task wrote is untrusted: Markdown goes through markdown.ts, the page
+ * inserts other text escaped, and a strict CSP (no inline script or style) backs both.
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { watch as chokidarWatch } from 'chokidar';
-import { Marked } from 'marked';
 import type { Logger } from 'pino';
 import { MetaAgentError, toErrorInfo } from '../contract/errors.ts';
 import { TaskIdSchema, TASK_TYPES, type Task } from '../contract/task.ts';
 import { approvePatch, rejectPatch } from '../gate/decide.ts';
 import { createTask } from '../queue/createTask.ts';
+import { ERROR_NOTE, findFailedTask, retryFailedTask } from '../queue/retry.ts';
+import { PatchSidecarSchema } from '../contract/patch.ts';
 import type { Settings } from '../workspace/config.ts';
 import { layoutDirs } from '../workspace/layout.ts';
 import { fillTemplate, loadTemplate } from '../workspace/templates.ts';
 import { dashboardState, readReport } from './state.ts';
+import { actionTokens, type Action } from './actionTokens.ts';
+import { applyChecker } from './applyCheck.ts';
+import { renderUntrusted } from './markdown.ts';
+import { uiToken } from './token.ts';
 
-// Beside this module in src/ui/, or copied beside the bundle in dist/.
-const PAGE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'page.html');
+// Beside this module in src/ui/, or copied beside the bundle in dist/ (scripts/build.ts).
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const STATIC: Record<string, { file: string; type: string }> = {
+  '/': { file: 'page.html', type: 'text/html; charset=utf-8' },
+  '/index.html': { file: 'page.html', type: 'text/html; charset=utf-8' },
+  '/app.js': { file: 'app.js', type: 'text/javascript; charset=utf-8' },
+  '/app.css': { file: 'app.css', type: 'text/css; charset=utf-8' },
+};
+export const STATIC_FILES = ['page.html', 'app.js', 'app.css'];
 const MAX_BODY = 256 * 1024;
+
+/** No inline script or style anywhere: text that slips through escaping still cannot run or restyle the page. */
+export const CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self'",
+  "connect-src 'self'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+  "object-src 'none'",
+].join('; ');
+const SECURITY_HEADERS = { 'content-security-policy': CSP, 'x-frame-options': 'DENY', 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer' };
 
 export interface UiOptions {
   settings: Settings;
   log: Logger;
+  /** Default: ui.port in meta-agent.yaml (0: a free one). */
   port?: number;
+  /** Default: ui.host in meta-agent.yaml. */
   host?: string;
+  /** Default: the workspace's stored token (token.ts). */
   token?: string;
 }
 
@@ -45,9 +77,6 @@ export interface UiServer {
   close(): Promise<void>;
 }
 
-const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
-// Reports contain text a model wrote: raw HTML in them is shown as text, never run.
-const markdown = new Marked({ renderer: { html: (token) => escapeHtml(token.text) }, gfm: true });
 
 class HttpError extends Error {
   constructor(
@@ -60,9 +89,11 @@ class HttpError extends Error {
 
 export async function startUi(options: UiOptions): Promise<UiServer> {
   const { settings, log } = options;
-  const host = options.host ?? '127.0.0.1';
-  const token = options.token ?? randomBytes(24).toString('base64url');
-  const page = await fs.readFile(PAGE, 'utf8');
+  const host = options.host ?? settings.config.ui.host;
+  const token = options.token ?? (await uiToken(settings.layout));
+  const files = Object.fromEntries(await Promise.all(STATIC_FILES.map(async (f) => [f, await fs.readFile(path.join(HERE, f))] as const)));
+  const tokens = actionTokens();
+  const applyStatus = applyChecker(settings);
   const clients = new Set<http.ServerResponse>();
   let port = 0;
 
@@ -80,9 +111,10 @@ export async function startUi(options: UiOptions): Promise<UiServer> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     try {
       if (!allowedHosts().has(String(req.headers.host ?? ''))) throw new HttpError(421, 'unexpected Host header');
-      if (req.method === 'GET' && (url.pathname === '/' || url.pathname === '/index.html')) {
-        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; img-src 'self' data:", 'x-frame-options': 'DENY' });
-        return void res.end(page);
+      const asset = STATIC[url.pathname];
+      if (req.method === 'GET' && asset) {
+        res.writeHead(200, { 'content-type': asset.type, 'cache-control': 'no-store', ...SECURITY_HEADERS });
+        return void res.end(files[asset.file]);
       }
       if (!url.pathname.startsWith('/api/')) throw new HttpError(404, 'not found');
       if (!authorized(req, url)) throw new HttpError(401, 'missing or wrong token (see the URL meta-agent ui printed)');
@@ -96,13 +128,13 @@ export async function startUi(options: UiOptions): Promise<UiServer> {
       const status = error instanceof HttpError ? error.status : error instanceof MetaAgentError && (error.kind === 'input' || error.kind === 'config') ? 400 : 500;
       const message = error instanceof HttpError ? error.message : toErrorInfo(error).message;
       if (status === 500) log.error({ err: toErrorInfo(error), url: url.pathname }, 'dashboard request failed');
-      if (!res.headersSent) res.writeHead(status, { 'content-type': 'application/json' });
+      if (!res.headersSent) res.writeHead(status, { 'content-type': 'application/json', ...SECURITY_HEADERS });
       res.end(JSON.stringify({ error: message }));
     }
   });
 
   const json = (res: http.ServerResponse, status: number, body: unknown) => {
-    res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...SECURITY_HEADERS });
     res.end(JSON.stringify(body));
   };
 
@@ -129,6 +161,19 @@ export async function startUi(options: UiOptions): Promise<UiServer> {
     return id;
   };
 
+  /** A state-changing request must echo a token issued for this action on this target. */
+  const requireActionToken = (req: http.IncomingMessage, action: Action, target: string) => {
+    const given = String(req.headers['x-meta-agent-action'] ?? '');
+    if (!tokens.consume(action, target, given)) throw new HttpError(403, `this ${action} needs a fresh action token from the dashboard (reload the page and try again)`);
+  };
+
+  /** The pending patch's bytes' hash: an approval is bound to the patch the person was shown. */
+  const pendingTarget = async (id: string) => {
+    const bytes = await fs.readFile(path.join(settings.layout.patches.pending, `${id}.patch`)).catch(() => null);
+    if (!bytes) throw new HttpError(409, `${id} is not pending (already approved or rejected)`);
+    return `${id}:${createHash('sha256').update(bytes).digest('hex')}`;
+  };
+
   async function route(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
     const parts = url.pathname.split('/').filter(Boolean); // ['api', ...]
     const [, resource, rawId, action] = parts;
@@ -145,18 +190,19 @@ export async function startUi(options: UiOptions): Promise<UiServer> {
       const report = await readReport(settings, id);
       if (!report) throw new HttpError(404, `no report ${id}`);
       const md = await fs.readFile(path.join(settings.layout.reports, `${id}_report.md`), 'utf8').catch(() => '');
-      return json(res, 200, { report, html: await markdown.parse(md) });
+      return json(res, 200, { report, html: await renderUntrusted(md) });
     }
     if (req.method === 'GET' && resource === 'cycles' && parts.length === 3) {
       const id = idFrom(rawId);
       const md = await fs.readFile(path.join(settings.layout.reports, 'cycles', `${id}.md`), 'utf8').catch(() => null);
       if (md === null) throw new HttpError(404, `no cycle ${id}`);
-      return json(res, 200, { html: await markdown.parse(md) });
+      return json(res, 200, { html: await renderUntrusted(md) });
     }
     if (resource === 'patches' && rawId) {
       const id = idFrom(rawId);
       if (req.method === 'GET' && parts.length === 3) return json(res, 200, await patchView(id));
       if (req.method === 'POST' && action === 'approve' && parts.length === 4) {
+        requireActionToken(req, 'approve', await pendingTarget(id));
         const moved = await approvePatch(settings, id).catch((e: unknown) => {
           // A second tab or a reload: the patch is no longer pending; nothing is repeated.
           throw e instanceof MetaAgentError && e.kind === 'input' ? new HttpError(409, `${id} is not pending (already approved or rejected)`) : e;
@@ -165,9 +211,11 @@ export async function startUi(options: UiOptions): Promise<UiServer> {
         return json(res, 200, { ok: true, moved_to: path.relative(settings.layout.root, moved) });
       }
       if (req.method === 'POST' && action === 'reject' && parts.length === 4) {
+        const target = await pendingTarget(id);
         const body = await readBody(req);
         const reason = typeof body.reason === 'string' ? body.reason : '';
         if (!reason.trim()) throw new HttpError(400, 'a rejection needs a reason');
+        requireActionToken(req, 'reject', target);
         const moved = await rejectPatch(settings, id, reason).catch((e: unknown) => {
           throw e instanceof MetaAgentError && e.kind === 'input' && /no pending patch/.test(e.message) ? new HttpError(409, `${id} is not pending (already approved or rejected)`) : e;
         });
@@ -175,7 +223,26 @@ export async function startUi(options: UiOptions): Promise<UiServer> {
         return json(res, 200, { ok: true, moved_to: path.relative(settings.layout.root, moved) });
       }
     }
+    if (resource === 'failed' && rawId) {
+      const id = idFrom(rawId);
+      if (req.method === 'GET' && parts.length === 3) {
+        const name = id.endsWith('.md') ? id : `${id}.md`;
+        if (!(await findFailedTask(settings.layout, id))) throw new HttpError(404, `no failed task ${id}`);
+        const note = await fs.readFile(path.join(settings.layout.failed, `${name}${ERROR_NOTE}`), 'utf8').catch(() => null);
+        return json(res, 200, { id, html: note === null ? '' : await renderUntrusted(note), actions: { retry: tokens.issue('retry', id) } });
+      }
+      if (req.method === 'POST' && action === 'retry' && parts.length === 4) {
+        requireActionToken(req, 'retry', id);
+        const moved = await retryFailedTask(settings.layout, id).catch((e: unknown) => {
+          throw e instanceof MetaAgentError && e.kind === 'input' ? new HttpError(409, e.message) : e;
+        });
+        log.info({ task: id }, 'retried from the dashboard');
+        return json(res, 200, { ok: true, moved_to: path.relative(settings.layout.root, moved.to) });
+      }
+    }
+    if (req.method === 'GET' && resource === 'tasks' && rawId === 'new' && parts.length === 3) return json(res, 200, { actions: { create: tokens.issue('create', 'task') } });
     if (req.method === 'POST' && resource === 'tasks' && parts.length === 2) {
+      requireActionToken(req, 'create', 'task');
       const body = await readBody(req);
       const template = await loadTemplate(settings, typeof body.template === 'string' && body.template ? body.template : typeof body.type === 'string' ? body.type : 'custom');
       const list = (v: unknown, fallback: string[]) => (Array.isArray(v) ? v.map(String).map((s) => s.trim()).filter(Boolean) : typeof v === 'string' ? v.split(/[\n,]/).map((s) => s.trim()).filter(Boolean) : fallback);
@@ -205,11 +272,26 @@ export async function startUi(options: UiOptions): Promise<UiServer> {
   async function patchView(id: string) {
     for (const [state, dir] of Object.entries(settings.layout.patches)) {
       const file = path.join(dir, `${id}.patch`);
-      const diff = await fs.readFile(file, 'utf8').catch(() => null);
-      if (diff === null) continue;
+      const bytes = await fs.readFile(file).catch(() => null);
+      if (bytes === null) continue;
+      const diff = bytes.toString('utf8');
       const sidecar = JSON.parse((await fs.readFile(`${file}.json`, 'utf8').catch(() => 'null')) ?? 'null') as unknown;
+      const parsedSidecar = PatchSidecarSchema.safeParse(sidecar);
+      const pending = state === 'pending';
+      const target = pending ? `${id}:${createHash('sha256').update(bytes).digest('hex')}` : null;
       const extra = state === 'applied' ? await fs.readFile(path.join(dir, `${id}.result.json`), 'utf8').catch(() => null) : state === 'rejected' ? await fs.readFile(path.join(dir, `${id}.reason.md`), 'utf8').catch(() => null) : null;
-      return { id, state, diff, sidecar, result: state === 'applied' && extra ? JSON.parse(extra) : null, reason: state === 'rejected' ? extra : null, report: await readReport(settings, id) };
+      return {
+        id,
+        state,
+        diff,
+        sidecar,
+        result: state === 'applied' && extra ? JSON.parse(extra) : null,
+        reason: state === 'rejected' ? extra : null,
+        report: await readReport(settings, id),
+        // Only while pending: has the branch moved since the base, and does the patch still apply?
+        base: pending && parsedSidecar.success ? await applyStatus(parsedSidecar.data, file) : null,
+        actions: target ? { approve: tokens.issue('approve', target), reject: tokens.issue('reject', target) } : null,
+      };
     }
     throw new HttpError(404, `no patch ${id}`);
   }
@@ -234,7 +316,7 @@ export async function startUi(options: UiOptions): Promise<UiServer> {
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => resolve());
+    server.listen(options.port ?? settings.config.ui.port, host, () => resolve());
   });
   port = (server.address() as AddressInfo).port;
   const url = `${origin()}/?token=${token}`;

@@ -6,7 +6,8 @@ import { CycleReportSchema } from '../contract/cycle.ts';
 import type { Settings } from '../workspace/config.ts';
 import { listPending } from '../gate/decide.ts';
 import { readOwner } from '../queue/lease.ts';
-import { isTaskName } from '../queue/retry.ts';
+import { ERROR_NOTE, isTaskName } from '../queue/retry.ts';
+import { TaskIdSchema } from '../contract/task.ts';
 
 export interface QueueEntry {
   name: string;
@@ -21,8 +22,9 @@ export interface DashboardState {
   inbox: QueueEntry[];
   processing: Array<QueueEntry & { run_id: string | null; step: number | null; tokens: number | null }>;
   done: QueueEntry[];
-  failed: Array<QueueEntry & { reason: string | null }>;
-  reports: Array<Pick<Report, 'task_id' | 'project' | 'type' | 'status' | 'outcome' | 'risk_level' | 'summary' | 'finished_at'> & { tests: string; dry_run: string; tokens: number; cost_usd: number | null; approval: string | null; has_metrics: boolean }>;
+  /** `retry_id`: the id the dashboard's Retry button sends (null when the file name is not a valid id). */
+  failed: Array<QueueEntry & { reason: string | null; retry_id: string | null }>;
+  reports: Array<Pick<Report, 'task_id' | 'project' | 'type' | 'status' | 'outcome' | 'risk_level' | 'summary' | 'finished_at'> & { tests: string; dry_run: string; tokens: number; cost_usd: number | null; approval: string | null; has_metrics: boolean; error_kind: string | null }>;
   patches: {
     pending: Awaited<ReturnType<typeof listPending>>;
     applied: Array<{ id: string; commit: string | null; at: string | null }>;
@@ -33,8 +35,8 @@ export interface DashboardState {
 
 const MAX_LIST = 200;
 
-async function entries(dir: string, ext: string): Promise<QueueEntry[]> {
-  // Tasks, not files: failed/x.md.error.md is the note of the task x.md.
+/** The newest MAX_LIST files of a folder, and how many there are. Tasks, not files: failed/x.md.error.md is the note of the task x.md. */
+async function listed(dir: string, ext: string): Promise<{ total: number; list: QueueEntry[] }> {
   const names = (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => !n.startsWith('.') && n.toLowerCase().endsWith(ext) && (ext !== '.md' || isTaskName(n)));
   const now = Date.now();
   const out = await Promise.all(
@@ -43,7 +45,11 @@ async function entries(dir: string, ext: string): Promise<QueueEntry[]> {
       return { name, age_s: stat ? Math.round((now - stat.mtimeMs) / 1000) : 0, t: stat?.mtimeMs ?? 0 };
     }),
   );
-  return out.sort((a, b) => b.t - a.t).slice(0, MAX_LIST).map(({ name, age_s }) => ({ name, age_s }));
+  return { total: names.length, list: out.sort((a, b) => b.t - a.t).slice(0, MAX_LIST).map(({ name, age_s }) => ({ name, age_s })) };
+}
+
+async function entries(dir: string, ext: string): Promise<QueueEntry[]> {
+  return (await listed(dir, ext)).list;
 }
 
 export async function readReport(settings: Settings, id: string): Promise<Report | null> {
@@ -78,8 +84,8 @@ export async function dashboardState(settings: Settings): Promise<DashboardState
   const reportFiles = (await fs.readdir(layout.reports).catch(() => [] as string[])).filter((n) => n.endsWith('.json'));
   const reports = (await Promise.all(reportFiles.map((n) => readReport(settings, n.replace(/\.json$/, ''))))).filter((r): r is Report => r !== null);
   reports.sort((a, b) => b.finished_at.localeCompare(a.finished_at));
-  const processing = await entries(layout.processing, '.md');
-  const failed = await entries(layout.failed, '.md');
+  const processing = await listed(layout.processing, '.md');
+  const failed = await listed(layout.failed, '.md');
   const cycleDir = path.join(layout.reports, 'cycles');
   const cycleFiles = (await fs.readdir(cycleDir).catch(() => [] as string[])).filter((n) => n.endsWith('.json'));
   const cycles = (
@@ -104,20 +110,24 @@ export async function dashboardState(settings: Settings): Promise<DashboardState
       reason: (await fs.readFile(path.join(layout.patches.rejected, e.name.replace(/\.patch$/, '.reason.md')), 'utf8').catch(() => null))?.replace(/^#.*\n+/, '').trim() ?? null,
     })),
   );
-  const inbox = await entries(layout.inbox, '.md');
-  const done = await entries(layout.done, '.md');
+  const inbox = await listed(layout.inbox, '.md');
+  const done = await listed(layout.done, '.md');
   return {
     root: layout.root,
     projects: Object.keys(settings.projects),
     templates: (await fs.readdir(layout.templates).catch(() => [] as string[])).filter((n) => n.endsWith('.md')).map((n) => n.replace(/\.md$/, '')),
-    counts: { inbox: inbox.length, processing: processing.length, done: done.length, failed: failed.length },
-    inbox,
+    counts: { inbox: inbox.total, processing: processing.total, done: done.total, failed: failed.total },
+    inbox: inbox.list,
     processing: await Promise.all(
-      processing.map(async (p) => ({ ...p, run_id: (await readOwner(path.join(layout.processing, p.name)))?.run_id ?? null, ...(await progress(settings, p.name)) })),
+      processing.list.map(async (p) => ({ ...p, run_id: (await readOwner(path.join(layout.processing, p.name)))?.run_id ?? null, ...(await progress(settings, p.name)) })),
     ),
-    done,
+    done: done.list,
     failed: await Promise.all(
-      failed.map(async (f) => ({ ...f, reason: (await fs.readFile(path.join(layout.failed, `${f.name}.error.md`), 'utf8').catch(() => null))?.match(/\*\*What went wrong\*\*[^:]*:\s*(.*)/)?.[1] ?? null })),
+      failed.list.map(async (f) => ({
+        ...f,
+        reason: (await fs.readFile(path.join(layout.failed, `${f.name}${ERROR_NOTE}`), 'utf8').catch(() => null))?.match(/\*\*What went wrong\*\*[^:]*:\s*(.*)/)?.[1] ?? null,
+        retry_id: TaskIdSchema.safeParse(f.name.replace(/\.md$/i, '')).success ? f.name.replace(/\.md$/i, '') : null,
+      })),
     ),
     reports: reports.slice(0, MAX_LIST).map((r) => ({
       task_id: r.task_id,
@@ -134,6 +144,7 @@ export async function dashboardState(settings: Settings): Promise<DashboardState
       cost_usd: r.usage.cost_usd,
       approval: r.approval ? `${r.approval.decision}${r.approval.by === 'human' ? ' by a person' : ''}` : null,
       has_metrics: r.metrics !== null,
+      error_kind: r.error?.kind ?? null,
     })),
     patches: { pending: await listPending(settings), applied, rejected },
     cycles: cycles.slice(0, 50),
