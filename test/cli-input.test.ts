@@ -135,4 +135,38 @@ test('run --task with a file that is not there: a clear input error, no report',
   }
 });
 
+
+test('init on Windows writes sandbox: none with what it means (auto could never start there); on Linux auto', async () => {
+  const { initWorkspace } = await import('../src/workspace/init.ts');
+  const { sandboxStatus } = await import('../src/safety/sandbox.ts');
+  const dirs: string[] = [];
+  const real = Object.getOwnPropertyDescriptor(process, 'platform')!;
+  try {
+    for (const platform of ['win32', 'linux'] as const) {
+      const root = await fs.mkdtemp(path.join(os.tmpdir(), `meta-agent-init-${platform}-`));
+      dirs.push(root);
+      Object.defineProperty(process, 'platform', { ...real, value: platform });
+      try {
+        await initWorkspace(root);
+      } finally {
+        Object.defineProperty(process, 'platform', real);
+      }
+      const text = await fs.readFile(path.join(root, 'meta-agent.yaml'), 'utf8');
+      const settings = await loadSettings(root, {});
+      const status = await sandboxStatus(settings, { platform });
+      if (platform === 'win32') {
+        assert.is(settings.config.sandbox, 'none');
+        assert.match(text, /There is no sandbox on Windows: checks .* run as your\n# user, with the network and your files/);
+        assert.is(status.error, null, 'a Windows workspace can start');
+        assert.match(status.warning ?? '', /unsandboxed/);
+      } else {
+        assert.is(settings.config.sandbox, 'auto');
+        assert.is(status.warning, null);
+      }
+    }
+  } finally {
+    for (const d of dirs) await fs.rm(d, { recursive: true, force: true });
+  }
+});
+
 test.run();

@@ -160,6 +160,24 @@ export function systemTimezone(): string {
   return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
 }
 
+/**
+ * Checks run code an LLM wrote. On Linux they run under bubblewrap, and a missing
+ * bubblewrap stops the service (fail closed); elsewhere there is no sandbox, so the config
+ * says `none` out loud, with what that means, instead of a setting that cannot start.
+ */
+export function sandboxSetting(platform: NodeJS.Platform): string {
+  if (platform === 'linux') {
+    return `# auto/bwrap: test, dry_run and retrain steps run under bubblewrap (no network, only a throwaway
+# copy of the worktree writable, your home and repository invisible); without bubblewrap the
+# service refuses to start. none: unsandboxed (README, "What \`sandbox: none\` means").
+sandbox: auto`;
+  }
+  return `# There is no sandbox on ${platform === 'win32' ? 'Windows' : platform}: checks (test, dry_run, retrain steps) run as your
+# user, with the network and your files. Read README, "What \`sandbox: none\` means", before the
+# first night; for sandboxed checks run meta-agent in WSL2 with bubblewrap (sandbox: auto).
+sandbox: none`;
+}
+
 function configTemplate(layout: Layout, options: InitOptions): string {
   const project = options.project ?? 'demo';
   return `# meta-agent configuration. Full reference: docs/contract.md (schema: schema/config.json).
@@ -179,8 +197,7 @@ engine: openai
 #   run: "codex exec --full-auto -"     # {prompt_file} and {worktree} are replaced; the prompt is also on stdin
 #   timeout_s: 1800
 
-# auto: run test/dry_run under bubblewrap (no network, read-only outside the worktree) when installed.
-sandbox: auto
+${sandboxSetting(process.platform)}
 
 projects:
   ${project}:
