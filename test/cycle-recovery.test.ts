@@ -35,12 +35,20 @@ async function createdTasks(ws: TestWorkspace, cycleId: string): Promise<string[
 
 test('a disk full for a moment during a cycle: the task whose report was lost is awaited (re-run by the watcher), the next task is still created, the cycle report is written once the disk is back', async () => {
   const ws = await makeWorkspace({ extra: ['engine: command', 'command:\n  run: ["true"]', QUEUE, `supervisor:\n  ${TWO_TASKS}`].join('\n') });
-  // Full for one second from the first report written, and again for one second from the cycle report's first write.
+  // Full from the first report written until one task report has been refused (so exactly one
+  // run loses its report, however fast the re-run comes), and for one second from the cycle
+  // report's first write (the cycle retries its own writes).
   const windows = new Map<string, number>();
+  let taskReportRefused = false;
   injectFileFault((file) => {
     const kind = path.dirname(file) === path.join(ws.settings.layout.reports, 'cycles') ? 'cycle' : file.startsWith(ws.settings.layout.reports) ? 'task' : null;
     if (!kind) return;
     if (!windows.has(kind)) windows.set(kind, Date.now() + 1000);
+    if (kind === 'task') {
+      if (taskReportRefused) return;
+      if (/_report\.md\.|\.json\./.test(path.basename(file)) || /_report\.md$|\.json$/.test(file)) taskReportRefused = true;
+      throw ENOSPC(file);
+    }
     if (Date.now() < windows.get(kind)!) throw ENOSPC(file);
   });
   const watcher = startWatching({ settings: ws.settings, log: silentLogger(), supervisorLog: silentLogger() });
