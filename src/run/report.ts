@@ -18,8 +18,6 @@ export function reportPaths(layout: Layout, id: string) {
     json: path.join(layout.reports, `${id}.json`),
     md: path.join(layout.reports, `${id}_report.md`),
     trajectory: path.join(layout.reports, `${id}.trajectory.jsonl`),
-    patch: path.join(layout.patches.pending, `${id}.patch`),
-    sidecar: path.join(layout.patches.pending, `${id}.patch.json`),
   };
 }
 
