@@ -7,6 +7,7 @@ import { copyFile, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { STATIC_FILES } from '../src/ui/staticFiles.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dist = path.join(root, 'dist');
@@ -24,6 +25,6 @@ await build({
   sourcemap: true,
   logLevel: 'warning',
 });
-// The dashboard's page, script and style are served from beside the bundle (src/ui/server.ts STATIC_FILES).
-for (const file of ['page.html', 'app.js', 'app.css']) await copyFile(path.join(root, 'src', 'ui', file), path.join(dist, file));
+// The dashboard's page, script and style are served from beside the bundle.
+for (const file of STATIC_FILES) await copyFile(path.join(root, 'src', 'ui', file), path.join(dist, file));
 console.log('built dist/cli.js');

@@ -113,13 +113,13 @@ export async function checkNothingLost(night: number, layout: Layout, t: Trackin
  * A patch proposal: the task and the run that made it, from its sidecar (next to it, or left
  * behind anywhere in patches/ with the same sha256), or its content when there is none.
  */
-export async function patchKey(file: string, layout?: Layout): Promise<string | null> {
+export async function patchKey(file: string, layout: Layout): Promise<string | null> {
   const data = await fs.readFile(file).catch(() => null);
   if (!data) return null;
   const h = sha256(data);
   const own = await readJson<{ task_id?: string; run_id?: string }>(`${file}.json`);
   if (own?.task_id && own.run_id) return `${own.task_id}@${own.run_id}`;
-  for (const dir of layout ? Object.values(layout.patches) : []) {
+  for (const dir of Object.values(layout.patches)) {
     for (const n of (await names(dir)).filter((x) => x.endsWith('.patch.json'))) {
       const sidecar = await readJson<{ task_id?: string; run_id?: string; sha256?: string }>(path.join(dir, n));
       if (sidecar?.task_id && sidecar.run_id && sidecar.sha256 === h) return `${sidecar.task_id}@${sidecar.run_id}`;
@@ -130,8 +130,8 @@ export async function patchKey(file: string, layout?: Layout): Promise<string | 
 
 /**
  * Every proposal seen in pending/ is in exactly one of pending/, approved/, applied/,
- * rejected/ (or archived by a later run of its task). A proposal is a (task, run): a task
- * run again after a crash proposes again, legitimately.
+ * rejected/ (a re-run of its task files its own patch beside it and never moves it). A
+ * proposal is a (task, run): a task run again after a crash proposes again, legitimately.
  */
 export async function checkPatches(night: number, layout: Layout, t: Tracking): Promise<Breach[]> {
   const breaches: Breach[] = [];
@@ -141,15 +141,6 @@ export async function checkPatches(night: number, layout: Layout, t: Tracking): 
     for (const n of (await names(dir, { dot: true })).filter((x) => x.endsWith('.patch'))) {
       const k = await patchKey(path.join(dir, n), layout);
       if (k) add(k, `${folder}/${n}`);
-    }
-  }
-  for (const id of await names(layout.reportArchive)) {
-    if (id === 'expired') continue;
-    for (const run of await names(path.join(layout.reportArchive, id))) {
-      const file = path.join(layout.reportArchive, id, run, `${id}.patch`);
-      if (!(await fs.stat(file).catch(() => null))) continue;
-      const k = await patchKey(file);
-      if (k) add(k, `reports/archive/${id}/${run}/${id}.patch`);
     }
   }
   for (const [k, id] of t.patchesSeen) {

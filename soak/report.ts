@@ -132,7 +132,7 @@ export function renderReport(x: ReportInput): string {
     '',
     '- nothing lost: every task file that entered `inbox/` (by name and content hash) is in `done/`, `failed/` (with',
     '  `<name>.error.md`) or still queued; every task a cycle report lists exists; every proposed patch is in exactly one of',
-    '  `pending/`, `approved/`, `applied/`, `rejected/` (or archived by a re-run of its task);',
+    '  `pending/`, `approved/`, `applied/`, `rejected/`;',
     '- nothing done twice: a ledger entry has more runs than drops only for runs marked `recovered` or interrupted;',
     '- no commit without approval: every `Meta-Agent-Task` commit was approved by the person and has',
     '  `patches/applied/<id>.result.json` with `decision: applied`, tests and dry run passed and the same commit; no patch is',

@@ -13,9 +13,9 @@ import * as assert from 'uvu/assert';
 import { makeWorkspace, type TestWorkspace } from './helpers/workspace.ts';
 import { BIN, killAll, signal, startWatch, waitFor } from './helpers/procs.ts';
 import { startFakeLlm, type FakeLlm } from './helpers/fakeLlm.ts';
-import { diagnose, findProgram, runDoctor, type DoctorProbes, type DoctorReport } from '../src/service/doctor.ts';
+import { diagnose, runDoctor, type DoctorProbes, type DoctorReport } from '../src/service/doctor.ts';
 import { loadSettings } from '../src/workspace/config.ts';
-import { sandboxStatus } from '../src/safety/sandbox.ts';
+import { findProgram, sandboxStatus } from '../src/safety/sandbox.ts';
 
 const env = { PATH: process.env.PATH, HOME: process.env.HOME };
 /** A healthy machine: bubblewrap runs, plenty of space, one volume. */
@@ -121,16 +121,31 @@ test('findProgram: PATH without a shell, paths relative to cwd, PATHEXT on Windo
     await fs.writeFile(path.join(dir, 'tool'), '#!/bin/sh\n', { mode: 0o755 });
     await fs.writeFile(path.join(dir, 'notexec'), '', { mode: 0o644 });
     await fs.writeFile(path.join(dir, 'pytest.EXE'), '');
-    const linux = { cwd: dir, env: { PATH: `/nonexistent:${dir}` }, platform: 'linux' as const };
-    assert.is(await findProgram('tool', linux), path.join(dir, 'tool'));
-    assert.is(await findProgram('./tool', { ...linux, env: {} }), path.join(dir, 'tool'));
-    assert.is(await findProgram('notexec', linux), null, 'not executable');
-    assert.is(await findProgram('missing', linux), null);
-    const windows = { cwd: dir, env: { Path: `C:\\nowhere;${dir}`, PATHEXT: '.COM;.EXE' }, platform: 'win32' as const };
-    assert.ok(await findProgram('pytest', windows), 'pytest found as pytest.EXE through PATHEXT');
-    assert.is(await findProgram('pytest', { ...windows, env: { ...windows.env, PATHEXT: '.BAT' } }), null);
+    const linuxPath = `/nonexistent:${dir}`;
+    assert.is(await findProgram('tool', dir, linuxPath, '', 'linux'), path.join(dir, 'tool'));
+    assert.is(await findProgram('./tool', dir, '', '', 'linux'), path.join(dir, 'tool'));
+    assert.is(await findProgram('notexec', dir, linuxPath, '', 'linux'), null, 'not executable');
+    assert.is(await findProgram('missing', dir, linuxPath, '', 'linux'), null);
+    const windowsPath = `C:\\nowhere;"${dir}"`;
+    assert.ok(await findProgram('pytest', dir, windowsPath, '.COM;.EXE', 'win32'), 'pytest found as pytest.EXE through PATHEXT');
+    assert.is(await findProgram('pytest', dir, windowsPath, '.BAT', 'win32'), null);
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a check\'s program is looked up on the PATH the check gets: its env.PATH override counts', async () => {
+  const tools = await fs.mkdtemp(path.join(os.tmpdir(), 'meta-agent-checkpath-'));
+  await fs.writeFile(path.join(tools, 'own-pytest-xyz'), '#!/bin/sh\n', { mode: 0o755 });
+  const withOverride = await workspace(`    scope: ["**"]\n    test: {command: "own-pytest-xyz -q", env: {PATH: ${JSON.stringify(tools)}}}\n    dry_run: "python3 -m bot.main --dry-run"`);
+  const without = await workspace('    scope: ["**"]\n    test: "own-pytest-xyz -q"\n    dry_run: "python3 -m bot.main --dry-run"');
+  try {
+    assert.equal((await doctorOn(withOverride)).findings, [], 'found on the check\'s own PATH');
+    theOneFinding(await doctorOn(without), 'error', 'projects.bot.test', /"own-pytest-xyz"/);
+  } finally {
+    await withOverride.cleanup();
+    await without.cleanup();
+    await fs.rm(tools, { recursive: true, force: true });
   }
 });
 

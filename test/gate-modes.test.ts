@@ -4,7 +4,6 @@
  * the reason, and the user's repository stays byte-identical. A run whose agent (here a real
  * external program through the command engine) makes such a change proposes no patch.
  */
-import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,12 +12,10 @@ import * as assert from 'uvu/assert';
 import { execa } from 'execa';
 import { processApprovedPatch } from '../src/gate/gate.ts';
 import { runTask } from '../src/run/runTask.ts';
-import { PatchSidecarSchema, type PatchSidecar } from '../src/contract/patch.ts';
 import { silentLogger } from '../src/log.ts';
-import { makeWorkspace, repoFingerprint, writeTask, type TestWorkspace } from './helpers/workspace.ts';
+import { makeWorkspace, placeApprovedPatch, repoFingerprint, writeTask, type TestWorkspace } from './helpers/workspace.ts';
 
 const log = silentLogger();
-const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
 async function git(repo: string, args: string[]): Promise<string> {
   return (await execa('git', args, { cwd: repo })).stdout.trim();
@@ -27,28 +24,6 @@ async function git(repo: string, args: string[]): Promise<string> {
 async function commitAll(repo: string, message: string): Promise<void> {
   await git(repo, ['add', '--all']);
   await git(repo, ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '--quiet', '-m', message]);
-}
-
-/** Puts a hand-made patch and its sidecar into approved/, as a person editing a patch could. */
-async function place(ws: TestWorkspace, id: string, patch: string): Promise<string> {
-  const { approved } = ws.settings.layout.patches;
-  const sidecar: PatchSidecar = PatchSidecarSchema.parse({
-    task_id: id,
-    run_id: `run-${id}`,
-    project: 'bot',
-    branch: 'main',
-    base_commit: await git(ws.repo, ['rev-parse', 'main']),
-    files: [],
-    scope: ['**'],
-    sha256: sha256(patch),
-    bytes: Buffer.byteLength(patch),
-    risk_level: 'low',
-    summary: `hand-made ${id}`,
-    created_at: new Date().toISOString(),
-  });
-  await fs.writeFile(path.join(approved, `${id}.patch`), patch);
-  await fs.writeFile(path.join(approved, `${id}.patch.json`), JSON.stringify(sidecar));
-  return path.join(approved, `${id}.patch`);
 }
 
 test('patches that add or retarget a symlink, add or change a gitlink, or add an executable bit are rejected; an allowed executable applies', async () => {
@@ -80,7 +55,7 @@ test('patches that add or retarget a symlink, add or change a gitlink, or add an
     const before = await repoFingerprint(ws.repo);
     const { rejected } = ws.settings.layout.patches;
     for (const [id, patch, why] of hostile) {
-      const result = await processApprovedPatch(ws.settings, await place(ws, id, patch), log);
+      const result = await processApprovedPatch(ws.settings, await placeApprovedPatch(ws, id, patch), log);
       assert.is(result.decision, 'rejected', `${id}: ${result.reason}`);
       assert.match(result.reason!, why, `${id}: ${result.reason}`);
       assert.is(result.moved_to, path.join(rejected, `${id}.patch`));
@@ -93,11 +68,11 @@ test('patches that add or retarget a symlink, add or change a gitlink, or add an
 
     // Control: an executable that patch.executable allows, and a plain edit, both apply.
     const allowed = 'diff --git a/scripts/run.sh b/scripts/run.sh\nnew file mode 100755\n--- /dev/null\n+++ b/scripts/run.sh\n@@ -0,0 +1,2 @@\n+#!/bin/sh\n+echo run\n';
-    const ok = await processApprovedPatch(ws.settings, await place(ws, 'allowed-exec', allowed), log);
+    const ok = await processApprovedPatch(ws.settings, await placeApprovedPatch(ws, 'allowed-exec', allowed), log);
     assert.is(ok.decision, 'applied', ok.reason ?? '');
     assert.match(await git(ws.repo, ['ls-tree', 'main', 'scripts/run.sh']), /^100755 blob /);
     const plain = 'diff --git a/notes/today.txt b/notes/today.txt\n--- a/notes/today.txt\n+++ b/notes/today.txt\n@@ -1 +1 @@\n-today\n+tomorrow\n';
-    const edited = await processApprovedPatch(ws.settings, await place(ws, 'plain', plain), log);
+    const edited = await processApprovedPatch(ws.settings, await placeApprovedPatch(ws, 'plain', plain), log);
     assert.is(edited.decision, 'applied', edited.reason ?? '');
     assert.is(await fs.readlink(path.join(ws.repo, 'notes', 'current.txt')), 'today.txt', 'the link itself is untouched');
   } finally {

@@ -14,11 +14,11 @@ import { approvePatch } from '../src/gate/decide.ts';
 import { processApprovedPatch, type GateResult } from '../src/gate/gate.ts';
 import { startWatching } from '../src/queue/watch.ts';
 import { ReportSchema } from '../src/contract/report.ts';
-import { PatchSidecarSchema, type PatchSidecar } from '../src/contract/patch.ts';
+import { PatchSidecarSchema } from '../src/contract/patch.ts';
 import { parseTask } from '../src/contract/task.ts';
 import { silentLogger } from '../src/log.ts';
 import { finish, startFakeLlm, toolCall, type FakeLlm, type Reply } from './helpers/fakeLlm.ts';
-import { makeWorkspace, readJson, REPO_ROOT, repoFingerprint, worktreeCount, writeTask, type TestWorkspace, type WorkspaceOptions } from './helpers/workspace.ts';
+import { makeWorkspace, placeApprovedPatch, readJson, REPO_ROOT, repoFingerprint, worktreeCount, writeTask, type TestWorkspace, type WorkspaceOptions } from './helpers/workspace.ts';
 
 const BIN = path.join(REPO_ROOT, 'bin', 'meta-agent.js');
 const SIZING = 'bot/sizing.py';
@@ -415,26 +415,7 @@ test('patches with ../, .git/, a rename into .git/ or a new symlink are rejected
   try {
     const head = (await git(ws.repo, ['rev-parse', 'main'])).trim();
     const { approved, rejected } = ws.settings.layout.patches;
-    const place = async (id: string, patch: string, files: string[]) => {
-      await fs.writeFile(path.join(approved, `${id}.patch`), patch);
-      // Parsed, so the schema's defaults (fields added later) are filled in.
-      const sidecar: PatchSidecar = PatchSidecarSchema.parse({
-        task_id: id,
-        run_id: `run-${id}`,
-        project: 'bot',
-        branch: 'main',
-        base_commit: head,
-        files,
-        scope: ['**'],
-        sha256: sha256(patch),
-        bytes: Buffer.byteLength(patch),
-        risk_level: 'low',
-        summary: `hand-made ${id}`,
-        created_at: new Date().toISOString(),
-      });
-      await fs.writeFile(path.join(approved, `${id}.patch.json`), JSON.stringify(sidecar));
-      return path.join(approved, `${id}.patch`);
-    };
+    const place = (id: string, patch: string, files: string[]) => placeApprovedPatch(ws, id, patch, files);
     const hostile: Array<[string, string, RegExp]> = [
       ['dotdot', 'diff --git a/../outside.txt b/../outside.txt\nnew file mode 100644\n--- /dev/null\n+++ b/../outside.txt\n@@ -0,0 +1 @@\n+pwned\n', /"\.\.\/outside\.txt" contains "\.\."/],
       ['dotgit', 'diff --git a/.git/hooks/post-commit b/.git/hooks/post-commit\nnew file mode 100755\n--- /dev/null\n+++ b/.git/hooks/post-commit\n@@ -0,0 +1,2 @@\n+#!/bin/sh\n+touch pwned\n', /inside \.git\//],

@@ -12,10 +12,8 @@
  * "What `sandbox: none` means" lists, and is not tried here (it would succeed).
  */
 import { existsSync, promises as fs } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -28,6 +26,7 @@ import { ReportSchema } from '../src/contract/report.ts';
 import { sandboxStatus } from '../src/safety/sandbox.ts';
 import { silentLogger } from '../src/log.ts';
 import { finish, startFakeLlm, toolCall } from './helpers/fakeLlm.ts';
+import { startCounter } from './helpers/net.ts';
 import { makeWorkspace, readJson, writeTask, type TestWorkspace } from './helpers/workspace.ts';
 
 const HAS_BWRAP = existsSync('/usr/bin/bwrap') && process.platform === 'linux';
@@ -158,27 +157,6 @@ async function processesWith(needle: string): Promise<number[]> {
     if (cmdline.includes(needle)) pids.push(Number(name));
   }
   return pids;
-}
-
-async function startCounter(): Promise<{ port: number; connections: () => number; close(): Promise<void> }> {
-  let count = 0;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    count++;
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => undefined);
-    socket.resume();
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    connections: () => count,
-    close: () => new Promise<void>((resolve) => {
-      for (const socket of sockets) socket.destroy();
-      server.close(() => resolve());
-    }),
-  };
 }
 
 /** What of the user's repository a check could have changed: every ref, the hooks, the files. */

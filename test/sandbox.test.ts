@@ -4,9 +4,7 @@
  * worktree. Probes are Python scripts committed into the target repo (checks never use a shell).
  */
 import { existsSync, promises as fs } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import type { AddressInfo } from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execa } from 'execa';
@@ -15,6 +13,7 @@ import { makeCheckCopy } from '../src/run/checkCopy.ts';
 import { openWorktree } from '../src/run/workspaceRepo.ts';
 import { ReportSchema, type Report } from '../src/contract/report.ts';
 import { finish, startFakeLlm, toolCall } from './helpers/fakeLlm.ts';
+import { startCounter } from './helpers/net.ts';
 import { makeWorkspace, readJson, repoFingerprint, worktreeCount, writeTask, type TestWorkspace } from './helpers/workspace.ts';
 import { assertBwrapInstalled, AUTO_SANDBOX, SANDBOX_SUPPORTED, sandboxTest } from './helpers/sandbox.ts';
 
@@ -106,29 +105,6 @@ async function runEdit(ws: TestWorkspace, before: string): Promise<Report> {
   assert.is(await repoFingerprint(ws.repo), before);
   assert.is(await worktreeCount(ws.repo), 0);
   return report;
-}
-
-/** A TCP server on 127.0.0.1 that counts connections. */
-async function startCounter(): Promise<{ port: number; connections: () => number; close(): Promise<void> }> {
-  let count = 0;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    count++;
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => undefined);
-    socket.resume();
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    connections: () => count,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => resolve());
-      }),
-  };
 }
 
 for (const sandbox of ['auto', 'none'] as const) {

@@ -14,6 +14,7 @@ import { createGzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import type { Settings } from '../workspace/config.ts';
 import { exists, tempNameFor } from '../workspace/files.ts';
+import { pendingPatchesOf } from './pendingPatches.ts';
 import { removeDeadTemps } from './recover.ts';
 
 export interface RetentionResult {
@@ -63,15 +64,12 @@ export async function applyRetention(settings: Settings, log: Logger): Promise<R
     result.logs.push(name);
   }
   const limit = now - config.retention.reports_days * DAY;
-  // `<id>.patch`, or `<id>.<run_id>.patch` filed beside an earlier one: the task still has a patch waiting.
-  const pendingNames = (await fs.readdir(layout.patches.pending).catch(() => [] as string[])).filter((n) => n.endsWith('.patch'));
-  const hasPending = (id: string) => pendingNames.some((n) => n === `${id}.patch` || n.startsWith(`${id}.`));
   for (const name of await fs.readdir(layout.reports).catch(() => [] as string[])) {
     if (!name.endsWith('.json')) continue;
     const id = name.slice(0, -'.json'.length);
     const file = path.join(layout.reports, name);
     const finished = Date.parse(await readFinishedAt(file));
-    if (!(finished < limit) || hasPending(id)) continue;
+    if (!(finished < limit) || (await pendingPatchesOf(layout, id)).length > 0) continue;
     const month = new Date(finished).toISOString().slice(0, 7);
     const dir = path.join(layout.reportArchive, 'expired', month);
     for (const f of [`${id}_report.md`, `${id}.trajectory.jsonl`, name]) {

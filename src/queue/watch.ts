@@ -30,6 +30,7 @@ import { pruneWorktrees } from './prune.ts';
 import { applyRetention } from './retention.ts';
 import { assertOneVolume, isNetworkFolder } from './volumes.ts';
 import { isTaskName } from './retry.ts';
+import { SETTLE_MS, bounded, hurrySwitch, windDown } from './windDown.ts';
 import { createLogger } from '../log.ts';
 import { makeRedactor } from '../safety/redact.ts';
 import { startScheduler } from '../supervisor/service.ts';
@@ -76,9 +77,6 @@ export interface Watcher {
   stop(options?: { now?: boolean }): Promise<void>;
   health(): Promise<Health>;
 }
-
-/** How long aborted work may take to wind down (report, worktree removal) before stop() gives up on it. */
-const SETTLE_MS = 10_000;
 
 const TEMP_NAME = /^(\.|~\$)|\.(tmp|part|crdownload|swp)$/i;
 
@@ -303,9 +301,7 @@ export function startWatching(options: WatchOptions): Watcher {
   const ready = start();
 
   let stopped: Promise<void> | null = null;
-  let hurry: () => void = () => undefined;
-  const hurried = new Promise<void>((resolve) => (hurry = resolve));
-  const bounded = (what: Promise<unknown>, ms: number) => Promise.race([what, new Promise<void>((r) => setTimeout(r, ms).unref())]);
+  const { hurry, hurried } = hurrySwitch();
 
   const stopAll = async (): Promise<void> => {
     stopping = true;
@@ -322,12 +318,9 @@ export function startWatching(options: WatchOptions): Watcher {
     watchers = [];
     const grace = options.graceMs ?? config.queue.shutdown_grace_s * 1000;
     const work = () => Promise.allSettled([...running.values(), gateBusy ?? Promise.resolve(), schedulerStopped]);
-    if ((running.size > 0 || gateBusy) && grace > 0) {
-      log.info({ running: [...running.keys()], gate: gateQueue[0] ?? null, grace_ms: grace }, 'stopping: waiting for running work');
-      await Promise.race([bounded(work(), grace), hurried]);
-    }
-    abort.abort();
-    await bounded(work(), SETTLE_MS);
+    const busy = running.size > 0 || gateBusy;
+    if (busy && grace > 0) log.info({ running: [...running.keys()], gate: gateQueue[0] ?? null, grace_ms: grace }, 'stopping: waiting for running work');
+    await windDown(work, busy ? grace : 0, hurried, () => abort.abort());
     if (running.size > 0 || gateBusy) log.warn({ running: [...running.keys()], gate: gateQueue[0] ?? null }, 'stopping without waiting longer: crash recovery at the next start returns what is left');
     // An interrupted gate run left its patch under a private name: give it back now.
     if (!gateBusy) await recoverInterruptedGateRuns(settings, log).catch((error: unknown) => fail('restoring an interrupted gate run failed', error));

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Project } from '../workspace/config.ts';
 import { ALWAYS_EXCLUDED, git } from './git.ts';
+import { pidAlive } from '../queue/lease.ts';
 
 export interface CheckCopy {
   /** The temp folder holding `dir`, `home` and `tmp`. */
@@ -123,16 +124,8 @@ async function removeDeadCopies(): Promise<void> {
   const names = await fs.readdir(os.tmpdir()).catch(() => [] as string[]);
   for (const name of names) {
     const pid = Number(/^meta-agent-check-(\d+)-/.exec(name)?.[1]);
-    if (!pid || pid === process.pid || isAlive(pid)) continue;
+    if (!pid || pid === process.pid || pidAlive(pid)) continue;
     await fs.rm(path.join(os.tmpdir(), name), { recursive: true, force: true }).catch(() => undefined);
   }
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}

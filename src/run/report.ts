@@ -12,14 +12,15 @@ import { MetaAgentError } from '../contract/errors.ts';
 import { exists, publishFile } from '../workspace/files.ts';
 import { redactDeep, type Redactor } from '../safety/redact.ts';
 import { moveUnique } from '../queue/folders.ts';
+import { pendingPatchesOf } from '../queue/pendingPatches.ts';
+
+export { pendingPatchesOf };
 
 export function reportPaths(layout: Layout, id: string) {
   return {
     json: path.join(layout.reports, `${id}.json`),
     md: path.join(layout.reports, `${id}_report.md`),
     trajectory: path.join(layout.reports, `${id}.trajectory.jsonl`),
-    patch: path.join(layout.patches.pending, `${id}.patch`),
-    sidecar: path.join(layout.patches.pending, `${id}.patch.json`),
   };
 }
 
@@ -59,17 +60,6 @@ export async function archiveEarlierRun(layout: Layout, id: string): Promise<Ear
 /** Where `archiveEarlierRun` put the report of run `runId` of task `id`. */
 export function archivedReportPath(layout: Layout, id: string, runId: string): string {
   return path.join(layout.reportArchive, id, runId.replace(/[^A-Za-z0-9._-]/g, '_'), `${id}.json`);
-}
-
-const RUN_ID = /^\d{8}T\d{6}Z-[0-9a-f]{6}$/;
-
-/** The patches of task `id` waiting for review: `<id>.patch`, and those filed beside it under a run id (`<id>.<run_id>.patch`). */
-export async function pendingPatchesOf(layout: Layout, id: string): Promise<string[]> {
-  const names = await fs.readdir(layout.patches.pending).catch(() => [] as string[]);
-  return names
-    .filter((n) => n === `${id}.patch` || (n.startsWith(`${id}.`) && n.endsWith('.patch') && RUN_ID.test(n.slice(id.length + 1, -'.patch'.length))))
-    .sort()
-    .map((n) => path.join(layout.patches.pending, n));
 }
 
 /** The file stem for a new patch of `id`: `<id>`, or `<id>.<run_id>` beside one still waiting for review. */

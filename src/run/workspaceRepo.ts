@@ -25,8 +25,6 @@ export interface Worktree {
   baseCommit: string;
   /** Lists paths that never belong in a patch (cache artefacts, linked paths). */
   excludesFile: string;
-  /** Paths outside the worktree the checks need to see (read-only). */
-  readOnly: string[];
   remove(): Promise<void>;
 }
 
@@ -45,8 +43,7 @@ export async function openWorktree(project: Project, worktreesDir: string, name:
   try {
     const linked = await linkPaths(project, dir);
     await fs.writeFile(excludesFile, [...ALWAYS_EXCLUDED, ...linked.map((l) => `/${l}`)].join('\n') + '\n');
-    const realRepo = await fs.realpath(project.repoPath);
-    return { dir, branch, baseCommit, excludesFile, readOnly: [realRepo], remove };
+    return { dir, branch, baseCommit, excludesFile, remove };
   } catch (error) {
     await remove();
     throw error;

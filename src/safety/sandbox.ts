@@ -130,31 +130,37 @@ export async function sandboxTools(settings: SandboxSettings): Promise<Tools> {
   return probe.tools;
 }
 
-/** `program` as the OS would find it: a path (relative to `cwd`) or a name on `searchPath`. */
-export async function findProgram(program: string, cwd: string, searchPath: string, pathext = ''): Promise<string | null> {
+/**
+ * `program` as the OS would find it, without a shell: a path (relative to `cwd`) as is, a
+ * bare name on `searchPath`, with the `pathext` extensions on Windows. Null if nowhere.
+ * `platform` is the host's; tests pass another to show Windows' rules.
+ */
+export async function findProgram(program: string, cwd: string, searchPath: string, pathext = '', platform: NodeJS.Platform = process.platform): Promise<string | null> {
   if (program.includes('/') || program.includes('\\')) {
     const file = path.resolve(cwd, program);
-    return (await isExecutable(file)) ? file : null;
+    return (await isExecutable(file, platform)) ? file : null;
   }
-  return findOnPath(program, searchPath, pathext);
+  return findOnPath(program, searchPath, pathext, platform);
 }
 
-async function findOnPath(name: string, searchPath: string, pathext = ''): Promise<string | null> {
-  const exts = process.platform === 'win32' ? ['', ...(pathext || '.COM;.EXE;.BAT;.CMD').split(';').filter(Boolean)] : [''];
-  for (const dir of searchPath.split(path.delimiter).filter(Boolean)) {
+async function findOnPath(name: string, searchPath: string, pathext = '', platform: NodeJS.Platform = process.platform): Promise<string | null> {
+  const windows = platform === 'win32';
+  const exts = windows ? ['', ...(pathext || '.COM;.EXE;.BAT;.CMD').split(';').filter(Boolean)] : [''];
+  // Windows allows quoted PATH entries ("C:\Program Files\x").
+  for (const dir of searchPath.split(windows ? ';' : ':').filter(Boolean).map((d) => d.replace(/^"(.*)"$/, '$1'))) {
     for (const ext of exts) {
       const file = path.join(dir, name + ext);
-      if (await isExecutable(file)) return file;
+      if (await isExecutable(file, platform)) return file;
     }
   }
   return null;
 }
 
-async function isExecutable(file: string): Promise<boolean> {
+async function isExecutable(file: string, platform: NodeJS.Platform): Promise<boolean> {
   try {
     const stat = await fs.stat(file);
     if (!stat.isFile()) return false;
-    if (process.platform === 'win32') return true;
+    if (platform === 'win32') return true;
     await fs.access(file, constants.X_OK);
     return true;
   } catch {

@@ -6,11 +6,12 @@
  * depend on the machine (bubblewrap, disk space, volumes, the network) are injectable, so
  * each bad configuration can be shown without breaking the machine.
  */
-import { constants as fsConstants, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import stringArgv from 'string-argv';
 import { toErrorInfo } from '../contract/errors.ts';
-import { sandboxStatus, type SandboxStatus } from '../safety/sandbox.ts';
+import { scrubbedEnv } from '../safety/env.ts';
+import { findProgram, sandboxStatus, type SandboxStatus } from '../safety/sandbox.ts';
 import { git, isGitRepo, resolveBranch } from '../run/git.ts';
 import { assertOneVolume } from '../queue/volumes.ts';
 import { llmMissingMessage, loadSettings, type Check, type Project, type Settings } from '../workspace/config.ts';
@@ -122,32 +123,13 @@ async function checkRepo(project: Project, add: Add): Promise<void> {
 async function checkProgram(settings: Settings, project: Project, check: Check, add: Add): Promise<void> {
   const program = check.argv[0];
   const cwd = path.join(project.repoPath, check.cwd);
-  const found = await findProgram(program, { cwd, env: settings.env, platform: process.platform });
+  // The PATH (and PATHEXT) the check itself gets, with a check.env override.
+  const env = scrubbedEnv(settings.env, project.env_allow, check.env);
+  const found = await findProgram(program, cwd, env.PATH ?? '', env.PATHEXT);
   if (!found) {
     const field = `projects.${project.name}.${check.label}`;
     add('error', project.name, field, `the program "${program}" of "${check.command}" is not found (on PATH${/[\\/]/.test(program) ? `, or at ${path.resolve(cwd, program)}` : ''}); install it or fix the command`);
   }
-}
-
-/**
- * Where `program` would be run from, without a shell: a path (relative to `cwd`) as is, a
- * bare name through PATH, with the PATHEXT extensions on Windows. Null if nowhere.
- */
-export async function findProgram(program: string, options: { cwd: string; env: Readonly<Record<string, string | undefined>>; platform: NodeJS.Platform }): Promise<string | null> {
-  const windows = options.platform === 'win32';
-  const extensions = windows ? ['', ...(options.env.PATHEXT ?? options.env.Pathext ?? '.COM;.EXE;.BAT;.CMD').split(';').filter(Boolean)] : [''];
-  const candidates = /[\\/]/.test(program) || path.isAbsolute(program)
-    ? [path.resolve(options.cwd, program)]
-    : (options.env.PATH ?? options.env.Path ?? '').split(windows ? ';' : ':').filter(Boolean).map((dir) => path.join(dir.replace(/^"(.*)"$/, '$1'), program));
-  for (const base of candidates) {
-    for (const ext of extensions) {
-      const file = base + ext;
-      const stat = await fs.stat(file).catch(() => null);
-      if (!stat?.isFile()) continue;
-      if (windows || (await fs.access(file, fsConstants.X_OK).then(() => true, () => false))) return file;
-    }
-  }
-  return null;
 }
 
 async function checkEngine(settings: Settings, probes: DoctorProbes, add: Add): Promise<void> {
@@ -156,7 +138,7 @@ async function checkEngine(settings: Settings, probes: DoctorProbes, add: Add): 
     const run = config.command?.run;
     if (!run) return add('error', null, 'command', 'engine "command" needs a "command:" section with "run" (e.g. run: "codex exec --full-auto -")');
     const program = (Array.isArray(run) ? run : stringArgv(run))[0] ?? '';
-    if (!(await findProgram(program, { cwd: settings.layout.root, env: settings.env, platform: process.platform }))) {
+    if (!(await findProgram(program, settings.layout.root, settings.env.PATH ?? '', settings.env.PATHEXT))) {
       add('error', null, 'command.run', `the engine program "${program}" is not found on PATH; install it or fix command.run`);
     }
     return;

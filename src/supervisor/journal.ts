@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { CycleReport, Plan } from '../contract/cycle.ts';
 import type { Settings } from '../workspace/config.ts';
+import { pidAlive } from '../queue/lease.ts';
 import { replaceFile, retryWrite } from '../workspace/files.ts';
 import type { CycleContext } from './context.ts';
 
@@ -57,13 +58,4 @@ export async function orphanedCycles(settings: Settings): Promise<CycleJournal[]
     if (journal && journal.owner.host === os.hostname() && journal.owner.pid !== process.pid && !pidAlive(journal.owner.pid)) out.push(journal);
   }
   return out.sort((a, b) => a.started_at.localeCompare(b.started_at));
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

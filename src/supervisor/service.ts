@@ -4,6 +4,7 @@ import type { Settings } from '../workspace/config.ts';
 import type { Engine } from '../engines/types.ts';
 import { resumeSupervisorCycle, runSupervisorCycle, type Clock } from './cycle.ts';
 import { Scheduler } from './schedule.ts';
+import { hurrySwitch, windDown } from '../queue/windDown.ts';
 
 /** A scheduler for the config's jobs, or null when there are none. */
 export function startScheduler(settings: Settings, log: Logger, options: { clock?: Clock; engine?: Engine; signal?: AbortSignal; tickMs?: number } = {}): Scheduler | null {
@@ -24,9 +25,6 @@ export function startScheduler(settings: Settings, log: Logger, options: { clock
   });
 }
 
-/** How long an aborted cycle may take to wind down before stop() gives up on it. */
-const SETTLE_MS = 10_000;
-
 export interface SchedulerService {
   scheduler: Scheduler;
   /**
@@ -41,9 +39,7 @@ export function startSchedulerService(settings: Settings, log: Logger): Schedule
   const abort = new AbortController();
   const scheduler = startScheduler(settings, log, { signal: abort.signal });
   if (!scheduler) return null;
-  let hurry: () => void = () => undefined;
-  const hurried = new Promise<void>((resolve) => (hurry = resolve));
-  const timer = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+  const { hurry, hurried } = hurrySwitch();
   let stopped: Promise<void> | null = null;
   return {
     scheduler,
@@ -51,9 +47,7 @@ export function startSchedulerService(settings: Settings, log: Logger): Schedule
       if (options.now) hurry();
       stopped ??= (async () => {
         const done = scheduler.stop();
-        await Promise.race([done, timer(settings.config.queue.shutdown_grace_s * 1000), hurried]);
-        abort.abort();
-        await Promise.race([done, timer(SETTLE_MS)]);
+        await windDown(() => done, settings.config.queue.shutdown_grace_s * 1000, hurried, () => abort.abort());
       })();
       return stopped;
     },

@@ -33,6 +33,7 @@ import { actionTokens, type Action } from './actionTokens.ts';
 import { applyChecker } from './applyCheck.ts';
 import { renderUntrusted } from './markdown.ts';
 import { uiToken } from './token.ts';
+import { STATIC_FILES } from './staticFiles.ts';
 
 // Beside this module in src/ui/, or copied beside the bundle in dist/ (scripts/build.ts).
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -42,7 +43,6 @@ const STATIC: Record<string, { file: string; type: string }> = {
   '/app.js': { file: 'app.js', type: 'text/javascript; charset=utf-8' },
   '/app.css': { file: 'app.css', type: 'text/css; charset=utf-8' },
 };
-export const STATIC_FILES = ['page.html', 'app.js', 'app.css'];
 const MAX_BODY = 256 * 1024;
 
 /** No inline script or style anywhere: text that slips through escaping still cannot run or restyle the page. */

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { execa } from 'execa';
 import { initWorkspace } from '../../src/workspace/init.ts';
 import { loadSettings, type Settings } from '../../src/workspace/config.ts';
+import { PatchSidecarSchema, type PatchSidecar } from '../../src/contract/patch.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const EXAMPLE_BOT = path.join(REPO_ROOT, 'examples', 'scalper-bot');
@@ -113,4 +114,30 @@ export async function runUntilKilled(ws: TestWorkspace, what: string, body: (src
   } finally {
     await fs.rm(script, { force: true });
   }
+}
+
+/**
+ * A hand-made patch and its sidecar in patches/approved/ (as a person editing a patch could),
+ * based on the repo's main; returns the patch's path.
+ */
+export async function placeApprovedPatch(ws: TestWorkspace, id: string, patch: string, files: string[] = []): Promise<string> {
+  const { approved } = ws.settings.layout.patches;
+  // Parsed, so the schema's defaults (fields added later) are filled in.
+  const sidecar: PatchSidecar = PatchSidecarSchema.parse({
+    task_id: id,
+    run_id: `run-${id}`,
+    project: 'bot',
+    branch: 'main',
+    base_commit: (await execa('git', ['rev-parse', 'main'], { cwd: ws.repo })).stdout.trim(),
+    files,
+    scope: ['**'],
+    sha256: createHash('sha256').update(patch).digest('hex'),
+    bytes: Buffer.byteLength(patch),
+    risk_level: 'low',
+    summary: `hand-made ${id}`,
+    created_at: new Date().toISOString(),
+  });
+  await fs.writeFile(path.join(approved, `${id}.patch`), patch);
+  await fs.writeFile(path.join(approved, `${id}.patch.json`), JSON.stringify(sidecar));
+  return path.join(approved, `${id}.patch`);
 }
