@@ -211,7 +211,7 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
         const applied = await execa('git', ['apply', '--3way', '--index', '--whitespace=nowarn', snapshot], { cwd: worktree.dir, reject: false, all: true });
         if (applied.exitCode !== 0) {
           const conflicts = await conflictingFiles(worktree.dir, String(applied.all ?? ''));
-          const followUp = settings.config.gate.redo_on_conflict ? await dropRedoTaskOnce(settings, state, sidecar, id, conflicts, glog) : null;
+          const followUp = settings.config.gate.redo_on_conflict ? await dropRedoTaskOnce(settings, state, sidecar, conflicts, glog) : null;
           return await reject(ctx, `the patch does not apply on ${branch} (${head.slice(0, 10)}): conflicts in ${conflicts.join(', ') || 'unknown files'}${followUp ? `; a follow-up task ${path.basename(followUp)} asks the agent to redo it on the new HEAD` : ''}`, { conflicts, follow_up_task: followUp ? path.relative(layout.root, followUp) : null, edited });
         }
         // The modes as applied, not as the text said: a patch without mode lines can still retarget a symlink.
@@ -238,7 +238,7 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
           return await reject(ctx, `${failed === tests ? 'the tests' : 'the dry run'} failed on ${branch} with the patch applied (exit ${failed.exit_code ?? 'none'}${failed.timed_out ? ', timed out' : ''}):\n\n\`\`\`\n${failed.output_tail}\n\`\`\``, { tests, dry_run: dryRun, edited });
         }
         // 6. Commit, then move the branch only if nobody else did meanwhile.
-        const message = commitMessage(sidecar, id, sha256);
+        const message = commitMessage(sidecar, sha256);
         await git(worktree.dir, ['-c', 'user.name=meta-agent', '-c', 'user.email=meta-agent@localhost', '-c', 'commit.gpgsign=false', 'commit', '--quiet', '--no-verify', '-F', '-'], { input: message });
         const commit = (await git(worktree.dir, ['rev-parse', 'HEAD'])).trim();
         const recheck = await dirtyFilesInCheckout(project.repoPath, branch, inspection.files);
@@ -434,7 +434,9 @@ async function conflictingFiles(worktree: string, output: string): Promise<strin
   return [...files].sort();
 }
 
-function commitMessage(sidecar: PatchSidecar, id: string, sha256: string): string {
+/** The trailer names the task (the sidecar's), not the file: `<id>.<run_id>.patch` belongs to task <id>. */
+function commitMessage(sidecar: PatchSidecar, sha256: string): string {
+  const id = sidecar.task_id;
   const summary = sidecar.summary.trim() || `Apply ${id}`;
   const [first, ...rest] = summary.split('\n');
   const subject = first!.length > 72 ? `${first!.slice(0, 69)}...` : first!;
@@ -446,7 +448,7 @@ function commitMessage(sidecar: PatchSidecar, id: string, sha256: string): strin
  * Drops the redo task at most once per patch: a marker is published (never overwritten) before
  * the task, so the run after a crash between the two reuses it instead of dropping another.
  */
-async function dropRedoTaskOnce(settings: Settings, state: RunState, sidecar: PatchSidecar, id: string, conflicts: string[], log: Logger): Promise<string | null> {
+async function dropRedoTaskOnce(settings: Settings, state: RunState, sidecar: PatchSidecar, conflicts: string[], log: Logger): Promise<string | null> {
   try {
     await publishFile(state.redo, JSON.stringify({ task: null }) + '\n');
   } catch (error) {
@@ -457,12 +459,14 @@ async function dropRedoTaskOnce(settings: Settings, state: RunState, sidecar: Pa
     const earlier = await readState<{ task: string | null }>(state.redo);
     return typeof earlier?.task === 'string' ? earlier.task : null;
   }
-  const file = await dropRedoTask(settings, sidecar, id, conflicts, log);
+  const file = await dropRedoTask(settings, sidecar, conflicts, log);
   if (file) await replaceFile(state.redo, JSON.stringify({ task: file }) + '\n').catch(() => undefined);
   return file;
 }
 
-async function dropRedoTask(settings: Settings, sidecar: PatchSidecar, id: string, conflicts: string[], log: Logger): Promise<string | null> {
+async function dropRedoTask(settings: Settings, sidecar: PatchSidecar, conflicts: string[], log: Logger): Promise<string | null> {
+  // By task, not file: `<id>.<run_id>.patch` belongs to task <id>, whose report holds the objective.
+  const id = sidecar.task_id;
   const report = await readReport(settings, id);
   try {
     const { path: file } = await createTask(

@@ -133,9 +133,12 @@
       const u = r.usage;
       const verdict = r.status === 'error' ? failedBadge(r.error ? r.error.kind : null) : badge(r.risk_level, 'risk');
       const tokens = `<span class="badge">${Number(u.prompt_tokens) + Number(u.completion_tokens)} tokens${u.cost_usd !== null ? `, $${Number(u.cost_usd).toFixed(4)}` : ''}</span>`;
-      put($('#report-view'), `<div id="report-badges">${badge(r.status)}${badge(r.outcome)}${verdict}${badge(check(r.tests), 'tests')}${badge(check(r.dry_run), 'dry run')}${tokens}${r.approval ? badge(r.approval.decision, 'approval') : ''}</div>${r.metrics ? chart(r.metrics) : ''}${r.patch_files.length ? `<p><button type="button" class="act" id="open-patch" data-act="open-patch" data-arg="${esc(r.task_id)}">Open the patch</button></p>` : ''}<div class="md">${html}</div>`);
+      put($('#report-view'), `<div id="report-badges">${badge(r.status)}${badge(r.outcome)}${verdict}${badge(check(r.tests), 'tests')}${badge(check(r.dry_run), 'dry run')}${tokens}${r.approval ? badge(r.approval.decision, 'approval') : ''}</div>${r.metrics ? chart(r.metrics) : ''}${r.patch_files.length ? `<p><button type="button" class="act" id="open-patch" data-act="open-patch" data-arg="${esc(patchStem(r.patch_files[0]))}">Open the patch</button></p>` : ''}<div class="md">${html}</div>`);
     } catch (e) { if (!quiet) put($('#report-view'), `<span class="msg error">${esc(e.message)}</span>`); }
   }
+
+  /** The patch a report names (`patches/pending/<id>.<run_id>.patch` when filed beside a pending one), as the id /api/patches takes. */
+  const patchStem = (file) => String(file).split(/[\\/]/).pop().replace(/\.patch$/i, '');
 
   const KW = /^(def|class|return|if|elif|else|for|while|import|from|as|with|try|except|finally|raise|None|True|False|and|or|not|in|is|lambda|const|let|function|async|await|new|export|yield|pass|break|continue)$/;
   function highlight(code) {

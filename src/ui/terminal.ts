@@ -7,7 +7,7 @@ import type { Settings } from '../workspace/config.ts';
 import { displayPath } from '../workspace/layout.ts';
 import { approvePatch, listPending, rejectPatch, type PendingPatch } from '../gate/decide.ts';
 import { processApprovedPatch, type GateResult } from '../gate/gate.ts';
-import { reportPaths } from '../run/report.ts';
+import { reportOfPatch } from './state.ts';
 import { isTaskName } from '../queue/retry.ts';
 
 export interface WorkspaceStatus {
@@ -80,11 +80,8 @@ export async function review(settings: Settings, options: { io: { out: (t: strin
   let exitCode = 0;
   try {
     for (const [i, patch] of pending.entries()) {
-      const report = JSON.parse((await fs.readFile(reportPaths(settings.layout, patch.id).json, 'utf8').catch(() => 'null')) ?? 'null') as {
-        summary?: string;
-        tests?: { passed: boolean } | null;
-        dry_run?: { passed: boolean } | null;
-      } | null;
+      // `<id>.<run_id>.patch` belongs to task <id>: the report is found through the sidecar.
+      const report = await reportOfPatch(settings, patch.file);
       io.out(bold(`\n[${i + 1}/${pending.length}] ${patch.id}  (${patch.project ?? '?'}, risk ${patch.risk_level ?? '?'}, ${formatAge(patch.age_s)} old)`));
       if (report?.summary) io.out(report.summary);
       if (report) io.out(`tests: ${report.tests ? (report.tests.passed ? 'passed' : 'FAILED') : 'not run'}; dry run: ${report.dry_run ? (report.dry_run.passed ? 'passed' : 'FAILED') : 'not run'}`);
