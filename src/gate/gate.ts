@@ -21,7 +21,7 @@ import type { Check, Project, Settings } from '../workspace/config.ts';
 import { exists, publishFile, publishUnique, replaceFile } from '../workspace/files.ts';
 import { anchoredMatcher, denyMatcher, scopeMatcher } from '../safety/globs.ts';
 import { modeProblems } from '../safety/modes.ts';
-import { makeRedactor } from '../safety/redact.ts';
+import { makeRedactor, type Redactor } from '../safety/redact.ts';
 import { loggedCheck, preflightChecks, runCheck, withCheckCopy } from '../run/checks.ts';
 import { git, resolveBranch, stagedModeChanges } from '../run/git.ts';
 import { ensureRepo, openWorktree } from '../run/workspaceRepo.ts';
@@ -135,7 +135,8 @@ async function gatePatch(settings: Settings, taken: string, name: string, log: L
   const bytes = await fs.readFile(taken);
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   const glog = log.child({ gate: id, sha256: sha256.slice(0, 12) });
-  const ctx: RejectContext = { settings, taken, name, id, sha256, sidecar: null, sidecarFile: null, log: glog, signal };
+  const redact = makeRedactor(settings.env, settings.llm.apiKey ? [settings.llm.apiKey] : []);
+  const ctx: RejectContext = { settings, taken, name, id, sha256, sidecar: null, sidecarFile: null, log: glog, redact, signal };
   const state = runState(settings, sha256);
   // On an error the state stays: the patch keeps its private name, and the next run uses it.
   const result = await decide(ctx, bytes, state);
@@ -196,7 +197,7 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
   const dirty = await dirtyFilesInCheckout(project.repoPath, branch, inspection.files);
   if (dirty.length) return reject(ctx, `the repository has uncommitted changes in ${dirty.join(', ')}; commit or stash them, then approve again`);
 
-  const redact = makeRedactor(settings.env, settings.llm.apiKey ? [settings.llm.apiKey] : []);
+  const { redact } = ctx;
   const { snapshot } = state;
   await fs.mkdir(path.dirname(snapshot), { recursive: true });
   await fs.writeFile(snapshot, bytes);
@@ -370,6 +371,8 @@ interface RejectContext {
   sidecar: PatchSidecar | null;
   sidecarFile: string | null;
   log: Logger;
+  /** One per gate run: the checks' output and every reason the gate writes pass through it. */
+  redact: Redactor;
   signal?: AbortSignal | undefined;
 }
 
@@ -559,11 +562,13 @@ async function appliedSlot(dir: string, name: string, sha256: string, commit: st
 
 async function reject(
   ctx: RejectContext,
-  reason: string,
+  unredactedReason: string,
   extra: { conflicts?: string[]; follow_up_task?: string | null; tests?: CheckResult | null; dry_run?: CheckResult | null; edited?: boolean } = {},
 ): Promise<GateResult> {
   const { settings, id } = ctx;
   const dir = settings.layout.patches.rejected;
+  // Errors and sidecar fields come from files and processes: the reason goes to the report, .reason.md and the log.
+  const reason = ctx.redact(unredactedReason);
   ctx.log.warn({ reason: reason.split('\n')[0] }, 'patch rejected by the gate');
   const approval: Approval = {
     decision: 'rejected',

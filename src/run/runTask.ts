@@ -115,18 +115,20 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
   // A run that failed before archiving still must not overwrite an earlier report of this id.
   if (!archived) await archiveEarlierRun(layout, taskId);
   const paths = reportPaths(layout, taskId);
+  // Redacted once: the report and the failed task's note carry the same (redacted) error.
+  const redacted = redactReportText(outcome, redact);
   const disposition: Disposition =
     outcome.error?.kind === 'interrupted'
       ? { status: 'interrupted' }
       : outcome.status === 'ok'
         ? { status: 'ok' }
-        : { status: 'error', explanation: errorExplanation(fileName, taskId, outcome.error, displayPath(layout, paths.md)) };
+        : { status: 'error', explanation: errorExplanation(fileName, taskId, redacted.error, displayPath(layout, paths.md)) };
   // The report is written before the task file moves (a crash in between finalizes on recovery, never re-runs).
   const destination = { ok: layout.done, error: layout.failed, interrupted: layout.inbox }[disposition.status];
   const predictedTaskFile = claim ? path.join(destination, claim.name) : file;
   const finishedAt = new Date();
   const report: Report = {
-    ...redactReportText(outcome, redact),
+    ...redacted,
     task_id: taskId,
     run_id: runId,
     usage: state.usage,
