@@ -15,6 +15,7 @@ import { MetaAgentError } from '../contract/errors.ts';
 import type { CheckResult } from '../contract/report.ts';
 import type { Check, Project, Settings } from '../workspace/config.ts';
 import { scrubbedEnv } from '../safety/env.ts';
+import { denyMatcher } from '../safety/globs.ts';
 import type { Redactor } from '../safety/redact.ts';
 import { CHECK_GID, CHECK_UID, bwrapCommand, dropsPrivileges, findProgram, requireSandbox, sandboxTools, toolchainDirs, type SandboxMode } from '../safety/sandbox.ts';
 import { CHECK_MARKER, killGroup, killMarked } from '../safety/processes.ts';
@@ -40,6 +41,8 @@ export async function withCheckCopy<T>(target: CheckTarget, settings: Settings, 
   const copy = await makeCheckCopy(target.worktree, project, {
     extra: project.retrain?.artifacts ?? [],
     owner: mode === 'bwrap' && dropsPrivileges() ? { uid: CHECK_UID, gid: CHECK_GID } : null,
+    // The same deny list the agent's tools obey: a tracked secret file is no check's business either.
+    denied: denyMatcher([...project.deny, ...settings.config.patch.protected]),
   });
   try {
     return await fn(copy);
