@@ -285,8 +285,9 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
 
     // The gate would refuse these too: a symlink, a submodule, or an executable bit outside patch.executable.
     const executable = anchoredMatcher(config.patch.executable);
-    const badModes = (await stagedModeChanges(worktree.dir, worktree.baseCommit)).filter((m) => modeProblems([m], executable).length > 0);
-    const modeIssues = modeProblems(badModes, executable);
+    const judged = (await stagedModeChanges(worktree.dir, worktree.baseCommit)).map((m) => ({ path: m.path, problems: modeProblems([m], executable) }));
+    const badModes = judged.filter((m) => m.problems.length > 0);
+    const modeIssues = [...new Set(badModes.flatMap((m) => m.problems))];
     const violations = [...new Set([...diff.files.filter((f) => denied(f) || !inScope(f)), ...badModes.map((m) => m.path)])];
     const tooBig = diff.patch.length > config.patch.max_bytes || diff.files.length > config.patch.max_files;
     if (violations.length > 0 || tooBig) {
