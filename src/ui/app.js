@@ -141,8 +141,9 @@
   const patchStem = (file) => String(file).split(/[\\/]/).pop().replace(/\.patch$/i, '');
 
   const KW = /^(def|class|return|if|elif|else|for|while|import|from|as|with|try|except|finally|raise|None|True|False|and|or|not|in|is|lambda|const|let|function|async|await|new|export|yield|pass|break|continue)$/;
+  /** Tokenized before escaping (the `#` of an escaped `'` is no comment); every piece is escaped, also what no token matched. */
   function highlight(code) {
-    return esc(code).replace(/(#.*$|\/\/.*$)|(&quot;.*?&quot;|&#39;.*?&#39;)|\b(\d+(?:\.\d+)?)\b|\b([a-zA-Z_]+)\b/g, (m, com, str, num, word) => com ? `<span class="com">${com}</span>` : str ? `<span class="str">${str}</span>` : num ? `<span class="num">${num}</span>` : KW.test(word) ? `<span class="kw">${word}</span>` : word);
+    return code.replace(/(#.*$|\/\/.*$)|(".*?"|'.*?')|\b(\d+(?:\.\d+)?)\b|\b([a-zA-Z_]+)\b|([\s\S])/g, (m, com, str, num, word) => com ? `<span class="com">${esc(com)}</span>` : str ? `<span class="str">${esc(str)}</span>` : num ? `<span class="num">${num}</span>` : word ? (KW.test(word) ? `<span class="kw">${word}</span>` : word) : esc(m));
   }
 
   /** A unified diff with old and new line numbers (from the hunk headers). */
