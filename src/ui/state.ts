@@ -6,7 +6,7 @@ import { CycleReportSchema } from '../contract/cycle.ts';
 import type { Settings } from '../workspace/config.ts';
 import { listPending } from '../gate/decide.ts';
 import { readOwner } from '../queue/lease.ts';
-import { ERROR_NOTE, isTaskName } from '../queue/retry.ts';
+import { ERROR_NOTE, taskNames } from '../queue/retry.ts';
 import { TaskIdSchema } from '../contract/task.ts';
 import { PatchSidecarSchema } from '../contract/patch.ts';
 import { archivedReportPath } from '../run/report.ts';
@@ -37,9 +37,9 @@ export interface DashboardState {
 
 const MAX_LIST = 200;
 
-/** The newest MAX_LIST files of a folder, and how many there are. Tasks, not files: failed/x.md.error.md is the note of the task x.md. */
+/** The newest MAX_LIST files of a folder, and how many there are. For `.md`, tasks, not files (taskNames: no error notes). */
 async function listed(dir: string, ext: string): Promise<{ total: number; list: QueueEntry[] }> {
-  const names = (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => !n.startsWith('.') && n.toLowerCase().endsWith(ext) && (ext !== '.md' || isTaskName(n)));
+  const names = ext === '.md' ? await taskNames(dir) : (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => !n.startsWith('.') && n.toLowerCase().endsWith(ext));
   const now = Date.now();
   const out = await Promise.all(
     names.map(async (name) => {
