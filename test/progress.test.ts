@@ -107,4 +107,15 @@ test('every line goes through the redactor; unknown events print nothing; warnin
   stream.end();
 });
 
+test('agent text with escape sequences and control characters reaches the terminal without them', () => {
+  const lines: string[] = [];
+  const stream = progressStream({ out: (l) => lines.push(l) });
+  // Clear screen, an OSC retitle, a hyperlink, a bell, a backspace and a carriage return in a tool target.
+  const target = 'bot/\x1b[2Jx\x1b]0;pwned\x07.py\x1b]8;;http://evil/\x1b\\y\x1b]8;;\x1b\\\x08\r\x7f\x00\x9b31m';
+  stream.write(JSON.stringify({ level: 30, task_id: 't\x1b[31m', msg: 'step 1', step: 1, max_steps: 40, tools: ['read_file'], targets: [target], tokens: 10 }) + '\n');
+  assert.equal(lines, ['task t  step 1/40  read_file bot/x.pyy  tokens 10']);
+  for (const line of lines) assert.not.match(line, /[\x00-\x08\x0b-\x1f\x7f-\x9f]/);
+  stream.end();
+});
+
 test.run();

@@ -16,6 +16,8 @@ import { workspaceStatus } from '../src/ui/terminal.ts';
 import { dashboardState } from '../src/ui/state.ts';
 import { processApprovedPatch } from '../src/gate/gate.ts';
 import { approvePatch } from '../src/gate/decide.ts';
+import { startUi } from '../src/ui/server.ts';
+import { parseTask } from '../src/contract/task.ts';
 import { silentLogger } from '../src/log.ts';
 import { errorReply, finish, startFakeLlm, toolCall, type RecordedRequest, type Reply } from './helpers/fakeLlm.ts';
 import { makeWorkspace, readJson, REPO_ROOT, writeTask, type TestWorkspace } from './helpers/workspace.ts';
@@ -41,17 +43,17 @@ async function list(dir: string): Promise<string[]> {
   return (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => n !== '.gitkeep').sort();
 }
 
-/** The scripted agent: adds a comment to bot/sizing.py, then finishes; or every request fails (401) while `failing`. */
-function agent(state: { failing: boolean }) {
+/** The scripted agent: adds a comment (`note`) to bot/sizing.py, then finishes; or every request fails (401) while `failing`. */
+function agent(state: { failing: boolean; note?: string }) {
   return (req: RecordedRequest): Reply => {
     if (state.failing) return errorReply(401, 'bad key');
     const acted = (req.body?.messages ?? []).some((m: { role?: string }) => m.role === 'tool');
-    return acted ? finish('Documented sizing.') : toolCall('edit_file', { path: 'bot/sizing.py', old: 'def position_size(', new: '# reviewed\ndef position_size(' });
+    return acted ? finish('Documented sizing.') : toolCall('edit_file', { path: 'bot/sizing.py', old: 'def position_size(', new: `# ${state.note ?? 'reviewed'}\ndef position_size(` });
   };
 }
 
 test('a pending patch is never moved by a re-run: refused without --force, a failed forced re-run moves nothing, a forced or watch re-run files beside it', async () => {
-  const state = { failing: false };
+  const state: { failing: boolean; note?: string } = { failing: false };
   const llm = await startFakeLlm(agent(state));
   const ws = await makeWorkspace({ llmUrl: llm.url });
   const { layout } = ws.settings;
@@ -92,6 +94,7 @@ test('a pending patch is never moved by a re-run: refused without --force, a fai
 
     // 4. A forced re-run that succeeds files its patch beside the pending one, under its run id.
     state.failing = false;
+    state.note = 'reviewed again';
     r = await cli(ws, ['run', '--task-id', 'sizing', '--force', '--json']);
     assert.is(r.exitCode, 0, r.stdout + r.stderr);
     const forced = JSON.parse(r.stdout) as RunTaskResult;
@@ -101,6 +104,7 @@ test('a pending patch is never moved by a re-run: refused without --force, a fai
 
     // 5. A re-drop into inbox/ while watch runs (it cannot ask): runs, files beside both.
     const results: RunTaskResult[] = [];
+    state.note = 'reviewed once more';
     const watcher = startWatching({ settings: ws.settings, log: silentLogger(), settleMs: 0, scanMs: 300, onResult: (x) => results.push(x) });
     try {
       await watcher.ready;
@@ -116,6 +120,23 @@ test('a pending patch is never moved by a re-run: refused without --force, a fai
     const patches = (await list(layout.patches.pending)).filter((n) => n.endsWith('.patch'));
     assert.equal(patches, ['sizing.patch', `sizing.${forced.run_id}.patch`, `sizing.${dropped.run_id}.patch`].sort());
 
+    // A patch filed beside another belongs to its task: `review` and the dashboard show its run's report.
+    r = await execa(process.execPath, [BIN, 'review', '--root', ws.root], { reject: false, input: 's\ns\ns\n', env: { OPENAI_API_KEY: '', OPENAI_BASE_URL: '' }, timeout: 90_000 });
+    assert.is(r.exitCode, 0, r.stdout + r.stderr);
+    const shown = r.stdout.split(/\n(?=\[\d\/3\] )/).find((block) => block.includes(`/3] sizing.${forced.run_id} `)) ?? '';
+    assert.match(shown, 'Documented sizing.', r.stdout);
+    assert.match(shown, 'tests: passed; dry run: passed');
+    const ui = await startUi({ settings: ws.settings, log: silentLogger(), port: 0 });
+    try {
+      const res = await fetch(`http://127.0.0.1:${ui.port}/api/patches/sizing.${forced.run_id}`, { headers: { 'x-meta-agent-token': ui.token } });
+      assert.is(res.status, 200);
+      const view = (await res.json()) as { report: { task_id: string; run_id: string; patch_files: string[] } | null };
+      assert.is(view.report?.run_id, forced.run_id, 'the report of the run that filed this patch (archived by the later run)');
+      assert.is(view.report?.patch_files[0], `patches/pending/sizing.${forced.run_id}.patch`, "the patch the report names, which the dashboard's \"Open the patch\" opens");
+    } finally {
+      await ui.close();
+    }
+
     // Each is decided on its own: the gate applies the first, and records it in that run's (archived) report.
     const result = await processApprovedPatch(ws.settings, await approvePatch(ws.settings, 'sizing'), silentLogger());
     assert.is(result.decision, 'applied', result.reason ?? '');
@@ -123,6 +144,26 @@ test('a pending patch is never moved by a re-run: refused without --force, a fai
     assert.is(archived.approval?.commit, result.commit);
     assert.is((await readJson(path.join(layout.reports, 'sizing.json'))).approval, null, 'the newest report is not the applied run\'s');
     assert.equal((await list(layout.patches.pending)).filter((n) => n.endsWith('.patch')), [`sizing.${forced.run_id}.patch`, `sizing.${dropped.run_id}.patch`].sort());
+
+    // The patch filed beside it, applied: the commit's trailer names the task, not the file.
+    const commitAll = (message: string) => execa('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '--quiet', '-am', message], { cwd: ws.repo });
+    const sizingPy = path.join(ws.repo, 'bot', 'sizing.py');
+    await fs.writeFile(sizingPy, (await fs.readFile(sizingPy, 'utf8')).replace('# reviewed\n', ''));
+    await commitAll('undo the first change by hand');
+    const second = await processApprovedPatch(ws.settings, await approvePatch(ws.settings, `sizing.${forced.run_id}`), silentLogger());
+    assert.is(second.decision, 'applied', second.reason ?? '');
+    assert.is(second.already_applied, false);
+    assert.match(await fs.readFile(sizingPy, 'utf8'), '# reviewed again\n');
+    const message = (await execa('git', ['log', '-1', '--format=%B', second.commit!], { cwd: ws.repo })).stdout;
+    assert.match(message, /^Meta-Agent-Task: sizing$/m, message);
+
+    // The third conflicts with the second: the redo task keeps the task's objective.
+    const third = await processApprovedPatch(ws.settings, await approvePatch(ws.settings, `sizing.${dropped.run_id}`), silentLogger());
+    assert.is(third.decision, 'rejected');
+    assert.match(third.reason ?? '', 'conflicts in bot/sizing.py');
+    const redo = parseTask(await fs.readFile(path.join(layout.inbox, 'sizing-redo.md')), 'sizing-redo.md');
+    assert.match(redo.objective, 'Redo the change of task sizing on the current HEAD');
+    assert.match(redo.objective, /Original objective: Document sizing$/);
   } finally {
     await llm.close();
     await ws.cleanup();

@@ -187,6 +187,19 @@ test('resolveInside: refuses absolute paths and ".." escapes', async () => {
   });
 });
 
+test('resolveInside: .git in every form Windows reads as .git is refused; names that only look alike are not', async () => {
+  await withTempDirs(async (root) => {
+    for (const p of ['.git/config', '.GIT/config', '.git./config', '.git /config', '.git. . /hooks/pre-commit', 'sub/.git.', 'GIT~1/config', 'git~2\\HEAD', '.git::$INDEX_ALLOCATION/config']) {
+      const error = await refusal(resolveInside(root, p), JSON.stringify(p));
+      assert.match(error.message, 'inside .git', JSON.stringify(p));
+    }
+    // Control: ordinary names around it still resolve.
+    for (const p of ['.github/workflows/ci.yml', '.gitignore', 'git/notes.md', 'my.git/x', 'git~x/y', '.git-blame-ignore-revs']) {
+      assert.is((await resolveInside(root, p)).rel, p);
+    }
+  });
+});
+
 test('resolveInside: accepts paths inside, existing or not; rel is "/"-separated', async () => {
   await withTempDirs(async (root) => {
     await fs.mkdir(path.join(root, 'a'));

@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execa } from 'execa';
 import { runTask } from '../src/run/runTask.ts';
-import { makeCheckCopy } from '../src/run/checkCopy.ts';
+import { withCheckCopy } from '../src/run/checks.ts';
 import { openWorktree } from '../src/run/workspaceRepo.ts';
 import { ReportSchema, type Report } from '../src/contract/report.ts';
 import { finish, startFakeLlm, toolCall } from './helpers/fakeLlm.ts';
@@ -242,10 +242,16 @@ for (const sandbox of SANDBOX_SUPPORTED ? (['auto', 'none'] as const) : (['none'
   });
 }
 
-test('the check copy: the worktree\'s files without .git or ignored files, link paths as links; 5,000 files timed', async () => {
-  const ws = await makeWorkspace({ project: ['    scope: ["**"]', '    link: [".venv"]'].join('\n'), extra: 'sandbox: none' });
+test('the check copy: the worktree\'s files without .git, ignored or denied files, link paths as links; 5,000 files timed', async () => {
+  const ws = await makeWorkspace({ project: ['    scope: ["**"]', '    link: [".venv"]', '    deny: ["private/**"]'].join('\n'), extra: 'sandbox: none' });
   try {
     await fs.writeFile(path.join(ws.repo, '.env'), 'SECRET=1\n');
+    // Tracked, and on the deny list (the default's *secret*, the project's private/**): never copied.
+    await fs.mkdir(path.join(ws.repo, 'config'), { recursive: true });
+    await fs.writeFile(path.join(ws.repo, 'config', 'secrets.yaml'), 'token: not-for-checks\n');
+    await fs.mkdir(path.join(ws.repo, 'private'), { recursive: true });
+    await fs.writeFile(path.join(ws.repo, 'private', 'notes.txt'), 'mine\n');
+    await execa('git', ['add', '--force', 'config/secrets.yaml', 'private/notes.txt'], { cwd: ws.repo });
     await fs.mkdir(path.join(ws.repo, '.venv', 'bin'), { recursive: true });
     await fs.writeFile(path.join(ws.repo, '.venv', 'pyvenv.cfg'), 'home = /usr/bin\n');
     const many: Record<string, string> = {};
@@ -260,23 +266,25 @@ test('the check copy: the worktree\'s files without .git or ignored files, link 
     const worktree = await openWorktree(project, ws.settings.layout.worktrees, 'copy-test');
     try {
       await fs.writeFile(path.join(worktree.dir, 'new_untracked.py'), 'print(1)\n');
-      const copy = await makeCheckCopy(worktree.dir, project);
-      try {
+      // As the run and the gate make it (withCheckCopy), so the deny list is theirs.
+      const root = await withCheckCopy({ worktree: worktree.dir }, ws.settings, project, async (copy) => {
         console.log(`  check copy of ${copy.files} files: ${copy.ms} ms`);
         assert.ok(copy.files > 5000);
         assert.ok(!path.relative(ws.root, copy.dir).match(/^[^.]/), 'the copy is outside the workspace');
         assert.not.ok(existsSync(path.join(copy.dir, '.git')), 'no .git in the copy');
         assert.not.ok(existsSync(path.join(copy.dir, '.env')), 'no ignored .env in the copy');
+        assert.not.ok(existsSync(path.join(copy.dir, 'config', 'secrets.yaml')), 'no tracked config/secrets.yaml in the copy');
+        assert.not.ok(existsSync(path.join(copy.dir, 'private', 'notes.txt')), 'no file the project denies in the copy');
+        assert.ok(existsSync(path.join(worktree.dir, 'config', 'secrets.yaml')), 'control: it is in the worktree');
         assert.ok(existsSync(path.join(copy.dir, 'new_untracked.py')));
         assert.is(await fs.readFile(path.join(copy.dir, 'many', 'd7', 'f4007.py'), 'utf8'), 'x = 4007\n');
         assert.is(await fs.readlink(path.join(copy.dir, '.venv')), await fs.realpath(path.join(ws.repo, '.venv')));
         // Writing the copy never writes the worktree (no hard links).
         await fs.writeFile(path.join(copy.dir, 'bot', 'sizing.py'), 'changed\n');
         assert.is.not(await fs.readFile(path.join(worktree.dir, 'bot', 'sizing.py'), 'utf8'), 'changed\n');
-      } finally {
-        await copy.remove();
-      }
-      assert.not.ok(existsSync(copy.root), 'the copy is removed');
+        return copy.root;
+      });
+      assert.not.ok(existsSync(root), 'the copy is removed');
     } finally {
       await worktree.remove();
     }

@@ -5,15 +5,16 @@
  * only names keys reaches the model byte for byte, and an edit copied from it applies.
  * Then a table of what the detector does with ordinary code and with secrets.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execa } from 'execa';
-import { createLogger } from '../src/log.ts';
 import { ReportSchema } from '../src/contract/report.ts';
 import { runTask } from '../src/run/runTask.ts';
+import { processApprovedPatch } from '../src/gate/gate.ts';
+import { createLogger, silentLogger } from '../src/log.ts';
 import { makeRedactor, REDACTED } from '../src/safety/redact.ts';
 import { finish, startFakeLlm, toolCall, type RecordedRequest, type Reply } from './helpers/fakeLlm.ts';
 import { makeWorkspace, readJson, writeTask } from './helpers/workspace.ts';
@@ -117,7 +118,13 @@ test('canaries in secret files, config files, .env.local and a Python constant r
     const configPy = await fs.readFile(file('bot/config.py'), 'utf8');
     await fs.writeFile(
       file('scripts/print_config.py'),
-      ['import pathlib', 'for name in ["bot/config.py", ".env.local", "config/keys.json", "config/secrets.yaml"]:', '    print(pathlib.Path(name).read_text())', ''].join('\n'),
+      [
+        'import pathlib',
+        'for name in ["bot/config.py", ".env.local", "config/keys.json", "config/secrets.yaml"]:',
+        '    p = pathlib.Path(name)',
+        '    print(p.read_text() if p.exists() else f"{name}: not in the check copy")',
+        '',
+      ].join('\n'),
     );
     await execa('git', ['add', '--force', '--all'], { cwd: ws.repo });
     await execa('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '--quiet', '-m', 'config and canaries'], { cwd: ws.repo });
@@ -157,9 +164,10 @@ test('canaries in secret files, config files, .env.local and a Python constant r
     // ...and config.py byte for byte, but for the one secret value (positive control).
     const lines = configPy.split('\n').length;
     assert.is(seen['read config.py'], `bot/config.py (${lines} lines)\n${configPy.replace(pyConstant, REDACTED)}`);
-    assert.match(seen['run_checks']!, /token: \[REDACTED\]/);
-    assert.match(seen['run_checks']!, /password: "\[REDACTED\]"/);
-    assert.match(seen['run_checks']!, /BINANCE_API_SECRET=\[REDACTED\]/);
+    // Files on the deny list are not in the check copy, tracked or not; the others are printed redacted.
+    assert.match(seen['run_checks']!, 'config/secrets.yaml: not in the check copy');
+    assert.match(seen['run_checks']!, '.env.local: not in the check copy');
+    assert.match(seen['run_checks']!, /"apiSecret": "\[REDACTED\]"/);
     assert.match(seen['run_checks']!, /return os\.environ\["BINANCE_API_KEY"\]/);
     assert.is(seen['edit Client line'], 'edited bot/config.py');
     assert.match(seen['edit redacted line']!, /^ERROR: "old" was not found in bot\/config.py: it contains \[REDACTED\]/);
@@ -175,6 +183,35 @@ test('canaries in secret files, config files, .env.local and a Python constant r
     assert.match(report.tests!.output_tail, /"apiSecret": "\[REDACTED\]"/);
   } finally {
     await llm.close();
+    await ws.cleanup();
+  }
+});
+
+test('an error that quotes a secret: failed/<task>.error.md and the gate\'s .reason.md say [REDACTED]', async () => {
+  const secret = canary();
+  // A secret the run knows (from the environment), quoted back by an error: a task naming it as its project.
+  const ws = await makeWorkspace({ env: { PATH: process.env.PATH, HOME: process.env.HOME, EXCHANGE_API_SECRET: secret } });
+  const { layout } = ws.settings;
+  try {
+    const result = await runTask(await writeTask(layout.inbox, 'leaky.md', `---\nproject: ${secret}\nobjective: Review\n---\n`), { settings: ws.settings });
+    assert.is(result.status, 'error');
+    assert.match(result.report.error?.message ?? "", `unknown project "${REDACTED}"; configured projects: bot`);
+    const note = await fs.readFile(path.join(layout.failed, 'leaky.md.error.md'), 'utf8');
+    assert.match(note, `unknown project "${REDACTED}"`, 'the note is there and says what went wrong');
+    assert.not.ok(note.includes(secret), 'no secret in the failed task\'s note');
+
+    // The gate: a sidecar naming the secret as its project is rejected; the reason is redacted.
+    const bytes = Buffer.from('diff --git a/x b/x\n');
+    await fs.writeFile(path.join(layout.patches.approved, 'leaky.patch'), bytes);
+    const sidecar = { task_id: 'leaky', run_id: 'r', project: secret, branch: 'main', base_commit: 'HEAD', files: ['x'], scope: ['**'], sha256: createHash('sha256').update(bytes).digest('hex'), bytes: bytes.length, risk_level: 'low', summary: 's', created_at: new Date().toISOString() };
+    await fs.writeFile(path.join(layout.patches.approved, 'leaky.patch.json'), JSON.stringify(sidecar));
+    const gated = await processApprovedPatch(ws.settings, path.join(layout.patches.approved, 'leaky.patch'), silentLogger());
+    assert.is(gated.decision, 'rejected');
+    assert.is(gated.reason, `unknown project "${REDACTED}" (not in meta-agent.yaml)`);
+    const reason = await fs.readFile(path.join(layout.patches.rejected, 'leaky.reason.md'), 'utf8');
+    assert.match(reason, `unknown project "${REDACTED}"`);
+    assert.not.ok(reason.includes(secret), 'no secret in the gate\'s reason');
+  } finally {
     await ws.cleanup();
   }
 });

@@ -36,7 +36,7 @@ interface Env {
 async function setup(env: Partial<Env>, options: { browser?: boolean; extra?: string } = {}): Promise<Env> {
   env.llm = await startFakeLlm((req) => {
     const done = (req.body.messages as Array<{ role: string }>).filter((m) => m.role === 'tool').length;
-    if (done === 0) return toolCall('edit_file', { path: 'bot/sizing.py', old: 'def position_size(', new: '# reviewed sizing\ndef position_size(' });
+    if (done === 0) return toolCall('edit_file', { path: 'bot/sizing.py', old: 'def position_size(', new: "# reviewed sizing\n'''it's reviewed'''\ndef position_size(" });
     return finish('Documented sizing.', 'low');
   });
   env.ws = await makeWorkspace({ llmUrl: env.llm.url, ...(options.extra ? { extra: options.extra } : {}) });
@@ -77,6 +77,8 @@ test('a typed rejection reason survives two refreshes, a branch move and a live 
     // Line numbers from the hunk header: the added comment is new line 1 or later, with no old number.
     const addRow = page.locator('#patch-diff .l.add').first();
     assert.match((await addRow.locator('.code').textContent()) ?? '', 'reviewed sizing');
+    // An unpaired quote after the highlighter's tokens: the line reads as written (no "&#39;" from a comment match).
+    assert.is(await page.locator('#patch-diff .l.add .code').nth(1).textContent(), "'''it's reviewed'''");
     assert.is((await addRow.locator('.ln').nth(0).textContent()) ?? '', '');
     assert.ok(Number(await addRow.locator('.ln').nth(1).textContent()) >= 1);
     assert.ok(Number(await page.locator('#patch-diff .l.ctx .ln').first().textContent()) >= 1);

@@ -209,13 +209,15 @@ test('hostile report, finding, file names, test output, task names and reasons r
   }
 });
 
-test('a script holding only the session token cannot approve, reject or retry', async () => {
+test('a script holding only the session token cannot approve, reject or retry; fetch-then-POST would, so no injected script may run', async () => {
   const env: Partial<Env> = {};
   try {
     await setup(env);
     const { ws, ui, browser } = env as Env;
     const { layout } = ws.settings;
     const page = await browser.newPage();
+    const violations: string[] = [];
+    page.on('console', (m) => { if (/Content Security Policy/.test(m.text())) violations.push(m.text()); });
     await page.goto(ui.url);
     await page.waitForSelector('#live.on');
     // What an injected script could do with everything the page's storage holds.
@@ -241,6 +243,26 @@ test('a script holding only the session token cannot approve, reject or retry', 
     await page.waitForSelector('#queue-message.ok');
     assert.ok(await fs.stat(path.join(layout.inbox, 'broken.md')));
     assert.is(await fs.stat(path.join(layout.failed, 'broken.md.error.md')).catch(() => null), null);
+
+    // Honestly: a script that does run in the page can fetch an action token, then POST with it
+    // (GET /api/patches/<id> hands one to any holder of the session token). Action tokens bind an
+    // approval to the diff that was shown and stop requests carrying only the session token (CSRF,
+    // the POSTs above); what stops injected script is the CSP and the sanitizer: none runs at all.
+    await page.click('nav button[data-tab="reports"]');
+    await page.click(`#reports tr[data-id="${ID}"]`);
+    await page.waitForSelector('#report-view .md');
+    await clickPayloads(page, '#report-view .md');
+    await page.waitForTimeout(500);
+    assert.is(await page.evaluate(() => (window as unknown as { __pwned?: unknown }).__pwned), undefined, 'no injected script ran');
+    assert.equal(violations, [], 'no injected script even reached the CSP');
+    assert.ok(await fs.stat(path.join(layout.patches.pending, `${ID}.patch`)), 'the patch is still pending');
+    const twoStep = await page.evaluate(`(async () => {
+      const headers = { 'x-meta-agent-token': localStorage.getItem('meta-agent-token') || sessionStorage.getItem('meta-agent-token') || '', 'content-type': 'application/json' };
+      const { actions } = await (await fetch('/api/patches/${ID}', { headers })).json();
+      return (await fetch('/api/patches/${ID}/approve', { method: 'POST', headers: { ...headers, 'x-meta-agent-action': actions.approve }, body: '{}' })).status;
+    })()`);
+    assert.is(twoStep, 200, 'fetch-then-POST works for script that runs: the barrier is that none does');
+    assert.ok(await fs.stat(path.join(layout.patches.approved, `${ID}.patch`)));
   } finally {
     await teardown(env);
   }

@@ -21,7 +21,7 @@ import type { Check, Project, Settings } from '../workspace/config.ts';
 import { exists, publishFile, publishUnique, replaceFile } from '../workspace/files.ts';
 import { anchoredMatcher, denyMatcher, scopeMatcher } from '../safety/globs.ts';
 import { modeProblems } from '../safety/modes.ts';
-import { makeRedactor } from '../safety/redact.ts';
+import { makeRedactor, type Redactor } from '../safety/redact.ts';
 import { loggedCheck, preflightChecks, runCheck, withCheckCopy } from '../run/checks.ts';
 import { git, resolveBranch, stagedModeChanges } from '../run/git.ts';
 import { ensureRepo, openWorktree } from '../run/workspaceRepo.ts';
@@ -135,7 +135,8 @@ async function gatePatch(settings: Settings, taken: string, name: string, log: L
   const bytes = await fs.readFile(taken);
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   const glog = log.child({ gate: id, sha256: sha256.slice(0, 12) });
-  const ctx: RejectContext = { settings, taken, name, id, sha256, sidecar: null, sidecarFile: null, log: glog, signal };
+  const redact = makeRedactor(settings.env, settings.llm.apiKey ? [settings.llm.apiKey] : []);
+  const ctx: RejectContext = { settings, taken, name, id, sha256, sidecar: null, sidecarFile: null, log: glog, redact, signal };
   const state = runState(settings, sha256);
   // On an error the state stays: the patch keeps its private name, and the next run uses it.
   const result = await decide(ctx, bytes, state);
@@ -196,7 +197,7 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
   const dirty = await dirtyFilesInCheckout(project.repoPath, branch, inspection.files);
   if (dirty.length) return reject(ctx, `the repository has uncommitted changes in ${dirty.join(', ')}; commit or stash them, then approve again`);
 
-  const redact = makeRedactor(settings.env, settings.llm.apiKey ? [settings.llm.apiKey] : []);
+  const { redact } = ctx;
   const { snapshot } = state;
   await fs.mkdir(path.dirname(snapshot), { recursive: true });
   await fs.writeFile(snapshot, bytes);
@@ -211,7 +212,7 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
         const applied = await execa('git', ['apply', '--3way', '--index', '--whitespace=nowarn', snapshot], { cwd: worktree.dir, reject: false, all: true });
         if (applied.exitCode !== 0) {
           const conflicts = await conflictingFiles(worktree.dir, String(applied.all ?? ''));
-          const followUp = settings.config.gate.redo_on_conflict ? await dropRedoTaskOnce(settings, state, sidecar, id, conflicts, glog) : null;
+          const followUp = settings.config.gate.redo_on_conflict ? await dropRedoTaskOnce(settings, state, sidecar, conflicts, glog) : null;
           return await reject(ctx, `the patch does not apply on ${branch} (${head.slice(0, 10)}): conflicts in ${conflicts.join(', ') || 'unknown files'}${followUp ? `; a follow-up task ${path.basename(followUp)} asks the agent to redo it on the new HEAD` : ''}`, { conflicts, follow_up_task: followUp ? path.relative(layout.root, followUp) : null, edited });
         }
         // The modes as applied, not as the text said: a patch without mode lines can still retarget a symlink.
@@ -238,7 +239,7 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
           return await reject(ctx, `${failed === tests ? 'the tests' : 'the dry run'} failed on ${branch} with the patch applied (exit ${failed.exit_code ?? 'none'}${failed.timed_out ? ', timed out' : ''}):\n\n\`\`\`\n${failed.output_tail}\n\`\`\``, { tests, dry_run: dryRun, edited });
         }
         // 6. Commit, then move the branch only if nobody else did meanwhile.
-        const message = commitMessage(sidecar, id, sha256);
+        const message = commitMessage(sidecar, sha256);
         await git(worktree.dir, ['-c', 'user.name=meta-agent', '-c', 'user.email=meta-agent@localhost', '-c', 'commit.gpgsign=false', 'commit', '--quiet', '--no-verify', '-F', '-'], { input: message });
         const commit = (await git(worktree.dir, ['rev-parse', 'HEAD'])).trim();
         const recheck = await dirtyFilesInCheckout(project.repoPath, branch, inspection.files);
@@ -370,6 +371,8 @@ interface RejectContext {
   sidecar: PatchSidecar | null;
   sidecarFile: string | null;
   log: Logger;
+  /** One per gate run: the checks' output and every reason the gate writes pass through it. */
+  redact: Redactor;
   signal?: AbortSignal | undefined;
 }
 
@@ -434,7 +437,9 @@ async function conflictingFiles(worktree: string, output: string): Promise<strin
   return [...files].sort();
 }
 
-function commitMessage(sidecar: PatchSidecar, id: string, sha256: string): string {
+/** The trailer names the task (the sidecar's), not the file: `<id>.<run_id>.patch` belongs to task <id>. */
+function commitMessage(sidecar: PatchSidecar, sha256: string): string {
+  const id = sidecar.task_id;
   const summary = sidecar.summary.trim() || `Apply ${id}`;
   const [first, ...rest] = summary.split('\n');
   const subject = first!.length > 72 ? `${first!.slice(0, 69)}...` : first!;
@@ -446,7 +451,7 @@ function commitMessage(sidecar: PatchSidecar, id: string, sha256: string): strin
  * Drops the redo task at most once per patch: a marker is published (never overwritten) before
  * the task, so the run after a crash between the two reuses it instead of dropping another.
  */
-async function dropRedoTaskOnce(settings: Settings, state: RunState, sidecar: PatchSidecar, id: string, conflicts: string[], log: Logger): Promise<string | null> {
+async function dropRedoTaskOnce(settings: Settings, state: RunState, sidecar: PatchSidecar, conflicts: string[], log: Logger): Promise<string | null> {
   try {
     await publishFile(state.redo, JSON.stringify({ task: null }) + '\n');
   } catch (error) {
@@ -457,12 +462,14 @@ async function dropRedoTaskOnce(settings: Settings, state: RunState, sidecar: Pa
     const earlier = await readState<{ task: string | null }>(state.redo);
     return typeof earlier?.task === 'string' ? earlier.task : null;
   }
-  const file = await dropRedoTask(settings, sidecar, id, conflicts, log);
+  const file = await dropRedoTask(settings, sidecar, conflicts, log);
   if (file) await replaceFile(state.redo, JSON.stringify({ task: file }) + '\n').catch(() => undefined);
   return file;
 }
 
-async function dropRedoTask(settings: Settings, sidecar: PatchSidecar, id: string, conflicts: string[], log: Logger): Promise<string | null> {
+async function dropRedoTask(settings: Settings, sidecar: PatchSidecar, conflicts: string[], log: Logger): Promise<string | null> {
+  // By task, not file: `<id>.<run_id>.patch` belongs to task <id>, whose report holds the objective.
+  const id = sidecar.task_id;
   const report = await readReport(settings, id);
   try {
     const { path: file } = await createTask(
@@ -555,11 +562,13 @@ async function appliedSlot(dir: string, name: string, sha256: string, commit: st
 
 async function reject(
   ctx: RejectContext,
-  reason: string,
+  unredactedReason: string,
   extra: { conflicts?: string[]; follow_up_task?: string | null; tests?: CheckResult | null; dry_run?: CheckResult | null; edited?: boolean } = {},
 ): Promise<GateResult> {
   const { settings, id } = ctx;
   const dir = settings.layout.patches.rejected;
+  // Errors and sidecar fields come from files and processes: the reason goes to the report, .reason.md and the log.
+  const reason = ctx.redact(unredactedReason);
   ctx.log.warn({ reason: reason.split('\n')[0] }, 'patch rejected by the gate');
   const approval: Approval = {
     decision: 'rejected',

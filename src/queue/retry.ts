@@ -17,6 +17,16 @@ export function isTaskName(name: string): boolean {
   return !name.startsWith('.') && lower.endsWith('.md') && !lower.endsWith(ERROR_NOTE);
 }
 
+/** The task files in a queue folder (error notes and hidden files are not tasks); [] when it is missing. */
+export async function taskNames(dir: string): Promise<string[]> {
+  return (await fs.readdir(dir).catch(() => [] as string[])).filter(isTaskName);
+}
+
+/** How many tasks a queue folder holds: tasks, not files (failed/x.md.error.md is the note of x.md). */
+export async function countTasks(dir: string): Promise<number> {
+  return (await taskNames(dir)).length;
+}
+
 /** The file name of a task in failed/ by id (`sizing` or `sizing.md`); error notes are not tasks. */
 export async function findFailedTask(layout: Layout, id: string): Promise<string | null> {
   const name = id.endsWith('.md') ? id : `${id}.md`;

@@ -29,7 +29,7 @@ import { recoverOrphans, removeDeadTemps } from './recover.ts';
 import { pruneWorktrees } from './prune.ts';
 import { applyRetention } from './retention.ts';
 import { assertOneVolume, isNetworkFolder } from './volumes.ts';
-import { isTaskName } from './retry.ts';
+import { countTasks } from './retry.ts';
 import { SETTLE_MS, bounded, hurrySwitch, windDown } from './windDown.ts';
 import { createLogger } from '../log.ts';
 import { makeRedactor } from '../safety/redact.ts';
@@ -241,17 +241,15 @@ export function startWatching(options: WatchOptions): Watcher {
   };
 
   const count = async (dir: string, ext: string) => (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => !n.startsWith('.') && n.toLowerCase().endsWith(ext)).length;
-  // Tasks, not files: failed/x.md.error.md is the note of the task x.md.
-  const tasks = async (dir: string) => (await fs.readdir(dir).catch(() => [] as string[])).filter(isTaskName).length;
   const health = async (): Promise<Health> => ({
-    inbox: await tasks(layout.inbox),
-    processing: await tasks(layout.processing),
+    inbox: await countTasks(layout.inbox),
+    processing: await countTasks(layout.processing),
     running: running.size,
     queued: queued.length,
     pending_patches: await count(layout.patches.pending, '.patch'),
     approved_patches: await count(layout.patches.approved, '.patch'),
-    done: await tasks(layout.done),
-    failed: await tasks(layout.failed),
+    done: await countTasks(layout.done),
+    failed: await countTasks(layout.failed),
     last_error: lastError,
   });
 

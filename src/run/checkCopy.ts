@@ -5,13 +5,14 @@
  *
  * Copied: tracked files and untracked files that are not ignored (as `git ls-files` lists
  * them in the worktree), plus the retrain artifacts when present (often git-ignored, the
- * checks need them). The project's `link:` paths are symlinks to the originals (read-only
+ * checks need them); never a file on the deny list, tracked or not. The project's `link:` paths are symlinks to the originals (read-only
  * binds under bubblewrap). Plain copies, never hard links: a check may write its copy.
  */
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Project } from '../workspace/config.ts';
+import type { PathMatcher } from '../safety/globs.ts';
 import { ALWAYS_EXCLUDED, git } from './git.ts';
 import { pidAlive } from '../queue/lease.ts';
 
@@ -36,6 +37,8 @@ export interface CopyOptions {
   extra?: string[];
   /** Owner of everything in the copy (the sandbox's uid when meta-agent runs as root). */
   owner?: { uid: number; gid: number } | null;
+  /** Files never copied, tracked or not: the deny list the agent's tools obey (a tracked config/secrets.yaml). */
+  denied?: PathMatcher;
 }
 
 const PREFIX = 'meta-agent-check-';
@@ -54,7 +57,8 @@ export async function makeCheckCopy(worktree: string, project: Project, options:
     const links = linkEntries(project);
     const listed = await git(worktree, ['ls-files', '-z', '--cached', '--others', '--exclude-standard', ...ALWAYS_EXCLUDED.map((p) => `--exclude=${p}`)]);
     const underLink = (rel: string) => links.some((l) => rel === l || rel.startsWith(`${l}/`));
-    const files = [...new Set([...listed.split('\0').filter(Boolean), ...(options.extra ?? [])])].filter((rel) => !underLink(rel) && safeRelative(rel));
+    const denied = options.denied ?? (() => false);
+    const files = [...new Set([...listed.split('\0').filter(Boolean), ...(options.extra ?? [])])].filter((rel) => !underLink(rel) && safeRelative(rel) && !denied(rel));
     let copied = 0;
     const made = new Set<string>([dir]);
     await inBatches(files, async (rel) => {

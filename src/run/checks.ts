@@ -15,6 +15,7 @@ import { MetaAgentError } from '../contract/errors.ts';
 import type { CheckResult } from '../contract/report.ts';
 import type { Check, Project, Settings } from '../workspace/config.ts';
 import { scrubbedEnv } from '../safety/env.ts';
+import { denyMatcher } from '../safety/globs.ts';
 import type { Redactor } from '../safety/redact.ts';
 import { CHECK_GID, CHECK_UID, bwrapCommand, dropsPrivileges, findProgram, requireSandbox, sandboxTools, toolchainDirs, type SandboxMode } from '../safety/sandbox.ts';
 import { CHECK_MARKER, killGroup, killMarked } from '../safety/processes.ts';
@@ -40,6 +41,8 @@ export async function withCheckCopy<T>(target: CheckTarget, settings: Settings, 
   const copy = await makeCheckCopy(target.worktree, project, {
     extra: project.retrain?.artifacts ?? [],
     owner: mode === 'bwrap' && dropsPrivileges() ? { uid: CHECK_UID, gid: CHECK_GID } : null,
+    // The same deny list the agent's tools obey: a tracked secret file is no check's business either.
+    denied: denyMatcher([...project.deny, ...settings.config.patch.protected]),
   });
   try {
     return await fn(copy);
@@ -146,7 +149,10 @@ function checkEnv(settings: Settings, project: Project, check: Check, copy: Pick
 
 async function sandboxed(check: Check, program: string, env: Record<string, string>, copy: CheckCopy, settings: Settings, project: Project): Promise<[string, string[]]> {
   const tools = await sandboxTools(settings);
-  const homes = await homeFolders(settings);
+  // Each by its literal and its real path: a workspace or home reached through a symlink
+  // (~/bots -> /opt/bots) must not show up under a system folder the sandbox binds.
+  const homes = await withRealPaths(await homeFolders(settings));
+  const workspace = await withRealPaths([settings.layout.root]);
   const programs = [program, ...(await venvInterpreters(copy.links))];
   const realRepo = await fs.realpath(project.repoPath).catch(() => project.repoPath);
   const { limits } = settings.config;
@@ -155,8 +161,8 @@ async function sandboxed(check: Check, program: string, env: Record<string, stri
     {
       cwd: path.join(copy.dir, check.cwd),
       writable: [copy.dir, copy.home, copy.tmp],
-      readOnly: [...copy.links, ...(await toolchainDirs(programs, (env.PATH ?? '').split(path.delimiter), homes, [realRepo, settings.layout.root, copy.root]))],
-      hidden: [realRepo, settings.layout.root, ...homes],
+      readOnly: [...copy.links, ...(await toolchainDirs(programs, (env.PATH ?? '').split(path.delimiter), homes, [realRepo, ...workspace, copy.root]))],
+      hidden: [realRepo, ...workspace, ...homes],
       limits: { processes: limits.check_processes, memoryBytes: limits.check_memory_mb * 1024 * 1024 },
     },
     [program, ...check.argv.slice(1)],
@@ -169,6 +175,13 @@ async function homeFolders(settings: Settings): Promise<string[]> {
   if (settings.env.HOME) homes.add(path.resolve(settings.env.HOME));
   for (const name of await fs.readdir('/home').catch(() => [] as string[])) homes.add(path.join('/home', name));
   return [...homes];
+}
+
+/** The paths and, where it differs, the real path of each (symlinks resolved); a missing one stays literal. */
+async function withRealPaths(paths: string[]): Promise<string[]> {
+  const all = new Set(paths);
+  for (const p of paths) all.add(await fs.realpath(p).catch(() => p));
+  return [...all];
 }
 
 /** A linked virtualenv's base interpreter (pyvenv.cfg `home =`), which lives outside the venv. */

@@ -115,18 +115,20 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
   // A run that failed before archiving still must not overwrite an earlier report of this id.
   if (!archived) await archiveEarlierRun(layout, taskId);
   const paths = reportPaths(layout, taskId);
+  // Redacted once: the report and the failed task's note carry the same (redacted) error.
+  const redacted = redactReportText(outcome, redact);
   const disposition: Disposition =
     outcome.error?.kind === 'interrupted'
       ? { status: 'interrupted' }
       : outcome.status === 'ok'
         ? { status: 'ok' }
-        : { status: 'error', explanation: errorExplanation(fileName, taskId, outcome.error, displayPath(layout, paths.md)) };
+        : { status: 'error', explanation: errorExplanation(fileName, taskId, redacted.error, displayPath(layout, paths.md)) };
   // The report is written before the task file moves (a crash in between finalizes on recovery, never re-runs).
   const destination = { ok: layout.done, error: layout.failed, interrupted: layout.inbox }[disposition.status];
   const predictedTaskFile = claim ? path.join(destination, claim.name) : file;
   const finishedAt = new Date();
   const report: Report = {
-    ...redactReportText(outcome, redact),
+    ...redacted,
     task_id: taskId,
     run_id: runId,
     usage: state.usage,
@@ -283,8 +285,9 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
 
     // The gate would refuse these too: a symlink, a submodule, or an executable bit outside patch.executable.
     const executable = anchoredMatcher(config.patch.executable);
-    const badModes = (await stagedModeChanges(worktree.dir, worktree.baseCommit)).filter((m) => modeProblems([m], executable).length > 0);
-    const modeIssues = modeProblems(badModes, executable);
+    const judged = (await stagedModeChanges(worktree.dir, worktree.baseCommit)).map((m) => ({ path: m.path, problems: modeProblems([m], executable) }));
+    const badModes = judged.filter((m) => m.problems.length > 0);
+    const modeIssues = [...new Set(badModes.flatMap((m) => m.problems))];
     const violations = [...new Set([...diff.files.filter((f) => denied(f) || !inScope(f)), ...badModes.map((m) => m.path)])];
     const tooBig = diff.patch.length > config.patch.max_bytes || diff.files.length > config.patch.max_files;
     if (violations.length > 0 || tooBig) {

@@ -31,7 +31,7 @@ export async function resolveInside(root: string, requested: string): Promise<Re
     throw new PathRefused(`"${raw}" leads outside the repository; paths must stay inside it`);
   }
   // git's own data (in a worktree .git is a file that points into the user's repository).
-  if (normalized.split(path.sep).some((segment) => segment.toLowerCase() === '.git')) {
+  if (normalized.split(path.sep).some(isGitName)) {
     throw new PathRefused(`"${raw}" is inside .git, git's own data; it cannot be read, listed or changed`);
   }
   const realRoot = await fs.realpath(root);
@@ -45,6 +45,16 @@ export async function resolveInside(root: string, requested: string): Promise<Re
   }
   const rel = toPosix(path.relative(realRoot, abs));
   return { abs, rel };
+}
+
+/**
+ * A name that is `.git` on some file system: any case; on Windows also with trailing dots or
+ * spaces (`.git.`, `.git `), with a stream suffix (`.git::$INDEX_ALLOCATION`), or as its 8.3
+ * short name (`GIT~1`). Refused everywhere: no real file needs such a name.
+ */
+function isGitName(segment: string): boolean {
+  const name = segment.replace(/:.*$/, '').replace(/[. ]+$/, '').toLowerCase();
+  return name === '.git' || /^git~\d+$/.test(name);
 }
 
 async function realpathOfExistingPrefix(abs: string): Promise<string> {

@@ -7,9 +7,11 @@
  *   gate sizing  applied sizing as 1a2b3c4
  *
  * The JSON log in logs/ is unchanged; this only reads the lines pino writes. A check that
- * runs long says so every `aliveEveryMs`. Every line goes through the redactor (again).
+ * runs long says so every `aliveEveryMs`. Every line goes through the redactor (again), without
+ * control characters.
  */
 import { Writable } from 'node:stream';
+import { stripVTControlCharacters } from 'node:util';
 import type { Redactor } from '../safety/redact.ts';
 
 export interface ProgressOptions {
@@ -34,6 +36,15 @@ const WARN = 40;
 /** Messages printed as they are (the service's own one-liners). */
 const AS_IS = /^(health: |starting cycle |cycle \S+: |catching up |not starting |task created: |recorded a rejection|the gate run was interrupted|stopping)/;
 
+/**
+ * Text from the agent and the repo (tool targets, test names, reasons) reaches a terminal:
+ * escape sequences (clear screen, retitle, hyperlinks) and control characters are dropped;
+ * tabs and newlines stay.
+ */
+export function printable(text: string): string {
+  return stripVTControlCharacters(text).replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, '');
+}
+
 export function progressStream(options: ProgressOptions = {}): Writable {
   const out = options.out ?? ((line: string) => void process.stdout.write(line + '\n'));
   const redact = options.redact ?? ((s: string) => s);
@@ -42,7 +53,7 @@ export function progressStream(options: ProgressOptions = {}): Writable {
   const failedTests = new Map<string, string[]>();
   let pending = '';
 
-  const print = (line: string) => out(redact(line));
+  const print = (line: string) => out(redact(printable(line)));
   const handle = (e: LogEvent) => {
     const who = e.gate ? `gate ${e.gate}  ` : e.task_id ? `task ${e.task_id}  ` : '';
     const key = `${e.run_id ?? ''}|${e.gate ?? ''}|${String(e.check ?? '')}`;

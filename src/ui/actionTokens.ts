@@ -4,6 +4,13 @@
  * server issued for exactly that action on exactly that target (for a patch, the bytes
  * the person was shown), which works once and expires. Tokens are HMACs under a key made
  * at start, so issuing one stores nothing; only used ones are remembered until they expire.
+ *
+ * What they do and do not stop: they bind an approval to the diff that was shown, and they
+ * stop requests that carry only the session token (CSRF, a replayed request). They do not
+ * stop a script running in the page: GET /api/patches/<id>, /api/failed/<id> and
+ * /api/tasks/new hand a token to any holder of the session token, so such a script could
+ * fetch one, then POST. What stops injected script is that none runs: the strict CSP and the
+ * sanitized rendering (test/ui-untrusted.test.ts shows both halves).
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 

@@ -92,7 +92,7 @@
     $('#root').textContent = state.root;
     for (const k of ['inbox', 'processing', 'done', 'failed']) $(`#c-${k}`).textContent = `(${state.counts[k]})`;
     put($('#q-inbox'), state.inbox.map((e) => `<li data-name="${esc(e.name)}">${esc(e.name)} <span class="mute">${age(e.age_s)}</span></li>`).join('') || '<li class="mute">empty</li>');
-    put($('#q-processing'), state.processing.map((e) => `<li data-name="${esc(e.name)}">${esc(e.name)} <span class="mute">${e.step ? `step ${e.step}, ${e.tokens} tokens` : 'starting'}</span></li>`).join('') || '<li class="mute">idle</li>');
+    put($('#q-processing'), state.processing.map((e) => `<li data-name="${esc(e.name)}">${esc(e.name)} <span class="mute">${e.step ? `step ${Number(e.step)}, ${Number(e.tokens)} tokens` : 'starting'}</span></li>`).join('') || '<li class="mute">idle</li>');
     put($('#q-done'), state.done.map((e) => `<li data-name="${esc(e.name)}">${esc(e.name)} <span class="mute">${age(e.age_s)} ago</span></li>`).join('') || '<li class="mute">none</li>');
     put($('#q-failed'), state.failed.map((e) => `<li data-name="${esc(e.name)}"><div class="row"><span${e.retry_id ? ` class="click" data-act="failed" data-arg="${esc(e.retry_id)}"` : ''}>${esc(e.name)} ${failedBadge(null)}</span>${e.retry_id ? `<button type="button" class="act small" data-act="retry" data-arg="${esc(e.retry_id)}">Retry</button>` : ''}</div><div class="mute">${esc(e.reason || '')} \u00b7 ${age(e.age_s)} ago</div></li>`).join('') || '<li class="mute">none</li>');
     put($('#reports'), state.reports.map((r) => `<tr class="click" data-act="report" data-arg="${esc(r.task_id)}" data-id="${esc(r.task_id)}"><td>${esc(r.task_id)}<div class="mute">${esc(r.type)} \u00b7 ${esc(String(r.summary).slice(0, 120))}</div></td><td>${badge(r.status)}${badge(r.outcome)}${r.approval ? badge(r.approval) : ''}</td><td>${r.status === 'error' ? failedBadge(r.error_kind) : badge(r.risk_level)}</td><td>${badge(r.tests)}${badge(r.dry_run, 'dry')}</td></tr>`).join(''));
@@ -133,13 +133,17 @@
       const u = r.usage;
       const verdict = r.status === 'error' ? failedBadge(r.error ? r.error.kind : null) : badge(r.risk_level, 'risk');
       const tokens = `<span class="badge">${Number(u.prompt_tokens) + Number(u.completion_tokens)} tokens${u.cost_usd !== null ? `, $${Number(u.cost_usd).toFixed(4)}` : ''}</span>`;
-      put($('#report-view'), `<div id="report-badges">${badge(r.status)}${badge(r.outcome)}${verdict}${badge(check(r.tests), 'tests')}${badge(check(r.dry_run), 'dry run')}${tokens}${r.approval ? badge(r.approval.decision, 'approval') : ''}</div>${r.metrics ? chart(r.metrics) : ''}${r.patch_files.length ? `<p><button type="button" class="act" id="open-patch" data-act="open-patch" data-arg="${esc(r.task_id)}">Open the patch</button></p>` : ''}<div class="md">${html}</div>`);
+      put($('#report-view'), `<div id="report-badges">${badge(r.status)}${badge(r.outcome)}${verdict}${badge(check(r.tests), 'tests')}${badge(check(r.dry_run), 'dry run')}${tokens}${r.approval ? badge(r.approval.decision, 'approval') : ''}</div>${r.metrics ? chart(r.metrics) : ''}${r.patch_files.length ? `<p><button type="button" class="act" id="open-patch" data-act="open-patch" data-arg="${esc(patchStem(r.patch_files[0]))}">Open the patch</button></p>` : ''}<div class="md">${html}</div>`);
     } catch (e) { if (!quiet) put($('#report-view'), `<span class="msg error">${esc(e.message)}</span>`); }
   }
 
+  /** The patch a report names (`patches/pending/<id>.<run_id>.patch` when filed beside a pending one), as the id /api/patches takes. */
+  const patchStem = (file) => String(file).split(/[\\/]/).pop().replace(/\.patch$/i, '');
+
   const KW = /^(def|class|return|if|elif|else|for|while|import|from|as|with|try|except|finally|raise|None|True|False|and|or|not|in|is|lambda|const|let|function|async|await|new|export|yield|pass|break|continue)$/;
+  /** Tokenized before escaping (the `#` of an escaped `'` is no comment); every piece is escaped, also what no token matched. */
   function highlight(code) {
-    return esc(code).replace(/(#.*$|\/\/.*$)|(&quot;.*?&quot;|&#39;.*?&#39;)|\b(\d+(?:\.\d+)?)\b|\b([a-zA-Z_]+)\b/g, (m, com, str, num, word) => com ? `<span class="com">${com}</span>` : str ? `<span class="str">${str}</span>` : num ? `<span class="num">${num}</span>` : KW.test(word) ? `<span class="kw">${word}</span>` : word);
+    return code.replace(/(#.*$|\/\/.*$)|(".*?"|'.*?')|\b(\d+(?:\.\d+)?)\b|\b([a-zA-Z_]+)\b|([\s\S])/g, (m, com, str, num, word) => com ? `<span class="com">${esc(com)}</span>` : str ? `<span class="str">${esc(str)}</span>` : num ? `<span class="num">${num}</span>` : word ? (KW.test(word) ? `<span class="kw">${word}</span>` : word) : esc(m));
   }
 
   /** A unified diff with old and new line numbers (from the hunk headers). */

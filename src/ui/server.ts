@@ -28,7 +28,7 @@ import { PatchSidecarSchema } from '../contract/patch.ts';
 import type { Settings } from '../workspace/config.ts';
 import { layoutDirs } from '../workspace/layout.ts';
 import { fillTemplate, loadTemplate } from '../workspace/templates.ts';
-import { dashboardState, readReport } from './state.ts';
+import { dashboardState, readReport, reportOfPatch } from './state.ts';
 import { actionTokens, type Action } from './actionTokens.ts';
 import { applyChecker } from './applyCheck.ts';
 import { renderUntrusted } from './markdown.ts';
@@ -287,7 +287,8 @@ export async function startUi(options: UiOptions): Promise<UiServer> {
         sidecar,
         result: state === 'applied' && extra ? JSON.parse(extra) : null,
         reason: state === 'rejected' ? extra : null,
-        report: await readReport(settings, id),
+        // `<id>.<run_id>.patch` belongs to task <id>: the report is found through the sidecar.
+        report: await reportOfPatch(settings, file),
         // Only while pending: has the branch moved since the base, and does the patch still apply?
         base: pending && parsedSidecar.success ? await applyStatus(parsedSidecar.data, file) : null,
         actions: target ? { approve: tokens.issue('approve', target), reject: tokens.issue('reject', target) } : null,

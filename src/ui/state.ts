@@ -6,8 +6,10 @@ import { CycleReportSchema } from '../contract/cycle.ts';
 import type { Settings } from '../workspace/config.ts';
 import { listPending } from '../gate/decide.ts';
 import { readOwner } from '../queue/lease.ts';
-import { ERROR_NOTE, isTaskName } from '../queue/retry.ts';
+import { ERROR_NOTE, taskNames } from '../queue/retry.ts';
 import { TaskIdSchema } from '../contract/task.ts';
+import { PatchSidecarSchema } from '../contract/patch.ts';
+import { archivedReportPath } from '../run/report.ts';
 
 export interface QueueEntry {
   name: string;
@@ -35,9 +37,9 @@ export interface DashboardState {
 
 const MAX_LIST = 200;
 
-/** The newest MAX_LIST files of a folder, and how many there are. Tasks, not files: failed/x.md.error.md is the note of the task x.md. */
+/** The newest MAX_LIST files of a folder, and how many there are. For `.md`, tasks, not files (taskNames: no error notes). */
 async function listed(dir: string, ext: string): Promise<{ total: number; list: QueueEntry[] }> {
-  const names = (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => !n.startsWith('.') && n.toLowerCase().endsWith(ext) && (ext !== '.md' || isTaskName(n)));
+  const names = ext === '.md' ? await taskNames(dir) : (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => !n.startsWith('.') && n.toLowerCase().endsWith(ext));
   const now = Date.now();
   const out = await Promise.all(
     names.map(async (name) => {
@@ -57,6 +59,29 @@ export async function readReport(settings: Settings, id: string): Promise<Report
   if (!text) return null;
   const parsed = ReportSchema.safeParse(JSON.parse(text));
   return parsed.success ? parsed.data : null;
+}
+
+/**
+ * The report of the run that filed a patch. The sidecar names the task: `<id>.<run_id>.patch`
+ * (filed beside a pending one) belongs to task <id>; a later run's report moved this run's into the archive.
+ */
+export async function reportOfPatch(settings: Settings, patchFile: string): Promise<Report | null> {
+  const text = await fs.readFile(`${patchFile}.json`, 'utf8').catch(() => null);
+  const sidecar = PatchSidecarSchema.safeParse(jsonOrNull(text));
+  if (!sidecar.success) return readReport(settings, path.basename(patchFile).replace(/\.patch$/i, ''));
+  const { task_id, run_id } = sidecar.data;
+  const current = await readReport(settings, task_id);
+  if (current?.run_id === run_id) return current;
+  const archived = ReportSchema.safeParse(jsonOrNull(await fs.readFile(archivedReportPath(settings.layout, task_id, run_id), 'utf8').catch(() => null)));
+  return archived.success ? archived.data : current;
+}
+
+function jsonOrNull(text: string | null): unknown {
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch {
+    return null;
+  }
 }
 
 /** The running step of a task, from the tail of its trajectory. */

@@ -7,8 +7,8 @@ import type { Settings } from '../workspace/config.ts';
 import { displayPath } from '../workspace/layout.ts';
 import { approvePatch, listPending, rejectPatch, type PendingPatch } from '../gate/decide.ts';
 import { processApprovedPatch, type GateResult } from '../gate/gate.ts';
-import { reportPaths } from '../run/report.ts';
-import { isTaskName } from '../queue/retry.ts';
+import { reportOfPatch } from './state.ts';
+import { countTasks } from '../queue/retry.ts';
 
 export interface WorkspaceStatus {
   counts: Record<string, number>;
@@ -18,13 +18,11 @@ export interface WorkspaceStatus {
 export async function workspaceStatus(settings: Settings): Promise<WorkspaceStatus> {
   const { layout } = settings;
   const count = async (dir: string, ext: string) => (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => !n.startsWith('.') && n.endsWith(ext)).length;
-  // Tasks, not files: failed/x.md.error.md is the note of the task x.md.
-  const tasks = async (dir: string) => (await fs.readdir(dir).catch(() => [] as string[])).filter(isTaskName).length;
   const counts: Record<string, number> = {
-    inbox: await tasks(layout.inbox),
-    processing: await tasks(layout.processing),
-    done: await tasks(layout.done),
-    failed: await tasks(layout.failed),
+    inbox: await countTasks(layout.inbox),
+    processing: await countTasks(layout.processing),
+    done: await countTasks(layout.done),
+    failed: await countTasks(layout.failed),
     'patches/pending': await count(layout.patches.pending, '.patch'),
     'patches/approved': await count(layout.patches.approved, '.patch'),
     'patches/applied': await count(layout.patches.applied, '.patch'),
@@ -80,11 +78,8 @@ export async function review(settings: Settings, options: { io: { out: (t: strin
   let exitCode = 0;
   try {
     for (const [i, patch] of pending.entries()) {
-      const report = JSON.parse((await fs.readFile(reportPaths(settings.layout, patch.id).json, 'utf8').catch(() => 'null')) ?? 'null') as {
-        summary?: string;
-        tests?: { passed: boolean } | null;
-        dry_run?: { passed: boolean } | null;
-      } | null;
+      // `<id>.<run_id>.patch` belongs to task <id>: the report is found through the sidecar.
+      const report = await reportOfPatch(settings, patch.file);
       io.out(bold(`\n[${i + 1}/${pending.length}] ${patch.id}  (${patch.project ?? '?'}, risk ${patch.risk_level ?? '?'}, ${formatAge(patch.age_s)} old)`));
       if (report?.summary) io.out(report.summary);
       if (report) io.out(`tests: ${report.tests ? (report.tests.passed ? 'passed' : 'FAILED') : 'not run'}; dry run: ${report.dry_run ? (report.dry_run.passed ? 'passed' : 'FAILED') : 'not run'}`);
