@@ -37,7 +37,9 @@ const TYPICAL_S = {
   'gate.test.ts': 520, 'gate-crash.test.ts': 475, 'supervisor.test.ts': 385, 'review.test.ts': 225, 'ui.test.ts': 160,
   'failures.test.ts': 125, 'cli.test.ts': 70, 'run.test.ts': 65, 'sandbox.test.ts': 55, 'command-engine.test.ts': 45,
   typecheck: 40, 'cycle-recovery.test.ts': 35, 'watch.test.ts': 30, 'schedule.test.ts': 30, 'crash-leftovers.test.ts': 25,
-  'escapes.test.ts': 25, 'retention.test.ts': 15,
+  'escapes.test.ts': 25, 'retention.test.ts': 15, 'ui-review.test.ts': 100, 'rerun.test.ts': 95, 'stop.test.ts': 95,
+  'hostile-checks.test.ts': 85, 'cli-input.test.ts': 65, 'gate-modes.test.ts': 50, 'ui-untrusted.test.ts': 45,
+  'progress.test.ts': 40, 'doctor.test.ts': 30, 'secrets.test.ts': 20,
 };
 const TIMES_FILE = path.join(ROOT, 'node_modules', '.cache', 'meta-agent', 'test-times.json');
 
