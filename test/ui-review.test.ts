@@ -18,7 +18,7 @@ import { uiTokenPath } from '../src/ui/token.ts';
 import { dashboardState } from '../src/ui/state.ts';
 import { runTask } from '../src/run/runTask.ts';
 import { silentLogger } from '../src/log.ts';
-import { launchBrowser } from './helpers/browser.ts';
+import { launchBrowser, teardownDashboard } from './helpers/browser.ts';
 import { finish, startFakeLlm, toolCall, type FakeLlm } from './helpers/fakeLlm.ts';
 import { makeWorkspace, REPO_ROOT, repoFingerprint, type TestWorkspace } from './helpers/workspace.ts';
 
@@ -47,13 +47,6 @@ async function setup(env: Partial<Env>, options: { browser?: boolean; extra?: st
   env.ui = await startUi({ settings: env.ws.settings, log: silentLogger() });
   if (options.browser) env.browser = await launchBrowser();
   return env as Env;
-}
-
-async function teardown(env: Partial<Env>): Promise<void> {
-  await env.browser?.close().catch(() => undefined);
-  await env.ui?.close().catch(() => undefined);
-  await env.llm?.close().catch(() => undefined);
-  await env.ws?.cleanup().catch(() => undefined);
 }
 
 async function commit(repo: string, file: string, edit: (text: string) => string, message: string): Promise<void> {
@@ -136,7 +129,7 @@ test('a typed rejection reason survives two refreshes, a branch move and a live 
     assert.is(await phone.evaluate(() => document.documentElement.scrollWidth), 420);
     await phone.screenshot({ path: path.join(SHOTS, 'phone-patch.png'), fullPage: true });
   } finally {
-    await teardown(env);
+    await teardownDashboard(env);
   }
 });
 
@@ -169,7 +162,7 @@ test('the patch view says when the branch moved and whether the patch still appl
     assert.is(await repoFingerprint(ws.repo), before, "the person's working tree and HEAD are untouched");
     assert.equal(await fs.readFile(path.join(ws.repo, '.git', 'index')), uncheckedIndex, 'and so is their index');
   } finally {
-    await teardown(env);
+    await teardownDashboard(env);
   }
 });
 
@@ -213,7 +206,7 @@ test('failed tasks count once, show a failure badge, and retry needs its action 
     // The token was for one retry.
     assert.is((await fetch(`${base}/api/failed/nope/retry`, { method: 'POST', headers: { ...headers, 'x-meta-agent-action': actions.retry }, body: '{}' })).status, 403);
   } finally {
-    await teardown(env);
+    await teardownDashboard(env);
   }
 });
 
@@ -258,7 +251,7 @@ test('the token is kept in the workspace (0600) and reused; ui.port is used; --p
     assert.is.not(rotated.url.searchParams.get('token'), stored);
     assert.is(rotated.url.searchParams.get('token'), (await fs.readFile(uiTokenPath(ws.settings.layout), 'utf8')).trim());
   } finally {
-    await teardown(env);
+    await teardownDashboard(env);
   }
 });
 

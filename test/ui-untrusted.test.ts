@@ -15,7 +15,7 @@ import type { Browser, Page } from 'playwright-core';
 import { startUi, type UiServer } from '../src/ui/server.ts';
 import { runTask } from '../src/run/runTask.ts';
 import { silentLogger } from '../src/log.ts';
-import { launchBrowser } from './helpers/browser.ts';
+import { launchBrowser, teardownDashboard } from './helpers/browser.ts';
 import { finish, startFakeLlm, toolCall, type FakeLlm } from './helpers/fakeLlm.ts';
 import { makeWorkspace, REPO_ROOT, type TestWorkspace } from './helpers/workspace.ts';
 
@@ -87,13 +87,6 @@ async function setup(env: Partial<Env>): Promise<Env> {
   env.ui = await startUi({ settings: env.ws.settings, log: silentLogger() });
   env.browser = await launchBrowser();
   return env as Env;
-}
-
-async function teardown(env: Partial<Env>): Promise<void> {
-  await env.browser?.close().catch(() => undefined);
-  await env.ui?.close().catch(() => undefined);
-  await env.llm?.close().catch(() => undefined);
-  await env.ws?.cleanup().catch(() => undefined);
 }
 
 /** Nothing a payload could have put into the page is there. */
@@ -205,7 +198,7 @@ test('hostile report, finding, file names, test output, task names and reasons r
     await page.waitForSelector('#patch-message.ok');
     assert.ok(await fs.stat(path.join(layout.patches.approved, `${ID}.patch`)));
   } finally {
-    await teardown(env);
+    await teardownDashboard(env);
   }
 });
 
@@ -264,7 +257,7 @@ test('a script holding only the session token cannot approve, reject or retry; f
     assert.is(twoStep, 200, 'fetch-then-POST works for script that runs: the barrier is that none does');
     assert.ok(await fs.stat(path.join(layout.patches.approved, `${ID}.patch`)));
   } finally {
-    await teardown(env);
+    await teardownDashboard(env);
   }
 });
 

@@ -12,7 +12,7 @@ import type { Browser } from 'playwright-core';
 import { startUi, type UiServer } from '../src/ui/server.ts';
 import { startWatching, type Watcher } from '../src/queue/watch.ts';
 import { silentLogger } from '../src/log.ts';
-import { launchBrowser } from './helpers/browser.ts';
+import { launchBrowser, teardownDashboard } from './helpers/browser.ts';
 import { finish, startFakeLlm, toolCall, type FakeLlm } from './helpers/fakeLlm.ts';
 import { makeWorkspace, readJson, REPO_ROOT, repoFingerprint, type TestWorkspace } from './helpers/workspace.ts';
 
@@ -46,14 +46,6 @@ async function setup(env: Partial<Env>): Promise<Env> {
   env.ui = await startUi({ settings: env.ws.settings, log: silentLogger() });
   env.browser = await launchBrowser();
   return env as Env;
-}
-
-async function teardown(env: Partial<Env>): Promise<void> {
-  await env.browser?.close().catch(() => undefined);
-  await env.ui?.close().catch(() => undefined);
-  await env.watcher?.stop().catch(() => undefined);
-  await env.llm?.close().catch(() => undefined);
-  await env.ws?.cleanup().catch(() => undefined);
 }
 
 async function createViaForm(page: import('playwright-core').Page, name: string, marker: string): Promise<void> {
@@ -123,7 +115,7 @@ test('create a task with the form, watch it run, open the report, approve the pa
     await page.click('nav button[data-tab="patches"]');
     await page.screenshot({ path: path.join(SHOTS, 'patches.png') });
   } finally {
-    await teardown(env);
+    await teardownDashboard(env);
   }
 });
 
@@ -151,7 +143,7 @@ test('reject with a reason: patches/rejected/ and the report', async () => {
     assert.match(report.approval.reason, 'too risky before the weekend');
     await page.waitForSelector('#patches-rejected li[data-id="ui-second"]', { timeout: 10_000 });
   } finally {
-    await teardown(env);
+    await teardownDashboard(env);
   }
 });
 

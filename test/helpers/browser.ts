@@ -19,3 +19,21 @@ export async function launchBrowser(): Promise<Browser> {
   const { default: packaged } = await import('@sparticuz/chromium');
   return chromium.launch({ executablePath: await packaged.executablePath(), args: packaged.args, headless: true, timeout: 60_000 });
 }
+
+/** What a dashboard test starts; any part may be missing when its setup failed half-way. */
+export interface DashboardParts {
+  browser?: Browser;
+  ui?: { close(): Promise<void> };
+  watcher?: { stop(): Promise<void> };
+  llm?: { close(): Promise<void> };
+  ws?: { cleanup(): Promise<void> };
+}
+
+/** Stops what a dashboard test started, in order, whatever failed, so `npm test` always exits. */
+export async function teardownDashboard(env: DashboardParts): Promise<void> {
+  await env.browser?.close().catch(() => undefined);
+  await env.ui?.close().catch(() => undefined);
+  await env.watcher?.stop().catch(() => undefined);
+  await env.llm?.close().catch(() => undefined);
+  await env.ws?.cleanup().catch(() => undefined);
+}

@@ -1,12 +1,14 @@
 /**
  * bubblewrap for the sandbox tests. On Linux it is required: `npm test` installs it
  * (scripts/prereqs.mjs), so a missing bwrap fails loudly instead of letting the tests pass
- * unsandboxed. Elsewhere (Windows, macOS) the sandbox is a Linux-only feature: tests that
- * need it are skipped, with the reason printed.
+ * unsandboxed. Elsewhere (Windows, macOS) the sandbox is a Linux-only feature: a test that
+ * needs it checks there that the sandbox refuses (fails closed) instead.
  */
 import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
 import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { sandboxStatus } from '../../src/safety/sandbox.ts';
 
 export const SANDBOX_SUPPORTED = process.platform === 'linux';
 
@@ -33,7 +35,11 @@ export function assertBwrapInstalled(): void {
   }
 }
 
-/** `test`, or on a system without bubblewrap a skipped test that says why. */
+/**
+ * `test` on Linux (bubblewrap asserted installed). Elsewhere bubblewrap cannot run, so the
+ * same test name proves the other half of the promise instead: the sandbox fails closed
+ * (`sandbox: auto` is a config error naming `sandbox: none`), never runs checks unsandboxed.
+ */
 export function sandboxTest(name: string, fn: () => Promise<void>): void {
   if (SANDBOX_SUPPORTED) {
     test(name, async () => {
@@ -42,6 +48,9 @@ export function sandboxTest(name: string, fn: () => Promise<void>): void {
     });
     return;
   }
-  console.log(`  skipped on ${process.platform} (bubblewrap is Linux-only): ${name}`);
-  test.skip(name, fn);
+  test(`${name} [on ${process.platform}: sandbox: auto refuses instead]`, async () => {
+    const status = await sandboxStatus({ config: { sandbox: 'auto' }, env: process.env });
+    assert.ok(status.error, 'sandbox: auto must refuse where bubblewrap cannot run');
+    assert.match(status.error, /sandbox: none/);
+  });
 }
