@@ -9,7 +9,7 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { makeWorkspace, readJson, worktreeCount, type TestWorkspace } from './helpers/workspace.ts';
-import { killAll, killHard, list, publish, signal, sleep, startWatchReady, waitFor, type WatchProc } from './helpers/procs.ts';
+import { killAll, killHard, list, publish, signal, sleep, startWatchReady, waitFor, waitForProgress, type WatchProc } from './helpers/procs.ts';
 import type { LedgerEntry } from '../src/queue/ledger.ts';
 import type { OwnerNote } from '../src/queue/lease.ts';
 import type { Report } from '../src/contract/report.ts';
@@ -122,13 +122,13 @@ test('500 tasks, two then four watch processes on one folder: each task runs exa
     };
     const doneCount = async () => (await list(done)).length;
     await drop(0, 250);
-    await waitFor('250 tasks in done/', async () => (await doneCount()) >= 250 || (await list(failed)).length > 0, 90_000, () => folderState(ws));
+    await waitForProgress('250 tasks in done/', async () => (await doneCount()) >= 250 || (await list(failed)).length > 0, doneCount, 30_000, () => folderState(ws));
     const t1 = Date.now();
     // Two more watchers join while the first two are busy with the second batch.
     await drop(250, 500);
     await waitFor('the second batch under way', async () => (await doneCount()) >= 260, 30_000, () => folderState(ws));
     procs.push(...(await Promise.all([startWatchReady(ws.root), startWatchReady(ws.root)])));
-    await waitFor('500 tasks in done/', async () => (await doneCount()) >= 500 || (await list(failed)).length > 0, 90_000, () => folderState(ws));
+    await waitForProgress('500 tasks in done/', async () => (await doneCount()) >= 500 || (await list(failed)).length > 0, doneCount, 30_000, () => folderState(ws));
     const t2 = Date.now();
     // Let every process do a few more scans: nothing may be run a second time.
     await sleep(1000);

@@ -8,7 +8,7 @@ import type { PlannedTask } from '../contract/config.ts';
 import { PlanSchema, type Plan } from '../contract/cycle.ts';
 import { MetaAgentError } from '../contract/errors.ts';
 import type { Usage } from '../contract/report.ts';
-import { openAIClient, toLlmError } from '../engines/openai.ts';
+import { openAIClient, toLlmError } from '../engines/chatModel.ts';
 import type { Settings } from '../workspace/config.ts';
 
 export interface PlanResult {

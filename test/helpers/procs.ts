@@ -22,6 +22,30 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
   throw new Error(`timed out after ${ms} ms waiting for ${what}${state ? `; state: ${await state()}` : ''}`);
 }
 
+/**
+ * Like `waitFor`, for long batches: it gives up only when `progress()` has not changed for
+ * `stallMs` (a hang), not after a fixed total, so a slow machine is not a failure.
+ */
+export async function waitForProgress(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  progress: () => Promise<number> | number,
+  stallMs = 30_000,
+  state?: () => Promise<string> | string,
+): Promise<void> {
+  let last = await progress();
+  let lastChange = Date.now();
+  for (;;) {
+    if (await check()) return;
+    const now = await progress();
+    if (now !== last) [last, lastChange] = [now, Date.now()];
+    else if (Date.now() - lastChange > stallMs) {
+      throw new Error(`no progress for ${stallMs} ms (stuck at ${now}) waiting for ${what}${state ? `; state: ${await state()}` : ''}`);
+    }
+    await sleep(100);
+  }
+}
+
 export interface WatchProc {
   pid: number;
   child: ResultPromise;
