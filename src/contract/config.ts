@@ -73,6 +73,12 @@ export const LlmConfigSchema = z.strictObject({
   max_retries: z.number().int().min(0).max(10).default(4),
   request_timeout_s: z.number().positive().default(300),
   temperature: z.number().min(0).max(2).optional(),
+  context_window: z
+    .number()
+    .int()
+    .min(2048)
+    .default(128_000)
+    .describe("The model's context window in tokens (gpt-4.1: over 1M, local models often 8k-32k: set it to the server's num_ctx / max_model_len). Old tool results are elided to keep each request well under it"),
   prices: z
     .strictObject({
       prompt_per_mtok: z.number().nonnegative(),
@@ -90,7 +96,18 @@ export const CommandEngineConfigSchema = z.strictObject({
 
 export const LimitsSchema = z.strictObject({
   max_steps: z.number().int().positive().default(40),
-  max_tokens: z.number().int().positive().default(500_000),
+  // 40 steps on a 10k-line repo (~100k tokens, more than the elision keeps): each step adds
+  // ~2.5k tokens of tool output; with a 128k window the prompt grows to ~62k, is elided to
+  // ~31k, twice in 40 steps: ~1.56M prompt tokens, of which ~165k uncached (new output and
+  // the re-sends after each elision) and ~1.4M cached at 0.25 (~350k), plus ~8k of replies:
+  // ~520k. 800k leaves room for larger reads.
+  max_tokens: z
+    .number()
+    .int()
+    .positive()
+    .default(800_000)
+    .describe('Ceiling of a run: uncached prompt + completion tokens, cached prompt tokens weighted by their price (llm.prices, else 0.25)'),
+  max_cost_usd: z.number().positive().optional().describe('Ceiling of a run in USD; needs llm.prices'),
   task_timeout_s: z.number().positive().default(1800),
   check_timeout_s: z.number().positive().default(600),
   check_processes: z.number().int().min(16).default(512).describe('Under bubblewrap: most processes (and threads) a check may run at once (RLIMIT_NPROC)'),

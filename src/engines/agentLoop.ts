@@ -8,7 +8,9 @@
 import type { ChatCompletion, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import { MetaAgentError } from '../contract/errors.ts';
 import { RISK_LEVELS, type RiskLevel } from '../contract/report.ts';
+import { costUsd, nextReplyCap } from './budget.ts';
 import type { ChatModel } from './chatModel.ts';
+import { ConversationWindow, checkPromptCount, isContextOverflow, type Elision } from './history.ts';
 import { cutOutput, runTool, toolTarget } from './toolbox.ts';
 import { ToolError } from './tools.ts';
 import type { EngineContext, EngineResult } from './types.ts';
@@ -29,9 +31,11 @@ const SENT_REPLY_CAP = 4096;
 
 export class AgentLoop {
   private readonly messages: ChatCompletionMessageParam[];
+  /** Elides old tool results so each request fits llm.context_window. */
+  private readonly context: ConversationWindow;
   private steps = 0;
-  /** Tokens of the last model call, and how many messages the conversation had after it. */
-  private lastCall: { prompt: number; completion: number; messages: number } | null = null;
+  /** Tokens of the last model call, how many messages the conversation had after it, and the context's version then. */
+  private lastCall: { prompt: number; cached: number; completion: number; messages: number; version: number } | null = null;
 
   constructor(
     private readonly ctx: EngineContext,
@@ -41,11 +45,13 @@ export class AgentLoop {
       { role: 'system', content: ctx.prompt.system },
       { role: 'user', content: ctx.prompt.user },
     ];
+    this.context = new ConversationWindow(this.messages, ctx.settings.llm.contextWindow);
     // Usage carried from an attempt that died: its average step is the best guess for the
     // first call, so the limit check does not let that call cross the ceiling.
     const carried = ctx.usage;
     if (carried.requests > 0) {
-      this.lastCall = { prompt: Math.ceil(carried.prompt_tokens / carried.requests), completion: Math.ceil(carried.completion_tokens / carried.requests), messages: this.messages.length };
+      const perCall = (n: number) => Math.ceil(n / carried.requests);
+      this.lastCall = { prompt: perCall(carried.prompt_tokens), cached: 0, completion: perCall(carried.completion_tokens), messages: this.messages.length, version: 0 };
     }
   }
 
@@ -86,41 +92,67 @@ export class AgentLoop {
    * supervisor.budget_tokens). Each request re-sends the whole conversation, so the next one
    * costs at least the last call's prompt and reply plus what was added since (about 4
    * characters a token); what remains after that is the most its reply may take. If that is
-   * less than the last reply took, the call would likely cross the limit: stop instead.
+   * less than the last reply took, the call would likely cross the limit: stop instead
+   * (budget.ts; the same for limits.max_cost_usd). What the last call had cached is likely
+   * cached again, unless old messages were elided since.
    */
   private checkLimits(): number {
     const { limits } = this.ctx.settings.config;
-    const { usage } = this.ctx;
     if (this.ctx.signal.aborted) throw this.ctx.signal.reason;
     if (this.steps >= limits.max_steps) {
       throw new MetaAgentError('budget', `step limit reached (${limits.max_steps} model calls, limits.max_steps) before the agent called finish`);
     }
-    const spent = usage.prompt_tokens + usage.completion_tokens;
     const last = this.lastCall;
-    const resent = last ? last.prompt + last.completion + Math.ceil(JSON.stringify(this.messages.slice(last.messages)).length / 4) : 0;
-    const replyCap = limits.max_tokens - spent - resent;
-    if (replyCap < Math.max(1, last?.completion ?? 0)) {
-      const next = resent + (last?.completion ?? 0);
-      throw new MetaAgentError('budget', `token limit reached (${spent} of ${limits.max_tokens} spent, and the next model call would take about ${next} more; limits.max_tokens) before the agent called finish`);
-    }
-    return replyCap;
+    const prompt = last ? last.prompt + last.completion + Math.ceil(JSON.stringify(this.messages.slice(last.messages)).length / 4) : 0;
+    const cached = last && last.version === this.context.version ? last.cached : 0;
+    return nextReplyCap(limits, this.ctx.settings.llm, this.ctx.usage, { prompt, cached, lastReply: last?.completion ?? 0 });
   }
 
   private async query(replyCap: number) {
     this.steps++;
-    const response = await this.model.complete(this.messages, this.ctx.signal, replyCap <= SENT_REPLY_CAP ? { maxCompletionTokens: replyCap } : {});
+    await this.noteElision(this.context.fit());
+    const response = await this.completeWithin(replyCap <= SENT_REPLY_CAP ? { maxCompletionTokens: replyCap } : {});
     this.addUsage(response);
     const choice = response.choices?.[0];
     if (!choice?.message) throw new MetaAgentError('llm', 'the model endpoint returned no message (empty choices)');
     const { message } = choice;
     // Keep only what the API accepts back; some servers add extra fields.
     this.messages.push({ role: 'assistant', content: message.content ?? null, ...(message.tool_calls?.length ? { tool_calls: message.tool_calls } : {}) });
-    this.lastCall = { prompt: response.usage?.prompt_tokens ?? 0, completion: response.usage?.completion_tokens ?? 0, messages: this.messages.length };
+    const usage = response.usage;
+    this.lastCall = { prompt: usage?.prompt_tokens ?? 0, cached: usage?.prompt_tokens_details?.cached_tokens ?? 0, completion: usage?.completion_tokens ?? 0, messages: this.messages.length, version: this.context.version };
     await this.ctx.record({ role: 'assistant', step: this.steps, content: message.content ?? null, tool_calls: message.tool_calls ?? [], usage: response.usage ?? null });
     const u = this.ctx.usage;
     const calls = (message.tool_calls ?? []).map((c) => (c.type === 'function' ? { tool: c.function.name, target: toolTarget(c.function.arguments) } : { tool: c.type, target: null }));
     this.ctx.log.info({ step: this.steps, max_steps: this.ctx.settings.config.limits.max_steps, tools: calls.map((c) => c.tool), targets: calls.map((c) => c.target), tokens: u.prompt_tokens + u.completion_tokens }, `step ${this.steps}`);
     return message;
+  }
+
+  /**
+   * The model call; a "context length exceeded" answer elides what the model has seen and
+   * sends the request again. A server that counted far fewer prompt tokens than were sent
+   * (it cut the prompt) stops the run.
+   */
+  private async completeWithin(options: { maxCompletionTokens?: number }): Promise<ChatCompletion> {
+    for (;;) {
+      const sent = this.context.estimate();
+      try {
+        const response = await this.model.complete(this.messages, this.ctx.signal, options);
+        checkPromptCount(response.usage?.prompt_tokens, sent, this.context.contextWindow);
+        return response;
+      } catch (error) {
+        const elision = isContextOverflow(error) ? this.context.afterOverflow(error) : null;
+        if (!elision) throw error;
+        await this.noteElision(elision);
+      }
+    }
+  }
+
+  private async noteElision(elision: Elision | null): Promise<void> {
+    if (!elision) return;
+    const { elided, tokensBefore, tokensAfter, reason } = elision;
+    const why = reason === 'overflow' ? 'the endpoint said the request is longer than the context window' : 'the conversation passed half the context window';
+    this.ctx.log.info({ step: this.steps, elided, tokens_before: tokensBefore, tokens_after: tokensAfter, context_window: this.context.contextWindow, reason }, `elided ${elided} old tool result(s): ${why}`);
+    await this.ctx.record({ role: 'context', step: this.steps, event: 'elided', ...elision, context_window: this.context.contextWindow });
   }
 
   private addUsage(response: ChatCompletion): void {
@@ -130,11 +162,7 @@ export class AgentLoop {
     u.completion_tokens += response.usage?.completion_tokens ?? 0;
     u.cached_tokens += response.usage?.prompt_tokens_details?.cached_tokens ?? 0;
     const prices = this.ctx.settings.llm.prices;
-    if (prices) {
-      const cachedPrice = prices.cached_per_mtok ?? prices.prompt_per_mtok;
-      u.cost_usd =
-        ((u.prompt_tokens - u.cached_tokens) * prices.prompt_per_mtok + u.cached_tokens * cachedPrice + u.completion_tokens * prices.completion_per_mtok) / 1e6;
-    }
+    if (prices) u.cost_usd = costUsd(u, prices);
   }
 
   private async say(content: string): Promise<void> {

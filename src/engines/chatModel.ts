@@ -80,7 +80,8 @@ export function toLlmError(error: unknown, llm: LlmSettings, signal: AbortSignal
     return new MetaAgentError('llm', `cannot reach ${where}: ${firstLine(error.message)}; is the server running and llm.base_url right?`, { field: 'llm.base_url' });
   }
   if (error instanceof OpenAI.APIError) {
-    return new MetaAgentError('llm', `the model endpoint ${where} answered ${error.status ?? 'an error'}: ${firstLine(error.message)}`);
+    // The cause lets the loop tell a "context length exceeded" answer apart (history.ts).
+    return new MetaAgentError('llm', `the model endpoint ${where} answered ${error.status ?? 'an error'}: ${firstLine(error.message)}`, { cause: error });
   }
   return error instanceof Error ? error : new Error(String(error));
 }

@@ -46,6 +46,8 @@ export interface LlmSettings {
   maxRetries: number;
   requestTimeoutMs: number;
   temperature?: number;
+  /** llm.context_window, in tokens. */
+  contextWindow: number;
   prices?: Config['llm']['prices'];
 }
 
@@ -121,6 +123,9 @@ function resolveSettings(config: Config, layout: Layout, env: Record<string, str
         : null,
     };
   }
+  if (config.limits.max_cost_usd !== undefined && !config.llm.prices) {
+    throw new MetaAgentError('config', 'max_cost_usd needs llm.prices (USD per million prompt, cached and completion tokens) to count what a run costs', { file: CONFIG_FILE, field: 'limits.max_cost_usd' });
+  }
   const apiKey = env[config.llm.api_key_env] || env.OPENAI_API_KEY || undefined;
   const baseURL = env.OPENAI_BASE_URL || config.llm.base_url;
   const llm: LlmSettings = {
@@ -128,6 +133,7 @@ function resolveSettings(config: Config, layout: Layout, env: Record<string, str
     apiKeyEnv: config.llm.api_key_env,
     maxRetries: config.llm.max_retries,
     requestTimeoutMs: config.llm.request_timeout_s * 1000,
+    contextWindow: config.llm.context_window,
     ...(baseURL ? { baseURL } : {}),
     ...(apiKey ? { apiKey } : {}),
     ...(config.llm.temperature !== undefined ? { temperature: config.llm.temperature } : {}),
