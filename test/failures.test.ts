@@ -125,7 +125,8 @@ test('token budget: max_tokens 500 at 120 tokens a call -> limit_reached / budge
     // Before each call: the next request re-sends the last one (120) plus the tool result
     // added since (about 54 tokens of file list); what remains after that caps the reply, and
     // a call whose reply would get less than the last one took (20) is not made.
-    c = await setup(listFilesForever(), { extra: 'limits:\n  max_tokens: 500' });
+    // No cached tokens here, so every token counts in full (test/context.test.ts covers the weighting).
+    c = await setup(() => toolCall('list_files', { path: 'bot' }, { usage: { cached: 0 } }), { extra: 'limits:\n  max_tokens: 500' });
     const file = await writeTask(c.ws.settings.layout.inbox, 'budget-tokens.md', TASK);
     const result = await runTask(file, { settings: c.ws.settings });
     const report = await checkAfterRun(c, result);
