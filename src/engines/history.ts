@@ -26,7 +26,7 @@ const REQUEST_OVERHEAD_CHARS = JSON.stringify(TOOL_DEFINITIONS).length + 200;
 /** Room kept for the reply: the reply cap the loop sends at most, or a quarter of a small window. */
 const REPLY_RESERVE = 4096;
 
-/** Tool results the model saw last that survive a routine elision (they are what it works on). */
+/** Tool results the model saw last that survive a routine elision if they can (they are what it works on). */
 const KEEP_RECENT = 3;
 
 /**
@@ -132,6 +132,10 @@ export class ConversationWindow {
     if (before <= Math.floor(this.room / 2)) return null;
     const low = Math.floor(this.room / 4);
     let elided = this.elideOldest(low, KEEP_RECENT);
+    // The assistant messages and stubs that stay add up over a long run: when keeping the
+    // recent results leaves less than a quarter of the room to grow into, keep only the
+    // newest, so elisions stay blocks apart.
+    if (this.estimate() > (this.room * 3) / 8) elided += this.elideOldest(low, 1);
     if (this.estimate() > this.room) elided += this.elideOldest(low, 0);
     const after = this.estimate();
     if (after > this.room) {
