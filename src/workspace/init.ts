@@ -190,6 +190,7 @@ llm:
   # base_url: http://127.0.0.1:11434/v1
   api_key_env: OPENAI_API_KEY
   # prices: { prompt_per_mtok: 0.4, cached_per_mtok: 0.1, completion_per_mtok: 1.6 }
+  # context_window: 128000            # tokens; a local model: its num_ctx / max_model_len (e.g. 32768)
 
 # openai: the built-in agent loop. command: an external coding-agent CLI (see "command").
 engine: openai
@@ -220,7 +221,8 @@ supervisor:
 
 limits:
   max_steps: 40
-  max_tokens: 500000
+  max_tokens: 800000                  # cached prompt tokens count at their price ratio (0.25 without prices)
+  # max_cost_usd: 2                   # needs llm.prices
   task_timeout_s: 1800
   check_timeout_s: 600
   concurrency: 2
