@@ -112,7 +112,6 @@ export class AgentLoop {
     this.steps++;
     await this.noteElision(this.context.fit());
     const response = await this.completeWithin(replyCap <= SENT_REPLY_CAP ? { maxCompletionTokens: replyCap } : {});
-    this.addUsage(response);
     const choice = response.choices?.[0];
     if (!choice?.message) throw new MetaAgentError('llm', 'the model endpoint returned no message (empty choices)');
     const { message } = choice;
@@ -137,6 +136,7 @@ export class AgentLoop {
       const sent = this.context.estimate();
       try {
         const response = await this.model.complete(this.messages, this.ctx.signal, options);
+        this.addUsage(response);
         checkPromptCount(response.usage?.prompt_tokens, sent, this.context.contextWindow);
         return response;
       } catch (error) {
