@@ -10,7 +10,10 @@ import * as assert from 'uvu/assert';
 import { execa } from 'execa';
 import { runTask } from '../src/run/runTask.ts';
 import { loadSettings } from '../src/workspace/config.ts';
+import OpenAI from 'openai';
 import { MetaAgentError } from '../src/contract/errors.ts';
+import { toLlmError } from '../src/engines/chatModel.ts';
+import { isContextOverflow } from '../src/engines/history.ts';
 import type { Report } from '../src/contract/report.ts';
 import { errorReply, finish, startFakeLlm, toolCall, type FakeLlm, type RecordedRequest, type Reply } from './helpers/fakeLlm.ts';
 import { makeWorkspace, writeTask, type TestWorkspace } from './helpers/workspace.ts';
@@ -197,6 +200,32 @@ test('a "maximum context length" 400 with nothing left to elide fails the run wi
   } finally {
     await teardown(c);
   }
+});
+
+test('what counts as "the request is longer than the context window" (the error as the ChatModel throws it)', () => {
+  const llm = { model: 'm', apiKeyEnv: 'OPENAI_API_KEY', maxRetries: 0, requestTimeoutMs: 1000, contextWindow: 128_000, baseURL: 'http://127.0.0.1:1/v1' };
+  const thrown = (status: number, message: string, code: string | null = null) =>
+    toLlmError(OpenAI.APIError.generate(status, { error: { message, type: 'invalid_request_error', code } }, message, new Headers()), llm, new AbortController().signal);
+  const overflow = [
+    ['OpenAI', thrown(400, "This model's maximum context length is 128000 tokens. However, your messages resulted in 130512 tokens.", 'context_length_exceeded')],
+    ['OpenAI, code only', thrown(400, 'Input too long.', 'context_length_exceeded')],
+    ['vLLM', thrown(400, "This model's maximum context length is 16384 tokens. However, you requested 122946 tokens (112946 in the messages, 10000 in the completion).")],
+    ['vLLM V1', thrown(400, 'The decoder prompt (length 17772) is longer than the maximum model length of 16384.')],
+    ['Ollama', thrown(400, 'the input length exceeds the context length')],
+    ['LM Studio', thrown(400, 'Trying to keep the first 5000 tokens when context the overflows. However, the model is loaded with context length of only 4096 tokens, which is not enough.')],
+    ['llama.cpp', thrown(400, 'the request exceeds the available context size, try increasing it')],
+    ['Anthropic-compatible', thrown(400, 'prompt is too long: 210000 tokens > 200000 maximum')],
+    ['Gemini-compatible', thrown(400, 'The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).')],
+  ] as const;
+  for (const [who, error] of overflow) assert.ok(isContextOverflow(error), who);
+  const other = [
+    ['an unsupported parameter', thrown(400, "Unsupported parameter: 'parallel_tool_calls' is not supported with this model.")],
+    ['a bad tool message', thrown(400, "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.")],
+    ['a reply cap over the output limit', thrown(400, 'max_tokens is too large: 100000. This model supports at most 16384 completion tokens.')],
+    ['a 500 mentioning the context', thrown(500, 'maximum context length is 8192 tokens')],
+    ['a 401', thrown(401, 'Incorrect API key provided')],
+  ] as const;
+  for (const [what, error] of other) assert.not.ok(isContextOverflow(error), what);
 });
 
 test('max_tokens counts cached prompt tokens at their price ratio: a run with a warm cache goes further than one without, and neither crosses the ceiling', async () => {

@@ -41,7 +41,7 @@ export function estimateTokens(messages: ChatCompletionMessageParam[]): number {
   return Math.ceil((JSON.stringify(messages).length + REQUEST_OVERHEAD_CHARS) / 4);
 }
 
-/** Texts of "the prompt does not fit" from OpenAI, Azure, vLLM, Ollama, LM Studio, llama.cpp and Anthropic-compatible servers. */
+/** Texts of "the prompt does not fit" from OpenAI, Azure, vLLM, Ollama, LM Studio, llama.cpp, Gemini and Anthropic-compatible servers. */
 const OVERFLOW_PATTERNS = [
   /context_length_exceeded/i,
   /maximum context length/i,
@@ -50,6 +50,8 @@ const OVERFLOW_PATTERNS = [
   /exceeds? (the )?(model'?s? )?context (length|window|size)/i,
   /context (length|window) (exceeded|overflow)/i,
   /context length of only/i,
+  /exceeds the available context size|exceed_context_size/i,
+  /input token count .* exceeds the maximum/i,
   /prompt is too long/i,
   /reduce the length of the messages/i,
 ];
