@@ -11,7 +11,7 @@ import { RISK_LEVELS, type RiskLevel } from '../contract/report.ts';
 import type { ChatModel } from './chatModel.ts';
 import { cutOutput, runTool, toolTarget } from './toolbox.ts';
 import { ToolError } from './tools.ts';
-import { formatFailure, MAX_FORMAT_ERRORS, readReply, TEXT_CALL_NOTE, textProtocolPrompt, type ParsedToolCall } from './textToolCalls.ts';
+import { formatFailure, MAX_FORMAT_ERRORS, readReply, TEXT_CALL_NOTE, textProtocolPrompt, type ParsedToolCall, type ReplyReading } from './textToolCalls.ts';
 import type { EngineContext, EngineResult } from './types.ts';
 
 interface FinishArgs {
@@ -69,9 +69,8 @@ export class AgentLoop {
   /** One model call and its tool calls; returns the finish arguments when the agent is done. */
   private async step(): Promise<FinishArgs | null> {
     const replyCap = this.checkLimits();
-    const { message, finishReason, completionTokens } = await this.query(replyCap);
+    const reply = await this.query(replyCap);
     const mode = this.ctx.settings.llm.toolMode;
-    const reply = readReply(message, finishReason, completionTokens, mode);
     if (reply.kind === 'format_error') {
       this.countFormatError(reply.message);
       for (const call of reply.answer) await this.answer(call, `ERROR: ${reply.message}`);
@@ -134,7 +133,8 @@ export class AgentLoop {
     return replyCap;
   }
 
-  private async query(replyCap: number) {
+  /** One model call; returns the reply as calls to run or a format error (textToolCalls.ts). */
+  private async query(replyCap: number): Promise<ReplyReading> {
     this.steps++;
     const response = await this.model.complete(this.messages, this.ctx.signal, replyCap <= SENT_REPLY_CAP ? { maxCompletionTokens: replyCap } : {});
     this.addUsage(response);
@@ -145,10 +145,12 @@ export class AgentLoop {
     this.messages.push({ role: 'assistant', content: message.content ?? null, ...(message.tool_calls?.length ? { tool_calls: message.tool_calls } : {}) });
     this.lastCall = { prompt: response.usage?.prompt_tokens ?? 0, completion: response.usage?.completion_tokens ?? 0, messages: this.messages.length };
     await this.ctx.record({ role: 'assistant', step: this.steps, content: message.content ?? null, tool_calls: message.tool_calls ?? [], finish_reason: choice.finish_reason ?? null, usage: response.usage ?? null });
+    const cutAt = response.usage?.completion_tokens ?? (replyCap <= SENT_REPLY_CAP ? replyCap : null);
+    const reply = readReply(message, choice.finish_reason, cutAt, this.ctx.settings.llm.toolMode);
     const u = this.ctx.usage;
-    const calls = (message.tool_calls ?? []).map((c) => (c.type === 'function' ? { tool: c.function.name, target: toolTarget(c.function.arguments) } : { tool: c.type, target: null }));
+    const calls = reply.kind === 'calls' ? reply.calls.map((c) => ({ tool: c.name, target: toolTarget(c.arguments) })) : [];
     this.ctx.log.info({ step: this.steps, max_steps: this.ctx.settings.config.limits.max_steps, tools: calls.map((c) => c.tool), targets: calls.map((c) => c.target), tokens: u.prompt_tokens + u.completion_tokens }, `step ${this.steps}`);
-    return { message, finishReason: choice.finish_reason, completionTokens: response.usage?.completion_tokens ?? (replyCap <= SENT_REPLY_CAP ? replyCap : null) };
+    return reply;
   }
 
   private addUsage(response: ChatCompletion): void {
