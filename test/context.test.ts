@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execa } from 'execa';
 import { runTask } from '../src/run/runTask.ts';
-import { loadSettings } from '../src/workspace/config.ts';
+import { loadSettings, type LlmSettings } from '../src/workspace/config.ts';
 import OpenAI from 'openai';
 import { MetaAgentError } from '../src/contract/errors.ts';
 import { toLlmError } from '../src/engines/chatModel.ts';
@@ -203,7 +203,7 @@ test('a "maximum context length" 400 with nothing left to elide fails the run wi
 });
 
 test('what counts as "the request is longer than the context window" (the error as the ChatModel throws it)', () => {
-  const llm = { model: 'm', apiKeyEnv: 'OPENAI_API_KEY', maxRetries: 0, requestTimeoutMs: 1000, contextWindow: 128_000, baseURL: 'http://127.0.0.1:1/v1' };
+  const llm: LlmSettings = { model: 'm', apiKeyEnv: 'OPENAI_API_KEY', maxRetries: 0, retryBudgetMs: 0, backoff: { baseMs: 1, capMs: 1 }, toolMode: 'native', compat: {}, requestTimeoutMs: 1000, contextWindow: 128_000, baseURL: 'http://127.0.0.1:1/v1' };
   const thrown = (status: number, message: string, code: string | null = null) =>
     toLlmError(OpenAI.APIError.generate(status, { error: { message, type: 'invalid_request_error', code } }, message, new Headers()), llm, new AbortController().signal);
   const overflow = [

@@ -109,6 +109,7 @@ test('step budget: max_steps 3 with a model that never finishes -> limit_reached
     assert.is(report.steps, 3, 'the steps spent are reported');
     assert.is(c.llm!.requests.length, 3, 'no 4th request is sent');
     assert.is(c.llm!.requests[0]!.body.max_completion_tokens, undefined, 'no reply cap is sent while max_tokens is far away');
+    assert.is(c.llm!.requests[0]!.body.max_tokens, undefined, 'under either name');
     assert.equal(report.changed_files, []);
     assert.equal(report.patch_files, []);
     assert.ok(report.base_commit, 'the run had a worktree');
@@ -139,7 +140,7 @@ test('token budget: max_tokens 500 at 120 tokens a call -> limit_reached / budge
     assert.is(report.usage.prompt_tokens, 300);
     assert.is(report.usage.completion_tokens, 60);
     assert.is(c.llm!.requests.length, 3, 'no 4th request is sent');
-    const caps = c.llm!.requests.map((r) => r.body.max_completion_tokens as number);
+    const caps = c.llm!.requests.map((r) => r.body.max_tokens as number); // max_tokens: the cap's name for a base_url server (llm.compat.max_tokens_param)
     assert.is(caps[0], 500, 'the first reply may take all there is');
     for (const [i, cap] of caps.entries()) {
       if (i > 0) assert.ok(cap >= 20 && cap <= 500 - 120 * i - 120, `request ${i + 1}: the reply is capped at what remains once the conversation is re-sent (${cap})`);
@@ -164,7 +165,7 @@ test('a cycle budget handed to a task (max_tokens 2800) is not crossed by its la
     assert.is(report.error?.kind, 'budget');
     assert.is(report.usage.prompt_tokens + report.usage.completion_tokens, 1600);
     assert.is(c.llm!.requests.length, 1);
-    assert.is(c.llm!.requests[0]!.body.max_completion_tokens, 2800);
+    assert.is(c.llm!.requests[0]!.body.max_tokens, 2800);
   } finally {
     await teardown(c);
   }

@@ -66,11 +66,28 @@ export const ProjectConfigSchema = z.strictObject({
   logs: z.array(z.string().min(1)).default([]).describe('Log files of the bot (relative to the repo root) whose new lines the supervisor reads'),
 });
 
+/** Request parameters some servers and models refuse; a 400 naming one also drops it for the run. */
+export const LlmCompatSchema = z.strictObject({
+  parallel_tool_calls: z
+    .boolean()
+    .optional()
+    .describe('Value sent as parallel_tool_calls; default: false to api.openai.com, not sent to other servers (base_url)'),
+  max_tokens_param: z
+    .enum(['max_tokens', 'max_completion_tokens'])
+    .optional()
+    .describe('Name of the reply cap; default: max_completion_tokens for api.openai.com, max_tokens for other servers (Ollama ignores max_completion_tokens)'),
+  stream: z
+    .boolean()
+    .default(false)
+    .refine((stream) => !stream, 'streaming is not implemented: meta-agent reads whole replies; remove llm.compat.stream or set it to false'),
+});
+
 export const LlmConfigSchema = z.strictObject({
   model: z.string().min(1).default('gpt-4.1-mini'),
   base_url: z.string().url().optional().describe('OpenAI-compatible endpoint: Ollama, vLLM, LM Studio'),
   api_key_env: z.string().default('OPENAI_API_KEY'),
-  max_retries: z.number().int().min(0).max(10).default(4),
+  max_retries: z.number().int().min(0).max(1000).optional().describe('Most retries of one request (429, 5xx, no connection); default: as many as llm.retry_budget_s allows'),
+  retry_budget_s: z.number().nonnegative().default(300).describe('How long one request is retried (429, 5xx, no connection) with backoff before the run fails; 0: never retried'),
   request_timeout_s: z.number().positive().default(300),
   temperature: z.number().min(0).max(2).optional(),
   context_window: z
@@ -79,6 +96,11 @@ export const LlmConfigSchema = z.strictObject({
     .min(2048)
     .default(128_000)
     .describe("The model's context window in tokens (gpt-4.1: over 1M, local models often 8k-32k: set it to the server's num_ctx / max_model_len). Old tool results are elided to keep each request well under it"),
+  tool_mode: z
+    .enum(['native', 'text'])
+    .default('native')
+    .describe('native: the API\'s tool calls; text: one fenced action block per reply (for models and servers without tool calling)'),
+  compat: LlmCompatSchema.default(LlmCompatSchema.parse({})),
   prices: z
     .strictObject({
       prompt_per_mtok: z.number().nonnegative(),

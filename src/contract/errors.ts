@@ -6,6 +6,7 @@ export type ErrorKind =
   | 'input' // a task file or CLI argument is wrong
   | 'config' // meta-agent.yaml or the environment is wrong
   | 'llm' // the model endpoint refused or kept failing
+  | 'format' // the model's replies had no usable tool call, several times in a row
   | 'budget' // max_steps / max_tokens spent
   | 'timeout' // task_timeout_s passed
   | 'interrupted' // Ctrl-C / SIGTERM

@@ -9,7 +9,7 @@ export type RiskLevel = z.infer<typeof RiskLevelSchema>;
 export const OUTCOMES = ['completed', 'no_changes', 'limit_reached', 'scope_violation', 'failed'] as const;
 
 export const ErrorInfoSchema = z.object({
-  kind: z.enum(['input', 'config', 'llm', 'budget', 'timeout', 'interrupted', 'scope', 'git', 'engine', 'internal']),
+  kind: z.enum(['input', 'config', 'llm', 'format', 'budget', 'timeout', 'interrupted', 'scope', 'git', 'engine', 'internal']),
   message: z.string(),
   file: z.string().optional(),
   field: z.string().optional(),

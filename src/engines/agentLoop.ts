@@ -13,6 +13,7 @@ import type { ChatModel } from './chatModel.ts';
 import { ConversationWindow, checkPromptCount, isContextOverflow, type Elision } from './history.ts';
 import { cutOutput, runTool, toolTarget } from './toolbox.ts';
 import { ToolError } from './tools.ts';
+import { formatFailure, MAX_FORMAT_ERRORS, readReply, TEXT_CALL_NOTE, textProtocolPrompt, type ParsedToolCall, type ReplyReading } from './textToolCalls.ts';
 import type { EngineContext, EngineResult } from './types.ts';
 
 interface FinishArgs {
@@ -36,13 +37,18 @@ export class AgentLoop {
   private steps = 0;
   /** Tokens of the last model call, how many messages the conversation had after it, and the context's version then. */
   private lastCall: { prompt: number; cached: number; completion: number; messages: number; version: number } | null = null;
+  /** Replies in a row without a usable tool call. */
+  private formatErrors = 0;
+  private readonly system: string;
 
   constructor(
     private readonly ctx: EngineContext,
     private readonly model: ChatModel,
   ) {
+    // Text mode: the protocol goes after the system prompt, the same bytes every call.
+    this.system = ctx.settings.llm.toolMode === 'text' ? `${ctx.prompt.system}\n\n${textProtocolPrompt()}` : ctx.prompt.system;
     this.messages = [
-      { role: 'system', content: ctx.prompt.system },
+      { role: 'system', content: this.system },
       { role: 'user', content: ctx.prompt.user },
     ];
     this.context = new ConversationWindow(this.messages, ctx.settings.llm.contextWindow);
@@ -56,7 +62,7 @@ export class AgentLoop {
   }
 
   async run(): Promise<EngineResult> {
-    await this.ctx.record({ role: 'system', content: this.ctx.prompt.system });
+    await this.ctx.record({ role: 'system', content: this.system });
     await this.ctx.record({ role: 'user', content: this.ctx.prompt.user });
     for (;;) {
       const finished = await this.step();
@@ -69,20 +75,41 @@ export class AgentLoop {
   /** One model call and its tool calls; returns the finish arguments when the agent is done. */
   private async step(): Promise<FinishArgs | null> {
     const replyCap = this.checkLimits();
-    const message = await this.query(replyCap);
-    const calls = (message.tool_calls ?? []).filter((c) => c.type === 'function');
-    if (calls.length === 0) {
-      await this.say('You did not call a tool. Continue the task with the tools, and call finish when you are done.');
+    const reply = await this.query(replyCap);
+    const mode = this.ctx.settings.llm.toolMode;
+    if (reply.kind === 'format_error') {
+      this.countFormatError(reply.message);
+      for (const call of reply.answer) await this.answer(call, `ERROR: ${reply.message}`);
+      if (!reply.answer.length) await this.say(reply.message);
       return null;
     }
     let finish: FinishArgs | null = null;
-    for (const call of calls) {
-      const { content, finished } = await this.observe(call.function.name, call.function.arguments);
-      this.messages.push({ role: 'tool', tool_call_id: call.id, content });
-      await this.ctx.record({ role: 'tool', tool_call_id: call.id, name: call.function.name, content });
+    let usable = false;
+    const written: string[] = [];
+    for (const call of reply.calls) {
+      const { content, finished, malformed } = await this.observe(call.name, call.arguments);
+      usable ||= !malformed;
+      if (call.id) await this.answer(call, content);
+      else written.push(`Result of ${call.name}:\n${content}`);
       finish ??= finished;
     }
+    // Calls written as text get their results in a user message (there is no call id to answer).
+    if (written.length) await this.say([...(mode === 'native' ? [TEXT_CALL_NOTE] : []), ...written].join('\n\n'));
+    if (usable) this.formatErrors = 0;
+    else this.countFormatError('the arguments were not valid JSON');
     return finish;
+  }
+
+  /** mini-swe-agent's rule: a few replies in a row without a usable tool call end the run. */
+  private countFormatError(problem: string): void {
+    this.formatErrors++;
+    this.ctx.log.warn({ step: this.steps, format_errors: this.formatErrors }, `format error ${this.formatErrors} of ${MAX_FORMAT_ERRORS}: ${problem.split('\n')[0]}`);
+    if (this.formatErrors >= MAX_FORMAT_ERRORS) throw formatFailure(problem, this.ctx.settings.llm.toolMode);
+  }
+
+  private async answer(call: ParsedToolCall, content: string): Promise<void> {
+    this.messages.push({ role: 'tool', tool_call_id: call.id!, content });
+    await this.ctx.record({ role: 'tool', tool_call_id: call.id, name: call.name, content });
   }
 
   /**
@@ -108,7 +135,8 @@ export class AgentLoop {
     return nextReplyCap(limits, this.ctx.settings.llm, this.ctx.usage, { prompt, cached, lastReply: last?.completion ?? 0 });
   }
 
-  private async query(replyCap: number) {
+  /** One model call; returns the reply as calls to run or a format error (textToolCalls.ts). */
+  private async query(replyCap: number): Promise<ReplyReading> {
     this.steps++;
     await this.noteElision(this.context.fit());
     const response = await this.completeWithin(replyCap <= SENT_REPLY_CAP ? { maxCompletionTokens: replyCap } : {});
@@ -119,11 +147,13 @@ export class AgentLoop {
     this.messages.push({ role: 'assistant', content: message.content ?? null, ...(message.tool_calls?.length ? { tool_calls: message.tool_calls } : {}) });
     const usage = response.usage;
     this.lastCall = { prompt: usage?.prompt_tokens ?? 0, cached: usage?.prompt_tokens_details?.cached_tokens ?? 0, completion: usage?.completion_tokens ?? 0, messages: this.messages.length, version: this.context.version };
-    await this.ctx.record({ role: 'assistant', step: this.steps, content: message.content ?? null, tool_calls: message.tool_calls ?? [], usage: response.usage ?? null });
+    await this.ctx.record({ role: 'assistant', step: this.steps, content: message.content ?? null, tool_calls: message.tool_calls ?? [], finish_reason: choice.finish_reason ?? null, usage: response.usage ?? null });
+    const cutAt = response.usage?.completion_tokens ?? (replyCap <= SENT_REPLY_CAP ? replyCap : null);
+    const reply = readReply(message, choice.finish_reason, cutAt, this.ctx.settings.llm.toolMode);
     const u = this.ctx.usage;
-    const calls = (message.tool_calls ?? []).map((c) => (c.type === 'function' ? { tool: c.function.name, target: toolTarget(c.function.arguments) } : { tool: c.type, target: null }));
+    const calls = reply.kind === 'calls' ? reply.calls.map((c) => ({ tool: c.name, target: toolTarget(c.arguments) })) : [];
     this.ctx.log.info({ step: this.steps, max_steps: this.ctx.settings.config.limits.max_steps, tools: calls.map((c) => c.tool), targets: calls.map((c) => c.target), tokens: u.prompt_tokens + u.completion_tokens }, `step ${this.steps}`);
-    return message;
+    return reply;
   }
 
   /**
@@ -171,14 +201,14 @@ export class AgentLoop {
   }
 
   /** Runs one tool call. Tool errors and bad arguments become the tool's result. */
-  private async observe(name: string, rawArgs: string): Promise<{ content: string; finished: FinishArgs | null }> {
+  private async observe(name: string, rawArgs: string): Promise<{ content: string; finished: FinishArgs | null; malformed?: boolean }> {
     let args: Record<string, unknown>;
     try {
       const parsed: unknown = rawArgs.trim() === '' ? {} : JSON.parse(rawArgs);
       if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not a JSON object');
       args = parsed as Record<string, unknown>;
     } catch (error) {
-      return { content: `ERROR: the arguments of ${name} are not valid JSON (${(error as Error).message}); call the tool again with a JSON object`, finished: null };
+      return { content: `ERROR: the arguments of ${name} are not valid JSON (${(error as Error).message}); call the tool again with a JSON object`, finished: null, malformed: true };
     }
     try {
       if (name === 'finish') return this.finish(args);

@@ -550,6 +550,8 @@ function hintFor(error: ErrorInfo): string {
       return `Fix meta-agent.yaml or the environment${error.field ? ` (${error.field})` : ''}, then move the task from failed/ back into inbox/.`;
     case 'llm':
       return 'Check the model endpoint (key, base_url, model name, quota), then move the task back into inbox/.';
+    case 'format':
+      return 'The model kept replying without a usable tool call: use a model that calls tools reliably, or set llm.tool_mode: text, then move the task back into inbox/.';
     case 'budget':
     case 'timeout':
       return 'Narrow the task, or raise limits.max_steps / max_tokens / task_timeout_s, then move it back into inbox/.';

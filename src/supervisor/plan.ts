@@ -8,7 +8,8 @@ import type { PlannedTask } from '../contract/config.ts';
 import { PlanSchema, type Plan } from '../contract/cycle.ts';
 import { MetaAgentError } from '../contract/errors.ts';
 import type { Usage } from '../contract/report.ts';
-import { openAIClient, toLlmError } from '../engines/chatModel.ts';
+import { openAIClient, retryPolicy, toLlmError } from '../engines/chatModel.ts';
+import { withRetries } from '../engines/llmRetry.ts';
 import type { Settings } from '../workspace/config.ts';
 
 export interface PlanResult {
@@ -53,9 +54,13 @@ export function llmPlanner(settings: Settings): Planner {
       for (let attempt = 1; attempt <= 2; attempt++) {
         let content: string;
         try {
-          const response = await client.chat.completions.create(
-            { model: llm.model, messages, response_format: { type: 'json_schema', json_schema: { name: 'supervisor_plan', strict: true, schema: schema as Record<string, unknown> } } },
-            { signal },
+          const response = await withRetries(
+            () =>
+              client.chat.completions.create(
+                { model: llm.model, messages, response_format: { type: 'json_schema', json_schema: { name: 'supervisor_plan', strict: true, schema: schema as Record<string, unknown> } } },
+                { signal: AbortSignal.any([signal]) },
+              ),
+            { policy: retryPolicy(llm), signal },
           );
           usage.requests++;
           usage.prompt_tokens += response.usage?.prompt_tokens ?? 0;

@@ -43,12 +43,18 @@ export interface LlmSettings {
   baseURL?: string;
   apiKey?: string;
   apiKeyEnv: string;
-  maxRetries: number;
+  /** Most retries of one request; undefined: as many as retryBudgetMs allows. */
+  maxRetries?: number;
+  retryBudgetMs: number;
+  /** Exponential backoff with full jitter between retries: base doubles up to cap. Not in the YAML (tests shorten it). */
+  backoff: { baseMs: number; capMs: number };
   requestTimeoutMs: number;
   temperature?: number;
   /** llm.context_window, in tokens. */
   contextWindow: number;
   prices?: Config['llm']['prices'];
+  toolMode: Config['llm']['tool_mode'];
+  compat: Omit<Config['llm']['compat'], 'stream'>;
 }
 
 export interface Settings {
@@ -131,9 +137,13 @@ function resolveSettings(config: Config, layout: Layout, env: Record<string, str
   const llm: LlmSettings = {
     model: env.META_AGENT_MODEL || config.llm.model,
     apiKeyEnv: config.llm.api_key_env,
-    maxRetries: config.llm.max_retries,
+    ...(config.llm.max_retries !== undefined ? { maxRetries: config.llm.max_retries } : {}),
+    retryBudgetMs: config.llm.retry_budget_s * 1000,
+    backoff: { baseMs: 1000, capMs: 60_000 },
     requestTimeoutMs: config.llm.request_timeout_s * 1000,
     contextWindow: config.llm.context_window,
+    toolMode: config.llm.tool_mode,
+    compat: { ...(config.llm.compat.parallel_tool_calls !== undefined ? { parallel_tool_calls: config.llm.compat.parallel_tool_calls } : {}), ...(config.llm.compat.max_tokens_param ? { max_tokens_param: config.llm.compat.max_tokens_param } : {}) },
     ...(baseURL ? { baseURL } : {}),
     ...(apiKey ? { apiKey } : {}),
     ...(config.llm.temperature !== undefined ? { temperature: config.llm.temperature } : {}),
