@@ -70,8 +70,15 @@ export class AgentLoop {
       return null;
     }
     let finish: FinishArgs | null = null;
+    let commands = 0;
     for (const call of calls) {
-      const { content, finished } = await this.observe(call.function.name, call.function.arguments);
+      // run_command costs a step per call: a second one in the same reply pays for itself.
+      const extraStep = call.function.name === 'run_command' && commands++ > 0;
+      if (extraStep) this.steps++;
+      const { content, finished } =
+        extraStep && this.steps > this.ctx.settings.config.limits.max_steps
+          ? { content: `ERROR: not run: each run_command costs one step, and the step limit (${this.ctx.settings.config.limits.max_steps}, limits.max_steps) is reached`, finished: null }
+          : await this.observe(call.function.name, call.function.arguments);
       this.messages.push({ role: 'tool', tool_call_id: call.id, content });
       await this.ctx.record({ role: 'tool', tool_call_id: call.id, name: call.function.name, content });
       finish ??= finished;

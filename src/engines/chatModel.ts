@@ -4,7 +4,7 @@
  * translation of its failures into one-line errors a person can act on.
  */
 import OpenAI from 'openai';
-import type { ChatCompletion, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
+import type { ChatCompletion, ChatCompletionMessageParam, ChatCompletionTool } from 'openai/resources/chat/completions';
 import { MetaAgentError } from '../contract/errors.ts';
 import type { LlmSettings } from '../workspace/config.ts';
 import { llmMissingMessage } from '../workspace/config.ts';
@@ -29,7 +29,8 @@ export function openAIClient(llm: LlmSettings): OpenAI {
   });
 }
 
-export function openAIChatModel(llm: LlmSettings): ChatModel {
+/** `tools`: the run's tool list (toolbox.ts toolDefinitions), the same in every request. */
+export function openAIChatModel(llm: LlmSettings, tools: ChatCompletionTool[] = TOOL_DEFINITIONS): ChatModel {
   const client = openAIClient(llm);
   return {
     name: llm.model,
@@ -39,7 +40,7 @@ export function openAIChatModel(llm: LlmSettings): ChatModel {
           {
             model: llm.model,
             messages,
-            tools: TOOL_DEFINITIONS,
+            tools,
             tool_choice: 'auto',
             parallel_tool_calls: false,
             ...(llm.temperature !== undefined ? { temperature: llm.temperature } : {}),

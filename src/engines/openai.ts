@@ -4,19 +4,26 @@
  */
 import type { LlmSettings } from '../workspace/config.ts';
 import { AgentLoop } from './agentLoop.ts';
+import type { ChatCompletionTool } from 'openai/resources/chat/completions';
 import { openAIChatModel, type ChatModel } from './chatModel.ts';
+import { disposeShell } from './shellTool.ts';
+import { toolDefinitions } from './toolbox.ts';
 import type { Engine, EngineContext, EngineResult } from './types.ts';
 
 export { openAIChatModel, openAIClient, toLlmError, type ChatModel } from './chatModel.ts';
-export { TOOL_DEFINITIONS, cutOutput } from './toolbox.ts';
+export { TOOL_DEFINITIONS, cutOutput, toolDefinitions } from './toolbox.ts';
 
 export class OpenAIEngine implements Engine {
   readonly name = 'openai' as const;
 
-  constructor(private readonly makeModel: (llm: LlmSettings) => ChatModel = openAIChatModel) {}
+  constructor(private readonly makeModel: (llm: LlmSettings, tools: ChatCompletionTool[]) => ChatModel = openAIChatModel) {}
 
   async run(ctx: EngineContext): Promise<EngineResult> {
-    const model = this.makeModel(ctx.settings.llm);
-    return new AgentLoop(ctx, model).run();
+    const model = this.makeModel(ctx.settings.llm, toolDefinitions({ shell: ctx.shell ?? 'off' }));
+    try {
+      return await new AgentLoop(ctx, model).run();
+    } finally {
+      await disposeShell(ctx);
+    }
   }
 }
