@@ -148,12 +148,15 @@ async function openSession(ctx: EngineContext): Promise<Session> {
  * an index of the base commit, so git in the sandbox works without seeing the real `.git`.
  */
 async function snapshotHistory(ctx: EngineContext, worktree: string, gitDir: string): Promise<void> {
-  const git = (args: string[]) => execa('git', args, { env: { GIT_TERMINAL_PROMPT: '0' }, stdin: 'ignore' });
+  const git = (args: string[], input?: string) => execa('git', args, { env: { GIT_TERMINAL_PROMPT: '0' }, ...(input === undefined ? { stdin: 'ignore' as const } : { input }) });
   await git(['init', '--quiet', '--bare', gitDir]);
   await git(['--git-dir', gitDir, 'config', 'core.bare', 'false']);
   await git(['--git-dir', gitDir, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', ctx.project.repoPath, ctx.baseCommit]);
   await git(['--git-dir', gitDir, 'update-ref', '--no-deref', 'HEAD', ctx.baseCommit]);
   await git(['--git-dir', gitDir, '--work-tree', worktree, 'read-tree', ctx.baseCommit]);
+  // Denied files read as empty in the sandbox: git there does not call them changed.
+  const tracked = (await git(['--git-dir', gitDir, 'ls-files', '-z'])).stdout.split('\0').filter((rel) => rel && ctx.denied(rel));
+  if (tracked.length) await git(['--git-dir', gitDir, 'update-index', '--skip-worktree', '-z', '--stdin'], tracked.join('\0') + '\0');
   await git(['--git-dir', gitDir, '--work-tree', worktree, 'update-index', '-q', '--refresh']).catch(() => undefined);
 }
 
