@@ -346,6 +346,7 @@ test('tools.shell: unsandboxed offers run_command without a sandbox, and the rep
     assert.match(history, /^deploy config$/m);
     assert.is(result.report.shell, 'unsandboxed');
     assert.is(ReportSchema.parse(await readJson(result.report_path)).shell, 'unsandboxed');
+    assert.match(await fs.readFile(result.report_md_path, 'utf8'), /run_command ran unsandboxed/);
   } finally {
     await s.cleanup();
   }
