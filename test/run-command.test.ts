@@ -218,7 +218,7 @@ sandboxTest('run_command: a change outside the task scope (or to a denied file) 
     let told = '';
     let after = '';
     script.push(
-      toolCall('run_command', { command: 'echo "changed" >> README.md && rm tests/test_sizing.py && echo new > notes.txt && mkdir -p docs/deep && echo x > docs/deep/page.md && echo key > bot/app.pem && echo ok > bot/in_scope.txt' }),
+      toolCall('run_command', { command: 'echo "changed" >> README.md && rm tests/test_sizing.py && echo new > notes.txt && mkdir -p docs/deep && echo x > docs/deep/page.md && echo key > bot/app.pem && echo ok > bot/in_scope.txt && git init -q bot/vendored && git -C bot/vendored config core.fsmonitor \"touch $PWD/bot/fsmonitor-ran\"' }),
       (request) => {
         told = lastToolResult(request);
         return toolCall('run_command', { command: 'git status --short; ls docs notes.txt 2>&1; tail -n 1 README.md' });
@@ -231,14 +231,14 @@ sandboxTest('run_command: a change outside the task scope (or to a denied file) 
     const result = await run(s);
     assert.is(result.status, 'ok', result.report.error?.message);
     assert.is(result.outcome, 'completed');
-    for (const name of ['README.md (restored)', 'tests/test_sizing.py (restored)', 'notes.txt (deleted)', 'docs/deep/page.md (deleted)', 'bot/app.pem (deleted)']) {
+    for (const name of ['README.md (restored)', 'tests/test_sizing.py (restored)', 'notes.txt (deleted)', 'docs/deep/page.md (deleted)', 'bot/app.pem (deleted)', 'bot/vendored (deleted: a git repository inside the worktree)']) {
       assert.ok(told.includes(name), `the model is told about ${name}:\n${told}`);
     }
     assert.not.ok(/meta-agent undid[^\n]*bot\/in_scope.txt/.test(told), 'an in-scope change is kept and not reported');
     assert.match(after, /No such file/);
     assert.not.match(after, /^changed$/m);
     assert.match(after, /\?\? bot\/in_scope.txt/);
-    assert.equal(result.report.changed_files, ['bot/in_scope.txt']);
+    assert.equal(result.report.changed_files, ['bot/in_scope.txt'], 'no nested repository, and its fsmonitor never ran on the host');
     const patch = await fs.readFile(path.join(s.ws.root, result.report.patch_files[0]!), 'utf8');
     for (const file of ['README.md', 'test_sizing.py', 'notes.txt', 'page.md', 'app.pem']) assert.not.ok(patch.includes(file), `the patch has ${file}`);
     assert.match(patch, /bot\/in_scope.txt/);

@@ -15,7 +15,8 @@
  * that user while the command runs.
  *
  * After every command, changes outside the task's scope or to denied files are undone
- * (tracked files restored from the base commit, new files deleted) and the model is told.
+ * (tracked files restored from the base commit, new files deleted; a new nested git
+ * repository is deleted wherever it is) and the model is told.
  * A command past its timeout is killed with every process it started.
  *
  * `tools.shell: unsandboxed` runs the command without any of that isolation (`sh -c` on
@@ -406,7 +407,10 @@ async function undoOutOfScope(ctx: EngineContext, session: Session): Promise<str
       .split('\0')
       .filter(Boolean)
       .map((entry) => ({ code: entry.slice(0, 2), rel: entry.slice(3) }));
-    const bad = entries.filter((e) => ctx.denied(e.rel.replace(/\/$/, '')) || !ctx.inScope(e.rel.replace(/\/$/, '')));
+    // A new folder that git lists whole ("dir/") is a nested repository: its .git/config could
+    // make the service's own git run a program (core.fsmonitor), and no patch may hold one.
+    const nestedRepo = (e: { code: string; rel: string }) => e.code === '??' && e.rel.endsWith('/');
+    const bad = entries.filter((e) => nestedRepo(e) || ctx.denied(e.rel.replace(/\/$/, '')) || !ctx.inScope(e.rel.replace(/\/$/, '')));
     if (bad.length === 0) break;
     for (const { rel } of bad.filter((e) => e.code === '??')) {
       const abs = path.join(worktree, rel);
@@ -414,7 +418,7 @@ async function undoOutOfScope(ctx: EngineContext, session: Session): Promise<str
       if ((await fs.realpath(path.dirname(abs)).catch(() => null)) !== path.dirname(abs)) continue;
       await fs.rm(abs, { recursive: true, force: true });
       await removeEmptyParents(worktree, path.dirname(abs));
-      undone.push(`${rel.replace(/\/$/, '')} (deleted)`);
+      undone.push(`${rel.replace(/\/$/, '')} (deleted${rel.endsWith('/') ? ': a git repository inside the worktree' : ''})`);
     }
     const tracked = bad.filter((e) => e.code !== '??').map((e) => e.rel);
     if (tracked.length) {
