@@ -2,9 +2,9 @@
  * The `openai` engine: the agent loop (agentLoop.ts) talking to a Chat Completions
  * endpoint (chatModel.ts) with the agent's tools (toolbox.ts).
  */
+import type { ChatCompletionTool } from 'openai/resources/chat/completions';
 import type { LlmSettings } from '../workspace/config.ts';
 import { AgentLoop } from './agentLoop.ts';
-import type { ChatCompletionTool } from 'openai/resources/chat/completions';
 import { openAIChatModel, type ChatModel } from './chatModel.ts';
 import { disposeShell } from './shellTool.ts';
 import { toolDefinitions } from './toolbox.ts';

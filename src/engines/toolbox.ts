@@ -97,11 +97,11 @@ function formatChecks(outcome: Awaited<ReturnType<EngineContext['runChecks']>>):
   return parts.length ? parts.join('\n\n') : 'this project has no test or dry_run command configured';
 }
 
-/** The file (or pattern) a tool call is about, for the progress line; the model's text, bounded. */
+/** The file (or pattern, or command) a tool call is about, for the progress line; the model's text, bounded. */
 export function toolTarget(rawArguments: string): string | null {
   try {
     const args = JSON.parse(rawArguments) as Record<string, unknown>;
-    const target = [args.path, args.pattern].find((v): v is string => typeof v === 'string');
+    const target = [args.path, args.pattern, args.command].find((v): v is string => typeof v === 'string');
     return target ? target.replace(/[\r\n\t]/g, ' ').slice(0, 120) : null;
   } catch {
     return null;
