@@ -122,6 +122,7 @@ def write(p):
     with open(p, "w") as f:
         f.write("pwned")
     return p
+attempt("WORKTREE_FILE", lambda: read("README.md"))
 attempt("NET", lambda: socket.create_connection(("127.0.0.1", T["port"]), timeout=3).sendall(b"hi"))
 attempt("REPO_GIT_CONFIG", lambda: read(os.path.join(T["repo"], ".git", "config")))
 attempt("REPO_GIT_HEAD", lambda: read(os.path.join(T["repo"], ".git", "HEAD")))
@@ -181,6 +182,8 @@ sandboxTest('run_command in the sandbox: a pytest node id, python3 -c and git lo
     for (const name of BLOCKED) assert.match(probed, new RegExp(`^${name} BLOCKED`, 'm'), `${name} got through:\n${probed}`);
     // /tmp is the sandbox's own: the write succeeds there, and nothing appears in the host's /tmp.
     assert.match(probed, /^WRITE_HOST_TMP OK/m);
+    // Positive control of the reads: the worktree's own files are readable the same way.
+    assert.match(probed, /^WORKTREE_FILE OK/m);
     assert.match(after, /^# note from a command$/m);
     assert.match(after, /^fresh$/m);
     assert.match(after, /^0$/m, 'the private $HOME is empty');
