@@ -165,7 +165,7 @@ sandboxTest('run_command in the sandbox: a pytest node id, python3 -c and git lo
       record(toolCall('run_command', { command: probe(targets) })),
       // What one command writes in the worktree, the next one sees (and it lands in the patch).
       record(toolCall('run_command', { command: 'echo "# note from a command" >> bot/sizing.py && echo fresh > bot/made_by_command.txt' })),
-      record(toolCall('run_command', { command: 'tail -n 1 bot/sizing.py && cat bot/made_by_command.txt && echo "HOME=$HOME" && ls -A "$HOME" | wc -l' })),
+      record(toolCall('run_command', { command: 'tail -n 1 bot/sizing.py && cat bot/made_by_command.txt && echo "HOME=$HOME" && ls -A "$HOME" | wc -l && python3 -c "import resource; print(\'NPROC\', resource.getrlimit(resource.RLIMIT_NPROC)[0])"' })),
       record(finish('Looked around.', 'low')),
     );
     const result = await run(s);
@@ -187,6 +187,7 @@ sandboxTest('run_command in the sandbox: a pytest node id, python3 -c and git lo
     assert.match(after, /^# note from a command$/m);
     assert.match(after, /^fresh$/m);
     assert.match(after, /^0$/m, 'the private $HOME is empty');
+    assert.match(after, /^NPROC 512$/m, "the checks' process limit (limits.check_processes)");
     assert.not.match(after, new RegExp(`HOME=${s.fakeHome}`));
 
     assert.is(server.connections(), 0, 'a command reached 127.0.0.1');
