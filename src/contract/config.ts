@@ -1,7 +1,7 @@
 /** `meta-agent.yaml`: the one configuration file of a workspace. */
 import { z } from 'zod';
 import { ENGINE_NAMES } from './task.ts';
-import { RiskLevelSchema } from './report.ts';
+import { RiskLevelSchema, SHELL_MODES } from './report.ts';
 
 const globList = z.array(z.string().min(1));
 
@@ -136,6 +136,14 @@ export const LimitsSchema = z.strictObject({
   check_memory_mb: z.number().int().min(64).default(8192).describe('Under bubblewrap: address space of each process of a check, in MiB (RLIMIT_AS)'),
   concurrency: z.number().int().positive().default(2),
   tool_output_chars: z.number().int().min(1000).default(16_000),
+  command_timeout_s: z.number().positive().default(600).describe("Longest timeout the agent's run_command may ask for (its default is 60 s)"),
+});
+
+export const ToolsSchema = z.strictObject({
+  shell: z
+    .enum(SHELL_MODES)
+    .default('sandboxed')
+    .describe("The agent's run_command tool. sandboxed: offered only where the checks' sandbox (bubblewrap) runs; unsandboxed: offered everywhere and run without a sandbox (the command can do what this user can); off: never offered"),
 });
 
 export const QueueSchema = z.strictObject({
@@ -209,6 +217,7 @@ export const ConfigSchema = z.strictObject({
   sandbox: z.enum(['auto', 'bwrap', 'none']).default('auto').describe('auto and bwrap: checks run under bubblewrap, and refuse to run without it; none: unsandboxed (see the README, "What `sandbox: none` means")'),
   projects: z.record(z.string().regex(/^[A-Za-z0-9._-]+$/), ProjectConfigSchema).refine((p) => Object.keys(p).length > 0, 'at least one project is required'),
   limits: LimitsSchema.default(LimitsSchema.parse({})),
+  tools: ToolsSchema.default(ToolsSchema.parse({})),
   patch: PatchLimitsSchema.default(PatchLimitsSchema.parse({})),
   queue: QueueSchema.default(QueueSchema.parse({})),
   gate: GateSchema.default(GateSchema.parse({})),

@@ -6,6 +6,10 @@ export const RISK_LEVELS = ['low', 'medium', 'high'] as const;
 export const RiskLevelSchema = z.enum(RISK_LEVELS);
 export type RiskLevel = z.infer<typeof RiskLevelSchema>;
 
+/** How the agent's `run_command` tool ran in a run: in the checks' sandbox, without it (config says so), or not offered. */
+export const SHELL_MODES = ['sandboxed', 'unsandboxed', 'off'] as const;
+export type ShellMode = (typeof SHELL_MODES)[number];
+
 export const OUTCOMES = ['completed', 'no_changes', 'limit_reached', 'scope_violation', 'failed'] as const;
 
 export const ErrorInfoSchema = z.object({
@@ -122,6 +126,7 @@ export const ReportSchema = z.object({
   notes: z.array(z.string()).default([]).describe('What the run decided to skip and why (e.g. LLM commentary without an LLM)'),
   secrets_redacted: z.number().int().nonnegative().default(0).describe('How many secrets the run replaced by [REDACTED] in what went to the model, the report and the trajectory'),
   checks_unsandboxed: z.boolean().default(false).describe('true with `sandbox: none`: the checks ran without a sandbox (README, "What `sandbox: none` means")'),
+  shell: z.enum(SHELL_MODES).default('off').describe("The agent's run_command tool: sandboxed (like the checks), unsandboxed (tools.shell: unsandboxed), or off (not offered)"),
   approval: ApprovalSchema.nullable().default(null).describe('Set by the approval gate, or when a person rejects the patch'),
 });
 export type Report = z.infer<typeof ReportSchema>;

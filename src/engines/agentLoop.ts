@@ -11,7 +11,7 @@ import { RISK_LEVELS, type RiskLevel } from '../contract/report.ts';
 import { costUsd, nextReplyCap } from './budget.ts';
 import type { ChatModel } from './chatModel.ts';
 import { ConversationWindow, checkPromptCount, isContextOverflow, type Elision } from './history.ts';
-import { cutOutput, runTool, toolTarget } from './toolbox.ts';
+import { cutOutput, runTool, toolDefinitions, toolTarget } from './toolbox.ts';
 import { ToolError } from './tools.ts';
 import { formatFailure, MAX_FORMAT_ERRORS, readReply, TEXT_CALL_NOTE, textProtocolPrompt, type ParsedToolCall, type ReplyReading } from './textToolCalls.ts';
 import type { EngineContext, EngineResult } from './types.ts';
@@ -46,7 +46,7 @@ export class AgentLoop {
     private readonly model: ChatModel,
   ) {
     // Text mode: the protocol goes after the system prompt, the same bytes every call.
-    this.system = ctx.settings.llm.toolMode === 'text' ? `${ctx.prompt.system}\n\n${textProtocolPrompt()}` : ctx.prompt.system;
+    this.system = ctx.settings.llm.toolMode === 'text' ? `${ctx.prompt.system}\n\n${textProtocolPrompt(toolDefinitions({ shell: ctx.shell ?? 'off' }))}` : ctx.prompt.system;
     this.messages = [
       { role: 'system', content: this.system },
       { role: 'user', content: ctx.prompt.user },
@@ -86,8 +86,16 @@ export class AgentLoop {
     let finish: FinishArgs | null = null;
     let usable = false;
     const written: string[] = [];
+    let commands = 0;
+    const { max_steps } = this.ctx.settings.config.limits;
     for (const call of reply.calls) {
-      const { content, finished, malformed } = await this.observe(call.name, call.arguments);
+      // run_command costs a step per call: a second one in the same reply pays for itself.
+      const extraStep = call.name === 'run_command' && commands++ > 0;
+      if (extraStep) this.steps++;
+      const { content, finished, malformed } =
+        extraStep && this.steps > max_steps
+          ? { content: `ERROR: not run: each run_command costs one step, and the step limit (${max_steps}, limits.max_steps) is reached`, finished: null, malformed: false }
+          : await this.observe(call.name, call.arguments);
       usable ||= !malformed;
       if (call.id) await this.answer(call, content);
       else written.push(`Result of ${call.name}:\n${content}`);

@@ -9,7 +9,7 @@
  * Outages are retried by llmRetry.ts.
  */
 import OpenAI from 'openai';
-import type { ChatCompletion, ChatCompletionCreateParamsNonStreaming, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
+import type { ChatCompletion, ChatCompletionCreateParamsNonStreaming, ChatCompletionMessageParam, ChatCompletionTool } from 'openai/resources/chat/completions';
 import type { Logger } from 'pino';
 import { MetaAgentError } from '../contract/errors.ts';
 import { silentLogger } from '../log.ts';
@@ -65,7 +65,8 @@ export function refusedParameter(error: unknown, sent: readonly string[]): Adjus
   return named ?? candidates.find((p) => new RegExp(`\\b${p}\\b`).test(error.message)) ?? null;
 }
 
-export function openAIChatModel(llm: LlmSettings, log: Logger = silentLogger()): ChatModel {
+/** `tools`: the run's tool list (toolbox.ts toolDefinitions), the same in every request. */
+export function openAIChatModel(llm: LlmSettings, log: Logger = silentLogger(), tools: ChatCompletionTool[] = TOOL_DEFINITIONS): ChatModel {
   const client = openAIClient(llm);
   const openAI = isOpenAIApi(llm);
   // What this run sends; a refusal changes it for the rest of the run.
@@ -78,7 +79,7 @@ export function openAIChatModel(llm: LlmSettings, log: Logger = silentLogger()):
   const body = (messages: ChatCompletionMessageParam[], cap: number | undefined): ChatCompletionCreateParamsNonStreaming => ({
     model: llm.model,
     messages,
-    ...(llm.toolMode === 'native' ? { tools: TOOL_DEFINITIONS, tool_choice: 'auto' as const } : {}),
+    ...(llm.toolMode === 'native' ? { tools, tool_choice: 'auto' as const } : {}),
     ...(llm.toolMode === 'native' && sending.parallelToolCalls !== undefined ? { parallel_tool_calls: sending.parallelToolCalls } : {}),
     ...(sending.temperature !== undefined ? { temperature: sending.temperature } : {}),
     ...(cap !== undefined && sending.capParam ? { [sending.capParam]: cap } : {}),

@@ -9,7 +9,7 @@
  *   named after a tool, with its JSON arguments.
  * And the replies that carry no usable call (format errors), told to the model as such.
  */
-import type { ChatCompletionMessage } from 'openai/resources/chat/completions';
+import type { ChatCompletionMessage, ChatCompletionTool } from 'openai/resources/chat/completions';
 import { MetaAgentError } from '../contract/errors.ts';
 import { TOOL_DEFINITIONS } from './toolbox.ts';
 
@@ -28,7 +28,7 @@ export type ReplyReading =
 /** Consecutive format errors that end a run (mini-swe-agent stops at 3 too). */
 export const MAX_FORMAT_ERRORS = 3;
 
-export const TOOL_NAMES: ReadonlySet<string> = new Set(TOOL_DEFINITIONS.flatMap((t) => (t.type === 'function' ? [t.function.name] : [])));
+export const TOOL_NAMES: ReadonlySet<string> = new Set([...TOOL_DEFINITIONS.flatMap((t) => (t.type === 'function' ? [t.function.name] : [])), 'run_command']);
 
 export const NO_TOOL_CALL = 'You did not call a tool. Continue the task with the tools, and call finish when you are done.';
 
@@ -118,8 +118,8 @@ function actionFormatError(problem: string): string {
 }
 
 /** The system prompt's addendum in text mode; built from the tool definitions, so it is the same bytes every run. */
-export function textProtocolPrompt(): string {
-  const tools = TOOL_DEFINITIONS.flatMap((t) => {
+export function textProtocolPrompt(definitions: ChatCompletionTool[] = TOOL_DEFINITIONS): string {
+  const tools = definitions.flatMap((t) => {
     if (t.type !== 'function') return [];
     const params = (t.function.parameters ?? {}) as { properties?: Record<string, { type?: string; description?: string; items?: { type?: string } }>; required?: string[] };
     const fields = Object.entries(params.properties ?? {}).map(([name, p]) => {

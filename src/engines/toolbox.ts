@@ -4,7 +4,8 @@
  * never change during a run, so the request prefix stays byte-stable for prompt caching.
  */
 import type { ChatCompletionTool } from 'openai/resources/chat/completions';
-import { RISK_LEVELS } from '../contract/report.ts';
+import { RISK_LEVELS, type ShellMode } from '../contract/report.ts';
+import { RUN_COMMAND_DEFINITION, runCommand } from './shellTool.ts';
 import * as tools from './tools.ts';
 import { ToolError } from './tools.ts';
 import type { EngineContext } from './types.ts';
@@ -42,6 +43,16 @@ export const TOOL_DEFINITIONS: ChatCompletionTool[] = [
   ),
 ];
 
+/**
+ * The tools of one run: TOOL_DEFINITIONS, plus run_command when the run offers a shell
+ * (decided once per run, so the list is the same in every request).
+ */
+export function toolDefinitions(options: { shell: ShellMode }): ChatCompletionTool[] {
+  if (options.shell === 'off') return TOOL_DEFINITIONS;
+  const finish = TOOL_DEFINITIONS.length - 1;
+  return [...TOOL_DEFINITIONS.slice(0, finish), RUN_COMMAND_DEFINITION[options.shell], ...TOOL_DEFINITIONS.slice(finish)];
+}
+
 function fn(name: string, description: string, properties: Record<string, unknown>, required: string[]): ChatCompletionTool {
   return { type: 'function', function: { name, description, parameters: { type: 'object', properties, required, additionalProperties: false } } };
 }
@@ -61,9 +72,12 @@ export async function runTool(ctx: EngineContext, name: string, args: Record<str
       return tools.editFile(ctx, args);
     case 'run_checks':
       return formatChecks(await ctx.runChecks());
-    default:
-      throw new ToolError(`unknown tool "${name}"; the tools are ${TOOL_DEFINITIONS.map((t) => (t.type === 'function' ? t.function.name : '')).join(', ')}`);
+    case 'run_command':
+      if (ctx.shell && ctx.shell !== 'off') return runCommand(ctx, args);
+      break;
   }
+  const offered = toolDefinitions({ shell: ctx.shell ?? 'off' });
+  throw new ToolError(`unknown tool "${name}"; the tools are ${offered.map((t) => (t.type === 'function' ? t.function.name : '')).join(', ')}`);
 }
 
 /** Long tool outputs keep their head and tail, with a note, so the context stays bounded. */
@@ -83,11 +97,11 @@ function formatChecks(outcome: Awaited<ReturnType<EngineContext['runChecks']>>):
   return parts.length ? parts.join('\n\n') : 'this project has no test or dry_run command configured';
 }
 
-/** The file (or pattern) a tool call is about, for the progress line; the model's text, bounded. */
+/** The file (or pattern, or command) a tool call is about, for the progress line; the model's text, bounded. */
 export function toolTarget(rawArguments: string): string | null {
   try {
     const args = JSON.parse(rawArguments) as Record<string, unknown>;
-    const target = [args.path, args.pattern].find((v): v is string => typeof v === 'string');
+    const target = [args.path, args.pattern, args.command].find((v): v is string => typeof v === 'string');
     return target ? target.replace(/[\r\n\t]/g, ' ').slice(0, 120) : null;
   } catch {
     return null;

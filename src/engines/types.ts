@@ -1,6 +1,6 @@
 /** What an engine gets and gives back. Engines know the worktree, never the queue. */
 import type { Logger } from 'pino';
-import type { CheckResult, RiskLevel, Usage } from '../contract/report.ts';
+import type { CheckResult, RiskLevel, ShellMode, Usage } from '../contract/report.ts';
 import type { Task } from '../contract/task.ts';
 import type { Project, Settings } from '../workspace/config.ts';
 import type { Redactor } from '../safety/redact.ts';
@@ -32,6 +32,8 @@ export interface EngineContext {
   usage: Usage;
   /** Appends one record to reports/<id>.trajectory.jsonl (redacted by the writer). */
   record: (entry: Record<string, unknown>) => Promise<void>;
+  /** Whether the agent gets `run_command`, and how it runs (decided once per run; absent: off). */
+  shell?: ShellMode;
   /** The prompt the engine sends (system + task), built by the run. */
   prompt: { system: string; user: string };
 }

@@ -185,7 +185,7 @@ async function withRealPaths(paths: string[]): Promise<string[]> {
 }
 
 /** A linked virtualenv's base interpreter (pyvenv.cfg `home =`), which lives outside the venv. */
-async function venvInterpreters(links: string[]): Promise<string[]> {
+export async function venvInterpreters(links: string[]): Promise<string[]> {
   const found: string[] = [];
   for (const link of links) {
     const cfg = await fs.readFile(path.join(link, 'pyvenv.cfg'), 'utf8').catch(() => null);

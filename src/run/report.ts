@@ -173,6 +173,7 @@ export function renderMarkdown(r: Report): string {
   lines.push(`| Time | ${r.started_at} -> ${r.finished_at} (${(r.duration_ms / 1000).toFixed(1)} s) |`);
   lines.push(`| Run | ${r.run_id} |`, '');
   if (r.checks_unsandboxed) lines.push('> **Warning: checks ran unsandboxed** (`sandbox: none`): the tests and the dry run of this change could read any file of this user and reach the network. See the README, "What `sandbox: none` means".', '');
+  if (r.shell === 'unsandboxed') lines.push('> **Warning: the agent\'s run_command ran unsandboxed** (`tools.shell: unsandboxed`): its commands could read any file of this user and reach the network.', '');
   lines.push('## Objective', '', r.objective || '(none)', '');
   lines.push('## Summary', '', r.summary || '(none)', '');
   if (r.error) lines.push('## Error', '', `**${r.error.kind}**: ${r.error.message}`, '');

@@ -13,11 +13,12 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { MetaAgentError, toErrorInfo, type ErrorInfo } from '../contract/errors.ts';
 import type { PatchSidecar } from '../contract/patch.ts';
-import type { CheckResult, Report, RiskLevel, Usage } from '../contract/report.ts';
+import type { CheckResult, Report, RiskLevel, ShellMode, Usage } from '../contract/report.ts';
 import { defaultIdFor, parseTask, TaskIdSchema, type Task } from '../contract/task.ts';
 import { CommandEngine } from '../engines/command.ts';
 import { OpenAIEngine } from '../engines/openai.ts';
 import { systemPrompt, userPrompt } from '../engines/prompt.ts';
+import { decideShell } from '../engines/shellTool.ts';
 import type { ChecksOutcome, Engine, EngineResult } from '../engines/types.ts';
 import { claimTask, isDirectlyIn, markReported, settleClaim, type Disposition } from '../queue/folders.ts';
 import { anchoredMatcher, denyMatcher, scopeMatcher } from '../safety/globs.ts';
@@ -77,7 +78,7 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
   const claim = claimed ? await claimTask(layout, inputFile, runId, settings.config.queue.lease_stale_s * 1000) : null;
   const file = claim?.file ?? inputFile;
 
-  const state: RunState = { runId, startedAt, usage: emptyUsage(), task: null, project: null, engineName: options.engine?.name ?? settings.config.engine };
+  const state: RunState = { runId, startedAt, usage: emptyUsage(), task: null, project: null, engineName: options.engine?.name ?? settings.config.engine, shell: 'off' };
   let outcome: Outcome;
   let archived = false;
   let runSettings = settings;
@@ -106,7 +107,9 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
     }
     log.info({ project: project.name, type: task.type, engine: engine.name }, `run started: ${task.id}`);
     const useEngine = engine.name !== 'openai' || llmConfigured;
-    outcome = await runInWorktree({ task, project, engine, useEngine, settings: runSettings, runId, redact, log, usage: state.usage, signal: options.signal });
+    // Decided once per run (config + sandbox), so the tool list never changes between steps.
+    if (engine.name === 'openai' && useEngine) state.shell = await decideShell(settings);
+    outcome = await runInWorktree({ task, project, engine, useEngine, settings: runSettings, runId, redact, log, usage: state.usage, signal: options.signal, shell: state.shell });
   } catch (error) {
     outcome = failedOutcome(error, state);
   }
@@ -138,6 +141,7 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
     task_file: displayPath(layout, predictedTaskFile),
     report_md: displayPath(layout, paths.md),
     checks_unsandboxed: settings.config.sandbox === 'none',
+    shell: state.shell,
     // Read after the spread above redacted the outcome's text, so those replacements count too.
     secrets_redacted: redact.hits,
     approval: null,
@@ -182,10 +186,11 @@ interface RunState {
   task: Task | null;
   project: Project | null;
   engineName: Engine['name'];
+  shell: ShellMode;
 }
 
 /** Everything in a report that the run decides; the rest (ids, times, paths) is added when it is written. */
-type Outcome = Omit<Report, 'task_id' | 'run_id' | 'started_at' | 'finished_at' | 'duration_ms' | 'task_file' | 'report_md' | 'usage' | 'approval' | 'secrets_redacted' | 'checks_unsandboxed'>;
+type Outcome = Omit<Report, 'task_id' | 'run_id' | 'started_at' | 'finished_at' | 'duration_ms' | 'task_file' | 'report_md' | 'usage' | 'approval' | 'secrets_redacted' | 'checks_unsandboxed' | 'shell'>;
 
 interface RunContext {
   task: Task;
@@ -199,6 +204,7 @@ interface RunContext {
   log: Logger;
   usage: Usage;
   signal: AbortSignal | undefined;
+  shell: ShellMode;
 }
 
 /** The part of a run that needs the worktree; the worktree is gone when it returns. */
@@ -259,6 +265,7 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
         log,
         signal: abort.signal,
         usage: rc.usage,
+        shell: rc.shell,
         record: async (entry) => {
           trajectoryUsed = true;
           await trajectory.record(entry);

@@ -16,6 +16,7 @@
 import { execa } from 'execa';
 // Sync lstat/readlink on purpose: a few system folders, while building one command line.
 import { constants, lstatSync, promises as fs, readlinkSync as readlink, statSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { MetaAgentError } from '../contract/errors.ts';
 
@@ -178,6 +179,12 @@ export interface SandboxPlan {
   /** Never visible, even when inside a system folder: the real repo, the workspace, the user's home. */
   hidden: string[];
   limits: { processes: number; memoryBytes: number };
+  /**
+   * Bound last, in this order, onto paths inside `writable` (no parent folders are made):
+   * the agent's shell puts its own `.git` file over the worktree's, /dev/null over each
+   * denied file, and pins their folders (a mount point cannot be renamed or removed).
+   */
+  over?: Array<{ source: string; target: string; writable?: boolean }>;
 }
 
 /** System folders every program needs, bound read-only (symlinks such as /bin -> usr/bin are kept as links). */
@@ -226,6 +233,7 @@ export function bwrapCommand(tools: Tools, plan: SandboxPlan, argv: readonly str
     parents(dir);
     args.push('--bind', dir, dir);
   }
+  for (const { source, target, writable } of plan.over ?? []) args.push(writable ? '--bind' : '--ro-bind', source, target);
   args.push('--unshare-net', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try');
   args.push('--die-with-parent', '--new-session', '--chdir', plan.cwd);
   const inner: string[] = [];
@@ -271,6 +279,24 @@ export async function toolchainDirs(programs: string[], pathDirs: string[], home
     dirs.add(prefix);
   }
   return [...dirs];
+}
+
+/**
+ * The user's home folders: never visible in the sandbox, except a toolchain inside one.
+ * (The same list as the checks' sandbox builds.)
+ */
+export async function userHomes(env: Readonly<Record<string, string | undefined>>): Promise<string[]> {
+  const homes = new Set<string>(['/root', os.homedir()]);
+  if (env.HOME) homes.add(path.resolve(env.HOME));
+  for (const name of await fs.readdir('/home').catch(() => [] as string[])) homes.add(path.join('/home', name));
+  return [...homes];
+}
+
+/** The paths and, where it differs, the real path of each (symlinks resolved); a missing one stays literal. */
+export async function withRealPaths(paths: string[]): Promise<string[]> {
+  const all = new Set(paths);
+  for (const p of paths) all.add(await fs.realpath(p).catch(() => p));
+  return [...all];
 }
 
 export function inside(child: string, parent: string): boolean {
