@@ -117,11 +117,13 @@ function applyReplacement(file: SplitText, r: Replacement): string {
   const tailSeps = count(after, '\n');
   const replaced = file.seps.slice(headSeps, file.seps.length - tailSeps);
   const eol = majority(replaced) ?? majority(file.seps) ?? '\n';
+  // As many line breaks as before: each keeps its own (a mixed file stays mixed, line for line).
+  const sameShape = count(r.insert, '\n') === replaced.length;
   const result = splitLines(before + r.insert + after);
   const seps = result.seps.map((_, i) => {
     if (i < headSeps) return file.seps[i]!;
     if (i >= result.seps.length - tailSeps) return file.seps[i - (result.seps.length - file.seps.length)]!;
-    return eol;
+    return sameShape ? replaced[i - headSeps]! : eol;
   });
   return result.lines.map((line, i) => line + (seps[i] ?? '')).join('');
 }
@@ -262,7 +264,8 @@ export function applyEdit(text: string, edit: Edit, file: string): Applied {
   const strippedOld = withoutLineNumbers(modelLines(edit.old), true);
   if (strippedOld) {
     const strippedNew = withoutLineNumbers(modelLines(edit.new), false);
-    attempts.push({ old: strippedOld.join('\n'), new: strippedNew ? strippedNew.join('\n') : edit.new, stripped: true });
+    const newline = (original: string) => (/\r?\n$/.test(original) ? '\n' : '');
+    attempts.push({ old: strippedOld.join('\n') + newline(edit.old), new: strippedNew ? strippedNew.join('\n') + newline(edit.new) : edit.new, stripped: true });
   }
   const split = splitLines(text);
   for (const attempt of attempts) {
