@@ -11,9 +11,14 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execa } from 'execa';
 import { editFile, readFile, search, ToolError, writeFile } from '../src/engines/tools.ts';
-import { denyMatcher } from '../src/safety/globs.ts';
 import { makeRedactor } from '../src/safety/redact.ts';
 import { runTask } from '../src/run/runTask.ts';
+import { runCheck, withCheckCopy } from '../src/run/checks.ts';
+import { sandboxStatus } from '../src/safety/sandbox.ts';
+import type { Settings } from '../src/workspace/config.ts';
+import { userPrompt } from '../src/engines/prompt.ts';
+import { parseTask } from '../src/contract/task.ts';
+import { denyMatcher, scopeMatcher } from '../src/safety/globs.ts';
 import { finish, startFakeLlm, toolCall } from './helpers/fakeLlm.ts';
 import { makeWorkspace, writeTask, type TestWorkspace } from './helpers/workspace.ts';
 
@@ -308,6 +313,78 @@ test('syntax check: JSON and YAML errors with their line; JSON with comments (ts
   await fs.writeFile(path.join(ws.repo, 'edits/c.yaml'), 'a: 1\nb:\n  - x\n');
   const yamlAnswer = await editFile(ctx(), { path: 'edits/c.yaml', old: '  - x\n', new: '  - x\n   bad: [\n' });
   assert.match(yamlAnswer, /^edited edits\/c\.yaml at line 3\n\nSYNTAX ERROR after this change \(the change was saved; fix it\):\nedits\/c\.yaml:\d+: /);
+});
+
+test('syntax_check from the project runs like a check (a copy, the sandbox); without a sandbox it is not run, and the agent is told why', async () => {
+  // The checker fails on the word "bad", and reports whether it can see the real repository.
+  const checker = `import os, sys; t = open(sys.argv[1]).read(); print("sees repo:", os.path.exists(sys.argv[2])); sys.exit(sys.argv[1] + ":1: bad word" if "bad" in t else 0)`;
+  const own = await makeWorkspace({ project: `    scope: ["**"]\n    syntax_check: {"*.txt": ["python3", "-c", ${JSON.stringify(checker)}, "{file}", "REPO"]}` });
+  try {
+    const project = own.settings.projects.bot!;
+    project.syntax_check['*.txt'] = project.syntax_check['*.txt']!.map((a) => (a === 'REPO' ? path.join(own.repo, 'README.md') : a));
+    const redact = makeRedactor({});
+    const ctxWith = (settings: Settings) => ({
+      worktree: own.repo,
+      inScope: () => true,
+      denied: denyMatcher([]),
+      redact,
+      settings,
+      project,
+      runSyntaxCheck: (check: Parameters<typeof runCheck>[0]) => withCheckCopy({ worktree: own.repo }, settings, project, (copy) => runCheck(check, copy, settings, project, redact)),
+    });
+    await fs.writeFile(path.join(own.repo, 'notes.txt'), 'good\n');
+    const status = await sandboxStatus(own.settings);
+    const answer = await editFile(ctxWith(own.settings), { path: 'notes.txt', old: 'good', new: 'bad' });
+    if (status.error) {
+      // A machine without bubblewrap (CI, Windows): the check is refused, the edit stands.
+      assert.match(answer, /^edited notes\.txt at line 1\n\n\(projects\.bot\.syntax_check\["\*\.txt"\] not run: .*sandbox/);
+    } else {
+      assert.match(answer, /^edited notes\.txt at line 1\n\nSYNTAX CHECK FAILED after this change \(the change was saved; fix it\): \$ python3 -c .* notes\.txt \S+README\.md\nsees repo: False\nnotes\.txt:1: bad word$/);
+      // Control: a good file passes quietly.
+      assert.is(await editFile(ctxWith(own.settings), { path: 'notes.txt', old: 'bad', new: 'fine' }), 'edited notes.txt at line 1');
+    }
+    assert.ok((await fs.readFile(path.join(own.repo, 'notes.txt'), 'utf8')).length > 0);
+    // No bubblewrap on PATH (sandbox: auto fails closed): not run, and why.
+    const bin = path.join(own.root, 'bin-without-bwrap');
+    await fs.mkdir(bin);
+    const noSandbox: Settings = { ...own.settings, env: { ...own.settings.env, PATH: bin } };
+    await fs.writeFile(path.join(own.repo, 'notes.txt'), 'good\n');
+    assert.is(
+      await editFile(ctxWith(noSandbox), { path: 'notes.txt', old: 'good', new: 'bad' }),
+      `edited notes.txt at line 1\n\n(projects.bot.syntax_check["*.txt"] not run: ${(await toolErrorOrMessage(() => withCheckCopy({ worktree: own.repo }, noSandbox, project, async () => null)))})`,
+    );
+    assert.is(await fs.readFile(path.join(own.repo, 'notes.txt'), 'utf8'), 'bad\n', 'the edit stands');
+  } finally {
+    await own.cleanup();
+  }
+});
+
+async function toolErrorOrMessage(call: () => Promise<unknown>): Promise<string> {
+  try {
+    await call();
+  } catch (error) {
+    return (error as Error).message;
+  }
+  throw new Error('expected the sandbox to be refused');
+}
+
+test('repo map: a big repo is collapsed to folders and says so, and how to list the rest', async () => {
+  const repo = path.join(ws.root, 'big-repo');
+  for (let d = 0; d < 320; d++) {
+    await fs.mkdir(path.join(repo, 'pkg', `m${String(d).padStart(3, '0')}`), { recursive: true });
+    await fs.writeFile(path.join(repo, 'pkg', `m${String(d).padStart(3, '0')}`, 'x.py'), 'x = 1\n');
+  }
+  await fs.writeFile(path.join(repo, 'README.md'), '# big\n');
+  await execa('git', ['init', '--quiet'], { cwd: repo });
+  const task = parseTask('---\nproject: bot\nobjective: Look\nscope: ["pkg/m000/**"]\n---\n', 'map.md');
+  const prompt = await userPrompt({ task, worktree: repo, scopeGlobs: task.scope, denied: denyMatcher([]), inScope: scopeMatcher(task.scope, ['**']), redact: makeRedactor({}) });
+  const map = prompt.slice(prompt.indexOf('## Repository map\n') + '## Repository map\n'.length).split('\n');
+  assert.is(map[0], '321 files, too many to list: top-level files and folders with their file counts (* = in scope). list_files with a folder (e.g. {"path": "pkg/m000"}) lists the files in it.');
+  assert.is(map[1], 'README.md');
+  assert.is(map[2], 'pkg/m000/ (1 files, 1 in scope)');
+  assert.is(map[3], 'pkg/m001/ (1 files)');
+  assert.is(map.at(-1), '[... 21 more entries not shown; list_files with a folder lists what is in it]');
+  assert.is(map.length, 302);
 });
 
 test('end to end: a whitespace-slipped edit succeeds, a broken Python edit gets the syntax error in the next request', async () => {
