@@ -194,6 +194,14 @@ const CASES: EditCase[] = [
     error: true,
   },
   {
+    name: 'a binary file',
+    file: 'PK\u0000\u0003 x = 1',
+    path: 'edits/blob.bin',
+    args: { old: 'x = 1', new: 'x = 2' },
+    message: '"edits/blob.bin" is a binary file; edit_file changes text files only',
+    error: true,
+  },
+  {
     name: 'old and edits together are refused',
     file: 'x = 1\n',
     args: { old: 'x', new: 'y', edits: [{ old: 'x', new: 'y' }] },
@@ -298,8 +306,8 @@ test('syntax check: a Python error comes back with file and line, the edit is ke
   assert.is(await fs.readFile(file, 'utf8'), 'def f(x):\n    return (x\n', 'the edit is kept');
   // Control: a valid edit says nothing more.
   assert.is(await editFile(ctx(), { path: 'edits/ok.py', old: '    return (x\n', new: '    return (x)\n' }), 'edited edits/ok.py at line 2');
-  const leftovers = await execa('find', [ws.repo, '-name', '__pycache__', '-o', '-name', '*.pyc'], { reject: false });
-  assert.is(leftovers.stdout.trim(), '', 'no byte-code written into the repository');
+  const leftovers = (await fs.readdir(path.join(ws.repo, 'edits'), { recursive: true })).filter((f) => /__pycache__|\.pyc$/.test(String(f)));
+  assert.equal(leftovers, [], 'no byte-code written into the repository');
   // A file that was broken before the edit: its old error is not repeated on every edit.
   await fs.writeFile(file, 'def f(:\n    pass\nx = 1\n');
   assert.is(await editFile(ctx(), { path: 'edits/ok.py', old: 'x = 1', new: 'x = 2' }), 'edited edits/ok.py at line 3');

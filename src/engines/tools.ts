@@ -255,7 +255,9 @@ export async function editFile(ctx: WriteCtx, args: { path?: unknown; old?: unkn
   if (stat.isSymbolicLink()) throw new ToolError(`refused: "${target.rel}" is a symlink`);
   if (stat.isDirectory()) throw new ToolError(`"${target.rel}" is a folder, not a file`);
   if (stat.size > MAX_READ_BYTES) throw new ToolError(`"${target.rel}" is ${stat.size} bytes; too large to edit`);
-  const text = await fs.readFile(target.abs, 'utf8').catch(toolErrorFor(target.rel));
+  const buffer = await fs.readFile(target.abs).catch(toolErrorFor(target.rel));
+  if (buffer.includes(0)) throw new ToolError(`"${target.rel}" is a binary file; edit_file changes text files only`);
+  const text = buffer.toString('utf8');
   let result: ReturnType<typeof applyEdits>;
   try {
     result = applyEdits(text, edits, target.rel);
