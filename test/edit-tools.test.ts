@@ -102,6 +102,13 @@ const CASES: EditCase[] = [
     message: 'edited edits/a.py at line 2 ("old" matched after ignoring indentation and quote/dash styles; "new" was adjusted the same way)',
   },
   {
+    name: 'a blank line above and below the quoted block that the file does not have there',
+    file: 'def f():\n    a = 1\n    return a\ndef g():\n    pass\n',
+    args: { old: '\n    a = 1\n    return a\n\n', new: '\n    a = 2\n    return a\n\n' },
+    expected: 'def f():\n    a = 2\n    return a\ndef g():\n    pass\n',
+    message: 'edited edits/a.py at line 2',
+  },
+  {
     name: 'several exact matches: each line number, nothing changed',
     file: 'x = 1\ny = 2\nx = 1\n',
     args: { old: 'x = 1', new: 'x = 3' },

@@ -267,6 +267,11 @@ export function applyEdit(text: string, edit: Edit, file: string): Applied {
     const newline = (original: string) => (/\r?\n$/.test(original) ? '\n' : '');
     attempts.push({ old: strippedOld.join('\n') + newline(edit.old), new: strippedNew ? strippedNew.join('\n') + newline(edit.new) : edit.new, stripped: true });
   }
+  // Aider's observation: models add a blank line above or below the text they quote.
+  for (const attempt of [...attempts]) {
+    const trimmed = withoutBlankEdges(attempt.old, attempt.new);
+    if (trimmed) attempts.push({ ...trimmed, stripped: attempt.stripped });
+  }
   const split = splitLines(text);
   for (const attempt of attempts) {
     const oldLf = attempt.old.replace(/\r\n/g, '\n');
@@ -284,6 +289,20 @@ export function applyEdit(text: string, edit: Edit, file: string): Applied {
     }
   }
   throw new EditMismatch(noMatch(split.lines, modelLines(strippedOld ? strippedOld.join('\n') : edit.old), file));
+}
+
+/** "old" without blank lines at its start and end (and "new" without the same ones), or null if it has none. */
+function withoutBlankEdges(old: string, replacement: string): { old: string; new: string } | null {
+  const oldLines = modelLines(old);
+  const newLines = replacement === '' ? [] : modelLines(replacement);
+  let head = 0;
+  while (head < oldLines.length - 1 && blank(oldLines[head]!)) head++;
+  let tail = 0;
+  while (tail < oldLines.length - head - 1 && blank(oldLines[oldLines.length - 1 - tail]!)) tail++;
+  if (head + tail === 0 || head + tail === oldLines.length) return null;
+  const newHead = newLines.slice(0, head).every(blank) ? Math.min(head, newLines.length) : 0;
+  const newTail = newLines.slice(newHead).slice(-tail).every(blank) ? Math.min(tail, newLines.length - newHead) : 0;
+  return { old: oldLines.slice(head, oldLines.length - tail).join('\n') + '\n', new: newLines.slice(newHead, newLines.length - newTail).join('\n') + (newLines.length - newTail > newHead ? '\n' : '') };
 }
 
 /** Applies edits one after the other, all or none; a failure names the edit by its 1-based index. */
