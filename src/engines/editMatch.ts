@@ -323,13 +323,15 @@ export function applyEdits(text: string, edits: Edit[], file: string): { text: s
 }
 
 function listLines(starts: number[]): string {
-  const nums = starts.map((s) => String(s + 1));
+  const unique = [...new Set(starts)];
+  if (unique.length === 1) return `all on line ${unique[0]! + 1}`;
+  const nums = unique.map((s) => String(s + 1));
   const shown = nums.length > 10 ? [...nums.slice(0, 10), `${nums.length - 10} more`] : nums;
-  return shown.length === 1 ? shown[0]! : `${shown.slice(0, -1).join(', ')} and ${shown.at(-1)}`;
+  return `lines ${shown.slice(0, -1).join(', ')} and ${shown.at(-1)}${unique.length < starts.length ? ', some more than once' : ''}`;
 }
 
 function severalMatches(starts: number[], looser: string, file: string): EditMismatch {
-  const where = `${starts.length} places in ${file} (lines ${listLines(starts)})`;
+  const where = `${starts.length} places in ${file} (${listLines(starts)})`;
   const what = looser ? `"old" is not in ${file} exactly, and ${looser} it matches ${where}` : `"old" matches ${where}`;
   return new EditMismatch(`${what}; add neighbouring lines to "old" so it matches only one`);
 }
