@@ -305,6 +305,26 @@ test('search: Perl-style \\d \\b \\s, a glob, file:line: text, denied files neve
   assert.match(await toolError(search(c, { pattern: '(unclosed', path: 'edits/s' })), /^search failed: /);
 });
 
+test('search: where git has no PCRE, the same pattern runs as a JavaScript RegExp, and the answer says so', async () => {
+  if (process.platform === 'win32') return; // the stand-in git below is a shell script
+  const bin = path.join(ws.root, 'git-without-pcre');
+  await fs.mkdir(bin, { recursive: true });
+  const realGit = (await execa('sh', ['-c', 'command -v git'])).stdout.trim();
+  await fs.writeFile(path.join(bin, 'git'), `#!/bin/sh\nfor a in "$@"; do [ "$a" = "-P" ] && { echo "fatal: cannot use Perl-compatible regexes when not compiled with USE_LIBPCRE" >&2; exit 128; }; done\nexec ${realGit} "$@"\n`, { mode: 0o755 });
+  await fs.mkdir(path.join(ws.repo, 'edits/nopcre'), { recursive: true });
+  await fs.writeFile(path.join(ws.repo, 'edits/nopcre/one.py'), 'stop_loss = 0.02\nstop_loss_pct = 2\n');
+  const saved = process.env.PATH;
+  process.env.PATH = `${bin}${path.delimiter}${saved}`;
+  try {
+    assert.is(
+      await search(ctx(), { pattern: '\\bstop_loss\\b\\s*=\\s*\\d', path: 'edits/nopcre' }),
+      'edits/nopcre/one.py:1: stop_loss = 0.02\n[git here has no PCRE support; searched with JavaScript regular expressions]',
+    );
+  } finally {
+    process.env.PATH = saved;
+  }
+});
+
 test('syntax check: a Python error comes back with file and line, the edit is kept, no __pycache__ is left', async () => {
   const file = path.join(ws.repo, 'edits/ok.py');
   await fs.writeFile(file, 'def f(x):\n    return x\n');
