@@ -16,6 +16,7 @@ import { runTask } from '../src/run/runTask.ts';
 import { processApprovedPatch } from '../src/gate/gate.ts';
 import { createLogger, silentLogger } from '../src/log.ts';
 import { makeRedactor, REDACTED } from '../src/safety/redact.ts';
+import { numberLine } from '../src/engines/editMatch.ts';
 import { finish, startFakeLlm, toolCall, type RecordedRequest, type Reply } from './helpers/fakeLlm.ts';
 import { makeWorkspace, readJson, writeTask } from './helpers/workspace.ts';
 
@@ -82,10 +83,10 @@ test('canaries in secret files, config files, .env.local and a Python constant r
     }),
     // An edit copied from the redacted line is refused with an explanation, not a silent mismatch.
     after('edit Client line', () => {
-      const line = seen['read config.py']!.split('\n').find((l) => l.startsWith('BINANCE_SECRET'));
+      const line = seen['read config.py']!.split('\n').find((l) => /^ *\d+\| BINANCE_SECRET/.test(l));
       return toolCall('edit_file', { path: 'bot/config.py', old: line ?? 'missing', new: 'BINANCE_SECRET = os.environ["BINANCE_SECRET"]' });
     }),
-    after('edit redacted line', () => toolCall('write_file', { path: 'bot/config.py', content: seen['read config.py']!.split('\n').slice(1).join('\n') })),
+    after('edit redacted line', () => toolCall('write_file', { path: 'bot/config.py', content: seen['read config.py']!.split('\n').slice(1).map((l) => l.replace(/^ *\d+\|(?: |$)/, '')).join('\n') })),
     after('write with marker', () => finish('Added a note on the client.', 'low')),
   ]);
   const ws = await makeWorkspace({
@@ -160,16 +161,17 @@ test('canaries in secret files, config files, .env.local and a Python constant r
     // What the model saw: refusals for denied files, values hidden in the others...
     assert.match(seen['read secrets.yaml']!, /^ERROR: refused: "config\/secrets.yaml" is on the deny list/);
     assert.match(seen['read .env.local']!, /^ERROR: refused: ".env.local" is on the deny list/);
-    assert.match(seen['read keys.json']!, /"apiKey": "\[REDACTED\]",\n {2}"apiSecret": "\[REDACTED\]",\n {2}"testnet": false/);
+    assert.match(seen['read keys.json']!, /2\| {3}"apiKey": "\[REDACTED\]",\n3\| {3}"apiSecret": "\[REDACTED\]",\n4\| {3}"testnet": false/);
     // ...and config.py byte for byte, but for the one secret value (positive control).
-    const lines = configPy.split('\n').length;
-    assert.is(seen['read config.py'], `bot/config.py (${lines} lines)\n${configPy.replace(pyConstant, REDACTED)}`);
+    const shownLines = configPy.replace(pyConstant, REDACTED).replace(/\n$/, '').split('\n');
+    const width = String(shownLines.length).length;
+    assert.is(seen['read config.py'], `bot/config.py (${shownLines.length} lines)\n${shownLines.map((l, i) => numberLine(i + 1, l, width)).join('\n')}`);
     // Files on the deny list are not in the check copy, tracked or not; the others are printed redacted.
     assert.match(seen['run_checks']!, 'config/secrets.yaml: not in the check copy');
     assert.match(seen['run_checks']!, '.env.local: not in the check copy');
     assert.match(seen['run_checks']!, /"apiSecret": "\[REDACTED\]"/);
     assert.match(seen['run_checks']!, /return os\.environ\["BINANCE_API_KEY"\]/);
-    assert.is(seen['edit Client line'], 'edited bot/config.py');
+    assert.match(seen['edit Client line']!, /^edited bot\/config\.py at line \d+$/);
     assert.match(seen['edit redacted line']!, /^ERROR: "old" was not found in bot\/config.py: it contains \[REDACTED\]/);
     assert.match(seen['write with marker']!, /^ERROR: refused: the text for bot\/config.py contains \[REDACTED\]/);
 

@@ -22,7 +22,7 @@ const CALLS: Array<[string, Record<string, unknown>, RegExp]> = [
   ['edit_file', { path: '.git/HEAD', old: 'ref', new: 'pwned' }, /^ERROR: refused: .*inside \.git/],
   ['list_files', { path: '.git' }, /^ERROR: refused: .*inside \.git/],
   ['search', { pattern: 'url', path: '.GIT/config' }, /^ERROR: refused: .*inside \.git/],
-  ['read_file', { path: 'bot/sizing.py/x' }, /^ERROR: "bot\/sizing\.py\/x" does not exist/],
+  ['read_file', { path: 'bot/sizing.py/x' }, /^ERROR: "bot\/sizing\.py\/x" goes through a file as if it were a folder/],
   ['write_file', { path: 'bot/sizing.py/x.py', content: 'x = 1\n' }, /^ERROR: "bot\/sizing\.py\/x\.py" goes through a file as if it were a folder/],
   ['edit_file', { path: 'bot', old: 'a', new: 'b' }, /^ERROR: "bot" is a folder, not a file/],
   ['read_file', { path: 'loop-a' }, /^ERROR: refused: "loop-a" is a symlink loop/],

@@ -64,6 +64,10 @@ export const ProjectConfigSchema = z.strictObject({
   risk_thresholds: RiskThresholdsSchema.default(RiskThresholdsSchema.parse({})),
   retrain: RetrainConfigSchema.optional().describe('For retrain_model: the collect -> train -> eval chain'),
   logs: z.array(z.string().min(1)).default([]).describe('Log files of the bot (relative to the repo root) whose new lines the supervisor reads'),
+  syntax_check: z
+    .record(z.string().min(1), z.array(z.string().min(1)).min(1))
+    .default({})
+    .describe('Glob -> command (program and arguments, "{file}" = the edited file) run after each agent edit of a matching file, like a check (sandboxed, no shell); e.g. {"*.ts": ["npx", "tsc", "--noEmit"]}'),
 });
 
 /** Request parameters some servers and models refuse; a 400 naming one also drops it for the run. */

@@ -75,22 +75,32 @@ async function readAgentsMd(input: PromptInput): Promise<string | null> {
   return text.length > MAX_AGENTS_MD ? `${text.slice(0, MAX_AGENTS_MD)}\n[... AGENTS.md cut at ${MAX_AGENTS_MD} characters]` : text.trim();
 }
 
-/** Files, with "*" on those in scope; big repos collapse to folders with file counts. */
+/**
+ * Files, with "*" on those in scope; a big repo collapses to its top-level files and its
+ * folders (two levels) with file counts, and says so, and how to see the rest.
+ */
 async function repoMap(input: PromptInput): Promise<string> {
   const files = await listRepoFiles({ worktree: input.worktree, denied: input.denied, inScope: input.inScope, redact: input.redact });
   const mark = (f: string) => (input.inScope(f) ? ' *' : '');
   const legend = '(* = in scope)';
-  if (files.length <= MAP_MAX_FILES) return `${legend}\n${files.map((f) => f + mark(f)).join('\n')}`;
-  const folders = new Map<string, number>();
+  if (files.length <= MAP_MAX_FILES) return `${files.length} files ${legend}\n${files.map((f) => f + mark(f)).join('\n')}`;
+  const folders = new Map<string, { files: number; inScope: number }>();
   const top: string[] = [];
   for (const f of files) {
     const parts = f.split('/');
-    if (parts.length === 1) top.push(f);
-    else {
-      const key = parts.slice(0, Math.min(2, parts.length - 1)).join('/') + '/';
-      folders.set(key, (folders.get(key) ?? 0) + 1);
+    if (parts.length === 1) {
+      top.push(f + mark(f));
+      continue;
     }
+    const key = parts.slice(0, Math.min(2, parts.length - 1)).join('/') + '/';
+    const entry = folders.get(key) ?? { files: 0, inScope: 0 };
+    entry.files++;
+    if (input.inScope(f)) entry.inScope++;
+    folders.set(key, entry);
   }
-  const lines = [...top.map((f) => f + mark(f)), ...[...folders].map(([dir, n]) => `${dir} (${n} files)`)];
-  return `${files.length} files; folders collapsed, use list_files to look inside ${legend}\n${lines.slice(0, MAP_MAX_FILES).join('\n')}`;
+  const lines = [...top, ...[...folders].map(([dir, n]) => `${dir} (${n.files} files${n.inScope ? `, ${n.inScope} in scope` : ''})`)];
+  const shown = lines.slice(0, MAP_MAX_FILES);
+  const head = `${files.length} files, too many to list: top-level files and folders with their file counts ${legend}. list_files with a folder (e.g. {"path": "${[...folders.keys()][0]?.replace(/\/$/, '') ?? '.'}"}) lists the files in it.`;
+  const cut = lines.length > shown.length ? `\n[... ${lines.length - shown.length} more entries not shown; list_files with a folder lists what is in it]` : '';
+  return `${head}\n${shown.join('\n')}${cut}`;
 }

@@ -17,17 +17,40 @@ export const TOOL_DEFINITIONS: ChatCompletionTool[] = [
   fn('list_files', 'List the files under a folder of the repository (recursive; ignored files are not shown).', { path: str('Folder, relative to the repo root; "." for all') }, ['path']),
   fn(
     'read_file',
-    'Read a text file, optionally a range of lines (1-based, inclusive).',
-    { path: str('File, relative to the repo root'), start_line: { type: 'integer', minimum: 1 }, end_line: { type: 'integer', minimum: 1 } },
+    'Read a text file as numbered lines, each prefixed with its line number and a bar: "  12| text". The first line of the answer says how many lines the file has and which are shown; a long file is cut at a line, with a note giving the start_line to read on. Line numbers are 1-based; both ends of the range are included.',
+    { path: str('File, relative to the repo root'), start_line: { type: 'integer', minimum: 1, description: 'First line to show (default 1)' }, end_line: { type: 'integer', minimum: 1, description: 'Last line to show (default: the end)' } },
     ['path'],
   ),
-  fn('search', 'Search files for an extended regular expression (git grep -E). Returns file:line:text.', { pattern: str('Regular expression'), path: str('Folder or file to search; default the whole repo') }, ['pattern']),
-  fn('write_file', 'Create or replace a whole file (inside the task scope only).', { path: str('File, relative to the repo root'), content: str('The complete new content') }, ['path', 'content']),
+  fn(
+    'search',
+    'Search file contents, line by line, for a Perl-style regular expression (git grep -P): \\d, \\w, \\s, \\b, (?i) for case-insensitive, escape ( ) [ ] . * + ? { } | \\ to match them literally. Returns "file:line: text" per matching line (at most 200, with a note when more were found). Secret files are never searched.',
+    {
+      pattern: str('Regular expression, e.g. "def \\w+_size\\(" or "\\bstop_loss\\b"'),
+      path: str('Folder or file to search; default the whole repo'),
+      glob: str('Only files matching this glob, e.g. "*.py" (any folder) or "bot/**/*.py" (from the repo root)'),
+    },
+    ['pattern'],
+  ),
+  fn(
+    'write_file',
+    'Create a file or replace a whole file (inside the task scope only). For changes to an existing file prefer edit_file. Python, JSON and YAML files are syntax-checked after the write; an error comes back with the result.',
+    { path: str('File, relative to the repo root'), content: str('The complete new content') },
+    ['path', 'content'],
+  ),
   fn(
     'edit_file',
-    'Replace one exact occurrence of "old" with "new" in a file (inside the task scope only). "old" must occur exactly once.',
-    { path: str('File, relative to the repo root'), old: str('Exact text to replace, including whitespace'), new: str('Replacement text') },
-    ['path', 'old', 'new'],
+    'Change an existing file (inside the task scope only) by replacing text: "old" is the current text, "new" its replacement ("" deletes it). "old" must match exactly ONE place: copy whole lines from read_file, enough of them to be unique; the "  12| " line-number prefixes may be left in, they are removed. Small slips in trailing whitespace, indentation, tabs/spaces, line endings or quote styles are forgiven, and then "new" is re-indented to match; when "old" matches nowhere or several places, nothing changes and the answer shows the closest lines or every match\'s line number. Several changes to one file: give "edits", a list of {old, new} applied in order, all or none. Python, JSON and YAML files are syntax-checked after the edit; an error comes back with the result (the edit is kept), so fix it next.',
+    {
+      path: str('File, relative to the repo root'),
+      old: str('The text to replace, copied from the file (whole lines are best)'),
+      new: str('The replacement text'),
+      edits: {
+        type: 'array',
+        description: 'Instead of old/new: several replacements in this file, applied in order; if one fails, none is applied',
+        items: { type: 'object', properties: { old: str('Text to replace'), new: str('Replacement text') }, required: ['old', 'new'], additionalProperties: false },
+      },
+    },
+    ['path'],
   ),
   fn('run_checks', "Run the project's tests and dry-run on the current state of your changes.", {}, []),
   fn(

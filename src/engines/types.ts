@@ -2,7 +2,7 @@
 import type { Logger } from 'pino';
 import type { CheckResult, RiskLevel, ShellMode, Usage } from '../contract/report.ts';
 import type { Task } from '../contract/task.ts';
-import type { Project, Settings } from '../workspace/config.ts';
+import type { Check, Project, Settings } from '../workspace/config.ts';
 import type { Redactor } from '../safety/redact.ts';
 import type { PathMatcher } from '../safety/globs.ts';
 
@@ -24,6 +24,8 @@ export interface EngineContext {
   denied: PathMatcher;
   /** Runs the project's checks in the worktree (the `run_checks` tool). */
   runChecks: () => Promise<ChecksOutcome>;
+  /** Runs one command the way checks run (copy, scrubbed env, sandbox): `projects.<p>.syntax_check`. */
+  runSyntaxCheck?: (check: Check) => Promise<CheckResult>;
   redact: Redactor;
   log: Logger;
   /** Aborted on timeout or Ctrl-C; `signal.reason` is a MetaAgentError. */

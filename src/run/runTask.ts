@@ -261,6 +261,7 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
         inScope,
         denied,
         runChecks: () => checksIn(abort.signal),
+        runSyntaxCheck: (check) => withCheckCopy({ worktree: worktree.dir }, settings, project, (copy) => runCheck(check, copy, settings, project, rc.redact, abort.signal)),
         redact: rc.redact,
         log,
         signal: abort.signal,

@@ -13,7 +13,7 @@ import { CONFIG_FILE, layoutFor, type Layout } from './layout.ts';
 import { clockFromEnv, type Clock } from './clock.ts';
 
 export interface Check {
-  label: 'test' | 'dry_run' | 'collect' | 'train' | 'eval';
+  label: 'test' | 'dry_run' | 'collect' | 'train' | 'eval' | 'syntax_check';
   /** As configured, for reports. */
   command: string;
   argv: [string, ...string[]];
