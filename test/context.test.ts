@@ -273,7 +273,7 @@ test('limits.max_cost_usd stops a run before it would cost more (with llm.prices
     assert.ok(report.usage.cost_usd! <= 5, `never over: $${report.usage.cost_usd}`);
     assert.ok(report.usage.cost_usd! > 3, `it spent most of it: $${report.usage.cost_usd}`);
     assert.is(c.llm.requests.length, 4);
-    const caps = c.llm.requests.map((r) => r.body.max_completion_tokens as number | undefined);
+    const caps = c.llm.requests.map((r) => (r.body.max_completion_tokens ?? r.body.max_tokens) as number | undefined);
     assert.ok(caps.at(-1)! > 0 && caps.at(-1)! <= 4096, `the last reply is capped by what the money left buys (${caps.at(-1)})`);
 
     // Without prices the same setting is a configuration error naming the field.

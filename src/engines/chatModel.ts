@@ -145,10 +145,10 @@ export function toLlmError(error: unknown, llm: LlmSettings, signal: AbortSignal
     return new MetaAgentError('llm', `model "${llm.model}" not found at ${where} (404); set llm.model or META_AGENT_MODEL to a model the server has`, { field: 'llm.model' });
   }
   if (error instanceof OpenAI.RateLimitError) {
-    return new MetaAgentError('llm', `rate limited by ${where} (429)${after}: ${firstLine(error.message)}`);
+    return new MetaAgentError('llm', `rate limited by ${where} (429)${after}: ${firstLine(error.message)}`, { cause: error });
   }
   if (error instanceof OpenAI.InternalServerError) {
-    return new MetaAgentError('llm', `the model endpoint ${where} kept failing (${error.status})${after}: ${firstLine(error.message)}`);
+    return new MetaAgentError('llm', `the model endpoint ${where} kept failing (${error.status})${after}: ${firstLine(error.message)}`, { cause: error });
   }
   if (error instanceof OpenAI.APIConnectionTimeoutError) {
     return new MetaAgentError('llm', `no answer from ${where} within llm.request_timeout_s${after}`);
