@@ -46,7 +46,8 @@ export function failedTests(output: string): string[] | null {
   const expected = count('failed') + count('errors?');
   const named = new Set<string>();
   for (const line of lines) {
-    const m = /^(?:FAILED|ERROR) (.+?)(?: - .*)?$/.exec(line.trim());
+    // path::test, with its [parameters] (which may hold " - "), then " - reason" or the end.
+    const m = /^(?:FAILED|ERROR) ([^\s[]+(?:\[.*?\])?)(?: - |$)/.exec(line.trim());
     if (m?.[1]) named.add(m[1].trim());
   }
   return named.size === expected ? [...named].sort() : null;
