@@ -136,7 +136,11 @@
       const regressionsBadge = r.regressions && r.regressions.length ? `<span class="badge b-regressions">${r.regressions.length} regression${r.regressions.length === 1 ? '' : 's'}</span>` : '';
       const changed = put($('#report-view'), `<div id="report-regressions"></div><div id="report-badges">${regressionsBadge}${badge(r.status)}${badge(r.outcome)}${verdict}${badge(check(r.tests), 'tests')}${badge(check(r.dry_run), 'dry run')}${tokens}${r.approval ? badge(r.approval.decision, 'approval') : ''}</div>${r.metrics ? chart(r.metrics) : ''}${r.patch_files.length ? `<p><button type="button" class="act" id="open-patch" data-act="open-patch" data-arg="${esc(patchStem(r.patch_files[0]))}">Open the patch</button></p>` : ''}<div id="report-findings"></div><div class="md">${html}</div>`);
       // Built as DOM nodes with textContent (the agent's and the repository's words): never parsed as HTML.
-      if (changed) { fillRegressions($('#report-regressions'), r.regressions || []); fillFindings($('#report-findings'), r.findings || []); }
+      if (changed) {
+        fillRegressions($('#report-regressions'), r.regressions || []);
+        fillFindings($('#report-findings'), r.findings || []);
+        replaceMarkdownFindings($('#report-view .md'), $('#report-findings'));
+      }
     } catch (e) { if (!quiet) put($('#report-view'), `<span class="msg error">${esc(e.message)}</span>`); }
   }
 
@@ -187,6 +191,14 @@
       table.tBodies[0].append(row);
     }
     box.append(table);
+  }
+
+  /** The report's Markdown has the findings as a plain table too: the structured one takes its place. */
+  function replaceMarkdownFindings(md, box) {
+    const heading = md && Array.from(md.querySelectorAll('h2')).find((h) => /^Findings \(\d+\)$/.test(h.textContent || ''));
+    if (!heading || !box.childElementCount) return;
+    while (heading.nextElementSibling && heading.nextElementSibling.tagName !== 'H2') heading.nextElementSibling.remove();
+    heading.replaceWith(box);
   }
 
   /** The patch a report names (`patches/pending/<id>.<run_id>.patch` when filed beside a pending one), as the id /api/patches takes. */
