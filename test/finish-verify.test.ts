@@ -14,6 +14,9 @@ import { runTask } from '../src/run/runTask.ts';
 import { ReportSchema } from '../src/contract/report.ts';
 import { PatchSidecarSchema } from '../src/contract/patch.ts';
 import { failedTests, regressionsOf } from '../src/engines/verify.ts';
+import { startUi } from '../src/ui/server.ts';
+import { silentLogger } from '../src/log.ts';
+import { launchBrowser } from './helpers/browser.ts';
 import { finish, startFakeLlm, toolCall, type RecordedRequest } from './helpers/fakeLlm.ts';
 import { makeWorkspace, readJson, REPO_ROOT, writeTask, type TestWorkspace } from './helpers/workspace.ts';
 
@@ -94,6 +97,28 @@ test('a model that breaks a passing test is refused at finish twice (the test na
     const firstLine = cli.stdout.split('\n').find((l) => l.startsWith('exit-code: '));
     assert.is(firstLine, `exit-code: OK (completed) WITH 1 REGRESSION: ${BROKEN_BY_AGENT}`);
     assert.match(cli.stdout, '  risk: high;');
+
+    // The dashboard: the report list, the report and the patch say so first.
+    const ui = await startUi({ settings: ws.settings, log: silentLogger() });
+    const browser = await launchBrowser();
+    try {
+      const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+      await page.goto(ui.url);
+      await page.click('nav button[data-tab="reports"]');
+      assert.is(await page.locator('#reports tr[data-id="exit-code"] .badge').first().textContent(), '1 regression');
+      await page.click('#reports tr[data-id="exit-code"]');
+      await page.waitForSelector('#report-regressions .notice');
+      const firstInView = await page.evaluate(() => document.querySelector('#report-view')!.firstElementChild!.id);
+      assert.is(firstInView, 'report-regressions');
+      assert.is(await page.locator('#report-regressions li').textContent(), `tests: ${BROKEN_BY_AGENT}`);
+      await page.screenshot({ path: path.join(REPO_ROOT, 'docs', 'screenshots', 'regressions.png') });
+      await page.click('#open-patch');
+      await page.waitForSelector('#patch-regressions');
+      assert.match((await page.locator('#patch-head').innerText()).split('\n')[0]!, `Regressions: ${BROKEN_BY_AGENT} passed on the base commit`);
+    } finally {
+      await browser.close();
+      await ui.close();
+    }
   } finally {
     await llm.close();
     await ws.cleanup();
