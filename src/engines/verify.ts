@@ -12,9 +12,10 @@
  */
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import path from 'node:path';
 import { execa } from 'execa';
 import { FINDING_SEVERITIES, type CheckName, type CheckResult, type Finding, type Regression } from '../contract/report.ts';
-import type { PathMatcher } from '../safety/globs.ts';
+import { toPosix, type PathMatcher } from '../safety/globs.ts';
 import { PathRefused, resolveInside } from '../safety/paths.ts';
 import type { ChecksOutcome } from './types.ts';
 
@@ -86,7 +87,7 @@ export async function worktreeFingerprint(worktree: string, baseCommit: string):
   const untracked = Buffer.from(await git(['ls-files', '--others', '--exclude-standard', '-z'])).toString('utf8').split('\0').filter(Boolean);
   for (const file of untracked) {
     hash.update(`\0${file}\0`);
-    hash.update(await fs.readFile(`${worktree}/${file}`).catch(() => Buffer.from('(unreadable)')));
+    hash.update(await fs.readFile(path.join(worktree, file)).catch(() => Buffer.from('(unreadable)')));
   }
   return hash.digest('hex');
 }
@@ -228,7 +229,10 @@ async function locationProblem(ctx: { worktree: string; denied: PathMatcher }, f
     if (error instanceof PathRefused) return error.message;
     throw error;
   }
-  if (ctx.denied(target.rel)) return 'the file is on the deny list';
+  // Through a symlink too: a link to a secret is as denied as the secret (its line count is no one's business).
+  const real = await fs.realpath(target.abs).catch(() => null);
+  const realRel = real ? toPosix(path.relative(await fs.realpath(ctx.worktree), real)) : target.rel;
+  if (ctx.denied(target.rel) || ctx.denied(realRel)) return 'the file is on the deny list';
   const content = await fs.readFile(target.abs, 'utf8').catch((error: NodeJS.ErrnoException) => error);
   if (content instanceof Error) return content.code === 'EISDIR' ? 'a folder, not a file' : 'no such file in the repository';
   if (line === null) return 'no line number given';
