@@ -490,7 +490,7 @@ function packageVersion(): string {
 function summaryLine(settings: Settings, r: RunTaskResult): string {
   const rep = r.report;
   const parts = [
-    `${r.task_id}: ${r.status.toUpperCase()} (${r.outcome})`,
+    `${r.task_id}: ${r.status.toUpperCase()} (${r.outcome})${rep.regressions.length ? ` WITH ${rep.regressions.length} REGRESSION${rep.regressions.length === 1 ? '' : 'S'}: ${rep.regressions.map((g) => g.test ?? (g.check === 'tests' ? 'the tests' : 'the dry run')).join(', ')}` : ''}`,
     rep.summary && !rep.error ? `  ${rep.summary.split('\n')[0]}` : '',
     rep.error ? `  error (${rep.error.kind}): ${rep.error.message}` : '',
     rep.changed_files.length ? `  changed: ${rep.changed_files.join(', ')}` : '',

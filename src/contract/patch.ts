@@ -1,10 +1,11 @@
 /** The patch proposal: `patches/pending/<id>.patch` and its sidecar `<id>.patch.json`. */
 import { z } from 'zod';
-import { RetrainComparisonSchema, RiskLevelSchema } from './report.ts';
+import { RegressionSchema, RetrainComparisonSchema, RiskLevelSchema } from './report.ts';
 
 export const PatchSidecarSchema = z.object({
   task_id: z.string(),
   run_id: z.string(),
+  regressions: z.array(RegressionSchema).default([]).describe('Checks or tests that passed on base_commit and fail with this patch (the agent finished anyway)'),
   project: z.string(),
   branch: z.string(),
   base_commit: z.string(),

@@ -31,6 +31,27 @@ export const CheckResultSchema = z.object({
 });
 export type CheckResult = z.infer<typeof CheckResultSchema>;
 
+export const CHECK_NAMES = ['tests', 'dry_run'] as const;
+export type CheckName = (typeof CHECK_NAMES)[number];
+
+export const RegressionSchema = z.object({
+  check: z.enum(CHECK_NAMES),
+  test: z.string().nullable().describe('The failing test as the runner names it (pytest: path::test); null when the output names no tests and the whole check is counted'),
+});
+export type Regression = z.infer<typeof RegressionSchema>;
+
+export const FINDING_SEVERITIES = ['info', 'low', 'medium', 'high'] as const;
+export const FindingSchema = z.object({
+  file: z.string().describe('Repo-relative path, as the agent gave it'),
+  line: z.number().int().nullable(),
+  severity: z.enum(FINDING_SEVERITIES),
+  title: z.string(),
+  detail: z.string().nullable(),
+  location_valid: z.boolean().describe('false when the file does not exist in the worktree, is denied, or the line is out of range'),
+  location_problem: z.string().nullable().describe('Why location_valid is false'),
+});
+export type Finding = z.infer<typeof FindingSchema>;
+
 export const UsageSchema = z.object({
   requests: z.number().int().nonnegative(),
   prompt_tokens: z.number().int().nonnegative(),
@@ -91,11 +112,16 @@ export const ReportSchema = z.object({
   source: z.enum(TASK_SOURCES),
   status: z.enum(['ok', 'error']),
   outcome: z.enum(OUTCOMES),
+  regressions: z
+    .array(RegressionSchema)
+    .default([])
+    .describe('Checks (or single tests) that passed on base_commit and fail with the change; non-empty raises risk_level to high'),
   summary: z.string(),
   objective: z.string(),
   patch_files: z.array(z.string()).describe('Workspace-relative paths of the patch and its sidecar; empty when there is no patch'),
   changed_files: z.array(z.string()).describe('Repo-relative files the change touches'),
   scope_violations: z.array(z.string()).describe('Changed files outside the scope or on the deny list'),
+  findings: z.array(FindingSchema).default([]).describe('Structured findings the agent gave to finish (audit_code, risk_review), each location checked against the worktree'),
   risks: z.array(z.string()),
   risk_level: RiskLevelSchema,
   risk_reasons: z.array(z.string()).describe('Why risk_level is what it is (agent claim and matching risk rules)'),

@@ -7,7 +7,7 @@
  */
 import type { ChatCompletion, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import { MetaAgentError } from '../contract/errors.ts';
-import { RISK_LEVELS, type RiskLevel } from '../contract/report.ts';
+import { RISK_LEVELS, type Finding, type RiskLevel } from '../contract/report.ts';
 import { costUsd, nextReplyCap } from './budget.ts';
 import type { ChatModel } from './chatModel.ts';
 import { ConversationWindow, checkPromptCount, isContextOverflow, type Elision } from './history.ts';
@@ -15,12 +15,14 @@ import { cutOutput, runTool, toolDefinitions, toolTarget } from './toolbox.ts';
 import { ToolError } from './tools.ts';
 import { formatFailure, MAX_FORMAT_ERRORS, readReply, TEXT_CALL_NOTE, textProtocolPrompt, type ParsedToolCall, type ReplyReading } from './textToolCalls.ts';
 import type { EngineContext, EngineResult } from './types.ts';
+import { checkFindings } from './verify.ts';
 
 interface FinishArgs {
   summary: string;
   risks: string[];
   risk_level: RiskLevel;
   next_actions: string[];
+  findings: Finding[];
 }
 
 /**
@@ -219,7 +221,7 @@ export class AgentLoop {
       return { content: `ERROR: the arguments of ${name} are not valid JSON (${(error as Error).message}); call the tool again with a JSON object`, finished: null, malformed: true };
     }
     try {
-      if (name === 'finish') return this.finish(args);
+      if (name === 'finish') return await this.finish(args);
       // Every tool result is redacted here, whatever the tool (file names, errors, check output).
       const output = this.ctx.redact(await runTool(this.ctx, name, args));
       return { content: cutOutput(output, this.ctx.settings.config.limits.tool_output_chars), finished: null };
@@ -230,13 +232,17 @@ export class AgentLoop {
   }
 
 
-  private finish(args: Record<string, unknown>): { content: string; finished: FinishArgs } | never {
+  /** Accepted unless the verifier refuses it (a check that passed on the base fails now): then the model gets its turn back. */
+  private async finish(args: Record<string, unknown>): Promise<{ content: string; finished: FinishArgs | null }> {
     const list = (v: unknown) => (Array.isArray(v) ? v.map(String) : typeof v === 'string' && v ? [v] : []);
     if (typeof args.summary !== 'string' || !args.summary.trim()) throw new ToolError('finish needs a non-empty "summary"');
     const level = RISK_LEVELS.includes(args.risk_level as RiskLevel) ? (args.risk_level as RiskLevel) : 'medium';
+    const refusal = await this.ctx.verifier?.beforeFinish();
+    if (refusal) return { content: cutOutput(this.ctx.redact(refusal), this.ctx.settings.config.limits.tool_output_chars), finished: null };
+    const findings = await checkFindings(this.ctx, args.findings);
     return {
       content: 'finished',
-      finished: { summary: args.summary.trim(), risks: list(args.risks), risk_level: level, next_actions: list(args.next_actions) },
+      finished: { summary: args.summary.trim(), risks: list(args.risks), risk_level: level, next_actions: list(args.next_actions), findings },
     };
   }
 }

@@ -4,7 +4,7 @@
  * never change during a run, so the request prefix stays byte-stable for prompt caching.
  */
 import type { ChatCompletionTool } from 'openai/resources/chat/completions';
-import { RISK_LEVELS, type ShellMode } from '../contract/report.ts';
+import { CHECK_NAMES, FINDING_SEVERITIES, RISK_LEVELS, type CheckName, type ShellMode } from '../contract/report.ts';
 import { RUN_COMMAND_DEFINITION, runCommand } from './shellTool.ts';
 import * as tools from './tools.ts';
 import { ToolError } from './tools.ts';
@@ -52,12 +52,33 @@ export const TOOL_DEFINITIONS: ChatCompletionTool[] = [
     },
     ['path'],
   ),
-  fn('run_checks', "Run the project's tests and dry-run on the current state of your changes.", {}, []),
+  fn(
+    'run_checks',
+    "Run the project's configured checks (the whole test suite and/or the dry run) on your current changes, in a sandbox copy. Shows each check now beside the same check on the base commit (before your change), and names the tests you broke. Slow: the whole suite runs each time, often a minute or more; use it after a change, not to explore.",
+    { which: { type: 'string', enum: [...CHECK_NAMES], description: 'Run only this check; default both' } },
+    [],
+  ),
   fn(
     'finish',
-    'End the task. Call it once, when the work is done (or cannot be done).',
+    'End the task. Call it once, when the work is done (or cannot be done). If you changed files since the checks last ran, finish runs them first; if something that passed on the base commit now fails, finish is refused and names the failing tests, and you get your turn back to fix it.',
     {
       summary: str('What you found and changed, for the human reviewer'),
+      findings: {
+        type: 'array',
+        description: 'Concrete findings, one per problem, each at a file and line you read (read_file shows line numbers). Locations are checked; a wrong one is marked in the report.',
+        items: {
+          type: 'object',
+          properties: {
+            file: str('File, relative to the repo root'),
+            line: { type: 'integer', minimum: 1, description: 'Line the finding is about (1-based)' },
+            severity: { type: 'string', enum: [...FINDING_SEVERITIES] },
+            title: str('One line: what is wrong'),
+            detail: str('Why it matters, and the fix (optional)'),
+          },
+          required: ['file', 'line', 'severity', 'title'],
+          additionalProperties: false,
+        },
+      },
       risks: strList('Risks of the change, one per item'),
       risk_level: { type: 'string', enum: [...RISK_LEVELS], description: 'Risk of merging your change' },
       next_actions: strList('What the human should do or check next'),
@@ -94,13 +115,19 @@ export async function runTool(ctx: EngineContext, name: string, args: Record<str
     case 'edit_file':
       return tools.editFile(ctx, args);
     case 'run_checks':
-      return formatChecks(await ctx.runChecks());
+      return ctx.verifier ? ctx.verifier.checksTool(checkName(args.which)) : formatChecks(await ctx.runChecks());
     case 'run_command':
       if (ctx.shell && ctx.shell !== 'off') return runCommand(ctx, args);
       break;
   }
   const offered = toolDefinitions({ shell: ctx.shell ?? 'off' });
   throw new ToolError(`unknown tool "${name}"; the tools are ${offered.map((t) => (t.type === 'function' ? t.function.name : '')).join(', ')}`);
+}
+
+function checkName(which: unknown): CheckName | null {
+  if (which === undefined || which === null || which === '') return null;
+  if (CHECK_NAMES.includes(which as CheckName)) return which as CheckName;
+  throw new ToolError(`"which" must be one of ${CHECK_NAMES.join(', ')} (or left out for both)`);
 }
 
 /** Long tool outputs keep their head and tail, with a note, so the context stays bounded. */

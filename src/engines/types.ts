@@ -1,10 +1,11 @@
 /** What an engine gets and gives back. Engines know the worktree, never the queue. */
 import type { Logger } from 'pino';
-import type { CheckResult, RiskLevel, ShellMode, Usage } from '../contract/report.ts';
+import type { CheckResult, Finding, RiskLevel, ShellMode, Usage } from '../contract/report.ts';
 import type { Task } from '../contract/task.ts';
 import type { Check, Project, Settings } from '../workspace/config.ts';
 import type { Redactor } from '../safety/redact.ts';
 import type { PathMatcher } from '../safety/globs.ts';
+import type { Verifier } from './verify.ts';
 
 export interface ChecksOutcome {
   tests: CheckResult | null;
@@ -26,6 +27,8 @@ export interface EngineContext {
   runChecks: () => Promise<ChecksOutcome>;
   /** Runs one command the way checks run (copy, scrubbed env, sandbox): `projects.<p>.syntax_check`. */
   runSyntaxCheck?: (check: Check) => Promise<CheckResult>;
+  /** The checks with memory: baseline vs now for `run_checks`, and the verification before `finish` (verify.ts). */
+  verifier?: Verifier;
   redact: Redactor;
   log: Logger;
   /** Aborted on timeout or Ctrl-C; `signal.reason` is a MetaAgentError. */
@@ -47,6 +50,8 @@ export interface EngineResult {
   risks: string[];
   risk_level: RiskLevel;
   next_actions: string[];
+  /** Structured findings given to `finish`, locations checked (none from the command engine). */
+  findings?: Finding[];
   steps: number;
   model: string | null;
   output_tail: string | null;

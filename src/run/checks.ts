@@ -229,19 +229,27 @@ export class BaselineCache {
   }
 
   async get(project: Project, commit: string, check: Check): Promise<boolean | undefined> {
+    return (await this.detail(project, commit, check))?.passed;
+  }
+
+  /** With the tests that failed (null: the output did not say, or an entry written before they were kept). */
+  async detail(project: Project, commit: string, check: Check): Promise<{ passed: boolean; failed_tests: string[] | null } | undefined> {
     try {
-      const data = JSON.parse(await fs.readFile(this.fileFor(project, commit, check), 'utf8')) as { passed?: unknown };
-      return typeof data.passed === 'boolean' ? data.passed : undefined;
+      const data = JSON.parse(await fs.readFile(this.fileFor(project, commit, check), 'utf8')) as { passed?: unknown; failed_tests?: unknown };
+      // A failing entry from before failed_tests was kept: run it again to learn which tests.
+      if (typeof data.passed !== 'boolean' || (!data.passed && !('failed_tests' in data))) return undefined;
+      const failed = Array.isArray(data.failed_tests) && data.failed_tests.every((t) => typeof t === 'string') ? (data.failed_tests as string[]) : null;
+      return { passed: data.passed, failed_tests: failed };
     } catch {
       return undefined;
     }
   }
 
-  async set(project: Project, commit: string, check: Check, passed: boolean): Promise<void> {
+  async set(project: Project, commit: string, check: Check, passed: boolean, failedTests: string[] | null = null): Promise<void> {
     await fs.mkdir(this.dir, { recursive: true });
     const file = this.fileFor(project, commit, check);
     const temp = `${file}.${process.pid}.tmp`;
-    await fs.writeFile(temp, JSON.stringify({ project: project.name, commit, command: check.command, passed }) + '\n');
+    await fs.writeFile(temp, JSON.stringify({ project: project.name, commit, command: check.command, passed, failed_tests: failedTests }) + '\n');
     await fs.rename(temp, file);
   }
 }

@@ -6,7 +6,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { ReportSchema, type CheckResult, type Report, type Usage } from '../contract/report.ts';
+import { ReportSchema, type CheckResult, type Finding, type Report, type Usage } from '../contract/report.ts';
 import type { Layout } from '../workspace/layout.ts';
 import { MetaAgentError } from '../contract/errors.ts';
 import { exists, publishFile } from '../workspace/files.ts';
@@ -111,7 +111,7 @@ export class TrajectoryWriter {
   }
 }
 
-type ReportText = Pick<Report, 'summary' | 'objective' | 'risks' | 'risk_reasons' | 'next_actions' | 'notes' | 'flags' | 'error' | 'tests' | 'dry_run' | 'engine_output_tail' | 'retrain'>;
+type ReportText = Pick<Report, 'summary' | 'objective' | 'findings' | 'risks' | 'risk_reasons' | 'next_actions' | 'notes' | 'flags' | 'error' | 'tests' | 'dry_run' | 'engine_output_tail' | 'retrain'>;
 
 /**
  * The free text of a run's outcome (the agent's words, the task's, check output, error
@@ -124,6 +124,7 @@ export function redactReportText<T extends ReportText>(report: T, redact: Redact
     ...report,
     summary: redact(report.summary),
     objective: redact(report.objective),
+    findings: report.findings.map((f) => ({ ...f, file: redact(f.file), title: redact(f.title), detail: f.detail === null ? null : redact(f.detail) })),
     risks: list(report.risks),
     risk_reasons: list(report.risk_reasons),
     next_actions: list(report.next_actions),
@@ -162,7 +163,14 @@ async function publishOrSuffix(file: string, text: string): Promise<string> {
 export function renderMarkdown(r: Report): string {
   const lines: string[] = [];
   const icon = r.status === 'ok' ? 'OK' : 'ERROR';
-  lines.push(`# ${r.task_id}: ${icon} (${r.outcome.replace('_', ' ')})`, '');
+  const broke = r.regressions.length ? `, ${r.regressions.length} REGRESSION${r.regressions.length === 1 ? '' : 'S'}` : '';
+  lines.push(`# ${r.task_id}: ${icon} (${r.outcome.replace('_', ' ')}${broke})`, '');
+  if (r.regressions.length) {
+    // First, before anything else: the agent finished although this broke what passed before.
+    lines.push(`> **Regressions: this change breaks ${r.regressions.length === 1 ? 'a check' : 'checks'} that passed on the base commit** (the agent was told, and finished anyway; risk raised to high):`);
+    for (const reg of r.regressions) lines.push(`> - ${reg.check === 'tests' ? 'tests' : 'dry run'}: ${reg.test === null ? '(the whole check)' : `\`${inlineCode(reg.test)}\``}`);
+    lines.push('');
+  }
   lines.push(`| | |`, `|---|---|`);
   lines.push(`| Project | ${r.project} (${r.branch ?? '?'} @ ${r.base_commit?.slice(0, 10) ?? '?'}) |`);
   lines.push(`| Type / source | ${r.type} / ${r.source} |`);
@@ -176,6 +184,7 @@ export function renderMarkdown(r: Report): string {
   if (r.shell === 'unsandboxed') lines.push('> **Warning: the agent\'s run_command ran unsandboxed** (`tools.shell: unsandboxed`): its commands could read any file of this user and reach the network.', '');
   lines.push('## Objective', '', r.objective || '(none)', '');
   lines.push('## Summary', '', r.summary || '(none)', '');
+  if (r.findings.length) lines.push(...renderFindings(r.findings));
   if (r.error) lines.push('## Error', '', `**${r.error.kind}**: ${r.error.message}`, '');
   if (r.changed_files.length) lines.push('## Changed files', '', ...r.changed_files.map((f) => `- \`${f}\`${r.scope_violations.includes(f) ? ' (outside scope or denied)' : ''}`), '');
   if (r.patch_files.length) {
@@ -205,6 +214,39 @@ export function renderMarkdown(r: Report): string {
   lines.push('## Next actions', '', ...(r.next_actions.length ? r.next_actions.map((x) => `- ${x}`) : ['- (none)']), '');
   if (r.trajectory) lines.push(`Conversation with the model: \`${r.trajectory}\``, '');
   return lines.join('\n');
+}
+
+const SEVERITY_ORDER: Record<Finding['severity'], number> = { high: 0, medium: 1, low: 2, info: 3 };
+
+/** The agent's findings as a table, most severe first; a location that did not check out says why. */
+function renderFindings(findings: Finding[]): string[] {
+  const sorted = [...findings].sort((a, b) => SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity]);
+  const rows = sorted.map((f) => {
+    const where = `${f.file}${f.line === null ? '' : `:${f.line}`}`;
+    const location = f.location_valid ? where : `${where} (not found: ${f.location_problem ?? 'unknown'})`;
+    const what = f.detail ? `**${cell(f.title)}** ${cell(f.detail)}` : `**${cell(f.title)}**`;
+    return `| ${f.severity} | ${cell(location)} | ${what} |`;
+  });
+  const unchecked = findings.filter((f) => !f.location_valid).length;
+  return [
+    `## Findings (${findings.length})`,
+    '',
+    '| Severity | Location | Finding |',
+    '|---|---|---|',
+    ...rows,
+    '',
+    ...(unchecked ? [`${unchecked} finding${unchecked === 1 ? '' : 's'} name${unchecked === 1 ? 's' : ''} a location that does not exist in the repository (marked "not found").`, ''] : []),
+  ];
+}
+
+/** A table cell: one line, no column breaks, no HTML or Markdown emphasis from the agent. */
+function cell(text: string): string {
+  return text.replace(/\r?\n|\r/g, ' ').replace(/([\\|*_`[\]<>])/g, '\\$1').trim();
+}
+
+/** Text inside a code span: no backticks to end it early, one line. */
+function inlineCode(text: string): string {
+  return text.replace(/`/g, "'").replace(/\r?\n|\r/g, ' ');
 }
 
 function renderCheck(title: string, check: CheckResult | null): string[] {

@@ -1,5 +1,5 @@
 /** Risk: the higher of what the agent says and what the project's rules say. The agent cannot lower it. */
-import type { RiskLevel } from '../contract/report.ts';
+import type { Regression, RiskLevel } from '../contract/report.ts';
 import type { Project } from '../workspace/config.ts';
 import { globMatcher } from '../safety/globs.ts';
 
@@ -20,4 +20,11 @@ export function assessRisk(agentLevel: RiskLevel, changedFiles: readonly string[
     reasons.push(`rule ${rule.level}${rule.reason ? ` (${rule.reason})` : ''}: ${hit.slice(0, 5).join(', ')}${hit.length > 5 ? ', ...' : ''}`);
   }
   return { level, reasons };
+}
+
+/** A change that breaks what passed on the base commit is high risk, whatever anyone says. */
+export function withRegressions(risk: { level: RiskLevel; reasons: string[] }, regressions: readonly Regression[]): { level: RiskLevel; reasons: string[] } {
+  if (regressions.length === 0) return risk;
+  const what = regressions.map((r) => r.test ?? `${r.check === 'tests' ? 'the tests' : 'the dry run'}`);
+  return { level: 'high', reasons: [...risk.reasons, `regressions: ${what.slice(0, 5).join(', ')}${what.length > 5 ? `, ... (${what.length})` : ''} passed on the base commit and fail now`] };
 }

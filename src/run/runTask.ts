@@ -13,13 +13,14 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { MetaAgentError, toErrorInfo, type ErrorInfo } from '../contract/errors.ts';
 import type { PatchSidecar } from '../contract/patch.ts';
-import type { CheckResult, Report, RiskLevel, ShellMode, Usage } from '../contract/report.ts';
+import type { CheckName, CheckResult, Regression, Report, RiskLevel, ShellMode, Usage } from '../contract/report.ts';
 import { defaultIdFor, parseTask, TaskIdSchema, type Task } from '../contract/task.ts';
 import { CommandEngine } from '../engines/command.ts';
 import { OpenAIEngine } from '../engines/openai.ts';
 import { systemPrompt, userPrompt } from '../engines/prompt.ts';
 import { decideShell } from '../engines/shellTool.ts';
 import type { ChecksOutcome, Engine, EngineResult } from '../engines/types.ts';
+import { describeRegression, regressionsOf, Verifier } from '../engines/verify.ts';
 import { claimTask, isDirectlyIn, markReported, settleClaim, type Disposition } from '../queue/folders.ts';
 import { anchoredMatcher, denyMatcher, scopeMatcher } from '../safety/globs.ts';
 import { modeProblems } from '../safety/modes.ts';
@@ -28,11 +29,12 @@ import { silentLogger } from '../log.ts';
 import { llmMissingMessage, projectFor, type Check, type Project, type Settings } from '../workspace/config.ts';
 import { displayPath } from '../workspace/layout.ts';
 import { publishUnique, replaceFile } from '../workspace/files.ts';
-import { BaselineCache, loggedCheck, preflightChecks, runCheck, withCheckCopy } from './checks.ts';
+import { loggedCheck, preflightChecks, runCheck, withCheckCopy } from './checks.ts';
+import { baselineOnce, markBaselines } from './baseline.ts';
 import { sandboxStatus } from '../safety/sandbox.ts';
 import { collectDiff, stagedModeChanges } from './git.ts';
 import { archiveEarlierRun, patchStemFor, pendingPatchesOf, redactReportText, reportPaths, TrajectoryWriter, writeReport } from './report.ts';
-import { assessRisk } from './risk.ts';
+import { assessRisk, withRegressions } from './risk.ts';
 import { noExtras, RetrainFailed, runTypePipeline, WORKS_WITHOUT_LLM, type TypeExtras } from './pipelines.ts';
 import { ensureRepo, openWorktree, type Worktree } from './workspaceRepo.ts';
 
@@ -227,6 +229,14 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
   let extras = noExtras();
   try {
     const checksIn = (signal: AbortSignal) => runChecks(rc, worktree, signal);
+    const baselines = baselineOnce({ settings, project, runId: rc.runId, baseCommit: worktree.baseCommit, redact: rc.redact, log }, abort.signal);
+    const verifier = new Verifier({
+      worktree: worktree.dir,
+      baseCommit: worktree.baseCommit,
+      configured: { tests: Boolean(project.test), dry_run: Boolean(project.dry_run) },
+      runChecks: (which) => runChecks(rc, worktree, abort.signal, which),
+      baselines,
+    });
     let result: EngineResult;
     try {
       // Fail before the model is paid: no usable sandbox, or a check whose program does not exist.
@@ -251,6 +261,7 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
       } else {
         const facts = extras.facts;
         const promptTask = facts ? { ...task, body: [task.body, facts].filter(Boolean).join('\n\n') } : task;
+        await verifier.start();
         result = await rc.engine.run({
         task,
         project,
@@ -262,6 +273,7 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
         denied,
         runChecks: () => checksIn(abort.signal),
         runSyntaxCheck: (check) => withCheckCopy({ worktree: worktree.dir }, settings, project, (copy) => runCheck(check, copy, settings, project, rc.redact, abort.signal)),
+        verifier,
         redact: rc.redact,
         log,
         signal: abort.signal,
@@ -307,14 +319,17 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
       return finalizeOutcome({ ...base, ...where }, { result, extras, changed: diff.files, violations, error: new MetaAgentError('scope', message).toInfo() });
     }
 
-    const checks = await checksIn(abort.signal);
-    await addBaselines(rc, checks, worktree.baseCommit, abort.signal);
+    // The checks `finish` ran on this very state are not run again.
+    const checks = (await verifier.current()) ?? (await checksIn(abort.signal));
+    const baseline = await baselines();
+    markBaselines(checks, baseline);
     if (abort.signal.aborted) throw abort.signal.reason;
-    const risk = assessRisk(result.risk_level, diff.files, project);
-    const patchFiles = await writePatch(rc, diff, worktree, risk.level, result.summary, extras);
+    const regressions = regressionsOf(checks, baseline);
+    const risk = withRegressions(assessRisk(result.risk_level, diff.files, project), regressions);
+    const patchFiles = await writePatch(rc, diff, worktree, risk.level, result.summary, extras, regressions);
     const beside = (await pendingPatchesOf(layout, task.id)).filter((f) => f !== patchFiles[0]);
     if (beside.length) extras.notes.push(`Filed beside ${beside.map((f) => displayPath(layout, f)).join(', ')}, which ${beside.length === 1 ? 'is' : 'are'} still waiting for review; approve or reject each on its own.`);
-    return finalizeOutcome({ ...base, ...where }, { result, extras, changed: diff.files, checks, risk, patchFiles: patchFiles.map((f) => displayPath(layout, f)) });
+    return finalizeOutcome({ ...base, ...where }, { result, extras, changed: diff.files, checks, risk, regressions, patchFiles: patchFiles.map((f) => displayPath(layout, f)) });
   } finally {
     abort.dispose();
     await worktree.remove();
@@ -331,6 +346,7 @@ function finalizeOutcome(
     violations?: string[];
     checks?: ChecksOutcome;
     risk?: { level: RiskLevel; reasons: string[] };
+    regressions?: Regression[];
     patchFiles?: string[];
     summary?: string;
     extras?: TypeExtras;
@@ -350,7 +366,8 @@ function finalizeOutcome(
       ? 'no_changes'
       : 'completed';
   const nextActions = [...(result?.next_actions ?? [])];
-  const risks = [...(result?.risks ?? [])];
+  const regressions = parts.regressions ?? [];
+  const risks = [...regressionRisks(regressions), ...(result?.risks ?? [])];
   const tests = parts.checks?.tests ?? null;
   const dryRun = parts.checks?.dry_run ?? null;
   for (const check of [tests, dryRun]) {
@@ -366,10 +383,12 @@ function finalizeOutcome(
     objective: base.task.objective,
     status: error ? 'error' : 'ok',
     outcome,
+    regressions,
     summary: parts.summary ?? result?.summary ?? '',
     patch_files: parts.patchFiles ?? [],
     changed_files: changed,
     scope_violations: parts.violations ?? [],
+    findings: result?.findings ?? [],
     risks,
     risk_level: risk.level,
     risk_reasons: risk.reasons,
@@ -402,10 +421,12 @@ function failedOutcome(error: unknown, state: RunState): Outcome {
     objective: state.task?.objective ?? '',
     status: 'error',
     outcome: 'failed',
+    regressions: [],
     summary: `The run failed: ${info.message}`,
     patch_files: [],
     changed_files: [],
     scope_violations: [],
+    findings: [],
     risks: [],
     risk_level: 'low',
     risk_reasons: [],
@@ -478,44 +499,19 @@ function linkedAbort(outer: AbortSignal | undefined, timeoutS: number) {
   };
 }
 
-async function runChecks(rc: RunContext, worktree: Worktree, signal: AbortSignal): Promise<ChecksOutcome> {
+async function runChecks(rc: RunContext, worktree: Worktree, signal: AbortSignal, which: CheckName | null = null): Promise<ChecksOutcome> {
   if (!rc.project.test && !rc.project.dry_run) return { tests: null, dry_run: null };
+  const wanted = (name: CheckName) => which === null || which === name;
   // One throwaway copy for both (the dry run sees what the tests left, as in a checkout).
   const { tests, dry_run } = await withCheckCopy({ worktree: worktree.dir }, rc.settings, rc.project, async (copy) => {
     const run = (check: Check | null) => (check ? loggedCheck(rc.log, check, () => runCheck(check, copy, rc.settings, rc.project, rc.redact, signal)) : Promise.resolve(null));
-    return { tests: await run(rc.project.test), dry_run: await run(rc.project.dry_run) };
+    return { tests: await run(wanted('tests') ? rc.project.test : null), dry_run: await run(wanted('dry_run') ? rc.project.dry_run : null) };
   });
   rc.log.info({ tests: tests?.passed ?? null, dry_run: dry_run?.passed ?? null }, 'checks ran');
   return { tests, dry_run };
 }
 
-/** The same checks on the base commit (cached per commit), so old failures are not blamed on the patch. */
-async function addBaselines(rc: RunContext, checks: ChecksOutcome, baseCommit: string, signal: AbortSignal): Promise<void> {
-  const cache = new BaselineCache(path.join(rc.settings.layout.cache, 'baseline'));
-  const pending: Array<[CheckResult, Check]> = [];
-  for (const [result, check] of [[checks.tests, rc.project.test], [checks.dry_run, rc.project.dry_run]] as const) {
-    if (!result || !check) continue;
-    const cached = await cache.get(rc.project, baseCommit, check);
-    if (cached !== undefined) result.baseline_passed = cached;
-    else pending.push([result, check]);
-  }
-  if (pending.length === 0) return;
-  const baseTree = await openWorktree(rc.project, rc.settings.layout.worktrees, `${rc.runId}-base`, baseCommit);
-  try {
-    await withCheckCopy({ worktree: baseTree.dir }, rc.settings, rc.project, async (copy) => {
-      for (const [result, check] of pending) {
-        const base = await runCheck(check, copy, rc.settings, rc.project, rc.redact, signal);
-        if (base.timed_out || signal.aborted) continue;
-        result.baseline_passed = base.passed;
-        await cache.set(rc.project, baseCommit, check, base.passed);
-      }
-    });
-  } finally {
-    await baseTree.remove();
-  }
-}
-
-async function writePatch(rc: RunContext, diff: { patch: Buffer; files: string[] }, worktree: Worktree, risk: RiskLevel, summary: string, extras: TypeExtras): Promise<string[]> {
+async function writePatch(rc: RunContext, diff: { patch: Buffer; files: string[] }, worktree: Worktree, risk: RiskLevel, summary: string, extras: TypeExtras, regressions: Regression[]): Promise<string[]> {
   const { layout } = rc.settings;
   const { createHash } = await import('node:crypto');
   // A patch of this task still waiting for review is never replaced: the new one goes beside it.
@@ -532,6 +528,7 @@ async function writePatch(rc: RunContext, diff: { patch: Buffer; files: string[]
   const sidecar: PatchSidecar = {
     task_id: rc.task.id,
     run_id: rc.runId,
+    regressions,
     project: rc.project.name,
     branch: worktree.branch,
     base_commit: worktree.baseCommit,
@@ -548,6 +545,12 @@ async function writePatch(rc: RunContext, diff: { patch: Buffer; files: string[]
   };
   const sidecarFile = await publishUnique(layout.patches.pending, path.basename(patchFile), '.json', JSON.stringify(sidecar, null, 2) + '\n');
   return [patchFile, sidecarFile];
+}
+
+/** First among the risks: what the agent broke and finished anyway. */
+function regressionRisks(regressions: Regression[]): string[] {
+  if (regressions.length === 0) return [];
+  return [`REGRESSIONS: ${regressions.map(describeRegression).join('; ')} passed on the base commit and fail with this change (the agent finished anyway).`];
 }
 
 function hintFor(error: ErrorInfo): string {

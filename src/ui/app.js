@@ -95,7 +95,7 @@
     put($('#q-processing'), state.processing.map((e) => `<li data-name="${esc(e.name)}">${esc(e.name)} <span class="mute">${e.step ? `step ${Number(e.step)}, ${Number(e.tokens)} tokens` : 'starting'}</span></li>`).join('') || '<li class="mute">idle</li>');
     put($('#q-done'), state.done.map((e) => `<li data-name="${esc(e.name)}">${esc(e.name)} <span class="mute">${age(e.age_s)} ago</span></li>`).join('') || '<li class="mute">none</li>');
     put($('#q-failed'), state.failed.map((e) => `<li data-name="${esc(e.name)}"><div class="row"><span${e.retry_id ? ` class="click" data-act="failed" data-arg="${esc(e.retry_id)}"` : ''}>${esc(e.name)} ${failedBadge(null)}</span>${e.retry_id ? `<button type="button" class="act small" data-act="retry" data-arg="${esc(e.retry_id)}">Retry</button>` : ''}</div><div class="mute">${esc(e.reason || '')} \u00b7 ${age(e.age_s)} ago</div></li>`).join('') || '<li class="mute">none</li>');
-    put($('#reports'), state.reports.map((r) => `<tr class="click" data-act="report" data-arg="${esc(r.task_id)}" data-id="${esc(r.task_id)}"><td>${esc(r.task_id)}<div class="mute">${esc(r.type)} \u00b7 ${esc(String(r.summary).slice(0, 120))}</div></td><td>${badge(r.status)}${badge(r.outcome)}${r.approval ? badge(r.approval) : ''}</td><td>${r.status === 'error' ? failedBadge(r.error_kind) : badge(r.risk_level)}</td><td>${badge(r.tests)}${badge(r.dry_run, 'dry')}</td></tr>`).join(''));
+    put($('#reports'), state.reports.map((r) => `<tr class="click" data-act="report" data-arg="${esc(r.task_id)}" data-id="${esc(r.task_id)}"><td>${esc(r.task_id)}<div class="mute">${esc(r.type)} \u00b7 ${esc(String(r.summary).slice(0, 120))}</div></td><td>${r.regressions ? `<span class="badge b-regressions">${Number(r.regressions)} regression${r.regressions === 1 ? '' : 's'}</span>` : ''}${badge(r.status)}${badge(r.outcome)}${r.approval ? badge(r.approval) : ''}</td><td>${r.status === 'error' ? failedBadge(r.error_kind) : badge(r.risk_level)}</td><td>${badge(r.tests)}${badge(r.dry_run, 'dry')}</td></tr>`).join(''));
     const pending = state.patches.pending;
     $('#pending-count').textContent = pending.length;
     put($('#patches-pending'), pending.map((p) => `<li data-act="patch" data-arg="${esc(p.id)}" data-id="${esc(p.id)}" class="click">${esc(p.id)} ${badge(p.risk_level)}<div class="mute">${esc(p.files.join(', '))} \u00b7 ${age(p.age_s)} old</div></li>`).join('') || '<li class="mute">nothing to review</li>');
@@ -133,8 +133,72 @@
       const u = r.usage;
       const verdict = r.status === 'error' ? failedBadge(r.error ? r.error.kind : null) : badge(r.risk_level, 'risk');
       const tokens = `<span class="badge">${Number(u.prompt_tokens) + Number(u.completion_tokens)} tokens${u.cost_usd !== null ? `, $${Number(u.cost_usd).toFixed(4)}` : ''}</span>`;
-      put($('#report-view'), `<div id="report-badges">${badge(r.status)}${badge(r.outcome)}${verdict}${badge(check(r.tests), 'tests')}${badge(check(r.dry_run), 'dry run')}${tokens}${r.approval ? badge(r.approval.decision, 'approval') : ''}</div>${r.metrics ? chart(r.metrics) : ''}${r.patch_files.length ? `<p><button type="button" class="act" id="open-patch" data-act="open-patch" data-arg="${esc(patchStem(r.patch_files[0]))}">Open the patch</button></p>` : ''}<div class="md">${html}</div>`);
+      const regressionsBadge = r.regressions && r.regressions.length ? `<span class="badge b-regressions">${r.regressions.length} regression${r.regressions.length === 1 ? '' : 's'}</span>` : '';
+      const changed = put($('#report-view'), `<div id="report-regressions"></div><div id="report-badges">${regressionsBadge}${badge(r.status)}${badge(r.outcome)}${verdict}${badge(check(r.tests), 'tests')}${badge(check(r.dry_run), 'dry run')}${tokens}${r.approval ? badge(r.approval.decision, 'approval') : ''}</div>${r.metrics ? chart(r.metrics) : ''}${r.patch_files.length ? `<p><button type="button" class="act" id="open-patch" data-act="open-patch" data-arg="${esc(patchStem(r.patch_files[0]))}">Open the patch</button></p>` : ''}<div id="report-findings"></div><div class="md">${html}</div>`);
+      // Built as DOM nodes with textContent (the agent's and the repository's words): never parsed as HTML.
+      if (changed) {
+        fillRegressions($('#report-regressions'), r.regressions || []);
+        fillFindings($('#report-findings'), r.findings || []);
+        replaceMarkdownFindings($('#report-view .md'), $('#report-findings'));
+      }
     } catch (e) { if (!quiet) put($('#report-view'), `<span class="msg error">${esc(e.message)}</span>`); }
+  }
+
+  /** An element with text, and optionally a class. */
+  function node(tag, text, cls) {
+    const el = document.createElement(tag);
+    if (text !== undefined && text !== null) el.textContent = String(text);
+    if (cls) el.className = cls;
+    return el;
+  }
+
+  /** What the agent broke and finished anyway: shown above everything else. */
+  function fillRegressions(box, regressions) {
+    box.replaceChildren();
+    if (!regressions.length) return;
+    const notice = node('div', null, 'notice bad regressions');
+    notice.append(node('strong', `Regressions: ${regressions.length === 1 ? 'a check' : `${regressions.length} checks`} that passed on the base commit fail${regressions.length === 1 ? 's' : ''} with this change`), node('span', ' (the agent was told and finished anyway; risk raised to high)', 'mute'));
+    const list = node('ul');
+    for (const g of regressions) list.append(node('li', `${g.check === 'tests' ? 'tests' : 'dry run'}: ${g.test === null || g.test === undefined ? '(the whole check)' : g.test}`));
+    notice.append(list);
+    box.append(notice);
+  }
+
+  const SEVERITY_RANK = { high: 0, medium: 1, low: 2, info: 3 };
+  /** The agent's findings as a table, most severe first; a location that did not check out is marked. */
+  function fillFindings(box, findings) {
+    box.replaceChildren();
+    if (!findings.length) return;
+    box.append(node('h3', `Findings (${findings.length})`));
+    const table = node('table', null, 'findings');
+    const head = node('tr');
+    for (const h of ['Severity', 'Location', 'Finding']) head.append(node('th', h));
+    table.append(node('thead'), node('tbody'));
+    table.tHead.append(head);
+    const sorted = [...findings].sort((a, b) => (SEVERITY_RANK[a.severity] ?? 9) - (SEVERITY_RANK[b.severity] ?? 9));
+    for (const f of sorted) {
+      const row = node('tr', null, f.location_valid ? '' : 'invalid');
+      row.dataset.severity = String(f.severity);
+      const sev = node('td');
+      sev.append(node('span', f.severity, `badge sev-${SEVERITY_RANK[f.severity] === undefined ? 'info' : f.severity}`));
+      const where = node('td');
+      where.append(node('code', `${f.file}${f.line === null || f.line === undefined ? '' : `:${f.line}`}`));
+      if (!f.location_valid) where.append(node('div', `not found: ${f.location_problem || 'unknown'}`, 'location-problem'));
+      const what = node('td');
+      what.append(node('strong', f.title));
+      if (f.detail) what.append(node('div', f.detail, 'mute detail'));
+      row.append(sev, where, what);
+      table.tBodies[0].append(row);
+    }
+    box.append(table);
+  }
+
+  /** The report's Markdown has the findings as a plain table too: the structured one takes its place. */
+  function replaceMarkdownFindings(md, box) {
+    const heading = md && Array.from(md.querySelectorAll('h2')).find((h) => /^Findings \(\d+\)$/.test(h.textContent || ''));
+    if (!heading || !box.childElementCount) return;
+    while (heading.nextElementSibling && heading.nextElementSibling.tagName !== 'H2') heading.nextElementSibling.remove();
+    heading.replaceWith(box);
   }
 
   /** The patch a report names (`patches/pending/<id>.<run_id>.patch` when filed beside a pending one), as the id /api/patches takes. */
@@ -194,7 +258,8 @@
       patchActions = p.actions;
       const r = p.report;
       $('#patch-empty').hidden = true;
-      put($('#patch-head'), `<h2>${esc(id)}</h2>${badge(p.sidecar?.risk_level, 'risk')}${r ? badge(check(r.tests), 'tests') + badge(check(r.dry_run), 'dry run') : ''}<p>${esc(p.sidecar?.summary || r?.summary || '')}</p>`);
+      const broke = (p.sidecar && p.sidecar.regressions) || [];
+      put($('#patch-head'), `${broke.length ? `<div class="notice bad regressions" id="patch-regressions"><strong>Regressions:</strong> ${esc(broke.map((g) => g.test === null || g.test === undefined ? (g.check === 'tests' ? 'the tests' : 'the dry run') : g.test).join(', '))} passed on the base commit and fail with this patch</div>` : ''}<h2>${esc(id)}</h2>${badge(p.sidecar?.risk_level, 'risk')}${r ? badge(check(r.tests), 'tests') + badge(check(r.dry_run), 'dry run') : ''}<p>${esc(p.sidecar?.summary || r?.summary || '')}</p>`);
       put($('#patch-base'), baseNotice(p.base));
       put($('#patch-actions'), p.state === 'pending'
         ? `<div class="actions"><button type="button" class="act primary" id="approve" data-act="approve">Approve</button><input id="reject-reason" placeholder="Reason for rejecting" autocomplete="off"><button type="button" class="act danger" id="reject" data-act="reject">Reject</button></div>`
