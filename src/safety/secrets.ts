@@ -17,7 +17,7 @@
  *    needs Node 22.
  * 2. A few formats it does not cover: `sk-...` keys of OpenAI-compatible providers
  *    (secretlint's OpenAI rule needs the T3BlbkFJ marker), private key blocks that are
- *    cut short or too short for its rule, `Bearer <token>`.
+ *    cut short or too short for its rule, `Bearer <token>`, short URL passwords.
  * 3. Assignments: a literal assigned to a secret-ish name (token, secret, password,
  *    api_key, private_key, ...) whose value looks like a secret. A literal is a quoted
  *    string in any language (also after a type: `api_key: str = "..."`), or the value of a
@@ -126,20 +126,23 @@ function widen(text: string, hit: SecretHit): SecretHit {
 // ---------------------------------------------------------------------------------------------
 // 2. formats secretlint does not cover
 
-const FORMATS: Array<{ name: string; pattern: RegExp; group?: number }> = [
+const FORMATS: Array<{ name: string; pattern: RegExp; group?: number; accept?: (value: string) => boolean }> = [
   // OpenAI-compatible providers (DeepSeek, Moonshot, ...) and older OpenAI keys.
   { name: 'sk-key', pattern: /\bsk-(?:[A-Za-z]+-)?[A-Za-z0-9_-]{16,}/g },
   // A private key block, also one cut short (the tail of a test's output) or too short for secretlint's rule.
   { name: 'private-key', pattern: /-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|$(?![\s\S]))/g },
-  { name: 'bearer', pattern: /\b(?:Bearer|Basic|Token)\s+([A-Za-z0-9._~+/-]{16,}=*)/g, group: 1 },
+  { name: 'bearer', pattern: /\b(?:Bearer|Basic|Token)\s+([A-Za-z0-9._~+/-]{16,}=*)/g, group: 1, accept: randomLooking },
+  // The password of a URL, whatever its length (secretlint wants a longer one): `https://user:pass@host`.
+  // A reference in its place (`{password}`, `${DB_PASSWORD}`, `<password>`, `***`) is not one.
+  { name: 'url-password', pattern: /\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@"'`]*:([^\s@/"'`]+)@[^\s/"'`@]/gi, group: 1, accept: (value) => !/^(?:\$?\{.*\}|<.*>|\*+|%\(.*\)s|\$[A-Za-z_]\w*)$/.test(value) },
 ];
 
 function formatHits(text: string): SecretHit[] {
   const hits: SecretHit[] = [];
-  for (const { name, pattern, group } of FORMATS) {
+  for (const { name, pattern, group, accept } of FORMATS) {
     for (const match of text.matchAll(pattern)) {
       const value = group ? match[group]! : match[0];
-      if (group && !randomLooking(value)) continue;
+      if (accept && !accept(value)) continue;
       const start = match.index! + (group ? match[0].indexOf(value) : 0);
       hits.push({ start, end: start + value.length, rule: `format:${name}` });
     }
