@@ -20,6 +20,8 @@ import { makeWorkspace, writeTask } from './helpers/workspace.ts';
 // Fake secrets shaped like the real ones (Binance keys are 64 random base62 characters).
 const BINANCE_KEY = 'vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A';
 const BINANCE_SECRET = 'NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j';
+/** A key in a comment with no name around it: found by its shape alone. */
+const OLD_KEY = 'Gq4XbT0sW8pLz2KvN6yRj1HcM9dFa3UeZ7iQo5Bt2Ym8Pw0Vx4Ln6Sk1Jr9Dh3Cf';
 const OPENAI_KEY = 'sk-proj-Ab3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5zA7bC9dE1fG3';
 /** 32 random bytes in base64: an HMAC secret. */
 const HMAC_SECRET = 'kT9vQ2+8mZxR4wL1pN6sB3yF7hJ0cV5dG2aE9uK4iO8=';
@@ -253,10 +255,16 @@ const EXCHANGE_PY = [
   "    return ccxt.binance({'apiKey': os.environ['BINANCE_API_KEY'], 'secret': os.environ['BINANCE_SECRET']})",
   '',
   '',
-  '# Testnet keys for manual runs (rotate them):',
-  `TESTNET_API_KEY = "${BINANCE_KEY}"`,
-  `TESTNET_API_SECRET = "${BINANCE_SECRET}"`,
-  '# the old one: ' + OPENAI_KEY,
+  '@dataclass',
+  'class TestnetSettings:',
+  '    """Keys for manual runs on the testnet (rotate them)."""',
+  '',
+  `    api_key: str = "${BINANCE_KEY}"`,
+  `    api_secret: str = "${BINANCE_SECRET}"`,
+  '',
+  '',
+  `# the key before the last rotation: ${OLD_KEY}`,
+  `llm = OpenAI(api_key="${OPENAI_KEY}")`,
   '',
   '',
   'def passphrase_hint() -> str:',
@@ -282,7 +290,7 @@ function lastToolResult(req: RecordedRequest): string {
 
 test('end to end: the model reads exchange code with the literals hidden and names intact; its copied edit applies; the marker is refused; no secret leaves', async () => {
   const passphrase = 'correct-horse-battery-42';
-  const secrets = { BINANCE_KEY, BINANCE_SECRET, OPENAI_KEY, passphrase };
+  const secrets = { BINANCE_KEY, BINANCE_SECRET, OLD_KEY, OPENAI_KEY, passphrase };
   const seen: string[] = [];
   /** A step that keeps the previous tool result, then makes the next call. */
   const after = (next: (seenSoFar: string[]) => ReturnType<typeof toolCall>) => (req: RecordedRequest) => {
@@ -300,7 +308,7 @@ test('end to end: the model reads exchange code with the literals hidden and nam
     // 3. A whole-file write of what it saw, marker and all.
     after(() => toolCall('write_file', { path: 'bot/exchange.py', content: seen[0]!.split('\n').slice(1).join('\n') })),
     // 4. An edit whose old text is a redacted line: not found, and told why.
-    after(() => toolCall('edit_file', { path: 'bot/exchange.py', old: shown().find((l) => l.startsWith('TESTNET_API_KEY')) ?? 'missing', new: 'TESTNET_API_KEY = os.environ["BINANCE_TESTNET_KEY"]' })),
+    after(() => toolCall('edit_file', { path: 'bot/exchange.py', old: shown().find((l) => l.includes(`api_key: str = "${REDACTED}"`)) ?? 'missing', new: '    api_key: str = os.environ["BINANCE_TESTNET_KEY"]' })),
     after(() => toolCall('run_checks', {})),
     after(() => finish('The client now times out after 10 s.', 'low')),
   ]);
@@ -325,7 +333,8 @@ test('end to end: the model reads exchange code with the literals hidden and nam
     assert.is(result.outcome, 'completed');
 
     // What the model saw: the file byte for byte, but for the secret values (the passphrase through the environment net).
-    const expected = EXCHANGE_PY.replace(BINANCE_KEY, REDACTED).replace(BINANCE_SECRET, REDACTED).replace(OPENAI_KEY, REDACTED).replace(passphrase, REDACTED);
+    let expected = EXCHANGE_PY;
+    for (const value of Object.values(secrets)) expected = expected.replace(value, REDACTED);
     assert.is(seen[0], `bot/exchange.py (${EXCHANGE_PY.split('\n').length} lines)\n${expected}`);
     assert.ok(seen[0]!.includes('return Client(api_key=settings.api_key, api_secret=settings.api_secret, testnet=settings.testnet)'));
     assert.ok(seen[0]!.includes(`return ccxt.binance({'apiKey': os.environ['BINANCE_API_KEY'], 'secret': os.environ['BINANCE_SECRET']})`));
@@ -336,7 +345,8 @@ test('end to end: the model reads exchange code with the literals hidden and nam
     assert.match(seen[4]!, /^ERROR: "old" was not found in bot\/exchange.py: it contains \[REDACTED\], where meta-agent hid a secret from you/);
     // The check printed the edited file: what reached the model is redacted there too.
     assert.match(seen[5]!, /testnet=settings\.testnet, requests_params=\{"timeout": 10\}\)/);
-    assert.match(seen[5]!, /TESTNET_API_SECRET = "\[REDACTED\]"/);
+    assert.match(seen[5]!, /api_secret: str = "\[REDACTED\]"/);
+    assert.match(seen[5]!, /# the key before the last rotation: \[REDACTED\]/);
 
     // The patch holds the one edit and nothing of the refused ones: the file was not changed by them.
     const patch = await fs.readFile(path.join(ws.root, result.report.patch_files[0]!), 'utf8');
