@@ -308,8 +308,9 @@ export function keyShaped(token: string): boolean {
   // Without digits only a mixed-case jumble counts: `AbCdEfGhIjKl...`, not `getUserAccountBalance`.
   if (!/\d/.test(body) && !(/[a-z]/.test(body) && /[A-Z]/.test(body) && mean <= 2)) return false;
   if (mean > (/[a-z]/.test(body) && /[A-Z]/.test(body) ? MAX_MEAN_RUN : MAX_MEAN_RUN_ONE_CASE)) return false;
-  // kebab and snake names: `gpt-4o-mini-2024-07-18`, `NODE_SEA_FUSE_<hex>`, `resp_<hex>`.
-  if (/[-_]/.test(body) && body.split(/[-_]+/).every((part) => STRUCTURED_PART.test(part))) return false;
+  // kebab and snake names, mostly words, numbers and hex: `gpt-4o-mini-2024-07-18`, `NODE_SEA_FUSE_<hex>`,
+  // `resp_<hex>`, `taken-<hex>-S1_bot_20261129T0031-daily-maintenance`; `whsec_<random>` is not one.
+  if (/[-_]/.test(body) && structuredShare(body) >= 0.5) return false;
   if (entropy(body) < MIN_ENTROPY_RATIO * Math.log2(Math.min(body.length, alphabetSize(body)))) return false;
   return !encodedData(body);
 }
@@ -318,12 +319,19 @@ export function keyShaped(token: string): boolean {
 const MAX_MEAN_RUN = 2.6;
 /** Random lowercase+digit keys have longer letter runs (26 letters against 10 digits). */
 const MAX_MEAN_RUN_ONE_CASE = 3.2;
-const STRUCTURED_PART = /^(?:.{0,3}|[a-z]+|[A-Z]+|[A-Z][a-z]+|\d+|[0-9a-f]{6,}|[a-z]+\d+|\d+[a-z]+)$/;
+const STRUCTURED_PART = /^(?:.{0,3}|[a-z]+|[A-Z]+|[A-Z][a-z]+|\d+|[0-9a-f]{6,}|[a-z]+\d+|\d+[a-z]+|\d+T\d+Z?)$/;
+
+/** How much of a kebab or snake name is made of words, numbers, hex and timestamps. */
+function structuredShare(body: string): number {
+  const parts = body.split(/[-_]+/);
+  const structured = parts.filter((part) => STRUCTURED_PART.test(part)).reduce((n, part) => n + part.length, 0);
+  return structured / parts.reduce((n, part) => n + part.length, 0);
+}
 
 /** A word of a path or URL (`commit`, `TehShrike`, `aws-sdk-js-v3`), which a random base64 key rarely has between its slashes. */
 function pathWord(part: string): boolean {
   if (part.length < 4) return false;
-  return meanRun(part) > MAX_MEAN_RUN || (/[-_]/.test(part) && part.split(/[-_]+/).every((p) => STRUCTURED_PART.test(p)));
+  return meanRun(part) > MAX_MEAN_RUN || (/[-_]/.test(part) && structuredShare(part) === 1);
 }
 
 /** The mean length of a token's word, number and case runs: `getUserBalance2` -> 3.75, a random key -> 1.3-2.5. */
