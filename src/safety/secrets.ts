@@ -300,14 +300,28 @@ function randomTokenHits(text: string): SecretHit[] {
  * encrypted fixture) are redacted: a leaked key costs more than a redacted fixture.
  */
 export function keyShaped(token: string): boolean {
+  let verdict = tokenVerdicts.get(token);
+  if (verdict === undefined) {
+    if (tokenVerdicts.size > 10_000) tokenVerdicts.clear();
+    verdict = judgeToken(token);
+    tokenVerdicts.set(token, verdict);
+  }
+  return verdict;
+}
+
+/** The same text is redacted more than once (tool result, trajectory, report): tokens are judged once each. */
+const tokenVerdicts = new Map<string, boolean>();
+
+function judgeToken(token: string): boolean {
   const body = token.replace(/=+$/, '');
   if (body.length < 20) return false;
-  if (/^[0-9a-f-]+$/i.test(body)) return false;
-  if (!/[A-Za-z]/.test(body)) return false;
-  const mean = meanRun(body);
+  const digits = /\d/.test(body);
+  const mixedCase = /[a-z]/.test(body) && /[A-Z]/.test(body);
   // Without digits only a mixed-case jumble counts: `AbCdEfGhIjKl...`, not `getUserAccountBalance`.
-  if (!/\d/.test(body) && !(/[a-z]/.test(body) && /[A-Z]/.test(body) && mean <= 2)) return false;
-  if (mean > (/[a-z]/.test(body) && /[A-Z]/.test(body) ? MAX_MEAN_RUN : MAX_MEAN_RUN_ONE_CASE)) return false;
+  if (!digits && !mixedCase) return false;
+  if (/^[0-9a-f-]+$/i.test(body) || !/[A-Za-z]/.test(body)) return false;
+  const mean = meanRun(body);
+  if (mean > (mixedCase ? (digits ? MAX_MEAN_RUN : 2) : MAX_MEAN_RUN_ONE_CASE)) return false;
   // kebab and snake names, mostly words, numbers and hex: `gpt-4o-mini-2024-07-18`, `NODE_SEA_FUSE_<hex>`,
   // `resp_<hex>`, `taken-<hex>-S1_bot_20261129T0031-daily-maintenance`; `whsec_<random>` is not one.
   if (/[-_]/.test(body) && structuredShare(body) >= 0.5) return false;
@@ -315,7 +329,12 @@ export function keyShaped(token: string): boolean {
   return !encodedData(body);
 }
 
-/** Calibrated on random keys (base62, base64, base64url, lowercase+digits; 20-88 chars) and on the identifiers in node_modules: see test/redaction.test.ts. */
+/**
+ * Calibrated on random keys (base62, base64, base64url, lowercase+digits; 20-64 chars: 94-100%
+ * of mixed-case ones and 80-93% of one-case ones are found) and on every token of 20+
+ * characters in this project's node_modules (what is found there: test ids such as nanoids
+ * and ULIDs, JWK/HPKP test keys, embedded wasm). test/redaction.test.ts keeps both sides.
+ */
 const MAX_MEAN_RUN = 2.6;
 /** Random lowercase+digit keys have longer letter runs (26 letters against 10 digits). */
 const MAX_MEAN_RUN_ONE_CASE = 3.2;
