@@ -215,6 +215,59 @@ test(`redaction table (${CASES.length} cases): what the model sees; no identifie
   if (process.env.SHOW_REDACTION_TABLE) console.log(rows.join('\n\n'));
 });
 
+/** A small seeded generator (mulberry32), so the calibration below is the same on every run. */
+function seeded(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+test('key-shaped tokens with no name: random keys are found; hashes, ids, identifiers, paths and encoded files are not', () => {
+  const random = seeded(13);
+  const BASE62 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+  const key = (alphabet: string, length: number) => Array.from({ length }, () => alphabet[Math.floor(random() * alphabet.length)]).join('');
+  const base64 = (bytes: number) => Buffer.from(Array.from({ length: bytes }, () => Math.floor(random() * 256))).toString('base64');
+  const redact = makeRedactor({});
+  for (const [kind, make, atLeast] of [
+    ['base62, 20 chars', () => key(BASE62, 20), 0.85],
+    ['base62, 32 chars', () => key(BASE62, 32), 0.9],
+    ['base62, 64 chars (Binance)', () => key(BASE62, 64), 0.95],
+    ['base64 of 32 bytes', () => base64(32), 0.95],
+    ['lowercase and digits, 32 chars', () => key('abcdefghijklmnopqrstuvwxyz0123456789', 32), 0.75],
+  ] as const) {
+    let found = 0;
+    for (let i = 0; i < 200; i++) if (redact(`# spare: ${make()} (rotate)`) === `# spare: ${REDACTED} (rotate)`) found++;
+    if (process.env.SHOW_REDACTION_TABLE) console.log(`${kind}: ${found} of 200 found`);
+    assert.ok(found / 200 >= atLeast, `${kind}: ${found} of 200 found`);
+  }
+  const ordinary = [
+    'getUserAccountBalanceForSymbol2(symbol)',
+    'export function base64urlToUint8Array(base64url) {',
+    'def test_binance_client_v2_handles_429_retry():',
+    'model = "gpt-4o-mini-2024-07-18"',
+    'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2',
+    `base_commit: ${GIT_SHA}`,
+    'sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"',
+    `client_order_id = "${UUID}"`,
+    `    "integrity": "${INTEGRITY}",`,
+    'golang.org/x/text v0.14.0 h1:ScX5w1eTa3QqT8oi6+ziP7dTV1S2+ALU0bI+0zXKWiQ=',
+    'run 20261130T172638Z-a1b2c3 finished',
+    'gate: taken-b3f6d5c4-S1_bot_20261129T0031-daily-maintenance-df4f',
+    'see https://github.com/TehShrike/deepmerge/commit/5906c765d691d48e83d76efbb0d4b9ca150dc12c',
+    'import { AgentLoop } from "../src/engines/agentLoopWithRetries2"',
+    `PIXEL = "${PIXEL_PNG}"`,
+    `//# sourceMappingURL=data:application/json;base64,${Buffer.from('{"version":3,"sources":["index.ts"],"mappings":"AAAA"}').toString('base64')}`,
+    'const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";',
+  ];
+  for (const line of ordinary) assert.is(redact(line), line);
+  // Positive control: base64 of text that holds a secret is one.
+  const wrapped = Buffer.from(JSON.stringify({ type: 'service_account', private_key: PEM })).toString('base64');
+  assert.is(redact(`CREDS_B64 = ${wrapped}`), `CREDS_B64 = ${REDACTED}`);
+});
+
 test('environment values: secret-named variables are redacted wherever they appear; short values and locations are not', () => {
   const redact = makeRedactor({ EXCHANGE_PASSPHRASE: 'correct-horse-battery-42', DEBUG_TOKEN: '1', HF_TOKEN_PATH: '/home/bot/.cache/hf/token', BOT_SYMBOL: 'ETHUSDTPERP' });
   // Not key-shaped (kebab words): only the environment net knows it.

@@ -275,7 +275,7 @@ function randomTokenHits(text: string): SecretHit[] {
     // A path or URL (`github.com/org/repo/commit/<sha>`, `/api/v3/<token>/orders`) is judged part by part;
     // a base64 key that merely contains "/" is judged whole.
     const parts = token.split('/');
-    const path = parts.length > 1 && parts.some(pathWord);
+    const path = parts.length > 1 && (parts.some(pathNumber) || parts.filter(pathWord).length >= 2);
     let at = match.index!;
     for (const value of path ? parts : [token]) {
       if (keyShaped(value)) hits.push({ start: at, end: at + value.length, rule: 'random-token' });
@@ -321,7 +321,7 @@ function judgeToken(token: string): boolean {
   if (!digits && !mixedCase) return false;
   if (/^[0-9a-f-]+$/i.test(body) || !/[A-Za-z]/.test(body)) return false;
   const mean = meanRun(body);
-  if (mean > (mixedCase ? (digits ? MAX_MEAN_RUN : 2) : MAX_MEAN_RUN_ONE_CASE)) return false;
+  if (mean > (mixedCase ? (digits ? MAX_MEAN_RUN : MAX_MEAN_RUN_NO_DIGITS) : MAX_MEAN_RUN_ONE_CASE)) return false;
   // kebab and snake names, mostly words, numbers and hex: `gpt-4o-mini-2024-07-18`, `NODE_SEA_FUSE_<hex>`,
   // `resp_<hex>`, `taken-<hex>-S1_bot_20261129T0031-daily-maintenance`; `whsec_<random>` is not one.
   if (/[-_]/.test(body) && structuredShare(body) >= 0.5) return false;
@@ -335,7 +335,9 @@ function judgeToken(token: string): boolean {
  * characters in this project's node_modules (what is found there: test ids such as nanoids
  * and ULIDs, JWK/HPKP test keys, embedded wasm). test/redaction.test.ts keeps both sides.
  */
-const MAX_MEAN_RUN = 2.6;
+const MAX_MEAN_RUN = 2.9;
+/** Without digits, camelCase words are the rival: only a finer jumble counts. */
+const MAX_MEAN_RUN_NO_DIGITS = 2.4;
 /** Random lowercase+digit keys have longer letter runs (26 letters against 10 digits). */
 const MAX_MEAN_RUN_ONE_CASE = 3.2;
 const STRUCTURED_PART = /^(?:.{0,3}|[a-z]+|[A-Z]+|[A-Z][a-z]+|\d+|[0-9a-f]{6,}|[a-z]+\d+|\d+[a-z]+|\d+T\d+Z?)$/;
@@ -347,10 +349,19 @@ function structuredShare(body: string): number {
   return structured / parts.reduce((n, part) => n + part.length, 0);
 }
 
-/** A word of a path or URL (`commit`, `TehShrike`, `aws-sdk-js-v3`), which a random base64 key rarely has between its slashes. */
+/*
+ * Parts of a path or URL: a number, hex or a UUID (one is enough), words (`api`, `commit`,
+ * `TehShrike`, `aws-sdk-js-v3`: two are needed). A random base64 key has one "/" in 64
+ * characters, and what lies between them is rarely one of these, let alone two.
+ */
+function pathNumber(part: string): boolean {
+  return /^\d{3,}$/.test(part) || /^[0-9a-f]{8,}(?:-[0-9a-f]+)*$/i.test(part);
+}
+
 function pathWord(part: string): boolean {
-  if (part.length < 4) return false;
-  return meanRun(part) > MAX_MEAN_RUN || (/[-_]/.test(part) && structuredShare(part) === 1);
+  if (/^[a-z]{3,}$/.test(part)) return true;
+  if (part.length < 6) return false;
+  return meanRun(part) > 3 || (/[-_]/.test(part) && structuredShare(part) === 1);
 }
 
 /** The mean length of a token's word, number and case runs: `getUserBalance2` -> 3.75, a random key -> 1.3-2.5. */
