@@ -340,6 +340,8 @@ const MAX_MEAN_RUN = 2.9;
 const MAX_MEAN_RUN_NO_DIGITS = 2.4;
 /** Random lowercase+digit keys have longer letter runs (26 letters against 10 digits). */
 const MAX_MEAN_RUN_ONE_CASE = 3.2;
+/** Entropy against the most a token of its length and alphabet can have: a random key is at 0.85-0.95. */
+const MIN_ENTROPY_RATIO = 0.75;
 const STRUCTURED_PART = /^(?:.{0,3}|[a-z]+|[A-Z]+|[A-Z][a-z]+|\d+|[0-9a-f]{6,}|[a-z]+\d+|\d+[a-z]+|\d+T\d+Z?)$/;
 
 /** How much of a kebab or snake name is made of words, numbers, hex and timestamps. */
@@ -369,7 +371,6 @@ function meanRun(token: string): number {
   const runs = token.match(/[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+/g) ?? [];
   return runs.length === 0 ? Infinity : runs.reduce((n, r) => n + r.length, 0) / runs.length;
 }
-const MIN_ENTROPY_RATIO = 0.75;
 
 function alphabetSize(body: string): number {
   let size = 0;
