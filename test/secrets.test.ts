@@ -256,8 +256,9 @@ const CASES: Array<[string, string, string]> = [
   ['AWS secret key (secretlint), name kept', 'aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYzzzzzzzzzz', `aws_secret_access_key = ${REDACTED}`],
   ['password in a URL (secretlint), host kept', 'DB = "postgres://bot:Sup3rS3cret@db:5432/trades"', `DB = "postgres://bot:${REDACTED}@db:5432/trades"`],
   ['OpenAI-compatible key in a comment', '# old key: sk-9f8e7d6c5b4a39281706f5e4d3c2b1a0', `# old key: ${REDACTED}`],
-  // known misses (documented): no name, or a value that reads as code
-  ['MISS: a bare key with no name', `print("${KEY}")`, 'same'],
+  ['a bare random key with no name (entropy)', `print("${KEY}")`, `print("${REDACTED}")`],
+  // known misses (documented): a short bare value, or a value that reads as code
+  ['MISS: a bare password with no name', 'print("hunter2hunter2")', 'same'],
   ['MISS: INI password without digits, spaces around "="', 'password = correcthorsebatterystaple', 'same'],
   ['MISS: a password under a name that does not say so', 'BINANCE_PW_2 = "hunter2hunter2"', 'same'],
 ];
@@ -275,11 +276,12 @@ test('the detector: code naming keys untouched, secret values redacted, known mi
 test('makeRedactor: a value found once is redacted bare later in the run; hits are counted', () => {
   const redact = makeRedactor({ EXCHANGE_SECRET: 'env-value-123456' });
   assert.is(redact.hits, 0);
-  assert.is(redact(`BINANCE_SECRET = "${KEY}"`), `BINANCE_SECRET = "${REDACTED}"`);
-  assert.is(redact(`test output: ${KEY}`), `test output: ${REDACTED}`);
+  // A password is found by its name only; bare, it is found because it was seen once.
+  assert.is(redact('BINANCE_SECRET = "hunter2hunter2"'), `BINANCE_SECRET = "${REDACTED}"`);
+  assert.is(redact('test output: hunter2hunter2'), `test output: ${REDACTED}`);
   assert.is(redact('env env-value-123456'), `env ${REDACTED}`);
   assert.is(redact.hits, 3);
-  assert.is(makeRedactor({})(`test output: ${KEY}`), `test output: ${KEY}`, 'positive control: a fresh redactor does not know it');
+  assert.is(makeRedactor({})('test output: hunter2hunter2'), 'test output: hunter2hunter2', 'positive control: a fresh redactor does not know it');
 });
 
 test('makeRedactor: a remembered value inside a longer secret does not leave the rest visible', () => {

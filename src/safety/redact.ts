@@ -1,17 +1,28 @@
 /**
  * Redaction of secrets from everything that leaves the process: prompts, tool results,
  * reports, trajectories, logs. Two nets: the exact values of secret-looking variables of
- * the service's environment, and the detector in secrets.ts. A value the detector found
- * once is remembered for the rest of the run, so a test that prints it bare later is
- * redacted too. Only values are replaced, never names or expressions.
+ * the service's environment (at least 8 characters, so `DEBUG_TOKEN=1` does not blank
+ * every "1"), and the detector in secrets.ts (key formats, literals under secret names,
+ * random key-shaped tokens). A value the detector found once is remembered for the rest
+ * of the run, so a test that prints it bare later is redacted too. Only values are
+ * replaced, never names or expressions.
  */
 import { findSecrets, REDACTED } from './secrets.ts';
 
 export { REDACTED };
 
 const SECRET_NAME = /(KEY|SECRET|TOKEN|PASSWORD|PASSPHRASE|CREDENTIAL)/i;
+/** Where a secret is kept, not the secret: `SSH_ASKPASS`, `HF_TOKEN_PATH`, `PASSWORD_STORE_DIR`. Replacing a path everywhere would mangle code. Judged by the name only: a base64 secret may start with "/". */
+const LOCATION_NAME = /(?:_FILE|_PATH|_DIR|_HOME|ASKPASS)$/i;
 /** Shorter values are not remembered: replacing them everywhere would mangle ordinary text. */
 const MIN_VALUE = 8;
+
+/** The values of the service's environment that are secrets, by the variable's name. */
+function envSecrets(env: Readonly<Record<string, string | undefined>>): string[] {
+  return Object.entries(env)
+    .filter(([name, value]) => value && SECRET_NAME.test(name) && !LOCATION_NAME.test(name))
+    .map(([, value]) => value!);
+}
 
 export interface Redactor {
   (text: string): string;
@@ -21,7 +32,7 @@ export interface Redactor {
 
 export function makeRedactor(env: Readonly<Record<string, string | undefined>>, extraSecrets: readonly string[] = []): Redactor {
   const known = new Set(
-    [...extraSecrets, ...Object.entries(env).filter(([name, value]) => SECRET_NAME.test(name) && value).map(([, value]) => value!)].filter((v) => v.length >= MIN_VALUE),
+    [...extraSecrets, ...envSecrets(env)].filter((v) => v.length >= MIN_VALUE),
   );
   // Longest first, so a value that contains another is replaced whole.
   let values = sorted(known);
