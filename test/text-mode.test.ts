@@ -101,7 +101,7 @@ test('tool_mode: text completes the quick-start task with text actions, and its 
   const system: string = requests[0].messages[0].content;
   assert.match(system, /exactly ONE action/);
   assert.match(system, /- edit_file: /);
-  assert.match(system, /"old": string - Exact text to replace/);
+  assert.match(system, /"old": string \(optional\) - The text to replace/);
 
   // The format errors were told as such, each with the expected shape.
   assert.match(requests[1].messages.at(-1).content, /expected exactly one action block, found 2/);

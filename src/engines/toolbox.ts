@@ -27,7 +27,7 @@ export const TOOL_DEFINITIONS: ChatCompletionTool[] = [
     {
       pattern: str('Regular expression, e.g. "def \\w+_size\\(" or "\\bstop_loss\\b"'),
       path: str('Folder or file to search; default the whole repo'),
-      glob: str('Only files matching this glob, e.g. "*.py" (any folder) or "bot/**/*.py" (from the repo root)'),
+      glob: str('Only files matching this glob, e.g. "*.py" (any folder) or "src/**/*.py" (from the repo root)'),
     },
     ['pattern'],
   ),
