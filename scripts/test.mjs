@@ -39,7 +39,9 @@ const TYPICAL_S = {
   typecheck: 40, 'cycle-recovery.test.ts': 35, 'watch.test.ts': 30, 'schedule.test.ts': 30, 'crash-leftovers.test.ts': 25,
   'escapes.test.ts': 25, 'retention.test.ts': 15, 'ui-review.test.ts': 100, 'rerun.test.ts': 95, 'stop.test.ts': 95,
   'hostile-checks.test.ts': 85, 'cli-input.test.ts': 65, 'gate-modes.test.ts': 50, 'ui-untrusted.test.ts': 45,
-  'progress.test.ts': 40, 'doctor.test.ts': 30, 'secrets.test.ts': 20,
+  'progress.test.ts': 40, 'doctor.test.ts': 30, 'secrets.test.ts': 20, 'finish-verify.test.ts': 120, 'edit-tools.test.ts': 70,
+  'run-command.test.ts': 70, 'text-mode.test.ts': 50, 'context.test.ts': 45, 'model-compat.test.ts': 30, 'findings.test.ts': 30,
+  'prompt-prefix.test.ts': 20, 'redaction.test.ts': 15,
 };
 const TIMES_FILE = path.join(ROOT, 'node_modules', '.cache', 'meta-agent', 'test-times.json');
 
