@@ -123,5 +123,9 @@ export const ReportSchema = z.object({
   secrets_redacted: z.number().int().nonnegative().default(0).describe('How many secrets the run replaced by [REDACTED] in what went to the model, the report and the trajectory'),
   checks_unsandboxed: z.boolean().default(false).describe('true with `sandbox: none`: the checks ran without a sandbox (README, "What `sandbox: none` means")'),
   approval: ApprovalSchema.nullable().default(null).describe('Set by the approval gate, or when a person rejects the patch'),
+  incomplete: z
+    .boolean()
+    .default(false)
+    .describe('true when the run was stopped (limit, timeout, model failure, Ctrl-C) after it changed files: the change so far is in patch_files, `error` says why it stopped, `notes` what ran on it'),
 });
 export type Report = z.infer<typeof ReportSchema>;

@@ -12,6 +12,7 @@ import type { ChatModel } from './chatModel.ts';
 import { cutOutput, runTool, toolTarget } from './toolbox.ts';
 import { ToolError } from './tools.ts';
 import type { EngineContext, EngineResult } from './types.ts';
+import { wrapUpWarning } from './wrapUp.ts';
 
 interface FinishArgs {
   summary: string;
@@ -30,6 +31,7 @@ const SENT_REPLY_CAP = 4096;
 export class AgentLoop {
   private readonly messages: ChatCompletionMessageParam[];
   private steps = 0;
+  private warned = false;
   /** Tokens of the last model call, and how many messages the conversation had after it. */
   private lastCall: { prompt: number; completion: number; messages: number } | null = null;
 
@@ -62,6 +64,7 @@ export class AgentLoop {
 
   /** One model call and its tool calls; returns the finish arguments when the agent is done. */
   private async step(): Promise<FinishArgs | null> {
+    await this.warnBeforeTheEnd();
     const replyCap = this.checkLimits();
     const message = await this.query(replyCap);
     const calls = (message.tool_calls ?? []).filter((c) => c.type === 'function');
@@ -104,6 +107,17 @@ export class AgentLoop {
       throw new MetaAgentError('budget', `token limit reached (${spent} of ${limits.max_tokens} spent, and the next model call would take about ${next} more; limits.max_tokens) before the agent called finish`);
     }
     return replyCap;
+  }
+
+  /** Once, when few steps, tokens or little time are left: "wrap up and call finish" (wrapUp.ts). */
+  private async warnBeforeTheEnd(): Promise<void> {
+    if (this.warned) return;
+    const { limits } = this.ctx.settings.config;
+    const u = this.ctx.usage;
+    const warning = wrapUpWarning({ steps: this.steps, maxSteps: limits.max_steps, spentTokens: u.prompt_tokens + u.completion_tokens, maxTokens: limits.max_tokens, deadline: this.ctx.deadline, timeoutMs: limits.task_timeout_s * 1000, now: Date.now() });
+    if (!warning) return;
+    this.warned = true;
+    await this.say(warning);
   }
 
   private async query(replyCap: number) {
