@@ -20,6 +20,8 @@
   const age = (s) => s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : s < 172800 ? `${Math.round(s / 3600)}h` : `${Math.round(s / 86400)}d`;
   // A failed run has no risk worth showing: it gets a failure badge (and its error kind) instead.
   const failedBadge = (kind) => `<span class="badge b-failed">failed${kind ? `: ${esc(kind)}` : ''}</span>`;
+  // A stopped run's work so far (a constant string: nothing from the files goes into it).
+  const incompleteBadge = (on) => on === true ? '<span class="badge b-incomplete" title="The run stopped before the agent finished; this is its work so far">incomplete</span>' : '';
   const check = (c) => c ? (c.passed ? 'passed' : 'failed') : 'not run';
   const short = (sha) => esc(String(sha || '').slice(0, 10));
   // Counters the browser tests read to know a refresh or a live event went by.
@@ -95,10 +97,10 @@
     put($('#q-processing'), state.processing.map((e) => `<li data-name="${esc(e.name)}">${esc(e.name)} <span class="mute">${e.step ? `step ${Number(e.step)}, ${Number(e.tokens)} tokens` : 'starting'}</span></li>`).join('') || '<li class="mute">idle</li>');
     put($('#q-done'), state.done.map((e) => `<li data-name="${esc(e.name)}">${esc(e.name)} <span class="mute">${age(e.age_s)} ago</span></li>`).join('') || '<li class="mute">none</li>');
     put($('#q-failed'), state.failed.map((e) => `<li data-name="${esc(e.name)}"><div class="row"><span${e.retry_id ? ` class="click" data-act="failed" data-arg="${esc(e.retry_id)}"` : ''}>${esc(e.name)} ${failedBadge(null)}</span>${e.retry_id ? `<button type="button" class="act small" data-act="retry" data-arg="${esc(e.retry_id)}">Retry</button>` : ''}</div><div class="mute">${esc(e.reason || '')} \u00b7 ${age(e.age_s)} ago</div></li>`).join('') || '<li class="mute">none</li>');
-    put($('#reports'), state.reports.map((r) => `<tr class="click" data-act="report" data-arg="${esc(r.task_id)}" data-id="${esc(r.task_id)}"><td>${esc(r.task_id)}<div class="mute">${esc(r.type)} \u00b7 ${esc(String(r.summary).slice(0, 120))}</div></td><td>${badge(r.status)}${badge(r.outcome)}${r.approval ? badge(r.approval) : ''}</td><td>${r.status === 'error' ? failedBadge(r.error_kind) : badge(r.risk_level)}</td><td>${badge(r.tests)}${badge(r.dry_run, 'dry')}</td></tr>`).join(''));
+    put($('#reports'), state.reports.map((r) => `<tr class="click" data-act="report" data-arg="${esc(r.task_id)}" data-id="${esc(r.task_id)}"><td>${esc(r.task_id)}<div class="mute">${esc(r.type)} \u00b7 ${esc(String(r.summary).slice(0, 120))}</div></td><td>${badge(r.status)}${badge(r.outcome)}${incompleteBadge(r.incomplete)}${r.approval ? badge(r.approval) : ''}</td><td>${r.status === 'error' ? failedBadge(r.error_kind) : badge(r.risk_level)}</td><td>${badge(r.tests)}${badge(r.dry_run, 'dry')}</td></tr>`).join(''));
     const pending = state.patches.pending;
     $('#pending-count').textContent = pending.length;
-    put($('#patches-pending'), pending.map((p) => `<li data-act="patch" data-arg="${esc(p.id)}" data-id="${esc(p.id)}" class="click">${esc(p.id)} ${badge(p.risk_level)}<div class="mute">${esc(p.files.join(', '))} \u00b7 ${age(p.age_s)} old</div></li>`).join('') || '<li class="mute">nothing to review</li>');
+    put($('#patches-pending'), pending.map((p) => `<li data-act="patch" data-arg="${esc(p.id)}" data-id="${esc(p.id)}" class="click">${esc(p.id)} ${badge(p.risk_level)}${incompleteBadge(p.incomplete)}<div class="mute">${esc(p.files.join(', '))} \u00b7 ${age(p.age_s)} old</div></li>`).join('') || '<li class="mute">nothing to review</li>');
     put($('#patches-applied'), state.patches.applied.map((p) => `<li data-act="patch" data-arg="${esc(p.id)}" data-id="${esc(p.id)}" class="click">${esc(p.id)} <span class="mute">commit ${short(p.commit)}</span></li>`).join('') || '<li class="mute">none</li>');
     put($('#patches-rejected'), state.patches.rejected.map((p) => `<li data-act="patch" data-arg="${esc(p.id)}" data-id="${esc(p.id)}" class="click">${esc(p.id)}<div class="mute">${esc((p.reason || '').slice(0, 200))}</div></li>`).join('') || '<li class="mute">none</li>');
     put($('#cycles'), state.cycles.map((c) => `<li data-act="cycle" data-arg="${esc(c.cycle_id)}" data-id="${esc(c.cycle_id)}" class="click">${esc(c.goal)} ${badge(c.status)}<div class="mute">${esc(c.finished_at)} \u00b7 ${esc(c.summary)}</div></li>`).join('') || '<li class="mute">no cycles yet</li>');
@@ -133,7 +135,7 @@
       const u = r.usage;
       const verdict = r.status === 'error' ? failedBadge(r.error ? r.error.kind : null) : badge(r.risk_level, 'risk');
       const tokens = `<span class="badge">${Number(u.prompt_tokens) + Number(u.completion_tokens)} tokens${u.cost_usd !== null ? `, $${Number(u.cost_usd).toFixed(4)}` : ''}</span>`;
-      put($('#report-view'), `<div id="report-badges">${badge(r.status)}${badge(r.outcome)}${verdict}${badge(check(r.tests), 'tests')}${badge(check(r.dry_run), 'dry run')}${tokens}${r.approval ? badge(r.approval.decision, 'approval') : ''}</div>${r.metrics ? chart(r.metrics) : ''}${r.patch_files.length ? `<p><button type="button" class="act" id="open-patch" data-act="open-patch" data-arg="${esc(patchStem(r.patch_files[0]))}">Open the patch</button></p>` : ''}<div class="md">${html}</div>`);
+      put($('#report-view'), `<div id="report-badges">${badge(r.status)}${badge(r.outcome)}${incompleteBadge(r.incomplete)}${verdict}${badge(check(r.tests), 'tests')}${badge(check(r.dry_run), 'dry run')}${tokens}${r.approval ? badge(r.approval.decision, 'approval') : ''}</div>${r.metrics ? chart(r.metrics) : ''}${r.patch_files.length ? `<p><button type="button" class="act" id="open-patch" data-act="open-patch" data-arg="${esc(patchStem(r.patch_files[0]))}">Open the patch</button></p>` : ''}<div class="md">${html}</div>`);
     } catch (e) { if (!quiet) put($('#report-view'), `<span class="msg error">${esc(e.message)}</span>`); }
   }
 
@@ -194,7 +196,7 @@
       patchActions = p.actions;
       const r = p.report;
       $('#patch-empty').hidden = true;
-      put($('#patch-head'), `<h2>${esc(id)}</h2>${badge(p.sidecar?.risk_level, 'risk')}${r ? badge(check(r.tests), 'tests') + badge(check(r.dry_run), 'dry run') : ''}<p>${esc(p.sidecar?.summary || r?.summary || '')}</p>`);
+      put($('#patch-head'), `<h2>${esc(id)}</h2>${badge(p.sidecar?.risk_level, 'risk')}${incompleteBadge(p.sidecar?.incomplete)}${r ? badge(check(r.tests), 'tests') + badge(check(r.dry_run), 'dry run') : ''}<p>${esc(p.sidecar?.summary || r?.summary || '')}</p>`);
       put($('#patch-base'), baseNotice(p.base));
       put($('#patch-actions'), p.state === 'pending'
         ? `<div class="actions"><button type="button" class="act primary" id="approve" data-act="approve">Approve</button><input id="reject-reason" placeholder="Reason for rejecting" autocomplete="off"><button type="button" class="act danger" id="reject" data-act="reject">Reject</button></div>`
