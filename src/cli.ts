@@ -185,12 +185,16 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       const taskFile = opts.stages ? null : await taskToRun(settings, opts.task ? { file: path.resolve(opts.task) } : { id: opts.taskId! }, Boolean(opts.force), say);
       const log = makeLog(settings, opts.json);
       const controller = new AbortController();
-      const offSignal = onStopSignal(() => {
-        io.err('stopping: the run is being wound down (the task goes back to inbox/; if it changed files, they are saved as an incomplete patch)...');
-        controller.abort();
-      });
+      const hurry = new AbortController();
+      const offSignal = onStopSignal(
+        () => {
+          io.err('stopping: the run is being wound down (the task goes back to inbox/; if it changed files, they are saved as an incomplete patch and checked: Ctrl-C again to skip the checks)...');
+          controller.abort();
+        },
+        () => hurry.abort(),
+      );
       try {
-        const base = { settings, log, signal: controller.signal };
+        const base = { settings, log, signal: controller.signal, hurry: hurry.signal };
         const results = opts.stages
           ? await runStages(path.resolve(opts.stages), { ...base, keepGoing: Boolean(opts.keepGoing) })
           : [await runTask(taskFile!, base)];

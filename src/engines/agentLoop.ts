@@ -114,7 +114,7 @@ export class AgentLoop {
     if (this.warned) return;
     const { limits } = this.ctx.settings.config;
     const u = this.ctx.usage;
-    const warning = wrapUpWarning({ steps: this.steps, maxSteps: limits.max_steps, spentTokens: u.prompt_tokens + u.completion_tokens, maxTokens: limits.max_tokens, deadline: this.ctx.deadline, timeoutMs: limits.task_timeout_s * 1000, now: Date.now() });
+    const warning = wrapUpWarning({ steps: this.steps, maxSteps: limits.max_steps, spentTokens: u.prompt_tokens + u.completion_tokens, maxTokens: limits.max_tokens, lastCallTokens: (this.lastCall?.prompt ?? 0) + (this.lastCall?.completion ?? 0), deadline: this.ctx.deadline, timeoutMs: limits.task_timeout_s * 1000, now: Date.now() });
     if (!warning) return;
     this.warned = true;
     await this.say(warning);

@@ -12,15 +12,16 @@
  *   time (limits.task_timeout_s), each check bounded by its own timeout as always;
  * - stopped by the run's own timeout: a grace of min(limits.check_timeout_s,
  *   TIMEOUT_GRACE_S) for the checks together (a service stop still cuts it short);
- * - stopped by Ctrl-C or a service stop: min(limits.check_timeout_s, INTERRUPT_GRACE_S),
- *   because `watch` waits only queue SETTLE_MS (10 s) for a stopped run to report.
+ * - stopped by Ctrl-C or a service stop: min(limits.check_timeout_s, INTERRUPT_GRACE_S), or
+ *   less when the caller says so (`watch` waits only SETTLE_MS, 10 s, for a stopped run to
+ *   report, and passes 5 s); a second Ctrl-C in `run` (`hurry`) ends it at once.
  * Checks cut short by the grace are reported as such; the patch is saved before they run.
  */
 import type { ErrorInfo } from '../contract/errors.ts';
 import type { CheckResult } from '../contract/report.ts';
 
 export const TIMEOUT_GRACE_S = 60;
-export const INTERRUPT_GRACE_S = 8;
+export const INTERRUPT_GRACE_S = 30;
 
 export interface ChecksWindow {
   signal: AbortSignal;
@@ -33,22 +34,26 @@ export interface ChecksWindow {
  * The signal the checks of an incomplete patch run under. `runSignal` is the run's own
  * (aborted on its timeout or on `outer`); `outer` is the caller's (Ctrl-C, service stop).
  */
-export function checksWindow(runSignal: AbortSignal, outer: AbortSignal | undefined, checkTimeoutS: number): ChecksWindow {
-  if (!runSignal.aborted) return { signal: runSignal, graceS: null, dispose: () => undefined };
+export function checksWindow(runSignal: AbortSignal, stops: { outer?: AbortSignal | undefined; hurry?: AbortSignal | undefined; stopGraceS?: number | undefined }, checkTimeoutS: number): ChecksWindow {
+  const { outer, hurry } = stops;
   const interrupted = (runSignal.reason as { kind?: string } | undefined)?.kind === 'interrupted' || Boolean(outer?.aborted);
-  const graceS = Math.min(checkTimeoutS, interrupted ? INTERRUPT_GRACE_S : TIMEOUT_GRACE_S);
+  const graceS = !runSignal.aborted ? null : Math.min(checkTimeoutS, interrupted ? (stops.stopGraceS ?? INTERRUPT_GRACE_S) : TIMEOUT_GRACE_S);
   const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(), graceS * 1000);
-  timer.unref();
-  // After a timeout, a stop (Ctrl-C, service shutdown) still ends the grace at once.
-  const onOuter = () => controller.abort();
-  if (!interrupted) outer?.addEventListener('abort', onOuter, { once: true });
+  const cut = () => controller.abort();
+  const timer = graceS === null ? undefined : setTimeout(cut, graceS * 1000);
+  timer?.unref();
+  // Within the run's time: the run's signal. After a timeout: a stop still ends the grace at once.
+  const ends = [...(graceS === null ? [runSignal] : interrupted ? [] : [outer]), hurry].filter((s): s is AbortSignal => Boolean(s));
+  for (const s of ends) {
+    if (s.aborted) cut();
+    s.addEventListener('abort', cut, { once: true });
+  }
   return {
     signal: controller.signal,
     graceS,
     dispose: () => {
       clearTimeout(timer);
-      outer?.removeEventListener('abort', onOuter);
+      for (const s of ends) s.removeEventListener('abort', cut);
     },
   };
 }

@@ -43,6 +43,10 @@ export interface RunTaskOptions {
   signal?: AbortSignal;
   /** Replaces the configured engine (tests, benchmarks, other programs). */
   engine?: Engine;
+  /** A second Ctrl-C: the checks on a stopped run's incomplete patch are cut short. */
+  hurry?: AbortSignal;
+  /** After a stop (`signal`), how long those checks may take (default: incomplete.ts INTERRUPT_GRACE_S). */
+  stopChecksGraceS?: number;
 }
 
 export interface RunTaskResult {
@@ -107,7 +111,7 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
     }
     log.info({ project: project.name, type: task.type, engine: engine.name }, `run started: ${task.id}`);
     const useEngine = engine.name !== 'openai' || llmConfigured;
-    outcome = await runInWorktree({ task, project, engine, useEngine, settings: runSettings, runId, redact, log, usage: state.usage, signal: options.signal });
+    outcome = await runInWorktree({ task, project, engine, useEngine, settings: runSettings, runId, redact, log, usage: state.usage, signal: options.signal, hurry: options.hurry, stopChecksGraceS: options.stopChecksGraceS });
   } catch (error) {
     outcome = failedOutcome(error, state);
   }
@@ -202,6 +206,8 @@ interface RunContext {
   log: Logger;
   usage: Usage;
   signal: AbortSignal | undefined;
+  hurry: AbortSignal | undefined;
+  stopChecksGraceS: number | undefined;
 }
 
 /** The part of a run that needs the worktree; the worktree is gone when it returns. */
@@ -519,7 +525,7 @@ async function keepIncompleteWork(rc: RunContext, worktree: Worktree, why: Error
   const patchFiles = files.map((f) => displayPath(layout, f));
   rc.log.warn({ patch: patchFiles[0], files: diff.files.length, why: why.kind }, 'the run stopped early; its change so far is saved as an incomplete patch');
 
-  const window = checksWindow(runSignal, rc.signal, rc.settings.config.limits.check_timeout_s);
+  const window = checksWindow(runSignal, { outer: rc.signal, hurry: rc.hurry, stopGraceS: rc.stopChecksGraceS }, rc.settings.config.limits.check_timeout_s);
   let checks: ChecksOutcome = { tests: null, dry_run: null };
   let ran: Parameters<typeof incompleteNotes>[0]['checks'] = 'ran';
   try {
