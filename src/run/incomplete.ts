@@ -58,15 +58,28 @@ export function checksWindow(runSignal: AbortSignal, stops: { outer?: AbortSigna
   };
 }
 
+/**
+ * Why the run stopped, as the report and the sidecar say it once the work is saved: an
+ * interrupted run with an incomplete patch is not put back in inbox/ (runTask.ts).
+ */
+export function stoppedWithWork(why: ErrorInfo): ErrorInfo {
+  if (why.kind !== 'interrupted') return why;
+  return { ...why, message: 'the run was interrupted (Ctrl-C or service shutdown) after it changed files; the task waits in failed/ beside its incomplete patch' };
+}
+
+/** When the agent had called finish, the stop came while its change was being checked. */
+const stopMoment = (agentFinished: boolean) => (agentFinished ? 'while its finished change was being checked' : 'before the agent called finish');
+
 /** The first line of the sidecar's summary becomes the commit subject if the patch is applied. */
 export function incompleteSummary(taskId: string, objective: string, why: ErrorInfo, agentSummary: string | null): string {
-  return [`Incomplete change for ${taskId}: ${objective}`.trim(), '', `The run stopped before the agent called finish: ${why.message}`, ...(agentSummary ? ['', agentSummary] : [])].join('\n');
+  return [`Incomplete change for ${taskId}: ${objective}`.trim(), '', `The run stopped ${stopMoment(agentSummary !== null)}: ${why.message}`, ...(agentSummary ? ['', agentSummary] : [])].join('\n');
 }
 
 /** What the report says about an incomplete patch: saved where, and whether the checks ran. */
-export function incompleteNotes(x: { patch: string; files: string[]; why: ErrorInfo; checks: 'ran' | 'none configured' | { skipped: string }; graceS: number | null; cut: boolean }): string[] {
+export function incompleteNotes(x: { patch: string; files: string[]; why: ErrorInfo; agentFinished: boolean; checks: 'ran' | 'none configured' | { skipped: string }; graceS: number | null; cut: boolean }): string[] {
+  const notDone = x.agentFinished ? 'the checks of the finished change (run again below, in the time left)' : 'whatever the agent had still planned; it gave no summary of its own';
   const notes = [
-    `Incomplete: the run stopped (${x.why.kind}: ${x.why.message}) before the agent called finish. What it had changed so far (${x.files.length} file${x.files.length === 1 ? '' : 's'}: ${x.files.join(', ')}) is saved as ${x.patch}, marked incomplete. Not done: whatever the agent had still planned; it gave no summary of its own.`,
+    `Incomplete: the run stopped (${x.why.kind}: ${x.why.message}) ${stopMoment(x.agentFinished)}. What it had changed so far (${x.files.length} file${x.files.length === 1 ? '' : 's'}: ${x.files.join(', ')}) is saved as ${x.patch}, marked incomplete. Not done: ${notDone}.`,
   ];
   const within = x.graceS === null ? 'in the time left of the run' : `in a ${x.graceS} s grace after the run's end`;
   if (x.checks === 'ran') notes.push(x.cut ? `The checks on it were cut short (${within}): see Tests / Dry run.` : `The checks ran on it (${within}): see Tests / Dry run.`);

@@ -32,7 +32,7 @@ import { sandboxStatus } from '../safety/sandbox.ts';
 import { collectDiff, stagedModeChanges } from './git.ts';
 import { archiveEarlierRun, patchStemFor, pendingPatchesOf, redactReportText, reportPaths, TrajectoryWriter, writeReport } from './report.ts';
 import { assessRisk } from './risk.ts';
-import { checksWindow, incompleteNextAction, incompleteNotes, incompleteSummary, markCutShort } from './incomplete.ts';
+import { checksWindow, incompleteNextAction, incompleteNotes, incompleteSummary, markCutShort, stoppedWithWork } from './incomplete.ts';
 import { noExtras, RetrainFailed, runTypePipeline, WORKS_WITHOUT_LLM, type TypeExtras } from './pipelines.ts';
 import { ensureRepo, openWorktree, type Worktree } from './workspaceRepo.ts';
 
@@ -284,9 +284,8 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
       const kept = await keepIncompleteWork(rc, worktree, info, null, extras, abort.signal);
       return finalizeOutcome({ ...base, ...where, trajectory: trajectoryUsed ? displayPath(layout, trajectory.file) : null }, {
         extras,
-        error: info,
         ...kept,
-        summary: `The run ended early: ${info.message}${kept.incomplete ? ' Its work so far is saved as an incomplete patch.' : ''}`,
+        summary: `The run ended early: ${kept.error.message}${kept.incomplete ? '. Its work so far is saved as an incomplete patch.' : ''}`,
       });
     }
     base.trajectory = trajectoryUsed ? displayPath(layout, trajectory.file) : null;
@@ -302,7 +301,7 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
       // Stopped while the finished change was being checked: kept like any stopped run's work.
       const info = toErrorInfo(abort.signal.reason);
       const kept = await keepIncompleteWork(rc, worktree, info, result, extras, abort.signal);
-      return finalizeOutcome({ ...base, ...where }, { result, extras, error: info, ...kept, summary: `The run ended early: ${info.message}\n\n${result.summary}` });
+      return finalizeOutcome({ ...base, ...where }, { result, extras, ...kept, summary: `The run ended early: ${kept.error.message}\n\n${result.summary}` });
     }
     const risk = assessRisk(result.risk_level, diff.files, project);
     const patchFiles = await writePatch(rc, diff, worktree, risk.level, result.summary, extras);
@@ -506,18 +505,19 @@ async function refusedChange(rc: RunContext, worktree: Worktree, diff: { patch: 
  * change the gate would refuse is reported, not saved. The patch is written before the
  * checks run, so a stop during them never loses it.
  */
-async function keepIncompleteWork(rc: RunContext, worktree: Worktree, why: ErrorInfo, result: EngineResult | null, extras: TypeExtras, runSignal: AbortSignal) {
+async function keepIncompleteWork(rc: RunContext, worktree: Worktree, stopped: ErrorInfo, result: EngineResult | null, extras: TypeExtras, runSignal: AbortSignal) {
   const { layout } = rc.settings;
   const diff = await collectDiff(worktree.dir, worktree.baseCommit, worktree.excludesFile).catch((error: unknown) => {
     extras.notes.push(`The change so far could not be read, so it was not saved: ${toErrorInfo(error).message}`);
     return null;
   });
-  if (!diff || diff.files.length === 0) return { changed: diff?.files ?? [], incomplete: false };
+  if (!diff || diff.files.length === 0) return { changed: diff?.files ?? [], error: stopped, incomplete: false };
   const refusal = await refusedChange(rc, worktree, diff);
   if (refusal) {
     extras.notes.push(`The change so far was not saved as a patch: ${refusal.message}.`);
-    return { changed: diff.files, violations: refusal.violations, incomplete: false };
+    return { changed: diff.files, violations: refusal.violations, error: stopped, incomplete: false };
   }
+  const why = stoppedWithWork(stopped);
   // No finish, so no claim from the agent: "medium" unless a risk rule says more.
   const risk = assessRisk(result?.risk_level ?? 'medium', diff.files, rc.project);
   const summary = incompleteSummary(rc.task.id, rc.task.objective, why, result?.summary ?? null);
@@ -541,10 +541,10 @@ async function keepIncompleteWork(rc: RunContext, worktree: Worktree, why: Error
   }
   const cut = window.signal.aborted;
   if (cut) checks = { tests: markCutShort(checks.tests, window.graceS), dry_run: markCutShort(checks.dry_run, window.graceS) };
-  extras.notes.push(...incompleteNotes({ patch: patchFiles[0]!, files: diff.files, why, checks: ran, graceS: window.graceS, cut }));
+  extras.notes.push(...incompleteNotes({ patch: patchFiles[0]!, files: diff.files, why, agentFinished: result !== null, checks: ran, graceS: window.graceS, cut }));
   const beside = (await pendingPatchesOf(layout, rc.task.id)).filter((f) => f !== files[0]);
   if (beside.length) extras.notes.push(`Filed beside ${beside.map((f) => displayPath(layout, f)).join(', ')}, which ${beside.length === 1 ? 'is' : 'are'} still waiting for review; approve or reject each on its own.`);
-  return { changed: diff.files, checks, risk, patchFiles, incomplete: true };
+  return { changed: diff.files, checks, risk, patchFiles, error: why, incomplete: true };
 }
 
 async function runChecks(rc: RunContext, worktree: Worktree, signal: AbortSignal): Promise<ChecksOutcome> {
