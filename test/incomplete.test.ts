@@ -18,6 +18,7 @@ import { approvePatch, rejectPatch } from '../src/gate/decide.ts';
 import { processApprovedPatch } from '../src/gate/gate.ts';
 import { retryFailedTask } from '../src/queue/retry.ts';
 import { silentLogger } from '../src/log.ts';
+import { wrapUpWarning } from '../src/engines/wrapUp.ts';
 import { errorReply, startFakeLlm, toolCall, type FakeLlm, type Reply, type Script } from './helpers/fakeLlm.ts';
 import { BIN, sleep, waitFor } from './helpers/procs.ts';
 import { makeWorkspace, readJson, repoFingerprint, worktreeCount, writeTask, type TestWorkspace } from './helpers/workspace.ts';
@@ -274,6 +275,20 @@ test('retrying a task whose incomplete patch waits is refused (no silent second 
   } finally {
     await teardown(c);
   }
+});
+
+test('the wrap-up warning: not on the first call; at 3 calls, 15% (or 3 calls\' worth) of the tokens, or 15% of the time left', () => {
+  const room = { steps: 1, maxSteps: 40, spentTokens: 1000, maxTokens: 100_000, lastCallTokens: 1000, deadline: 1_000_000, timeoutMs: 1_000_000, now: 0 };
+  assert.is(wrapUpWarning(room), null, 'plenty left: no warning');
+  assert.is(wrapUpWarning({ ...room, steps: 0, maxSteps: 3 }), null, 'never before the first call');
+  assert.match(wrapUpWarning({ ...room, steps: 37 }) ?? '', /3 model calls left.*wrap up and call finish/);
+  assert.is(wrapUpWarning({ ...room, steps: 36 }), null, '4 calls left: not yet');
+  assert.match(wrapUpWarning({ ...room, spentTokens: 85_000 }) ?? '', /15% of the token budget left/);
+  assert.match(wrapUpWarning({ ...room, spentTokens: 70_000, lastCallTokens: 10_000 }) ?? '', /30% of the token budget left/, 'three more calls of 10k would not fit');
+  assert.is(wrapUpWarning({ ...room, spentTokens: 60_000, lastCallTokens: 10_000 }), null);
+  assert.match(wrapUpWarning({ ...room, now: 860_000 }) ?? '', /about 140 s of the time limit left/);
+  assert.is(wrapUpWarning({ ...room, now: 800_000 }), null);
+  assert.is(wrapUpWarning({ ...room, deadline: undefined, now: 10_000_000 }), null, 'no deadline: no time warning');
 });
 
 test.run();
