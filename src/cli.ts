@@ -185,12 +185,16 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       const taskFile = opts.stages ? null : await taskToRun(settings, opts.task ? { file: path.resolve(opts.task) } : { id: opts.taskId! }, Boolean(opts.force), say);
       const log = makeLog(settings, opts.json);
       const controller = new AbortController();
-      const offSignal = onStopSignal(() => {
-        io.err('stopping: the run is being wound down (the task goes back to inbox/)...');
-        controller.abort();
-      });
+      const hurry = new AbortController();
+      const offSignal = onStopSignal(
+        () => {
+          io.err('stopping: the run is being wound down (the task goes back to inbox/; if it changed files, they are saved as an incomplete patch and checked: Ctrl-C again to skip the checks)...');
+          controller.abort();
+        },
+        () => hurry.abort(),
+      );
       try {
-        const base = { settings, log, signal: controller.signal };
+        const base = { settings, log, signal: controller.signal, hurry: hurry.signal };
         const results = opts.stages
           ? await runStages(path.resolve(opts.stages), { ...base, keepGoing: Boolean(opts.keepGoing) })
           : [await runTask(taskFile!, base)];
@@ -234,9 +238,10 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     .command('retry')
     .description('move a failed task back into inbox/ and remove its error note; "watch" runs it again')
     .argument('<id>', 'the task id (its file name in failed/, with or without .md)')
-    .action(async (id: string) => {
+    .option('--force', 'retry even if a patch of this task (e.g. a stopped run\'s incomplete one) waits for review; the new patch is filed beside it')
+    .action(async (id: string, opts: { force?: boolean }) => {
       const settings = await loadSettings(root());
-      const { to } = await retryFailedTask(settings.layout, id);
+      const { to } = await retryFailedTask(settings.layout, id, { force: Boolean(opts.force) });
       io.out(`moved failed/${path.basename(to)} back into inbox/ (its error note is removed); "meta-agent watch" runs it, or: meta-agent run --task-id ${path.basename(to, '.md')}`);
     });
 
@@ -363,7 +368,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       if (opts.json) return io.out(JSON.stringify(status, null, 2));
       io.out(Object.entries(status.counts).map(([k, v]) => `${k}: ${v}`).join('   '));
       if (status.pending.length === 0) io.out('no pending patches');
-      for (const p of status.pending) io.out(`${p.id}  risk ${p.risk_level ?? '?'}  ${formatAge(p.age_s)} old  ${p.files.join(', ')}\n    ${p.summary.split('\n')[0]}`);
+      for (const p of status.pending) io.out(`${p.id}${p.incomplete ? '  INCOMPLETE' : ''}  risk ${p.risk_level ?? '?'}  ${formatAge(p.age_s)} old  ${p.files.join(', ')}\n    ${p.summary.split('\n')[0]}`);
     });
 
   program
@@ -452,7 +457,8 @@ async function taskToRun(settings: Settings, what: { id: string } | { file: stri
     if (refusal) throw refusal;
   }
   if (isDirectlyIn(layout.failed, file)) {
-    const { to } = await retryFailedTask(layout, path.basename(file));
+    // Pending patches were checked above (by the task's id), unless forced.
+    const { to } = await retryFailedTask(layout, path.basename(file), { force: true });
     say(`moved failed/${path.basename(file)} back into inbox/ to run it (its error note is removed)`);
     return to;
   }
@@ -490,14 +496,14 @@ function packageVersion(): string {
 function summaryLine(settings: Settings, r: RunTaskResult): string {
   const rep = r.report;
   const parts = [
-    `${r.task_id}: ${r.status.toUpperCase()} (${r.outcome})${rep.regressions.length ? ` WITH ${rep.regressions.length} REGRESSION${rep.regressions.length === 1 ? '' : 'S'}: ${rep.regressions.map((g) => g.test ?? (g.check === 'tests' ? 'the tests' : 'the dry run')).join(', ')}` : ''}`,
+    `${r.task_id}: ${r.status.toUpperCase()} (${r.outcome})${rep.incomplete ? ' INCOMPLETE: the work so far is saved as a patch' : ''}${rep.regressions.length ? ` WITH ${rep.regressions.length} REGRESSION${rep.regressions.length === 1 ? '' : 'S'}: ${rep.regressions.map((g) => g.test ?? (g.check === 'tests' ? 'the tests' : 'the dry run')).join(', ')}` : ''}`,
     rep.summary && !rep.error ? `  ${rep.summary.split('\n')[0]}` : '',
     rep.error ? `  error (${rep.error.kind}): ${rep.error.message}` : '',
     rep.changed_files.length ? `  changed: ${rep.changed_files.join(', ')}` : '',
     rep.tests ? `  tests: ${rep.tests.passed ? 'passed' : 'FAILED'}${rep.dry_run ? `, dry run: ${rep.dry_run.passed ? 'passed' : 'FAILED'}` : ''}` : '',
     `  risk: ${rep.risk_level}; tokens: ${rep.usage.prompt_tokens + rep.usage.completion_tokens}${rep.usage.cost_usd !== null ? ` ($${rep.usage.cost_usd.toFixed(4)})` : ''}`,
     `  report: ${displayPath(settings.layout, r.report_md_path)}`,
-    r.patch_path ? `  patch: ${displayPath(settings.layout, r.patch_path)} (approve: move it into patches/approved/)` : '',
+    r.patch_path ? `  patch: ${displayPath(settings.layout, r.patch_path)}${rep.incomplete ? ' (incomplete)' : ''} (approve: move it into patches/approved/)` : '',
     r.patch_path && path.basename(r.patch_path) !== `${r.task_id}.patch` ? '  (filed beside an earlier patch of this task that still waits for review; decide on each)' : '',
   ];
   return parts.filter(Boolean).join('\n');

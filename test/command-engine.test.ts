@@ -175,7 +175,7 @@ test('the command engine runs a script that edits files and yields a patch that 
   }
 });
 
-test('a command that exits 3: engine error, outcome failed, the partial change is reported but not proposed', async () => {
+test('a command that exits 3: engine error, outcome failed, the partial change is saved as an incomplete patch', async () => {
   let c: Case | undefined;
   try {
     c = await setup(FAILING_SCRIPT, '  timeout_s: 20');
@@ -189,8 +189,9 @@ test('a command that exits 3: engine error, outcome failed, the partial change i
     assert.match(report.error!.message, /exited with code 3/);
     assert.match(report.error!.message, /giving up halfway/);
     assert.equal(report.changed_files, ['bot/sizing.py']);
-    assert.equal(report.patch_files, []);
-    assert.equal(await fs.readdir(layout.patches.pending), []);
+    // A run never loses work (issue 13): what the command changed before it failed waits for review, marked incomplete.
+    assert.is(report.incomplete, true);
+    assert.equal(report.patch_files, ['patches/pending/command-fails.patch', 'patches/pending/command-fails.patch.json']);
     assert.ok(await exists(path.join(layout.failed, 'command-fails.md')));
     assert.match(await fs.readFile(path.join(layout.failed, 'command-fails.md.error.md'), 'utf8'), /exited with code 3/);
   } finally {

@@ -34,6 +34,7 @@ export const CycleTaskSchema = z.object({
   summary: z.string(),
   report: z.string().nullable(),
   patch: z.string().nullable(),
+  incomplete: z.boolean().default(false).describe('The run stopped early; `patch` is its work so far'),
 });
 
 export const CycleReportSchema = z.object({
@@ -56,7 +57,7 @@ export const CycleReportSchema = z.object({
   }),
   tasks: z.array(CycleTaskSchema),
   candidates: z.array(
-    z.object({ task_id: z.string(), patch: z.string(), files: z.array(z.string()), risk_level: RiskLevelSchema, approve: z.string(), reject: z.string() }),
+    z.object({ task_id: z.string(), patch: z.string(), files: z.array(z.string()), risk_level: RiskLevelSchema, approve: z.string(), reject: z.string(), incomplete: z.boolean().default(false) }),
   ),
   next_actions: z.array(z.string()),
   budget: z.object({ tokens: z.number().int(), usd: z.number().nullable(), spent_tokens: z.number().int(), spent_usd: z.number().nullable(), exhausted: z.boolean() }),

@@ -154,5 +154,9 @@ export const ReportSchema = z.object({
   checks_unsandboxed: z.boolean().default(false).describe('true with `sandbox: none`: the checks ran without a sandbox (README, "What `sandbox: none` means")'),
   shell: z.enum(SHELL_MODES).default('off').describe("The agent's run_command tool: sandboxed (like the checks), unsandboxed (tools.shell: unsandboxed), or off (not offered)"),
   approval: ApprovalSchema.nullable().default(null).describe('Set by the approval gate, or when a person rejects the patch'),
+  incomplete: z
+    .boolean()
+    .default(false)
+    .describe('true when the run was stopped (limit, timeout, model failure, Ctrl-C) after it changed files: the change so far is in patch_files, `error` says why it stopped, `notes` what ran on it'),
 });
 export type Report = z.infer<typeof ReportSchema>;

@@ -16,6 +16,7 @@ import { ToolError } from './tools.ts';
 import { formatFailure, MAX_FORMAT_ERRORS, readReply, TEXT_CALL_NOTE, textProtocolPrompt, type ParsedToolCall, type ReplyReading } from './textToolCalls.ts';
 import type { EngineContext, EngineResult } from './types.ts';
 import { checkFindings } from './verify.ts';
+import { wrapUpWarning } from './wrapUp.ts';
 
 interface FinishArgs {
   summary: string;
@@ -37,6 +38,7 @@ export class AgentLoop {
   /** Elides old tool results so each request fits llm.context_window. */
   private readonly context: ConversationWindow;
   private steps = 0;
+  private warned = false;
   /** Tokens of the last model call, how many messages the conversation had after it, and the context's version then. */
   private lastCall: { prompt: number; cached: number; completion: number; messages: number; version: number } | null = null;
   /** Replies in a row without a usable tool call. */
@@ -76,6 +78,7 @@ export class AgentLoop {
 
   /** One model call and its tool calls; returns the finish arguments when the agent is done. */
   private async step(): Promise<FinishArgs | null> {
+    await this.warnBeforeTheEnd();
     const replyCap = this.checkLimits();
     const reply = await this.query(replyCap);
     const mode = this.ctx.settings.llm.toolMode;
@@ -143,6 +146,17 @@ export class AgentLoop {
     const prompt = last ? last.prompt + last.completion + Math.ceil(JSON.stringify(this.messages.slice(last.messages)).length / 4) : 0;
     const cached = last && last.version === this.context.version ? last.cached : 0;
     return nextReplyCap(limits, this.ctx.settings.llm, this.ctx.usage, { prompt, cached, lastReply: last?.completion ?? 0 });
+  }
+
+  /** Once, when few steps, tokens or little time are left: "wrap up and call finish" (wrapUp.ts). */
+  private async warnBeforeTheEnd(): Promise<void> {
+    if (this.warned) return;
+    const { limits } = this.ctx.settings.config;
+    const u = this.ctx.usage;
+    const warning = wrapUpWarning({ steps: this.steps, maxSteps: limits.max_steps, spentTokens: u.prompt_tokens + u.completion_tokens, maxTokens: limits.max_tokens, lastCallTokens: (this.lastCall?.prompt ?? 0) + (this.lastCall?.completion ?? 0), deadline: this.ctx.deadline, timeoutMs: limits.task_timeout_s * 1000, now: Date.now() });
+    if (!warning) return;
+    this.warned = true;
+    await this.say(warning);
   }
 
   /** One model call; returns the reply as calls to run or a format error (textToolCalls.ts). */

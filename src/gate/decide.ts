@@ -52,6 +52,8 @@ export interface PendingPatch {
   files: string[];
   summary: string;
   project: string | null;
+  /** The run stopped before the agent finished; this is its work so far. */
+  incomplete: boolean;
 }
 
 export async function listPending(settings: Settings): Promise<PendingPatch[]> {
@@ -71,6 +73,7 @@ export async function listPending(settings: Settings): Promise<PendingPatch[]> {
         files: (sidecar?.files as string[]) ?? [],
         summary: (sidecar?.summary as string) ?? '',
         project: (sidecar?.project as string) ?? null,
+        incomplete: sidecar?.incomplete === true,
       };
     }),
   );

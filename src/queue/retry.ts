@@ -8,6 +8,7 @@ import path from 'node:path';
 import { MetaAgentError } from '../contract/errors.ts';
 import type { Layout } from '../workspace/layout.ts';
 import { exists, renameNoReplace, retryBusy } from '../workspace/files.ts';
+import { pendingPatchesOf } from './pendingPatches.ts';
 
 export const ERROR_NOTE = '.error.md';
 
@@ -35,10 +36,19 @@ export async function findFailedTask(layout: Layout, id: string): Promise<string
   return (await exists(file)) ? file : null;
 }
 
-/** Moves `failed/<id>.md` back into `inbox/` and removes its error note. Returns both paths. */
-export async function retryFailedTask(layout: Layout, id: string): Promise<{ from: string; to: string }> {
+/**
+ * Moves `failed/<id>.md` back into `inbox/` and removes its error note. Returns both paths.
+ * Refused while a patch of the task waits for review (a stopped run's incomplete patch,
+ * typically), unless `force`: the new run's patch would be filed beside it.
+ */
+export async function retryFailedTask(layout: Layout, id: string, options: { force?: boolean } = {}): Promise<{ from: string; to: string }> {
   const from = await findFailedTask(layout, id);
   if (!from) throw new MetaAgentError('input', `no failed task "${id}" in failed/`, { field: 'id' });
+  const waiting = options.force ? [] : await pendingPatchesOf(layout, path.basename(from, '.md'));
+  if (waiting.length) {
+    const names = waiting.map((f) => `patches/pending/${path.basename(f)}`).join(', ');
+    throw new MetaAgentError('input', `${names} of this task ${waiting.length === 1 ? 'is' : 'are'} waiting for review; approve or reject ${waiting.length === 1 ? 'it' : 'them'} first, or retry with --force (the new patch is then filed beside ${waiting.length === 1 ? 'it' : 'them'})`, { field: 'id' });
+  }
   const to = path.join(layout.inbox, path.basename(from));
   await fs.mkdir(layout.inbox, { recursive: true });
   if (!(await retryBusy(() => renameNoReplace(from, to)))) {

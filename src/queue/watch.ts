@@ -157,7 +157,8 @@ export function startWatching(options: WatchOptions): Watcher {
 
   const runOne = async (name: string) => {
     try {
-      const result = await runTask(path.join(layout.inbox, name), { settings, log, signal: abort.signal, ...(options.engine ? { engine: options.engine } : {}) });
+      // A stopped run's incomplete patch gets 5 s of checks: stop() waits only SETTLE_MS for its report.
+      const result = await runTask(path.join(layout.inbox, name), { settings, log, signal: abort.signal, stopChecksGraceS: 5, ...(options.engine ? { engine: options.engine } : {}) });
       if (result.status !== 'ok' && result.report.error?.kind !== 'interrupted') lastError = `${result.report.finished_at} ${result.task_id}: ${result.report.error?.message ?? result.outcome}`;
       options.onResult?.(result);
     } catch (error) {

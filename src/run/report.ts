@@ -45,9 +45,10 @@ export async function archiveEarlierRun(layout: Layout, id: string): Promise<Ear
   let earlierRun = 'unknown';
   let unfinishedUsage: Usage | null = null;
   try {
-    const earlier = JSON.parse(await fs.readFile(paths.json, 'utf8')) as { run_id?: string; usage?: Usage; error?: { kind?: string } | null };
+    const earlier = JSON.parse(await fs.readFile(paths.json, 'utf8')) as { run_id?: string; usage?: Usage; error?: { kind?: string } | null; incomplete?: boolean };
     earlierRun = earlier.run_id ?? earlierRun;
-    if (earlier.error?.kind === 'interrupted' && earlier.usage) unfinishedUsage = earlier.usage;
+    // An interrupted run that saved an incomplete patch went to failed/: running it again is a person's new start.
+    if (earlier.error?.kind === 'interrupted' && !earlier.incomplete && earlier.usage) unfinishedUsage = earlier.usage;
   } catch {
     earlierRun = `before-${new Date().toISOString().replace(/[:.]/g, '-')}`;
     if (!(await exists(paths.json))) unfinishedUsage = await usageInTrajectory(paths.trajectory);
@@ -163,7 +164,7 @@ async function publishOrSuffix(file: string, text: string): Promise<string> {
 export function renderMarkdown(r: Report): string {
   const lines: string[] = [];
   const icon = r.status === 'ok' ? 'OK' : 'ERROR';
-  const broke = r.regressions.length ? `, ${r.regressions.length} REGRESSION${r.regressions.length === 1 ? '' : 'S'}` : '';
+  const broke = `${r.incomplete ? ', INCOMPLETE patch saved' : ''}${r.regressions.length ? `, ${r.regressions.length} REGRESSION${r.regressions.length === 1 ? '' : 'S'}` : ''}`;
   lines.push(`# ${r.task_id}: ${icon} (${r.outcome.replace('_', ' ')}${broke})`, '');
   if (r.regressions.length) {
     // First, before anything else: the agent finished although this broke what passed before.
@@ -188,7 +189,7 @@ export function renderMarkdown(r: Report): string {
   if (r.error) lines.push('## Error', '', `**${r.error.kind}**: ${r.error.message}`, '');
   if (r.changed_files.length) lines.push('## Changed files', '', ...r.changed_files.map((f) => `- \`${f}\`${r.scope_violations.includes(f) ? ' (outside scope or denied)' : ''}`), '');
   if (r.patch_files.length) {
-    lines.push('## Patch', '', ...r.patch_files.map((f) => `- \`${f}\``), '');
+    lines.push(r.incomplete ? '## Patch (incomplete: the run stopped before the agent called finish)' : '## Patch', '', ...r.patch_files.map((f) => `- \`${f}\``), '');
     lines.push(`Approve by moving \`${path.basename(r.patch_files[0]!)}\` into \`patches/approved/\`; reject by moving it into \`patches/rejected/\`.`, '');
   }
   lines.push('## Risks', '', ...(r.risks.length ? r.risks.map((x) => `- ${x}`) : ['- (none stated)']), '', `Risk level: **${r.risk_level}** (${r.risk_reasons.join('; ')})`, '');

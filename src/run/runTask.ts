@@ -30,11 +30,12 @@ import { llmMissingMessage, projectFor, type Check, type Project, type Settings 
 import { displayPath } from '../workspace/layout.ts';
 import { publishUnique, replaceFile } from '../workspace/files.ts';
 import { loggedCheck, preflightChecks, runCheck, withCheckCopy } from './checks.ts';
-import { baselineOnce, markBaselines } from './baseline.ts';
+import { baselineOnce, baselinesOf, markBaselines } from './baseline.ts';
 import { sandboxStatus } from '../safety/sandbox.ts';
 import { collectDiff, stagedModeChanges } from './git.ts';
 import { archiveEarlierRun, patchStemFor, pendingPatchesOf, redactReportText, reportPaths, TrajectoryWriter, writeReport } from './report.ts';
 import { assessRisk, withRegressions } from './risk.ts';
+import { checksWindow, incompleteNextAction, incompleteNotes, incompleteSummary, markCutShort, stoppedWithWork } from './incomplete.ts';
 import { noExtras, RetrainFailed, runTypePipeline, WORKS_WITHOUT_LLM, type TypeExtras } from './pipelines.ts';
 import { ensureRepo, openWorktree, type Worktree } from './workspaceRepo.ts';
 
@@ -45,6 +46,10 @@ export interface RunTaskOptions {
   signal?: AbortSignal;
   /** Replaces the configured engine (tests, benchmarks, other programs). */
   engine?: Engine;
+  /** A second Ctrl-C: the checks on a stopped run's incomplete patch are cut short. */
+  hurry?: AbortSignal;
+  /** After a stop (`signal`), how long those checks may take (default: incomplete.ts INTERRUPT_GRACE_S). */
+  stopChecksGraceS?: number;
 }
 
 export interface RunTaskResult {
@@ -111,7 +116,7 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
     const useEngine = engine.name !== 'openai' || llmConfigured;
     // Decided once per run (config + sandbox), so the tool list never changes between steps.
     if (engine.name === 'openai' && useEngine) state.shell = await decideShell(settings);
-    outcome = await runInWorktree({ task, project, engine, useEngine, settings: runSettings, runId, redact, log, usage: state.usage, signal: options.signal, shell: state.shell });
+    outcome = await runInWorktree({ task, project, engine, useEngine, settings: runSettings, runId, redact, log, usage: state.usage, signal: options.signal, shell: state.shell, hurry: options.hurry, stopChecksGraceS: options.stopChecksGraceS });
   } catch (error) {
     outcome = failedOutcome(error, state);
   }
@@ -122,12 +127,14 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
   const paths = reportPaths(layout, taskId);
   // Redacted once: the report and the failed task's note carry the same (redacted) error.
   const redacted = redactReportText(outcome, redact);
+  // An interrupted run that saved an incomplete patch goes to failed/, not back to inbox/:
+  // running it again on its own would file a second patch; a person decides (review, retry).
   const disposition: Disposition =
-    outcome.error?.kind === 'interrupted'
+    outcome.error?.kind === 'interrupted' && !outcome.incomplete
       ? { status: 'interrupted' }
       : outcome.status === 'ok'
         ? { status: 'ok' }
-        : { status: 'error', explanation: errorExplanation(fileName, taskId, redacted.error, displayPath(layout, paths.md)) };
+        : { status: 'error', explanation: errorExplanation(fileName, taskId, redacted.error, displayPath(layout, paths.md), outcome.incomplete ? outcome.patch_files[0] ?? null : null) };
   // The report is written before the task file moves (a crash in between finalizes on recovery, never re-runs).
   const destination = { ok: layout.done, error: layout.failed, interrupted: layout.inbox }[disposition.status];
   const predictedTaskFile = claim ? path.join(destination, claim.name) : file;
@@ -207,6 +214,8 @@ interface RunContext {
   usage: Usage;
   signal: AbortSignal | undefined;
   shell: ShellMode;
+  hurry: AbortSignal | undefined;
+  stopChecksGraceS: number | undefined;
 }
 
 /** The part of a run that needs the worktree; the worktree is gone when it returns. */
@@ -277,6 +286,7 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
         redact: rc.redact,
         log,
         signal: abort.signal,
+        deadline: abort.deadline,
         usage: rc.usage,
         shell: rc.shell,
         record: async (entry) => {
@@ -289,41 +299,32 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
       }
     } catch (error) {
       if (error instanceof RetrainFailed) extras.retrain = { steps: error.steps, comparison: null, artifacts: [] };
-      // A limit or a timeout still reports what the agent changed so far.
-      const diff = await collectDiff(worktree.dir, worktree.baseCommit, worktree.excludesFile).catch(() => ({ files: [] as string[] }));
       const info = toErrorInfo(abort.signal.aborted && !(error instanceof MetaAgentError) ? abort.signal.reason : error);
+      // A limit, a timeout, a failing model or Ctrl-C: what the agent changed so far is kept (incomplete.ts).
+      const kept = await keepIncompleteWork(rc, worktree, info, null, extras, abort.signal);
       return finalizeOutcome({ ...base, ...where, trajectory: trajectoryUsed ? displayPath(layout, trajectory.file) : null }, {
         extras,
-        error: info,
-        changed: diff.files,
-        summary: `The run ended early: ${info.message}`,
+        ...kept,
+        summary: `The run ended early: ${kept.error.message}${kept.incomplete ? '. Its work so far is saved as an incomplete patch.' : ''}`,
       });
     }
     base.trajectory = trajectoryUsed ? displayPath(layout, trajectory.file) : null;
     const diff = await collectDiff(worktree.dir, worktree.baseCommit, worktree.excludesFile);
     if (diff.files.length === 0) return finalizeOutcome({ ...base, ...where }, { result, extras });
 
-    // The gate would refuse these too: a symlink, a submodule, or an executable bit outside patch.executable.
-    const executable = anchoredMatcher(config.patch.executable);
-    const judged = (await stagedModeChanges(worktree.dir, worktree.baseCommit)).map((m) => ({ path: m.path, problems: modeProblems([m], executable) }));
-    const badModes = judged.filter((m) => m.problems.length > 0);
-    const modeIssues = [...new Set(badModes.flatMap((m) => m.problems))];
-    const violations = [...new Set([...diff.files.filter((f) => denied(f) || !inScope(f)), ...badModes.map((m) => m.path)])];
-    const tooBig = diff.patch.length > config.patch.max_bytes || diff.files.length > config.patch.max_files;
-    if (violations.length > 0 || tooBig) {
-      const message = modeIssues.length
-        ? `the change cannot be proposed: ${modeIssues.join('; ')}`
-        : violations.length
-        ? `the change touches files outside the task scope or on the deny list: ${violations.join(', ')}`
-        : `the change is too large to propose (${diff.files.length} files, ${diff.patch.length} bytes; patch.max_files ${config.patch.max_files}, patch.max_bytes ${config.patch.max_bytes})`;
-      return finalizeOutcome({ ...base, ...where }, { result, extras, changed: diff.files, violations, error: new MetaAgentError('scope', message).toInfo() });
-    }
+    const refusal = await refusedChange(rc, worktree, diff);
+    if (refusal) return finalizeOutcome({ ...base, ...where }, { result, extras, changed: diff.files, violations: refusal.violations, error: new MetaAgentError('scope', refusal.message).toInfo() });
 
     // The checks `finish` ran on this very state are not run again.
     const checks = (await verifier.current()) ?? (await checksIn(abort.signal));
-    const baseline = await baselines();
+    const baseline = abort.signal.aborted ? { tests: null, dry_run: null } : await baselines();
     markBaselines(checks, baseline);
-    if (abort.signal.aborted) throw abort.signal.reason;
+    if (abort.signal.aborted) {
+      // Stopped while the finished change was being checked: kept like any stopped run's work.
+      const info = toErrorInfo(abort.signal.reason);
+      const kept = await keepIncompleteWork(rc, worktree, info, result, extras, abort.signal);
+      return finalizeOutcome({ ...base, ...where }, { result, extras, ...kept, summary: `The run ended early: ${kept.error.message}\n\n${result.summary}` });
+    }
     const regressions = regressionsOf(checks, baseline);
     const risk = withRegressions(assessRisk(result.risk_level, diff.files, project), regressions);
     const patchFiles = await writePatch(rc, diff, worktree, risk.level, result.summary, extras, regressions);
@@ -350,6 +351,8 @@ function finalizeOutcome(
     patchFiles?: string[];
     summary?: string;
     extras?: TypeExtras;
+    /** The run stopped early and its work so far is in patchFiles. */
+    incomplete?: boolean;
   },
 ): Outcome {
   const extras = parts.extras ?? noExtras();
@@ -375,7 +378,8 @@ function finalizeOutcome(
       risks.push(`${check === tests ? 'Tests' : 'The dry run'} failed after the change${check.baseline_passed === false ? ' (and already failed before it)' : ''}.`);
     }
   }
-  if (parts.patchFiles?.length) nextActions.push(`Review ${parts.patchFiles[0]}, then move it into patches/approved/ to apply it, or into patches/rejected/.`);
+  if (parts.patchFiles?.length && parts.incomplete) nextActions.push(incompleteNextAction(parts.patchFiles[0]!, base.task.id));
+  else if (parts.patchFiles?.length) nextActions.push(`Review ${parts.patchFiles[0]}, then move it into patches/approved/ to apply it, or into patches/rejected/.`);
   return {
     project: base.project.name,
     type: base.task.type,
@@ -408,6 +412,7 @@ function finalizeOutcome(
     flags: extras.flags,
     retrain: extras.retrain,
     notes: extras.notes,
+    incomplete: parts.incomplete ?? false,
   };
 }
 
@@ -445,6 +450,7 @@ function failedOutcome(error: unknown, state: RunState): Outcome {
     flags: [],
     retrain: null,
     notes: [],
+    incomplete: false,
   };
 }
 
@@ -481,6 +487,7 @@ function emptyUsage(): Usage {
 /** One signal for the whole run: the caller's (Ctrl-C) or the task timeout, with a MetaAgentError reason. */
 function linkedAbort(outer: AbortSignal | undefined, timeoutS: number) {
   const controller = new AbortController();
+  const deadline = Date.now() + timeoutS * 1000;
   const timer = setTimeout(
     () => controller.abort(new MetaAgentError('timeout', `the task ran longer than limits.task_timeout_s (${timeoutS} s) and was stopped`)),
     timeoutS * 1000,
@@ -492,11 +499,81 @@ function linkedAbort(outer: AbortSignal | undefined, timeoutS: number) {
   outer?.addEventListener('abort', onOuter, { once: true });
   return {
     signal: controller.signal,
+    deadline,
     dispose: () => {
       clearTimeout(timer);
       outer?.removeEventListener('abort', onOuter);
     },
   };
+}
+
+/** Why a change cannot be proposed (the gate would refuse it too), or null. */
+async function refusedChange(rc: RunContext, worktree: Worktree, diff: { patch: Buffer; files: string[] }): Promise<{ message: string; violations: string[] } | null> {
+  const { config } = rc.settings;
+  const denied = denyMatcher([...rc.project.deny, ...config.patch.protected]);
+  const inScope = scopeMatcher(rc.task.scope, rc.project.scope);
+  // A symlink, a submodule, or an executable bit outside patch.executable.
+  const executable = anchoredMatcher(config.patch.executable);
+  const judged = (await stagedModeChanges(worktree.dir, worktree.baseCommit)).map((m) => ({ path: m.path, problems: modeProblems([m], executable) }));
+  const badModes = judged.filter((m) => m.problems.length > 0);
+  const modeIssues = [...new Set(badModes.flatMap((m) => m.problems))];
+  const violations = [...new Set([...diff.files.filter((f) => denied(f) || !inScope(f)), ...badModes.map((m) => m.path)])];
+  const tooBig = diff.patch.length > config.patch.max_bytes || diff.files.length > config.patch.max_files;
+  if (violations.length === 0 && !tooBig) return null;
+  const message = modeIssues.length
+    ? `the change cannot be proposed: ${modeIssues.join('; ')}`
+    : violations.length
+      ? `the change touches files outside the task scope or on the deny list: ${violations.join(', ')}`
+      : `the change is too large to propose (${diff.files.length} files, ${diff.patch.length} bytes; patch.max_files ${config.patch.max_files}, patch.max_bytes ${config.patch.max_bytes})`;
+  return { message, violations };
+}
+
+/**
+ * The work of a run that stopped early (`why`): the diff saved as an incomplete patch, then
+ * the checks on it in the time left (incomplete.ts). Nothing changed: nothing saved. A
+ * change the gate would refuse is reported, not saved. The patch is written before the
+ * checks run, so a stop during them never loses it.
+ */
+async function keepIncompleteWork(rc: RunContext, worktree: Worktree, stopped: ErrorInfo, result: EngineResult | null, extras: TypeExtras, runSignal: AbortSignal) {
+  const { layout } = rc.settings;
+  const diff = await collectDiff(worktree.dir, worktree.baseCommit, worktree.excludesFile).catch((error: unknown) => {
+    extras.notes.push(`The change so far could not be read, so it was not saved: ${toErrorInfo(error).message}`);
+    return null;
+  });
+  if (!diff || diff.files.length === 0) return { changed: diff?.files ?? [], error: stopped, incomplete: false };
+  const refusal = await refusedChange(rc, worktree, diff);
+  if (refusal) {
+    extras.notes.push(`The change so far was not saved as a patch: ${refusal.message}.`);
+    return { changed: diff.files, violations: refusal.violations, error: stopped, incomplete: false };
+  }
+  const why = stoppedWithWork(stopped);
+  // No finish, so no claim from the agent: "medium" unless a risk rule says more.
+  const risk = assessRisk(result?.risk_level ?? 'medium', diff.files, rc.project);
+  const summary = incompleteSummary(rc.task.id, rc.task.objective, why, result?.summary ?? null);
+  const files = await writePatch(rc, diff, worktree, risk.level, summary, extras, [], why);
+  const patchFiles = files.map((f) => displayPath(layout, f));
+  rc.log.warn({ patch: patchFiles[0], files: diff.files.length, why: why.kind }, 'the run stopped early; its change so far is saved as an incomplete patch');
+
+  const window = checksWindow(runSignal, { outer: rc.signal, hurry: rc.hurry, stopGraceS: rc.stopChecksGraceS }, rc.settings.config.limits.check_timeout_s);
+  let checks: ChecksOutcome = { tests: null, dry_run: null };
+  let ran: Parameters<typeof incompleteNotes>[0]['checks'] = 'ran';
+  try {
+    if (!rc.project.test && !rc.project.dry_run) ran = 'none configured';
+    else {
+      checks = await runChecks(rc, worktree, window.signal);
+      if (!window.signal.aborted) markBaselines(checks, await baselinesOf({ settings: rc.settings, project: rc.project, runId: rc.runId, baseCommit: worktree.baseCommit, redact: rc.redact, log: rc.log }, window.signal));
+    }
+  } catch (error) {
+    ran = { skipped: toErrorInfo(error).message };
+  } finally {
+    window.dispose();
+  }
+  const cut = window.signal.aborted;
+  if (cut) checks = { tests: markCutShort(checks.tests, window.graceS), dry_run: markCutShort(checks.dry_run, window.graceS) };
+  extras.notes.push(...incompleteNotes({ patch: patchFiles[0]!, files: diff.files, why, agentFinished: result !== null, checks: ran, graceS: window.graceS, cut }));
+  const beside = (await pendingPatchesOf(layout, rc.task.id)).filter((f) => f !== files[0]);
+  if (beside.length) extras.notes.push(`Filed beside ${beside.map((f) => displayPath(layout, f)).join(', ')}, which ${beside.length === 1 ? 'is' : 'are'} still waiting for review; approve or reject each on its own.`);
+  return { changed: diff.files, checks, risk, patchFiles, error: why, incomplete: true };
 }
 
 async function runChecks(rc: RunContext, worktree: Worktree, signal: AbortSignal, which: CheckName | null = null): Promise<ChecksOutcome> {
@@ -511,7 +588,7 @@ async function runChecks(rc: RunContext, worktree: Worktree, signal: AbortSignal
   return { tests, dry_run };
 }
 
-async function writePatch(rc: RunContext, diff: { patch: Buffer; files: string[] }, worktree: Worktree, risk: RiskLevel, summary: string, extras: TypeExtras, regressions: Regression[]): Promise<string[]> {
+async function writePatch(rc: RunContext, diff: { patch: Buffer; files: string[] }, worktree: Worktree, risk: RiskLevel, summary: string, extras: TypeExtras, regressions: Regression[], stopped: ErrorInfo | null = null): Promise<string[]> {
   const { layout } = rc.settings;
   const { createHash } = await import('node:crypto');
   // A patch of this task still waiting for review is never replaced: the new one goes beside it.
@@ -542,6 +619,8 @@ async function writePatch(rc: RunContext, diff: { patch: Buffer; files: string[]
     artifacts,
     retrain: extras.retrain?.comparison ?? null,
     checks_unsandboxed: rc.settings.config.sandbox === 'none',
+    incomplete: stopped !== null,
+    stopped_because: stopped ? rc.redact(stopped.message) : null,
   };
   const sidecarFile = await publishUnique(layout.patches.pending, path.basename(patchFile), '.json', JSON.stringify(sidecar, null, 2) + '\n');
   return [patchFile, sidecarFile];
@@ -575,14 +654,17 @@ function hintFor(error: ErrorInfo): string {
   }
 }
 
-function errorExplanation(fileName: string, taskId: string, error: ErrorInfo | null, reportMd: string): string {
+function errorExplanation(fileName: string, taskId: string, error: ErrorInfo | null, reportMd: string, incompletePatch: string | null): string {
   const info = error ?? { kind: 'internal' as const, message: 'unknown error' };
   return [
     `# ${fileName} failed`,
     '',
     `**What went wrong** (${info.kind}): ${info.message}`,
     '',
-    `**How to fix it:** ${hintFor(info)}`,
+    ...(incompletePatch
+      ? [`**Work saved:** what the agent changed before it stopped is in \`${incompletePatch}\`, marked incomplete. Review it: approve it if it stands on its own, or reject it and retry the task (\`meta-agent retry ${taskId}\`).`, '']
+      : []),
+    `**How to fix it:** ${info.kind === 'interrupted' && incompletePatch ? 'Decide on the incomplete patch first; the task was not put back in inbox/, so that it does not run again on its own.' : hintFor(info)}`,
     '',
     `Task id: \`${taskId}\`. Full report: \`${reportMd}\`.`,
     '',

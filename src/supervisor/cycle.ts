@@ -285,8 +285,9 @@ async function awaitReport(settings: Settings, id: string, options: CycleOptions
     const text = await fs.readFile(file, 'utf8').catch(() => null);
     if (text) {
       const parsed = ReportSchema.safeParse(JSON.parse(text));
-      // An interrupted run goes back to inbox/ and runs again: keep waiting for the real outcome.
-      if (parsed.success && parsed.data.error?.kind !== 'interrupted') return parsed.data;
+      // An interrupted run goes back to inbox/ and runs again: keep waiting for the real outcome
+      // (unless it saved an incomplete patch: then it went to failed/ and is final).
+      if (parsed.success && (parsed.data.error?.kind !== 'interrupted' || parsed.data.incomplete)) return parsed.data;
     }
     await new Promise((r) => setTimeout(r, options.pollMs ?? 500));
   }
@@ -310,6 +311,7 @@ function cycleTask(settings: Settings, id: string, planned: Plan['tasks'][number
     summary: report ? (report.error ? report.error.message : report.summary.split('\n')[0] ?? '') : 'no report before the wait timeout (supervisor.wait_timeout_s)',
     report: report ? report.report_md : null,
     patch: report?.patch_files[0] ?? null,
+    incomplete: report?.incomplete ?? false,
   };
 }
 
@@ -341,12 +343,13 @@ function buildCycleReport(
       risk_level: r.risk_level,
       approve: `meta-agent approve ${r.task_id} --root "${root}"`,
       reject: `meta-agent reject ${r.task_id} --reason "..." --root "${root}"`,
+      incomplete: r.incomplete,
     }));
   const ok = x.tasks.filter((t) => t.status === 'ok').length;
   const status: CycleReport['status'] = x.error ? 'error' : ok === x.tasks.length && !x.stopped ? 'ok' : 'partial';
   const summary = x.error
     ? `The cycle failed: ${x.error.message}`
-    : `${x.tasks.length} task(s) run, ${ok} ok; ${candidates.length} patch(es) to review${x.stopped ? `; stopped early: ${x.stopped}` : ''}.`;
+    : `${x.tasks.length} task(s) run, ${ok} ok; ${candidates.length} patch(es) to review${candidates.some((c) => c.incomplete) ? ` (${candidates.filter((c) => c.incomplete).length} incomplete)` : ''}${x.stopped ? `; stopped early: ${x.stopped}` : ''}.`;
   const nextActions = [...new Set(x.reports.flatMap((r) => r.next_actions))].slice(0, 20);
   return CycleReportSchema.parse({
     cycle_id: x.cycleId,
@@ -405,14 +408,14 @@ export function cycleMarkdown(r: CycleReport): string {
   if (r.error) lines.push(`**Error** (${r.error.kind}): ${r.error.message}`, '');
   lines.push('## Tasks', '', '| task | type | status | risk | tests | dry run | duration | tokens |', '|---|---|---|---|---|---|---|---|');
   for (const t of r.tasks) {
-    lines.push(`| ${t.report ? `[${t.task_id}](../../${t.report})` : t.task_id} | ${t.type} | ${t.status}${t.outcome ? ` (${t.outcome})` : ''} | ${t.risk_level ?? '-'} | ${t.tests} | ${t.dry_run} | ${(t.duration_ms / 1000).toFixed(1)} s | ${t.tokens} |`);
+    lines.push(`| ${t.report ? `[${t.task_id}](../../${t.report})` : t.task_id} | ${t.type} | ${t.status}${t.outcome ? ` (${t.outcome})` : ''}${t.incomplete ? ' **incomplete patch**' : ''} | ${t.risk_level ?? '-'} | ${t.tests} | ${t.dry_run} | ${(t.duration_ms / 1000).toFixed(1)} s | ${t.tokens} |`);
   }
   lines.push('');
   for (const t of r.tasks) lines.push(`- **${t.task_id}**: ${t.summary}`);
   lines.push('', '## Candidate changes', '');
   if (r.candidates.length === 0) lines.push('(none)');
   for (const c of r.candidates) {
-    lines.push(`### ${c.task_id} (risk ${c.risk_level})`, '', `Patch: \`${c.patch}\``, '', `Files: ${c.files.map((f) => `\`${f}\``).join(', ')}`, '', '```', c.approve, c.reject, '```', '');
+    lines.push(`### ${c.task_id} (risk ${c.risk_level}${c.incomplete ? ', INCOMPLETE' : ''})`, '', `Patch: \`${c.patch}\`${c.incomplete ? ' (incomplete: the run stopped before the agent finished; review what it did so far)' : ''}`, '', `Files: ${c.files.map((f) => `\`${f}\``).join(', ')}`, '', '```', c.approve, c.reject, '```', '');
   }
   lines.push('', '## Next actions', '', ...(r.next_actions.length ? r.next_actions.map((a) => `- ${a}`) : ['(none)']), '');
   if (r.context.pnl) lines.push('## PnL at the start of the cycle', '', r.context.pnl, '');

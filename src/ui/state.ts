@@ -26,7 +26,7 @@ export interface DashboardState {
   done: QueueEntry[];
   /** `retry_id`: the id the dashboard's Retry button sends (null when the file name is not a valid id). */
   failed: Array<QueueEntry & { reason: string | null; retry_id: string | null }>;
-  reports: Array<Pick<Report, 'task_id' | 'project' | 'type' | 'status' | 'outcome' | 'risk_level' | 'summary' | 'finished_at'> & { tests: string; dry_run: string; tokens: number; cost_usd: number | null; approval: string | null; has_metrics: boolean; error_kind: string | null; regressions: number }>;
+  reports: Array<Pick<Report, 'task_id' | 'project' | 'type' | 'status' | 'outcome' | 'risk_level' | 'summary' | 'finished_at'> & { tests: string; dry_run: string; tokens: number; cost_usd: number | null; approval: string | null; has_metrics: boolean; error_kind: string | null; regressions: number; incomplete: boolean }>;
   patches: {
     pending: Awaited<ReturnType<typeof listPending>>;
     applied: Array<{ id: string; commit: string | null; at: string | null }>;
@@ -171,6 +171,7 @@ export async function dashboardState(settings: Settings): Promise<DashboardState
       has_metrics: r.metrics !== null,
       error_kind: r.error?.kind ?? null,
       regressions: r.regressions.length,
+      incomplete: r.incomplete,
     })),
     patches: { pending: await listPending(settings), applied, rejected },
     cycles: cycles.slice(0, 50),

@@ -80,7 +80,7 @@ export async function review(settings: Settings, options: { io: { out: (t: strin
     for (const [i, patch] of pending.entries()) {
       // `<id>.<run_id>.patch` belongs to task <id>: the report is found through the sidecar.
       const report = await reportOfPatch(settings, patch.file);
-      io.out(bold(`\n[${i + 1}/${pending.length}] ${patch.id}  (${patch.project ?? '?'}, risk ${patch.risk_level ?? '?'}, ${formatAge(patch.age_s)} old)`));
+      io.out(bold(`\n[${i + 1}/${pending.length}] ${patch.id}  (${patch.project ?? '?'}, risk ${patch.risk_level ?? '?'}, ${formatAge(patch.age_s)} old)${patch.incomplete ? '  INCOMPLETE: the run stopped before the agent finished' : ''}`));
       if (report?.summary) io.out(report.summary);
       if (report) io.out(`tests: ${report.tests ? (report.tests.passed ? 'passed' : 'FAILED') : 'not run'}; dry run: ${report.dry_run ? (report.dry_run.passed ? 'passed' : 'FAILED') : 'not run'}`);
       io.out(colorDiff(await fs.readFile(patch.file, 'utf8')));
