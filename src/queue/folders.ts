@@ -11,7 +11,7 @@ import type { Layout } from '../workspace/layout.ts';
 import { exists, publishUnique, renameNoReplace, retryBusy } from '../workspace/files.ts';
 import { Ledger, ledgerKey } from './ledger.ts';
 import { takeLease, type Lease } from './lease.ts';
-import os from 'node:os';
+import { thisHost } from '../workspace/faults.ts';
 
 /** True if `file` sits directly in `dir`. */
 export function isDirectlyIn(dir: string, file: string): boolean {
@@ -59,7 +59,7 @@ export async function claimTask(layout: Layout, inboxFile: string, runId: string
     const content = await fs.readFile(target);
     const { key, sha256 } = ledgerKey(name, content);
     await ledgerFor(layout).update(key, { key, name, sha256 }, (entry) => {
-      entry.runs.push({ run_id: runId, started_at: new Date().toISOString(), host: os.hostname(), pid: process.pid });
+      entry.runs.push({ run_id: runId, started_at: new Date().toISOString(), host: thisHost(), pid: process.pid });
     });
     return { file: target, name, runId, key, sha256, content, lease };
   } catch (error) {

@@ -131,11 +131,11 @@ export function startWatching(options: WatchOptions): Watcher {
     if (!publishedByRename && settleMs > 0) {
       const previous = seen.get(name);
       if (!previous || previous.size !== stat.size || previous.mtimeMs !== stat.mtimeMs) {
-        seen.set(name, { size: stat.size, mtimeMs: stat.mtimeMs, since: Date.now() });
+        seen.set(name, { size: stat.size, mtimeMs: stat.mtimeMs, since: performance.now() });
         setTimeout(() => void consider(name), settleMs + 25).unref();
         return;
       }
-      if (Date.now() - previous.since < settleMs) return;
+      if (performance.now() - previous.since < settleMs) return;
     }
     seen.delete(name);
     queuedSet.add(name);
@@ -212,7 +212,7 @@ export function startWatching(options: WatchOptions): Watcher {
 
   // --- the reconcile scan: the truth ----------------------------------------------------
   let lastRetention = -Infinity;
-  let tempSweepAt: number | null = Date.now() + staleMs + 1000;
+  let tempSweepAt: number | null = performance.now() + staleMs + 1000;
   const scan = async () => {
     if (stopping) return;
     try {
@@ -224,7 +224,7 @@ export function startWatching(options: WatchOptions): Watcher {
       }
       // The temps of a process killed just before this start are too young for the sweep at
       // start (it waits lease_stale_s): sweep once more when they are old enough.
-      if (tempSweepAt !== null && Date.now() >= tempSweepAt) {
+      if (tempSweepAt !== null && performance.now() >= tempSweepAt) {
         tempSweepAt = null;
         await removeDeadTemps(layout, staleMs).catch((error: unknown) => fail('removing dead temp files failed', error));
       }

@@ -27,6 +27,7 @@ import { silentLogger } from '../log.ts';
 import { llmMissingMessage, projectFor, type Check, type Project, type Settings } from '../workspace/config.ts';
 import { displayPath } from '../workspace/layout.ts';
 import { publishUnique, replaceFile } from '../workspace/files.ts';
+import { faultPoint } from '../workspace/faults.ts';
 import { BaselineCache, loggedCheck, preflightChecks, runCheck, withCheckCopy } from './checks.ts';
 import { sandboxStatus } from '../safety/sandbox.ts';
 import { collectDiff, stagedModeChanges } from './git.ts';
@@ -67,6 +68,8 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
   const { layout } = settings;
   const runId = newRunId();
   const startedAt = new Date();
+  // The duration by the monotonic clock: the wall clock may jump back (NTP, a person) mid-run.
+  const startedMono = performance.now();
   const redact = makeRedactor(settings.env, settings.llm.apiKey ? [settings.llm.apiKey] : []);
   const inputFile = path.resolve(taskPath);
   const fileName = path.basename(inputFile);
@@ -76,6 +79,8 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
   // Claim first: if another worker has it, this run did not happen (no report, no move).
   const claim = claimed ? await claimTask(layout, inputFile, runId, settings.config.queue.lease_stale_s * 1000) : null;
   const file = claim?.file ?? inputFile;
+  // A lost lease (another worker took the task over while this process was frozen) stops the run.
+  const runSignal = claim ? (options.signal ? AbortSignal.any([options.signal, claim.lease.lost]) : claim.lease.lost) : options.signal;
 
   const state: RunState = { runId, startedAt, usage: emptyUsage(), task: null, project: null, engineName: options.engine?.name ?? settings.config.engine };
   let outcome: Outcome;
@@ -106,7 +111,7 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
     }
     log.info({ project: project.name, type: task.type, engine: engine.name }, `run started: ${task.id}`);
     const useEngine = engine.name !== 'openai' || llmConfigured;
-    outcome = await runInWorktree({ task, project, engine, useEngine, settings: runSettings, runId, redact, log, usage: state.usage, signal: options.signal });
+    outcome = await runInWorktree({ task, project, engine, useEngine, settings: runSettings, runId, redact, log, usage: state.usage, signal: runSignal, mayFile: claim ? () => claim.lease.verify() : undefined });
   } catch (error) {
     outcome = failedOutcome(error, state);
   }
@@ -126,6 +131,11 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
   // The report is written before the task file moves (a crash in between finalizes on recovery, never re-runs).
   const destination = { ok: layout.done, error: layout.failed, interrupted: layout.inbox }[disposition.status];
   const predictedTaskFile = claim ? path.join(destination, claim.name) : file;
+  if (claim && !(await claim.lease.verify())) {
+    // Another worker owns the task now: its run reports; this one files nothing.
+    log.warn('the lease was lost while the run went on (this process was frozen or too slow); nothing is filed');
+    throw claim.lease.lost.reason;
+  }
   const finishedAt = new Date();
   const report: Report = {
     ...redacted,
@@ -134,7 +144,7 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
     usage: state.usage,
     started_at: startedAt.toISOString(),
     finished_at: finishedAt.toISOString(),
-    duration_ms: finishedAt.getTime() - startedAt.getTime(),
+    duration_ms: Math.max(0, Math.round(performance.now() - startedMono)),
     task_file: displayPath(layout, predictedTaskFile),
     report_md: displayPath(layout, paths.md),
     checks_unsandboxed: settings.config.sandbox === 'none',
@@ -146,8 +156,10 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
   let taskFile = predictedTaskFile;
   try {
     written = await writeReport(layout, report);
+    faultPoint('after-report');
     if (claim) {
       await markReported(layout, claim, disposition);
+      faultPoint('after-ledger');
       taskFile = await settleClaim(layout, claim, disposition);
       if (taskFile !== predictedTaskFile) {
         report.task_file = displayPath(layout, taskFile);
@@ -199,6 +211,8 @@ interface RunContext {
   log: Logger;
   usage: Usage;
   signal: AbortSignal | undefined;
+  /** Checked just before a patch is filed: false when the task's lease was lost. */
+  mayFile?: (() => Promise<boolean>) | undefined;
 }
 
 /** The part of a run that needs the worktree; the worktree is gone when it returns. */
@@ -302,6 +316,7 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
     const checks = await checksIn(abort.signal);
     await addBaselines(rc, checks, worktree.baseCommit, abort.signal);
     if (abort.signal.aborted) throw abort.signal.reason;
+    if (rc.mayFile && !(await rc.mayFile())) throw rc.signal?.reason ?? new MetaAgentError('interrupted', 'the lease was lost; nothing is filed');
     const risk = assessRisk(result.risk_level, diff.files, project);
     const patchFiles = await writePatch(rc, diff, worktree, risk.level, result.summary, extras);
     const beside = (await pendingPatchesOf(layout, task.id)).filter((f) => f !== patchFiles[0]);
