@@ -5,7 +5,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { MetaAgentError } from '../contract/errors.ts';
 import type { Layout } from '../workspace/layout.ts';
 import { exists, publishUnique, renameNoReplace, retryBusy } from '../workspace/files.ts';
@@ -41,7 +41,9 @@ export interface Claim {
  * is thrown: nobody would run it, yet a live lease keeps recovery away.
  */
 export async function claimTask(layout: Layout, inboxFile: string, runId: string, staleMs: number): Promise<Claim> {
-  const name = path.basename(inboxFile);
+  // A name past the bound is claimed under a shortened one: the lease, the ledger and the
+  // reports add to it, and past 255 bytes every write fails (ENAMETOOLONG), for ever.
+  const name = safeTaskName(path.basename(inboxFile));
   let target = path.join(layout.processing, name);
   // A re-drop while the first copy still runs gets its own name in processing/.
   if (await exists(target)) target = path.join(layout.processing, `${stem(name)}.${runId}${path.extname(name)}`);
@@ -63,9 +65,37 @@ export async function claimTask(layout: Layout, inboxFile: string, runId: string
     });
     return { file: target, name, runId, key, sha256, content, lease };
   } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code && PERMANENT.has(code)) {
+      // Will fail the same way every time: failed/, with the reason, instead of an endless loop through inbox/.
+      await moveClaimed(layout, target, name, { status: 'error', explanation: `# ${name} failed\n\n**What went wrong** (input): the task could not be claimed: ${(error as Error).message}\n\n**How to fix it:** give the file a shorter, plain name and drop it into inbox/ again.\n` }).catch(() => undefined);
+      await lease?.release().catch(() => undefined);
+      throw new MetaAgentError('input', `could not be claimed (${code}); moved to failed/`, { file: name });
+    }
     await giveBack(layout, target, name, lease);
     throw error;
   }
+}
+
+/** Errors of a claim that no retry can cure. */
+const PERMANENT = new Set(['ENAMETOOLONG', 'EILSEQ']);
+
+/** Task file names longer than this (in bytes) are shortened when claimed (the default task id is at most 120 characters). */
+export const MAX_TASK_NAME_BYTES = 120;
+
+/**
+ * `name`, or, if it is longer than MAX_TASK_NAME_BYTES, its start plus a hash of the whole
+ * name (so two long names that begin alike stay apart): `<start>-<10 hex>.md`.
+ */
+export function safeTaskName(name: string): string {
+  if (Buffer.byteLength(name) <= MAX_TASK_NAME_BYTES) return name;
+  const ext = path.extname(name).slice(0, 10);
+  const hash = createHash('sha256').update(name).digest('hex').slice(0, 10);
+  let start = stem(name);
+  while (Buffer.byteLength(start) > MAX_TASK_NAME_BYTES - ext.length - hash.length - 1) start = start.slice(0, -1);
+  // A cut may leave half a surrogate pair or a trailing dot/space (Windows drops those).
+  start = start.replace(/[\uD800-\uDBFF]$/, '').replace(/[. ]+$/, '');
+  return `${start}-${hash}${ext}`;
 }
 
 /**

@@ -26,6 +26,8 @@ import { MetaAgentError, toErrorInfo } from '../contract/errors.ts';
 import { gateLock, processApprovedPatch, recordHumanRejection, recoverInterruptedGateRuns, type GateResult } from '../gate/gate.ts';
 import { layoutDirs } from '../workspace/layout.ts';
 import { recoverOrphans, removeDeadTemps } from './recover.ts';
+import { MAX_TASK_NAME_BYTES, safeTaskName } from './folders.ts';
+import { tempWriterPid } from '../workspace/files.ts';
 import { pruneWorktrees } from './prune.ts';
 import { applyRetention } from './retention.ts';
 import { assertOneVolume, isNetworkFolder } from './volumes.ts';
@@ -114,12 +116,22 @@ export function startWatching(options: WatchOptions): Watcher {
 
   // --- inbox/ -----------------------------------------------------------------------
   const consider = async (name: string): Promise<void> => {
-    if (stopping || queuedSet.has(name) || isIgnoredName(name)) return;
+    if (stopping || queuedSet.has(name)) return;
     const file = path.join(layout.inbox, name);
+    if (isIgnoredName(name)) {
+      // Our own temps live for milliseconds; anything else a person may wonder about.
+      if (!loggedNonTask.has(name) && tempWriterPid(name) === null && name !== '.gitkeep') log.info({ file: name }, 'ignored: names starting with "." or "~$" and temp/partial files (.tmp, .part, .crdownload, .swp) are never taken; rename it to take it');
+      loggedNonTask.add(name);
+      return;
+    }
     if (!name.toLowerCase().endsWith('.md')) {
       if (!loggedNonTask.has(name)) log.warn({ file: name }, 'not a .md task file; left where it is');
       loggedNonTask.add(name);
       return;
+    }
+    if (safeTaskName(name) !== name && !loggedNonTask.has(name)) {
+      loggedNonTask.add(name);
+      log.warn({ file: name, claimed_as: safeTaskName(name) }, `the name is longer than ${MAX_TASK_NAME_BYTES} bytes; it is claimed under a shortened name`);
     }
     const stat = await fs.stat(file).catch(() => null);
     // A scan and a watcher event can consider one name at the same time: only the first may queue it.
@@ -230,6 +242,8 @@ export function startWatching(options: WatchOptions): Watcher {
       }
       await recoverOrphans(layout, staleMs, log);
       const names = await fs.readdir(layout.inbox).catch(() => [] as string[]);
+      const present = new Set(names);
+      for (const n of loggedNonTask) if (!present.has(n)) loggedNonTask.delete(n); // logged again if it comes back
       const withTimes = await Promise.all(names.map(async (n) => ({ n, t: (await fs.stat(path.join(layout.inbox, n)).catch(() => null))?.mtimeMs ?? 0 })));
       for (const { n } of withTimes.sort((a, b) => a.t - b.t || a.n.localeCompare(b.n))) await consider(n);
       if (!gateBusy) await recoverInterruptedGateRuns(settings, log);

@@ -87,7 +87,8 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
   let archived = false;
   let runSettings = settings;
   try {
-    const task = parseTask(claim?.content ?? (await readTaskFile(file, fileName)), fileName);
+    // The claimed name: a name past the safe length was shortened by the claim (folders.ts).
+    const task = parseTask(claim?.content ?? (await readTaskFile(file, fileName)), claim?.name ?? fileName);
     state.task = task;
     log = log.child({ task_id: task.id });
     const project = projectFor(settings, task.project, fileName);
@@ -116,7 +117,7 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
     outcome = failedOutcome(error, state);
   }
 
-  const taskId = state.task?.id ?? fallbackId(fileName);
+  const taskId = state.task?.id ?? fallbackId(claim?.name ?? fileName);
   // A run that failed before archiving still must not overwrite an earlier report of this id.
   if (!archived) await archiveEarlierRun(layout, taskId);
   const paths = reportPaths(layout, taskId);
