@@ -19,6 +19,7 @@ import { CommandEngine } from '../engines/command.ts';
 import { OpenAIEngine } from '../engines/openai.ts';
 import { systemPrompt, userPrompt } from '../engines/prompt.ts';
 import type { ChecksOutcome, Engine, EngineResult } from '../engines/types.ts';
+import { holdTaskId } from '../queue/taskIdLock.ts';
 import { claimTask, isDirectlyIn, markReported, settleClaim, type Disposition } from '../queue/folders.ts';
 import { anchoredMatcher, denyMatcher, scopeMatcher } from '../safety/globs.ts';
 import { modeProblems } from '../safety/modes.ts';
@@ -86,6 +87,7 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
   let outcome: Outcome;
   let archived = false;
   let runSettings = settings;
+  let releaseTaskId: (() => Promise<void>) | null = null;
   try {
     // The claimed name: a name past the safe length was shortened by the claim (folders.ts).
     const task = parseTask(claim?.content ?? (await readTaskFile(file, fileName)), claim?.name ?? fileName);
@@ -103,6 +105,8 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
     if (engine.name === 'openai' && !llmConfigured && !WORKS_WITHOUT_LLM.has(task.type)) {
       throw new MetaAgentError('config', llmMissingMessage(settings.llm), { file: 'meta-agent.yaml', field: 'llm' });
     }
+    // Another run of the same id (a second file with that id:) finishes first: one report and trajectory per run.
+    releaseTaskId = await holdTaskId(layout, task.id, settings.config.queue.lease_stale_s * 1000, runSignal);
     const earlier = await archiveEarlierRun(layout, task.id);
     archived = true;
     if (earlier.unfinishedUsage) {
@@ -135,6 +139,7 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
   if (claim && !(await claim.lease.verify())) {
     // Another worker owns the task now: its run reports; this one files nothing.
     log.warn('the lease was lost while the run went on (this process was frozen or too slow); nothing is filed');
+    await releaseTaskId?.().catch(() => undefined);
     throw claim.lease.lost.reason;
   }
   const finishedAt = new Date();
@@ -173,6 +178,8 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
     log.error({ err: toErrorInfo(error) }, 'the run could not be recorded; the claim is released for recovery');
     await claim?.lease.release().catch(() => undefined);
     throw error;
+  } finally {
+    await releaseTaskId?.().catch(() => undefined);
   }
   log.info({ status: report.status, outcome: report.outcome, risk: report.risk_level, tokens: report.usage.prompt_tokens + report.usage.completion_tokens }, `run finished: ${report.outcome}`);
   return {
