@@ -40,7 +40,18 @@ export interface Claim {
  * the claim cannot be recorded (a full disk), the task goes back to inbox/ and the error
  * is thrown: nobody would run it, yet a live lease keeps recovery away.
  */
-export async function claimTask(layout: Layout, inboxFile: string, runId: string, staleMs: number): Promise<Claim> {
+/** The claimed file is not what was judged complete (its writer was still at it): it went back to inbox/. */
+export class ClaimChanged extends MetaAgentError {
+  constructor(file: string) {
+    super('input', 'changed after it was judged complete (its writer is still at it); put back into inbox/ to settle again', { file });
+  }
+}
+
+/**
+ * @param expectSha256 the hash of the bytes judged complete (a copied-in file): a claim of
+ *   other bytes goes back to inbox/ (ClaimChanged) instead of running.
+ */
+export async function claimTask(layout: Layout, inboxFile: string, runId: string, staleMs: number, expectSha256?: string): Promise<Claim> {
   // A name past the bound is claimed under a shortened one: the lease, the ledger and the
   // reports add to it, and past 255 bytes every write fails (ENAMETOOLONG), for ever.
   const name = safeTaskName(path.basename(inboxFile));
@@ -60,6 +71,7 @@ export async function claimTask(layout: Layout, inboxFile: string, runId: string
     lease = await takeLease(target, runId, staleMs);
     const content = await fs.readFile(target);
     const { key, sha256 } = ledgerKey(name, content);
+    if (expectSha256 && sha256 !== expectSha256) throw new ClaimChanged(name);
     await ledgerFor(layout).update(key, { key, name, sha256 }, (entry) => {
       entry.runs.push({ run_id: runId, started_at: new Date().toISOString(), host: thisHost(), pid: process.pid });
     });

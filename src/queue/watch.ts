@@ -26,7 +26,9 @@ import { MetaAgentError, toErrorInfo } from '../contract/errors.ts';
 import { gateLock, processApprovedPatch, recordHumanRejection, recoverInterruptedGateRuns, type GateResult } from '../gate/gate.ts';
 import { layoutDirs } from '../workspace/layout.ts';
 import { recoverOrphans, removeDeadTemps } from './recover.ts';
-import { MAX_TASK_NAME_BYTES, safeTaskName } from './folders.ts';
+import { ClaimChanged, MAX_TASK_NAME_BYTES, safeTaskName } from './folders.ts';
+import { MAX_TASK_BYTES, parseTask } from '../contract/task.ts';
+import { createHash } from 'node:crypto';
 import { tempWriterPid } from '../workspace/files.ts';
 import { pruneWorktrees } from './prune.ts';
 import { applyRetention } from './retention.ts';
@@ -82,6 +84,16 @@ export interface Watcher {
 
 const TEMP_NAME = /^(\.|~\$)|\.(tmp|part|crdownload|swp)$/i;
 
+/** Why a file's bytes are not a complete task yet (null: they are): what parsing it says. */
+function incompleteReason(content: Buffer, name: string): string | null {
+  try {
+    parseTask(content, name);
+    return null;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+}
+
 /** Names the queue never takes: dotfiles, office lock files, partial downloads. */
 export function isIgnoredName(name: string): boolean {
   return TEMP_NAME.test(name);
@@ -100,6 +112,10 @@ export function startWatching(options: WatchOptions): Watcher {
   const queuedSet = new Set<string>();
   const running = new Map<string, Promise<void>>();
   const loggedNonTask = new Set<string>();
+  const waitingLogged = new Set<string>();
+  const changedAfterClaim = new Set<string>();
+  const expected = new Map<string, string | undefined>();
+  const incompleteGraceMs = config.queue.incomplete_grace_s * 1000;
   const gateQueue: string[] = [];
   const rejectedSeen = new Set<string>();
   let gateBusy: Promise<void> | null = null;
@@ -137,9 +153,10 @@ export function startWatching(options: WatchOptions): Watcher {
     // A scan and a watcher event can consider one name at the same time: only the first may queue it.
     if (stopping || queuedSet.has(name)) return;
     if (!stat?.isFile()) return void seen.delete(name);
-    // Renamed in after being written (createTask, temp+rename): complete at once.
+    // Renamed in after being written (createTask, temp+rename): complete at once (unless it
+    // was put back because it changed after a claim: its writer may still be at it).
     // Otherwise (a copy in progress) wait until size and mtime stay put for settleMs.
-    const publishedByRename = stat.ctimeMs - stat.mtimeMs > 1;
+    const publishedByRename = stat.ctimeMs - stat.mtimeMs > 1 && !changedAfterClaim.has(name);
     if (!publishedByRename && settleMs > 0) {
       const previous = seen.get(name);
       if (!previous || previous.size !== stat.size || previous.mtimeMs !== stat.mtimeMs) {
@@ -149,9 +166,27 @@ export function startWatching(options: WatchOptions): Watcher {
       }
       if (performance.now() - previous.since < settleMs) return;
     }
+    // Quiet is not complete (a writer may stall for minutes): a copied-in file is taken once it
+    // parses to a complete task, or once it has not changed for incomplete_grace_s (then it fails).
+    let expectSha256: string | undefined;
+    if (!publishedByRename) {
+      const content = stat.size <= MAX_TASK_BYTES ? await fs.readFile(file).catch(() => null) : Buffer.alloc(0);
+      if (!content) return;
+      const incomplete = stat.size <= MAX_TASK_BYTES ? incompleteReason(content, name) : null;
+      const age = Date.now() - stat.mtimeMs; // "in the future" (the clock went back): old
+      if (incomplete && age >= 0 && age < incompleteGraceMs) {
+        if (!waitingLogged.has(name)) log.info({ file: name, reason: incomplete }, `not a complete task yet (${incomplete}); waiting for its writer (queue.incomplete_grace_s)`);
+        waitingLogged.add(name);
+        return; // the next scan looks again
+      }
+      expectSha256 = createHash('sha256').update(content).digest('hex');
+    }
     seen.delete(name);
+    waitingLogged.delete(name);
+    changedAfterClaim.delete(name);
     queuedSet.add(name);
     queued.push(name);
+    expected.set(name, expectSha256);
     pump();
   };
 
@@ -168,13 +203,18 @@ export function startWatching(options: WatchOptions): Watcher {
   };
 
   const runOne = async (name: string) => {
+    const expectSha256 = expected.get(name);
+    expected.delete(name);
     try {
-      const result = await runTask(path.join(layout.inbox, name), { settings, log, signal: abort.signal, ...(options.engine ? { engine: options.engine } : {}) });
+      const result = await runTask(path.join(layout.inbox, name), { settings, log, signal: abort.signal, ...(options.engine ? { engine: options.engine } : {}), ...(expectSha256 ? { expectSha256 } : {}) });
       if (result.status !== 'ok' && result.report.error?.kind !== 'interrupted') lastError = `${result.report.finished_at} ${result.task_id}: ${result.report.error?.message ?? result.outcome}`;
       options.onResult?.(result);
     } catch (error) {
       // The claim rename failed with ENOENT: another worker (or a person) took it first.
-      if (error instanceof MetaAgentError && error.kind === 'input') log.debug({ file: name }, error.message);
+      if (error instanceof ClaimChanged) {
+        changedAfterClaim.add(name);
+        log.info({ file: name }, error.message);
+      } else if (error instanceof MetaAgentError && error.kind === 'input') log.debug({ file: name }, error.message);
       else fail(`task ${name} could not be run`, error);
     }
   };

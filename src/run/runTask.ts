@@ -44,6 +44,8 @@ export interface RunTaskOptions {
   signal?: AbortSignal;
   /** Replaces the configured engine (tests, benchmarks, other programs). */
   engine?: Engine;
+  /** The hash of the task bytes the watcher judged complete: a claim of other bytes is put back (queue/folders.ts). */
+  expectSha256?: string;
 }
 
 export interface RunTaskResult {
@@ -78,7 +80,7 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
   let log = (options.log ?? silentLogger()).child({ run_id: runId, task_file: fileName });
 
   // Claim first: if another worker has it, this run did not happen (no report, no move).
-  const claim = claimed ? await claimTask(layout, inputFile, runId, settings.config.queue.lease_stale_s * 1000) : null;
+  const claim = claimed ? await claimTask(layout, inputFile, runId, settings.config.queue.lease_stale_s * 1000, options.expectSha256) : null;
   const file = claim?.file ?? inputFile;
   // A lost lease (another worker took the task over while this process was frozen) stops the run.
   const runSignal = claim ? (options.signal ? AbortSignal.any([options.signal, claim.lease.lost]) : claim.lease.lost) : options.signal;
