@@ -36,6 +36,8 @@ export interface OwnerNote {
   pid: number;
   /** The pid's start time (Linux: /proc/<pid>/stat field 22, clock ticks since boot); null elsewhere. Guards against pid reuse. */
   pid_started?: string | null;
+  /** The owner's process group (Linux; null elsewhere): what its agents and checks run in, killed at recovery. */
+  pgid?: number | null;
   run_id: string;
   since: string;
 }
@@ -44,7 +46,7 @@ const lockPath = (file: string) => path.join(path.dirname(file), `.${path.basena
 const ownerPath = (file: string) => path.join(path.dirname(file), `.${path.basename(file)}.owner.json`);
 
 function myNote(runId: string): OwnerNote {
-  return { host: thisHost(), pid: process.pid, pid_started: processStartTime(process.pid), run_id: runId, since: new Date().toISOString() };
+  return { host: thisHost(), pid: process.pid, pid_started: processStartTime(process.pid), pgid: processGroupOf(process.pid), run_id: runId, since: new Date().toISOString() };
 }
 
 export async function takeLease(file: string, runId: string, staleMs: number): Promise<Lease> {
@@ -175,6 +177,36 @@ export function processStartTime(pid: number): string | null {
     return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
   } catch {
     return null;
+  }
+}
+
+/** The process group of a pid (Linux: /proc/<pid>/stat field 5); null elsewhere. */
+export function processGroupOf(pid: number): number | null {
+  if (process.platform !== 'linux') return null;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const pgid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+    return Number.isInteger(pgid) && pgid > 0 ? pgid : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A dead owner's agent (and checks) may outlive it: a child is not killed with its parent,
+ * and Node cannot ask Linux for a parent-death signal. If the dead owner led its own process
+ * group (pgid == pid: how `watch` runs as a service, from a shell or detached), whatever is
+ * left in that group was started by it: SIGKILL the group. Only when the pid is gone
+ * altogether (not reused), so the group cannot be another process's. Returns whether a
+ * group was signalled.
+ */
+export function killLeftoverGroup(note: OwnerNote): boolean {
+  if (process.platform === 'win32' || !note.pgid || note.pgid !== note.pid || note.host !== thisHost() || pidAlive(note.pid)) return false;
+  try {
+    process.kill(-note.pgid, 'SIGKILL');
+    return true;
+  } catch {
+    return false; // no such group: nothing was left
   }
 }
 

@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Layout } from '../workspace/layout.ts';
 import { Ledger, ledgerKey } from './ledger.ts';
-import { clearLease, leaseAlive, pidAlive, readOwner } from './lease.ts';
+import { clearLease, killLeftoverGroup, leaseAlive, pidAlive, readOwner } from './lease.ts';
 import { tempWriterPid } from '../workspace/files.ts';
 import { ledgerFor, moveClaimed, moveUnique, takePrivately, type Disposition } from './folders.ts';
 import { defaultIdFor, parseTask } from '../contract/task.ts';
@@ -58,6 +58,8 @@ export async function recoverOrphans(layout: Layout, staleMs: number, log: Logge
     const owner = await readOwner(file);
     const taken = await takePrivately(file);
     if (!taken) continue; // another recoverer won
+    // Its agent may still be running (and writing to its worktree, and spending tokens).
+    if (owner && killLeftoverGroup(owner)) log.warn({ task_file: entry, pgid: owner.pgid }, 'killed what the dead worker left running (its process group)');
     await clearLease(file);
     const content = await fs.readFile(taken);
     const name = originalNameOf(entry, owner?.run_id);
