@@ -94,8 +94,8 @@ export async function recoverOrphans(layout: Layout, staleMs: number, log: Logge
       // The ledger first: once the file is back in inbox/, a new claim writes the same entry.
       await ledger.update(key, { key, name, sha256 }, (e) => {
         const run = owner ? e.runs.find((r) => r.run_id === owner.run_id) : e.runs.at(-1);
-        if (run) run.recovered = recovered;
         if (run && fromReport) run.reported = { status: fromReport.status, at: new Date().toISOString(), ...('explanation' in fromReport ? { explanation: fromReport.explanation } : {}) };
+        if (run) run.recovered = recovered;
         else e.runs.push({ run_id: owner?.run_id ?? 'unknown', started_at: new Date(stat.ctimeMs).toISOString(), host: owner?.host ?? '?', pid: owner?.pid ?? 0, recovered });
       });
       moved = await moveClaimed(layout, taken, name, disposition);
