@@ -9,15 +9,21 @@ import path from 'node:path';
 import type { Layout } from '../workspace/layout.ts';
 import { lockActivity } from './lease.ts';
 
-/** Waits (polling) until no other run of `id` is going on; an abort of `signal` ends the wait. */
-export async function holdTaskId(layout: Layout, id: string, staleMs: number, signal?: AbortSignal): Promise<() => Promise<void>> {
+/**
+ * Waits (polling) until no other run of `id` is going on; an abort of `signal` ends the wait.
+ * After `maxWaitMs` (longer than any run may take) it goes on without the lock, as before it:
+ * a lock never released by a bug must not hold back every later run of the id.
+ */
+export async function holdTaskId(layout: Layout, id: string, staleMs: number, signal: AbortSignal | undefined, maxWaitMs: number): Promise<() => Promise<void>> {
   const target = path.join(layout.state, 'runs', id);
+  const deadline = performance.now() + maxWaitMs;
   for (;;) {
     // Lost only if this process was frozen past staleMs and another host took it: the other
     // run then writes its report beside ours (a `<id>.<ms>.json`), as before this lock.
     const release = await lockActivity(target, { staleMs, wait: false, onLost: () => undefined });
     if (release) return release;
     if (signal?.aborted) throw signal.reason;
+    if (performance.now() > deadline) return async () => undefined;
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
 }

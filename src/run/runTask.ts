@@ -108,7 +108,7 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
       throw new MetaAgentError('config', llmMissingMessage(settings.llm), { file: 'meta-agent.yaml', field: 'llm' });
     }
     // Another run of the same id (a second file with that id:) finishes first: one report and trajectory per run.
-    releaseTaskId = await holdTaskId(layout, task.id, settings.config.queue.lease_stale_s * 1000, runSignal);
+    releaseTaskId = await holdTaskId(layout, task.id, settings.config.queue.lease_stale_s * 1000, runSignal, (settings.config.limits.task_timeout_s + 120) * 1000);
     const earlier = await archiveEarlierRun(layout, task.id);
     archived = true;
     if (earlier.unfinishedUsage) {
