@@ -41,7 +41,8 @@ const TYPICAL_S = {
   'hostile-checks.test.ts': 85, 'cli-input.test.ts': 65, 'gate-modes.test.ts': 50, 'ui-untrusted.test.ts': 45,
   'progress.test.ts': 40, 'doctor.test.ts': 30, 'secrets.test.ts': 20, 'finish-verify.test.ts': 120, 'edit-tools.test.ts': 70,
   'run-command.test.ts': 70, 'text-mode.test.ts': 50, 'context.test.ts': 45, 'model-compat.test.ts': 30, 'findings.test.ts': 30,
-  'prompt-prefix.test.ts': 20, 'redaction.test.ts': 15,
+  'prompt-prefix.test.ts': 20, 'redaction.test.ts': 15, 'incomplete.test.ts': 120, 'faults.test.ts': 120, 'names.test.ts': 50,
+  'stall.test.ts': 45, 'same-id.test.ts': 25, 'leftover-agent.test.ts': 30, 'gate-snapshot.test.ts': 10,
 };
 const TIMES_FILE = path.join(ROOT, 'node_modules', '.cache', 'meta-agent', 'test-times.json');
 

@@ -62,7 +62,10 @@ export interface SoakOptions {
   command?: string;
 }
 
-export type FaultKind = 'kill_mid_task_night' | 'kill_mid_task_day' | 'kill_mid_gate' | 'kill_gate_after_commit' | 'clock_jump' | 'enospc_window' | 'human_conflicting_commit';
+/** How long a frozen service stays stopped: past the soak's lease_stale_s (3 s) and proper-lockfile's floor. */
+const FREEZE_MS = 5000;
+
+export type FaultKind = 'kill_mid_task_night' | 'kill_mid_task_day' | 'kill_mid_gate' | 'kill_gate_after_commit' | 'clock_jump' | 'enospc_window' | 'human_conflicting_commit' | 'freeze_mid_task' | 'stalled_writer';
 
 export interface NightRecord {
   night: number;
@@ -132,6 +135,10 @@ interface NightPlan {
   commit: null | 'conflicting' | 'elsewhere';
   commitFirst: boolean;
   drops: Array<{ slow: boolean; type: 'custom' | 'audit_code' }>;
+  /** SIGSTOP of the service past lease_stale_s while it runs a task, then SIGCONT (issue 14). */
+  freeze: boolean;
+  /** One slow drop stalls longer than settle_ms between its chunks (a slow network copy). */
+  stall: boolean;
   redrop: boolean;
 }
 
@@ -287,7 +294,11 @@ class Soak {
     const clockJump = forced(1) || (!none && r.chance(0.2)) ? { hours: r.int(2, 5), minutes: r.int(0, 59) } : null;
     const commit = r.chance(0.6) ? (r.chance(0.5) ? 'conflicting' : 'elsewhere') : null;
     const drops = Array.from({ length: r.int(0, 2) }, () => ({ slow: r.chance(0.4), type: r.chance(0.5) ? ('custom' as const) : ('audit_code' as const) }));
-    return { killTask, killTaskDelayMs: r.int(0, 1500), killGate, killGateDelayMs: r.int(0, 1500), enospc, clockJump, commit, commitFirst: r.chance(0.5), drops, redrop: r.chance(0.15) };
+    const base: Omit<NightPlan, 'freeze' | 'stall'> = { killTask, killTaskDelayMs: r.int(0, 1500), killGate, killGateDelayMs: r.int(0, 1500), enospc, clockJump, commit, commitFirst: r.chance(0.5), drops, redrop: r.chance(0.15) };
+    // Drawn last, so the faults above stay what they were for a seed.
+    const freeze = forced(0) || (!none && r.chance(0.2));
+    const stall = !none && (forced(2) || r.chance(0.3));
+    return { ...base, freeze, stall };
   }
 
   private async runNight(n: number, date: LocalDate): Promise<Breach[]> {
@@ -327,6 +338,7 @@ class Soak {
     await this.clock.set(this.at(date, 10, 0));
     await sleep(600);
     if (plan.killTask === 'day') this.arm('kill_mid_task_day', n, () => this.hasClaim(), plan.killTaskDelayMs);
+    if (plan.freeze) this.arm('freeze_mid_task', n, () => this.hasClaim(), plan.killTaskDelayMs);
     if (plan.killGate === 'random') this.arm('kill_mid_gate', n, () => this.gateBusy(), plan.killGateDelayMs);
     if (plan.killGate === 'commit') this.arm('kill_gate_after_commit', n, () => this.gateJustCommitted(), 0);
     if (plan.enospc?.phase === 'day') this.enospc(plan.enospc.afterMs, plan.enospc.durationMs, 'day');
@@ -377,7 +389,10 @@ class Soak {
       middle.push(async () => {
         const name = `h-n${String(n).padStart(2, '0')}-${k + 1}.md`;
         const text = humanTaskText(`Human request ${n}.${k + 1}: add a small note to the sizing code or its tests`, d.type);
-        await this.drop(name, text, d.slow ? { chunks: human.int(3, 6), gapMs: human.int(60, 180) } : null);
+        // A stalled writer: a gap several times settle_ms (300 ms), inside the front matter.
+        const stalled = plan.stall && k === 0;
+        if (stalled) this.fault('stalled_writer', name);
+        await this.drop(name, text, stalled ? { chunks: 3, gapMs: 1500 } : d.slow ? { chunks: human.int(3, 6), gapMs: human.int(60, 180) } : null);
         record.dropped++;
       });
     }
@@ -498,7 +513,8 @@ class Soak {
       if (a.fired || !(await a.condition())) return; // the moment passed: wait for the next one
       a.fired = true;
       const what = await this.describeMoment();
-      await this.service.killAndRestart();
+      if (a.kind === 'freeze_mid_task') await this.service.freeze(FREEZE_MS);
+      else await this.service.killAndRestart();
       this.fault(a.kind, what);
     } finally {
       a.busy = false;

@@ -52,6 +52,17 @@ export class Service {
     });
   }
 
+  /** SIGSTOP for `ms`, then SIGCONT: a frozen machine or a suspended laptop (the process only, not its agents). */
+  freeze(ms: number): Promise<void> {
+    return this.serial(async () => {
+      const proc = this.proc;
+      if (!proc) return;
+      signal(proc, 'SIGSTOP');
+      await sleep(ms);
+      signal(proc, 'SIGCONT');
+    });
+  }
+
   /** SIGTERM, then SIGKILL if it does not exit within `ms`. */
   stop(ms = 15_000): Promise<void> {
     return this.serial(async () => {

@@ -4,6 +4,7 @@
  */
 import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import { injectFileFault } from './workspace/files.ts';
+import { installClockSkew, overrideHostName, setFaultPoints } from './workspace/faults.ts';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { exitCodeFor, MetaAgentError, toErrorInfo } from './contract/errors.ts';
@@ -45,6 +46,10 @@ const defaultIo: Io = { out: (t) => process.stdout.write(t + '\n'), err: (t) => 
  * every file write of the pipeline fails with ENOSPC, as on a full disk.
  */
 function installFaultHooks(env: NodeJS.ProcessEnv): void {
+  // Test-only: kill -9 at a named point, and a host name that plays another machine (faults.ts).
+  setFaultPoints(env.META_AGENT_FAULT);
+  overrideHostName(env.META_AGENT_FAULT_HOSTNAME);
+  installClockSkew(env.META_AGENT_FAULT_CLOCK_SKEW_FILE);
   const flag = env.META_AGENT_FAULT_ENOSPC;
   if (!flag) return;
   injectFileFault((file) => {

@@ -92,6 +92,8 @@ function decodeTaskText(input: string | Buffer, name: string): string {
   const bytes = Buffer.isBuffer(input) ? input.length : Buffer.byteLength(input);
   if (bytes > MAX_TASK_BYTES) throw new MetaAgentError('input', `the file is ${bytes} bytes; a task file may be at most ${MAX_TASK_BYTES} bytes`, { file: name });
   if (Buffer.isBuffer(input) ? input.includes(0) : input.includes('\0')) throw new MetaAgentError('input', 'the file is binary (contains NUL bytes); expected UTF-8 Markdown text', { file: name });
+  const invalidAt = Buffer.isBuffer(input) ? invalidUtf8Offset(input) : -1;
+  if (invalidAt >= 0) throw new MetaAgentError('input', `the file is not valid UTF-8 (at byte offset ${invalidAt}); save it as UTF-8 text`, { file: name });
   const text = Buffer.isBuffer(input) ? input.toString('utf8') : input;
   const normalized = text.replace(/^\uFEFF/, '').replace(/\r\n?/g, '\n');
   if (normalized.trim() === '') throw new MetaAgentError('input', 'the file is empty; expected a task (front matter or PROJECT:/OBJECTIVE: headers)', { file: name });
@@ -210,4 +212,19 @@ function zodToTaskError(error: z.ZodError, name: string): MetaAgentError {
     message = `is required (expected ${issue.expected})`;
   }
   return new MetaAgentError('input', message, { file: name, field });
+}
+
+/** The offset of the first byte that is not part of a well-formed UTF-8 sequence (-1: all valid). */
+export function invalidUtf8Offset(bytes: Uint8Array): number {
+  for (let i = 0; i < bytes.length; ) {
+    const lead = bytes[i]!;
+    const more = lead < 0x80 ? 0 : lead >= 0xc2 && lead <= 0xdf ? 1 : lead >= 0xe0 && lead <= 0xef ? 2 : lead >= 0xf0 && lead <= 0xf4 ? 3 : -1;
+    if (more < 0) return i;
+    for (let k = 1; k <= more; k++) if (((bytes[i + k] ?? 0) & 0xc0) !== 0x80) return i;
+    const second = bytes[i + 1] ?? 0;
+    // Overlong forms, UTF-16 surrogates and code points past U+10FFFF.
+    if ((lead === 0xe0 && second < 0xa0) || (lead === 0xed && second > 0x9f) || (lead === 0xf0 && second < 0x90) || (lead === 0xf4 && second > 0x8f)) return i;
+    i += more + 1;
+  }
+  return -1;
 }

@@ -52,8 +52,8 @@ const TRAILER_PATCH = 'Meta-Agent-Patch';
  * Lock file that serializes the gate across processes and machines sharing the workspace.
  * Whoever holds it knows no gate run is going on (a dead one's lock is taken over).
  */
-export async function gateLock(settings: Settings, wait = true): Promise<(() => Promise<void>) | null> {
-  return lockActivity(path.join(settings.layout.state, 'gate'), { staleMs: 60_000, wait });
+export async function gateLock(settings: Settings, wait = true, onLost?: (error: Error) => void): Promise<(() => Promise<void>) | null> {
+  return lockActivity(path.join(settings.layout.state, 'gate'), { staleMs: 60_000, wait, ...(onLost ? { onLost } : {}) });
 }
 
 /**
@@ -80,12 +80,16 @@ export async function recoverInterruptedGateRuns(settings: Settings, log: Logger
  * and recoverInterruptedGateRuns() gives it back for a later run. It is never rejected for it.
  */
 export async function processApprovedPatch(settings: Settings, patchFile: string, log: Logger, signal?: AbortSignal): Promise<GateResult> {
-  const release = (await gateLock(settings))!;
+  // Lost only when this process was frozen past the lock's staleness and another host took
+  // it over: the run stops (as on a stop) instead of racing the other gate.
+  const lost = new AbortController();
+  const release = (await gateLock(settings, true, (error) => lost.abort(new MetaAgentError('interrupted', `the gate lock was lost (${error.message}); the patch is gated again later`))))!;
+  const runSignal = signal ? AbortSignal.any([signal, lost.signal]) : lost.signal;
   try {
     await restoreInterrupted(settings, log);
     const taken = await takePrivately(patchFile);
     if (!taken) return skipped(patchFile);
-    return await gatePatch(settings, taken, path.basename(patchFile), log, signal);
+    return await gatePatch(settings, taken, path.basename(patchFile), log, runSignal);
   } finally {
     await release().catch(() => undefined);
   }
@@ -136,7 +140,7 @@ async function gatePatch(settings: Settings, taken: string, name: string, log: L
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   const glog = log.child({ gate: id, sha256: sha256.slice(0, 12) });
   const redact = makeRedactor(settings.env, settings.llm.apiKey ? [settings.llm.apiKey] : []);
-  const ctx: RejectContext = { settings, taken, name, id, sha256, sidecar: null, sidecarFile: null, log: glog, redact, signal };
+  const ctx: RejectContext = { settings, taken, name, id, sha256, bytes, sidecar: null, sidecarFile: null, log: glog, redact, signal };
   const state = runState(settings, sha256);
   // On an error the state stays: the patch keeps its private name, and the next run uses it.
   const result = await decide(ctx, bytes, state);
@@ -368,6 +372,8 @@ interface RejectContext {
   name: string;
   id: string;
   sha256: string;
+  /** The bytes taken (the snapshot tested and committed; the file may be edited meanwhile). */
+  bytes?: Buffer;
   sidecar: PatchSidecar | null;
   sidecarFile: string | null;
   log: Logger;
@@ -536,10 +542,25 @@ async function accept(
   // the next run finds the commit and finishes the filing.
   const slot = await appliedSlot(dir, ctx.name, ctx.sha256, r.commit);
   if (!slot.recorded) await publishFile(path.join(dir, `${slot.stem}.result.json`), JSON.stringify({ task_id: id, ...approval }, null, 2) + '\n');
+  await restoreSnapshot(ctx, dir, slot.stem);
   const movedTo = await moveUnique(ctx.taken, dir, slot.name);
   if (ctx.sidecarFile && (await exists(ctx.sidecarFile))) await moveUnique(ctx.sidecarFile, dir, `${path.basename(movedTo)}.json`).catch(() => undefined);
   await moveArtifacts(settings, id, dir, path.basename(movedTo));
   return { decision: 'applied', task_id: id, patch: ctx.name, commit: r.commit, reason: approval.reason, already_applied: r.alreadyApplied, moved_to: movedTo };
+}
+
+/**
+ * applied/<id>.patch is the snapshot that was tested and committed (its sha256 is the commit's
+ * trailer). A person who edited the approved file while its tests ran keeps the edit, beside
+ * it as `<stem>.edited-during-gate.txt` (not a .patch: nothing takes it for one).
+ */
+async function restoreSnapshot(ctx: RejectContext, dir: string, stem: string): Promise<void> {
+  if (!ctx.bytes) return;
+  const now = await fs.readFile(ctx.taken).catch(() => null);
+  if (!now || createHash('sha256').update(now).digest('hex') === ctx.sha256) return;
+  await publishUnique(dir, `${stem}.edited-during-gate`, '.txt', now);
+  await replaceFile(ctx.taken, ctx.bytes);
+  ctx.log.warn('the approved patch was edited while it was tested; the snapshot that was tested and committed is filed, the edit is kept beside it');
 }
 
 /**

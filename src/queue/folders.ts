@@ -5,13 +5,13 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { MetaAgentError } from '../contract/errors.ts';
 import type { Layout } from '../workspace/layout.ts';
 import { exists, publishUnique, renameNoReplace, retryBusy } from '../workspace/files.ts';
 import { Ledger, ledgerKey } from './ledger.ts';
 import { takeLease, type Lease } from './lease.ts';
-import os from 'node:os';
+import { thisHost } from '../workspace/faults.ts';
 
 /** True if `file` sits directly in `dir`. */
 export function isDirectlyIn(dir: string, file: string): boolean {
@@ -40,8 +40,21 @@ export interface Claim {
  * the claim cannot be recorded (a full disk), the task goes back to inbox/ and the error
  * is thrown: nobody would run it, yet a live lease keeps recovery away.
  */
-export async function claimTask(layout: Layout, inboxFile: string, runId: string, staleMs: number): Promise<Claim> {
-  const name = path.basename(inboxFile);
+/** The claimed file is not what was judged complete (its writer was still at it): it went back to inbox/. */
+export class ClaimChanged extends MetaAgentError {
+  constructor(file: string) {
+    super('input', 'changed after it was judged complete (its writer is still at it); put back into inbox/ to settle again', { file });
+  }
+}
+
+/**
+ * @param expectSha256 the hash of the bytes judged complete (a copied-in file): a claim of
+ *   other bytes goes back to inbox/ (ClaimChanged) instead of running.
+ */
+export async function claimTask(layout: Layout, inboxFile: string, runId: string, staleMs: number, expectSha256?: string): Promise<Claim> {
+  // A name past the bound is claimed under a shortened one: the lease, the ledger and the
+  // reports add to it, and past 255 bytes every write fails (ENAMETOOLONG), for ever.
+  const name = safeTaskName(path.basename(inboxFile));
   let target = path.join(layout.processing, name);
   // A re-drop while the first copy still runs gets its own name in processing/.
   if (await exists(target)) target = path.join(layout.processing, `${stem(name)}.${runId}${path.extname(name)}`);
@@ -58,14 +71,43 @@ export async function claimTask(layout: Layout, inboxFile: string, runId: string
     lease = await takeLease(target, runId, staleMs);
     const content = await fs.readFile(target);
     const { key, sha256 } = ledgerKey(name, content);
+    if (expectSha256 && sha256 !== expectSha256) throw new ClaimChanged(name);
     await ledgerFor(layout).update(key, { key, name, sha256 }, (entry) => {
-      entry.runs.push({ run_id: runId, started_at: new Date().toISOString(), host: os.hostname(), pid: process.pid });
+      entry.runs.push({ run_id: runId, started_at: new Date().toISOString(), host: thisHost(), pid: process.pid });
     });
     return { file: target, name, runId, key, sha256, content, lease };
   } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code && PERMANENT.has(code)) {
+      // Will fail the same way every time: failed/, with the reason, instead of an endless loop through inbox/.
+      await moveClaimed(layout, target, name, { status: 'error', explanation: `# ${name} failed\n\n**What went wrong** (input): the task could not be claimed: ${(error as Error).message}\n\n**How to fix it:** give the file a shorter, plain name and drop it into inbox/ again.\n` }).catch(() => undefined);
+      await lease?.release().catch(() => undefined);
+      throw new MetaAgentError('input', `could not be claimed (${code}); moved to failed/`, { file: name });
+    }
     await giveBack(layout, target, name, lease);
     throw error;
   }
+}
+
+/** Errors of a claim that no retry can cure. */
+const PERMANENT = new Set(['ENAMETOOLONG', 'EILSEQ']);
+
+/** Task file names longer than this (in bytes) are shortened when claimed (the default task id is at most 120 characters). */
+export const MAX_TASK_NAME_BYTES = 120;
+
+/**
+ * `name`, or, if it is longer than MAX_TASK_NAME_BYTES, its start plus a hash of the whole
+ * name (so two long names that begin alike stay apart): `<start>-<10 hex>.md`.
+ */
+export function safeTaskName(name: string): string {
+  if (Buffer.byteLength(name) <= MAX_TASK_NAME_BYTES) return name;
+  const ext = path.extname(name).slice(0, 10);
+  const hash = createHash('sha256').update(name).digest('hex').slice(0, 10);
+  let start = stem(name);
+  while (Buffer.byteLength(start) > MAX_TASK_NAME_BYTES - ext.length - hash.length - 1) start = start.slice(0, -1);
+  // A cut may leave half a surrogate pair or a trailing dot/space (Windows drops those).
+  start = start.replace(/[\uD800-\uDBFF]$/, '').replace(/[. ]+$/, '');
+  return `${start}-${hash}${ext}`;
 }
 
 /**

@@ -1,24 +1,43 @@
 /**
  * Leases: a claimed task file carries a proper-lockfile lock, refreshed while its owner
- * lives, plus a small owner note (host, pid). The claim rename decides who owns a task;
- * the lease only shows that the owner is still alive, so a dead owner's claim can be
- * recovered: at once when the owner was on this host and its pid is gone, otherwise when
- * the lock goes stale (NFS/SMB: other hosts' pids cannot be probed).
+ * lives, plus a small owner note (host, pid, the pid's start time, run id). The claim
+ * rename decides who owns a task; the lease only shows that the owner is still alive, so a
+ * dead owner's claim can be recovered:
+ *
+ * - an owner on this host is judged by its pid alone: alive (even SIGSTOPped, however
+ *   stale its lock) means never taken over; gone, or reused by another process (its start
+ *   time differs, Linux), means dead at once;
+ * - an owner on another host (NFS/SMB: its pid cannot be probed) is dead once its lock has
+ *   not been refreshed for `staleMs`.
+ *
+ * A lease that proper-lockfile reports compromised (a refresh came late after a freeze, or
+ * the lock's time is not the one it set) is re-taken if nobody else took the task (the
+ * owner note is still ours and the task file still in place); otherwise it is lost: its
+ * `lost` signal aborts the run, which then files nothing.
  */
-import { promises as fs } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readFileSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
+import { MetaAgentError } from '../contract/errors.ts';
+import { thisHost } from '../workspace/faults.ts';
 
 export interface Lease {
-  /** False once the lock was lost (stale, removed by someone else): do nothing irreversible then. */
+  /** False once the lock was lost (taken over, removed by someone else): do nothing irreversible then. */
   owned(): boolean;
+  /** Aborted when the lease is lost; its reason says why. */
+  lost: AbortSignal;
+  /** Checks now (not only when the refresh timer runs) that the task is still ours: the owner note names this run and the file is in place. */
+  verify(): Promise<boolean>;
   release(): Promise<void>;
 }
 
 export interface OwnerNote {
   host: string;
   pid: number;
+  /** The pid's start time (Linux: /proc/<pid>/stat field 22, clock ticks since boot); null elsewhere. Guards against pid reuse. */
+  pid_started?: string | null;
+  /** The owner's process group (Linux; null elsewhere): what its agents and checks run in, killed at recovery. */
+  pgid?: number | null;
   run_id: string;
   since: string;
 }
@@ -26,28 +45,61 @@ export interface OwnerNote {
 const lockPath = (file: string) => path.join(path.dirname(file), `.${path.basename(file)}.lock`);
 const ownerPath = (file: string) => path.join(path.dirname(file), `.${path.basename(file)}.owner.json`);
 
+function myNote(runId: string): OwnerNote {
+  return { host: thisHost(), pid: process.pid, pid_started: processStartTime(process.pid), pgid: processGroupOf(process.pid), run_id: runId, since: new Date().toISOString() };
+}
+
 export async function takeLease(file: string, runId: string, staleMs: number): Promise<Lease> {
-  let compromised = false;
-  const release = await lockfile.lock(file, {
+  const lostController = new AbortController();
+  let released = false;
+  const options = () => ({
     stale: staleMs,
     update: Math.max(1000, Math.floor(staleMs / 3)),
     realpath: false,
     lockfilePath: lockPath(file),
     retries: 0,
-    onCompromised: () => {
-      compromised = true;
-    },
+    onCompromised: (error: Error) => void onCompromised(error),
   });
-  const note: OwnerNote = { host: os.hostname(), pid: process.pid, run_id: runId, since: new Date().toISOString() };
-  await writeNoteOrUnlock(file, note, release);
-  let released = false;
+  const stillOurs = async () => {
+    const note = await readOwner(file);
+    return Boolean(note && note.run_id === runId && note.host === thisHost() && note.pid === process.pid && existsSync(file));
+  };
+  const lose = (why: string) => {
+    if (!lostController.signal.aborted) lostController.abort(new MetaAgentError('interrupted', `the lease of ${path.basename(file)} was lost (${why}); another worker may have taken the task over, so this run files nothing`));
+  };
+  const onCompromised = async (error: Error) => {
+    if (released || lostController.signal.aborted) return;
+    // Compromised only by the clock (a late refresh after a freeze) while nobody else took
+    // the task: take the lock again and keep going.
+    if (await stillOurs()) {
+      try {
+        releaseLock = await lockfile.lock(file, options());
+        if (await stillOurs()) return;
+        await releaseLock().catch(() => undefined);
+      } catch {
+        // held by someone else now
+      }
+    }
+    lose(error.message);
+  };
+  let releaseLock = await lockfile.lock(file, options());
+  await writeNoteOrUnlock(file, myNote(runId), releaseLock);
   return {
-    owned: () => !compromised && !released,
+    owned: () => !lostController.signal.aborted && !released,
+    lost: lostController.signal,
+    verify: async () => {
+      if (lostController.signal.aborted || released) return false;
+      if (await stillOurs()) return true;
+      lose('the owner note names another run, or the task file is gone');
+      return false;
+    },
     release: async () => {
       if (released) return;
       released = true;
-      await fs.rm(ownerPath(file), { force: true });
-      if (!compromised) await release().catch(() => undefined);
+      if (!lostController.signal.aborted) {
+        await fs.rm(ownerPath(file), { force: true });
+        await releaseLock().catch(() => undefined);
+      }
     },
   };
 }
@@ -67,10 +119,24 @@ async function writeNoteOrUnlock(file: string, note: OwnerNote, release: () => P
   }
 }
 
+/**
+ * Whether the owner a note names is alive, judged on this host: 'unknown' for another
+ * host's (only lock staleness can tell then).
+ */
+export function ownerOnThisHost(note: OwnerNote): 'alive' | 'dead' | 'unknown' {
+  if (note.host !== thisHost()) return 'unknown';
+  if (!pidAlive(note.pid)) return 'dead';
+  const started = note.pid_started ? processStartTime(note.pid) : null;
+  // The pid runs, but it is another process that got the same number.
+  if (started && started !== note.pid_started) return 'dead';
+  return 'alive';
+}
+
 /** Whether the owner of a claimed file is alive. */
 export async function leaseAlive(file: string, staleMs: number): Promise<boolean> {
   const note = await readOwner(file);
-  if (note && note.host === os.hostname() && !pidAlive(note.pid)) return false;
+  const local = note ? ownerOnThisHost(note) : 'unknown';
+  if (local !== 'unknown') return local === 'alive';
   return lockfile.check(file, { stale: staleMs, realpath: false, lockfilePath: lockPath(file) }).catch(() => false);
 }
 
@@ -99,31 +165,94 @@ export function pidAlive(pid: number): boolean {
 }
 
 /**
- * A lock that serializes one activity (the gate, the scheduler) across processes. Like a
- * lease, it carries an owner note, so a lock left by a dead process on this host is
- * taken over at once instead of after `staleMs`.
- * @param wait keep trying (up to `waitMs`) instead of failing at once when it is held
+ * When a process started (Linux: field 22 of /proc/<pid>/stat, in clock ticks since boot),
+ * so that a pid reused by a new process is not taken for the old owner. Null where there is
+ * no /proc (macOS, Windows): the pid alone is used there.
  */
-export async function lockActivity(target: string, options: { staleMs: number; wait: boolean; waitMs?: number }): Promise<(() => Promise<void>) | null> {
+export function processStartTime(pid: number): string | null {
+  if (process.platform !== 'linux') return null;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 2 (the command name) may hold spaces and parentheses: count from the last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** The process group of a pid (Linux: /proc/<pid>/stat field 5); null elsewhere. */
+export function processGroupOf(pid: number): number | null {
+  if (process.platform !== 'linux') return null;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const pgid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+    return Number.isInteger(pgid) && pgid > 0 ? pgid : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A dead owner's agent (and checks) may outlive it: a child is not killed with its parent,
+ * and Node cannot ask Linux for a parent-death signal. If the dead owner led its own process
+ * group (pgid == pid: how `watch` runs as a service, from a shell or detached), whatever is
+ * left in that group was started by it: SIGKILL the group. Only when the pid is gone
+ * altogether (not reused), so the group cannot be another process's. Returns whether a
+ * group was signalled.
+ */
+export function killLeftoverGroup(note: OwnerNote): boolean {
+  if (process.platform === 'win32' || !note.pgid || note.pgid !== note.pid || note.host !== thisHost() || pidAlive(note.pid)) return false;
+  try {
+    process.kill(-note.pgid, 'SIGKILL');
+    return true;
+  } catch {
+    return false; // no such group: nothing was left
+  }
+}
+
+/**
+ * A lock that serializes one activity (the gate, the scheduler) across processes. Like a
+ * lease, it carries an owner note: a lock left by a dead process on this host is taken
+ * over at once, and one held by a live process on this host is never taken over, however
+ * stale (the holder may be frozen with SIGSTOP, not dead).
+ * @param wait keep trying (up to `waitMs`) instead of failing at once when it is held
+ * @param onLost called when proper-lockfile finds the lock taken over (this process was
+ *   frozen past `staleMs` and another host took it): abort the guarded work there. Never
+ *   thrown: an uncaught ECOMPROMISED would kill the whole service.
+ */
+export async function lockActivity(
+  target: string,
+  options: { staleMs: number; wait: boolean; waitMs?: number; onLost?: (error: Error) => void },
+): Promise<(() => Promise<void>) | null> {
   await fs.mkdir(path.dirname(target), { recursive: true });
   await fs.writeFile(target, '', { flag: 'a' });
-  const deadline = Date.now() + (options.waitMs ?? 24 * 3600_000);
+  const deadline = performance.now() + (options.waitMs ?? 24 * 3600_000);
+  let lost = false;
+  const onCompromised = (error: Error) => {
+    if (lost) return;
+    lost = true;
+    options.onLost?.(error);
+  };
   for (let attempt = 0; ; attempt++) {
     try {
-      const release = await lockfile.lock(target, { stale: options.staleMs, update: Math.max(1000, Math.floor(options.staleMs / 3)), realpath: false, lockfilePath: lockPath(target), retries: 0 });
-      await writeNoteOrUnlock(target, { host: os.hostname(), pid: process.pid, run_id: 'lock', since: new Date().toISOString() }, release);
+      const note = await readOwner(target);
+      // proper-lockfile would take a stale lock over by itself: not from a live owner on this host.
+      if (note && note.pid !== process.pid && ownerOnThisHost(note) === 'alive') throw Object.assign(new Error('held by a live process on this host'), { code: 'ELOCKED' });
+      const release = await lockfile.lock(target, { stale: options.staleMs, update: Math.max(1000, Math.floor(options.staleMs / 3)), realpath: false, lockfilePath: lockPath(target), retries: 0, onCompromised });
+      await writeNoteOrUnlock(target, myNote('lock'), release);
       return async () => {
+        if (lost) return; // the lock and its note are someone else's now
         await fs.rm(ownerPath(target), { force: true });
         await release().catch(() => undefined);
       };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw error;
       const note = await readOwner(target);
-      if (note && note.host === os.hostname() && !pidAlive(note.pid)) {
+      if (note && ownerOnThisHost(note) === 'dead') {
         await clearLease(target);
         continue;
       }
-      if (!options.wait || Date.now() > deadline) return null;
+      if (!options.wait || performance.now() > deadline) return null;
       await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** Math.min(attempt, 5))));
     }
   }

@@ -9,15 +9,33 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Layout } from '../workspace/layout.ts';
 import { Ledger, ledgerKey } from './ledger.ts';
-import { clearLease, leaseAlive, pidAlive, readOwner } from './lease.ts';
+import { clearLease, killLeftoverGroup, leaseAlive, pidAlive, readOwner } from './lease.ts';
 import { tempWriterPid } from '../workspace/files.ts';
 import { ledgerFor, moveClaimed, moveUnique, takePrivately, type Disposition } from './folders.ts';
+import { defaultIdFor, parseTask } from '../contract/task.ts';
 
 export interface RecoveryResult {
   returned: string[];
   failed: string[];
   finalized: string[];
 }
+
+/**
+ * How long ago a file changed, by the wall clock (the only clock file times share). A time
+ * "in the future" means the clock went back since (or another host's runs ahead): such a
+ * file counts as old, not young, so a task is not stranded for as long as the jump; the
+ * jump is logged once per file.
+ */
+function ageOf(file: string, timeMs: number, log: Logger): number {
+  const age = Date.now() - timeMs;
+  if (age >= 0) return age;
+  if (!jumpsLogged.has(file)) {
+    jumpsLogged.add(file);
+    log.warn({ file, ahead_s: Math.round(-age / 1000) }, `a file time is ${Math.round(-age / 1000)} s in the future: the clock went back (or another machine's runs ahead); treated as old`);
+  }
+  return Infinity;
+}
+const jumpsLogged = new Set<string>();
 
 export async function recoverOrphans(layout: Layout, staleMs: number, log: Logger): Promise<RecoveryResult> {
   const result: RecoveryResult = { returned: [], failed: [], finalized: [] };
@@ -26,7 +44,7 @@ export async function recoverOrphans(layout: Layout, staleMs: number, log: Logge
     if (entry.startsWith('.taken-')) {
       // A recoverer died between taking a file and moving it: give it its name back.
       const stat = await fs.stat(path.join(layout.processing, entry)).catch(() => null);
-      if (stat && Date.now() - stat.ctimeMs > staleMs) await moveUnique(path.join(layout.processing, entry), layout.processing, entry.replace(/^\.taken-[0-9a-f]+-/, ''));
+      if (stat && ageOf(path.join(layout.processing, entry), stat.ctimeMs, log) > staleMs) await moveUnique(path.join(layout.processing, entry), layout.processing, entry.replace(/^\.taken-[0-9a-f]+-/, ''));
       continue;
     }
     if (entry.startsWith('.') || !entry.toLowerCase().endsWith('.md')) continue;
@@ -35,11 +53,13 @@ export async function recoverOrphans(layout: Layout, staleMs: number, log: Logge
     // alone, before asking whether the lease is alive (its note may appear in between).
     const stat = await fs.stat(file).catch(() => null);
     if (!stat) continue;
-    if (!(await readOwner(file)) && Date.now() - stat.ctimeMs < staleMs) continue;
+    if (!(await readOwner(file)) && ageOf(file, stat.ctimeMs, log) < staleMs) continue;
     if (await leaseAlive(file, staleMs)) continue;
     const owner = await readOwner(file);
     const taken = await takePrivately(file);
     if (!taken) continue; // another recoverer won
+    // Its agent may still be running (and writing to its worktree, and spending tokens).
+    if (owner && killLeftoverGroup(owner)) log.warn({ task_file: entry, pgid: owner.pgid }, 'killed what the dead worker left running (its process group)');
     await clearLease(file);
     const content = await fs.readFile(taken);
     const name = originalNameOf(entry, owner?.run_id);
@@ -47,9 +67,15 @@ export async function recoverOrphans(layout: Layout, staleMs: number, log: Logge
     const ledger = ledgerFor(layout);
     const entryBefore = await ledger.get(key);
     const lastRun = entryBefore?.runs.at(-1);
+    // The report itself says whether the dead run got that far (a kill between writing it and
+    // telling the ledger): its run id is the owner note's.
+    const fromReport = owner && !lastRun?.reported ? await reportOfRun(layout, content, name, owner.run_id) : null;
     let disposition: Disposition;
     let recovered: 'returned_to_inbox' | 'failed_interrupted_twice' | 'finalized_from_ledger';
-    if (lastRun?.reported && !lastRun.finalized_at && lastRun.reported.status !== 'interrupted') {
+    if (fromReport) {
+      disposition = fromReport;
+      recovered = 'finalized_from_ledger';
+    } else if (lastRun?.reported && !lastRun.finalized_at && lastRun.reported.status !== 'interrupted') {
       // The report is written: only the move was lost. Finish it; do not run again.
       disposition = lastRun.reported.status === 'ok' ? { status: 'ok' } : { status: 'error', explanation: lastRun.reported.explanation ?? 'The run failed; see its report.' };
       recovered = 'finalized_from_ledger';
@@ -68,6 +94,7 @@ export async function recoverOrphans(layout: Layout, staleMs: number, log: Logge
       // The ledger first: once the file is back in inbox/, a new claim writes the same entry.
       await ledger.update(key, { key, name, sha256 }, (e) => {
         const run = owner ? e.runs.find((r) => r.run_id === owner.run_id) : e.runs.at(-1);
+        if (run && fromReport) run.reported = { status: fromReport.status, at: new Date().toISOString(), ...('explanation' in fromReport ? { explanation: fromReport.explanation } : {}) };
         if (run) run.recovered = recovered;
         else e.runs.push({ run_id: owner?.run_id ?? 'unknown', started_at: new Date(stat.ctimeMs).toISOString(), host: owner?.host ?? '?', pid: owner?.pid ?? 0, recovered });
       });
@@ -129,12 +156,41 @@ export async function removeDeadTemps(layout: Layout, staleMs: number): Promise<
       const pid = entry.isFile() ? tempWriterPid(entry.name) : null;
       if (pid === null || pidAlive(pid)) continue;
       const stat = await fs.stat(file).catch(() => null);
-      if (!stat || Date.now() - stat.mtimeMs < staleMs) continue;
+      // Written "in the future" (the clock went back since): old, not young.
+      const age = stat ? Date.now() - stat.mtimeMs : 0;
+      if (!stat || (age >= 0 && age < staleMs)) continue;
       if (await fs.rm(file, { force: true }).then(() => true, () => false)) removed.push(file);
     }
   };
   await visit(layout.root, 0);
   return removed;
+}
+
+/**
+ * The disposition a dead run's report gives, if that run wrote one: reports/<id>.json (or a
+ * `<id>.<ms>.json` beside another run's) whose run_id is `runId`. Null when it wrote none,
+ * or was interrupted (then the task goes back to inbox/ as usual).
+ */
+async function reportOfRun(layout: Layout, content: Buffer, name: string, runId: string): Promise<Exclude<Disposition, { status: 'interrupted' }> | null> {
+  let id: string;
+  try {
+    id = parseTask(content, name).id;
+  } catch {
+    id = defaultIdFor(name).replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[.]+/, '_').replace(/\.\./g, '_') || 'invalid-task';
+  }
+  const names = await fs.readdir(layout.reports).catch(() => [] as string[]);
+  const candidates = names.filter((n) => n === `${id}.json` || (n.startsWith(`${id}.`) && /^\d+\.json$/.test(n.slice(id.length + 1))));
+  for (const candidate of candidates) {
+    const report = await fs.readFile(path.join(layout.reports, candidate), 'utf8').then((t) => JSON.parse(t) as { run_id?: string; status?: string; error?: { kind?: string; message?: string } | null; report_md?: string }, () => null);
+    if (report?.run_id !== runId) continue;
+    if (report.error?.kind === 'interrupted') return null;
+    if (report.status === 'ok') return { status: 'ok' };
+    return {
+      status: 'error',
+      explanation: `# ${name} failed\n\n**What went wrong** (${report.error?.kind ?? 'internal'}): ${report.error?.message ?? 'unknown error'}\n\nTask id: \`${id}\`. Full report: \`${report.report_md ?? ''}\`.\n`,
+    };
+  }
+  return null;
 }
 
 /** Claims may have added `.<run_id>` to the name to avoid a clash in processing/. */

@@ -26,6 +26,10 @@ import { MetaAgentError, toErrorInfo } from '../contract/errors.ts';
 import { gateLock, processApprovedPatch, recordHumanRejection, recoverInterruptedGateRuns, type GateResult } from '../gate/gate.ts';
 import { layoutDirs } from '../workspace/layout.ts';
 import { recoverOrphans, removeDeadTemps } from './recover.ts';
+import { ClaimChanged, MAX_TASK_NAME_BYTES, safeTaskName } from './folders.ts';
+import { MAX_TASK_BYTES, parseTask } from '../contract/task.ts';
+import { createHash } from 'node:crypto';
+import { tempWriterPid } from '../workspace/files.ts';
 import { pruneWorktrees } from './prune.ts';
 import { applyRetention } from './retention.ts';
 import { assertOneVolume, isNetworkFolder } from './volumes.ts';
@@ -80,6 +84,16 @@ export interface Watcher {
 
 const TEMP_NAME = /^(\.|~\$)|\.(tmp|part|crdownload|swp)$/i;
 
+/** Why a file's bytes are not a complete task yet (null: they are): what parsing it says. */
+function incompleteReason(content: Buffer, name: string): string | null {
+  try {
+    parseTask(content, name);
+    return null;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+}
+
 /** Names the queue never takes: dotfiles, office lock files, partial downloads. */
 export function isIgnoredName(name: string): boolean {
   return TEMP_NAME.test(name);
@@ -98,6 +112,10 @@ export function startWatching(options: WatchOptions): Watcher {
   const queuedSet = new Set<string>();
   const running = new Map<string, Promise<void>>();
   const loggedNonTask = new Set<string>();
+  const waitingLogged = new Set<string>();
+  const changedAfterClaim = new Set<string>();
+  const expected = new Map<string, string | undefined>();
+  const incompleteGraceMs = config.queue.incomplete_grace_s * 1000;
   const gateQueue: string[] = [];
   const rejectedSeen = new Set<string>();
   let gateBusy: Promise<void> | null = null;
@@ -114,32 +132,61 @@ export function startWatching(options: WatchOptions): Watcher {
 
   // --- inbox/ -----------------------------------------------------------------------
   const consider = async (name: string): Promise<void> => {
-    if (stopping || queuedSet.has(name) || isIgnoredName(name)) return;
+    if (stopping || queuedSet.has(name)) return;
     const file = path.join(layout.inbox, name);
+    if (isIgnoredName(name)) {
+      // Our own temps live for milliseconds; anything else a person may wonder about.
+      if (!loggedNonTask.has(name) && tempWriterPid(name) === null && name !== '.gitkeep') log.info({ file: name }, 'ignored: names starting with "." or "~$" and temp/partial files (.tmp, .part, .crdownload, .swp) are never taken; rename it to take it');
+      loggedNonTask.add(name);
+      return;
+    }
     if (!name.toLowerCase().endsWith('.md')) {
       if (!loggedNonTask.has(name)) log.warn({ file: name }, 'not a .md task file; left where it is');
       loggedNonTask.add(name);
       return;
     }
+    if (safeTaskName(name) !== name && !loggedNonTask.has(name)) {
+      loggedNonTask.add(name);
+      log.warn({ file: name, claimed_as: safeTaskName(name) }, `the name is longer than ${MAX_TASK_NAME_BYTES} bytes; it is claimed under a shortened name`);
+    }
     const stat = await fs.stat(file).catch(() => null);
     // A scan and a watcher event can consider one name at the same time: only the first may queue it.
     if (stopping || queuedSet.has(name)) return;
     if (!stat?.isFile()) return void seen.delete(name);
-    // Renamed in after being written (createTask, temp+rename): complete at once.
+    // Renamed in after being written (createTask, temp+rename): complete at once (unless it
+    // was put back because it changed after a claim: its writer may still be at it).
     // Otherwise (a copy in progress) wait until size and mtime stay put for settleMs.
-    const publishedByRename = stat.ctimeMs - stat.mtimeMs > 1;
+    const publishedByRename = stat.ctimeMs - stat.mtimeMs > 1 && !changedAfterClaim.has(name);
     if (!publishedByRename && settleMs > 0) {
       const previous = seen.get(name);
       if (!previous || previous.size !== stat.size || previous.mtimeMs !== stat.mtimeMs) {
-        seen.set(name, { size: stat.size, mtimeMs: stat.mtimeMs, since: Date.now() });
+        seen.set(name, { size: stat.size, mtimeMs: stat.mtimeMs, since: performance.now() });
         setTimeout(() => void consider(name), settleMs + 25).unref();
         return;
       }
-      if (Date.now() - previous.since < settleMs) return;
+      if (performance.now() - previous.since < settleMs) return;
+    }
+    // Quiet is not complete (a writer may stall for minutes): a copied-in file is taken once it
+    // parses to a complete task, or once it has not changed for incomplete_grace_s (then it fails).
+    let expectSha256: string | undefined;
+    if (!publishedByRename) {
+      const content = stat.size <= MAX_TASK_BYTES ? await fs.readFile(file).catch(() => null) : Buffer.alloc(0);
+      if (!content) return;
+      const incomplete = stat.size <= MAX_TASK_BYTES ? incompleteReason(content, name) : null;
+      const age = Date.now() - stat.mtimeMs; // "in the future" (the clock went back): old
+      if (incomplete && age >= 0 && age < incompleteGraceMs) {
+        if (!waitingLogged.has(name)) log.info({ file: name, reason: incomplete }, `not a complete task yet (${incomplete}); waiting for its writer (queue.incomplete_grace_s)`);
+        waitingLogged.add(name);
+        return; // the next scan looks again
+      }
+      expectSha256 = createHash('sha256').update(content).digest('hex');
     }
     seen.delete(name);
+    waitingLogged.delete(name);
+    changedAfterClaim.delete(name);
     queuedSet.add(name);
     queued.push(name);
+    expected.set(name, expectSha256);
     pump();
   };
 
@@ -156,14 +203,19 @@ export function startWatching(options: WatchOptions): Watcher {
   };
 
   const runOne = async (name: string) => {
+    const expectSha256 = expected.get(name);
+    expected.delete(name);
     try {
       // A stopped run's incomplete patch gets 5 s of checks: stop() waits only SETTLE_MS for its report.
-      const result = await runTask(path.join(layout.inbox, name), { settings, log, signal: abort.signal, stopChecksGraceS: 5, ...(options.engine ? { engine: options.engine } : {}) });
+      const result = await runTask(path.join(layout.inbox, name), { settings, log, signal: abort.signal, stopChecksGraceS: 5, ...(options.engine ? { engine: options.engine } : {}), ...(expectSha256 ? { expectSha256 } : {}) });
       if (result.status !== 'ok' && result.report.error?.kind !== 'interrupted') lastError = `${result.report.finished_at} ${result.task_id}: ${result.report.error?.message ?? result.outcome}`;
       options.onResult?.(result);
     } catch (error) {
       // The claim rename failed with ENOENT: another worker (or a person) took it first.
-      if (error instanceof MetaAgentError && error.kind === 'input') log.debug({ file: name }, error.message);
+      if (error instanceof ClaimChanged) {
+        changedAfterClaim.add(name);
+        log.info({ file: name }, error.message);
+      } else if (error instanceof MetaAgentError && error.kind === 'input') log.debug({ file: name }, error.message);
       else fail(`task ${name} could not be run`, error);
     }
   };
@@ -213,7 +265,7 @@ export function startWatching(options: WatchOptions): Watcher {
 
   // --- the reconcile scan: the truth ----------------------------------------------------
   let lastRetention = -Infinity;
-  let tempSweepAt: number | null = Date.now() + staleMs + 1000;
+  let tempSweepAt: number | null = performance.now() + staleMs + 1000;
   const scan = async () => {
     if (stopping) return;
     try {
@@ -225,12 +277,14 @@ export function startWatching(options: WatchOptions): Watcher {
       }
       // The temps of a process killed just before this start are too young for the sweep at
       // start (it waits lease_stale_s): sweep once more when they are old enough.
-      if (tempSweepAt !== null && Date.now() >= tempSweepAt) {
+      if (tempSweepAt !== null && performance.now() >= tempSweepAt) {
         tempSweepAt = null;
         await removeDeadTemps(layout, staleMs).catch((error: unknown) => fail('removing dead temp files failed', error));
       }
       await recoverOrphans(layout, staleMs, log);
       const names = await fs.readdir(layout.inbox).catch(() => [] as string[]);
+      const present = new Set(names);
+      for (const n of loggedNonTask) if (!present.has(n)) loggedNonTask.delete(n); // logged again if it comes back
       const withTimes = await Promise.all(names.map(async (n) => ({ n, t: (await fs.stat(path.join(layout.inbox, n)).catch(() => null))?.mtimeMs ?? 0 })));
       for (const { n } of withTimes.sort((a, b) => a.t - b.t || a.n.localeCompare(b.n))) await consider(n);
       if (!gateBusy) await recoverInterruptedGateRuns(settings, log);

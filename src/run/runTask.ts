@@ -21,6 +21,7 @@ import { systemPrompt, userPrompt } from '../engines/prompt.ts';
 import { decideShell } from '../engines/shellTool.ts';
 import type { ChecksOutcome, Engine, EngineResult } from '../engines/types.ts';
 import { describeRegression, regressionsOf, Verifier } from '../engines/verify.ts';
+import { holdTaskId } from '../queue/taskIdLock.ts';
 import { claimTask, isDirectlyIn, markReported, settleClaim, type Disposition } from '../queue/folders.ts';
 import { anchoredMatcher, denyMatcher, scopeMatcher } from '../safety/globs.ts';
 import { modeProblems } from '../safety/modes.ts';
@@ -29,6 +30,7 @@ import { silentLogger } from '../log.ts';
 import { llmMissingMessage, projectFor, type Check, type Project, type Settings } from '../workspace/config.ts';
 import { displayPath } from '../workspace/layout.ts';
 import { publishUnique, replaceFile } from '../workspace/files.ts';
+import { faultPoint } from '../workspace/faults.ts';
 import { loggedCheck, preflightChecks, runCheck, withCheckCopy } from './checks.ts';
 import { baselineOnce, baselinesOf, markBaselines } from './baseline.ts';
 import { sandboxStatus } from '../safety/sandbox.ts';
@@ -50,6 +52,8 @@ export interface RunTaskOptions {
   hurry?: AbortSignal;
   /** After a stop (`signal`), how long those checks may take (default: incomplete.ts INTERRUPT_GRACE_S). */
   stopChecksGraceS?: number;
+  /** The hash of the task bytes the watcher judged complete: a claim of other bytes is put back (queue/folders.ts). */
+  expectSha256?: string;
 }
 
 export interface RunTaskResult {
@@ -75,6 +79,8 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
   const { layout } = settings;
   const runId = newRunId();
   const startedAt = new Date();
+  // The duration by the monotonic clock: the wall clock may jump back (NTP, a person) mid-run.
+  const startedMono = performance.now();
   const redact = makeRedactor(settings.env, settings.llm.apiKey ? [settings.llm.apiKey] : []);
   const inputFile = path.resolve(taskPath);
   const fileName = path.basename(inputFile);
@@ -82,15 +88,19 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
   let log = (options.log ?? silentLogger()).child({ run_id: runId, task_file: fileName });
 
   // Claim first: if another worker has it, this run did not happen (no report, no move).
-  const claim = claimed ? await claimTask(layout, inputFile, runId, settings.config.queue.lease_stale_s * 1000) : null;
+  const claim = claimed ? await claimTask(layout, inputFile, runId, settings.config.queue.lease_stale_s * 1000, options.expectSha256) : null;
   const file = claim?.file ?? inputFile;
+  // A lost lease (another worker took the task over while this process was frozen) stops the run.
+  const runSignal = claim ? (options.signal ? AbortSignal.any([options.signal, claim.lease.lost]) : claim.lease.lost) : options.signal;
 
   const state: RunState = { runId, startedAt, usage: emptyUsage(), task: null, project: null, engineName: options.engine?.name ?? settings.config.engine, shell: 'off' };
   let outcome: Outcome;
   let archived = false;
   let runSettings = settings;
+  let releaseTaskId: (() => Promise<void>) | null = null;
   try {
-    const task = parseTask(claim?.content ?? (await readTaskFile(file, fileName)), fileName);
+    // The claimed name: a name past the safe length was shortened by the claim (folders.ts).
+    const task = parseTask(claim?.content ?? (await readTaskFile(file, fileName)), claim?.name ?? fileName);
     state.task = task;
     log = log.child({ task_id: task.id });
     const project = projectFor(settings, task.project, fileName);
@@ -105,6 +115,8 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
     if (engine.name === 'openai' && !llmConfigured && !WORKS_WITHOUT_LLM.has(task.type)) {
       throw new MetaAgentError('config', llmMissingMessage(settings.llm), { file: 'meta-agent.yaml', field: 'llm' });
     }
+    // Another run of the same id (a second file with that id:) finishes first: one report and trajectory per run.
+    releaseTaskId = await holdTaskId(layout, task.id, settings.config.queue.lease_stale_s * 1000, runSignal, (settings.config.limits.task_timeout_s + 120) * 1000);
     const earlier = await archiveEarlierRun(layout, task.id);
     archived = true;
     if (earlier.unfinishedUsage) {
@@ -116,12 +128,12 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
     const useEngine = engine.name !== 'openai' || llmConfigured;
     // Decided once per run (config + sandbox), so the tool list never changes between steps.
     if (engine.name === 'openai' && useEngine) state.shell = await decideShell(settings);
-    outcome = await runInWorktree({ task, project, engine, useEngine, settings: runSettings, runId, redact, log, usage: state.usage, signal: options.signal, shell: state.shell, hurry: options.hurry, stopChecksGraceS: options.stopChecksGraceS });
+    outcome = await runInWorktree({ task, project, engine, useEngine, settings: runSettings, runId, redact, log, usage: state.usage, signal: runSignal, mayFile: claim ? () => claim.lease.verify() : undefined, shell: state.shell, hurry: options.hurry, stopChecksGraceS: options.stopChecksGraceS });
   } catch (error) {
     outcome = failedOutcome(error, state);
   }
 
-  const taskId = state.task?.id ?? fallbackId(fileName);
+  const taskId = state.task?.id ?? fallbackId(claim?.name ?? fileName);
   // A run that failed before archiving still must not overwrite an earlier report of this id.
   if (!archived) await archiveEarlierRun(layout, taskId);
   const paths = reportPaths(layout, taskId);
@@ -138,6 +150,12 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
   // The report is written before the task file moves (a crash in between finalizes on recovery, never re-runs).
   const destination = { ok: layout.done, error: layout.failed, interrupted: layout.inbox }[disposition.status];
   const predictedTaskFile = claim ? path.join(destination, claim.name) : file;
+  if (claim && !(await claim.lease.verify())) {
+    // Another worker owns the task now: its run reports; this one files nothing.
+    log.warn('the lease was lost while the run went on (this process was frozen or too slow); nothing is filed');
+    await releaseTaskId?.().catch(() => undefined);
+    throw claim.lease.lost.reason;
+  }
   const finishedAt = new Date();
   const report: Report = {
     ...redacted,
@@ -146,7 +164,7 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
     usage: state.usage,
     started_at: startedAt.toISOString(),
     finished_at: finishedAt.toISOString(),
-    duration_ms: finishedAt.getTime() - startedAt.getTime(),
+    duration_ms: Math.max(0, Math.round(performance.now() - startedMono)),
     task_file: displayPath(layout, predictedTaskFile),
     report_md: displayPath(layout, paths.md),
     checks_unsandboxed: settings.config.sandbox === 'none',
@@ -159,8 +177,10 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
   let taskFile = predictedTaskFile;
   try {
     written = await writeReport(layout, report);
+    faultPoint('after-report');
     if (claim) {
       await markReported(layout, claim, disposition);
+      faultPoint('after-ledger');
       taskFile = await settleClaim(layout, claim, disposition);
       if (taskFile !== predictedTaskFile) {
         report.task_file = displayPath(layout, taskFile);
@@ -173,6 +193,8 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
     log.error({ err: toErrorInfo(error) }, 'the run could not be recorded; the claim is released for recovery');
     await claim?.lease.release().catch(() => undefined);
     throw error;
+  } finally {
+    await releaseTaskId?.().catch(() => undefined);
   }
   log.info({ status: report.status, outcome: report.outcome, risk: report.risk_level, tokens: report.usage.prompt_tokens + report.usage.completion_tokens }, `run finished: ${report.outcome}`);
   return {
@@ -216,6 +238,8 @@ interface RunContext {
   shell: ShellMode;
   hurry: AbortSignal | undefined;
   stopChecksGraceS: number | undefined;
+  /** Checked just before a patch is filed: false when the task's lease was lost. */
+  mayFile?: (() => Promise<boolean>) | undefined;
 }
 
 /** The part of a run that needs the worktree; the worktree is gone when it returns. */
@@ -325,6 +349,7 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
       const kept = await keepIncompleteWork(rc, worktree, info, result, extras, abort.signal);
       return finalizeOutcome({ ...base, ...where }, { result, extras, ...kept, summary: `The run ended early: ${kept.error.message}\n\n${result.summary}` });
     }
+    if (rc.mayFile && !(await rc.mayFile())) throw rc.signal?.reason ?? new MetaAgentError('interrupted', 'the lease was lost; nothing is filed');
     const regressions = regressionsOf(checks, baseline);
     const risk = withRegressions(assessRisk(result.risk_level, diff.files, project), regressions);
     const patchFiles = await writePatch(rc, diff, worktree, risk.level, result.summary, extras, regressions);
@@ -541,6 +566,8 @@ async function keepIncompleteWork(rc: RunContext, worktree: Worktree, stopped: E
     return null;
   });
   if (!diff || diff.files.length === 0) return { changed: diff?.files ?? [], error: stopped, incomplete: false };
+  // The task was taken over (this process was frozen past its lease): the new owner files, not this one.
+  if (rc.mayFile && !(await rc.mayFile())) return { changed: diff.files, error: stopped, incomplete: false };
   const refusal = await refusedChange(rc, worktree, diff);
   if (refusal) {
     extras.notes.push(`The change so far was not saved as a patch: ${refusal.message}.`);
