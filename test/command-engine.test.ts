@@ -222,4 +222,43 @@ test('a command that runs past command.timeout_s: timeout, outcome limit_reached
   }
 });
 
+test('a change that writes the redaction marker is not proposed (the agent copied a secret it saw hidden); a file that already had it may keep it', async () => {
+  let c: Case | undefined;
+  try {
+    const script = `
+import { readFileSync, writeFileSync } from 'node:fs';
+const sizing = readFileSync('bot/sizing.py', 'utf8');
+writeFileSync('bot/sizing.py', sizing.replace('def position_size(', 'API_KEY = "[REDACTED]"\\ndef position_size('));
+`;
+    c = await setup(script, '  timeout_s: 20');
+    const result = await runTask(await writeTask(c.ws.settings.layout.inbox, 'marker.md', TASK), { settings: c.ws.settings });
+    const report = await checkAfterRun(c, result);
+    assert.is(report.status, 'error');
+    assert.is(report.error?.kind, 'scope');
+    assert.match(report.error!.message, /writes \[REDACTED\] .* into bot\/sizing\.py/);
+    assert.equal(report.patch_files, [], 'no patch');
+    assert.equal(await fs.readdir(c.ws.settings.layout.patches.pending).then((f) => f.filter((n) => !n.startsWith('.'))), []);
+  } finally {
+    await teardown(c);
+  }
+  // Positive control: moving a line that already holds the marker (a test fixture, say) is a change like any other.
+  try {
+    const script = `
+import { readFileSync, writeFileSync } from 'node:fs';
+writeFileSync('tests/test_new.py', 'def test_marker():\\n    assert "[REDACTED]" != "x"\\n');
+`;
+    c = await setup(script, '  timeout_s: 20');
+    await fs.writeFile(path.join(c.ws.repo, 'tests', 'test_new.py'), 'def test_marker():\n    assert "[REDACTED]" == "[REDACTED]"\n');
+    await execa('git', ['add', '.'], { cwd: c.ws.repo });
+    await execa('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qm', 'fixture'], { cwd: c.ws.repo });
+    c.before = await repoFingerprint(c.ws.repo);
+    const result = await runTask(await writeTask(c.ws.settings.layout.inbox, 'fixture.md', TASK), { settings: c.ws.settings });
+    const report = await checkAfterRun(c, result);
+    assert.is(report.error?.kind === 'scope', false, report.error?.message);
+    assert.is(report.patch_files.length, 2, 'the patch is proposed');
+  } finally {
+    await teardown(c);
+  }
+});
+
 test.run();

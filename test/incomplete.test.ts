@@ -207,6 +207,29 @@ test('Ctrl-C of a real `meta-agent run` while the model hangs after an edit: an 
   }
 });
 
+test('an incomplete patch that breaks a test that passed on the base: regressions and risk high in the report and the sidecar', async () => {
+  let c: Case | undefined;
+  try {
+    const breaking = toolCall('edit_file', { path: 'bot/sizing.py', old: 'if equity <= 0:', new: 'if equity <= 10**12:' });
+    c = await setup((request, index) => ((request.body?.messages?.length ?? 0) <= 2 ? breaking : listFiles()), 'limits:\n  max_steps: 3');
+    const result = await runTask(await writeTask(c.ws.settings.layout.inbox, 'broken.md', TASK), { settings: c.ws.settings });
+    const report = ReportSchema.parse(await readJson(result.report_path));
+    assert.is(report.incomplete, true);
+    assert.is(report.error?.kind, 'budget');
+    assert.is(report.tests?.passed, false, 'the broken change fails its tests');
+    assert.is(report.tests?.baseline_passed, true, 'they passed on the base');
+    assert.ok(report.regressions.length > 0, 'regressions are named');
+    assert.ok(report.regressions.every((r) => r.check === 'tests'), JSON.stringify(report.regressions));
+    assert.is(report.risk_level, 'high');
+    const sidecar = PatchSidecarSchema.parse(await readJson(path.join(c.ws.root, report.patch_files[1]!)));
+    assert.equal(sidecar.regressions, report.regressions, 'the sidecar learned of them after the checks');
+    assert.is(sidecar.risk_level, 'high');
+    assert.match(await fs.readFile(result.report_md_path, 'utf8'), /^# broken: ERROR \(limit reached, INCOMPLETE patch saved, \d+ REGRESSIONS?\)/);
+  } finally {
+    await teardown(c);
+  }
+});
+
 test('a limit reached without changes saves no patch (and the task is not marked incomplete)', async () => {
   let c: Case | undefined;
   try {

@@ -227,8 +227,13 @@ test('through watch, a task with front matter and only a Markdown body runs with
     await watcher.ready;
     const body = '# Check the position sizing\n\nMake sure `position_size` refuses a zero or negative equity (BODY-OBJECTIVE-7c1).';
     await writeTask(ws.settings.layout.inbox, 'from-notes.md', `---\r\nproject: bot\r\nscope: []\r\n---\r\n${body.replace(/\n/g, '\r\n')}\r\n`);
-    // Control: front matter with neither objective nor body is still the clear error.
-    await writeTask(ws.settings.layout.inbox, 'empty-body.md', '---\nproject: bot\n---\n<!-- nothing here -->\n');
+    // Control: front matter with neither objective nor body is still the clear error, at once
+    // when the file is published by rename (a file written in place could still be growing:
+    // it gets queue.incomplete_grace_s; see test/stall.test.ts).
+    const temp = await writeTask(ws.root, '.empty-body.md.tmp', '---\nproject: bot\n---\n<!-- nothing here -->\n');
+    const earlier = new Date(Date.now() - 60_000); // written a minute ago, renamed in now
+    await fs.utimes(temp, earlier, earlier);
+    await fs.rename(temp, path.join(ws.settings.layout.inbox, 'empty-body.md'));
     await waitFor('both tasks to run', () => results.length === 2);
     const ran = results.find((x) => x.task_id === 'from-notes')!;
     assert.is(ran.status, 'ok', ran.report.error?.message);

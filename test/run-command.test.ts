@@ -161,7 +161,8 @@ sandboxTest('run_command in the sandbox: a pytest node id, python3 -c and git lo
     script.push(
       toolCall('run_command', { command: 'python3 -m pytest -q -p no:cacheprovider tests/test_sizing.py::test_risk_based_size' }),
       record(toolCall('run_command', { command: 'python3 -c "print(6 * 7)"' })),
-      record(toolCall('run_command', { command: 'git log --format=%s && git blame -s bot/sizing.py | head -n 1 && git status --short' })),
+      // The tracked secret is in the history too: git log -p, git show and the object store must not have it.
+      record(toolCall('run_command', { command: 'git log --format=%s && git blame -s bot/sizing.py | head -n 1 && git status --short && echo STATUS_END; git log -p --all | grep -c canary-tracked-secret; git show HEAD:deploy/api_secret.txt; git cat-file --batch-all-objects --batch | grep -c canary-tracked-secret' })),
       record(toolCall('run_command', { command: probe(targets) })),
       // What one command writes in the worktree, the next one sees (and it lands in the patch).
       record(toolCall('run_command', { command: 'echo "# note from a command" >> bot/sizing.py && echo fresh > bot/made_by_command.txt' })),
@@ -175,8 +176,16 @@ sandboxTest('run_command in the sandbox: a pytest node id, python3 -c and git lo
     assert.match(pytest, /exit code 0/);
     assert.match(pytest, /1 passed/);
     assert.match(python, /^42$/m);
-    assert.match(history, /^deploy config$/m);
     assert.match(history, /^initial$/m);
+    // The commit that only added the denied file is left out of the history, with a note.
+    assert.not.match(history, /^deploy config$/m);
+    assert.not.ok(history.includes(SECRET_CANARY), `the denied file's content is nowhere in the history:\n${history}`);
+    assert.match(history, /^STATUS_END\n0\n[\s\S]*^0$/m, `git log -p and the object store hold no copy of it:\n${history}`);
+    // Positive control: the real repository's history has it, and the same grep finds it there.
+    assert.ok((await execa('git', ['log', '-p', '--all'], { cwd: s.ws.repo })).stdout.includes(SECRET_CANARY));
+    assert.match(history, /leaves out the 1 file\(s\) on the deny list/);
+    assert.match(history, /git status --short && echo STATUS_END[\s\S]*?\nSTATUS_END$/m);
+    assert.not.match(history.slice(0, history.indexOf('STATUS_END\n')), /deploy\/api_secret/, 'git status does not call the (empty) denied file new or changed');
     assert.match(history, /^\^?[0-9a-f]+ +1\) /m, `git blame works:\n${history}`);
     assert.match(probed, /^PROBE_END$/m, probed);
     for (const name of BLOCKED) assert.match(probed, new RegExp(`^${name} BLOCKED`, 'm'), `${name} got through:\n${probed}`);
@@ -346,8 +355,9 @@ test('tools.shell: unsandboxed offers run_command without a sandbox, and the rep
     assert.ok(toolNames(s.llm.requests[0]!).includes('run_command'));
     assert.match(String(s.llm.requests[0]!.body.tools.find((t: any) => t.function.name === 'run_command').function.description), /NOT sandboxed/);
     assert.match(answer, /^42$/m);
-    // git sees the history snapshot, not the real repository.
-    assert.match(history, /^deploy config$/m);
+    // git sees the history snapshot, not the real repository (where "deploy config" is).
+    assert.match(history, /^initial$/m);
+    assert.not.match(history, /^deploy config$/m);
     assert.is(result.report.shell, 'unsandboxed');
     assert.is(ReportSchema.parse(await readJson(result.report_path)).shell, 'unsandboxed');
     assert.match(await fs.readFile(result.report_md_path, 'utf8'), /run_command ran unsandboxed/);

@@ -8,7 +8,7 @@
 import type { ChatCompletion, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import { MetaAgentError } from '../contract/errors.ts';
 import { RISK_LEVELS, type Finding, type RiskLevel } from '../contract/report.ts';
-import { costUsd, nextReplyCap } from './budget.ts';
+import { costUsd, nextReplyCap, weightedTokens } from './budget.ts';
 import type { ChatModel } from './chatModel.ts';
 import { ConversationWindow, checkPromptCount, isContextOverflow, type Elision } from './history.ts';
 import { cutOutput, runTool, toolDefinitions, toolTarget } from './toolbox.ts';
@@ -107,7 +107,7 @@ export class AgentLoop {
       finish ??= finished;
     }
     // Calls written as text get their results in a user message (there is no call id to answer).
-    if (written.length) await this.say([...(mode === 'native' ? [TEXT_CALL_NOTE] : []), ...written].join('\n\n'));
+    if (written.length) await this.say([...(mode === 'native' ? [TEXT_CALL_NOTE] : []), ...written].join('\n\n'), true);
     if (usable) this.formatErrors = 0;
     else this.countFormatError('the arguments were not valid JSON');
     return finish;
@@ -153,7 +153,11 @@ export class AgentLoop {
     if (this.warned) return;
     const { limits } = this.ctx.settings.config;
     const u = this.ctx.usage;
-    const warning = wrapUpWarning({ steps: this.steps, maxSteps: limits.max_steps, spentTokens: u.prompt_tokens + u.completion_tokens, maxTokens: limits.max_tokens, lastCallTokens: (this.lastCall?.prompt ?? 0) + (this.lastCall?.completion ?? 0), deadline: this.ctx.deadline, timeoutMs: limits.task_timeout_s * 1000, now: Date.now() });
+    // Tokens as limits.max_tokens counts them: cached prompt tokens by their price ratio (budget.ts).
+    const prices = this.ctx.settings.llm.prices;
+    const last = this.lastCall;
+    const lastCallTokens = last ? weightedTokens({ prompt_tokens: last.prompt, cached_tokens: last.cached, completion_tokens: last.completion }, prices) : 0;
+    const warning = wrapUpWarning({ steps: this.steps, maxSteps: limits.max_steps, spentTokens: weightedTokens(u, prices), maxTokens: limits.max_tokens, lastCallTokens, deadline: this.ctx.deadline, timeoutMs: limits.task_timeout_s * 1000, now: Date.now() });
     if (!warning) return;
     this.warned = true;
     await this.say(warning);
@@ -219,8 +223,11 @@ export class AgentLoop {
     if (prices) u.cost_usd = costUsd(u, prices);
   }
 
-  private async say(content: string): Promise<void> {
-    this.messages.push({ role: 'user', content });
+  /** A user message; `observation`: it carries tool results (calls written as text), which elision may stub. */
+  private async say(content: string, observation = false): Promise<void> {
+    const message: ChatCompletionMessageParam = { role: 'user', content };
+    this.messages.push(message);
+    if (observation) this.context.markObservation(message);
     await this.ctx.record({ role: 'user', content });
   }
 

@@ -97,6 +97,8 @@ export class ConversationWindow {
   private window: number;
   /** Bumped by every elision: a request after it no longer extends the one before it. */
   private generation = 0;
+  /** User messages that carry tool results (calls written as text, and all of text mode): elided like tool messages. */
+  private readonly textResults = new WeakSet<ChatCompletionMessageParam>();
 
   constructor(
     /** The loop's conversation; elision rewrites tool messages in place. */
@@ -104,6 +106,11 @@ export class ConversationWindow {
     contextWindow: number,
   ) {
     this.window = contextWindow;
+  }
+
+  /** Marks a user message that carries tool results, so it can be elided like a tool message. */
+  markObservation(message: ChatCompletionMessageParam): void {
+    this.textResults.add(message);
   }
 
   get contextWindow(): number {
@@ -176,16 +183,16 @@ export class ConversationWindow {
    */
   private elideOldest(target: number, keep: number): number {
     const lastAssistant = this.messages.map((m) => m.role).lastIndexOf('assistant');
-    const seen = this.messages.flatMap((m, i) => (m.role === 'tool' && i < lastAssistant && !isStub(m.content) ? [i] : []));
+    const seen = this.messages.flatMap((m, i) => ((m.role === 'tool' || this.textResults.has(m)) && i < lastAssistant && !isStub(m.content) ? [i] : []));
     const candidates = seen.slice(0, Math.max(0, seen.length - keep));
     let elided = 0;
     for (const i of candidates) {
       if (this.estimate() <= target) break;
-      const message = this.messages[i] as Extract<ChatCompletionMessageParam, { role: 'tool' }>;
-      const stub = stubFor(this.callOf(message.tool_call_id, i));
+      const message = this.messages[i]!;
+      const stub = message.role === 'tool' ? stubFor(this.callOf(message.tool_call_id, i)) : `[results of earlier tool calls ${STUB_TAIL}`;
       const old = typeof message.content === 'string' ? message.content : JSON.stringify(message.content);
       if (old.length <= stub.length) continue;
-      this.messages[i] = { ...message, content: stub };
+      this.messages[i] = { ...message, content: stub } as ChatCompletionMessageParam;
       elided++;
     }
     return elided;

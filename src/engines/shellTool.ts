@@ -98,6 +98,8 @@ interface Session {
   worktree: string;
   /** The throwaway repository with the base commit's history; null if it could not be made. */
   gitDir: string | null;
+  /** Why there is no history (told to the model with its first command); null when there is. */
+  historyNote: string | null;
   /** "gitdir: <gitDir>", bound over the worktree's `.git` in the sandbox. */
   gitFile: string;
   /** What never counts as a change (as in the run's diff). */
@@ -129,10 +131,15 @@ async function openSession(ctx: EngineContext): Promise<Session> {
   const root = await fs.mkdtemp(path.join(os.tmpdir(), PREFIX));
   const worktree = await fs.realpath(ctx.worktree);
   const gitDir = path.join(root, 'history.git');
+  let historyNote: string | null = null;
   const made = await snapshotHistory(ctx, worktree, gitDir).then(
-    () => true,
+    (note) => {
+      historyNote = note;
+      return true;
+    },
     (error: Error) => {
       ctx.log.warn({ err: error.message }, 'run_command: no git history for the sandbox');
+      historyNote = 'git history is not available to run_command in this run (it could not be copied): git log, blame and show do not work here';
       return false;
     },
   );
@@ -141,24 +148,45 @@ async function openSession(ctx: EngineContext): Promise<Session> {
   const excludesFile = path.join(root, 'exclude');
   const links = ctx.project.link.map((l) => `/${toPosix(l).replace(/\/+$/, '')}`);
   await fs.writeFile(excludesFile, [...ALWAYS_EXCLUDED, ...links].join('\n') + '\n');
-  return { root, worktree, gitDir: made ? gitDir : null, gitFile, excludesFile, commands: 0 };
+  return { root, worktree, gitDir: made ? gitDir : null, historyNote, gitFile, excludesFile, commands: 0 };
 }
 
 /**
  * A repository of its own with the base commit's history (fetched from the real one) and
  * an index of the base commit, so git in the sandbox works without seeing the real `.git`.
+ * The history holds every version of every file: a file on the deny list that was ever
+ * committed would be one `git show` away, so such files are filtered out of all of it
+ * (fast-export limited to the other paths, into a fresh repository); the commit ids then
+ * differ from the real ones, and the returned note says so.
  */
-async function snapshotHistory(ctx: EngineContext, worktree: string, gitDir: string): Promise<void> {
+async function snapshotHistory(ctx: EngineContext, worktree: string, gitDir: string): Promise<string | null> {
   const git = (args: string[], input?: string) => execa('git', args, { env: { GIT_TERMINAL_PROMPT: '0' }, ...(input === undefined ? { stdin: 'ignore' as const } : { input }) });
-  await git(['init', '--quiet', '--bare', gitDir]);
+  const fetched = `${gitDir}.fetched`;
+  await git(['init', '--quiet', '--bare', fetched]);
+  await git(['--git-dir', fetched, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', ctx.project.repoPath, ctx.baseCommit]);
+  await git(['--git-dir', fetched, 'update-ref', 'refs/heads/base', ctx.baseCommit]);
+  const everCommitted = new Set((await git(['--git-dir', fetched, 'log', '--name-only', '--format=', '-z', 'refs/heads/base'])).stdout.split(/\0|\n/));
+  const secrets = [...everCommitted].filter((rel) => rel && ctx.denied(rel)).sort();
+  let note: string | null = null;
+  if (secrets.length === 0) await fs.rename(fetched, gitDir);
+  else {
+    await git(['init', '--quiet', '--bare', gitDir]);
+    const exported = execa('git', ['--git-dir', fetched, 'fast-export', '--signed-tags=strip', '--tag-of-filtered-object=drop', '--reencode=yes', 'refs/heads/base', '--', '.', ...secrets.map((rel) => `:(exclude,literal)${rel}`)], { stdin: 'ignore', buffer: false });
+    await exported.pipe('git', ['--git-dir', gitDir, 'fast-import', '--quiet']);
+    await fs.rm(fetched, { recursive: true, force: true });
+    // In the worktree those files are there (empty): git here does not call them new.
+    await fs.mkdir(path.join(gitDir, 'info'), { recursive: true });
+    await fs.appendFile(path.join(gitDir, 'info', 'exclude'), secrets.map((rel) => `/${rel.replace(/([*?[\]\\!#])/g, '\\$1')}\n`).join(''));
+    note = `git history here leaves out the ${secrets.length} file(s) on the deny list that were ever committed, so commit ids differ from the real repository's`;
+  }
   await git(['--git-dir', gitDir, 'config', 'core.bare', 'false']);
-  await git(['--git-dir', gitDir, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', ctx.project.repoPath, ctx.baseCommit]);
-  await git(['--git-dir', gitDir, 'update-ref', '--no-deref', 'HEAD', ctx.baseCommit]);
-  await git(['--git-dir', gitDir, '--work-tree', worktree, 'read-tree', ctx.baseCommit]);
+  await git(['--git-dir', gitDir, 'symbolic-ref', 'HEAD', 'refs/heads/base']);
+  await git(['--git-dir', gitDir, '--work-tree', worktree, 'read-tree', 'HEAD']);
   // Denied files read as empty in the sandbox: git there does not call them changed.
   const tracked = (await git(['--git-dir', gitDir, 'ls-files', '-z'])).stdout.split('\0').filter((rel) => rel && ctx.denied(rel));
   if (tracked.length) await git(['--git-dir', gitDir, 'update-index', '--skip-worktree', '-z', '--stdin'], tracked.join('\0') + '\0');
   await git(['--git-dir', gitDir, '--work-tree', worktree, 'update-index', '-q', '--refresh']).catch(() => undefined);
+  return note;
 }
 
 export async function runCommand(ctx: EngineContext, args: { command?: unknown; timeout_s?: unknown }): Promise<string> {
@@ -198,6 +226,7 @@ export async function runCommand(ctx: EngineContext, args: { command?: unknown; 
     const more = undone.length > LISTED_FILES ? ` and ${undone.length - LISTED_FILES} more` : '';
     parts.push(`[meta-agent undid the command's changes outside this task's scope or to files on the deny list: ${shown}${more}. Only files in the task scope may change.]`);
   }
+  if (session.historyNote && /\bgit\b/.test(args.command)) parts.push(`[meta-agent: ${session.historyNote}]`);
   return parts.join('\n');
 }
 

@@ -83,6 +83,8 @@ export interface Watcher {
 }
 
 const TEMP_NAME = /^(\.|~\$)|\.(tmp|part|crdownload|swp)$/i;
+/** A stopped run's checks on its incomplete patch: stop() waits only SETTLE_MS for the run's report. */
+const STOP_CHECKS_GRACE_S = 5;
 
 /** Why a file's bytes are not a complete task yet (null: they are): what parsing it says. */
 function incompleteReason(content: Buffer, name: string): string | null {
@@ -207,7 +209,7 @@ export function startWatching(options: WatchOptions): Watcher {
     expected.delete(name);
     try {
       // A stopped run's incomplete patch gets 5 s of checks: stop() waits only SETTLE_MS for its report.
-      const result = await runTask(path.join(layout.inbox, name), { settings, log, signal: abort.signal, stopChecksGraceS: 5, ...(options.engine ? { engine: options.engine } : {}), ...(expectSha256 ? { expectSha256 } : {}) });
+      const result = await runTask(path.join(layout.inbox, name), { settings, log, signal: abort.signal, stopChecksGraceS: STOP_CHECKS_GRACE_S, ...(options.engine ? { engine: options.engine } : {}), ...(expectSha256 ? { expectSha256 } : {}) });
       if (result.status !== 'ok' && result.report.error?.kind !== 'interrupted') lastError = `${result.report.finished_at} ${result.task_id}: ${result.report.error?.message ?? result.outcome}`;
       options.onResult?.(result);
     } catch (error) {
@@ -345,7 +347,8 @@ export function startWatching(options: WatchOptions): Watcher {
     log.info({ root: layout.root, concurrency, polling: poll }, 'watching inbox/, patches/approved/, patches/rejected/');
     if (stopping) return;
     const supervisorLog = options.supervisorLog ?? createLogger({ logsDir: layout.logs, prefix: 'supervisor', console: 'none', redact: makeRedactor(settings.env) });
-    scheduler = startScheduler(settings, supervisorLog, { signal: abort.signal, ...(options.clock ? { clock: options.clock } : {}), ...(options.engine ? { engine: options.engine } : {}) });
+    // Like the queue's runs: a stopped cycle task's incomplete patch gets 5 s of checks.
+    scheduler = startScheduler(settings, supervisorLog, { signal: abort.signal, stopChecksGraceS: STOP_CHECKS_GRACE_S, ...(options.clock ? { clock: options.clock } : {}), ...(options.engine ? { engine: options.engine } : {}) });
     if (scheduler) {
       await scheduler.start();
       log.info({ jobs: config.supervisor.schedule.map((j) => `${j.cron} ${j.goal}`), timezone: config.supervisor.timezone }, 'supervisor schedule active');

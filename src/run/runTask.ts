@@ -20,12 +20,12 @@ import { OpenAIEngine } from '../engines/openai.ts';
 import { systemPrompt, userPrompt } from '../engines/prompt.ts';
 import { decideShell } from '../engines/shellTool.ts';
 import type { ChecksOutcome, Engine, EngineResult } from '../engines/types.ts';
-import { describeRegression, regressionsOf, Verifier } from '../engines/verify.ts';
+import { describeRegression, regressionsOf, Verifier, type Baselines } from '../engines/verify.ts';
 import { holdTaskId } from '../queue/taskIdLock.ts';
 import { claimTask, isDirectlyIn, markReported, settleClaim, type Disposition } from '../queue/folders.ts';
 import { anchoredMatcher, denyMatcher, scopeMatcher } from '../safety/globs.ts';
 import { modeProblems } from '../safety/modes.ts';
-import { makeRedactor, type Redactor } from '../safety/redact.ts';
+import { makeRedactor, REDACTED, type Redactor } from '../safety/redact.ts';
 import { silentLogger } from '../log.ts';
 import { llmMissingMessage, projectFor, type Check, type Project, type Settings } from '../workspace/config.ts';
 import { displayPath } from '../workspace/layout.ts';
@@ -532,6 +532,26 @@ function linkedAbort(outer: AbortSignal | undefined, timeoutS: number) {
   };
 }
 
+/**
+ * The file whose added lines carry the redaction marker more often than its removed lines
+ * did: the agent copied text it saw redacted (write_file and edit_file refuse that; a
+ * run_command or the command engine could still do it). Null when there is none.
+ */
+function writesRedactionMarker(patch: Buffer): string | null {
+  let file: string | null = null;
+  const balance = new Map<string, number>();
+  const count = (line: string) => line.split(REDACTED).length - 1;
+  let header = false; // between "diff --git" and the first hunk: ---/+++ name the files there
+  for (const line of patch.toString('utf8').split('\n')) {
+    if (line.startsWith('diff --git ')) [header, file] = [true, line.replace(/^diff --git a\/.* b\//, '')];
+    else if (line.startsWith('@@')) header = false;
+    else if (header) continue;
+    else if (file && line.startsWith('+')) balance.set(file, (balance.get(file) ?? 0) + count(line));
+    else if (file && line.startsWith('-')) balance.set(file, (balance.get(file) ?? 0) - count(line));
+  }
+  return [...balance].find(([, n]) => n > 0)?.[0] ?? null;
+}
+
 /** Why a change cannot be proposed (the gate would refuse it too), or null. */
 async function refusedChange(rc: RunContext, worktree: Worktree, diff: { patch: Buffer; files: string[] }): Promise<{ message: string; violations: string[] } | null> {
   const { config } = rc.settings;
@@ -544,8 +564,11 @@ async function refusedChange(rc: RunContext, worktree: Worktree, diff: { patch: 
   const modeIssues = [...new Set(badModes.flatMap((m) => m.problems))];
   const violations = [...new Set([...diff.files.filter((f) => denied(f) || !inScope(f)), ...badModes.map((m) => m.path)])];
   const tooBig = diff.patch.length > config.patch.max_bytes || diff.files.length > config.patch.max_files;
-  if (violations.length === 0 && !tooBig) return null;
-  const message = modeIssues.length
+  const marker = writesRedactionMarker(diff.patch);
+  if (violations.length === 0 && !tooBig && !marker) return null;
+  const message = marker
+    ? `the change writes ${REDACTED} (the marker the agent saw in place of a secret) into ${marker}: it would replace the real value in the bot's code`
+    : modeIssues.length
     ? `the change cannot be proposed: ${modeIssues.join('; ')}`
     : violations.length
       ? `the change touches files outside the task scope or on the deny list: ${violations.join(', ')}`
@@ -584,11 +607,15 @@ async function keepIncompleteWork(rc: RunContext, worktree: Worktree, stopped: E
   const window = checksWindow(runSignal, { outer: rc.signal, hurry: rc.hurry, stopGraceS: rc.stopChecksGraceS }, rc.settings.config.limits.check_timeout_s);
   let checks: ChecksOutcome = { tests: null, dry_run: null };
   let ran: Parameters<typeof incompleteNotes>[0]['checks'] = 'ran';
+  let baseline: Baselines | null = null;
   try {
     if (!rc.project.test && !rc.project.dry_run) ran = 'none configured';
     else {
       checks = await runChecks(rc, worktree, window.signal);
-      if (!window.signal.aborted) markBaselines(checks, await baselinesOf({ settings: rc.settings, project: rc.project, runId: rc.runId, baseCommit: worktree.baseCommit, redact: rc.redact, log: rc.log }, window.signal));
+      if (!window.signal.aborted) {
+        baseline = await baselinesOf({ settings: rc.settings, project: rc.project, runId: rc.runId, baseCommit: worktree.baseCommit, redact: rc.redact, log: rc.log }, window.signal);
+        markBaselines(checks, baseline);
+      }
     }
   } catch (error) {
     ran = { skipped: toErrorInfo(error).message };
@@ -600,7 +627,18 @@ async function keepIncompleteWork(rc: RunContext, worktree: Worktree, stopped: E
   extras.notes.push(...incompleteNotes({ patch: patchFiles[0]!, files: diff.files, why, agentFinished: result !== null, checks: ran, graceS: window.graceS, cut }));
   const beside = (await pendingPatchesOf(layout, rc.task.id)).filter((f) => f !== files[0]);
   if (beside.length) extras.notes.push(`Filed beside ${beside.map((f) => displayPath(layout, f)).join(', ')}, which ${beside.length === 1 ? 'is' : 'are'} still waiting for review; approve or reject each on its own.`);
-  return { changed: diff.files, checks, risk, patchFiles, error: why, incomplete: true };
+  // What passed on the base and fails now, said first as for a finished run. The patch was
+  // filed before the checks ran: its sidecar learns of them now (unless a person already moved it).
+  const regressions = baseline && !cut ? regressionsOf(checks, baseline) : [];
+  const finalRisk = withRegressions(risk, regressions);
+  if (regressions.length) {
+    const sidecarFile = files[1]!;
+    await fs
+      .readFile(sidecarFile, 'utf8')
+      .then((text) => replaceFile(sidecarFile, JSON.stringify({ ...(JSON.parse(text) as PatchSidecar), regressions, risk_level: finalRisk.level }, null, 2) + '\n'))
+      .catch((error: unknown) => rc.log.warn({ err: toErrorInfo(error).message }, 'the incomplete patch moved before its regressions could be noted in its sidecar'));
+  }
+  return { changed: diff.files, checks, risk: finalRisk, regressions, patchFiles, error: why, incomplete: true };
 }
 
 async function runChecks(rc: RunContext, worktree: Worktree, signal: AbortSignal, which: CheckName | null = null): Promise<ChecksOutcome> {

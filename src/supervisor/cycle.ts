@@ -37,6 +37,8 @@ export interface CycleOptions {
   planner?: Planner;
   /** Engine for tasks this process runs itself. */
   engine?: Engine;
+  /** After a stop (`signal`), how long the checks on a task's incomplete patch may take (runTask's stopChecksGraceS). */
+  stopChecksGraceS?: number;
   /** Polled before each task: true stops creating tasks (a trading window opened). */
   shouldStop?: () => string | null;
   waitTimeoutMs?: number;
@@ -252,7 +254,7 @@ async function createPlannedTask(
  */
 async function runOrAwait(settings: Settings, file: string, id: string, options: CycleOptions, log: Logger): Promise<Report | null> {
   try {
-    const result = await runTask(file, { settings, log, ...(options.signal ? { signal: options.signal } : {}), ...(options.engine ? { engine: options.engine } : {}) });
+    const result = await runTask(file, { settings, log, ...(options.signal ? { signal: options.signal } : {}), ...(options.engine ? { engine: options.engine } : {}), ...(options.stopChecksGraceS !== undefined ? { stopChecksGraceS: options.stopChecksGraceS } : {}) });
     if (result.report.error?.kind !== 'interrupted') return result.report;
   } catch (error) {
     if (error instanceof MetaAgentError && error.kind === 'input') log.info({ task: id }, 'a watcher took the task; waiting for its report');

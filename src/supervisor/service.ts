@@ -7,13 +7,14 @@ import { Scheduler } from './schedule.ts';
 import { hurrySwitch, windDown } from '../queue/windDown.ts';
 
 /** A scheduler for the config's jobs, or null when there are none. */
-export function startScheduler(settings: Settings, log: Logger, options: { clock?: Clock; engine?: Engine; signal?: AbortSignal; tickMs?: number } = {}): Scheduler | null {
+export function startScheduler(settings: Settings, log: Logger, options: { clock?: Clock; engine?: Engine; signal?: AbortSignal; tickMs?: number; stopChecksGraceS?: number } = {}): Scheduler | null {
   if (settings.config.supervisor.schedule.length === 0) return null;
   const cycleOptions = {
     log,
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.engine ? { engine: options.engine } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.stopChecksGraceS !== undefined ? { stopChecksGraceS: options.stopChecksGraceS } : {}),
   };
   return new Scheduler({
     settings,
