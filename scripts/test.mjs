@@ -25,7 +25,7 @@ const TEST_DIR = path.join(ROOT, 'test');
  * bursts of watch processes): run alone after the others, so a busy machine does not fail them.
  */
 const ALONE = new Map([
-  ['queue.test.ts', '500 tasks through four watch processes, with deadlines'],
+  ['queue.test.ts', '500 tasks through four watch processes, each waiting for progress'],
   ['soak.test.ts', 'three simulated nights: restarts, kills and deadlines across many processes'],
 ]);
 
