@@ -90,8 +90,9 @@ test('escapes through the file tools are refused, shown to the model, and leave 
       assert.not.match(r, /\.env[:.]/);
     }, () => toolCall('search', { pattern: 'EXCHANGE_SECRET', path: 'deploy' })),
     after('search EXCHANGE_SECRET in deploy/', (r) => {
-      // Only the denied file matches: nothing of it is shown.
-      assert.not.match(r, /deploy|EXCHANGE_SECRET=|\.env/);
+      // Only the denied file matches: nothing of it is shown, not even its name (the answer may repeat the folder asked for).
+      assert.match(r, /^no matches for \/EXCHANGE_SECRET\//);
+      assert.not.match(r, /deploy\/|EXCHANGE_SECRET=|\.env/);
     }, () => toolCall('list_files', { path: '.' })),
     after('list_files .', (r) => {
       const files = r.split('\n');

@@ -9,6 +9,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { test } from 'uvu';
+import { numberLine } from '../src/engines/editMatch.ts';
 import * as assert from 'uvu/assert';
 import { execa } from 'execa';
 import { runTask } from '../src/run/runTask.ts';
@@ -388,7 +389,10 @@ test('end to end: the model reads exchange code with the literals hidden and nam
     // What the model saw: the file byte for byte, but for the secret values (the passphrase through the environment net).
     let expected = EXCHANGE_PY;
     for (const value of Object.values(secrets)) expected = expected.replace(value, REDACTED);
-    assert.is(seen[0], `bot/exchange.py (${EXCHANGE_PY.split('\n').length} lines)\n${expected}`);
+    // read_file's numbered lines (a final newline ends the last line; it is not a line of its own).
+    const lines = expected.replace(/\n$/, '').split('\n');
+    const numbered = lines.map((line, i) => numberLine(i + 1, line, String(lines.length).length)).join('\n');
+    assert.is(seen[0], `bot/exchange.py (${lines.length} lines)\n${numbered}`);
     assert.ok(seen[0]!.includes('return Client(api_key=settings.api_key, api_secret=settings.api_secret, testnet=settings.testnet)'));
     assert.ok(seen[0]!.includes(`return ccxt.binance({'apiKey': os.environ['BINANCE_API_KEY'], 'secret': os.environ['BINANCE_SECRET']})`));
     // The edits: the copied one applies; the marker is refused with an explanation; a redacted "old" is explained.
