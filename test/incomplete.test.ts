@@ -219,7 +219,7 @@ test('an incomplete patch that breaks a test that passed on the base: regression
     assert.is(report.tests?.passed, false, 'the broken change fails its tests');
     assert.is(report.tests?.baseline_passed, true, 'they passed on the base');
     assert.ok(report.regressions.length > 0, 'regressions are named');
-    assert.ok(report.regressions.every((r) => r.check === 'tests'), JSON.stringify(report.regressions));
+    assert.ok(report.regressions.some((r) => r.check === 'tests' && r.test?.startsWith('tests/test_sizing.py::')), JSON.stringify(report.regressions));
     assert.is(report.risk_level, 'high');
     const sidecar = PatchSidecarSchema.parse(await readJson(path.join(c.ws.root, report.patch_files[1]!)));
     assert.equal(sidecar.regressions, report.regressions, 'the sidecar learned of them after the checks');

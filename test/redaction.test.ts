@@ -396,7 +396,7 @@ test('end to end: the model reads exchange code with the literals hidden and nam
     assert.ok(seen[0]!.includes('return Client(api_key=settings.api_key, api_secret=settings.api_secret, testnet=settings.testnet)'));
     assert.ok(seen[0]!.includes(`return ccxt.binance({'apiKey': os.environ['BINANCE_API_KEY'], 'secret': os.environ['BINANCE_SECRET']})`));
     // The edits: the copied one applies; the marker is refused with an explanation; a redacted "old" is explained.
-    assert.is(seen[1], 'edited bot/exchange.py');
+    assert.is(seen[1], 'edited bot/exchange.py at line 21');
     assert.match(seen[2]!, /^ERROR: refused: the text for bot\/exchange.py contains \[REDACTED\], the marker meta-agent shows in place of a secret/);
     assert.match(seen[3]!, /^ERROR: refused: the text for bot\/exchange.py contains \[REDACTED\]/);
     assert.match(seen[4]!, /^ERROR: "old" was not found in bot\/exchange.py: it contains \[REDACTED\], where meta-agent hid a secret from you/);
