@@ -21,7 +21,7 @@ import { localTime, nextRuns } from './supervisor/schedule.ts';
 import { printSchedule } from './supervisor/osSchedule.ts';
 import { startSchedulerService } from './supervisor/service.ts';
 import { diagnose, findingLine, runDoctor, verdictLine } from './service/doctor.ts';
-import { progressStream } from './service/progress.ts';
+import { printable, progressStream } from './service/progress.ts';
 import { approvePatch, rejectPatch } from './gate/decide.ts';
 import { processApprovedPatch } from './gate/gate.ts';
 import { gateLine, review, workspaceStatus, formatAge } from './ui/terminal.ts';
@@ -373,7 +373,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       if (opts.json) return io.out(JSON.stringify(status, null, 2));
       io.out(Object.entries(status.counts).map(([k, v]) => `${k}: ${v}`).join('   '));
       if (status.pending.length === 0) io.out('no pending patches');
-      for (const p of status.pending) io.out(`${p.id}${p.incomplete ? '  INCOMPLETE' : ''}  risk ${p.risk_level ?? '?'}  ${formatAge(p.age_s)} old  ${p.files.join(', ')}\n    ${p.summary.split('\n')[0]}`);
+      for (const p of status.pending) io.out(`${p.id}${p.regressions.length ? `  ${p.regressions.length} REGRESSION${p.regressions.length === 1 ? '' : 'S'}` : ''}${p.incomplete ? '  INCOMPLETE' : ''}  risk ${p.risk_level ?? '?'}  ${formatAge(p.age_s)} old  ${printable(p.files.join(', '))}\n    ${printable(p.summary.split('\n')[0] ?? '')}`);
     });
 
   program

@@ -97,6 +97,9 @@ test('a model that breaks a passing test is refused at finish twice (the test na
     const firstLine = cli.stdout.split('\n').find((l) => l.startsWith('exit-code: '));
     assert.is(firstLine, `exit-code: OK (completed) WITH 1 REGRESSION: ${BROKEN_BY_AGENT}`);
     assert.match(cli.stdout, '  risk: high;');
+    // `status` lists the pending patch with its regression first.
+    const status = await execa(process.execPath, [BIN, 'status', '--root', ws.root], { reject: false, env: { OPENAI_API_KEY: '' }, extendEnv: true, timeout: 60_000 });
+    assert.match(status.stdout, /^exit-code\S*  1 REGRESSION  risk high /m);
 
     // The dashboard: the report list, the report and the patch say so first.
     const ui = await startUi({ settings: ws.settings, log: silentLogger() });
@@ -104,6 +107,8 @@ test('a model that breaks a passing test is refused at finish twice (the test na
     try {
       const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
       await page.goto(ui.url);
+      await page.waitForSelector('#patches-pending li .b-regressions', { state: 'attached' });
+      assert.is(await page.locator('#patches-pending li .b-regressions').first().textContent(), '1 regression', 'the review queue says so too');
       await page.click('nav button[data-tab="reports"]');
       assert.is(await page.locator('#reports tr[data-id="exit-code"] .badge').first().textContent(), '1 regression');
       await page.click('#reports tr[data-id="exit-code"]');

@@ -54,6 +54,8 @@ export interface PendingPatch {
   project: string | null;
   /** The run stopped before the agent finished; this is its work so far. */
   incomplete: boolean;
+  /** Checks (or single tests) that passed on the base commit and fail with this patch. */
+  regressions: string[];
 }
 
 export async function listPending(settings: Settings): Promise<PendingPatch[]> {
@@ -74,6 +76,9 @@ export async function listPending(settings: Settings): Promise<PendingPatch[]> {
         summary: (sidecar?.summary as string) ?? '',
         project: (sidecar?.project as string) ?? null,
         incomplete: sidecar?.incomplete === true,
+        regressions: Array.isArray(sidecar?.regressions)
+          ? (sidecar.regressions as Array<{ check?: unknown; test?: unknown }>).map((g) => (typeof g.test === 'string' ? g.test : g.check === 'dry_run' ? 'the dry run' : 'the tests'))
+          : [],
       };
     }),
   );

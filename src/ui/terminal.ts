@@ -9,6 +9,7 @@ import { approvePatch, listPending, rejectPatch, type PendingPatch } from '../ga
 import { processApprovedPatch, type GateResult } from '../gate/gate.ts';
 import { reportOfPatch } from './state.ts';
 import { countTasks } from '../queue/retry.ts';
+import { printable } from '../service/progress.ts';
 
 export interface WorkspaceStatus {
   counts: Record<string, number>;
@@ -81,6 +82,8 @@ export async function review(settings: Settings, options: { io: { out: (t: strin
       // `<id>.<run_id>.patch` belongs to task <id>: the report is found through the sidecar.
       const report = await reportOfPatch(settings, patch.file);
       io.out(bold(`\n[${i + 1}/${pending.length}] ${patch.id}  (${patch.project ?? '?'}, risk ${patch.risk_level ?? '?'}, ${formatAge(patch.age_s)} old)${patch.incomplete ? '  INCOMPLETE: the run stopped before the agent finished' : ''}`));
+      // Test names come from the repository's test output: no escape sequence reaches the terminal.
+      if (patch.regressions.length) io.out(bold(`  REGRESSIONS: ${printable(patch.regressions.join(', '))} passed on the base commit and fail with this patch`));
       if (report?.summary) io.out(report.summary);
       if (report) io.out(`tests: ${report.tests ? (report.tests.passed ? 'passed' : 'FAILED') : 'not run'}; dry run: ${report.dry_run ? (report.dry_run.passed ? 'passed' : 'FAILED') : 'not run'}`);
       io.out(colorDiff(await fs.readFile(patch.file, 'utf8')));
