@@ -661,7 +661,7 @@ class Soak {
     const known = (await names(ledger)).join('\n');
     const stuck: string[] = [];
     for (const name of (await names(l.processing)).filter((x) => x.endsWith('.md'))) {
-      const note = await fs.readFile(path.join(l.processing, `.${name}.owner.json`), 'utf8').then((t) => JSON.parse(t) as { pid: number; run_id: string; since: string }, () => null);
+      const note = await fs.readFile(path.join(l.processing, `.${name}.owner.json`), 'utf8').then((t) => JSON.parse(t) as { pid: number; run_id: string; since: string }).catch(() => null); // half-written: looked at again
       if (!note || note.pid !== this.service.pid || Date.now() - Date.parse(note.since) < 10_000) continue;
       let recorded = false;
       for (const f of known.split('\n').filter((x) => x.startsWith(name.replace(/[^A-Za-z0-9._-]/g, '_')))) {

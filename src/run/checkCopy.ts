@@ -45,7 +45,7 @@ const PREFIX = 'meta-agent-check-';
 const PARALLEL = 32;
 
 export async function makeCheckCopy(worktree: string, project: Project, options: CopyOptions = {}): Promise<CheckCopy> {
-  const started = Date.now();
+  const started = performance.now(); // monotonic: the wall clock may be set back meanwhile
   await removeDeadCopies();
   const root = await fs.mkdtemp(path.join(os.tmpdir(), `${PREFIX}${process.pid}-`));
   const dir = path.join(root, 'work');
@@ -83,7 +83,7 @@ export async function makeCheckCopy(worktree: string, project: Project, options:
       linkSources.push(source);
     }
     if (options.owner) await chownTree(root, options.owner);
-    return { root, dir, home, tmp, links: linkSources, files: copied, ms: Date.now() - started, remove };
+    return { root, dir, home, tmp, links: linkSources, files: copied, ms: Math.round(performance.now() - started), remove };
   } catch (error) {
     await remove();
     throw error;

@@ -67,7 +67,9 @@ export async function preflightChecks(settings: Settings, project: Project, work
 
 /** Runs one check in `copy`; a failing command is a result, a command that cannot start is a config error. */
 export async function runCheck(check: Check, copy: CheckCopy, settings: Settings, project: Project, redact: Redactor, signal?: AbortSignal): Promise<CheckResult> {
-  const started = Date.now();
+  // The monotonic clock: a wall clock set back during the check (NTP, a person) would make the
+  // duration negative, and a record the gate reads back after a crash would fail its schema.
+  const started = performance.now();
   const mode = await requireSandbox(settings);
   const cwd = path.join(copy.dir, check.cwd);
   const token = randomBytes(12).toString('hex');
@@ -126,7 +128,7 @@ export async function runCheck(check: Check, copy: CheckCopy, settings: Settings
     command: check.command,
     exit_code: exitCode,
     passed: exitCode === 0 && !timedOut,
-    duration_ms: Date.now() - started,
+    duration_ms: Math.round(performance.now() - started),
     output_tail: redact(tail(output) + note),
     baseline_passed: null,
     timed_out: timedOut,
