@@ -65,7 +65,7 @@ export interface SoakOptions {
 /** How long a frozen service stays stopped: past the soak's lease_stale_s (3 s) and proper-lockfile's floor. */
 const FREEZE_MS = 5000;
 
-export type FaultKind = 'kill_mid_task_night' | 'kill_mid_task_day' | 'kill_mid_gate' | 'kill_gate_after_commit' | 'clock_jump' | 'enospc_window' | 'human_conflicting_commit' | 'freeze_mid_task' | 'stalled_writer';
+export type FaultKind = 'kill_mid_task_night' | 'kill_mid_task_day' | 'kill_mid_gate' | 'kill_gate_after_commit' | 'clock_jump' | 'enospc_window' | 'human_conflicting_commit' | 'freeze_mid_task' | 'stalled_writer' | 'clock_back_mid_task';
 
 export interface NightRecord {
   night: number;
@@ -139,6 +139,8 @@ interface NightPlan {
   freeze: boolean;
   /** One slow drop stalls longer than settle_ms between its chunks (a slow network copy). */
   stall: boolean;
+  /** The service's wall clock set back an hour while it runs a task, until the end of the day (issue 14). */
+  clockBack: boolean;
   redrop: boolean;
 }
 
@@ -247,6 +249,7 @@ class Soak {
       this.service = new Service(this.ws.root, {
         META_AGENT_CLOCK_FILE: this.ws.clockFile,
         META_AGENT_FAULT_ENOSPC: this.ws.enospcFlag,
+        META_AGENT_FAULT_CLOCK_SKEW_FILE: this.clockSkewFile(),
         OPENAI_BASE_URL: '',
         META_AGENT_MODEL: '',
         OPENAI_API_KEY: '',
@@ -294,11 +297,12 @@ class Soak {
     const clockJump = forced(1) || (!none && r.chance(0.2)) ? { hours: r.int(2, 5), minutes: r.int(0, 59) } : null;
     const commit = r.chance(0.6) ? (r.chance(0.5) ? 'conflicting' : 'elsewhere') : null;
     const drops = Array.from({ length: r.int(0, 2) }, () => ({ slow: r.chance(0.4), type: r.chance(0.5) ? ('custom' as const) : ('audit_code' as const) }));
-    const base: Omit<NightPlan, 'freeze' | 'stall'> = { killTask, killTaskDelayMs: r.int(0, 1500), killGate, killGateDelayMs: r.int(0, 1500), enospc, clockJump, commit, commitFirst: r.chance(0.5), drops, redrop: r.chance(0.15) };
+    const base: Omit<NightPlan, 'freeze' | 'stall' | 'clockBack'> = { killTask, killTaskDelayMs: r.int(0, 1500), killGate, killGateDelayMs: r.int(0, 1500), enospc, clockJump, commit, commitFirst: r.chance(0.5), drops, redrop: r.chance(0.15) };
     // Drawn last, so the faults above stay what they were for a seed.
     const freeze = forced(0) || (!none && r.chance(0.2));
     const stall = !none && (forced(2) || r.chance(0.3));
-    return { ...base, freeze, stall };
+    const clockBack = forced(1) || (!none && r.chance(0.2));
+    return { ...base, freeze, stall, clockBack };
   }
 
   private async runNight(n: number, date: LocalDate): Promise<Breach[]> {
@@ -339,6 +343,7 @@ class Soak {
     await sleep(600);
     if (plan.killTask === 'day') this.arm('kill_mid_task_day', n, () => this.hasClaim(), plan.killTaskDelayMs);
     if (plan.freeze) this.arm('freeze_mid_task', n, () => this.hasClaim(), plan.killTaskDelayMs);
+    if (plan.clockBack) this.arm('clock_back_mid_task', n, () => this.hasClaim(), plan.killTaskDelayMs);
     if (plan.killGate === 'random') this.arm('kill_mid_gate', n, () => this.gateBusy(), plan.killGateDelayMs);
     if (plan.killGate === 'commit') this.arm('kill_gate_after_commit', n, () => this.gateJustCommitted(), 0);
     if (plan.enospc?.phase === 'day') this.enospc(plan.enospc.afterMs, plan.enospc.durationMs, 'day');
@@ -476,6 +481,11 @@ class Soak {
     this.log(`[soak] note: ${kind}: ${detail}`);
   }
 
+  /** Milliseconds the service's wall clock (Date) is moved by: src/workspace/faults.ts. */
+  private clockSkewFile(): string {
+    return path.join(path.dirname(this.ws.clockFile), 'clock-skew-ms.txt');
+  }
+
   private arm(kind: FaultKind, night: number, condition: () => Promise<boolean>, delayMs: number): void {
     this.armed.push({ kind, night, condition, delayMs, fired: false, busy: false });
   }
@@ -487,6 +497,7 @@ class Soak {
       if (!a.fired) this.faultsSkipped[a.kind] = (this.faultsSkipped[a.kind] ?? 0) + 1;
     }
     this.armed = [];
+    await fs.writeFile(this.clockSkewFile(), '0\n'); // the clock set right again (NTP), if it was set back
     await Promise.all(this.enospcRuns);
     this.enospcRuns = [];
     await this.service.settled();
@@ -514,6 +525,7 @@ class Soak {
       a.fired = true;
       const what = await this.describeMoment();
       if (a.kind === 'freeze_mid_task') await this.service.freeze(FREEZE_MS);
+      else if (a.kind === 'clock_back_mid_task') await fs.writeFile(this.clockSkewFile(), `${-3_600_000}\n`);
       else await this.service.killAndRestart();
       this.fault(a.kind, what);
     } finally {

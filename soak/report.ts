@@ -26,6 +26,7 @@ const FAULT_TEXT: Record<string, string> = {
   human_conflicting_commit: "the person committed in bot/sizing.py, where the agent's notes go",
   freeze_mid_task: 'SIGSTOP of the service for 5 s (past lease_stale_s) while a task was in processing/, then SIGCONT',
   stalled_writer: 'a task copied in by a writer that stalled 1.5 s (5x settle_ms) inside its front matter',
+  clock_back_mid_task: "the service's wall clock set back an hour while a task was in processing/ (set right at the end of the day)",
   llm_429: 'a 429 (burst within llm.max_retries)',
   llm_429_exhausted: 'a 429 burst longer than llm.max_retries (the task fails)',
   llm_500: 'a 500 from the model endpoint',
