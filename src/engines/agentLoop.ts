@@ -157,7 +157,7 @@ export class AgentLoop {
     const prices = this.ctx.settings.llm.prices;
     const last = this.lastCall;
     const lastCallTokens = last ? weightedTokens({ prompt_tokens: last.prompt, cached_tokens: last.cached, completion_tokens: last.completion }, prices) : 0;
-    const warning = wrapUpWarning({ steps: this.steps, maxSteps: limits.max_steps, spentTokens: weightedTokens(u, prices), maxTokens: limits.max_tokens, lastCallTokens, deadline: this.ctx.deadline, timeoutMs: limits.task_timeout_s * 1000, now: Date.now() });
+    const warning = wrapUpWarning({ steps: this.steps, maxSteps: limits.max_steps, spentTokens: weightedTokens(u, prices), maxTokens: limits.max_tokens, lastCallTokens, deadline: this.ctx.deadline, timeoutMs: limits.task_timeout_s * 1000, now: performance.now() });
     if (!warning) return;
     this.warned = true;
     await this.say(warning);

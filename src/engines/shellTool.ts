@@ -240,7 +240,7 @@ interface Ran {
 }
 
 async function execute(ctx: EngineContext, session: Session, mode: 'sandboxed' | 'unsandboxed', command: string, timeoutS: number, home: string, tmp: string): Promise<Ran> {
-  const started = Date.now();
+  const started = performance.now();
   const windows = process.platform === 'win32';
   const sandboxed = mode === 'sandboxed';
   const token = randomBytes(12).toString('hex');
@@ -351,7 +351,7 @@ async function execute(ctx: EngineContext, session: Session, mode: 'sandboxed' |
   }
   const all = dropped ? `${head}\n[... ${dropped} characters of output not kept ...]\n${output}` : head + output;
   if (sandboxed && exitCode === 1 && all.startsWith('bwrap: ')) throw new ToolError(`the sandbox could not start the command: ${all.split('\n')[0]}`);
-  return { exitCode, signal: result.signal ?? null, output: all, timedOut, aborted: ctx.signal.aborted, ms: Date.now() - started };
+  return { exitCode, signal: result.signal ?? null, output: all, timedOut, aborted: ctx.signal.aborted, ms: Math.round(performance.now() - started) };
 }
 
 /** The checks' sandbox, with the worktree itself writable and the history snapshot as its `.git`. */

@@ -33,7 +33,7 @@ export interface EngineContext {
   log: Logger;
   /** Aborted on timeout or Ctrl-C; `signal.reason` is a MetaAgentError. */
   signal: AbortSignal;
-  /** When the run's time is up (epoch ms; limits.task_timeout_s after the start): the agent is warned before it. */
+  /** When the run's time is up, on the monotonic clock (performance.now(); limits.task_timeout_s after the start): the agent is warned before it. */
   deadline?: number;
   /** Owned by the run, so usage survives an engine that ends by throwing. */
   usage: Usage;

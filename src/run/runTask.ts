@@ -512,7 +512,8 @@ function emptyUsage(): Usage {
 /** One signal for the whole run: the caller's (Ctrl-C) or the task timeout, with a MetaAgentError reason. */
 function linkedAbort(outer: AbortSignal | undefined, timeoutS: number) {
   const controller = new AbortController();
-  const deadline = Date.now() + timeoutS * 1000;
+  // Monotonic: a wall clock set back (or forward) does not move the run's end.
+  const deadline = performance.now() + timeoutS * 1000;
   const timer = setTimeout(
     () => controller.abort(new MetaAgentError('timeout', `the task ran longer than limits.task_timeout_s (${timeoutS} s) and was stopped`)),
     timeoutS * 1000,
