@@ -80,10 +80,6 @@ export const LlmCompatSchema = z.strictObject({
     .enum(['max_tokens', 'max_completion_tokens'])
     .optional()
     .describe('Name of the reply cap; default: max_completion_tokens for api.openai.com, max_tokens for other servers (Ollama ignores max_completion_tokens)'),
-  stream: z
-    .boolean()
-    .default(false)
-    .refine((stream) => !stream, 'streaming is not implemented: meta-agent reads whole replies; remove llm.compat.stream or set it to false'),
 });
 
 export const LlmConfigSchema = z.strictObject({

@@ -54,7 +54,7 @@ export interface LlmSettings {
   contextWindow: number;
   prices?: Config['llm']['prices'];
   toolMode: Config['llm']['tool_mode'];
-  compat: Omit<Config['llm']['compat'], 'stream'>;
+  compat: Config['llm']['compat'];
 }
 
 export interface Settings {
