@@ -17,7 +17,7 @@ import type { Check, Project, Settings } from '../workspace/config.ts';
 import { scrubbedEnv } from '../safety/env.ts';
 import { denyMatcher } from '../safety/globs.ts';
 import type { Redactor } from '../safety/redact.ts';
-import { CHECK_GID, CHECK_UID, bwrapCommand, dropsPrivileges, findProgram, requireSandbox, sandboxTools, toolchainDirs, type SandboxMode } from '../safety/sandbox.ts';
+import { CHECK_GID, CHECK_UID, bwrapCommand, dropsPrivileges, findProgram, requireSandbox, sandboxTools, toolchainDirs, userHomes, withRealPaths, type SandboxMode } from '../safety/sandbox.ts';
 import { CHECK_MARKER, killGroup, killMarked } from '../safety/processes.ts';
 import { makeCheckCopy, type CheckCopy } from './checkCopy.ts';
 
@@ -153,7 +153,7 @@ async function sandboxed(check: Check, program: string, env: Record<string, stri
   const tools = await sandboxTools(settings);
   // Each by its literal and its real path: a workspace or home reached through a symlink
   // (~/bots -> /opt/bots) must not show up under a system folder the sandbox binds.
-  const homes = await withRealPaths(await homeFolders(settings));
+  const homes = await withRealPaths(await userHomes(settings.env));
   const workspace = await withRealPaths([settings.layout.root]);
   const programs = [program, ...(await venvInterpreters(copy.links))];
   const realRepo = await fs.realpath(project.repoPath).catch(() => project.repoPath);
@@ -169,21 +169,6 @@ async function sandboxed(check: Check, program: string, env: Record<string, stri
     },
     [program, ...check.argv.slice(1)],
   );
-}
-
-/** The user's home folders: never visible in the sandbox, except a toolchain inside one. */
-async function homeFolders(settings: Settings): Promise<string[]> {
-  const homes = new Set<string>(['/root', os.homedir()]);
-  if (settings.env.HOME) homes.add(path.resolve(settings.env.HOME));
-  for (const name of await fs.readdir('/home').catch(() => [] as string[])) homes.add(path.join('/home', name));
-  return [...homes];
-}
-
-/** The paths and, where it differs, the real path of each (symlinks resolved); a missing one stays literal. */
-async function withRealPaths(paths: string[]): Promise<string[]> {
-  const all = new Set(paths);
-  for (const p of paths) all.add(await fs.realpath(p).catch(() => p));
-  return [...all];
 }
 
 /** A linked virtualenv's base interpreter (pyvenv.cfg `home =`), which lives outside the venv. */

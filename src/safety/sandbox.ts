@@ -282,8 +282,8 @@ export async function toolchainDirs(programs: string[], pathDirs: string[], home
 }
 
 /**
- * The user's home folders: never visible in the sandbox, except a toolchain inside one.
- * (The same list as the checks' sandbox builds.)
+ * The user's home folders: never visible in the sandbox (checks' and run_command's),
+ * except a toolchain inside one.
  */
 export async function userHomes(env: Readonly<Record<string, string | undefined>>): Promise<string[]> {
   const homes = new Set<string>(['/root', os.homedir()]);
