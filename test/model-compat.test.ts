@@ -280,11 +280,11 @@ test('a 400 for temperature drops it; a 400 about something else is not retried 
   });
 });
 
-test('llm.compat takes only what is built: an unknown key (stream: streaming is not built) is a config error naming the field', () => {
+test('llm.compat: an unknown key is a config error naming the field; stream, max_tokens_param parse', () => {
   const yaml = (compat: string) => `llm:\n  compat:\n${compat}\nprojects:\n  bot:\n    repo: r\n`;
   const error = (() => {
     try {
-      settingsFromYaml(yaml('    stream: true'), layoutFor('/tmp/x'), {});
+      settingsFromYaml(yaml('    num_ctx: 8192'), layoutFor('/tmp/x'), {});
     } catch (e) {
       return e;
     }
@@ -292,9 +292,11 @@ test('llm.compat takes only what is built: an unknown key (stream: streaming is 
   assert.instance(error, MetaAgentError);
   assert.is((error as MetaAgentError).kind, 'config');
   assert.match((error as Error).message, /llm\.compat/);
-  assert.match((error as Error).message, /stream/);
-  const settings = settingsFromYaml(yaml('    max_tokens_param: max_tokens'), layoutFor('/tmp/x'), {});
+  assert.match((error as Error).message, /num_ctx/);
+  const settings = settingsFromYaml(yaml('    max_tokens_param: max_tokens\n    stream: true'), layoutFor('/tmp/x'), {});
   assert.is(settings.llm.compat.max_tokens_param, 'max_tokens');
+  assert.is(settings.llm.compat.stream, true);
+  assert.is(settingsFromYaml(yaml('    {}'), layoutFor('/tmp/x'), {}).llm.compat.stream, undefined, 'whole replies unless asked');
   assert.is(settings.llm.retryBudgetMs, 300_000, 'retry_budget_s defaults to 300');
   assert.is(settings.llm.maxRetries, undefined, 'no count cap unless configured');
 });

@@ -80,6 +80,10 @@ export const LlmCompatSchema = z.strictObject({
     .enum(['max_tokens', 'max_completion_tokens'])
     .optional()
     .describe('Name of the reply cap; default: max_completion_tokens for api.openai.com, max_tokens for other servers (Ollama ignores max_completion_tokens)'),
+  stream: z
+    .boolean()
+    .optional()
+    .describe('Stream replies (stream: true, with stream_options.include_usage) and put them back together; a slow local model then meets llm.request_timeout_s only as a silence between chunks. Default: false (whole replies)'),
 });
 
 export const LlmConfigSchema = z.strictObject({

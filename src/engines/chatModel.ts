@@ -6,7 +6,10 @@
  * Servers differ in the parameters they accept: `llm.compat` sets them, and a 400 naming
  * one we sent (o-series models refuse `parallel_tool_calls`, some servers
  * `max_completion_tokens`) is retried once without it; the choice holds for the run.
- * Outages are retried by llmRetry.ts.
+ * Outages are retried by llmRetry.ts. With `llm.compat.stream` the reply is streamed (a long
+ * local generation then never meets the request timeout, only a silence does) and put back
+ * together by streamedReply.ts; a server refusing `stream_options` streams without usage,
+ * which is then estimated.
  */
 import OpenAI from 'openai';
 import type { ChatCompletion, ChatCompletionCreateParamsNonStreaming, ChatCompletionMessageParam, ChatCompletionTool } from 'openai/resources/chat/completions';
@@ -16,6 +19,8 @@ import { silentLogger } from '../log.ts';
 import type { LlmSettings } from '../workspace/config.ts';
 import { llmMissingMessage } from '../workspace/config.ts';
 import { RetriesExhausted, withRetries, type RetryPolicy } from './llmRetry.ts';
+import { estimateTokens } from './history.ts';
+import { readStreamedReply } from './streamedReply.ts';
 import { TOOL_DEFINITIONS } from './toolbox.ts';
 
 /** The model endpoint as a small interface, so the loop does not care how it is reached. */
@@ -52,7 +57,7 @@ function isOpenAIApi(llm: LlmSettings): boolean {
 }
 
 /** The parameters a 400 may refuse and we can do without (or name differently). */
-const ADJUSTABLE = ['parallel_tool_calls', 'max_completion_tokens', 'max_tokens', 'temperature'] as const;
+const ADJUSTABLE = ['parallel_tool_calls', 'max_completion_tokens', 'max_tokens', 'temperature', 'stream_options', 'stream'] as const;
 type Adjustable = (typeof ADJUSTABLE)[number];
 const REFUSAL = /unsupported|not supported|does not support|unrecognized|unknown (parameter|field|argument)|not permitted|extra (inputs|fields)|not allowed/i;
 
@@ -74,6 +79,8 @@ export function openAIChatModel(llm: LlmSettings, log: Logger = silentLogger(), 
     parallelToolCalls: llm.compat.parallel_tool_calls ?? (openAI ? false : undefined),
     capParam: (llm.compat.max_tokens_param ?? (openAI ? 'max_completion_tokens' : 'max_tokens')) as 'max_tokens' | 'max_completion_tokens' | null,
     temperature: llm.temperature,
+    stream: llm.compat.stream ?? false,
+    streamUsage: true,
   };
   const refused = new Set<Adjustable>();
   const body = (messages: ChatCompletionMessageParam[], cap: number | undefined): ChatCompletionCreateParamsNonStreaming => ({
@@ -84,11 +91,18 @@ export function openAIChatModel(llm: LlmSettings, log: Logger = silentLogger(), 
     ...(sending.temperature !== undefined ? { temperature: sending.temperature } : {}),
     ...(cap !== undefined && sending.capParam ? { [sending.capParam]: cap } : {}),
   });
+  /** The parameters sent besides the body: what a 400 may name. */
+  const streaming = (): { stream?: true; stream_options?: { include_usage: boolean } } =>
+    sending.stream ? { stream: true, ...(sending.streamUsage ? { stream_options: { include_usage: true } } : {}) } : {};
   /** Stops sending a refused parameter (a refused cap name: the other one, or none if both were refused); returns what is sent instead, for the log. */
   const adjust = (param: Adjustable, refusedBefore: ReadonlySet<Adjustable>): string => {
     if (param === 'parallel_tool_calls') sending.parallelToolCalls = undefined;
     else if (param === 'temperature') sending.temperature = undefined;
-    else {
+    else if (param === 'stream_options') sending.streamUsage = false;
+    else if (param === 'stream') {
+      sending.stream = false;
+      return 'with whole replies instead';
+    } else {
       const other = param === 'max_tokens' ? 'max_completion_tokens' : 'max_tokens';
       sending.capParam = refusedBefore.has(other) ? null : other;
       if (sending.capParam) return `with ${sending.capParam} instead`;
@@ -102,10 +116,14 @@ export function openAIChatModel(llm: LlmSettings, log: Logger = silentLogger(), 
     async complete(messages, signal, options = {}) {
       for (;;) {
         const request = body(messages, options.maxCompletionTokens);
+        const extra = streaming();
         try {
-          return await withRetries(
+          const reply = await withRetries(
             // A fresh signal per request: the client adds a listener to it and never removes it.
-            () => client.chat.completions.create(request, { signal: AbortSignal.any([signal]) }),
+            () =>
+              extra.stream
+                ? readStreamedReply((s) => client.chat.completions.create({ ...request, ...extra, stream: true }, { signal: s }), AbortSignal.any([signal]), llm.requestTimeoutMs)
+                : client.chat.completions.create(request, { signal: AbortSignal.any([signal]) }),
             {
               policy,
               signal,
@@ -116,8 +134,9 @@ export function openAIChatModel(llm: LlmSettings, log: Logger = silentLogger(), 
                 ),
             },
           );
+          return reply.usage ? reply : withEstimatedUsage(reply, messages);
         } catch (error) {
-          const param = signal.aborted ? null : refusedParameter(error, Object.keys(request));
+          const param = signal.aborted ? null : refusedParameter(error, [...Object.keys(request), ...Object.keys(extra)]);
           // Each parameter is dropped once per run, so this loop ends.
           if (!param || refused.has(param)) throw toLlmError(error, llm, signal);
           const instead = adjust(param, refused);
@@ -127,6 +146,17 @@ export function openAIChatModel(llm: LlmSettings, log: Logger = silentLogger(), 
       }
     },
   };
+}
+
+/**
+ * A reply without usage (a stream whose server refused `stream_options`, or a server that
+ * never reports it) gets an estimate, so token budgets still hold.
+ */
+function withEstimatedUsage(reply: ChatCompletion, messages: ChatCompletionMessageParam[]): ChatCompletion {
+  const message = reply.choices[0]?.message;
+  const prompt = estimateTokens(messages);
+  const completion = Math.ceil((JSON.stringify(message?.tool_calls ?? []).length + (message?.content ?? '').length) / 4);
+  return { ...reply, usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion } };
 }
 
 export function toLlmError(error: unknown, llm: LlmSettings, signal: AbortSignal): Error {

@@ -143,7 +143,7 @@ function resolveSettings(config: Config, layout: Layout, env: Record<string, str
     requestTimeoutMs: config.llm.request_timeout_s * 1000,
     contextWindow: config.llm.context_window,
     toolMode: config.llm.tool_mode,
-    compat: { ...(config.llm.compat.parallel_tool_calls !== undefined ? { parallel_tool_calls: config.llm.compat.parallel_tool_calls } : {}), ...(config.llm.compat.max_tokens_param ? { max_tokens_param: config.llm.compat.max_tokens_param } : {}) },
+    compat: { ...(config.llm.compat.parallel_tool_calls !== undefined ? { parallel_tool_calls: config.llm.compat.parallel_tool_calls } : {}), ...(config.llm.compat.max_tokens_param ? { max_tokens_param: config.llm.compat.max_tokens_param } : {}), ...(config.llm.compat.stream !== undefined ? { stream: config.llm.compat.stream } : {}) },
     ...(baseURL ? { baseURL } : {}),
     ...(apiKey ? { apiKey } : {}),
     ...(config.llm.temperature !== undefined ? { temperature: config.llm.temperature } : {}),

@@ -13,6 +13,13 @@ export interface Reply {
   /** Never answer (until the client gives up or the server closes). */
   hang?: boolean;
   delayMs?: number;
+  /**
+   * For a streamed request (`stream: true`): the chunks to send instead of the body cut into
+   * chunks by toChunks(); and how the stream ends: `done` (data: [DONE]), `cut` (the socket is
+   * destroyed halfway), `stall` (half the chunks, then silence).
+   */
+  chunks?: unknown[];
+  streamEnd?: 'done' | 'cut' | 'stall';
 }
 
 export type Script = Array<Reply | ((request: RecordedRequest) => Reply)> | ((request: RecordedRequest, index: number) => Reply);
@@ -97,7 +104,9 @@ export async function startFakeLlm(script: Script): Promise<FakeLlm> {
       }
       if (reply.hang) return;
       const send = () => {
-        res.writeHead(reply.status ?? 200, { 'content-type': 'application/json', ...(reply.headers ?? {}) });
+        const status = reply.status ?? 200;
+        if (body?.stream === true && status === 200) return sendStream(res, reply, Boolean(body.stream_options?.include_usage));
+        res.writeHead(status, { 'content-type': 'application/json', ...(reply.headers ?? {}) });
         res.end(JSON.stringify(reply.body ?? {}));
       };
       if (reply.delayMs) setTimeout(send, reply.delayMs);
@@ -119,4 +128,46 @@ export async function startFakeLlm(script: Script): Promise<FakeLlm> {
         server.close(() => resolve());
       }),
   };
+}
+
+/**
+ * A whole completion cut into the chunks a server streams, as OpenAI does: a role chunk,
+ * content in pieces, each tool call opened (index, id, type, name) then its arguments in
+ * pieces, a finish_reason chunk, and a usage chunk (no choices) when asked for.
+ * `style: 'ollama'` sends what Ollama does: finish_reason "" on every chunk but the last,
+ * each tool call whole in one chunk without index or type.
+ */
+export function toChunks(completion: any, options: { includeUsage?: boolean; style?: 'openai' | 'ollama'; pieceChars?: number } = {}): unknown[] {
+  const { id, created, model, usage } = completion;
+  const choice = completion.choices?.[0] ?? {};
+  const message = choice.message ?? {};
+  const style = options.style ?? 'openai';
+  const size = options.pieceChars ?? 7;
+  const empty = style === 'ollama' ? '' : null;
+  const chunk = (delta: unknown, finish: string | null = empty) => ({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }] });
+  const pieces = (text: string) => (text.match(new RegExp(`[\\s\\S]{1,${size}}`, 'g')) ?? []) as string[];
+  const out: unknown[] = [chunk({ role: 'assistant', content: style === 'ollama' ? (message.content ?? '') : '' })];
+  if (style !== 'ollama') for (const piece of pieces(message.content ?? '')) out.push(chunk({ content: piece }));
+  (message.tool_calls ?? []).forEach((call: any, index: number) => {
+    if (style === 'ollama') {
+      out.push(chunk({ tool_calls: [{ id: call.id, function: { name: call.function.name, arguments: call.function.arguments } }] }));
+      return;
+    }
+    out.push(chunk({ tool_calls: [{ index, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] }));
+    for (const piece of pieces(call.function.arguments)) out.push(chunk({ tool_calls: [{ index, function: { arguments: piece } }] }));
+  });
+  out.push(chunk({}, choice.finish_reason ?? 'stop'));
+  if (options.includeUsage && usage) out.push({ id, object: 'chat.completion.chunk', created, model, choices: [], usage });
+  return out;
+}
+
+function sendStream(res: http.ServerResponse, reply: Reply, includeUsage: boolean): void {
+  const chunks = reply.chunks ?? toChunks(reply.body, { includeUsage });
+  const end = reply.streamEnd ?? 'done';
+  const sent = end === 'done' ? chunks : chunks.slice(0, Math.max(1, Math.floor(chunks.length / 2)));
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', ...(reply.headers ?? {}) });
+  for (const c of sent) res.write(`data: ${JSON.stringify(c)}\n\n`);
+  if (end === 'done') res.end('data: [DONE]\n\n');
+  else if (end === 'cut') setTimeout(() => res.socket?.destroy(), 20);
+  // 'stall': the response stays open, silent, until the client gives up or the server closes.
 }
