@@ -247,8 +247,7 @@ export async function lockActivity(
       };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw error;
-      const note = await readOwner(target);
-      if (note && ownerOnThisHost(note) === 'dead') {
+      if (await lockIsDead(target, options.staleMs)) {
         await clearLease(target);
         continue;
       }
@@ -256,4 +255,40 @@ export async function lockActivity(
       await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** Math.min(attempt, 5))));
     }
   }
+}
+
+/**
+ * Whether an activity lock (lockActivity) is dead: its owner is gone from this host, or,
+ * when that cannot be told (no note, another host), its lock was not refreshed for
+ * `staleMs`. A lock time more than `staleMs` in the future counts as old: the clock went
+ * back since it was last refreshed, and a live owner would have refreshed it with the new
+ * time by now (proper-lockfile alone would keep it for as long as the clock jumped).
+ */
+export async function lockIsDead(target: string, staleMs: number): Promise<boolean> {
+  const note = await readOwner(target);
+  if (note && note.pid === process.pid && note.host === thisHost()) return false;
+  const local = note ? ownerOnThisHost(note) : 'unknown';
+  if (local !== 'unknown') return local === 'dead';
+  const stat = await fs.stat(lockPath(target)).catch(() => null);
+  if (!stat) return false;
+  const age = Date.now() - stat.mtimeMs;
+  return age > staleMs || age < -staleMs;
+}
+
+/**
+ * Removes the dead activity locks in `dir` (lockActivity's `.<name>.lock` and owner note),
+ * which nothing else would remove when the same name is never locked again (a task id
+ * whose run was killed and that never runs again). Returns the names cleared.
+ */
+export async function clearDeadLocks(dir: string, staleMs: number): Promise<string[]> {
+  const cleared: string[] = [];
+  for (const entry of await fs.readdir(dir).catch(() => [] as string[])) {
+    const name = /^\.(.+)\.lock$/.exec(entry)?.[1];
+    if (!name) continue;
+    const target = path.join(dir, name);
+    if (!(await lockIsDead(target, staleMs))) continue;
+    await clearLease(target);
+    cleared.push(name);
+  }
+  return cleared;
 }

@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Layout } from '../workspace/layout.ts';
 import { Ledger, ledgerKey } from './ledger.ts';
+import { clearDeadTaskIdLocks } from './taskIdLock.ts';
 import { clearLease, killLeftoverGroup, leaseAlive, pidAlive, readOwner } from './lease.ts';
 import { tempWriterPid } from '../workspace/files.ts';
 import { ledgerFor, moveClaimed, moveUnique, takePrivately, type Disposition } from './folders.ts';
@@ -39,6 +40,7 @@ const jumpsLogged = new Set<string>();
 
 export async function recoverOrphans(layout: Layout, staleMs: number, log: Logger): Promise<RecoveryResult> {
   const result: RecoveryResult = { returned: [], failed: [], finalized: [] };
+  await clearDeadTaskIdLocks(layout, staleMs, log);
   const names = await fs.readdir(layout.processing).catch(() => [] as string[]);
   for (const entry of names) {
     if (entry.startsWith('.taken-')) {

@@ -7,7 +7,10 @@
  */
 import path from 'node:path';
 import type { Layout } from '../workspace/layout.ts';
-import { lockActivity } from './lease.ts';
+import type { Logger } from 'pino';
+import { clearDeadLocks, lockActivity } from './lease.ts';
+
+const locksDir = (layout: Layout) => path.join(layout.state, 'runs');
 
 /**
  * Waits (polling) until no other run of `id` is going on; an abort of `signal` ends the wait.
@@ -15,7 +18,7 @@ import { lockActivity } from './lease.ts';
  * a lock never released by a bug must not hold back every later run of the id.
  */
 export async function holdTaskId(layout: Layout, id: string, staleMs: number, signal: AbortSignal | undefined, maxWaitMs: number): Promise<() => Promise<void>> {
-  const target = path.join(layout.state, 'runs', id);
+  const target = path.join(locksDir(layout), id);
   const deadline = performance.now() + maxWaitMs;
   for (;;) {
     // Lost only if this process was frozen past staleMs and another host took it: the other
@@ -26,4 +29,10 @@ export async function holdTaskId(layout: Layout, id: string, staleMs: number, si
     if (performance.now() > deadline) return async () => undefined;
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
+}
+
+/** Clears the task-id locks of dead runs (a run killed holding one, whose id never runs again). */
+export async function clearDeadTaskIdLocks(layout: Layout, staleMs: number, log: Logger): Promise<void> {
+  const cleared = await clearDeadLocks(locksDir(layout), staleMs);
+  if (cleared.length) log.info({ task_ids: cleared }, `removed the task-id locks of ${cleared.length} dead run(s)`);
 }
