@@ -5,9 +5,7 @@
  * 429 with Retry-After, an outage shorter and longer than llm.retry_budget_s, and the
  * backoff schedule itself with an injected clock.
  */
-import { Writable } from 'node:stream';
 import OpenAI from 'openai';
-import pino from 'pino';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MetaAgentError } from '../src/contract/errors.ts';
@@ -19,6 +17,7 @@ import { runTask } from '../src/run/runTask.ts';
 import { settingsFromYaml, type LlmSettings } from '../src/workspace/config.ts';
 import { layoutFor } from '../src/workspace/layout.ts';
 import { finish, startFakeLlm, textReply, toolCall, type FakeLlm, type Reply, type Script } from './helpers/fakeLlm.ts';
+import { capturedLog, llmSettings, withServer } from './helpers/llmCalls.ts';
 import { makeWorkspace, readJson, writeTask, type TestWorkspace } from './helpers/workspace.ts';
 
 const TASK = `---
@@ -48,32 +47,7 @@ async function runScripted(script: Script, name: string): Promise<{ llm: FakeLlm
   return { llm, ws, report: ReportSchema.parse(await readJson(result.report_path)) };
 }
 
-function llmSettings(url: string, extra: Partial<LlmSettings> = {}): LlmSettings {
-  return {
-    model: 'scripted-model',
-    baseURL: url,
-    apiKeyEnv: 'OPENAI_API_KEY',
-    retryBudgetMs: 10_000,
-    backoff: { baseMs: 50, capMs: 400 },
-    requestTimeoutMs: 5000,
-    toolMode: 'native',
-    contextWindow: 128_000,
-    compat: {},
-    ...extra,
-  };
-}
 
-/** A pino logger whose lines the test can read. */
-function capturedLog(): { log: pino.Logger; lines: Array<Record<string, any>> } {
-  const lines: Array<Record<string, any>> = [];
-  const stream = new Writable({
-    write(chunk, _encoding, callback) {
-      for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
-      callback();
-    },
-  });
-  return { log: pino({ level: 'debug' }, stream), lines };
-}
 
 /** A completion whose reply the output limit cut: a tool call with half its arguments. */
 function cutReply(tokens: number): Reply {
@@ -102,14 +76,6 @@ function refusal(param: string, message: string): Reply {
 
 const ok = (): Reply => toolCall('list_files', { path: '.' });
 
-async function withServer<T>(script: Script, body: (llm: FakeLlm) => Promise<T>): Promise<T> {
-  const llm = await startFakeLlm(script);
-  try {
-    return await body(llm);
-  } finally {
-    await llm.close();
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // weak tool callers

@@ -7,8 +7,6 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ReportSchema } from '../src/contract/report.ts';
@@ -16,7 +14,10 @@ import { openAIChatModel } from '../src/engines/chatModel.ts';
 import { runTask } from '../src/run/runTask.ts';
 import type { LlmSettings } from '../src/workspace/config.ts';
 import { finish, startFakeLlm, textReply, toChunks, toolCall, type FakeLlm, type Reply, type Script } from './helpers/fakeLlm.ts';
+import { capturedLog, llmSettings as baseSettings, withServer } from './helpers/llmCalls.ts';
 import { makeWorkspace, readJson, writeTask } from './helpers/workspace.ts';
+
+const llmSettings = (url: string, extra: Partial<LlmSettings> = {}): LlmSettings => baseSettings(url, { compat: { stream: true }, backoff: { baseMs: 20, capMs: 100 }, ...extra });
 
 const TASK = `---
 project: bot
@@ -29,40 +30,8 @@ Keep it small.
 const EDIT = { path: 'bot/sizing.py', old: 'def position_size(', new: '# Inputs are validated below.\ndef position_size(' };
 const MESSAGES = [{ role: 'user' as const, content: 'hello' }];
 
-function llmSettings(url: string, extra: Partial<LlmSettings> = {}): LlmSettings {
-  return {
-    model: 'scripted-model',
-    baseURL: url,
-    apiKeyEnv: 'OPENAI_API_KEY',
-    retryBudgetMs: 10_000,
-    backoff: { baseMs: 20, capMs: 100 },
-    requestTimeoutMs: 5000,
-    toolMode: 'native',
-    contextWindow: 128_000,
-    compat: { stream: true },
-    ...extra,
-  };
-}
 
-function capturedLog(): { log: pino.Logger; lines: Array<Record<string, any>> } {
-  const lines: Array<Record<string, any>> = [];
-  const stream = new Writable({
-    write(chunk, _encoding, callback) {
-      for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
-      callback();
-    },
-  });
-  return { log: pino({ level: 'debug' }, stream), lines };
-}
 
-async function withServer<T>(script: Script, body: (llm: FakeLlm) => Promise<T>): Promise<T> {
-  const llm = await startFakeLlm(script);
-  try {
-    return await body(llm);
-  } finally {
-    await llm.close();
-  }
-}
 
 /** A text reply whose finish_reason is "stop", as servers send for one. */
 const stopReply = (content: string): Reply => {
