@@ -42,4 +42,32 @@ test('kill -9 of watch mid-run: the orphaned agent is killed by the next start\'
   }
 });
 
+test('kill -9 of watch while a child still makes the run\'s worktree: the next start stops it before pruning, so no worktree is left', async () => {
+  if (process.platform !== 'linux') return;
+  const ws = await makeWorkspace({ project: '    scope: ["**"]', extra: ['queue:', '  settle_ms: 100', '  scan_interval_ms: 200', '  lease_stale_s: 2'].join('\n') });
+  const pids = path.join(ws.root, 'agent-pids');
+  // Stands for a `git worktree add` that outlives the killed service (a slow disk): once
+  // its worktree is removed, it writes it again, as git finishing late would.
+  const script = "const fs = require('fs'); const dir = process.cwd(); fs.appendFileSync(process.argv[1], process.pid + '\\n'); const end = Date.now() + 30000; (function poll() { if (Date.now() > end) process.exit(0); if (!fs.existsSync(dir)) { fs.mkdirSync(dir, { recursive: true }); fs.writeFileSync(dir + '/late.txt', 'x'); } setTimeout(poll, 10); })();";
+  await fs.appendFile(path.join(ws.root, 'meta-agent.yaml'), ['engine: command', 'command:', `  run: ${JSON.stringify([process.execPath, '-e', script, pids])}`].join('\n') + '\n');
+  const agents = async () => (await fs.readFile(pids, 'utf8').catch(() => '')).split('\n').filter(Boolean).map(Number);
+  try {
+    const first = await startWatchReady(ws.root);
+    await fs.writeFile(path.join(ws.settings.layout.inbox, 'late.md'), '---\nproject: bot\nobjective: Wait\nscope: []\n---\n');
+    await waitFor('the child to start', async () => (await agents()).length === 1, 20_000, () => first.output());
+    const note = await readJson<OwnerNote>(path.join(ws.settings.layout.processing, '.late.md.owner.json'));
+    const [agent] = await agents();
+    signal(first, 'SIGKILL');
+    await first.exited;
+    const second = await startWatchReady(ws.root);
+    await waitFor('the child to be stopped', () => !pidAlive(agent!), 10_000, () => second.output());
+    await new Promise((r) => setTimeout(r, 500));
+    const left = (await fs.readdir(ws.settings.layout.worktrees).catch(() => [] as string[])).filter((n) => n.startsWith(note.run_id));
+    assert.equal(left, [], 'no worktree of the dead run is left');
+  } finally {
+    await killAll();
+    await ws.cleanup();
+  }
+});
+
 test.run();

@@ -5,10 +5,10 @@ import type { Logger } from 'pino';
 import type { Settings } from '../workspace/config.ts';
 import { git, removeWorktree } from '../run/git.ts';
 import { exists } from '../workspace/files.ts';
-import { leaseAlive, readOwner } from './lease.ts';
+import { killLeftoverGroup, leaseAlive, readOwner } from './lease.ts';
 
 /** Run ids of the claims in processing/, by whether their owner is alive. */
-async function claimedRunIds(settings: Settings): Promise<{ live: Set<string>; dead: Set<string> }> {
+async function claimedRunIds(settings: Settings, log: Logger): Promise<{ live: Set<string>; dead: Set<string> }> {
   const live = new Set<string>();
   const dead = new Set<string>();
   const { processing } = settings.layout;
@@ -16,14 +16,23 @@ async function claimedRunIds(settings: Settings): Promise<{ live: Set<string>; d
     if (name.startsWith('.') || !name.endsWith('.md')) continue;
     const file = path.join(processing, name);
     const owner = await readOwner(file);
-    if (owner) ((await leaseAlive(file, settings.config.queue.lease_stale_s * 1000)) ? live : dead).add(owner.run_id);
+    if (!owner) continue;
+    if (await leaseAlive(file, settings.config.queue.lease_stale_s * 1000)) {
+      live.add(owner.run_id);
+      continue;
+    }
+    // A dead owner's `git worktree add` may outlive it (kill -9 mid-add on a slow disk) and
+    // finish after this prune: stop what it left running first, or the worktree it makes
+    // stays for good (the soak's night 15, seed 14).
+    if (killLeftoverGroup(owner)) log.warn({ task_file: name, pgid: owner.pgid }, 'killed what the dead worker left running (its process group) before removing its worktree');
+    dead.add(owner.run_id);
   }
   return { live, dead };
 }
 
 /** @param includeGate the caller holds the gate lock, so every gate-* worktree is a dead gate run's */
 export async function pruneWorktrees(settings: Settings, log: Logger, options: { includeGate?: boolean } = {}): Promise<string[]> {
-  const { live, dead } = await claimedRunIds(settings);
+  const { live, dead } = await claimedRunIds(settings, log);
   const root = settings.layout.worktrees;
   const removed: string[] = [];
   const staleMs = settings.config.queue.lease_stale_s * 1000;
