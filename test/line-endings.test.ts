@@ -13,6 +13,10 @@ import { execa } from 'execa';
 import { editFile, writeFile } from '../src/engines/tools.ts';
 import { makeRedactor } from '../src/safety/redact.ts';
 import { denyMatcher } from '../src/safety/globs.ts';
+import { processApprovedPatch } from '../src/gate/gate.ts';
+import { undoCrlfResave } from '../src/gate/crlfPatch.ts';
+import { silentLogger } from '../src/log.ts';
+import { makeWorkspace, placeApprovedPatch, readJson, type TestWorkspace } from './helpers/workspace.ts';
 
 const crlf = (s: string) => s.replace(/\n/g, '\r\n');
 
@@ -118,6 +122,113 @@ test('a new file follows .gitattributes eol, else the checked-out files with its
   } finally {
     await empty.cleanup();
   }
+});
+
+// --- the gate -------------------------------------------------------------------------
+
+const WIN_FILE = 'bot/win_orders.py';
+const WIN = crlf('ORDERS = []\n\n\ndef place(order):\n    ORDERS.append(order)\n    return len(ORDERS)\n');
+
+/** A workspace (no checks: the line endings are the point) whose repo also stores a CRLF file, committed as is. */
+async function crlfWorkspace(): Promise<TestWorkspace> {
+  const ws = await makeWorkspace({ project: '    scope: ["**"]' });
+  await git(ws.repo, ['config', 'core.autocrlf', 'false']);
+  await fs.writeFile(path.join(ws.repo, WIN_FILE), WIN);
+  await git(ws.repo, ['add', WIN_FILE]);
+  await git(ws.repo, ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '--quiet', '-m', 'a CRLF file']);
+  return ws;
+}
+
+/** The diff git makes for `change` (applied to the checkout, then undone): what the agent proposes. */
+async function proposedPatch(repo: string, change: () => Promise<void>): Promise<string> {
+  await change();
+  await git(repo, ['add', '--all']);
+  const patch = (await execa('git', ['diff', '--cached', '--binary'], { cwd: repo, stripFinalNewline: false })).stdout;
+  await git(repo, ['reset', '--quiet', '--hard']);
+  return patch;
+}
+
+const inboxTasks = async (ws: TestWorkspace) => (await fs.readdir(ws.settings.layout.inbox)).filter((n) => n.endsWith('.md'));
+
+test('gate: a patch an editor re-saved with CRLF applies (LF, CRLF and new files as proposed), says so, and drops no redo task', async () => {
+  const ws = await crlfWorkspace();
+  try {
+    const sizing = path.join(ws.repo, 'bot/sizing.py');
+    const sizingBefore = await fs.readFile(sizing, 'utf8');
+    assert.not.ok(sizingBefore.includes('\r'), 'bot/sizing.py is stored with LF');
+    const patch = await proposedPatch(ws.repo, async () => {
+      await fs.writeFile(sizing, `# checked by the gate\n${sizingBefore}`);
+      await fs.writeFile(path.join(ws.repo, WIN_FILE), WIN.replace('return len(ORDERS)', 'return len(ORDERS) - 0'));
+      await fs.writeFile(path.join(ws.repo, 'bot/win_new.py'), 'A = 1\r\nB = 2');
+    });
+    assert.match(patch, /^\+B = 2\n\\ No newline at end of file$/m, 'the proposal has a file without a final newline');
+    const file = await placeApprovedPatch(ws, 'resaved', patch, ['bot/sizing.py', WIN_FILE, 'bot/win_new.py']);
+    // Notepad: every line break CRLF (the CRLF file's content lines already were).
+    await fs.writeFile(file, patch.replace(/\r?\n/g, '\r\n'));
+
+    const result = await processApprovedPatch(ws.settings, file, silentLogger());
+    assert.is(result.decision, 'applied', result.reason ?? '');
+    const record = await readJson(path.join(ws.settings.layout.patches.applied, 'resaved.result.json'));
+    assert.is(record.crlf_normalised, true, 'the record says the gate normalised it');
+    assert.is(record.edited, false, 'after normalising it is the proposed patch, byte for byte');
+    assert.equal(await inboxTasks(ws), [], 'no redo task');
+    // The commit has exactly the proposed content: LF stays LF, CRLF stays CRLF, a one-line change is one line.
+    assert.is(await git(ws.repo, ['show', 'main:bot/sizing.py']), `# checked by the gate\n${sizingBefore}`.replace(/\n$/, ''));
+    const stat = (await git(ws.repo, ['show', '--numstat', '--format=', 'main'])).split('\n').map((r) => r.replace(/\t/g, ' '));
+    assert.equal(stat.sort(), ['1 0 bot/sizing.py', '1 1 bot/win_orders.py', '2 0 bot/win_new.py']);
+    const committed = await execa('git', ['show', `main:${WIN_FILE}`], { cwd: ws.repo, stripFinalNewline: false });
+    assert.is(committed.stdout, WIN.replace('return len(ORDERS)', 'return len(ORDERS) - 0'));
+    const added = await execa('git', ['show', 'main:bot/win_new.py'], { cwd: ws.repo, stripFinalNewline: false });
+    assert.is(added.stdout, 'A = 1\r\nB = 2');
+  } finally {
+    await ws.cleanup();
+  }
+});
+
+test('gate: a git-made patch that changes CRLF content (LF headers) is applied as it is, not normalised', async () => {
+  const ws = await crlfWorkspace();
+  try {
+    const patch = await proposedPatch(ws.repo, () => fs.writeFile(path.join(ws.repo, WIN_FILE), WIN.replace('ORDERS = []', 'ORDERS = [None]')));
+    assert.match(patch, /^-ORDERS = \[\]\r$/m, 'the patch carries the CRLF content');
+    const file = await placeApprovedPatch(ws, 'crlf-content', patch, [WIN_FILE]);
+    const result = await processApprovedPatch(ws.settings, file, silentLogger());
+    assert.is(result.decision, 'applied', result.reason ?? '');
+    const record = await readJson(path.join(ws.settings.layout.patches.applied, 'crlf-content.result.json'));
+    assert.is(record.crlf_normalised, false);
+    const committed = await execa('git', ['show', `main:${WIN_FILE}`], { cwd: ws.repo, stripFinalNewline: false });
+    assert.is(committed.stdout, WIN.replace('ORDERS = []', 'ORDERS = [None]'));
+  } finally {
+    await ws.cleanup();
+  }
+});
+
+test('gate: a re-saved patch that really conflicts is still rejected as a conflict (with its redo task)', async () => {
+  const ws = await crlfWorkspace();
+  try {
+    const sizing = path.join(ws.repo, 'bot/sizing.py');
+    const before = await fs.readFile(sizing, 'utf8');
+    const patch = await proposedPatch(ws.repo, () => fs.writeFile(sizing, before.replace('def position_size(', 'def position_size_v2(')));
+    const file = await placeApprovedPatch(ws, 'stale', patch, ['bot/sizing.py']);
+    await fs.writeFile(file, patch.replace(/\n/g, '\r\n'));
+    // Meanwhile main changed those lines.
+    await fs.writeFile(sizing, before.replace('def position_size(', 'def position_size_other('));
+    await git(ws.repo, ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '--quiet', '-am', 'moved on']);
+    const result = await processApprovedPatch(ws.settings, file, silentLogger());
+    assert.is(result.decision, 'rejected');
+    assert.match(result.reason!, /conflicts in bot\/sizing\.py/);
+    assert.is((await inboxTasks(ws)).length, 1, 'the redo task of a real conflict');
+  } finally {
+    await ws.cleanup();
+  }
+});
+
+test('undoCrlfResave: headers LF, content as the file is stored, no CR before "\\ No newline at end of file"', () => {
+  const resaved = crlf('diff --git a/lf.txt b/lf.txt\n--- a/lf.txt\n+++ b/lf.txt\n@@ -1,2 +1,2 @@\n a\n-b\n+B\n\\ No newline at end of file\ndiff --git a/w.txt b/w.txt\n--- a/w.txt\n+++ b/w.txt\n@@ -1 +1 @@\n-x\n+y\n');
+  const stored = (p: string) => (p === 'w.txt' ? true : p === 'lf.txt' ? false : null);
+  assert.is(
+    undoCrlfResave(resaved, stored, false),
+    'diff --git a/lf.txt b/lf.txt\n--- a/lf.txt\n+++ b/lf.txt\n@@ -1,2 +1,2 @@\n a\n-b\n+B\n\\ No newline at end of file\ndiff --git a/w.txt b/w.txt\n--- a/w.txt\n+++ b/w.txt\n@@ -1 +1 @@\n-x\r\n+y\r\n',
+  );
 });
 
 test.run();
