@@ -104,7 +104,7 @@ function decodeTaskText(input: string | Buffer, name: string): string {
     const bytes = input as Buffer;
     if (bytes.includes(0)) throw new MetaAgentError('input', 'the file is binary (contains NUL bytes; UTF-16 without a byte-order mark looks like this too); save it as UTF-8 text', { file: name });
     const invalidAt = invalidUtf8Offset(bytes);
-    if (invalidAt >= 0) throw new MetaAgentError('input', `the file is not valid UTF-8 (at byte offset ${invalidAt}; a legacy code page such as Windows-1251?); save it as UTF-8 text (Notepad: Save as, Encoding UTF-8)`, { file: name });
+    if (invalidAt >= 0) throw new MetaAgentError('input', `the file is not valid UTF-8 (at byte offset ${invalidAt}), perhaps a legacy code page such as Windows-1251; save it as UTF-8 text (Notepad: Save as, Encoding UTF-8)`, { file: name });
     text = bytes.toString('utf8');
   }
   if (text.includes('\0')) throw new MetaAgentError('input', 'the file is binary (contains NUL characters); save it as UTF-8 text', { file: name });
