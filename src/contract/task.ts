@@ -28,7 +28,7 @@ const stringList = z.preprocess(
 );
 
 export const TaskSchema = z.strictObject({
-  id: TaskIdSchema.describe('Unique task id; defaults to the file name without .md'),
+  id: TaskIdSchema.describe('Unique task id; defaults to the file name without .md, or its slug when that is not an id ("Задача 1.md" -> zadacha-1)'),
   project: z.string().trim().min(1, 'must not be empty').describe('A key of the config\'s `projects`'),
   type: z.enum(TASK_TYPES).default('custom'),
   objective: z.string().trim().min(1, 'must not be empty').describe('What the agent should achieve'),
