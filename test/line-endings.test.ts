@@ -15,6 +15,8 @@ import { makeRedactor } from '../src/safety/redact.ts';
 import { denyMatcher } from '../src/safety/globs.ts';
 import { processApprovedPatch } from '../src/gate/gate.ts';
 import { undoCrlfResave } from '../src/gate/crlfPatch.ts';
+import { applyChecker } from '../src/ui/applyCheck.ts';
+import { PatchSidecarSchema } from '../src/contract/patch.ts';
 import { silentLogger } from '../src/log.ts';
 import { makeWorkspace, placeApprovedPatch, readJson, type TestWorkspace } from './helpers/workspace.ts';
 
@@ -217,6 +219,23 @@ test('gate: a re-saved patch that really conflicts is still rejected as a confli
     assert.is(result.decision, 'rejected');
     assert.match(result.reason!, /conflicts in bot\/sizing\.py/);
     assert.is((await inboxTasks(ws)).length, 1, 'the redo task of a real conflict');
+  } finally {
+    await ws.cleanup();
+  }
+});
+
+test("the dashboard's apply check says a re-saved patch applies (as the gate will apply it)", async () => {
+  const ws = await crlfWorkspace();
+  try {
+    const sizing = path.join(ws.repo, 'bot/sizing.py');
+    const before = await fs.readFile(sizing, 'utf8');
+    const patch = await proposedPatch(ws.repo, () => fs.writeFile(sizing, `# note\n${before}`));
+    const file = await placeApprovedPatch(ws, 'shown', patch, ['bot/sizing.py']);
+    const sidecar = PatchSidecarSchema.parse(await readJson(`${file}.json`));
+    const status = applyChecker(ws.settings);
+    assert.is((await status(sidecar, file))!.applies, 'clean', 'positive control: as proposed');
+    await fs.writeFile(file, patch.replace(/\n/g, '\r\n'));
+    assert.is((await status(sidecar, file))!.applies, 'clean', 're-saved with CRLF');
   } finally {
     await ws.cleanup();
   }
