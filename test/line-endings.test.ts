@@ -114,6 +114,9 @@ test('a new file follows .gitattributes eol, else the checked-out files with its
     assert.is(await write('readme.md'), 'one\ntwo\n', 'the .md file is LF');
     // No file with the extension: the repository's majority (a.py, b.py, d.cfg CRLF; c.md, .gitattributes LF).
     assert.is(await write('data.toml'), 'one\r\ntwo\r\n', 'the repository is mostly CRLF');
+    // An existing file without a line break yet: as a new file of its kind.
+    await fs.writeFile(path.join(repo, 'one.py'), 'x = 1');
+    assert.is(await write('one.py'), 'one\r\ntwo\r\n', 'a one-line .py file in a CRLF .py repository');
   } finally {
     await cleanup();
   }

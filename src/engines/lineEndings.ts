@@ -5,7 +5,7 @@
  * - an existing file keeps its style: a line of the new text that is a line of the old one
  *   keeps that line's ending (in order), every other line gets the file's majority ending;
  *   a UTF-8 BOM the file had stays;
- * - a new file follows `.gitattributes` (`eol=crlf`/`eol=lf`) if set, else the majority of
+ * - a new file (and one without a line break so far) follows `.gitattributes` (`eol=crlf`/`eol=lf`) if set, else the majority of
  *   the checked-out files with the same extension, else of all files, else LF.
  */
 import { execa } from 'execa';
@@ -33,20 +33,16 @@ export function withEol(text: string, eol: Eol): string {
   return text.replace(/\r?\n/g, eol);
 }
 
-/** `after` written in the style of `before` (see the module comment). */
-export function inStyleOf(before: string, after: string): string {
-  const eol = dominantEol(before);
-  let out = after;
-  if (eol) {
-    const endings = new Map<string, Array<'\n' | '\r\n'>>();
-    for (const m of before.matchAll(/([^\n]*?)(\r?\n)/g)) {
-      const line = m[1]!;
-      const list = endings.get(line) ?? [];
-      list.push(m[2] as Eol);
-      endings.set(line, list);
-    }
-    out = after.replace(/([^\n]*?)(\r?\n)/g, (_, line: string) => `${line}${endings.get(line)?.shift() ?? eol}`);
+/** `after` written in the style of `before` (see the module comment); `fallback` for a file without line breaks so far. */
+export function inStyleOf(before: string, after: string, fallback: Eol = '\n'): string {
+  const eol = dominantEol(before) ?? fallback;
+  const endings = new Map<string, Eol[]>();
+  for (const m of before.matchAll(/([^\n]*?)(\r?\n)/g)) {
+    const list = endings.get(m[1]!) ?? [];
+    list.push(m[2] as Eol);
+    endings.set(m[1]!, list);
   }
+  let out = after.replace(/([^\n]*?)(\r?\n)/g, (_, line: string) => `${line}${endings.get(line)?.shift() ?? eol}`);
   if (before.startsWith(BOM) && !out.startsWith(BOM)) out = BOM + out;
   return out;
 }

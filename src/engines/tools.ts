@@ -230,7 +230,8 @@ export async function writeFile(ctx: WriteCtx, args: { path?: unknown; content?:
   if (args.content.includes(REDACTED)) refuseMarker(args.content, before ?? '', target.rel);
   await fs.mkdir(path.dirname(target.abs), { recursive: true }).catch(toolErrorFor(target.rel));
   // The file's line endings (and BOM) stay as they were: in a CRLF repository an LF rewrite would be a whole-file diff.
-  const content = before !== null ? inStyleOf(before, args.content) : withEol(args.content, await eolForNewFile(ctx.worktree, target.rel));
+  const style = before !== null && before.includes('\n') ? null : await eolForNewFile(ctx.worktree, target.rel);
+  const content = before !== null ? inStyleOf(before, args.content, style ?? '\n') : withEol(args.content, style!);
   await fs.writeFile(target.abs, content).catch(toolErrorFor(target.rel));
   return withSyntaxCheck(ctx, target.rel, before, content, `wrote ${target.rel} (${Buffer.byteLength(content)} bytes)`);
 }
