@@ -99,6 +99,10 @@ export const ApprovalSchema = z.object({
   edited: z.boolean().describe('The approved patch differs from the proposed one'),
   conflicts: z.array(z.string()),
   follow_up_task: z.string().nullable().describe('inbox/ file asking the agent to redo the change on the new HEAD'),
+  crlf_normalised: z
+    .boolean()
+    .default(false)
+    .describe('The approved file had been re-saved with CRLF line endings (an editor); the gate applied it with the line endings git wrote'),
   tests: CheckResultSchema.nullable(),
   dry_run: CheckResultSchema.nullable(),
 });

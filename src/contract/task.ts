@@ -7,6 +7,7 @@ import path from 'node:path';
 import matter from 'gray-matter';
 import { z } from 'zod';
 import { MetaAgentError } from './errors.ts';
+import { decodeUtf16, idFromFileName } from './taskName.ts';
 
 export const TASK_TYPES = ['audit_code', 'propose_features', 'retrain_model', 'risk_review', 'custom'] as const;
 export const TASK_SOURCES = ['gui', 'supervisor', 'human', 'cli'] as const;
@@ -27,7 +28,7 @@ const stringList = z.preprocess(
 );
 
 export const TaskSchema = z.strictObject({
-  id: TaskIdSchema.describe('Unique task id; defaults to the file name without .md'),
+  id: TaskIdSchema.describe('Unique task id; defaults to the file name without .md, or its slug when that is not an id ("Задача 1.md" -> zadacha-1)'),
   project: z.string().trim().min(1, 'must not be empty').describe('A key of the config\'s `projects`'),
   type: z.enum(TASK_TYPES).default('custom'),
   objective: z.string().trim().min(1, 'must not be empty').describe('What the agent should achieve'),
@@ -84,17 +85,29 @@ export function parseTask(text: string | Buffer, file: string): Task {
   return result.data;
 }
 
+/** The id of a task without `id:`: its file name, or the name's slug (taskName.ts; README, "Task files"). */
 export function defaultIdFor(fileName: string): string {
-  return path.basename(fileName).replace(/\.md$/i, '');
+  return idFromFileName(fileName);
 }
 
 function decodeTaskText(input: string | Buffer, name: string): string {
   const bytes = Buffer.isBuffer(input) ? input.length : Buffer.byteLength(input);
   if (bytes > MAX_TASK_BYTES) throw new MetaAgentError('input', `the file is ${bytes} bytes; a task file may be at most ${MAX_TASK_BYTES} bytes`, { file: name });
-  if (Buffer.isBuffer(input) ? input.includes(0) : input.includes('\0')) throw new MetaAgentError('input', 'the file is binary (contains NUL bytes); expected UTF-8 Markdown text', { file: name });
-  const invalidAt = Buffer.isBuffer(input) ? invalidUtf8Offset(input) : -1;
-  if (invalidAt >= 0) throw new MetaAgentError('input', `the file is not valid UTF-8 (at byte offset ${invalidAt}); save it as UTF-8 text`, { file: name });
-  const text = Buffer.isBuffer(input) ? input.toString('utf8') : input;
+  // UTF-16 with a BOM (PowerShell's `>`) is text; other bytes must be UTF-8, never guessed at (cp1251 would come out garbled).
+  let text: string | null = null;
+  try {
+    text = Buffer.isBuffer(input) ? decodeUtf16(input) : input;
+  } catch (error) {
+    throw new MetaAgentError('input', `${(error as Error).message}; save it as UTF-8 text`, { file: name });
+  }
+  if (text === null) {
+    const bytes = input as Buffer;
+    if (bytes.includes(0)) throw new MetaAgentError('input', 'the file is binary (contains NUL bytes; UTF-16 without a byte-order mark looks like this too); save it as UTF-8 text', { file: name });
+    const invalidAt = invalidUtf8Offset(bytes);
+    if (invalidAt >= 0) throw new MetaAgentError('input', `the file is not valid UTF-8 (at byte offset ${invalidAt}), perhaps a legacy code page such as Windows-1251; save it as UTF-8 text (Notepad: Save as, Encoding UTF-8)`, { file: name });
+    text = bytes.toString('utf8');
+  }
+  if (text.includes('\0')) throw new MetaAgentError('input', 'the file is binary (contains NUL characters); save it as UTF-8 text', { file: name });
   const normalized = text.replace(/^\uFEFF/, '').replace(/\r\n?/g, '\n');
   if (normalized.trim() === '') throw new MetaAgentError('input', 'the file is empty; expected a task (front matter or PROJECT:/OBJECTIVE: headers)', { file: name });
   return normalized;

@@ -13,6 +13,7 @@ import { REDACTED } from '../safety/redact.ts';
 import { globMatcher } from '../safety/globs.ts';
 import { applyEdits, EditMismatch, numberLine, type Edit, type Strategy } from './editMatch.ts';
 import { syntaxCheck, type SyntaxCheckContext } from './syntaxCheck.ts';
+import { eolForNewFile, inStyleOf, withEol } from './lineEndings.ts';
 
 export class ToolError extends Error {
   constructor(message: string) {
@@ -228,8 +229,11 @@ export async function writeFile(ctx: WriteCtx, args: { path?: unknown; content?:
   const before = stat ? await fs.readFile(target.abs, 'utf8').catch(toolErrorFor(target.rel)) : null;
   if (args.content.includes(REDACTED)) refuseMarker(args.content, before ?? '', target.rel);
   await fs.mkdir(path.dirname(target.abs), { recursive: true }).catch(toolErrorFor(target.rel));
-  await fs.writeFile(target.abs, args.content).catch(toolErrorFor(target.rel));
-  return withSyntaxCheck(ctx, target.rel, before, args.content, `wrote ${target.rel} (${Buffer.byteLength(args.content)} bytes)`);
+  // The file's line endings (and BOM) stay as they were: in a CRLF repository an LF rewrite would be a whole-file diff.
+  const style = before !== null && before.includes('\n') ? null : await eolForNewFile(ctx.worktree, target.rel);
+  const content = before !== null ? inStyleOf(before, args.content, style ?? '\n') : withEol(args.content, style!);
+  await fs.writeFile(target.abs, content).catch(toolErrorFor(target.rel));
+  return withSyntaxCheck(ctx, target.rel, before, content, `wrote ${target.rel} (${Buffer.byteLength(content)} bytes)`);
 }
 
 const MATCH_NOTES: Record<Strategy, string> = {

@@ -30,6 +30,7 @@ import { lockActivity } from '../queue/lease.ts';
 import { createTask } from '../queue/createTask.ts';
 import { archivedReportPath, reportPaths } from '../run/report.ts';
 import { inspectPatch, type PatchRules } from './inspect.ts';
+import { normaliseResavedPatch } from './crlfPatch.ts';
 import { clearGitLocksOfDeadGate, inRepo, repoOpNoted } from './repoOps.ts';
 import { filedCopy, finishFiling, gateStateDir, tidyAfterFiledRuns } from './leftovers.ts';
 
@@ -169,9 +170,14 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
   const project = settings.projects[sidecar.project];
   if (!project) return reject(ctx, `unknown project "${sidecar.project}" (not in meta-agent.yaml)`);
   const rules = patchRules(settings, project, sidecar.scope);
-  const inspection = inspectPatch(bytes.toString('utf8'), rules);
+  // An editor re-saved it with CRLF: apply (and inspect) what git wrote; the file and its sha256 stay the person's.
+  const resaved = await normaliseResavedPatch(bytes, project.repoPath, `refs/heads/${sidecar.branch}`, sidecar.sha256);
+  if (resaved) glog.info("the patch was re-saved with CRLF line endings (by an editor); the gate applies it with git's line endings");
+  ctx.crlfNormalised = resaved !== null;
+  const patch = resaved ?? bytes;
+  const inspection = inspectPatch(patch.toString('utf8'), rules);
   if (inspection.problems.length) return reject(ctx, `the patch is not allowed: ${inspection.problems.join('; ')}`);
-  const edited = sha256 !== sidecar.sha256;
+  const edited = createHash('sha256').update(patch).digest('hex') !== sidecar.sha256;
   const r = sidecar.retrain;
   if (r && !r.beats_baseline) {
     return reject(ctx, `the retrained model does not beat the baseline: ${r.metric} ${r.candidate} vs ${r.baseline} (margin ${r.margin}, ${r.higher_is_better ? 'higher' : 'lower'} is better); candidate metrics ${JSON.stringify(r.candidate_metrics)}, baseline ${JSON.stringify(r.baseline_metrics)}`, { edited });
@@ -204,7 +210,7 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
   const { redact } = ctx;
   const { snapshot } = state;
   await fs.mkdir(path.dirname(snapshot), { recursive: true });
-  await fs.writeFile(snapshot, bytes);
+  await fs.writeFile(snapshot, patch);
   // From the moment the branch moves, an error must not become a rejection: the commit is there.
   let branchMoved = false;
   try {
@@ -380,6 +386,8 @@ interface RejectContext {
   /** One per gate run: the checks' output and every reason the gate writes pass through it. */
   redact: Redactor;
   signal?: AbortSignal | undefined;
+  /** The approved file was re-saved with CRLF and the gate applied it with git's line endings. */
+  crlfNormalised?: boolean;
 }
 
 async function findSidecar(settings: Settings, id: string): Promise<{ sidecar: PatchSidecar; file: string } | null> {
@@ -533,6 +541,7 @@ async function accept(
     edited: r.edited,
     conflicts: [],
     follow_up_task: null,
+    crlf_normalised: ctx.crlfNormalised ?? false,
     tests: r.tests,
     dry_run: r.dry_run,
   };
@@ -602,6 +611,7 @@ async function reject(
     edited: extra.edited ?? false,
     conflicts: extra.conflicts ?? [],
     follow_up_task: extra.follow_up_task ?? null,
+    crlf_normalised: ctx.crlfNormalised ?? false,
     tests: extra.tests ?? null,
     dry_run: extra.dry_run ?? null,
   };
@@ -640,6 +650,7 @@ export async function recordHumanRejection(settings: Settings, patchFile: string
       edited: false,
       conflicts: [],
       follow_up_task: null,
+      crlf_normalised: false,
       tests: null,
       dry_run: null,
     },

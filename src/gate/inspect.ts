@@ -116,7 +116,7 @@ function pathProblem(file: string, rules: PatchRules): string | null {
 }
 
 /** `a/x b/y` (possibly quoted) -> ["x", "y"]. */
-function splitDiffGit(value: string): Array<string | null> {
+export function splitDiffGit(value: string): Array<string | null> {
   if (value.startsWith('"')) {
     const m = /^("(?:[^"\\]|\\.)*")\s+(.*)$/.exec(value);
     return m ? [stripPrefix(unquote(m[1]!)), stripPrefix(unquote(m[2]!))] : [null];

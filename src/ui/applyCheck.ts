@@ -12,6 +12,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import type { PatchSidecar } from '../contract/patch.ts';
 import type { Settings } from '../workspace/config.ts';
+import { normaliseResavedPatch } from '../gate/crlfPatch.ts';
 
 export interface ApplyStatus {
   branch: string;
@@ -33,11 +34,13 @@ export function applyChecker(settings: Settings) {
     return r.exitCode === 0 ? r.stdout.trim() : null;
   }
 
-  async function check(repo: string, head: string, patchFile: string): Promise<Pick<ApplyStatus, 'applies' | 'detail'>> {
+  async function check(repo: string, head: string, patch: Buffer): Promise<Pick<ApplyStatus, 'applies' | 'detail'>> {
     const gitDir = (await execa('git', ['rev-parse', '--absolute-git-dir'], { cwd: repo })).stdout.trim();
     const temp = await fs.mkdtemp(path.join(os.tmpdir(), 'meta-agent-applycheck-'));
     try {
       await fs.mkdir(path.join(temp, 'objects'));
+      const patchFile = path.join(temp, 'checked.patch');
+      await fs.writeFile(patchFile, patch);
       const env = { GIT_INDEX_FILE: path.join(temp, 'index'), GIT_OBJECT_DIRECTORY: path.join(temp, 'objects'), GIT_ALTERNATE_OBJECT_DIRECTORIES: path.join(gitDir, 'objects') };
       const git = (args: string[]) => execa('git', args, { cwd: repo, env, reject: false, all: true });
       const read = await git(['read-tree', head]);
@@ -65,7 +68,9 @@ export function applyChecker(settings: Settings) {
     const key = `${createHash('sha256').update(bytes).digest('hex')}:${head}`;
     let result = cache.get(key);
     if (!result) {
-      result = { ...base, head, moved: head !== sidecar.base_commit, ...(await check(project.repoPath, head, patchFile).catch((e: unknown) => ({ applies: 'unknown' as const, detail: String((e as Error).message).split('\n')[0] ?? '' }))) };
+      // Checked as the gate applies it: a patch an editor re-saved with CRLF with git's line endings.
+      const patch = (await normaliseResavedPatch(bytes, project.repoPath, head, sidecar.sha256).catch(() => null)) ?? bytes;
+      result = { ...base, head, moved: head !== sidecar.base_commit, ...(await check(project.repoPath, head, patch).catch((e: unknown) => ({ applies: 'unknown' as const, detail: String((e as Error).message).split('\n')[0] ?? '' }))) };
       if (cache.size >= MAX_CACHE) cache.delete(cache.keys().next().value!);
       cache.set(key, result);
     }
