@@ -34,15 +34,17 @@ for await (const chunk of process.stdin) chunks.push(chunk);
 const stdin = Buffer.concat(chunks).toString('utf8');
 const promptFile = process.argv[2];
 const fromFile = readFileSync(promptFile, 'utf8');
-writeFileSync(process.env.PROBE_OUT, JSON.stringify({
-  stdin,
-  fromFile,
+// Reported on stdout: the agent cannot write outside its worktree.
+console.log('PROBE ' + JSON.stringify({
+  stdinHasObjective: stdin.includes(${JSON.stringify(OBJECTIVE)}),
+  fileHasObjective: fromFile.includes(${JSON.stringify(OBJECTIVE)}),
+  sameText: stdin === fromFile,
   promptFile,
   cwd: process.cwd(),
   envPromptFile: process.env.META_AGENT_PROMPT_FILE ?? null,
   envTaskId: process.env.META_AGENT_TASK_ID ?? null,
   leakedVar: process.env.NOT_PASSED_THROUGH ?? null,
-}));
+}) + '\\n');
 const sizing = readFileSync('bot/sizing.py', 'utf8');
 writeFileSync('bot/sizing.py', sizing.replace('def position_size(', '# Sizing rules: see the docstring below.\\ndef position_size('));
 writeFileSync('tests/test_new.py', 'def test_new_smoke():\\n    assert 1 + 1 == 2\\n');
@@ -130,21 +132,25 @@ test('the command engine runs a script that edits files and yields a patch that 
     assert.is(report.usage.requests, 0);
 
     // What the script saw: the prompt on stdin and in the file, the worktree as cwd.
-    const seen = await readJson(c.probe);
-    assert.ok(seen.stdin.includes(OBJECTIVE), 'the objective arrived on stdin');
-    assert.ok(seen.fromFile.includes(OBJECTIVE), 'the objective is in {prompt_file}');
-    assert.is(seen.stdin, seen.fromFile);
+    const probeLine = report.engine_output_tail?.split('\n').find((l) => l.startsWith('PROBE '));
+    assert.ok(probeLine, report.engine_output_tail ?? '(null)');
+    const seen = JSON.parse(probeLine.slice('PROBE '.length));
+    assert.ok(seen.stdinHasObjective, 'the objective arrived on stdin');
+    assert.ok(seen.fileHasObjective, 'the objective is in {prompt_file}');
+    assert.ok(seen.sameText, 'stdin and {prompt_file} hold the same prompt');
     assert.is(seen.envPromptFile, seen.promptFile);
     assert.is(seen.envTaskId, 'command-edit');
     assert.is(seen.leakedVar, null);
     const worktrees = await fs.realpath(layout.worktrees);
+    assert.is(seen.cwd, path.join(worktrees, path.basename(seen.cwd)));
     assert.ok(seen.cwd.startsWith(worktrees + path.sep), `ran in a worktree: ${seen.cwd}`);
     assert.ok(!seen.promptFile.startsWith(seen.cwd), 'the prompt file is outside the worktree');
     assert.not.ok(await exists(seen.promptFile), 'the prompt file is removed after the run');
 
     // The printed line is in the output tail and the report.
     assert.ok(report.engine_output_tail?.includes(PRINTED), report.engine_output_tail ?? '(null)');
-    assert.match(report.summary, PRINTED);
+    // No JSON block: the summary is the agent's last message, not the output tail.
+    assert.is(report.summary, PRINTED);
     assert.match(await fs.readFile(result.report_md_path, 'utf8'), PRINTED);
 
     // Checks ran on the change, the new test included.
