@@ -203,7 +203,7 @@ test('positive control: the same script with command.sandbox: none and env_allow
     assert.is(seen['git-diff-works'], 'yes');
     assert.ok(await exists(path.join(s.ws.settings.layout.inbox, 'evil.md')), 'the write outside happened');
     assert.ok(await exists(path.join(s.home, 'pwned')));
-    assert.ok(report.notes.some((n) => /command\.sandbox: none: the external agent ran WITHOUT a sandbox/.test(n)), report.notes.join('\n'));
+    assert.ok(report.notes.some((n) => /command\.sandbox: none: the external agent runs WITHOUT a sandbox/.test(n)), report.notes.join('\n'));
     // The rule floor: a change under bot/execution/** is high risk whatever the agent says.
   } finally {
     await teardown(s);

@@ -2,10 +2,14 @@
  * Runs an external agent's process with two clocks: the whole run (`timeoutMs`) and its
  * liveness (`idleMs`: no output and no file change in `watchDir` for that long, as when it
  * retries an unreachable model in silence). Either ends it with every process it started:
- * it runs as the leader of its own process group (POSIX; under bubblewrap the sandbox's pid
- * namespace dies with bwrap), is signalled as a group, SIGTERM then SIGKILL, and afterwards
- * anything still carrying its marker variable is killed too (a `setsid` grandchild that
- * left the group). On Windows the tree is ended with `taskkill /T /F` (processes.ts).
+ * SIGTERM to it, then after a grace SIGKILL to it and to every process carrying its marker
+ * variable (processes.ts killMarked: a grandchild that ignores SIGTERM or left with
+ * `setsid`). Under bubblewrap the agent's pid namespace dies with bwrap as well. On Windows
+ * the tree is ended with `taskkill /T /F`.
+ *
+ * It stays in the service's process group on purpose: when the service is killed (-9), the
+ * next start's recovery kills that group (queue/recover.ts), the agent with it; bwrap's
+ * --die-with-parent ends a sandboxed agent at once.
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { execa } from 'execa';
@@ -60,7 +64,6 @@ export async function runAgentProcess(options: AgentProcessOptions): Promise<Age
     all: true,
     buffer: false,
     reject: false,
-    detached: !windows,
     windowsHide: true,
     cleanup: true,
   });
@@ -78,10 +81,15 @@ export async function runAgentProcess(options: AgentProcessOptions): Promise<Age
   } catch {
     // No file watching here: output alone keeps the agent alive.
   }
+  const kill = async (signal: NodeJS.Signals) => {
+    if (windows) return killGroup(child.pid, signal); // taskkill /T /F: the whole tree
+    signalPid(child.pid, signal);
+    if (signal === 'SIGKILL') await killMarked(options.marker);
+  };
   const stop = (why: NonNullable<AgentProcessResult['stopped']>) => {
     stopped ??= why;
-    void killGroup(child.pid, 'SIGTERM');
-    killTimer ??= setTimeout(() => void killGroup(child.pid, 'SIGKILL'), KILL_GRACE_MS);
+    void kill('SIGTERM');
+    killTimer ??= setTimeout(() => void kill('SIGKILL'), KILL_GRACE_MS);
   };
   const timer = setTimeout(() => stop('timeout'), options.timeoutMs);
   const idleCheck = setInterval(() => {
@@ -102,9 +110,8 @@ export async function runAgentProcess(options: AgentProcessOptions): Promise<Age
     clearTimeout(killTimer);
     options.signal.removeEventListener('abort', onAbort);
     watcher?.close();
-    // Whatever it left behind dies with it: its group, then anything still marked.
-    await killGroup(child.pid, 'SIGKILL');
-    await killMarked(options.marker);
+    // Whatever it left behind dies with it (a background process of an agent that exited, too).
+    await kill('SIGKILL');
   }
   // A process that left the group and cleared its environment may still hold the output pipe.
   let result = await Promise.race([child, sleep(3000).then(() => null)]);
@@ -115,6 +122,14 @@ export async function runAgentProcess(options: AgentProcessOptions): Promise<Age
   const exitCode = typeof result.exitCode === 'number' ? result.exitCode : null;
   const startError = exitCode === null && stopped === null && result.signal === undefined ? (result.shortMessage ?? 'unknown error') : null;
   return { exitCode, signal: result.signal ?? null, output: output.slice(-KEEP_CHARS), stopped, startError, ms: Math.round(performance.now() - started) };
+}
+
+function signalPid(pid: number | undefined, signal: NodeJS.Signals): void {
+  try {
+    if (pid) process.kill(pid, signal);
+  } catch {
+    // gone already
+  }
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());

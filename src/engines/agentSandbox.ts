@@ -34,7 +34,7 @@ import type { EngineContext } from './types.ts';
 export type AgentSandboxMode = 'bwrap' | 'none';
 
 export const UNSANDBOXED_WARNING =
-  'command.sandbox: none: the external agent ran WITHOUT a sandbox: it could read and write every file this user can (your home, the real repository, the workspace) and send them to its model; only its environment was cut to an allow-list';
+  'command.sandbox: none: the external agent runs WITHOUT a sandbox: it can read and write every file this user can (your home, the real repository, the workspace) and send them to its model; only its environment is cut to an allow-list';
 
 /** How the agent runs; a config error (field command.sandbox) when the sandbox it needs cannot run here. */
 export async function agentSandboxMode(settings: Pick<Settings, 'env'>, config: Pick<CommandEngineConfig, 'sandbox'>, platform: NodeJS.Platform = process.platform): Promise<AgentSandboxMode> {
