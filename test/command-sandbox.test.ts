@@ -22,6 +22,8 @@ import { readAgentReport } from '../src/engines/agentReport.ts';
 import { externalPrompt } from '../src/engines/externalPrompt.ts';
 import { parseTask } from '../src/contract/task.ts';
 import { makeRedactor } from '../src/safety/redact.ts';
+import { sandboxStatus } from '../src/safety/sandbox.ts';
+import { diagnose, type DoctorProbes } from '../src/service/doctor.ts';
 import { makeWorkspace, readJson, repoFingerprint, worktreeCount, writeTask, type TestWorkspace } from './helpers/workspace.ts';
 import { sandboxTest } from './helpers/sandbox.ts';
 
@@ -212,13 +214,9 @@ test('positive control: the same script with command.sandbox: none and env_allow
 
 /** Finds processes whose command line has `needle` (the test's unique sleep). */
 async function pidsWith(needle: string): Promise<number[]> {
-  const found: number[] = [];
-  for (const name of await fs.readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const cmdline = await fs.readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.split('\0').includes(needle)) found.push(Number(name));
-  }
-  return found;
+  const pids = (await fs.readdir('/proc')).filter((name) => /^\d+$/.test(name));
+  const cmdlines = await Promise.all(pids.map((pid) => fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')));
+  return pids.filter((_, i) => cmdlines[i]!.split('\0').includes(needle)).map(Number);
 }
 
 for (const sandbox of ['auto', 'none'] as const) {
@@ -230,8 +228,10 @@ for (const sandbox of ['auto', 'none'] as const) {
     try {
       s = await setup(
         () => `#!/bin/sh
-echo "agent: waiting for the model"
 setsid sh -c "trap '' TERM; exec sleep ${needle}" </dev/null >/dev/null 2>&1 &
+# Busy for a few seconds (output keeps it alive), then silent.
+i=0; while [ $i -lt 15 ]; do echo "agent: tick $i"; sleep 0.2; i=$((i+1)); done
+echo "agent: waiting for the model"
 exec sleep 600
 `,
         ['  idle_timeout_s: 1', `  sandbox: ${sandbox}`],
@@ -318,6 +318,30 @@ echo ran > notes-ran.txt
       assert.match(error?.message ?? '(no error)', /command\.sandbox: none/);
     }
     assert.is(await agentSandboxMode(s.ws.settings, { sandbox: 'none' }, 'win32'), 'none');
+  } finally {
+    await teardown(s);
+  }
+});
+
+test('doctor at start: a command engine whose sandbox cannot run is an error naming command.sandbox; command.sandbox: none is a loud warning', async () => {
+  let s: Setup | undefined;
+  try {
+    s = await setup(() => '#!/bin/sh\n');
+    const machine: Partial<DoctorProbes> = { platform: 'linux', freeBytes: async () => 50 * 1024 ** 3, oneVolume: async () => undefined };
+    // The real probe, searching a PATH without bwrap (a fresh machine).
+    const noBwrap: DoctorProbes['sandbox'] = (settings, platform) => sandboxStatus({ ...settings, env: { ...settings.env, PATH: '/nonexistent' } }, { platform });
+    const about = async (settings: TestWorkspace['settings'], sandbox: DoctorProbes['sandbox']) => (await diagnose(settings, { ...machine, sandbox })).findings.filter((f) => f.field === 'command.sandbox');
+    const refused = await about(s.ws.settings, noBwrap);
+    assert.is(refused.length, 1, JSON.stringify(refused));
+    assert.is(refused[0]!.level, 'error');
+    assert.match(refused[0]!.message, /bubblewrap.*command\.sandbox: none/);
+    // Positive control: where the sandbox runs, nothing to say.
+    assert.equal(await about(s.ws.settings, async () => ({ mode: 'bwrap', error: null, warning: null })), []);
+    const open = { ...s.ws.settings, config: { ...s.ws.settings.config, command: { ...s.ws.settings.config.command!, sandbox: 'none' as const } } };
+    const warned = await about(open, noBwrap);
+    assert.is(warned.length, 1);
+    assert.is(warned[0]!.level, 'warning');
+    assert.match(warned[0]!.message, /runs WITHOUT a sandbox/);
   } finally {
     await teardown(s);
   }

@@ -25,7 +25,7 @@ import type { CommandEngineConfig } from '../contract/config.ts';
 import { MetaAgentError } from '../contract/errors.ts';
 import { scrubbedEnv } from '../safety/env.ts';
 import { CHECK_MARKER } from '../safety/processes.ts';
-import { bwrapCommand, CHECK_GID, CHECK_UID, dropsPrivileges, sandboxStatus, sandboxTools } from '../safety/sandbox.ts';
+import { bwrapCommand, CHECK_GID, CHECK_UID, dropsPrivileges, sandboxStatus, sandboxTools, type SandboxSettings, type SandboxStatus } from '../safety/sandbox.ts';
 import type { Settings } from '../workspace/config.ts';
 import { apiKeyValue, type AgentNeeds } from './agentNeeds.ts';
 import { handOver, sandboxPlan, type Session } from './shellTool.ts';
@@ -36,10 +36,18 @@ export type AgentSandboxMode = 'bwrap' | 'none';
 export const UNSANDBOXED_WARNING =
   'command.sandbox: none: the external agent runs WITHOUT a sandbox: it can read and write every file this user can (your home, the real repository, the workspace) and send them to its model; only its environment is cut to an allow-list';
 
+/** Whether the sandbox runs (sandbox.ts sandboxStatus; the doctor passes its own probe). */
+export type SandboxProbe = (settings: SandboxSettings, platform: NodeJS.Platform) => Promise<SandboxStatus>;
+
 /** How the agent runs; a config error (field command.sandbox) when the sandbox it needs cannot run here. */
-export async function agentSandboxMode(settings: Pick<Settings, 'env'>, config: Pick<CommandEngineConfig, 'sandbox'>, platform: NodeJS.Platform = process.platform): Promise<AgentSandboxMode> {
+export async function agentSandboxMode(
+  settings: Pick<Settings, 'env'>,
+  config: Pick<CommandEngineConfig, 'sandbox'>,
+  platform: NodeJS.Platform = process.platform,
+  probe: SandboxProbe = (s, p) => sandboxStatus(s, { platform: p }),
+): Promise<AgentSandboxMode> {
   if (config.sandbox === 'none') return 'none';
-  const status = await sandboxStatus({ config: { sandbox: config.sandbox }, env: settings.env }, { platform });
+  const status = await probe({ config: { sandbox: config.sandbox }, env: settings.env }, platform);
   if (!status.error) return 'bwrap';
   const why = status.error.replace(/^sandbox: \w+: /, '').replace(/,? ?or set "sandbox: none".*$/, '');
   throw new MetaAgentError(

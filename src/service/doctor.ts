@@ -13,7 +13,7 @@ import { toErrorInfo } from '../contract/errors.ts';
 import { COMMAND_EXAMPLE } from '../engines/command.ts';
 import { agentSandboxMode, UNSANDBOXED_WARNING } from '../engines/agentSandbox.ts';
 import { scrubbedEnv } from '../safety/env.ts';
-import { findProgram, sandboxStatus, type SandboxStatus } from '../safety/sandbox.ts';
+import { findProgram, sandboxStatus, type SandboxSettings, type SandboxStatus } from '../safety/sandbox.ts';
 import { git, isGitRepo, resolveBranch } from '../run/git.ts';
 import { assertOneVolume } from '../queue/volumes.ts';
 import { llmMissingMessage, loadSettings, type Check, type Project, type Settings } from '../workspace/config.ts';
@@ -144,7 +144,8 @@ async function checkEngine(settings: Settings, probes: DoctorProbes, add: Add): 
       add('error', null, 'command.run', `the engine program "${program}" is not found on PATH; install it or fix command.run`);
     }
     // The agent runs only in its sandbox: said now, not at the first task.
-    const mode = await agentSandboxMode(settings, config.command!).catch((error: unknown) => toErrorInfo(error).message);
+    const probe = (s: SandboxSettings, platform: NodeJS.Platform) => probes.sandbox({ ...settings, env: s.env, config: { ...settings.config, sandbox: s.config.sandbox } }, platform);
+    const mode = await agentSandboxMode(settings, config.command!, probes.platform, probe).catch((error: unknown) => toErrorInfo(error).message);
     if (mode === 'none') add('warning', null, 'command.sandbox', UNSANDBOXED_WARNING);
     else if (mode !== 'bwrap') add('error', null, 'command.sandbox', mode);
     return;
