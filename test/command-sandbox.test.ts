@@ -45,7 +45,7 @@ interface Setup {
 }
 
 /** A workspace whose engine is `script` (a #!/bin/sh file), a fake HOME for the service, canaries everywhere. */
-async function setup(script: (s: Omit<Setup, 'ws' | 'before'>) => string, command: string[] = []): Promise<Setup> {
+async function setup(script: (s: Omit<Setup, 'ws' | 'before'>) => string, command: string[] = [], args: string[] = []): Promise<Setup> {
   const base = await fs.mkdtemp(path.join(os.tmpdir(), 'meta-agent-cmdsbx-'));
   const tag = randomBytes(6).toString('hex');
   const canary = { ssh: `canary-ssh-${tag}`, dotenv: `canary-dotenv-${tag}`, env: `canary-env-${tag}`, report: `canary-report-${tag}`, other: `canary-worktree-${tag}`, rc: `canary-rc-${tag}` };
@@ -59,7 +59,7 @@ async function setup(script: (s: Omit<Setup, 'ws' | 'before'>) => string, comman
   const partial = { base, home, canary, paths: { otherWorktree: '', report: '', repo: '', root: '' } };
   const ws = await makeWorkspace({
     project: '    scope: ["**"]\n    risk:\n      - paths: ["bot/execution/**"]\n        level: high\n        reason: order execution',
-    extra: ['engine: command', 'command:', `  run: [${JSON.stringify(agent)}]`, '  timeout_s: 60', ...command].join('\n'),
+    extra: ['engine: command', 'command:', `  run: ${JSON.stringify([agent, ...args])}`, '  timeout_s: 60', ...command].join('\n'),
     // A plain name (not secret-looking): absent because it is not passed, not because it is redacted.
     env: { PATH: process.env.PATH, HOME: home, MA_PLAIN_CANARY: canary.env, OPENAI_API_KEY: `sk-test-${tag}-0123456789abcdef` },
   });
@@ -274,6 +274,28 @@ echo "apply_patch failed: the context did not match; I could not make the change
     assert.is(report.summary, 'apply_patch failed: the context did not match; I could not make the change.');
     assert.match(report.engine_output_tail ?? '', 'Reading bot/sizing.py');
     assert.is(report.risk_level, 'medium', 'no claim from the agent: medium');
+  } finally {
+    await teardown(s);
+  }
+});
+
+sandboxTest('{last_message_file}: what the agent leaves there is its last message, the summary (not the output)', async () => {
+  let s: Setup | undefined;
+  try {
+    s = await setup(
+      () => `#!/bin/sh
+printf 'Nothing to change: the stop loss is already checked.\\n' > "$1"
+echo "Last message written."
+echo ""
+echo "tokens used 99"
+`,
+      [],
+      ['{last_message_file}'],
+    );
+    const { report } = await run(s, 'last-message.md');
+    assert.is(report.outcome, 'no_changes', report.error?.message);
+    assert.is(report.summary, 'Nothing to change: the stop loss is already checked.');
+    assert.match(report.engine_output_tail ?? '', 'tokens used 99');
   } finally {
     await teardown(s);
   }

@@ -2,8 +2,10 @@
  * The `command` engine: an external coding-agent CLI (Codex CLI, Aider, Claude Code, a
  * script) run in the worktree without a shell, inside the sandbox (agentSandbox.ts) and
  * watched for liveness (agentProcess.ts). Its prompt (externalPrompt.ts) goes on stdin and
- * into a file whose path replaces `{prompt_file}`; `{worktree}` is replaced too. Its report
- * comes from the JSON block it ends with, or its last message (agentReport.ts). The run
+ * into a file whose path replaces `{prompt_file}`; `{worktree}` is replaced too, and
+ * `{last_message_file}` by a writable file outside the worktree where the agent may leave
+ * its last message (Codex: --output-last-message). Its report comes from the JSON block it
+ * ends with, or its last message (agentReport.ts). The run
  * collects the diff and applies the scope check, the checks and the risk rules as for
  * every engine.
  */
@@ -57,7 +59,9 @@ export class CommandEngine implements Engine {
       if (missing.length) ctx.log.warn({ missing }, 'command.home_files: not found in your home, not copied');
 
       const configured = Array.isArray(config.run) ? config.run : stringArgv(config.run);
-      const argv = configured.map((a) => a.replaceAll('{prompt_file}', promptFile).replaceAll('{worktree}', session.worktree));
+      // In the private home: writable by the agent, outside the worktree (never part of the diff).
+      const lastMessageFile = path.join(home, '.meta-agent-last-message.md');
+      const argv = configured.map((a) => a.replaceAll('{prompt_file}', promptFile).replaceAll('{worktree}', session.worktree).replaceAll('{last_message_file}', lastMessageFile));
       const marker = randomBytes(12).toString('hex');
       const env = agentEnv({ ctx, session, needs, config, mode, home, tmp, promptFile, marker });
       const program = await findProgram(argv[0]!, session.worktree, env.PATH ?? '', env.PATHEXT);
@@ -85,14 +89,15 @@ export class CommandEngine implements Engine {
       // In the report on every path, failures included (runTask reads it back on a throw).
       ctx.outputTail?.(output);
       await ctx.record({ role: 'command_result', exit_code: ran.exitCode, stopped: ran.stopped, output });
-      return await this.judge(ctx, config, ran, output, ctx.redact(ran.output), path.basename(argv[0]!), mode);
+      const lastMessage = await fs.readFile(lastMessageFile, 'utf8').then((text) => ctx.redact(text), () => null);
+      return await this.judge(ctx, config, ran, output, ctx.redact(ran.output), lastMessage, path.basename(argv[0]!), mode);
     } finally {
       await restore().catch(() => undefined);
       await disposeShell(ctx);
     }
   }
 
-  private async judge(ctx: EngineContext, config: CommandEngineConfig, ran: Awaited<ReturnType<typeof runAgentProcess>>, output: string, fullOutput: string, program: string, mode: 'bwrap' | 'none'): Promise<EngineResult> {
+  private async judge(ctx: EngineContext, config: CommandEngineConfig, ran: Awaited<ReturnType<typeof runAgentProcess>>, output: string, fullOutput: string, lastMessage: string | null, program: string, mode: 'bwrap' | 'none'): Promise<EngineResult> {
     if (ctx.signal.aborted) throw ctx.signal.reason;
     if (ran.stopped === 'timeout') throw new MetaAgentError('timeout', `the command engine ran longer than command.timeout_s (${config.timeout_s} s) and was stopped with every process it started`);
     if (ran.stopped === 'idle') {
@@ -105,7 +110,7 @@ export class CommandEngine implements Engine {
       throw new MetaAgentError('engine', `${program} ${why}; output tail: ${output.trim().split('\n').slice(-3).join(' | ')}`);
     }
     // The redacted output only: what the agent printed may hold a secret it found.
-    const said = readAgentReport(fullOutput, null, program);
+    const said = readAgentReport(fullOutput, lastMessage, program);
     return {
       finished: true,
       summary: said.summary,
