@@ -114,7 +114,7 @@ export const LlmConfigSchema = z.strictObject({
 export const CommandEngineConfigSchema = z.strictObject({
   run: z
     .union([z.string().min(1), z.array(z.string()).min(1)])
-    .describe('The agent program and its arguments (no shell), e.g. "codex exec --sandbox workspace-write --skip-git-repo-check --ephemeral -"; the prompt is on stdin; {prompt_file}, {worktree} and {last_message_file} (where the agent may leave its last message, e.g. Codex\'s --output-last-message) are replaced'),
+    .describe('The agent program and its arguments (no shell), e.g. "codex exec --sandbox workspace-write --skip-git-repo-check --ephemeral --output-last-message {last_message_file} -"; the prompt is on stdin; {prompt_file}, {worktree} and {last_message_file} (where the agent may leave its last message, e.g. Codex\'s --output-last-message) are replaced'),
   timeout_s: z.number().positive().default(1800).describe('Longest run of the agent; then it is stopped with every process it started'),
   idle_timeout_s: z.number().positive().default(300).describe('No output and no file change in the worktree for this long: the agent is stopped with every process it started (outcome limit_reached)'),
   sandbox: z

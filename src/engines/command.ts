@@ -26,7 +26,7 @@ import { disposeShell, sessionFor } from './shellTool.ts';
 import type { Engine, EngineContext, EngineResult } from './types.ts';
 import { checkFindings } from './verify.ts';
 
-export const COMMAND_EXAMPLE = 'run: "codex exec --sandbox workspace-write --skip-git-repo-check --ephemeral -"';
+export const COMMAND_EXAMPLE = 'run: "codex exec --sandbox workspace-write --skip-git-repo-check --ephemeral --output-last-message {last_message_file} -"';
 
 export class CommandEngine implements Engine {
   readonly name = 'command' as const;
