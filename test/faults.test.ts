@@ -42,7 +42,7 @@ async function faultWorkspace(): Promise<FaultWorkspace> {
   const ws = await makeWorkspace({ project: '    scope: ["**"]', extra: [QUEUE, 'limits:', '  concurrency: 2'].join('\n') });
   const hold = path.join(ws.root, 'hold');
   const starts = path.join(ws.root, 'engine-starts');
-  await fs.appendFile(path.join(ws.root, 'meta-agent.yaml'), ['engine: command', 'command:', `  run: ${JSON.stringify([process.execPath, '-e', script, hold, starts])}`].join('\n') + '\n');
+  await fs.appendFile(path.join(ws.root, 'meta-agent.yaml'), ['engine: command', 'command:', `  run: ${JSON.stringify([process.execPath, '-e', script, hold, starts])}`, '  sandbox: none'].join('\n') + '\n');
   return { ...ws, hold, starts };
 }
 

@@ -18,7 +18,7 @@ test('kill -9 of watch mid-run: the orphaned agent is killed by the next start\'
   const hold = path.join(ws.root, 'hold');
   const pids = path.join(ws.root, 'agent-pids');
   const script = "const fs = require('fs'); const [hold, pids] = process.argv.slice(1); fs.appendFileSync(pids, process.pid + '\\n'); const end = Date.now() + 60000; (function wait() { if (!fs.existsSync(hold) || Date.now() > end) process.exit(0); setTimeout(wait, 50); })();";
-  await fs.appendFile(path.join(ws.root, 'meta-agent.yaml'), ['engine: command', 'command:', `  run: ${JSON.stringify([process.execPath, '-e', script, hold, pids])}`].join('\n') + '\n');
+  await fs.appendFile(path.join(ws.root, 'meta-agent.yaml'), ['engine: command', 'command:', `  run: ${JSON.stringify([process.execPath, '-e', script, hold, pids])}`, '  sandbox: none'].join('\n') + '\n');
   await fs.writeFile(hold, '');
   const agents = async () => (await fs.readFile(pids, 'utf8').catch(() => '')).split('\n').filter(Boolean).map(Number);
   try {

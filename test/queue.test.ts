@@ -45,7 +45,7 @@ async function slowWorkspace(): Promise<TestWorkspace & { hold: string; starts: 
   const ws = await makeWorkspace({ project: '    scope: ["**"]', extra: [QUEUE(), 'limits:', '  concurrency: 2'].join('\n') });
   const hold = path.join(ws.root, 'hold');
   const starts = path.join(ws.root, 'engine-starts');
-  const command = ['engine: command', 'command:', `  run: ${JSON.stringify([process.execPath, '-e', script, hold, starts])}`].join('\n');
+  const command = ['engine: command', 'command:', `  run: ${JSON.stringify([process.execPath, '-e', script, hold, starts])}`, '  sandbox: none'].join('\n');
   await fs.appendFile(path.join(ws.root, 'meta-agent.yaml'), command + '\n');
   await fs.writeFile(hold, '');
   return { ...ws, hold, starts };

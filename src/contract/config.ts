@@ -116,9 +116,21 @@ export const LlmConfigSchema = z.strictObject({
 });
 
 export const CommandEngineConfigSchema = z.strictObject({
-  run: z.union([z.string().min(1), z.array(z.string()).min(1)]).describe('e.g. "codex exec --full-auto -" ; {prompt_file} and {worktree} are replaced'),
-  timeout_s: z.number().positive().default(1800),
+  run: z
+    .union([z.string().min(1), z.array(z.string()).min(1)])
+    .describe('The agent program and its arguments (no shell), e.g. "codex exec --sandbox workspace-write --skip-git-repo-check --ephemeral --output-last-message {last_message_file} -"; the prompt is on stdin; {prompt_file}, {worktree} and {last_message_file} (where the agent may leave its last message, e.g. Codex\'s --output-last-message) are replaced'),
+  timeout_s: z.number().positive().default(1800).describe('Longest run of the agent; then it is stopped with every process it started'),
+  idle_timeout_s: z.number().positive().default(300).describe('No output and no file change in the worktree for this long: the agent is stopped with every process it started (outcome limit_reached)'),
+  sandbox: z
+    .enum(['auto', 'bwrap', 'none'])
+    .default('auto')
+    .describe('auto and bwrap: the agent runs under bubblewrap (the worktree writable, the system read-only, a private $HOME and /tmp, the network on) and the engine refuses to run without it; none: unsandboxed, it can read every file this user can (every report says so)'),
+  env_allow: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).default([]).describe('Variables of the service\'s environment the agent sees besides PATH, the locale and TZ'),
+  api_key_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional().describe('The variable holding the agent\'s API key (default: llm.api_key_env); the only secret it gets'),
+  home_files: z.array(z.string().min(1)).default([]).describe('Files or folders of your home (relative, e.g. ".codex/config.toml") copied into the agent\'s private $HOME; nothing else of your home is visible'),
+  reads_agents_md: z.boolean().optional().describe('The agent reads the repository\'s AGENTS.md itself, so the prompt leaves it out (default: false)'),
 });
+export type CommandEngineConfig = z.infer<typeof CommandEngineConfigSchema>;
 
 export const LimitsSchema = z.strictObject({
   max_steps: z.number().int().positive().default(40),

@@ -1,15 +1,32 @@
 /**
- * The `command` engine: an external coding-agent CLI (Codex CLI's `codex exec`, Aider, ...)
- * run in the worktree without a shell. The prompt goes on stdin and into a file whose path
- * replaces `{prompt_file}`; `{worktree}` is replaced too. The diff is collected by the run.
+ * The `command` engine: an external coding-agent CLI (Codex CLI, Aider, Claude Code, a
+ * script) run in the worktree without a shell, inside the sandbox (agentSandbox.ts) and
+ * watched for liveness (agentProcess.ts). Its prompt (externalPrompt.ts) goes on stdin and
+ * into a file whose path replaces `{prompt_file}`; `{worktree}` is replaced too, and
+ * `{last_message_file}` by a writable file outside the worktree where the agent may leave
+ * its last message (Codex: --output-last-message). Its report comes from the JSON block it
+ * ends with, or its last message (agentReport.ts). The run
+ * collects the diff and applies the scope check, the checks and the risk rules as for
+ * every engine.
  */
+import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { execa } from 'execa';
 import stringArgv from 'string-argv';
+import type { CommandEngineConfig } from '../contract/config.ts';
 import { MetaAgentError } from '../contract/errors.ts';
 import { tail } from '../run/checks.ts';
+import { findProgram } from '../safety/sandbox.ts';
+import { agentNeeds } from './agentNeeds.ts';
+import { runAgentProcess } from './agentProcess.ts';
+import { readAgentReport } from './agentReport.ts';
+import { agentCommand, agentEnv, agentSandboxMode, fillHome, namedFiles, UNSANDBOXED_WARNING, userHome } from './agentSandbox.ts';
+import { externalPrompt } from './externalPrompt.ts';
+import { disposeShell, sessionFor } from './shellTool.ts';
 import type { Engine, EngineContext, EngineResult } from './types.ts';
+import { checkFindings } from './verify.ts';
+
+export const COMMAND_EXAMPLE = 'run: "codex exec --sandbox workspace-write --skip-git-repo-check --ephemeral --output-last-message {last_message_file} -"';
 
 export class CommandEngine implements Engine {
   readonly name = 'command' as const;
@@ -17,54 +34,93 @@ export class CommandEngine implements Engine {
   async run(ctx: EngineContext): Promise<EngineResult> {
     const config = ctx.settings.config.command;
     if (!config) {
-      throw new MetaAgentError('config', 'engine "command" needs a "command:" section with "run" (e.g. run: "codex exec --full-auto -")', { file: 'meta-agent.yaml', field: 'command' });
+      throw new MetaAgentError('config', `engine "command" needs a "command:" section with "run" (e.g. ${COMMAND_EXAMPLE})`, { file: 'meta-agent.yaml', field: 'command' });
     }
-    const prompt = `${ctx.prompt.system}\n\n${ctx.prompt.user}\n`;
-    // The prompt file lives outside the worktree so it never becomes part of the diff.
-    const promptFile = path.join(ctx.settings.layout.state, 'prompts', `${ctx.runId}.md`);
-    await fs.mkdir(path.dirname(promptFile), { recursive: true });
-    await fs.writeFile(promptFile, prompt);
+    const needs = agentNeeds(config, ctx.settings.llm.apiKeyEnv);
+    // Refuses before anything runs when the sandbox cannot; `none` is said loudly, in the log and the report.
+    const mode = await agentSandboxMode(ctx.settings, config);
+    if (mode === 'none') {
+      ctx.log.warn(UNSANDBOXED_WARNING);
+      ctx.note?.(`${UNSANDBOXED_WARNING}.`);
+    }
+    const prompt = await externalPrompt({ task: ctx.promptTask ?? ctx.task, worktree: ctx.worktree, denied: ctx.denied, redact: ctx.redact, readsAgentsMd: needs.readsAgentsMd });
+    const session = await sessionFor(ctx);
+    let restore = async () => undefined as void;
     try {
-      const argv = (Array.isArray(config.run) ? config.run : stringArgv(config.run)).map((a) =>
-        a.replaceAll('{prompt_file}', promptFile).replaceAll('{worktree}', ctx.worktree),
-      );
-      const [file, ...args] = argv as [string, ...string[]];
-      await ctx.record({ role: 'command', argv, prompt });
-      ctx.log.info({ command: argv.join(' ') }, 'command engine started');
-      const result = await execa(file, args, {
-        cwd: ctx.worktree,
-        input: prompt,
-        all: true,
-        reject: false,
-        timeout: config.timeout_s * 1000,
-        forceKillAfterDelay: 5000,
-        cancelSignal: ctx.signal,
-        maxBuffer: 100_000_000,
-        // The agent CLI needs its own credentials; it runs as the service does.
-        env: { ...ctx.settings.env, META_AGENT_PROMPT_FILE: promptFile, META_AGENT_TASK_ID: ctx.task.id },
-        extendEnv: false,
-      });
-      const output = ctx.redact(tail(typeof result.all === 'string' ? result.all : '', 80, 8000));
-      await ctx.record({ role: 'command_result', exit_code: result.exitCode ?? null, timed_out: Boolean(result.timedOut), output });
-      if (ctx.signal.aborted) throw ctx.signal.reason;
-      if (result.timedOut) throw new MetaAgentError('timeout', `the command engine ran longer than command.timeout_s (${config.timeout_s} s) and was stopped`);
-      if (result.exitCode !== 0) {
-        const why = result.exitCode === undefined ? `could not start (${result.shortMessage})` : `exited with code ${result.exitCode}`;
-        throw new MetaAgentError('engine', `${file} ${why}; output tail: ${output.split('\n').slice(-3).join(' | ')}`);
+      const home = path.join(session.root, 'agent-home');
+      const tmp = path.join(session.root, 'agent-tmp');
+      const promptDir = path.join(session.root, 'agent-prompt');
+      await Promise.all([home, tmp, promptDir].map((d) => fs.mkdir(d, { recursive: true, mode: 0o755 })));
+      await fs.chmod(promptDir, 0o755);
+      // Outside the worktree, so it never becomes part of the diff.
+      const promptFile = path.join(promptDir, 'prompt.md');
+      await fs.writeFile(promptFile, prompt, { mode: 0o644 });
+      const missing = await fillHome(home, needs, userHome(ctx.settings));
+      if (missing.length) ctx.log.warn({ missing }, 'command.home_files: not found in your home, not copied');
+
+      const configured = Array.isArray(config.run) ? config.run : stringArgv(config.run);
+      // In the private home: writable by the agent, outside the worktree (never part of the diff).
+      const lastMessageFile = path.join(home, '.meta-agent-last-message.md');
+      const argv = configured.map((a) => a.replaceAll('{prompt_file}', promptFile).replaceAll('{worktree}', session.worktree).replaceAll('{last_message_file}', lastMessageFile));
+      const marker = randomBytes(12).toString('hex');
+      const env = agentEnv({ ctx, session, needs, config, mode, home, tmp, promptFile, marker });
+      const program = await findProgram(argv[0]!, session.worktree, env.PATH ?? '', env.PATHEXT);
+      if (!program) {
+        throw new MetaAgentError('config', `the engine program "${argv[0]}" is not found (on the PATH the agent gets${/[\\/]/.test(argv[0]!) ? ', or at that path' : ''}); install it or fix command.run`, { file: 'meta-agent.yaml', field: 'command.run' });
       }
-      const lastLines = output.trim().split('\n').slice(-5).join('\n');
-      return {
-        finished: true,
-        summary: lastLines ? `${path.basename(file)} finished. Last output:\n${lastLines}` : `${path.basename(file)} finished without output.`,
-        risks: [],
-        risk_level: 'low',
-        next_actions: ['Review the diff: the command engine does not explain its changes.'],
-        steps: 1,
-        model: null,
-        output_tail: output,
-      };
+      const command = await agentCommand(ctx, session, mode, program, argv, env, home, promptDir, await namedFiles(configured));
+      restore = command.restore;
+      await ctx.record({ role: 'command', argv, sandbox: mode, env: Object.keys(env).sort(), prompt });
+      ctx.log.info({ command: argv.join(' '), sandbox: mode }, 'command engine started');
+
+      const ran = await runAgentProcess({
+        file: command.file,
+        args: command.args,
+        cwd: session.worktree,
+        env,
+        input: prompt,
+        timeoutMs: config.timeout_s * 1000,
+        idleMs: config.idle_timeout_s * 1000,
+        watchDir: session.worktree,
+        marker,
+        signal: ctx.signal,
+      });
+      const output = ctx.redact(tail(ran.output, 80, 8000));
+      // In the report on every path, failures included (runTask reads it back on a throw).
+      ctx.outputTail?.(output);
+      await ctx.record({ role: 'command_result', exit_code: ran.exitCode, stopped: ran.stopped, output });
+      const lastMessage = await fs.readFile(lastMessageFile, 'utf8').then((text) => ctx.redact(text), () => null);
+      return await this.judge(ctx, config, ran, output, ctx.redact(ran.output), lastMessage, path.basename(argv[0]!), mode);
     } finally {
-      await fs.rm(promptFile, { force: true });
+      await restore().catch(() => undefined);
+      await disposeShell(ctx);
     }
+  }
+
+  private async judge(ctx: EngineContext, config: CommandEngineConfig, ran: Awaited<ReturnType<typeof runAgentProcess>>, output: string, fullOutput: string, lastMessage: string | null, program: string, mode: 'bwrap' | 'none'): Promise<EngineResult> {
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    if (ran.stopped === 'timeout') throw new MetaAgentError('timeout', `the command engine ran longer than command.timeout_s (${config.timeout_s} s) and was stopped with every process it started`);
+    if (ran.stopped === 'idle') {
+      throw new MetaAgentError('timeout', `the command engine was idle (no output and no file change) for command.idle_timeout_s (${config.idle_timeout_s} s) and was stopped with every process it started; an unreachable model or a prompt it waits on looks like this`);
+    }
+    if (ran.startError) throw new MetaAgentError('engine', `${program} could not start (${ran.startError})`);
+    if (mode === 'bwrap' && ran.exitCode === 1 && output.startsWith('bwrap: ')) throw new MetaAgentError('engine', `the sandbox could not start ${program}: ${output.split('\n')[0]}`);
+    if (ran.exitCode !== 0) {
+      const why = ran.exitCode === null ? `was killed by ${ran.signal ?? 'a signal'}` : `exited with code ${ran.exitCode}`;
+      throw new MetaAgentError('engine', `${program} ${why}; output tail: ${output.trim().split('\n').slice(-3).join(' | ')}`);
+    }
+    // The redacted output only: what the agent printed may hold a secret it found.
+    const said = readAgentReport(fullOutput, lastMessage, program);
+    return {
+      finished: true,
+      summary: said.summary,
+      risks: said.risks,
+      risk_level: said.risk_level,
+      next_actions: said.next_actions,
+      findings: await checkFindings(ctx, said.rawFindings),
+      steps: 1,
+      model: null,
+      output_tail: output,
+    };
   }
 }

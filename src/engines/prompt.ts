@@ -84,7 +84,8 @@ export async function userPrompt(input: PromptInput): Promise<string> {
   return input.redact(parts.join('\n\n'));
 }
 
-async function readAgentsMd(input: PromptInput): Promise<string | null> {
+/** The repository's AGENTS.md (cut at MAX_AGENTS_MD), or null: missing, empty or denied. */
+export async function readAgentsMd(input: Pick<PromptInput, 'denied' | 'worktree'>): Promise<string | null> {
   if (input.denied('AGENTS.md')) return null;
   const text = await fs.readFile(path.join(input.worktree, 'AGENTS.md'), 'utf8').catch(() => null);
   if (!text) return null;

@@ -91,7 +91,7 @@ export async function decideShell(settings: SandboxSettings & { config: { tools:
   return status.mode === 'bwrap' && !status.error ? 'sandboxed' : 'off';
 }
 
-interface Session {
+export interface Session {
   /** Private temp folder of this run's commands (removed by disposeShell). */
   root: string;
   /** The worktree's real path (binds and cwd use it). */
@@ -118,7 +118,8 @@ export async function disposeShell(ctx: EngineContext): Promise<void> {
   if (root) await fs.rm(root, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
 }
 
-function sessionFor(ctx: EngineContext): Promise<Session> {
+/** The run's shell session (private temp folder, history snapshot); the command engine's agent shares it. */
+export function sessionFor(ctx: EngineContext): Promise<Session> {
   let session = sessions.get(ctx);
   if (!session) {
     session = openSession(ctx);
@@ -355,7 +356,7 @@ async function execute(ctx: EngineContext, session: Session, mode: 'sandboxed' |
 }
 
 /** The checks' sandbox, with the worktree itself writable and the history snapshot as its `.git`. */
-async function sandboxPlan(ctx: EngineContext, session: Session, shell: string, env: Record<string, string>, home: string): Promise<SandboxPlan> {
+export async function sandboxPlan(ctx: EngineContext, session: Session, shell: string, env: Record<string, string>, home: string): Promise<SandboxPlan> {
   const { settings, project } = ctx;
   const realRepo = await fs.realpath(project.repoPath).catch(() => project.repoPath);
   const homes = await withRealPaths(await userHomes(settings.env));
@@ -406,7 +407,7 @@ async function deniedMasks(ctx: EngineContext, worktree: string): Promise<NonNul
  * worktree (all but `.git`) and its home while it runs; the worktree's folder goes back
  * to its owner afterwards (git refuses a repository owned by someone else).
  */
-async function handOver(worktree: string, home: string): Promise<() => Promise<void>> {
+export async function handOver(worktree: string, home: string): Promise<() => Promise<void>> {
   const top = await fs.lstat(worktree);
   await fs.lchown(home, CHECK_UID, CHECK_GID);
   await fs.lchown(worktree, CHECK_UID, CHECK_GID);

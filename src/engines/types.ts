@@ -43,6 +43,12 @@ export interface EngineContext {
   shell?: ShellMode;
   /** The prompt the engine sends (system + task), built by the run. */
   prompt: { system: string; user: string };
+  /** The task as the prompt shows it (the type pipeline's facts in its body): an engine that builds its own prompt. */
+  promptTask?: Task;
+  /** Adds a note to the report (notes), on every path. */
+  note?: (text: string) => void;
+  /** The engine's output tail for the report (engine_output_tail), also when the engine then throws. */
+  outputTail?: (tail: string) => void;
 }
 
 export interface EngineResult {

@@ -260,6 +260,8 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
   log.debug({ worktree: worktree.dir, base: worktree.baseCommit }, 'worktree ready');
   const where = { base_commit: worktree.baseCommit, branch: worktree.branch };
   let extras = noExtras();
+  // The engine's output tail, kept here so a run that ends by a throw reports it too.
+  let outputTail: string | null = null;
   try {
     const checksIn = (signal: AbortSignal) => runChecks(rc, worktree, signal);
     const baselines = baselineOnce({ settings, project, runId: rc.runId, baseCommit: worktree.baseCommit, redact: rc.redact, log }, abort.signal);
@@ -318,6 +320,11 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
           await trajectory.record(entry);
         },
         prompt: { system: systemPrompt(), user: await userPrompt({ task: promptTask, worktree: worktree.dir, scopeGlobs: task.scope, denied, inScope, redact: rc.redact }) },
+        promptTask,
+        note: (text) => extras.notes.push(text),
+        outputTail: (text) => {
+          outputTail = text;
+        },
         });
         if (extras.summary) result = { ...result, summary: `${extras.summary}\n\n${result.summary}` };
       }
@@ -328,6 +335,7 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
       const kept = await keepIncompleteWork(rc, worktree, info, null, extras, abort.signal);
       return finalizeOutcome({ ...base, ...where, trajectory: trajectoryUsed ? displayPath(layout, trajectory.file) : null }, {
         extras,
+        outputTail,
         ...kept,
         summary: `The run ended early: ${kept.error.message}${kept.incomplete ? '. Its work so far is saved as an incomplete patch.' : ''}`,
       });
@@ -378,6 +386,8 @@ function finalizeOutcome(
     extras?: TypeExtras;
     /** The run stopped early and its work so far is in patchFiles. */
     incomplete?: boolean;
+    /** The engine's output tail when it ended by a throw (no result). */
+    outputTail?: string | null;
   },
 ): Outcome {
   const extras = parts.extras ?? noExtras();
@@ -431,7 +441,7 @@ function finalizeOutcome(
     base_commit: base.base_commit,
     branch: base.branch,
     trajectory: base.trajectory,
-    engine_output_tail: result?.output_tail ?? null,
+    engine_output_tail: result?.output_tail ?? parts.outputTail ?? null,
     error: error ?? null,
     metrics: extras.metrics,
     flags: extras.flags,

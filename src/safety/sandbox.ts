@@ -179,6 +179,8 @@ export interface SandboxPlan {
   /** Never visible, even when inside a system folder: the real repo, the workspace, the user's home. */
   hidden: string[];
   limits: { processes: number; memoryBytes: number };
+  /** The network stays on (an external agent must reach its model); default: off. */
+  network?: boolean;
   /**
    * Bound last, in this order, onto paths inside `writable` (no parent folders are made):
    * the agent's shell puts its own `.git` file over the worktree's, /dev/null over each
@@ -234,7 +236,8 @@ export function bwrapCommand(tools: Tools, plan: SandboxPlan, argv: readonly str
     args.push('--bind', dir, dir);
   }
   for (const { source, target, writable } of plan.over ?? []) args.push(writable ? '--bind' : '--ro-bind', source, target);
-  args.push('--unshare-net', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try');
+  if (!plan.network) args.push('--unshare-net');
+  args.push('--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try');
   args.push('--die-with-parent', '--new-session', '--chdir', plan.cwd);
   const inner: string[] = [];
   if (tools.setpriv) {

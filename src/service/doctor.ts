@@ -10,8 +10,10 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import stringArgv from 'string-argv';
 import { toErrorInfo } from '../contract/errors.ts';
+import { COMMAND_EXAMPLE } from '../engines/command.ts';
+import { agentSandboxMode, UNSANDBOXED_WARNING } from '../engines/agentSandbox.ts';
 import { scrubbedEnv } from '../safety/env.ts';
-import { findProgram, sandboxStatus, type SandboxStatus } from '../safety/sandbox.ts';
+import { findProgram, sandboxStatus, type SandboxSettings, type SandboxStatus } from '../safety/sandbox.ts';
 import { git, isGitRepo, resolveBranch } from '../run/git.ts';
 import { assertOneVolume } from '../queue/volumes.ts';
 import { llmMissingMessage, loadSettings, type Check, type Project, type Settings } from '../workspace/config.ts';
@@ -136,11 +138,16 @@ async function checkEngine(settings: Settings, probes: DoctorProbes, add: Add): 
   const { config, llm } = settings;
   if (config.engine === 'command') {
     const run = config.command?.run;
-    if (!run) return add('error', null, 'command', 'engine "command" needs a "command:" section with "run" (e.g. run: "codex exec --full-auto -")');
+    if (!run) return add('error', null, 'command', `engine "command" needs a "command:" section with "run" (e.g. ${COMMAND_EXAMPLE})`);
     const program = (Array.isArray(run) ? run : stringArgv(run))[0] ?? '';
     if (!(await findProgram(program, settings.layout.root, settings.env.PATH ?? '', settings.env.PATHEXT))) {
       add('error', null, 'command.run', `the engine program "${program}" is not found on PATH; install it or fix command.run`);
     }
+    // The agent runs only in its sandbox: said now, not at the first task.
+    const probe = (s: SandboxSettings, platform: NodeJS.Platform) => probes.sandbox({ ...settings, env: s.env, config: { ...settings.config, sandbox: s.config.sandbox } }, platform);
+    const mode = await agentSandboxMode(settings, config.command!, probes.platform, probe).catch((error: unknown) => toErrorInfo(error).message);
+    if (mode === 'none') add('warning', null, 'command.sandbox', UNSANDBOXED_WARNING);
+    else if (mode !== 'bwrap') add('error', null, 'command.sandbox', mode);
     return;
   }
   if (!llm.model.trim()) return add('error', null, 'llm.model', 'no model configured; set llm.model in meta-agent.yaml (or META_AGENT_MODEL)');

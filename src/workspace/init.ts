@@ -195,8 +195,12 @@ llm:
 # openai: the built-in agent loop. command: an external coding-agent CLI (see "command").
 engine: openai
 # command:
-#   run: "codex exec --full-auto -"     # {prompt_file} and {worktree} are replaced; the prompt is also on stdin
+#   run: "codex exec --sandbox workspace-write --skip-git-repo-check --ephemeral --output-last-message {last_message_file} -"   # the prompt is on stdin; {prompt_file} and {worktree} are replaced
 #   timeout_s: 1800
+#   idle_timeout_s: 300                # no output and no file change this long: stopped
+#   sandbox: auto                      # the agent runs under bubblewrap (refuses without it); none: unsandboxed
+#   env_allow: []                      # variables it sees besides PATH, the locale and one API key (api_key_env)
+#   home_files: []                     # files of your home copied into its private $HOME, e.g. [".codex/config.toml"]
 
 ${sandboxSetting(process.platform)}
 
