@@ -3,6 +3,9 @@ import { z } from 'zod';
 import { ENGINE_NAMES } from './task.ts';
 import { RiskLevelSchema, SHELL_MODES } from './report.ts';
 
+/** The agent CLIs the command engine knows (src/engines/presets/). */
+export const PRESET_NAMES = ['codex', 'aider', 'claude'] as const;
+
 const globList = z.array(z.string().min(1));
 
 /** `test` / `dry_run`: a command string, or the long form. Never run through a shell. */
@@ -111,10 +114,15 @@ export const LlmConfigSchema = z.strictObject({
     .describe('USD per million tokens; enables usage.cost_usd'),
 });
 
-export const CommandEngineConfigSchema = z.strictObject({
-  run: z.union([z.string().min(1), z.array(z.string()).min(1)]).describe('e.g. "codex exec --full-auto -" ; {prompt_file} and {worktree} are replaced'),
-  timeout_s: z.number().positive().default(1800),
-});
+export const CommandEngineConfigSchema = z
+  .strictObject({
+    preset: z.enum(PRESET_NAMES).optional().describe('A known agent CLI started with the right flags, llm: as its model and provider, and a private HOME (see docs/engines.md)'),
+    program: z.string().min(1).optional().describe("The preset's executable, when it is not on PATH under its usual name (codex, aider, claude)"),
+    run: z.union([z.string().min(1), z.array(z.string()).min(1)]).optional().describe('Any other agent: program and arguments (no shell); {prompt_file} and {worktree} are replaced, the prompt is also on stdin'),
+    timeout_s: z.number().positive().default(1800),
+  })
+  .refine((c) => (c.preset === undefined) !== (c.run === undefined), { message: 'give exactly one of "preset" and "run"' })
+  .refine((c) => c.program === undefined || c.preset !== undefined, { message: '"program" goes with "preset" ("run" names its program itself)', path: ['program'] });
 
 export const LimitsSchema = z.strictObject({
   max_steps: z.number().int().positive().default(40),

@@ -6,7 +6,8 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import stringArgv from 'string-argv';
+import { fillPlaceholders, resolveCommand } from './presets/index.ts';
+import { addAgentUsage, agentEnv, makePrivateHome } from './presets/launch.ts';
 import { MetaAgentError } from '../contract/errors.ts';
 import { tail } from '../run/checks.ts';
 import type { Engine, EngineContext, EngineResult } from './types.ts';
@@ -24,10 +25,13 @@ export class CommandEngine implements Engine {
     const promptFile = path.join(ctx.settings.layout.state, 'prompts', `${ctx.runId}.md`);
     await fs.mkdir(path.dirname(promptFile), { recursive: true });
     await fs.writeFile(promptFile, prompt);
+    // Presets (presets/): a private HOME and an allow-listed environment; `run` keeps the old ways.
+    const resolved = resolveCommand(config, ctx.settings.llm);
+    const home = path.join(ctx.settings.layout.state, 'engine-homes', ctx.runId);
     try {
-      const argv = (Array.isArray(config.run) ? config.run : stringArgv(config.run)).map((a) =>
-        a.replaceAll('{prompt_file}', promptFile).replaceAll('{worktree}', ctx.worktree),
-      );
+      if (resolved.preset) await makePrivateHome(resolved, home);
+      const filled = fillPlaceholders(resolved, { home, promptFile, worktree: ctx.worktree });
+      const argv = filled.argv;
       const [file, ...args] = argv as [string, ...string[]];
       await ctx.record({ role: 'command', argv, prompt });
       ctx.log.info({ command: argv.join(' ') }, 'command engine started');
@@ -41,10 +45,12 @@ export class CommandEngine implements Engine {
         cancelSignal: ctx.signal,
         maxBuffer: 100_000_000,
         // The agent CLI needs its own credentials; it runs as the service does.
-        env: { ...ctx.settings.env, META_AGENT_PROMPT_FILE: promptFile, META_AGENT_TASK_ID: ctx.task.id },
+        env: { ...(resolved.preset ? agentEnv(resolved, ctx.settings.env, filled.env, home) : ctx.settings.env), META_AGENT_PROMPT_FILE: promptFile, META_AGENT_TASK_ID: ctx.task.id },
         extendEnv: false,
       });
       const output = ctx.redact(tail(typeof result.all === 'string' ? result.all : '', 80, 8000));
+      const agent = await resolved.parseOutput({ stdout: typeof result.stdout === 'string' ? result.stdout : '', home });
+      if (agent.usage) addAgentUsage(ctx.usage, agent.usage, ctx.settings.llm);
       await ctx.record({ role: 'command_result', exit_code: result.exitCode ?? null, timed_out: Boolean(result.timedOut), output });
       if (ctx.signal.aborted) throw ctx.signal.reason;
       if (result.timedOut) throw new MetaAgentError('timeout', `the command engine ran longer than command.timeout_s (${config.timeout_s} s) and was stopped`);
@@ -55,8 +61,8 @@ export class CommandEngine implements Engine {
       const lastLines = output.trim().split('\n').slice(-5).join('\n');
       return {
         finished: true,
-        summary: lastLines ? `${path.basename(file)} finished. Last output:\n${lastLines}` : `${path.basename(file)} finished without output.`,
-        risks: [],
+        summary: agent.lastMessage ? ctx.redact(agent.lastMessage) : lastLines ? `${path.basename(file)} finished. Last output:\n${lastLines}` : `${path.basename(file)} finished without output.`,
+        risks: agent.problems.map(ctx.redact),
         risk_level: 'low',
         next_actions: ['Review the diff: the command engine does not explain its changes.'],
         steps: 1,
@@ -65,6 +71,7 @@ export class CommandEngine implements Engine {
       };
     } finally {
       await fs.rm(promptFile, { force: true });
+      await fs.rm(home, { recursive: true, force: true });
     }
   }
 }

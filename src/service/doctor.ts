@@ -8,7 +8,6 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import stringArgv from 'string-argv';
 import { toErrorInfo } from '../contract/errors.ts';
 import { scrubbedEnv } from '../safety/env.ts';
 import { findProgram, sandboxStatus, type SandboxStatus } from '../safety/sandbox.ts';
@@ -16,6 +15,7 @@ import { git, isGitRepo, resolveBranch } from '../run/git.ts';
 import { assertOneVolume } from '../queue/volumes.ts';
 import { llmMissingMessage, loadSettings, type Check, type Project, type Settings } from '../workspace/config.ts';
 import { layoutDirs } from '../workspace/layout.ts';
+import { resolveCommand } from '../engines/presets/index.ts';
 
 export type Level = 'error' | 'warning';
 
@@ -135,12 +135,15 @@ async function checkProgram(settings: Settings, project: Project, check: Check, 
 async function checkEngine(settings: Settings, probes: DoctorProbes, add: Add): Promise<void> {
   const { config, llm } = settings;
   if (config.engine === 'command') {
-    const run = config.command?.run;
-    if (!run) return add('error', null, 'command', 'engine "command" needs a "command:" section with "run" (e.g. run: "codex exec --full-auto -")');
-    const program = (Array.isArray(run) ? run : stringArgv(run))[0] ?? '';
+    if (!config.command) return add('error', null, 'command', 'engine "command" needs a "command:" section with "preset" (e.g. preset: codex) or "run"');
+    const resolved = resolveCommand(config.command, llm);
+    const program = resolved.argv[0];
+    const field = resolved.preset ? 'command.program' : 'command.run';
     if (!(await findProgram(program, settings.layout.root, settings.env.PATH ?? '', settings.env.PATHEXT))) {
-      add('error', null, 'command.run', `the engine program "${program}" is not found on PATH; install it or fix command.run`);
+      add('error', null, field, `the engine program "${program}" is not found on PATH; install it or fix ${field}`);
     }
+    const key = resolved.preset ? resolved.needs.apiKey : null;
+    if (key && !settings.env[key.from]) add('error', null, 'llm.api_key_env', `the ${resolved.preset} preset needs the API key in ${key.from}, which is not set`);
     return;
   }
   if (!llm.model.trim()) return add('error', null, 'llm.model', 'no model configured; set llm.model in meta-agent.yaml (or META_AGENT_MODEL)');
