@@ -10,7 +10,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { CODEX_VERSION_CHECKED } from '../../src/engines/presets/index.ts';
 
-export const CODEX_CACHE = path.join(os.homedir(), '.cache', 'meta-agent-test', 'codex');
+export const CODEX_CACHE = process.env.META_AGENT_TEST_CODEX_CACHE || path.join(os.homedir(), '.cache', 'meta-agent-test', 'codex');
 const BIN = (dir: string) => path.join(dir, 'node_modules', '.bin', process.platform === 'win32' ? 'codex.cmd' : 'codex');
 const UNREACHABLE = /ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|EHOSTUNREACH|network request .* failed/i;
 
