@@ -29,6 +29,13 @@ const LLM: LlmSettings = {
 
 const PLACES = { home: '/private/home', promptFile: '/state/prompts/run-1.md', worktree: '/wt/run-1' };
 
+/** The config.toml the codex preset writes into its private HOME. */
+function codexToml(llm: LlmSettings): string {
+  const file = resolveCommand(commandConfig({ preset: 'codex' }), llm).needs.homeFiles.find((f) => f.path === '.codex/config.toml');
+  assert.ok(file?.content, 'the codex preset writes .codex/config.toml');
+  return file!.content!;
+}
+
 function commandConfig(command: unknown) {
   return ConfigSchema.parse({ engine: 'command', command, projects: { bot: { repo: 'repo' } } }).command!;
 }
@@ -52,12 +59,14 @@ test('codex: the flags of codex exec 0.171, the prompt on stdin, the last messag
   ]);
   assert.not.ok(argv.includes('--full-auto'));
   assert.equal(env, { CODEX_HOME: '/private/home/.codex', TMPDIR: '/private/home/tmp' });
-  assert.equal(resolved.needs.apiKey, { from: 'MY_LLM_KEY', as: 'MY_LLM_KEY' });
+  assert.equal(resolved.needs.homeFiles.map((f) => f.path).sort(), ['.codex/config.toml', 'tmp/.keep']);
+  assert.ok(resolved.needs.homeFiles.every((f) => f.content !== undefined && f.copyFrom === undefined), 'written, never copied from your home');
+  assert.is(resolved.needs.apiKeyEnv, 'MY_LLM_KEY');
   assert.is(resolved.needs.readsAgentsMd, true);
 });
 
 test('codex: config.toml carries llm: (model, base_url, key variable, retries, timeout) and the shell env policy', () => {
-  const toml = resolveCommand(commandConfig({ preset: 'codex' }), LLM).needs.homeFiles['.codex/config.toml']!;
+  const toml = codexToml(LLM);
   for (const line of [
     'model = "gpt-5-codex"',
     'model_provider = "meta-agent"',
@@ -76,10 +85,10 @@ test('codex: config.toml carries llm: (model, base_url, key variable, retries, t
     assert.ok(toml.split('\n').includes(line), `config.toml has ${line}:\n${toml}`);
   }
   // Without base_url: OpenAI's endpoint, still through our provider (never Codex's login).
-  const openai = resolveCommand(commandConfig({ preset: 'codex' }), { ...LLM, baseURL: undefined } as LlmSettings).needs.homeFiles['.codex/config.toml']!;
+  const openai = codexToml({ ...LLM, baseURL: undefined } as LlmSettings);
   assert.ok(openai.includes('base_url = "https://api.openai.com/v1"'));
   // A model name cannot break out of its TOML string.
-  const hostile = resolveCommand(commandConfig({ preset: 'codex' }), { ...LLM, model: 'x"\nsandbox_mode = "danger-full-access' } as LlmSettings).needs.homeFiles['.codex/config.toml']!;
+  const hostile = codexToml({ ...LLM, model: 'x"\nsandbox_mode = "danger-full-access' } as LlmSettings);
   assert.not.ok(hostile.split('\n').includes('sandbox_mode = "danger-full-access"'));
 });
 
@@ -133,7 +142,7 @@ test('aider: one message from the prompt file, no commits, histories and .env in
   assert.equal(env, {});
   const resolved = resolveCommand(commandConfig({ preset: 'aider' }), { ...LLM, baseURL: undefined } as LlmSettings);
   assert.ok(resolved.argv.includes('gpt-5-codex') && !resolved.argv.includes('--openai-api-base'), 'no base_url: the model as it is, no --openai-api-base');
-  assert.equal(resolved.needs.apiKey, { from: 'MY_LLM_KEY', as: 'OPENAI_API_KEY' });
+  assert.is(resolved.needs.apiKeyEnv, 'OPENAI_API_KEY');
 });
 
 test('claude: claude -p with JSON output, edits accepted, only the private settings, the key scrubbed from its commands', () => {
@@ -158,7 +167,7 @@ test('claude: claude -p with JSON output, edits accepted, only the private setti
   assert.is(env.CLAUDE_CONFIG_DIR, '/private/home/.claude');
   assert.is(env.CLAUDE_CODE_SUBPROCESS_ENV_SCRUB, '1');
   assert.is(env.ANTHROPIC_BASE_URL, 'http://127.0.0.1:9000');
-  assert.equal(resolved.needs.apiKey, { from: 'MY_LLM_KEY', as: 'ANTHROPIC_API_KEY' });
+  assert.is(resolved.needs.apiKeyEnv, 'ANTHROPIC_API_KEY');
 });
 
 test('claude: the JSON result gives the last message, usage with cache reads and writes, and the cost', () => {
@@ -184,7 +193,7 @@ test('run: resolves to its own argv with no private files; the config takes exac
   const resolved = resolveCommand(commandConfig({ run: 'my-agent --go "{prompt_file}"' }), LLM);
   assert.is(resolved.preset, null);
   assert.equal(fillPlaceholders(resolved, PLACES).argv, ['my-agent', '--go', PLACES.promptFile]);
-  assert.equal(resolved.needs.homeFiles, {});
+  assert.equal(resolved.needs.homeFiles, []);
   const refused = (command: unknown) => ConfigSchema.safeParse({ engine: 'command', command, projects: { bot: { repo: 'repo' } } }).success === false;
   assert.ok(refused({ preset: 'codex', run: 'codex exec -' }), 'both');
   assert.ok(refused({}), 'neither');
@@ -194,10 +203,14 @@ test('run: resolves to its own argv with no private files; the config takes exac
 });
 
 test('the agent environment: PATH, locale, the preset\'s variables and the one key under its name; nothing else', async () => {
-  const resolved = resolveCommand(commandConfig({ preset: 'aider' }), LLM);
+  const aider = resolveCommand(commandConfig({ preset: 'aider' }), LLM);
   const service = { PATH: '/usr/bin', LANG: 'C.UTF-8', MY_LLM_KEY: 'sk-abc', EXCHANGE_SECRET: 'canary', HOME: '/home/real', AWS_SECRET_ACCESS_KEY: 'aws' };
-  const env = agentEnv(resolved, service, { EXTRA: '1' }, '/private/home');
-  assert.equal(env, { PATH: '/usr/bin', LANG: 'C.UTF-8', OPENAI_API_KEY: 'sk-abc', HOME: '/private/home', USERPROFILE: '/private/home', EXTRA: '1' });
+  // Aider reads OPENAI_API_KEY: the llm: key (MY_LLM_KEY) is given under that name.
+  assert.equal(agentEnv(aider, service, { EXTRA: '1' }, '/private/home', LLM), { PATH: '/usr/bin', LANG: 'C.UTF-8', HOME: '/private/home', USERPROFILE: '/private/home', EXTRA: '1', OPENAI_API_KEY: 'sk-abc' });
+  // Claude Code reads ANTHROPIC_API_KEY: an OpenAI-style llm: key is never handed to it under that name.
+  const claude = resolveCommand(commandConfig({ preset: 'claude' }), LLM);
+  assert.not.ok('ANTHROPIC_API_KEY' in agentEnv(claude, service, {}, '/private/home', LLM));
+  assert.is(agentEnv(claude, { ...service, ANTHROPIC_API_KEY: 'sk-ant' }, {}, '/private/home', LLM).ANTHROPIC_API_KEY, 'sk-ant');
   const home = await fs.mkdtemp(path.join(os.tmpdir(), 'meta-agent-preset-home-'));
   try {
     const codex = resolveCommand(commandConfig({ preset: 'codex' }), LLM);

@@ -45,7 +45,7 @@ export class CommandEngine implements Engine {
         cancelSignal: ctx.signal,
         maxBuffer: 100_000_000,
         // The agent CLI needs its own credentials; it runs as the service does.
-        env: { ...(resolved.preset ? agentEnv(resolved, ctx.settings.env, filled.env, home) : ctx.settings.env), META_AGENT_PROMPT_FILE: promptFile, META_AGENT_TASK_ID: ctx.task.id },
+        env: { ...(resolved.preset ? agentEnv(resolved, ctx.settings.env, filled.env, home, ctx.settings.llm) : ctx.settings.env), META_AGENT_PROMPT_FILE: promptFile, META_AGENT_TASK_ID: ctx.task.id },
         extendEnv: false,
       });
       const output = ctx.redact(tail(typeof result.all === 'string' ? result.all : '', 80, 8000));

@@ -142,8 +142,9 @@ async function checkEngine(settings: Settings, probes: DoctorProbes, add: Add): 
     if (!(await findProgram(program, settings.layout.root, settings.env.PATH ?? '', settings.env.PATHEXT))) {
       add('error', null, field, `the engine program "${program}" is not found on PATH; install it or fix ${field}`);
     }
-    const key = resolved.preset ? resolved.needs.apiKey : null;
-    if (key && !settings.env[key.from]) add('error', null, 'llm.api_key_env', `the ${resolved.preset} preset needs the API key in ${key.from}, which is not set`);
+    const key = resolved.preset ? resolved.needs.apiKeyEnv : null;
+    const keyFound = key && (settings.env[key] || ((key === llm.apiKeyEnv || key === 'OPENAI_API_KEY') && llm.apiKey));
+    if (key && !keyFound) add('error', null, 'llm.api_key_env', `the ${resolved.preset} preset reads its API key from ${key}, which is not set`);
     return;
   }
   if (!llm.model.trim()) return add('error', null, 'llm.model', 'no model configured; set llm.model in meta-agent.yaml (or META_AGENT_MODEL)');

@@ -2,6 +2,7 @@
  * Aider (`aider --message-file`), argv checked against the options reference of aider-chat
  * 0.86.2 (aider.chat/docs/config/options.html); not run by the tests (only the argv is).
  *
+ * The key is read from OPENAI_API_KEY (the `llm:` key when llm.api_key_env names another variable).
  * Aider edits the worktree and exits; it must not commit (the run collects the diff), write
  * its history files or `.gitignore` into the worktree, run shell commands it suggests, fetch
  * URLs it sees in the prompt, or read a `.env`. It prints no machine-readable events, so usage
@@ -43,12 +44,11 @@ export function aiderPreset(options: PresetOptions, llm: LlmSettings): ResolvedC
       '--input-history-file',
       '{home}/aider.input.history',
     ],
-    env: {},
     needs: {
-      homeFiles: { 'aider.env': '' },
-      homeDirs: [],
+      homeFiles: [{ path: 'aider.env', content: '' }],
       envAllow: [],
-      apiKey: { from: llm.apiKeyEnv, as: 'OPENAI_API_KEY' },
+      env: {},
+      apiKeyEnv: 'OPENAI_API_KEY',
       readsAgentsMd: false,
     },
     parseOutput: async () => ({ lastMessage: null, usage: null, problems: [] }),

@@ -4,7 +4,7 @@
  * the tests against a model (only the argv and the parsing of a result are).
  *
  * `llm.base_url` must be an Anthropic Messages endpoint here and `llm.model` a Claude model;
- * the key (llm.api_key_env) reaches Claude Code as ANTHROPIC_API_KEY and is scrubbed from the
+ * the key is read from ANTHROPIC_API_KEY (set llm.api_key_env: ANTHROPIC_API_KEY) and is scrubbed from the
  * environment of the commands it runs (CLAUDE_CODE_SUBPROCESS_ENV_SCRUB). Only the private
  * HOME's settings are loaded: a repository's `.claude/` settings, hooks and MCP servers are not.
  */
@@ -32,18 +32,17 @@ export function claudePreset(options: PresetOptions, llm: LlmSettings): Resolved
       '--strict-mcp-config',
       '--no-session-persistence',
     ],
-    env: {
-      CLAUDE_CONFIG_DIR: '{home}/.claude',
-      CLAUDE_CODE_SUBPROCESS_ENV_SCRUB: '1',
-      CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
-      DISABLE_AUTOUPDATER: '1',
-      ...(llm.baseURL ? { ANTHROPIC_BASE_URL: llm.baseURL } : {}),
-    },
     needs: {
-      homeFiles: {},
-      homeDirs: ['.claude'],
+      homeFiles: [{ path: '.claude/.keep', content: '' }],
       envAllow: [],
-      apiKey: { from: llm.apiKeyEnv, as: 'ANTHROPIC_API_KEY' },
+      env: {
+        CLAUDE_CONFIG_DIR: '{home}/.claude',
+        CLAUDE_CODE_SUBPROCESS_ENV_SCRUB: '1',
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
+        DISABLE_AUTOUPDATER: '1',
+        ...(llm.baseURL ? { ANTHROPIC_BASE_URL: llm.baseURL } : {}),
+      },
+      apiKeyEnv: 'ANTHROPIC_API_KEY',
       readsAgentsMd: false,
     },
     parseOutput: async ({ stdout }) => parseClaudeResult(stdout),

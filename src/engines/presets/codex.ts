@@ -73,17 +73,19 @@ export function codexPreset(options: PresetOptions, llm: LlmSettings): ResolvedC
       `{home}/${CODEX_LAST_MESSAGE}`,
       '-',
     ],
-    env: {
-      CODEX_HOME: '{home}/.codex',
-      // Codex refuses to set up its sandbox helper when CODEX_HOME lies under the temp dir, and
-      // the model's commands may write TMPDIR: a folder of its own in the private HOME.
-      TMPDIR: '{home}/tmp',
-    },
     needs: {
-      homeFiles: { '.codex/config.toml': codexConfigToml(llm) },
-      homeDirs: ['.codex', 'tmp'],
+      homeFiles: [
+        { path: '.codex/config.toml', content: codexConfigToml(llm) },
+        { path: 'tmp/.keep', content: '' },
+      ],
       envAllow: [],
-      apiKey: { from: llm.apiKeyEnv, as: llm.apiKeyEnv },
+      env: {
+        CODEX_HOME: '{home}/.codex',
+        // Codex refuses to set up its sandbox helper when CODEX_HOME lies under the temp dir
+        // (TMPDIR, else /tmp), and the model's commands may write TMPDIR: a folder of the private HOME.
+        TMPDIR: '{home}/tmp',
+      },
+      apiKeyEnv: llm.apiKeyEnv,
       readsAgentsMd: true,
     },
     parseOutput: async ({ stdout, home }) => {

@@ -12,7 +12,7 @@ import { aiderPreset } from './aider.ts';
 import { claudePreset } from './claude.ts';
 import type { PresetBuilder, PresetName, ResolvedCommand } from './types.ts';
 
-export type { AgentOutput, AgentUsage, EngineNeeds, PresetName, ResolvedCommand } from './types.ts';
+export type { AgentOutput, AgentUsage, EngineNeeds, HomeFile, PresetName, ResolvedCommand } from './types.ts';
 export { PRESET_NAMES } from './types.ts';
 export { CODEX_VERSION_CHECKED } from './codex.ts';
 export { AIDER_VERSION_CHECKED } from './aider.ts';
@@ -31,8 +31,7 @@ export function resolveCommand(config: CommandConfig, llm: LlmSettings): Resolve
   return {
     preset: null,
     argv: argv as [string, ...string[]],
-    env: {},
-    needs: { homeFiles: {}, homeDirs: [], envAllow: [], apiKey: { from: llm.apiKeyEnv, as: llm.apiKeyEnv }, readsAgentsMd: false },
+    needs: { homeFiles: [], envAllow: [], env: {}, apiKeyEnv: llm.apiKeyEnv, readsAgentsMd: false },
     parseOutput: async () => ({ lastMessage: null, usage: null, problems: [] }),
   };
 }
@@ -44,9 +43,9 @@ export interface Placeholders {
   worktree: string;
 }
 
-/** argv and env values with `{home}`, `{prompt_file}` and `{worktree}` replaced (home files are written as they are). */
+/** argv and needs.env values with `{home}`, `{prompt_file}` and `{worktree}` replaced (home files are written as they are). */
 export function fillPlaceholders(resolved: ResolvedCommand, values: Placeholders): { argv: [string, ...string[]]; env: Record<string, string> } {
   const fill = (text: string) => text.replaceAll('{home}', values.home).replaceAll('{prompt_file}', values.promptFile).replaceAll('{worktree}', values.worktree);
   const map = (record: Record<string, string>) => Object.fromEntries(Object.entries(record).map(([key, value]) => [key, fill(value)]));
-  return { argv: resolved.argv.map(fill) as [string, ...string[]], env: map(resolved.env) };
+  return { argv: resolved.argv.map(fill) as [string, ...string[]], env: map(resolved.needs.env) };
 }

@@ -5,18 +5,20 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { MetaAgentError } from '../../contract/errors.ts';
 import type { Usage } from '../../contract/report.ts';
 import type { LlmSettings } from '../../workspace/config.ts';
 import { costUsd } from '../budget.ts';
 import type { AgentUsage, ResolvedCommand } from './types.ts';
 
-/** Creates the private HOME with the folders and files the agent declares (never copies the user's). */
+/** Creates the private HOME with the files the agent declares (never copies the user's). */
 export async function makePrivateHome(resolved: ResolvedCommand, home: string): Promise<void> {
   await fs.mkdir(home, { recursive: true, mode: 0o700 });
-  for (const dir of resolved.needs.homeDirs) await fs.mkdir(path.join(home, dir), { recursive: true });
-  for (const [file, content] of Object.entries(resolved.needs.homeFiles)) {
-    await fs.mkdir(path.dirname(path.join(home, file)), { recursive: true });
-    await fs.writeFile(path.join(home, file), content, { mode: 0o600 });
+  for (const file of resolved.needs.homeFiles) {
+    const target = path.join(home, ...file.path.split('/'));
+    await fs.mkdir(path.dirname(target), { recursive: true });
+    if (file.content === undefined) throw new MetaAgentError('config', `${file.path}: a preset's home file has no content (presets never copy from your home)`);
+    await fs.writeFile(target, file.content, { mode: 0o600 });
   }
 }
 
@@ -24,18 +26,17 @@ const BASE_VARS = ['PATH', 'PATHEXT', 'SYSTEMROOT', 'SystemRoot', 'WINDIR', 'COM
 
 /**
  * The agent's whole environment: PATH and locale, what the preset sets, the variables it
- * declares, and its one API key (renamed as it expects). Nothing else of the service's.
+ * declares, and its one API key. Nothing else of the service's.
  */
-export function agentEnv(resolved: ResolvedCommand, serviceEnv: Readonly<Record<string, string | undefined>>, filledEnv: Record<string, string>, home: string): Record<string, string> {
+export function agentEnv(resolved: ResolvedCommand, serviceEnv: Readonly<Record<string, string | undefined>>, filledEnv: Record<string, string>, home: string, llm: Pick<LlmSettings, 'apiKeyEnv'>): Record<string, string> {
   const env: Record<string, string> = {};
   for (const name of [...BASE_VARS, ...resolved.needs.envAllow]) {
     const value = serviceEnv[name];
     if (value !== undefined) env[name] = value;
   }
-  const key = resolved.needs.apiKey;
-  const keyValue = key ? serviceEnv[key.from] : undefined;
-  if (key && keyValue !== undefined) env[key.as] = keyValue;
-  return { ...env, HOME: home, USERPROFILE: home, ...filledEnv };
+  const name = resolved.needs.apiKeyEnv;
+  const key = name ? serviceEnv[name] || (name === llm.apiKeyEnv || name === 'OPENAI_API_KEY' ? serviceEnv[llm.apiKeyEnv] : undefined) : undefined;
+  return { ...env, HOME: home, USERPROFILE: home, ...filledEnv, ...(name && key ? { [name]: key } : {}) };
 }
 
 /** Adds the agent's own token counts to the run's usage (priced when llm.prices is set). */

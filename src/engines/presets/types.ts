@@ -3,7 +3,7 @@
  * private HOME and environment, and how to read its output. The command engine runs it (in its
  * sandbox, with its env allow-list); a preset only describes.
  *
- * Placeholders, replaced by the command engine in argv and env values:
+ * Placeholders, replaced by the command engine in argv and needs.env values:
  * `{home}` the private HOME the agent sees, `{prompt_file}` the prompt file, `{worktree}` the
  * worktree.
  */
@@ -13,18 +13,29 @@ import { PRESET_NAMES } from '../../contract/config.ts';
 export { PRESET_NAMES };
 export type PresetName = (typeof PRESET_NAMES)[number];
 
+/** One file of the agent's private HOME (the same shape as the command engine's AgentNeeds). */
+export interface HomeFile {
+  /** Where in the private HOME, relative to it, with "/" (".codex/config.toml"). */
+  path: string;
+  /** Written as is: a config the preset generates. */
+  content?: string;
+  /** Or copied from this path relative to the user's real home; presets never copy. */
+  copyFrom?: string;
+}
+
 export interface EngineNeeds {
-  /** Files written into the private HOME before the run: home-relative path -> content. */
-  homeFiles: Record<string, string>;
-  /** Folders created in the private HOME before the run (home-relative). */
-  homeDirs: string[];
+  /** Files of the private HOME, written before the run (their folders are created). */
+  homeFiles: HomeFile[];
   /** Names of variables passed through from the service's environment (besides PATH and locale). */
   envAllow: string[];
+  /** Variables set for the agent; `{home}` and `{worktree}` in a value are replaced. */
+  env: Record<string, string>;
   /**
-   * The one API key the agent needs: the service's variable `from` (llm.api_key_env) is given
-   * to the agent as `as`. Only the agent process gets it; presets keep it out of the agent's shell.
+   * The variable the agent reads its one API key from. The key is the service's variable of
+   * that name, or the `llm:` key when the name is llm.api_key_env (or OPENAI_API_KEY): never
+   * an OpenAI key handed to another provider's variable. Presets keep it out of the agent's shell.
    */
-  apiKey: { from: string; as: string } | null;
+  apiKeyEnv: string | null;
   /** The agent reads AGENTS.md by itself, so the prompt leaves it out. */
   readsAgentsMd: boolean;
 }
@@ -51,10 +62,8 @@ export interface AgentOutput {
 export interface ResolvedCommand {
   /** null: a plain `run` command. */
   preset: PresetName | null;
-  /** Program and arguments (placeholders unresolved). */
+  /** Program and arguments; `{home}`, `{prompt_file}` and `{worktree}` are replaced. */
   argv: [string, ...string[]];
-  /** Variables set for the agent (placeholders unresolved), on top of the allow-list. */
-  env: Record<string, string>;
   needs: EngineNeeds;
   /**
    * Reads what the agent printed (stdout) and left in its private HOME (`home`: the folder's
