@@ -14,6 +14,9 @@ import { fillPlaceholders, resolveCommand } from '../src/engines/presets/index.t
 import { parseCodexEvents, CODEX_LAST_MESSAGE } from '../src/engines/presets/codex.ts';
 import { parseClaudeResult } from '../src/engines/presets/claude.ts';
 import { agentEnv, makePrivateHome } from '../src/engines/presets/launch.ts';
+import { diagnose } from '../src/service/doctor.ts';
+import { loadSettings } from '../src/workspace/config.ts';
+import { makeWorkspace } from './helpers/workspace.ts';
 
 const LLM: LlmSettings = {
   model: 'gpt-5-codex',
@@ -220,6 +223,25 @@ test('the agent environment: PATH, locale, the preset\'s variables and the one k
   } finally {
     await fs.rm(home, { recursive: true, force: true });
   }
+});
+
+test('doctor: a preset whose program is missing, or whose key variable is unset, is an error naming the field', async () => {
+  const doctor = async (program: string, key: string | undefined) => {
+    const ws = await makeWorkspace({ extra: ['engine: command', 'command:', '  preset: codex', `  program: ${JSON.stringify(program)}`].join('\n') });
+    try {
+      const settings = await loadSettings(ws.root, { PATH: process.env.PATH, HOME: process.env.HOME, OPENAI_API_KEY: key });
+      const report = await diagnose(settings, { platform: 'linux', freeBytes: async () => 50 * 1024 ** 3, oneVolume: async () => undefined });
+      return report.findings.filter((f) => f.field?.startsWith('command') || f.field === 'llm.api_key_env');
+    } finally {
+      await ws.cleanup();
+    }
+  };
+  const missing = await doctor('/nonexistent/codex', 'sk-x');
+  assert.equal(missing.map((f) => [f.level, f.field]), [['error', 'command.program']]);
+  const noKey = await doctor(process.execPath, undefined);
+  assert.equal(noKey.map((f) => [f.level, f.field]), [['error', 'llm.api_key_env']]);
+  assert.match(noKey[0]!.message, 'OPENAI_API_KEY');
+  assert.equal(await doctor(process.execPath, 'sk-x'), [], 'positive control: program found, key set');
 });
 
 test.run();
