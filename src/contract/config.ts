@@ -3,6 +3,9 @@ import { z } from 'zod';
 import { ENGINE_NAMES } from './task.ts';
 import { RiskLevelSchema, SHELL_MODES } from './report.ts';
 
+/** The agent CLIs the command engine knows (src/engines/presets/). */
+export const PRESET_NAMES = ['codex', 'aider', 'claude'] as const;
+
 const globList = z.array(z.string().min(1));
 
 /** `test` / `dry_run`: a command string, or the long form. Never run through a shell. */
@@ -115,21 +118,27 @@ export const LlmConfigSchema = z.strictObject({
     .describe('USD per million tokens; enables usage.cost_usd'),
 });
 
-export const CommandEngineConfigSchema = z.strictObject({
-  run: z
-    .union([z.string().min(1), z.array(z.string()).min(1)])
-    .describe('The agent program and its arguments (no shell), e.g. "codex exec --sandbox workspace-write --skip-git-repo-check --ephemeral --output-last-message {last_message_file} -"; the prompt is on stdin; {prompt_file}, {worktree} and {last_message_file} (where the agent may leave its last message, e.g. Codex\'s --output-last-message) are replaced'),
-  timeout_s: z.number().positive().default(1800).describe('Longest run of the agent; then it is stopped with every process it started'),
-  idle_timeout_s: z.number().positive().default(300).describe('No output and no file change in the worktree for this long: the agent is stopped with every process it started (outcome limit_reached)'),
-  sandbox: z
-    .enum(['auto', 'bwrap', 'none'])
-    .default('auto')
-    .describe('auto and bwrap: the agent runs under bubblewrap (the worktree writable, the system read-only, a private $HOME and /tmp, the network on) and the engine refuses to run without it; none: unsandboxed, it can read every file this user can (every report says so)'),
-  env_allow: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).default([]).describe('Variables of the service\'s environment the agent sees besides PATH, the locale and TZ'),
-  api_key_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional().describe('The variable holding the agent\'s API key (default: llm.api_key_env); the only secret it gets'),
-  home_files: z.array(z.string().min(1)).default([]).describe('Files or folders of your home (relative, e.g. ".codex/config.toml") copied into the agent\'s private $HOME; nothing else of your home is visible'),
-  reads_agents_md: z.boolean().optional().describe('The agent reads the repository\'s AGENTS.md itself, so the prompt leaves it out (default: false)'),
-});
+export const CommandEngineConfigSchema = z
+  .strictObject({
+    preset: z.enum(PRESET_NAMES).optional().describe('A known agent CLI started with the right flags, llm: as its model and provider, and a private HOME (see docs/engines.md)'),
+    program: z.string().min(1).optional().describe("The preset's executable, when it is not on PATH under its usual name (codex, aider, claude)"),
+    run: z
+      .union([z.string().min(1), z.array(z.string()).min(1)])
+      .optional()
+      .describe('Any other agent: the program and its arguments (no shell); the prompt is on stdin; {prompt_file}, {worktree} and {last_message_file} (where the agent may leave its last message, e.g. Codex\'s --output-last-message) are replaced'),
+    timeout_s: z.number().positive().default(1800).describe('Longest run of the agent; then it is stopped with every process it started'),
+    idle_timeout_s: z.number().positive().default(300).describe('No output and no file change in the worktree for this long: the agent is stopped with every process it started (outcome limit_reached)'),
+    sandbox: z
+      .enum(['auto', 'bwrap', 'none'])
+      .default('auto')
+      .describe('auto and bwrap: the agent runs under bubblewrap (the worktree writable, the system read-only, a private $HOME and /tmp, the network on) and the engine refuses to run without it; none: unsandboxed, it can read every file this user can (every report says so)'),
+    env_allow: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).default([]).describe('Variables of the service\'s environment the agent sees besides PATH, the locale and TZ'),
+    api_key_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional().describe('The variable holding the agent\'s API key (default: the preset\'s, else llm.api_key_env); the only secret it gets'),
+    home_files: z.array(z.string().min(1)).default([]).describe('Files or folders of your home (relative, e.g. ".codex/config.toml") copied into the agent\'s private $HOME; nothing else of your home is visible'),
+    reads_agents_md: z.boolean().optional().describe('The agent reads the repository\'s AGENTS.md itself, so the prompt leaves it out (default: false; a preset knows)'),
+  })
+  .refine((c) => (c.preset === undefined) !== (c.run === undefined), { message: 'give exactly one of "preset" and "run"' })
+  .refine((c) => c.program === undefined || c.preset !== undefined, { message: '"program" goes with "preset" ("run" names its program itself)', path: ['program'] });
 export type CommandEngineConfig = z.infer<typeof CommandEngineConfigSchema>;
 
 export const LimitsSchema = z.strictObject({

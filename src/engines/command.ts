@@ -12,7 +12,6 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import stringArgv from 'string-argv';
 import type { CommandEngineConfig } from '../contract/config.ts';
 import { MetaAgentError } from '../contract/errors.ts';
 import { tail } from '../run/checks.ts';
@@ -22,11 +21,12 @@ import { runAgentProcess } from './agentProcess.ts';
 import { readAgentReport } from './agentReport.ts';
 import { agentCommand, agentEnv, agentSandboxMode, fillHome, namedFiles, UNSANDBOXED_WARNING, userHome } from './agentSandbox.ts';
 import { externalPrompt } from './externalPrompt.ts';
+import { addAgentUsage, resolveCommand, type AgentOutput } from './presets/index.ts';
 import { disposeShell, sessionFor } from './shellTool.ts';
 import type { Engine, EngineContext, EngineResult } from './types.ts';
 import { checkFindings } from './verify.ts';
 
-export const COMMAND_EXAMPLE = 'run: "codex exec --sandbox workspace-write --skip-git-repo-check --ephemeral --output-last-message {last_message_file} -"';
+export const COMMAND_EXAMPLE = 'preset: codex, or run: "my-agent --prompt-file {prompt_file}"';
 
 export class CommandEngine implements Engine {
   readonly name = 'command' as const;
@@ -34,9 +34,12 @@ export class CommandEngine implements Engine {
   async run(ctx: EngineContext): Promise<EngineResult> {
     const config = ctx.settings.config.command;
     if (!config) {
-      throw new MetaAgentError('config', `engine "command" needs a "command:" section with "run" (e.g. ${COMMAND_EXAMPLE})`, { file: 'meta-agent.yaml', field: 'command' });
+      throw new MetaAgentError('config', `engine "command" needs a "command:" section with "preset" or "run" (e.g. ${COMMAND_EXAMPLE})`, { file: 'meta-agent.yaml', field: 'command' });
     }
-    const needs = agentNeeds(config, ctx.settings.llm.apiKeyEnv);
+    // A preset (presets/) knows its program, flags, home files and key; `run` is any other agent.
+    const resolved = resolveCommand(config, ctx.settings.llm);
+    const needs = agentNeeds(config, ctx.settings.llm.apiKeyEnv, resolved.preset ? resolved.needs : null);
+    const programField = resolved.preset ? 'command.program' : 'command.run';
     // Refuses before anything runs when the sandbox cannot; `none` is said loudly, in the log and the report.
     const mode = await agentSandboxMode(ctx.settings, config);
     if (mode === 'none') {
@@ -58,15 +61,15 @@ export class CommandEngine implements Engine {
       const missing = await fillHome(home, needs, userHome(ctx.settings));
       if (missing.length) ctx.log.warn({ missing }, 'command.home_files: not found in your home, not copied');
 
-      const configured = Array.isArray(config.run) ? config.run : stringArgv(config.run);
+      const configured = resolved.argv;
       // In the private home: writable by the agent, outside the worktree (never part of the diff).
       const lastMessageFile = path.join(home, '.meta-agent-last-message.md');
-      const argv = configured.map((a) => a.replaceAll('{prompt_file}', promptFile).replaceAll('{worktree}', session.worktree).replaceAll('{last_message_file}', lastMessageFile));
+      const argv = configured.map((a) => a.replaceAll('{prompt_file}', promptFile).replaceAll('{worktree}', session.worktree).replaceAll('{last_message_file}', lastMessageFile).replaceAll('{home}', home));
       const marker = randomBytes(12).toString('hex');
       const env = agentEnv({ ctx, session, needs, config, mode, home, tmp, promptFile, marker });
       const program = await findProgram(argv[0]!, session.worktree, env.PATH ?? '', env.PATHEXT);
       if (!program) {
-        throw new MetaAgentError('config', `the engine program "${argv[0]}" is not found (on the PATH the agent gets${/[\\/]/.test(argv[0]!) ? ', or at that path' : ''}); install it or fix command.run`, { file: 'meta-agent.yaml', field: 'command.run' });
+        throw new MetaAgentError('config', `the engine program "${argv[0]}" is not found (on the PATH the agent gets${/[\\/]/.test(argv[0]!) ? ', or at that path' : ''}); install it or fix ${programField}`, { file: 'meta-agent.yaml', field: programField });
       }
       const command = await agentCommand(ctx, session, mode, program, argv, env, home, promptDir, await namedFiles(configured));
       restore = command.restore;
@@ -89,8 +92,12 @@ export class CommandEngine implements Engine {
       // In the report on every path, failures included (runTask reads it back on a throw).
       ctx.outputTail?.(output);
       await ctx.record({ role: 'command_result', exit_code: ran.exitCode, stopped: ran.stopped, output });
-      const lastMessage = await fs.readFile(lastMessageFile, 'utf8').then((text) => ctx.redact(text), () => null);
-      return await this.judge(ctx, config, ran, output, ctx.redact(ran.output), lastMessage, path.basename(argv[0]!), mode);
+      // What the agent reported in its own events (a preset's): usage, its last message, problems.
+      const agent: AgentOutput = await resolved.parseOutput({ stdout: ran.output, home }).catch(() => ({ lastMessage: null, usage: null, problems: [] }));
+      if (agent.usage) addAgentUsage(ctx.usage, agent.usage, ctx.settings.llm);
+      const lastMessage = await fs.readFile(lastMessageFile, 'utf8').then((text) => ctx.redact(text), () => (agent.lastMessage ? ctx.redact(agent.lastMessage) : null));
+      const result = await this.judge(ctx, config, ran, output, ctx.redact(ran.output), lastMessage, path.basename(argv[0]!), mode);
+      return agent.problems.length ? { ...result, risks: [...result.risks, ...agent.problems.map(ctx.redact)] } : result;
     } finally {
       await restore().catch(() => undefined);
       await disposeShell(ctx);

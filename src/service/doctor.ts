@@ -8,7 +8,6 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import stringArgv from 'string-argv';
 import { toErrorInfo } from '../contract/errors.ts';
 import { COMMAND_EXAMPLE } from '../engines/command.ts';
 import { agentSandboxMode, UNSANDBOXED_WARNING } from '../engines/agentSandbox.ts';
@@ -18,6 +17,8 @@ import { git, isGitRepo, resolveBranch } from '../run/git.ts';
 import { assertOneVolume } from '../queue/volumes.ts';
 import { llmMissingMessage, loadSettings, type Check, type Project, type Settings } from '../workspace/config.ts';
 import { layoutDirs } from '../workspace/layout.ts';
+import { resolveCommand } from '../engines/presets/index.ts';
+import { agentNeeds, apiKeyValue } from '../engines/agentNeeds.ts';
 
 export type Level = 'error' | 'warning';
 
@@ -137,17 +138,22 @@ async function checkProgram(settings: Settings, project: Project, check: Check, 
 async function checkEngine(settings: Settings, probes: DoctorProbes, add: Add): Promise<void> {
   const { config, llm } = settings;
   if (config.engine === 'command') {
-    const run = config.command?.run;
-    if (!run) return add('error', null, 'command', `engine "command" needs a "command:" section with "run" (e.g. ${COMMAND_EXAMPLE})`);
-    const program = (Array.isArray(run) ? run : stringArgv(run))[0] ?? '';
+    if (!config.command) return add('error', null, 'command', `engine "command" needs a "command:" section with "preset" or "run" (e.g. ${COMMAND_EXAMPLE})`);
+    const resolved = resolveCommand(config.command, llm);
+    const program = resolved.argv[0];
+    const field = resolved.preset ? 'command.program' : 'command.run';
     if (!(await findProgram(program, settings.layout.root, settings.env.PATH ?? '', settings.env.PATHEXT))) {
-      add('error', null, 'command.run', `the engine program "${program}" is not found on PATH; install it or fix command.run`);
+      add('error', null, field, `the engine program "${program}" is not found on PATH; install it or fix ${field}`);
     }
     // The agent runs only in its sandbox: said now, not at the first task.
     const probe = (s: SandboxSettings, platform: NodeJS.Platform) => probes.sandbox({ ...settings, env: s.env, config: { ...settings.config, sandbox: s.config.sandbox } }, platform);
     const mode = await agentSandboxMode(settings, config.command!, probes.platform, probe).catch((error: unknown) => toErrorInfo(error).message);
     if (mode === 'none') add('warning', null, 'command.sandbox', UNSANDBOXED_WARNING);
     else if (mode !== 'bwrap') add('error', null, 'command.sandbox', mode);
+    const needs = agentNeeds(config.command, llm.apiKeyEnv, resolved.preset ? resolved.needs : null);
+    if (resolved.preset && needs.apiKeyEnv && !apiKeyValue(needs, config.command, settings.env, llm)) {
+      add('error', null, config.command.api_key_env ? 'command.api_key_env' : 'llm.api_key_env', `the ${resolved.preset} preset reads its API key from ${needs.apiKeyEnv}, which is not set`);
+    }
     return;
   }
   if (!llm.model.trim()) return add('error', null, 'llm.model', 'no model configured; set llm.model in meta-agent.yaml (or META_AGENT_MODEL)');
