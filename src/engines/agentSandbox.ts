@@ -146,15 +146,22 @@ export async function agentCommand(ctx: EngineContext, session: Session, mode: A
   return { file, args, restore };
 }
 
-/** Files named in `command.run` (a script, its config): absolute paths that exist, outside the system folders. */
+/**
+ * Files named in `command.run` or `command.program` (a script, its config, the agent's
+ * program): absolute paths that exist. A program installed by npm (`<prefix>/node_modules/.bin/codex`)
+ * needs its whole install, not one file: the outermost node_modules folder it lives in is named instead.
+ */
 export async function namedFiles(argv: string[]): Promise<string[]> {
-  const files: string[] = [];
+  const files = new Set<string>();
   for (const arg of argv) {
     if (!path.isAbsolute(arg)) continue;
     const real = await fs.realpath(arg).catch(() => null);
-    if (real && (await fs.stat(real)).isFile()) files.push(real);
+    if (!real || !(await fs.stat(real)).isFile()) continue;
+    const parts = real.split(path.sep);
+    const modules = parts.indexOf('node_modules');
+    files.add(modules > 0 ? parts.slice(0, modules + 1).join(path.sep) : real);
   }
-  return files;
+  return [...files];
 }
 
 /** /etc/resolv.conf when it is a link out of /etc (systemd-resolved): DNS must work for the model. */
