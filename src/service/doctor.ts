@@ -175,6 +175,10 @@ async function checkSandbox(settings: Settings, probes: DoctorProbes, add: Add):
   const status = await probes.sandbox(settings, probes.platform);
   if (status.error) add('error', null, 'sandbox', status.error);
   else if (status.warning) add('warning', null, 'sandbox', status.warning);
+  // The agent's run_command follows the same rule: unsandboxed only when the config says so, and then loudly.
+  if (settings.config.tools.shell === 'unsandboxed') {
+    add('warning', null, 'tools.shell', "tools.shell: unsandboxed: the agent's run_command runs without a sandbox, with the network and every file this user can read; every report says so (set tools.shell: sandboxed or off to stop it)");
+  }
 }
 
 async function checkDisk(settings: Settings, probes: DoctorProbes, add: Add): Promise<void> {
