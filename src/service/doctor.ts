@@ -11,6 +11,7 @@ import path from 'node:path';
 import stringArgv from 'string-argv';
 import { toErrorInfo } from '../contract/errors.ts';
 import { scrubbedEnv } from '../safety/env.ts';
+import { findPython, isPythonProgram, pythonVersion } from '../safety/python.ts';
 import { findProgram, sandboxStatus, type SandboxStatus } from '../safety/sandbox.ts';
 import { git, isGitRepo, resolveBranch } from '../run/git.ts';
 import { assertOneVolume } from '../queue/volumes.ts';
@@ -126,10 +127,18 @@ async function checkProgram(settings: Settings, project: Project, check: Check, 
   // The PATH (and PATHEXT) the check itself gets, with a check.env override.
   const env = scrubbedEnv(settings.env, project.env_allow, check.env);
   const found = await findProgram(program, cwd, env.PATH ?? '', env.PATHEXT);
-  if (!found) {
-    const field = `projects.${project.name}.${check.label}`;
-    add('error', project.name, field, `the program "${program}" of "${check.command}" is not found (on PATH${/[\\/]/.test(program) ? `, or at ${path.resolve(cwd, program)}` : ''}); install it or fix the command`);
+  const field = `projects.${project.name}.${check.label}`;
+  if (!isPythonProgram(program)) {
+    if (!found) add('error', project.name, field, `the program "${program}" of "${check.command}" is not found (on PATH${/[\\/]/.test(program) ? `, or at ${path.resolve(cwd, program)}` : ''}); install it or fix the command`);
+    return;
   }
+  // Python: found is not enough (Windows' Store alias python.exe only prints "Python was not found").
+  const pre = path.basename(program).toLowerCase().replace(/\.exe$/, '') === 'py' && check.argv[1] === '-3' ? ['-3'] : [];
+  if (found && (await pythonVersion(found, pre, env))) return;
+  const works = await findPython({ env, repo: project.repoPath });
+  const why = found ? `"${found} ${[...pre, '--version'].join(' ')}" does not answer "Python 3" (on Windows: the Microsoft Store alias, turned off under Settings > Apps > App execution aliases)` : 'is not found';
+  const fix = works ? `this machine's Python 3 is "${works.command}" (${works.version}): use it in the command` : `install Python 3 (python.org; on Windows it installs "python" and "py", not "python3") or fix the command`;
+  add('error', project.name, field, `the program "${program}" of "${check.command}" ${found ? 'is there but ' : ''}${why}; ${fix}`);
 }
 
 async function checkEngine(settings: Settings, probes: DoctorProbes, add: Add): Promise<void> {
