@@ -244,7 +244,6 @@ async function execute(ctx: EngineContext, session: Session, mode: 'sandboxed' |
   const privateTmp = sandboxed ? '/tmp' : tmp;
   const env = scrubbedEnv(ctx.settings.env, ctx.project.env_allow, {
     HOME: home,
-    ...(windows ? { USERPROFILE: home } : {}),
     TMPDIR: privateTmp,
     TEMP: privateTmp,
     TMP: privateTmp,
