@@ -18,7 +18,7 @@ import { startUi } from './ui/server.ts';
 import { uiToken } from './ui/token.ts';
 import { runSupervisorCycle } from './supervisor/cycle.ts';
 import { localTime, nextRuns } from './supervisor/schedule.ts';
-import { printSchedule } from './supervisor/osSchedule.ts';
+import { printSchedule, writeScheduleTasks } from './supervisor/osSchedule.ts';
 import { startSchedulerService } from './supervisor/service.ts';
 import { diagnose, findingLine, runDoctor, verdictLine } from './service/doctor.ts';
 import { printable, progressStream } from './service/progress.ts';
@@ -343,6 +343,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     .option('--next <n>', 'print the next N run times of each job and exit')
     .action(async (opts: { print?: 'cron' | 'systemd' | 'windows'; next?: string }) => {
       const settings = await loadSettings(root());
+      if (opts.print === 'windows') await writeScheduleTasks(settings);
       if (opts.print) return io.out(printSchedule(settings, opts.print).trimEnd());
       const { supervisor } = settings.config;
       if (opts.next) {
