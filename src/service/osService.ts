@@ -154,7 +154,7 @@ function createArgs(file: string, name: string): string[] {
 async function must(runner: ServiceRunner, file: string, args: string[]): Promise<string> {
   const r = await runner(file, args);
   if (r.exitCode !== 0) {
-    throw new MetaAgentError('input', `${file} ${args.join(' ')} failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().split('\n')[0] ?? ''}`, { field: 'service' });
+    throw new MetaAgentError('input', `${file} ${args.join(' ')} failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().split(/\r?\n/)[0]?.trim() ?? ''}`, { field: 'service' });
   }
   return r.stdout;
 }
