@@ -248,7 +248,7 @@ test('--print: crontab line, systemd units, schtasks + XML', async () => {
     assert.match(systemd, /ExecStart=.* watch --root /);
     // The task files themselves: test/service.test.ts.
     const windows = printSchedule(ws.settings, 'windows');
-    assert.match(windows, /^schtasks \/Create \/F \/XML .*meta-agent-daily_maintenance-1\.xml" \/TN "meta-agent daily_maintenance 1"$/m);
+    assert.match(windows, /^schtasks \/Create \/F \/XML .*meta-agent-daily_maintenance-1\.xml"? \/TN "meta-agent daily_maintenance 1"$/m);
   } finally {
     await ws.cleanup();
   }
