@@ -71,6 +71,8 @@ export async function runCheck(check: Check, copy: CheckCopy, settings: Settings
   const mode = await requireSandbox(settings);
   const cwd = path.join(copy.dir, check.cwd);
   const env = checkEnv(settings, project, check, copy);
+  // Windows programs expect their per-user folders to exist (the private home's, see safety/env.ts).
+  for (const dir of [env.APPDATA, env.LOCALAPPDATA]) if (dir && process.platform === 'win32') await fs.mkdir(dir, { recursive: true });
   const program = await findProgram(check.argv[0], cwd, env.PATH ?? '', env.PATHEXT);
   if (!program) throw programMissing(check, project);
   const [file, args] = mode === 'bwrap' ? await sandboxed(check, program, env, copy, settings, project) : [check.argv[0], check.argv.slice(1)];
