@@ -260,6 +260,8 @@ async function execute(ctx: EngineContext, session: Session, mode: 'sandboxed' |
     // Unsandboxed, the worktree's .git leads into the real repository: git uses the snapshot.
     ...(sandboxed ? {} : { GIT_DIR: session.gitDir ?? path.join(session.root, 'no-history'), GIT_WORK_TREE: session.worktree }),
   });
+  // Windows programs expect their per-user folders (inside the private home, see safety/env.ts) to exist.
+  for (const dir of [env.APPDATA, env.LOCALAPPDATA]) if (dir && windows) await fs.mkdir(dir, { recursive: true });
   const shell = windows ? null : await findProgram('sh', session.worktree, env.PATH ?? '');
   if (!windows && !shell) throw new ToolError('no "sh" on the PATH of the commands; run_command cannot run here');
   let file: string;
