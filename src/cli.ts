@@ -18,9 +18,10 @@ import { startUi } from './ui/server.ts';
 import { uiToken } from './ui/token.ts';
 import { runSupervisorCycle } from './supervisor/cycle.ts';
 import { localTime, nextRuns } from './supervisor/schedule.ts';
-import { printSchedule } from './supervisor/osSchedule.ts';
+import { printSchedule, writeScheduleTasks } from './supervisor/osSchedule.ts';
 import { startSchedulerService } from './supervisor/service.ts';
 import { diagnose, findingLine, runDoctor, verdictLine } from './service/doctor.ts';
+import { installService, printService, serviceKind, serviceStatus, uninstallService, type ServiceKind } from './service/osService.ts';
 import { printable, progressStream } from './service/progress.ts';
 import { approvePatch, rejectPatch } from './gate/decide.ts';
 import { processApprovedPatch } from './gate/gate.ts';
@@ -58,7 +59,15 @@ function installFaultHooks(env: NodeJS.ProcessEnv): void {
 }
 
 /**
- * SIGINT/SIGTERM handling. `process.on`, not `once`: execa loads signal-exit while a child
+ * The signals that stop a command like Ctrl-C does. SIGTERM never arrives on Windows: there
+ * closing the console window or logging off sends SIGHUP, Ctrl-Break sends SIGBREAK (Node
+ * maps both), so each of them winds down cleanly (End Task and `schtasks /End` are a hard
+ * kill, which the crash recovery at the next start handles).
+ */
+export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const satisfies readonly NodeJS.Signals[];
+
+/**
+ * Stop-signal handling (STOP_SIGNALS). `process.on`, not `once`: execa loads signal-exit while a child
  * runs, and a `once` listener removed before it fires makes signal-exit re-raise the
  * signal, killing the process in the middle of its shutdown. The first signal calls
  * `handler`, a second one `again` (if given); more are ignored.
@@ -71,16 +80,14 @@ function onStopSignal(handler: () => void, again?: () => void): () => void {
     if (count === 1) handler();
     else if (count === 2) again?.();
   };
-  process.on('SIGINT', listener);
-  process.on('SIGTERM', listener);
+  for (const name of STOP_SIGNALS) process.on(name, listener);
   return () => {
-    process.off('SIGINT', listener);
-    process.off('SIGTERM', listener);
+    for (const name of STOP_SIGNALS) process.off(name, listener);
   };
 }
 
 /**
- * Runs until SIGINT/SIGTERM, then awaits `stop`; a second signal calls `stop({ now: true })`
+ * Runs until a stop signal (STOP_SIGNALS), then awaits `stop`; a second signal calls `stop({ now: true })`
  * (no grace period). A failing stop still ends the wait (and is reported).
  */
 function untilStopSignal(stop: (options: { now: boolean }) => Promise<unknown>, io: Io, message: string): Promise<void> {
@@ -295,6 +302,40 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       log.flush();
     });
 
+  const service = program.command('service').description('run "watch" as this machine\'s service: a Task Scheduler task on Windows, a systemd user unit on Linux');
+  service
+    .command('install')
+    .description('install (or replace) and start the service: it starts at logon (Windows) or with your user session (Linux), restarts on failure, has no time limit')
+    .option('--print', 'show the task XML / unit file and the commands, and install nothing')
+    .addOption(new Option('--for <os>', 'with --print: show it for another system').choices(['windows', 'linux']))
+    .option('--when-logged-off', 'Windows: start at boot and run whether or not you are logged on (no password stored; network shares are out of reach)')
+    .option('--name <name>', 'the task / unit name', 'meta-agent')
+    .action(async (opts: { print?: boolean; for?: ServiceKind; whenLoggedOff?: boolean; name: string }) => {
+      const settings = await loadSettings(root());
+      const options = { name: opts.name, whenLoggedOff: Boolean(opts.whenLoggedOff), ...(opts.for ? { kind: opts.for } : {}) };
+      if (opts.print) return io.out(printService(settings, options).trimEnd());
+      if (opts.for && opts.for !== serviceKind()) throw new MetaAgentError('input', `--for ${opts.for} works only with --print (this is ${process.platform})`, { field: 'service install' });
+      for (const line of await installService(settings, options)) io.out(line);
+    });
+  service
+    .command('uninstall')
+    .description('stop the service and remove it')
+    .option('--name <name>', 'the task / unit name', 'meta-agent')
+    .action(async (opts: { name: string }) => {
+      const settings = await loadSettings(root());
+      for (const line of await uninstallService(settings, { name: opts.name })) io.out(line);
+    });
+  service
+    .command('status')
+    .description('what the system says about the service (exit 1 when it is not installed)')
+    .option('--name <name>', 'the task / unit name', 'meta-agent')
+    .action(async (opts: { name: string }) => {
+      const settings = await loadSettings(root());
+      const status = await serviceStatus(settings, { name: opts.name });
+      io.out(status.text);
+      if (!status.installed) exitCode = 1;
+    });
+
   program
     .command('doctor')
     .description('check the workspace before a night: config, repos and branches, check programs, model, sandbox, disk (exit 2 on errors)')
@@ -343,6 +384,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     .option('--next <n>', 'print the next N run times of each job and exit')
     .action(async (opts: { print?: 'cron' | 'systemd' | 'windows'; next?: string }) => {
       const settings = await loadSettings(root());
+      if (opts.print === 'windows') await writeScheduleTasks(settings);
       if (opts.print) return io.out(printSchedule(settings, opts.print).trimEnd());
       const { supervisor } = settings.config;
       if (opts.next) {

@@ -163,6 +163,20 @@ test('no sandbox available with sandbox: auto (or bwrap, or not Linux): an error
   }
 });
 
+test('tools.shell: unsandboxed (the agent\'s run_command without a sandbox): a warning at start, like sandbox: none; sandboxed and off: none', async () => {
+  const ws = await workspace();
+  try {
+    assert.equal((await doctorOn(ws)).findings, [], 'positive control: the default (sandboxed) is no finding');
+    await fs.appendFile(ws.settings.layout.config, 'tools: {shell: unsandboxed}\n');
+    theOneFinding(await doctorOn(ws), 'warning', 'tools.shell', /run_command runs without a sandbox.*every report says so/);
+    // On Windows: the checks' sandbox refuses (fail closed), and run_command's warning stands beside it.
+    const win = await doctorOn(ws, { platform: 'win32' });
+    assert.equal(win.findings.map((f) => `${f.level} ${f.field}`), ['error sandbox', 'warning tools.shell']);
+  } finally {
+    await ws.cleanup();
+  }
+});
+
 test('the real bubblewrap probe without bwrap on PATH: an error', async () => {
   const ws = await workspace();
   try {

@@ -378,12 +378,59 @@ test('scrubbedEnv keeps PATH and allow-listed names, drops keys', () => {
   assert.is(env.FOO, '1');
   assert.not.ok('OPENAI_API_KEY' in env);
   assert.not.ok('EXCHANGE_API_KEY' in env);
-  assert.equal(env, { PYTHONDONTWRITEBYTECODE: '1', PYTHONUNBUFFERED: '1', PATH: '/bin', FOO: '1' });
+  assert.equal(env, { PYTHONDONTWRITEBYTECODE: '1', PYTHONUNBUFFERED: '1', PYTHONUTF8: '1', PATH: '/bin', FOO: '1' });
 });
 
 test('scrubbedEnv: undefined values are skipped, extra wins', () => {
   const env = scrubbedEnv({ PATH: '/bin', HOME: undefined, BAR: 'b' }, ['BAR', 'MISSING'], { BAR: 'override', MODE: 'dry' });
-  assert.equal(env, { PYTHONDONTWRITEBYTECODE: '1', PYTHONUNBUFFERED: '1', PATH: '/bin', BAR: 'override', MODE: 'dry' });
+  assert.equal(env, { PYTHONDONTWRITEBYTECODE: '1', PYTHONUNBUFFERED: '1', PYTHONUTF8: '1', PATH: '/bin', BAR: 'override', MODE: 'dry' });
+});
+
+test('scrubbedEnv on Windows: the system variables programs need (by any spelling), user folders only inside the private home, never the real ones', () => {
+  const service = {
+    Path: 'C:\\Windows\\system32;C:\\Python312',
+    SystemRoot: 'C:\\Windows',
+    windir: 'C:\\Windows',
+    ComSpec: 'C:\\Windows\\system32\\cmd.exe',
+    PATHEXT: '.COM;.EXE;.BAT;.CMD',
+    ProgramFiles: 'C:\\Program Files',
+    'ProgramFiles(x86)': 'C:\\Program Files (x86)',
+    SystemDrive: 'C:',
+    TEMP: 'C:\\Users\\anna\\AppData\\Local\\Temp',
+    USERPROFILE: 'C:\\Users\\anna',
+    APPDATA: 'C:\\Users\\anna\\AppData\\Roaming',
+    LOCALAPPDATA: 'C:\\Users\\anna\\AppData\\Local',
+    GITHUB_TOKEN: 'ghp_secret',
+  };
+  const home = 'C:\\ma\\check-1\\home';
+  const env = scrubbedEnv(service, [], { HOME: home, TEMP: 'C:\\ma\\check-1\\tmp', TMP: 'C:\\ma\\check-1\\tmp' }, 'win32');
+  assert.is(env.PATH, service.Path);
+  assert.is(env.SYSTEMROOT, 'C:\\Windows');
+  assert.is(env.WINDIR, 'C:\\Windows');
+  assert.is(env.COMSPEC, service.ComSpec);
+  assert.is(env.PATHEXT, service.PATHEXT);
+  assert.is(env.PROGRAMFILES, 'C:\\Program Files');
+  assert.is(env['PROGRAMFILES(X86)'], 'C:\\Program Files (x86)');
+  assert.is(env.SYSTEMDRIVE, 'C:');
+  assert.is(env.USERPROFILE, home);
+  assert.is(env.APPDATA, `${home}\\AppData\\Roaming`);
+  assert.is(env.LOCALAPPDATA, `${home}\\AppData\\Local`);
+  assert.is(env.TEMP, 'C:\\ma\\check-1\\tmp');
+  assert.is(env.PYTHONUTF8, '1');
+  const values = Object.values(env).join('\n');
+  assert.not.match(values, 'C:\\Users\\anna', 'no real user folder');
+  assert.not.match(values, 'ghp_secret');
+  // Without a private home (the doctor's probes): no user folders at all.
+  const bare = scrubbedEnv(service, [], {}, 'win32');
+  assert.equal([bare.USERPROFILE, bare.APPDATA, bare.LOCALAPPDATA], [undefined, undefined, undefined]);
+  // Elsewhere the Windows names mean nothing and are not passed.
+  assert.not.ok('SystemRoot' in scrubbedEnv(service, [], {}, 'linux') || 'SYSTEMROOT' in scrubbedEnv(service, [], {}, 'linux'));
+});
+
+test('scrubbedEnv: PYTHONUTF8=1 everywhere unless the project sets it (env_allow or a check\'s env)', () => {
+  assert.is(scrubbedEnv({ PATH: '/bin' }, []).PYTHONUTF8, '1');
+  assert.is(scrubbedEnv({ PATH: '/bin', PYTHONUTF8: '0' }, ['PYTHONUTF8']).PYTHONUTF8, '0');
+  assert.is(scrubbedEnv({ PATH: '/bin' }, [], { PYTHONUTF8: '0' }).PYTHONUTF8, '0');
 });
 
 test.run();

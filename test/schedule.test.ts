@@ -246,9 +246,9 @@ test('--print: crontab line, systemd units, schtasks + XML', async () => {
     const systemd = printSchedule(ws.settings, 'systemd');
     assert.match(systemd, 'OnCalendar=*-*-* 02:30:00 Europe/Kyiv');
     assert.match(systemd, /ExecStart=.* watch --root /);
+    // The task files themselves: test/service.test.ts.
     const windows = printSchedule(ws.settings, 'windows');
-    assert.match(windows, /schtasks \/Create \/F \/TN "meta-agent daily_maintenance 1" .* \/SC DAILY \/ST 02:30/);
-    assert.match(windows, '<CalendarTrigger><StartBoundary>2026-01-01T02:30:00</StartBoundary>');
+    assert.match(windows, /^schtasks \/Create \/F \/XML .*meta-agent-daily_maintenance-1\.xml"? \/TN "meta-agent daily_maintenance 1"$/m);
   } finally {
     await ws.cleanup();
   }

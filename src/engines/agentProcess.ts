@@ -13,7 +13,7 @@
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { execa } from 'execa';
-import { killGroup, killMarked } from '../safety/processes.ts';
+import { killMarked, killTree } from '../safety/processes.ts';
 
 const KILL_GRACE_MS = 2000;
 /** Output kept (its tail): enough for the last message and its JSON block. */
@@ -82,7 +82,7 @@ export async function runAgentProcess(options: AgentProcessOptions): Promise<Age
     // No file watching here: output alone keeps the agent alive.
   }
   const kill = async (signal: NodeJS.Signals) => {
-    if (windows) return killGroup(child.pid, signal); // taskkill /T /F: the whole tree
+    if (windows) return killTree(child.pid, signal); // taskkill /T /F: the whole tree
     signalPid(child.pid, signal);
     if (signal === 'SIGKILL') await killMarked(options.marker);
   };

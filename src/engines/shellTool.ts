@@ -26,7 +26,6 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
 import type { ChatCompletionTool } from 'openai/resources/chat/completions';
 import type { ShellMode } from '../contract/report.ts';
@@ -34,14 +33,13 @@ import { ALWAYS_EXCLUDED } from '../run/git.ts';
 import { venvInterpreters } from '../run/checks.ts';
 import { scrubbedEnv } from '../safety/env.ts';
 import { toPosix } from '../safety/globs.ts';
-import { CHECK_MARKER, killGroup, killMarked } from '../safety/processes.ts';
+import { runBounded, type BoundedResult } from '../safety/processes.ts';
 import { CHECK_GID, CHECK_UID, bwrapCommand, dropsPrivileges, findProgram, sandboxStatus, sandboxTools, toolchainDirs, userHomes, withRealPaths, type SandboxPlan, type SandboxSettings } from '../safety/sandbox.ts';
 import { cutOutput } from './toolbox.ts';
 import { ToolError } from './tools.ts';
 import type { EngineContext } from './types.ts';
 
 export const DEFAULT_TIMEOUT_S = 60;
-const KILL_GRACE_MS = 2000;
 /** Output kept while a command runs: this much of its head and of its tail. */
 const KEEP_CHARS = 64_000;
 /** Room in the tool result for the header and the notes around the output. */
@@ -244,11 +242,9 @@ async function execute(ctx: EngineContext, session: Session, mode: 'sandboxed' |
   const started = performance.now();
   const windows = process.platform === 'win32';
   const sandboxed = mode === 'sandboxed';
-  const token = randomBytes(12).toString('hex');
   const privateTmp = sandboxed ? '/tmp' : tmp;
   const env = scrubbedEnv(ctx.settings.env, ctx.project.env_allow, {
     HOME: home,
-    ...(windows ? { USERPROFILE: home } : {}),
     TMPDIR: privateTmp,
     TEMP: privateTmp,
     TMP: privateTmp,
@@ -264,8 +260,9 @@ async function execute(ctx: EngineContext, session: Session, mode: 'sandboxed' |
     GIT_CONFIG_VALUE_0: '*',
     // Unsandboxed, the worktree's .git leads into the real repository: git uses the snapshot.
     ...(sandboxed ? {} : { GIT_DIR: session.gitDir ?? path.join(session.root, 'no-history'), GIT_WORK_TREE: session.worktree }),
-    [CHECK_MARKER]: token,
   });
+  // Windows programs expect their per-user folders (inside the private home, see safety/env.ts) to exist.
+  for (const dir of [env.APPDATA, env.LOCALAPPDATA]) if (dir && windows) await fs.mkdir(dir, { recursive: true });
   const shell = windows ? null : await findProgram('sh', session.worktree, env.PATH ?? '');
   if (!windows && !shell) throw new ToolError('no "sh" on the PATH of the commands; run_command cannot run here');
   let file: string;
@@ -287,8 +284,7 @@ async function execute(ctx: EngineContext, session: Session, mode: 'sandboxed' |
   let output = '';
   let head = '';
   let dropped = 0;
-  const keep = (chunk: Buffer | string) => {
-    const text = chunk.toString();
+  const keep = (text: string) => {
     if (head.length < KEEP_CHARS) {
       const room = KEEP_CHARS - head.length;
       head += text.slice(0, room);
@@ -299,60 +295,17 @@ async function execute(ctx: EngineContext, session: Session, mode: 'sandboxed' |
       output = output.slice(-KEEP_CHARS);
     }
   };
-  let timedOut = false;
-  let killTimer: NodeJS.Timeout | undefined;
-  const child = execa(file, argv, {
-    cwd: session.worktree,
-    env,
-    extendEnv: false,
-    stdin: 'ignore',
-    all: true,
-    buffer: false,
-    reject: false,
-    detached: !windows,
-    windowsHide: true,
-    windowsVerbatimArguments: windows && !sandboxed,
-    cleanup: true,
-  });
-  child.all?.on('data', keep);
-  const stop = () => {
-    void killGroup(child.pid, 'SIGTERM');
-    killTimer ??= setTimeout(() => void killGroup(child.pid, 'SIGKILL'), KILL_GRACE_MS);
-  };
-  const timer = setTimeout(() => {
-    timedOut = true;
-    stop();
-  }, timeoutS * 1000);
-  ctx.signal.addEventListener('abort', stop, { once: true });
-  if (ctx.signal.aborted) stop();
-  const exited = new Promise<void>((resolve) => {
-    child.once('exit', () => resolve());
-    child.once('error', () => resolve());
-  });
+  let ran: BoundedResult;
   try {
-    await Promise.race([exited, child]);
+    ran = await runBounded(file, argv, { cwd: session.worktree, env, timeoutMs: timeoutS * 1000, signal: ctx.signal, onOutput: keep, windowsVerbatimArguments: windows && !sandboxed });
   } finally {
-    clearTimeout(timer);
-    clearTimeout(killTimer);
-    ctx.signal.removeEventListener('abort', stop);
-    // Whatever the command left behind dies with it: its group, then anything still marked.
-    await killGroup(child.pid, 'SIGKILL');
-    await killMarked(token);
     await restore();
   }
-  // A process that left the group and cleared its environment may still hold the output pipe.
-  let result = await Promise.race([child, sleep(3000).then(() => null)]);
-  if (!result) {
-    for (const stream of [child.stdout, child.stderr, child.all]) stream?.destroy();
-    result = await child;
-  }
-  const exitCode = typeof result.exitCode === 'number' ? result.exitCode : null;
-  if (exitCode === null && !timedOut && !ctx.signal.aborted && result.signal === undefined) {
-    throw new ToolError(`the command could not start: ${result.shortMessage ?? result.message ?? 'unknown error'}`);
-  }
+  if (ran.startError) throw new ToolError(`the command could not start: ${ran.startError}`);
+  const { exitCode, timedOut } = ran;
   const all = dropped ? `${head}\n[... ${dropped} characters of output not kept ...]\n${output}` : head + output;
   if (sandboxed && exitCode === 1 && all.startsWith('bwrap: ')) throw new ToolError(`the sandbox could not start the command: ${all.split('\n')[0]}`);
-  return { exitCode, signal: result.signal ?? null, output: all, timedOut, aborted: ctx.signal.aborted, ms: Math.round(performance.now() - started) };
+  return { exitCode, signal: ran.signal, output: all, timedOut, aborted: ran.aborted, ms: Math.round(performance.now() - started) };
 }
 
 /** The checks' sandbox, with the worktree itself writable and the history snapshot as its `.git`. */
@@ -485,4 +438,3 @@ async function removeEmptyParents(worktree: string, dir: string): Promise<void> 
   }
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());

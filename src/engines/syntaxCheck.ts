@@ -22,7 +22,7 @@ import YAML from 'yaml';
 import { MetaAgentError } from '../contract/errors.ts';
 import { scrubbedEnv } from '../safety/env.ts';
 import { globMatcher } from '../safety/globs.ts';
-import { findProgram } from '../safety/sandbox.ts';
+import { findPython, venvPython } from '../safety/python.ts';
 import type { Check } from '../workspace/config.ts';
 import type { EngineContext } from './types.ts';
 
@@ -103,30 +103,11 @@ function yamlProblem(rel: string) {
   };
 }
 
-/** python3, else python (and on Windows the `py` launcher), on the checks' PATH; cached per PATH. */
-const pythons = new Map<string, Promise<{ file: string; pre: string[] } | null>>();
-
-function findPython(env: Record<string, string>): Promise<{ file: string; pre: string[] } | null> {
-  const key = `${env.PATH ?? ''}|${env.PATHEXT ?? ''}`;
-  let found = pythons.get(key);
-  if (!found) {
-    const candidates: Array<[string, string[]]> = process.platform === 'win32' ? [['python', []], ['py', ['-3']], ['python3', []]] : [['python3', []], ['python', []]];
-    found = (async () => {
-      for (const [name, pre] of candidates) {
-        const file = await findProgram(name, os.tmpdir(), env.PATH ?? '', env.PATHEXT);
-        if (file) return { file, pre };
-      }
-      return null;
-    })();
-    pythons.set(key, found);
-  }
-  return found;
-}
-
 async function pythonProblem(ctx: SyntaxCheckContext, rel: string, text: string): Promise<Problem> {
   const env = scrubbedEnv(ctx.settings.env, []);
-  const python = await findPython(env);
-  if (!python) return { note: `(syntax of ${rel} not checked: no python3 or python on PATH)` };
+  // The first Python 3 that really runs (a Windows Store alias does not), else the project's venv.
+  const python = await findPython({ env, repo: ctx.project.repoPath });
+  if (!python) return { note: `(syntax of ${rel} not checked: no Python 3 runs here: not python3, python or py -3 on PATH, nor ${venvPython()} in the repository)` };
   const result = await execa(python.file, [...python.pre, '-I', '-B', '-c', PY_COMPILE, rel], {
     input: text,
     cwd: os.tmpdir(),

@@ -9,7 +9,7 @@
  * - processing/: claims of dead workers are recovered (see recover.ts).
  * - patches/approved/: each patch goes through the gate, one at a time across processes.
  * - patches/rejected/: a person's rejection is recorded in the task's report.
- * - SIGINT/SIGTERM (via stop()): no new claims; running tasks, a gate run and a supervisor
+ * - a stop signal (SIGINT, SIGTERM, SIGHUP, SIGBREAK; cli.ts calls stop()): no new claims; running tasks, a gate run and a supervisor
  *   cycle get the grace period, then are aborted (tasks go back to inbox/ unharmed, a gate
  *   run's patch back to approved/); stop({ now: true }) (a second signal) skips the grace.
  *   Nothing stop() waits for is unbounded: what has not settled SETTLE_MS after the abort

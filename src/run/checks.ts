@@ -8,8 +8,7 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createHash, randomBytes } from 'node:crypto';
-import { execa } from 'execa';
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { MetaAgentError } from '../contract/errors.ts';
 import type { CheckResult } from '../contract/report.ts';
@@ -18,14 +17,13 @@ import { scrubbedEnv } from '../safety/env.ts';
 import { denyMatcher } from '../safety/globs.ts';
 import type { Redactor } from '../safety/redact.ts';
 import { CHECK_GID, CHECK_UID, bwrapCommand, dropsPrivileges, findProgram, requireSandbox, sandboxTools, toolchainDirs, userHomes, withRealPaths, type SandboxMode } from '../safety/sandbox.ts';
-import { CHECK_MARKER, killGroup, killMarked } from '../safety/processes.ts';
+import { runBounded } from '../safety/processes.ts';
 import { makeCheckCopy, type CheckCopy } from './checkCopy.ts';
 
 const TAIL_LINES = 60;
 const TAIL_CHARS = 6000;
 /** Output kept while a check runs (the tail is cut from it). */
 const KEEP_CHARS = 256_000;
-const KILL_GRACE_MS = 2000;
 
 export interface CheckTarget {
   /** The worktree whose files the checks see (copied; the worktree itself is never touched). */
@@ -72,55 +70,26 @@ export async function runCheck(check: Check, copy: CheckCopy, settings: Settings
   const started = performance.now();
   const mode = await requireSandbox(settings);
   const cwd = path.join(copy.dir, check.cwd);
-  const token = randomBytes(12).toString('hex');
-  const env: Record<string, string> = { ...checkEnv(settings, project, check, copy), [CHECK_MARKER]: token };
+  const env = checkEnv(settings, project, check, copy);
+  // Windows programs expect their per-user folders to exist (the private home's, see safety/env.ts).
+  for (const dir of [env.APPDATA, env.LOCALAPPDATA]) if (dir && process.platform === 'win32') await fs.mkdir(dir, { recursive: true });
   const program = await findProgram(check.argv[0], cwd, env.PATH ?? '', env.PATHEXT);
   if (!program) throw programMissing(check, project);
   const [file, args] = mode === 'bwrap' ? await sandboxed(check, program, env, copy, settings, project) : [check.argv[0], check.argv.slice(1)];
 
-  const posix = process.platform !== 'win32';
-  const child = execa(file, args, { cwd, env, extendEnv: false, stdin: 'ignore', all: true, buffer: false, reject: false, detached: posix, windowsHide: true, cleanup: true });
   let output = '';
-  child.all?.on('data', (chunk: Buffer | string) => {
-    output += chunk.toString();
-    if (output.length > KEEP_CHARS) output = output.slice(-KEEP_CHARS / 2);
+  const ran = await runBounded(file, args, {
+    cwd,
+    env,
+    timeoutMs: check.timeoutMs,
+    ...(signal ? { signal } : {}),
+    onOutput: (text) => {
+      output += text;
+      if (output.length > KEEP_CHARS) output = output.slice(-KEEP_CHARS / 2);
+    },
   });
-  let timedOut = false;
-  let killTimer: NodeJS.Timeout | undefined;
-  const stop = () => {
-    void killGroup(child.pid, 'SIGTERM');
-    killTimer ??= setTimeout(() => void killGroup(child.pid, 'SIGKILL'), KILL_GRACE_MS);
-  };
-  const timer = setTimeout(() => {
-    timedOut = true;
-    stop();
-  }, check.timeoutMs);
-  signal?.addEventListener('abort', stop, { once: true });
-  if (signal?.aborted) stop();
-  const exited = new Promise<void>((resolve) => {
-    child.once('exit', () => resolve());
-    child.once('error', () => resolve());
-  });
-  try {
-    await Promise.race([exited, child]);
-  } finally {
-    clearTimeout(timer);
-    clearTimeout(killTimer);
-    signal?.removeEventListener('abort', stop);
-    // Whatever the check left behind dies with it: its group, then anything still marked.
-    await killGroup(child.pid, 'SIGKILL');
-    await killMarked(token);
-  }
-  // A process that left the group and cleared its environment may still hold the output pipe.
-  let result = await Promise.race([child, sleep(3000).then(() => null)]);
-  if (!result) {
-    for (const stream of [child.stdout, child.stderr, child.all]) stream?.destroy();
-    result = await child;
-  }
-  const exitCode = typeof result.exitCode === 'number' ? result.exitCode : null;
-  if (exitCode === null && !timedOut && !signal?.aborted && result.signal === undefined) {
-    throw cannotStart(check, project, result.shortMessage ?? result.message ?? 'unknown error');
-  }
+  if (ran.startError) throw cannotStart(check, project, ran.startError);
+  const { exitCode, timedOut } = ran;
   const firstLine = output.trimStart().split('\n')[0] ?? '';
   if (mode === 'bwrap' && exitCode === 1 && firstLine.startsWith('bwrap: ')) throw cannotStart(check, project, `the sandbox could not start it: ${firstLine}`);
   const note = timedOut ? `\n[meta-agent: killed after ${Math.round(check.timeoutMs / 1000)} s timeout]` : '';
@@ -198,8 +167,6 @@ function cannotStart(check: Check, project: Project, why: string): MetaAgentErro
     field: fieldOf(check, project),
   });
 }
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
 
 export function tail(text: string, lines = TAIL_LINES, chars = TAIL_CHARS): string {
   const cut = text.split(/\r?\n/).slice(-lines).join('\n');

@@ -12,6 +12,7 @@ import { toErrorInfo } from '../contract/errors.ts';
 import { COMMAND_EXAMPLE } from '../engines/command.ts';
 import { agentSandboxMode, UNSANDBOXED_WARNING } from '../engines/agentSandbox.ts';
 import { scrubbedEnv } from '../safety/env.ts';
+import { findPython, isPythonProgram, pythonVersion } from '../safety/python.ts';
 import { findProgram, sandboxStatus, type SandboxSettings, type SandboxStatus } from '../safety/sandbox.ts';
 import { git, isGitRepo, resolveBranch } from '../run/git.ts';
 import { assertOneVolume } from '../queue/volumes.ts';
@@ -129,10 +130,18 @@ async function checkProgram(settings: Settings, project: Project, check: Check, 
   // The PATH (and PATHEXT) the check itself gets, with a check.env override.
   const env = scrubbedEnv(settings.env, project.env_allow, check.env);
   const found = await findProgram(program, cwd, env.PATH ?? '', env.PATHEXT);
-  if (!found) {
-    const field = `projects.${project.name}.${check.label}`;
-    add('error', project.name, field, `the program "${program}" of "${check.command}" is not found (on PATH${/[\\/]/.test(program) ? `, or at ${path.resolve(cwd, program)}` : ''}); install it or fix the command`);
+  const field = `projects.${project.name}.${check.label}`;
+  if (!isPythonProgram(program)) {
+    if (!found) add('error', project.name, field, `the program "${program}" of "${check.command}" is not found (on PATH${/[\\/]/.test(program) ? `, or at ${path.resolve(cwd, program)}` : ''}); install it or fix the command`);
+    return;
   }
+  // Python: found is not enough (Windows' Store alias python.exe only prints "Python was not found").
+  const pre = path.basename(program).toLowerCase().replace(/\.exe$/, '') === 'py' && check.argv[1] === '-3' ? ['-3'] : [];
+  if (found && (await pythonVersion(found, pre, env))) return;
+  const works = await findPython({ env, repo: project.repoPath });
+  const why = found ? `"${found} ${[...pre, '--version'].join(' ')}" does not answer "Python 3" (on Windows: the Microsoft Store alias, turned off under Settings > Apps > App execution aliases)` : 'is not found';
+  const fix = works ? `this machine's Python 3 is "${works.command}" (${works.version}): use it in the command` : `install Python 3 (python.org; on Windows it installs "python" and "py", not "python3") or fix the command`;
+  add('error', project.name, field, `the program "${program}" of "${check.command}" ${found ? 'is there but ' : ''}${why}; ${fix}`);
 }
 
 async function checkEngine(settings: Settings, probes: DoctorProbes, add: Add): Promise<void> {
@@ -188,6 +197,10 @@ async function checkSandbox(settings: Settings, probes: DoctorProbes, add: Add):
   const status = await probes.sandbox(settings, probes.platform);
   if (status.error) add('error', null, 'sandbox', status.error);
   else if (status.warning) add('warning', null, 'sandbox', status.warning);
+  // The agent's run_command follows the same rule: unsandboxed only when the config says so, and then loudly.
+  if (settings.config.tools.shell === 'unsandboxed') {
+    add('warning', null, 'tools.shell', "tools.shell: unsandboxed: the agent's run_command runs without a sandbox, with the network and every file this user can read; every report says so (set tools.shell: sandboxed or off to stop it)");
+  }
 }
 
 async function checkDisk(settings: Settings, probes: DoctorProbes, add: Add): Promise<void> {

@@ -1,16 +1,20 @@
 /**
  * `meta-agent schedule --print cron|systemd|windows`: the configured schedule for the
- * operating system's scheduler, for users who prefer it to a running `watch`.
+ * operating system's scheduler, for users who prefer it to a running `watch`. For Windows
+ * the task files are XML files (taskXml.ts) the CLI writes beside the printed commands.
  */
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import cron from 'node-cron';
 import { MetaAgentError } from '../contract/errors.ts';
 import type { Settings } from '../workspace/config.ts';
 import { PACKAGE_ROOT } from '../workspace/init.ts';
 import type { ScheduleJob } from './schedule.ts';
+import { taskXml, utf16le, windowsArg } from './taskXml.ts';
 
 const BIN = path.join(PACKAGE_ROOT, 'bin', 'meta-agent.js');
 const DOW = ['SUN', 'MON', 'TUE', 'WED', 'THU', 'FRI', 'SAT'];
+const DAY_NAMES = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
 
 function superviseArgs(settings: Settings, job: ScheduleJob): string[] {
   return ['supervise', '--goal', job.goal, '--mode', job.mode, ...(job.project ? ['--project', job.project] : []), '--root', settings.layout.root];
@@ -87,33 +91,58 @@ export function printSchedule(settings: Settings, kind: 'cron' | 'systemd' | 'wi
     }
     return out.join('\n') + '\n';
   }
-  const out: string[] = [`REM meta-agent supervisor for Windows Task Scheduler. Times are the machine's local time; the config says ${timezone}.`];
-  for (const [i, job] of schedule.entries()) {
-    const t = simpleTimes(job.cron);
-    const name = `meta-agent ${job.goal} ${i + 1}`;
-    const command = `"${node}" "${BIN}" ${superviseArgs(settings, job).map((a) => (a.includes(' ') ? `"${a}"` : a)).join(' ')}`;
-    if (!t) {
-      out.push(`REM "${job.cron}" has no simple schtasks form; import the XML below and edit its trigger`);
+  const out: string[] = [`# meta-agent supervisor for Windows Task Scheduler, one task per job. Times are the machine's local time; the config says ${timezone}.`];
+  for (const task of scheduleTasks(settings)) {
+    if (!task.xml) {
+      out.push(`# ${task.name}: "${task.cron}" has no simple Task Scheduler trigger; create the task in Task Scheduler by hand`);
       continue;
     }
-    const time = `${String(t.hour).padStart(2, '0')}:${String(t.minute).padStart(2, '0')}`;
-    const when = t.days ? `/SC WEEKLY /D ${t.days.map((d) => DOW[d]).join(',')}` : '/SC DAILY';
-    out.push(`schtasks /Create /F /TN "${name}" /TR "${command.replace(/"/g, '\\"')}" ${when} /ST ${time}`);
-    out.push(
-      '',
-      `<!-- ${name}.xml: schtasks /Create /TN "${name}" /XML "${name}.xml" -->`,
-      '<?xml version="1.0" encoding="UTF-16"?>',
-      '<Task version="1.2" xmlns="http://schemas.microsoft.com/windows/2004/02/mit/task">',
-      '  <Triggers>',
-      `    <CalendarTrigger><StartBoundary>2026-01-01T${time}:00</StartBoundary>${
-        t.days ? `<ScheduleByWeek><WeeksInterval>1</WeeksInterval><DaysOfWeek>${t.days.map((d) => `<${['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'][d]} />`).join('')}</DaysOfWeek></ScheduleByWeek>` : '<ScheduleByDay><DaysInterval>1</DaysInterval></ScheduleByDay>'
-      }</CalendarTrigger>`,
-      '  </Triggers>',
-      '  <Settings><StartWhenAvailable>true</StartWhenAvailable><MultipleInstancesPolicy>IgnoreNew</MultipleInstancesPolicy><WakeToRun>true</WakeToRun></Settings>',
-      `  <Actions><Exec><Command>${node}</Command><Arguments>"${BIN}" ${superviseArgs(settings, job).map((a) => (a.includes(' ') ? `"${a}"` : a)).join(' ')}</Arguments><WorkingDirectory>${settings.layout.root}</WorkingDirectory></Exec></Actions>`,
-      '</Task>',
-      '',
-    );
+    out.push(`schtasks /Create /F /XML ${windowsArg(task.file)} /TN ${windowsArg(task.name)}`);
   }
+  out.push(`# The task files (UTF-16 task XML) are in ${path.join(settings.layout.state, 'service')}.`);
   return out.join('\n') + '\n';
+}
+
+export interface ScheduleTask {
+  name: string;
+  cron: string;
+  /** Where `schedule --print windows` writes the XML (as UTF-16 LE, see taskXml.ts). */
+  file: string;
+  /** Null when the cron expression has no simple trigger. */
+  xml: string | null;
+}
+
+/** One Task Scheduler task per job of supervisor.schedule. */
+export function scheduleTasks(settings: Settings): ScheduleTask[] {
+  return settings.config.supervisor.schedule.map((job, i) => {
+    const name = `meta-agent ${job.goal} ${i + 1}`;
+    const file = path.join(settings.layout.state, 'service', `${name.replace(/[^A-Za-z0-9_.-]+/g, '-')}.xml`);
+    const t = simpleTimes(job.cron);
+    if (!t) return { name, cron: job.cron, file, xml: null };
+    const time = `${String(t.hour).padStart(2, '0')}:${String(t.minute).padStart(2, '0')}`;
+    const days = t.days
+      ? `<ScheduleByWeek><WeeksInterval>1</WeeksInterval><DaysOfWeek>${t.days.map((d) => `<${DAY_NAMES[d]} />`).join('')}</DaysOfWeek></ScheduleByWeek>`
+      : '<ScheduleByDay><DaysInterval>1</DaysInterval></ScheduleByDay>';
+    const xml = taskXml({
+      description: `meta-agent supervisor: ${job.goal} (${job.cron}) in ${settings.layout.root}`,
+      triggers: `    <CalendarTrigger><StartBoundary>2026-01-01T${time}:00</StartBoundary><Enabled>true</Enabled>${days}</CalendarTrigger>`,
+      command: process.execPath,
+      args: [BIN, ...superviseArgs(settings, job)],
+      workingDirectory: settings.layout.root,
+      user: null,
+      whenLoggedOff: false,
+      restartOnFailure: false,
+      wakeToRun: true,
+    });
+    return { name, cron: job.cron, file, xml };
+  });
+}
+
+/** Writes the task files `printSchedule(settings, 'windows')` names. */
+export async function writeScheduleTasks(settings: Settings): Promise<void> {
+  for (const task of scheduleTasks(settings)) {
+    if (!task.xml) continue;
+    await fs.mkdir(path.dirname(task.file), { recursive: true });
+    await fs.writeFile(task.file, utf16le(task.xml));
+  }
 }

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { MetaAgentError } from '../contract/errors.ts';
 import { TASK_TYPES } from '../contract/task.ts';
+import { findPython, venvPython } from '../safety/python.ts';
 import { exists, publishFile } from './files.ts';
 import { layoutDirs, layoutFor, type Layout } from './layout.ts';
 
@@ -30,6 +31,10 @@ export interface InitOptions {
   project?: string;
   /** What inspectRepo() found in `repo` (initWorkspace fills it in). */
   facts?: RepoFacts;
+  /** Where Python is looked for (PATH, PATHEXT); default: this process's environment. */
+  env?: Readonly<Record<string, string | undefined>>;
+  /** Default: this machine's. */
+  platform?: NodeJS.Platform;
 }
 
 export interface InitResult {
@@ -41,7 +46,9 @@ export interface InitResult {
 
 export async function initWorkspace(root: string, options: InitOptions = {}): Promise<InitResult> {
   // A repo that is not there is an error before anything is created.
-  if (options.repo && !options.facts) options = { ...options, facts: await inspectRepo(options.repo) };
+  const platform = options.platform ?? process.platform;
+  const env = options.env ?? process.env;
+  if (options.repo && !options.facts) options = { ...options, facts: await inspectRepo(options.repo, platform, env) };
   const layout = layoutFor(root);
   const created: string[] = [];
   for (const dir of layoutDirs(layout)) {
@@ -55,7 +62,9 @@ export async function initWorkspace(root: string, options: InitOptions = {}): Pr
     created.push(file);
   }
   if (options.withConfig !== false && !(await exists(layout.config))) {
-    await publishFile(layout.config, configTemplate(layout, options));
+    // The demo's commands name the Python that runs here (python3, python or py -3).
+    const python = options.repo ? null : ((await findPython({ env, platform }))?.command ?? defaultPython(platform));
+    await publishFile(layout.config, configTemplate(layout, options, platform, python));
     created.push(layout.config);
   }
   return { layout, created, facts: options.facts ?? null };
@@ -120,6 +129,8 @@ export interface RepoFacts {
   test: string | null;
   /** Why that test command (for the comment in the config). */
   testReason: string | null;
+  /** The test command runs the repository's own `.venv` (so the config links it into worktrees). */
+  usesVenv?: boolean;
 }
 
 const PYTHON_MARKERS = ['pyproject.toml', 'setup.cfg', 'setup.py', 'pytest.ini', 'tox.ini'];
@@ -128,7 +139,7 @@ const PYTHON_MARKERS = ['pyproject.toml', 'setup.cfg', 'setup.py', 'pytest.ini',
  * Checks that `repo` is a git repository and reads what a config for it needs: its
  * current branch, and a test command when it is recognizably a Python project with tests.
  */
-export async function inspectRepo(repo: string, platform: NodeJS.Platform = process.platform): Promise<RepoFacts> {
+export async function inspectRepo(repo: string, platform: NodeJS.Platform = process.platform, env: Readonly<Record<string, string | undefined>> = process.env): Promise<RepoFacts> {
   const stat = await fs.stat(repo).catch(() => null);
   if (!stat) throw new MetaAgentError('input', `--repo ${repo}: no such folder`);
   if (!stat.isDirectory()) throw new MetaAgentError('input', `--repo ${repo} is a file, not a folder`);
@@ -141,9 +152,15 @@ export async function inspectRepo(repo: string, platform: NodeJS.Platform = proc
   const hasTests = found.some((m) => m === 'tests' || m === 'test' || m === 'pytest.ini' || m === 'tox.ini');
   const isPython = found.some((m) => PYTHON_MARKERS.includes(m));
   if (!(isPython && hasTests) && !(hasTests && (await hasPythonTests(repo, found)))) return { branch, test: null, testReason: null };
-  // Windows installs "python" (and the "py" launcher), rarely "python3".
-  const python = platform === 'win32' ? 'python' : 'python3';
-  return { branch, test: `${python} -m pytest -q`, testReason: `a Python project (${found.join(', ')})` };
+  // The Python that runs here: python.org's Windows installer makes "python" and "py", never "python3".
+  const python = await findPython({ env, repo, platform });
+  const reason = `a Python project (${found.join(', ')})${python ? `; ${python.version} as "${python.command}"` : '; no Python 3 runs on this machine yet (not python3, python or py -3, nor the repository\'s .venv): install it, then check this command'}`;
+  return { branch, test: `${python?.command ?? defaultPython(platform)} -m pytest -q`, testReason: reason, usesVenv: python?.command === venvPython(platform) };
+}
+
+/** What a config says when no Python runs yet (the doctor names the problem). */
+function defaultPython(platform: NodeJS.Platform): string {
+  return platform === 'win32' ? 'py -3' : 'python3';
 }
 
 /** A tests/ folder without Python packaging files: Python if it holds test_*.py files. */
@@ -178,7 +195,7 @@ sandbox: auto`;
 sandbox: none`;
 }
 
-function configTemplate(layout: Layout, options: InitOptions): string {
+function configTemplate(layout: Layout, options: InitOptions, platform: NodeJS.Platform, python: string | null): string {
   const project = options.project ?? 'demo';
   return `# meta-agent configuration. Full reference: docs/contract.md (schema: schema/config.json).
 # Environment overrides: OPENAI_API_KEY, OPENAI_BASE_URL, META_AGENT_MODEL, META_AGENT_ROOT.
@@ -202,11 +219,11 @@ engine: openai
 #   env_allow: []                      # variables it sees besides PATH, the locale and one API key (api_key_env)
 #   home_files: []                     # files of your home copied into its private $HOME, e.g. [".codex/config.toml"]
 
-${sandboxSetting(process.platform)}
+${sandboxSetting(platform)}
 
 projects:
   ${project}:
-${options.repo ? repoProject(options.repo, options.facts ?? { branch: null, test: null, testReason: null }) : demoProject(layout)}
+${options.repo ? repoProject(options.repo, options.facts ?? { branch: null, test: null, testReason: null }) : demoProject(layout, python ?? 'python3')}
 
 supervisor:
   timezone: ${JSON.stringify(systemTimezone())}   # this machine's timezone when "init" ran; the schedule and trading windows use it
@@ -240,15 +257,15 @@ patch:
 }
 
 /** The bundled example bot: its real test and dry-run commands, risk rule, trades and retrain chain. */
-function demoProject(layout: Layout): string {
+function demoProject(layout: Layout, python: string): string {
   return `    # A git repo made from the bundled example bot on first use (git-ignored).
     repo: .meta-agent/demo-repo
     init_from: ${JSON.stringify(path.relative(layout.root, path.join(PACKAGE_ROOT, 'examples', 'scalper-bot')).split(path.sep).join('/') || '.')}
     # branch: main                      # default: the repo's current branch
     scope: ["**"]                       # outer bound for every task's scope
     deny: []                            # added to .env*, *.pem, *.key, secrets/**
-    test: "python3 -m pytest -q -p no:cacheprovider"
-    dry_run: "python3 -m bot.main --dry-run"
+    test: "${python} -m pytest -q -p no:cacheprovider"
+    dry_run: "${python} -m bot.main --dry-run"
     # test: { command: "python -m pytest -q", cwd: "bot", env: { PYTHONPATH: "." }, timeout_s: 600 }
     link: []                            # git-ignored paths made available in worktrees, e.g. [".venv", "data/raw"]
     risk:
@@ -261,8 +278,8 @@ function demoProject(layout: Layout): string {
     risk_thresholds: { max_drawdown_pct: 5, min_win_rate: 0.4, min_profit_factor: 1.2 }
     # retrain_model: collect -> train -> eval in the worktree; the gate installs the model only if it beats the baseline
     retrain:
-      train: "python3 scripts/train.py"
-      eval: "python3 scripts/eval.py"
+      train: "${python} scripts/train.py"
+      eval: "${python} scripts/eval.py"
       metrics: models/candidate.json    # what eval writes
       baseline: models/metrics.json     # the approved model's metrics (the patch updates it)
       metric: sharpe
@@ -285,7 +302,7 @@ ${branch}
     deny: []                            # added to .env*, *.pem, *.key, secrets/**
 ${test}
     dry_run: null                       # optional: a command that runs the program without side effects, e.g. "python3 -m app --dry-run"
-    link: []                            # git-ignored paths made available in worktrees, e.g. [".venv", "data/raw"]
+${facts.usesVenv ? '    link: [".venv"]                     # the test command runs the repository\'s own virtualenv' : '    link: []                            # git-ignored paths made available in worktrees, e.g. [".venv", "data/raw"]'}
     risk: []                            # e.g. [{ paths: ["src/payments/**"], level: high, reason: "money moves here" }]
     env_allow: []                       # variables passed to test/dry_run besides PATH, HOME, LANG
     # trades:, risk_thresholds: and retrain: enable risk_review numbers and retrain_model (docs/contract.md)
