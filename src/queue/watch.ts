@@ -31,6 +31,7 @@ import { MAX_TASK_BYTES, parseTask } from '../contract/task.ts';
 import { createHash } from 'node:crypto';
 import { tempWriterPid } from '../workspace/files.ts';
 import { pruneWorktrees } from './prune.ts';
+import { prunePool } from '../run/worktreePool.ts';
 import { applyRetention } from './retention.ts';
 import { assertOneVolume, isNetworkFolder } from './volumes.ts';
 import { countTasks } from './retry.ts';
@@ -317,6 +318,7 @@ export function startWatching(options: WatchOptions): Watcher {
     const releaseGate = await gateLock(settings, false);
     try {
       await pruneWorktrees(settings, log, { includeGate: releaseGate !== null });
+      await prunePool(settings, log).catch((error: unknown) => fail('pruning the worktree pool failed', error));
     } finally {
       await releaseGate?.();
     }
