@@ -4,7 +4,8 @@
  * (events get lost on Windows pastes, network shares and queue overflows).
  *
  * - inbox/: a file is taken once complete (published by rename, or unchanged for
- *   `queue.settle_ms`), by one atomic rename into processing/; `limits.concurrency`
+ *   `queue.settle_ms` and parsing to a complete task; network or polled folders wait
+ *   longer, volumes.ts), by one atomic rename into processing/; `limits.concurrency`
  *   tasks run at once, oldest first.
  * - processing/: claims of dead workers are recovered (see recover.ts).
  * - patches/approved/: each patch goes through the gate, one at a time across processes.
@@ -33,7 +34,7 @@ import { tempWriterPid } from '../workspace/files.ts';
 import { pruneWorktrees } from './prune.ts';
 import { prunePool } from '../run/worktreePool.ts';
 import { applyRetention } from './retention.ts';
-import { assertOneVolume, isNetworkFolder } from './volumes.ts';
+import { assertOneVolume, isNetworkFolder, pickupSettleMs } from './volumes.ts';
 import { countTasks } from './retry.ts';
 import { SETTLE_MS, bounded, hurrySwitch, windDown } from './windDown.ts';
 import { createLogger } from '../log.ts';
@@ -105,7 +106,8 @@ export function isIgnoredName(name: string): boolean {
 export function startWatching(options: WatchOptions): Watcher {
   const { settings, log } = options;
   const { layout, config } = settings;
-  const settleMs = options.settleMs ?? config.queue.settle_ms;
+  // Set at start from the folder's kind (pickupSettleMs); options.settleMs wins.
+  let settleMs = options.settleMs ?? config.queue.settle_ms;
   const scanMs = options.scanMs ?? config.queue.scan_interval_ms;
   const staleMs = config.queue.lease_stale_s * 1000;
   const concurrency = config.limits.concurrency;
@@ -313,7 +315,9 @@ export function startWatching(options: WatchOptions): Watcher {
 
   const start = async () => {
     await assertOneVolume([...layoutDirs(layout).filter((d) => d !== layout.templates && d !== layout.logs)]);
-    const poll = options.usePolling ?? (config.queue.poll === 'auto' ? await isNetworkFolder(layout.root) : config.queue.poll);
+    const network = await isNetworkFolder(layout.root);
+    const poll = options.usePolling ?? (config.queue.poll === 'auto' ? network : config.queue.poll);
+    if (options.settleMs === undefined) settleMs = pickupSettleMs(config.queue.settle_ms, { network, polled: poll });
     // Holding the gate lock (a dead gate run's is taken over), every gate-* worktree is a dead run's.
     const releaseGate = await gateLock(settings, false);
     try {
@@ -346,7 +350,7 @@ export function startWatching(options: WatchOptions): Watcher {
       }, healthMs),
     );
     await scan();
-    log.info({ root: layout.root, concurrency, polling: poll }, 'watching inbox/, patches/approved/, patches/rejected/');
+    log.info({ root: layout.root, concurrency, polling: poll, settle_ms: settleMs }, 'watching inbox/, patches/approved/, patches/rejected/');
     if (stopping) return;
     const supervisorLog = options.supervisorLog ?? createLogger({ logsDir: layout.logs, prefix: 'supervisor', console: 'none', redact: makeRedactor(settings.env) });
     // Like the queue's runs: a stopped cycle task's incomplete patch gets 5 s of checks.
