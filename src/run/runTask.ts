@@ -41,6 +41,7 @@ import { checksWindow, incompleteNextAction, incompleteNotes, incompleteSummary,
 import { noExtras, RetrainFailed, runTypePipeline, WORKS_WITHOUT_LLM, type TypeExtras } from './pipelines.ts';
 import { ensureRepo, type Worktree } from './workspaceRepo.ts';
 import { openPooledWorktree } from './worktreePool.ts';
+import { filesAtCommit } from './commitFiles.ts';
 
 export interface RunTaskOptions {
   settings: Settings;
@@ -318,7 +319,8 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
           trajectoryUsed = true;
           await trajectory.record(entry);
         },
-        prompt: { system: systemPrompt(), user: await userPrompt({ task: promptTask, worktree: worktree.dir, scopeGlobs: task.scope, denied, inScope, redact: rc.redact }) },
+        // The worktree is a clean checkout of the base commit here, unless a retrain pipeline wrote into it.
+        prompt: { system: systemPrompt(), user: await userPrompt({ task: promptTask, worktree: worktree.dir, scopeGlobs: task.scope, denied, inScope, redact: rc.redact, ...(task.type === 'retrain_model' ? {} : { files: await filesAtCommit(project.repoPath, worktree.baseCommit) }) }) },
         });
         if (extras.summary) result = { ...result, summary: `${extras.summary}\n\n${result.summary}` };
       }
