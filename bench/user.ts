@@ -16,7 +16,8 @@
  * renamed-in tasks into "now" (peak RSS, exactly once, CPU per task). Spawns and CPU are
  * counted inside each service by a preload (bench/countSpawns.mjs), start-up excluded.
  *
- *   node --import tsx bench/user.ts [--files 5000,50000] [--drops 10] [--burst 1000] [--baseline <ref>]
+ *   node --import tsx bench/user.ts [--files 5000,50000] [--drops 10] [--burst 1000] [--heap-cap] [--baseline <ref>]
+ * (--heap-cap: a second burst with NODE_OPTIONS=--max-old-space-size=96, to compare)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, promises as fs, readdirSync, readFileSync, watch as fsWatch } from 'node:fs';
@@ -326,8 +327,10 @@ async function main(): Promise<void> {
   if (BURST > 0) {
     progress('burst, default heap');
     bursts.push(await measureBurst({}, 'plain'));
-    progress('burst, heap capped by NODE_OPTIONS=--max-old-space-size=96');
-    bursts.push(await measureBurst({ NODE_OPTIONS: '--max-old-space-size=96' }, 'capped'));
+    if (process.argv.includes('--heap-cap')) {
+      progress('burst, heap capped by NODE_OPTIONS=--max-old-space-size=96');
+      bursts.push(await measureBurst({ NODE_OPTIONS: '--max-old-space-size=96' }, 'capped'));
+    }
   }
   const load1 = os.loadavg()[0]!;
   const lines: string[] = [

@@ -16,7 +16,7 @@
  *   Nothing stop() waits for is unbounded: what has not settled SETTLE_MS after the abort
  *   is logged and left to crash recovery at the next start.
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, watch as fsWatch } from 'node:fs';
 import path from 'node:path';
 import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
 import type { Logger } from 'pino';
@@ -126,7 +126,7 @@ export function startWatching(options: WatchOptions): Watcher {
   let gateBusy: Promise<void> | null = null;
   let stopping = false;
   let lastError: string | null = null;
-  let watchers: FSWatcher[] = [];
+  let watchers: Array<Pick<FSWatcher, 'close'> | { close(): Promise<void> }> = [];
   let timers: NodeJS.Timeout[] = [];
   let scheduler: Scheduler | null = null;
 
@@ -337,9 +337,21 @@ export function startWatching(options: WatchOptions): Watcher {
       watchers.push(w);
       return new Promise<void>((resolve) => w.once('ready', () => resolve()));
     };
+    // inbox/ with OS events (not polled): fs.watch names the file, where chokidar reads the
+    // whole folder again on each event (seconds of CPU in a burst of 1,000). Our own
+    // temps and names that left are sorted out by consider(); lost events by the scan.
+    const onInbox = (dir: string, handler: (name: string) => void) => {
+      if (poll) return on(dir, handler);
+      const w = fsWatch(dir, (_event, name) => {
+        if (name) handler(name.toString());
+      });
+      w.on('error', (error) => log.warn({ err: toErrorInfo(error), dir }, 'watcher error; the reconcile scan goes on'));
+      watchers.push({ close: async () => w.close() });
+      return Promise.resolve();
+    };
     // Ready means chokidar has set up its fs watchers: closing one before that can leave an
     // inotify handle open, and the process then never exits.
-    await Promise.all([on(layout.inbox, (n) => void consider(n)), on(layout.patches.approved, considerApproved), on(layout.patches.rejected, (n) => void considerRejected(n))]);
+    await Promise.all([onInbox(layout.inbox, (n) => void consider(n)), on(layout.patches.approved, considerApproved), on(layout.patches.rejected, (n) => void considerRejected(n))]);
     timers.push(setInterval(() => void scan(), scanMs));
     const healthMs = options.healthMs ?? 60_000;
     timers.push(
