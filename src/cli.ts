@@ -9,7 +9,8 @@ import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { exitCodeFor, MetaAgentError, toErrorInfo } from './contract/errors.ts';
 import { parseTask, TASK_TYPES } from './contract/task.ts';
-import { createLogger, type Logger, type LoggerOptions } from './log.ts';
+import { createLogger, silentLogger, type Logger, type LoggerOptions } from './log.ts';
+import { prunePool } from './run/worktreePool.ts';
 import { createTask } from './queue/createTask.ts';
 import { runTask, type RunTaskResult } from './run/runTask.ts';
 import { runStages } from './run/stages.ts';
@@ -340,7 +341,8 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     .command('doctor')
     .description('check the workspace before a night: config, repos and branches, check programs, model, sandbox, disk (exit 2 on errors)')
     .option('--json', 'machine-readable')
-    .action(async (opts: { json?: boolean }) => {
+    .option('--fix', 'also remove the reusable worktrees (pool slots) no run is using; the next runs make them afresh')
+    .action(async (opts: { json?: boolean; fix?: boolean }) => {
       const report = await runDoctor(root());
       if (opts.json) io.out(JSON.stringify(report, null, 2));
       else {
@@ -348,6 +350,10 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
         io.out(verdictLine(report));
       }
       if (!report.ok) exitCode = 2;
+      if (opts.fix && report.ok) {
+        const removed = await prunePool(await loadSettings(root()), silentLogger(), { all: true });
+        if (!opts.json) io.out(`doctor --fix: removed ${removed.length} pooled worktree(s)`);
+      }
     });
 
   program

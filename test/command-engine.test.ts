@@ -13,6 +13,7 @@ import { runTask, type RunTaskResult } from '../src/run/runTask.ts';
 import { ReportSchema, type Report } from '../src/contract/report.ts';
 import { PatchSidecarSchema } from '../src/contract/patch.ts';
 import { makeWorkspace, readJson, repoFingerprint, worktreeCount, writeTask, type TestWorkspace } from './helpers/workspace.ts';
+import { poolRoot } from '../src/run/worktreePool.ts';
 
 const OBJECTIVE = 'Document the sizing rules and add a smoke test';
 const TASK = `---
@@ -142,7 +143,8 @@ test('the command engine runs a script that edits files and yields a patch that 
     assert.ok(seen.envPromptFile, 'META_AGENT_PROMPT_FILE names {prompt_file}');
     assert.is(seen.envTaskId, 'command-edit');
     assert.is(seen.leakedVar, null);
-    assert.is(seen.cwdParent, 'worktrees', 'ran in a worktree');
+    // A fresh worktree (.meta-agent/worktrees/<run>), or a reused slot of the worktree pool (<project>-<hash>/slot-<n>).
+    assert.ok(seen.cwdParent === 'worktrees' || /-[0-9a-f]{8}$/.test(seen.cwdParent), `ran in a worktree: ${seen.cwdParent}`);
     assert.ok(seen.promptOutsideCwd, 'the prompt file is outside the worktree');
     // The prompt file lives in the run's private temp folder, removed after the run.
     const left = (await fs.readdir(os.tmpdir())).filter((n) => n.startsWith(`meta-agent-check-${process.pid}-`));

@@ -13,6 +13,7 @@ import { runTask } from '../src/run/runTask.ts';
 import { ReportSchema } from '../src/contract/report.ts';
 import { finish, startFakeLlm, toolCall, type RecordedRequest, type Reply } from './helpers/fakeLlm.ts';
 import { makeWorkspace, readJson, repoFingerprint, worktreeCount, writeTask } from './helpers/workspace.ts';
+import { poolRoot } from '../src/run/worktreePool.ts';
 
 const FAKE_KEY = 'sk-live-FAKE-EXCHANGE-KEY-0000000000';
 const FAKE_SECRET = 'fake-secret';
@@ -160,7 +161,8 @@ test('escapes through the file tools are refused, shown to the model, and leave 
     assert.is(await repoFingerprint(ws.repo), before);
     assert.equal(await fs.readdir(outside), ['secret.txt']);
     assert.is(await fs.readFile(path.join(outside, 'secret.txt'), 'utf8'), `${OUTSIDE_MARKER}\n`);
-    for (const dir of [ws.settings.layout.worktrees, ws.settings.layout.state, ws.root, path.dirname(ws.root)]) {
+    const pools = (await fs.readdir(poolRoot(ws.settings.layout)).catch(() => [] as string[])).map((n) => path.join(poolRoot(ws.settings.layout), n));
+    for (const dir of [ws.settings.layout.worktrees, ...pools, ws.settings.layout.state, ws.root, path.dirname(ws.root)]) {
       assert.not.ok(await exists(path.join(dir, 'escape.txt')), `escape.txt in ${dir}`);
     }
     assert.not.ok(await exists(path.join(ws.repo, 'bot', 'hacked.py')));

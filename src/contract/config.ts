@@ -173,7 +173,7 @@ export const ToolsSchema = z.strictObject({
 
 export const QueueSchema = z.strictObject({
   lease_stale_s: z.number().positive().default(30).describe('A claim whose lease is not refreshed for this long belongs to a dead worker'),
-  settle_ms: z.number().int().nonnegative().default(1500).describe('A file copied in must stay unchanged this long before it is taken'),
+  settle_ms: z.number().int().nonnegative().default(100).describe('A file copied in (not renamed in) must stay unchanged this long, and parse to a complete task, before it is taken; network or polled folders wait at least 1500 ms'),
   incomplete_grace_s: z.number().nonnegative().default(600).describe('A file copied in (not renamed in) that is not yet a complete task (front matter open, a required field missing) is waited for this long after its last change before it is taken and failed'),
   scan_interval_ms: z.number().int().positive().default(2000).describe('Period of the reconcile scan of the folders'),
   poll: z.union([z.boolean(), z.literal('auto')]).default('auto').describe('Poll instead of OS events: auto = on network folders'),

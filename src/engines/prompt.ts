@@ -33,6 +33,8 @@ export interface PromptInput {
   denied: PathMatcher;
   inScope: PathMatcher;
   redact: Redactor;
+  /** The worktree's files when known without asking git (a clean checkout of a commit: run/commitFiles.ts). */
+  files?: readonly string[];
 }
 
 /**
@@ -97,7 +99,7 @@ export async function readAgentsMd(input: Pick<PromptInput, 'denied' | 'worktree
  * folders (two levels) with file counts, and says so, and how to see the rest.
  */
 async function repoMap(input: PromptInput): Promise<string> {
-  const files = await listRepoFiles({ worktree: input.worktree, denied: input.denied, inScope: input.inScope, redact: input.redact });
+  const files = input.files ? input.files.filter((f) => !input.denied(f)) : await listRepoFiles({ worktree: input.worktree, denied: input.denied, inScope: input.inScope, redact: input.redact });
   const mark = (f: string) => (input.inScope(f) ? ' *' : '');
   const legend = '(* = in scope)';
   if (files.length <= MAP_MAX_FILES) return `${files.length} files ${legend}\n${files.map((f) => f + mark(f)).join('\n')}`;

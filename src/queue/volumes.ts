@@ -30,3 +30,19 @@ export async function isNetworkFolder(dir: string): Promise<boolean> {
   }
   return NETWORK_FS.has(best.type);
 }
+
+/**
+ * Network and polled folders wait at least this long for a copied-in file to be quiet:
+ * a poll sees a change only every interval (500 ms), and a share reports sizes and times
+ * late (SMB caches attributes for about a second).
+ */
+export const REMOTE_SETTLE_MS = 1500;
+
+/**
+ * How long a file copied in (not renamed in) must be unchanged before it is read: the
+ * configured `queue.settle_ms` on a local disk, at least REMOTE_SETTLE_MS on a network or
+ * polled folder.
+ */
+export function pickupSettleMs(configuredMs: number, folder: { network: boolean; polled: boolean }): number {
+  return folder.network || folder.polled ? Math.max(configuredMs, REMOTE_SETTLE_MS) : configuredMs;
+}

@@ -4,7 +4,8 @@
  * (events get lost on Windows pastes, network shares and queue overflows).
  *
  * - inbox/: a file is taken once complete (published by rename, or unchanged for
- *   `queue.settle_ms`), by one atomic rename into processing/; `limits.concurrency`
+ *   `queue.settle_ms` and parsing to a complete task; network or polled folders wait
+ *   longer, volumes.ts), by one atomic rename into processing/; `limits.concurrency`
  *   tasks run at once, oldest first.
  * - processing/: claims of dead workers are recovered (see recover.ts).
  * - patches/approved/: each patch goes through the gate, one at a time across processes.
@@ -15,7 +16,7 @@
  *   Nothing stop() waits for is unbounded: what has not settled SETTLE_MS after the abort
  *   is logged and left to crash recovery at the next start.
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, watch as fsWatch } from 'node:fs';
 import path from 'node:path';
 import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
 import type { Logger } from 'pino';
@@ -31,8 +32,9 @@ import { MAX_TASK_BYTES, parseTask } from '../contract/task.ts';
 import { createHash } from 'node:crypto';
 import { tempWriterPid } from '../workspace/files.ts';
 import { pruneWorktrees } from './prune.ts';
+import { prunePool } from '../run/worktreePool.ts';
 import { applyRetention } from './retention.ts';
-import { assertOneVolume, isNetworkFolder } from './volumes.ts';
+import { assertOneVolume, isNetworkFolder, pickupSettleMs } from './volumes.ts';
 import { countTasks } from './retry.ts';
 import { SETTLE_MS, bounded, hurrySwitch, windDown } from './windDown.ts';
 import { createLogger } from '../log.ts';
@@ -104,7 +106,8 @@ export function isIgnoredName(name: string): boolean {
 export function startWatching(options: WatchOptions): Watcher {
   const { settings, log } = options;
   const { layout, config } = settings;
-  const settleMs = options.settleMs ?? config.queue.settle_ms;
+  // Set at start from the folder's kind (pickupSettleMs); options.settleMs wins.
+  let settleMs = options.settleMs ?? config.queue.settle_ms;
   const scanMs = options.scanMs ?? config.queue.scan_interval_ms;
   const staleMs = config.queue.lease_stale_s * 1000;
   const concurrency = config.limits.concurrency;
@@ -123,7 +126,7 @@ export function startWatching(options: WatchOptions): Watcher {
   let gateBusy: Promise<void> | null = null;
   let stopping = false;
   let lastError: string | null = null;
-  let watchers: FSWatcher[] = [];
+  let watchers: Array<Pick<FSWatcher, 'close'> | { close(): Promise<void> }> = [];
   let timers: NodeJS.Timeout[] = [];
   let scheduler: Scheduler | null = null;
 
@@ -312,11 +315,14 @@ export function startWatching(options: WatchOptions): Watcher {
 
   const start = async () => {
     await assertOneVolume([...layoutDirs(layout).filter((d) => d !== layout.templates && d !== layout.logs)]);
-    const poll = options.usePolling ?? (config.queue.poll === 'auto' ? await isNetworkFolder(layout.root) : config.queue.poll);
+    const network = await isNetworkFolder(layout.root);
+    const poll = options.usePolling ?? (config.queue.poll === 'auto' ? network : config.queue.poll);
+    if (options.settleMs === undefined) settleMs = pickupSettleMs(config.queue.settle_ms, { network, polled: poll });
     // Holding the gate lock (a dead gate run's is taken over), every gate-* worktree is a dead run's.
     const releaseGate = await gateLock(settings, false);
     try {
       await pruneWorktrees(settings, log, { includeGate: releaseGate !== null });
+      await prunePool(settings, log).catch((error: unknown) => fail('pruning the worktree pool failed', error));
     } finally {
       await releaseGate?.();
     }
@@ -331,9 +337,21 @@ export function startWatching(options: WatchOptions): Watcher {
       watchers.push(w);
       return new Promise<void>((resolve) => w.once('ready', () => resolve()));
     };
+    // inbox/ with OS events (not polled): fs.watch names the file, where chokidar reads the
+    // whole folder again on each event (seconds of CPU in a burst of 1,000). Our own
+    // temps and names that left are sorted out by consider(); lost events by the scan.
+    const onInbox = (dir: string, handler: (name: string) => void) => {
+      if (poll) return on(dir, handler);
+      const w = fsWatch(dir, (_event, name) => {
+        if (name) handler(name.toString());
+      });
+      w.on('error', (error) => log.warn({ err: toErrorInfo(error), dir }, 'watcher error; the reconcile scan goes on'));
+      watchers.push({ close: async () => w.close() });
+      return Promise.resolve();
+    };
     // Ready means chokidar has set up its fs watchers: closing one before that can leave an
     // inotify handle open, and the process then never exits.
-    await Promise.all([on(layout.inbox, (n) => void consider(n)), on(layout.patches.approved, considerApproved), on(layout.patches.rejected, (n) => void considerRejected(n))]);
+    await Promise.all([onInbox(layout.inbox, (n) => void consider(n)), on(layout.patches.approved, considerApproved), on(layout.patches.rejected, (n) => void considerRejected(n))]);
     timers.push(setInterval(() => void scan(), scanMs));
     const healthMs = options.healthMs ?? 60_000;
     timers.push(
@@ -344,7 +362,7 @@ export function startWatching(options: WatchOptions): Watcher {
       }, healthMs),
     );
     await scan();
-    log.info({ root: layout.root, concurrency, polling: poll }, 'watching inbox/, patches/approved/, patches/rejected/');
+    log.info({ root: layout.root, concurrency, polling: poll, settle_ms: settleMs }, 'watching inbox/, patches/approved/, patches/rejected/');
     if (stopping) return;
     const supervisorLog = options.supervisorLog ?? createLogger({ logsDir: layout.logs, prefix: 'supervisor', console: 'none', redact: makeRedactor(settings.env) });
     // Like the queue's runs: a stopped cycle task's incomplete patch gets 5 s of checks.

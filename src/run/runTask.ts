@@ -39,7 +39,9 @@ import { archiveEarlierRun, patchStemFor, pendingPatchesOf, redactReportText, re
 import { assessRisk, withRegressions } from './risk.ts';
 import { checksWindow, incompleteNextAction, incompleteNotes, incompleteSummary, markCutShort, stoppedWithWork } from './incomplete.ts';
 import { noExtras, RetrainFailed, runTypePipeline, WORKS_WITHOUT_LLM, type TypeExtras } from './pipelines.ts';
-import { ensureRepo, openWorktree, type Worktree } from './workspaceRepo.ts';
+import { ensureRepo, type Worktree } from './workspaceRepo.ts';
+import { openPooledWorktree } from './worktreePool.ts';
+import { filesAtCommit } from './commitFiles.ts';
 
 export interface RunTaskOptions {
   settings: Settings;
@@ -253,7 +255,7 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
   const base = { task, project, engineName: rc.engine.name, trajectory: null as string | null, get requests() { return rc.usage.requests; } };
 
   await ensureRepo(project);
-  const worktree = await openWorktree(project, layout.worktrees, rc.runId);
+  const worktree = await openPooledWorktree(settings, project, rc.runId, log);
   // Armed only now: the finally below is what disarms it (a timer left armed by a failed
   // ensureRepo/openWorktree kept a stopped service alive for task_timeout_s).
   const abort = linkedAbort(rc.signal, config.limits.task_timeout_s);
@@ -319,7 +321,8 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
           trajectoryUsed = true;
           await trajectory.record(entry);
         },
-        prompt: { system: systemPrompt(), user: await userPrompt({ task: promptTask, worktree: worktree.dir, scopeGlobs: task.scope, denied, inScope, redact: rc.redact }) },
+        // The worktree is a clean checkout of the base commit here, unless a retrain pipeline wrote into it.
+        prompt: { system: systemPrompt(), user: await userPrompt({ task: promptTask, worktree: worktree.dir, scopeGlobs: task.scope, denied, inScope, redact: rc.redact, ...(task.type === 'retrain_model' ? {} : { files: await filesAtCommit(project.repoPath, worktree.baseCommit) }) }) },
         promptTask,
         note: (text) => extras.notes.push(text),
         outputTail: (text) => {

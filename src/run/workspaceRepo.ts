@@ -6,8 +6,12 @@ import type { Project } from '../workspace/config.ts';
 import { exists } from '../workspace/files.ts';
 import { ALWAYS_EXCLUDED, addWorktree, initRepoFrom, isGitRepo, removeWorktree, resolveBranch } from './git.ts';
 
+/** Repos already found to be git repositories: asked once per process, not once per task. */
+const knownRepos = new Set<string>();
+
 /** Makes sure the project's repo exists (creating the demo repo on first use). */
 export async function ensureRepo(project: Project): Promise<void> {
+  if (knownRepos.has(project.repoPath) && (await exists(project.repoPath))) return;
   if (!(await exists(project.repoPath))) {
     if (!project.initFromPath) {
       throw new MetaAgentError('config', `repo ${project.repoPath} does not exist`, { file: 'meta-agent.yaml', field: `projects.${project.name}.repo` });
@@ -17,6 +21,7 @@ export async function ensureRepo(project: Project): Promise<void> {
   if (!(await isGitRepo(project.repoPath))) {
     throw new MetaAgentError('config', `${project.repoPath} is not a git repository`, { file: 'meta-agent.yaml', field: `projects.${project.name}.repo` });
   }
+  knownRepos.add(project.repoPath);
 }
 
 export interface Worktree {
@@ -54,7 +59,7 @@ export async function openWorktree(project: Project, worktreesDir: string, name:
  * Git-ignored paths of the repo (a .venv, a data/ folder) appear in the worktree as
  * symlinks to the originals. Only paths absent from the worktree are linked.
  */
-async function linkPaths(project: Project, dir: string): Promise<string[]> {
+export async function linkPaths(project: Project, dir: string): Promise<string[]> {
   const linked: string[] = [];
   for (const entry of project.link) {
     const rel = path.normalize(entry.replace(/[\\/]+$/, ''));

@@ -90,9 +90,10 @@ export async function repoFingerprint(repo: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/** Worktrees of `repo` besides its checkout, not counting the reused slots of the worktree pool (.meta-agent/pool-worktrees/). */
 export async function worktreeCount(repo: string): Promise<number> {
   const { stdout } = await execa('git', ['worktree', 'list', '--porcelain'], { cwd: repo });
-  return stdout.split('\n').filter((l) => l.startsWith('worktree ')).length - 1;
+  return stdout.split('\n').filter((l) => l.startsWith('worktree ') && !/[\\/]pool-worktrees[\\/]/.test(l)).length - 1;
 }
 
 export async function readJson<T = any>(file: string): Promise<T> {

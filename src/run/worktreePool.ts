@@ -1,0 +1,237 @@
+/**
+ * A pool of reusable worktrees per project: `limits.concurrency` slots, each created on
+ * first use and reset to the run's base commit (`git reset --hard` + `git clean -ffdx`) at
+ * the start of every run that takes it. A fresh `git worktree add` writes every file of
+ * the repo (seconds on a large repo or a slow disk); a reset rewrites only what the last
+ * run changed.
+ *
+ * Ownership is a lock with an owner note, like a claim (queue/lease.ts lockActivity): a
+ * slot held by a live process is never taken; a slot of a dead one (kill -9, power loss)
+ * is taken over at once on this host, and whatever that run left is wiped by the reset
+ * that starts every run. All slots busy (a `run` beside `watch`): a fresh worktree, as
+ * before the pool.
+ *
+ * `link:` paths are symlinks (junctions on Windows) to folders of the real repo. They are
+ * unlinked (never followed) before the reset and the clean, so neither can reach into the
+ * real repo, and made again afterwards from the current config: re-checked every run.
+ * A slot is recreated when its project's repo or links change, when its `.git` file is not
+ * the one it was made with, or when the reset fails; `prunePool` removes slots of projects
+ * whose config changed or that are gone.
+ *
+ * The gate does not use the pool (gate.ts opens a fresh worktree): it is the one step that
+ * writes to the real repository, it runs once per approved patch (people's pace, not a
+ * burst), and a fresh checkout shares nothing with earlier agent runs, whose output is
+ * hostile input.
+ */
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { lockActivity } from '../queue/lease.ts';
+import type { Project, Settings } from '../workspace/config.ts';
+import type { Layout } from '../workspace/layout.ts';
+import { replaceFile } from '../workspace/files.ts';
+import { ALWAYS_EXCLUDED, addWorktree, git, removeWorktree, resolveBranch } from './git.ts';
+import { linkPaths, openWorktree, type Worktree } from './workspaceRepo.ts';
+
+/** What a slot was made with; a slot whose state differs from the config is made again. */
+interface SlotState {
+  fingerprint: string;
+  /** The content of `<slot>/.git` when it was made: a changed one is never trusted. */
+  git_file: string;
+  /** Link paths (repo-relative, "/" separated) that may exist as symlinks in the slot. */
+  links: string[];
+}
+
+export function poolRoot(layout: Layout): string {
+  return path.join(layout.state, 'pool-worktrees');
+}
+
+/** A project's pool folder: the name plus a hash, so "." or ".." (valid project names) stay plain folder names. */
+function projectPoolDir(layout: Layout, projectName: string): string {
+  return path.join(poolRoot(layout), `${projectName}-${createHash('sha256').update(projectName).digest('hex').slice(0, 8)}`);
+}
+
+/** The project's `link:` entries as repo-relative "/" paths (bad entries are refused later, by linkPaths). */
+function normalizedLinks(project: Project): string[] {
+  return project.link
+    .map((entry) => path.normalize(entry.replace(/[\\/]+$/, '')))
+    .filter((rel) => !path.isAbsolute(rel) && !rel.split(path.sep).includes('..'))
+    .map((rel) => rel.split(path.sep).join('/'));
+}
+
+function fingerprintOf(project: Project): string {
+  return createHash('sha256').update(JSON.stringify({ v: 1, repo: path.resolve(project.repoPath), link: normalizedLinks(project) })).digest('hex').slice(0, 16);
+}
+
+const slotPaths = (dir: string, i: number) => ({
+  dir: path.join(dir, `slot-${i}`),
+  owner: path.join(dir, `slot-${i}.owner`),
+  state: path.join(dir, `slot-${i}.json`),
+  exclude: path.join(dir, `slot-${i}.exclude`),
+});
+
+async function readState(file: string): Promise<SlotState | null> {
+  try {
+    const parsed = JSON.parse(await fs.readFile(file, 'utf8')) as Partial<SlotState>;
+    if (typeof parsed.fingerprint !== 'string' || typeof parsed.git_file !== 'string' || !Array.isArray(parsed.links)) return null;
+    return { fingerprint: parsed.fingerprint, git_file: parsed.git_file, links: parsed.links.filter((l): l is string => typeof l === 'string') };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Removes each of `links` in `dir` that is a symlink or junction, by unlinking it: never
+ * followed, never recursed into (the target is the real repo's folder). Anything else at
+ * that path is left to the clean (it is an untracked file or folder of the run).
+ */
+export async function unlinkLinks(dir: string, links: Iterable<string>, platform: NodeJS.Platform = process.platform): Promise<void> {
+  for (const rel of new Set(links)) {
+    const at = path.join(dir, ...rel.split('/'));
+    const stat = await fs.lstat(at).catch(() => null);
+    if (!stat?.isSymbolicLink()) continue;
+    try {
+      await fs.unlink(at);
+    } catch (error) {
+      // A directory junction on Windows may refuse unlink (EPERM/EISDIR): rmdir removes the
+      // junction itself, never what it points to (and never recurses: no `recursive`).
+      const code = (error as NodeJS.ErrnoException).code;
+      if (platform === 'win32' && (code === 'EPERM' || code === 'EISDIR')) await fs.rmdir(at);
+      else throw error;
+    }
+  }
+}
+
+/**
+ * A worktree for one run at the branch head: a pool slot when one is free, else a fresh
+ * worktree. `remove()` gives the slot back (its content stays until the next run resets it).
+ */
+export async function openPooledWorktree(settings: Settings, project: Project, runId: string, log?: Logger): Promise<Worktree> {
+  const { layout, config } = settings;
+  const dir = projectPoolDir(layout, project.name);
+  await fs.mkdir(dir, { recursive: true });
+  const staleMs = config.queue.lease_stale_s * 1000;
+  for (let i = 0; i < config.limits.concurrency; i++) {
+    const paths = slotPaths(dir, i);
+    // Lost only when another host took the slot over after this process froze past staleMs.
+    const release = await lockActivity(paths.owner, { staleMs, wait: false, onLost: () => undefined });
+    if (!release) continue;
+    try {
+      const { branch, commit } = await resolveBranch(project.repoPath, project.branch);
+      await prepareSlot(project, paths, commit, log);
+      return { dir: paths.dir, branch, baseCommit: commit, excludesFile: paths.exclude, remove: release };
+    } catch (error) {
+      await release();
+      throw error;
+    }
+  }
+  log?.debug({ project: project.name }, 'every pool slot is in use; a fresh worktree for this run');
+  return openWorktree(project, layout.worktrees, runId);
+}
+
+/** Makes the slot a clean checkout of `base` with the current links; recreates it when it cannot be trusted or reset. */
+async function prepareSlot(project: Project, paths: ReturnType<typeof slotPaths>, base: string, log?: Logger): Promise<void> {
+  const fingerprint = fingerprintOf(project);
+  const configured = normalizedLinks(project);
+  const state = await readState(paths.state);
+  const gitFile = await fs.readFile(path.join(paths.dir, '.git'), 'utf8').catch(() => null);
+  let reused = false;
+  if (state && state.fingerprint === fingerprint && gitFile !== null && gitFile === state.git_file) {
+    try {
+      await unlinkLinks(paths.dir, [...state.links, ...configured]);
+      await resetSlot(paths.dir, gitFile, base);
+      reused = true;
+    } catch (error) {
+      log?.warn({ slot: paths.dir, err: (error as Error).message }, 'a pool slot could not be reset; it is made again');
+    }
+  }
+  if (!reused) {
+    await discardSlot(project.repoPath, paths, state, configured);
+    await addWorktree(project.repoPath, paths.dir, base);
+    const made = await fs.readFile(path.join(paths.dir, '.git'), 'utf8');
+    // Written before any link exists: a crash while linking leaves a state that names them all.
+    await replaceFile(paths.state, JSON.stringify({ fingerprint, git_file: made, links: configured } satisfies SlotState) + '\n');
+  } else if (state && state.links.join('\0') !== configured.join('\0')) {
+    await replaceFile(paths.state, JSON.stringify({ ...state, links: configured } satisfies SlotState) + '\n');
+  }
+  const linked = await linkPaths(project, paths.dir);
+  await fs.writeFile(paths.exclude, [...ALWAYS_EXCLUDED, ...linked.map((l) => `/${l}`)].join('\n') + '\n');
+}
+
+/**
+ * Back to `base`, as a fresh checkout would be: HEAD detached at base (an agent's commit or
+ * checkout undone), tracked files as in base, every untracked and ignored file gone
+ * (`-ff`: nested repositories too). A dead run's index.lock is removed first: the slot's
+ * lock says its owner is gone.
+ */
+async function resetSlot(dir: string, gitFile: string, base: string): Promise<void> {
+  const gitDir = path.resolve(dir, gitFile.replace(/^gitdir:\s*/, '').trim());
+  await fs.rm(path.join(gitDir, 'index.lock'), { force: true });
+  const head = await fs.readFile(path.join(gitDir, 'HEAD'), 'utf8').catch(() => '');
+  // Attached to a branch (an agent ran `git checkout -b`): detach first, so the reset moves no branch.
+  if (head.startsWith('ref:')) await git(dir, ['update-ref', '--no-deref', 'HEAD', base]);
+  await git(dir, ['reset', '--hard', '--quiet', base]);
+  await git(dir, ['clean', '-ffdxq']);
+}
+
+/** Removes a slot's worktree: links unlinked first, so no removal ever reaches through one. */
+async function discardSlot(repo: string, paths: ReturnType<typeof slotPaths>, state: SlotState | null, configured: string[] = []): Promise<void> {
+  await unlinkLinks(paths.dir, [...(state?.links ?? []), ...configured]).catch(() => undefined);
+  await fs.rm(paths.state, { force: true });
+  // Also when the folder is gone: its registration in the repo is pruned, or `worktree add` refuses the path.
+  await removeWorktree(repo, paths.dir);
+  await fs.rm(paths.exclude, { force: true });
+}
+
+/**
+ * Removes the slots that no longer fit the config (the project's repo or links changed,
+ * the project is gone; `all`: every slot, e.g. `doctor --fix`), except those in use by a
+ * live process. Returns the removed slot folders.
+ */
+export async function prunePool(settings: Settings, log: Logger, options: { all?: boolean } = {}): Promise<string[]> {
+  const { layout, config } = settings;
+  const root = poolRoot(layout);
+  const removed: string[] = [];
+  const byDir = new Map(Object.values(settings.projects).map((p) => [path.basename(projectPoolDir(layout, p.name)), p]));
+  for (const projectDir of await fs.readdir(root).catch(() => [] as string[])) {
+    const dir = path.join(root, projectDir);
+    const project = byDir.get(projectDir) ?? null;
+    const slots = new Set((await fs.readdir(dir).catch(() => [] as string[])).map((n) => /^slot-(\d+)/.exec(n)?.[1]).filter((n): n is string => n !== undefined));
+    let kept = 0;
+    for (const n of slots) {
+      const i = Number(n);
+      const paths = slotPaths(dir, i);
+      const state = await readState(paths.state);
+      const fits = project && state?.fingerprint === fingerprintOf(project) && i < config.limits.concurrency;
+      if (fits && !options.all) {
+        kept++;
+        continue;
+      }
+      const release = await lockActivity(paths.owner, { staleMs: config.queue.lease_stale_s * 1000, wait: false, onLost: () => undefined });
+      if (!release) {
+        kept++;
+        continue; // in use by a live run: pruned another time
+      }
+      try {
+        // The repo the slot was made from: the project's if it still has one (else only the folder goes).
+        const repo = project?.repoPath ?? null;
+        if (repo) await discardSlot(repo, paths, state, project ? normalizedLinks(project) : []);
+        else {
+          await unlinkLinks(paths.dir, state?.links ?? []);
+          await fs.rm(paths.dir, { recursive: true, force: true });
+          await fs.rm(paths.state, { force: true });
+          await fs.rm(paths.exclude, { force: true });
+        }
+        removed.push(paths.dir);
+      } finally {
+        await release();
+        await fs.rm(paths.owner, { force: true });
+      }
+    }
+    // Only an empty folder: a run may be making a new slot in it right now.
+    if (kept === 0) await fs.rmdir(dir).catch(() => undefined);
+  }
+  if (removed.length) log.info({ removed }, `removed ${removed.length} pooled worktree(s) that no longer fit the config`);
+  return removed;
+}
