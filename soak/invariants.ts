@@ -6,6 +6,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
+import { poolRoot } from '../src/run/worktreePool.ts';
 import type { Layout } from '../src/workspace/layout.ts';
 import type { LedgerEntry } from '../src/queue/ledger.ts';
 import { ledgerKey } from '../src/queue/ledger.ts';
@@ -310,7 +311,11 @@ async function walk(dir: string, skip: (rel: string) => boolean, base = dir, out
 /** Once idle: no worktree, no lock, no temp file, no claim left; the person's checkout is clean. */
 export async function checkLeftovers(night: number, layout: Layout, repo: string): Promise<Breach[]> {
   const breaches: Breach[] = [];
-  const list = (await execa('git', ['worktree', 'list', '--porcelain'], { cwd: repo })).stdout.split('\n').filter((l) => l.startsWith('worktree ')).slice(1);
+  // The worktree pool's slots stay between runs by design (reset at the start of each run).
+  const list = (await execa('git', ['worktree', 'list', '--porcelain'], { cwd: repo })).stdout
+    .split('\n')
+    .filter((l) => l.startsWith('worktree ') && !l.startsWith(`worktree ${poolRoot(layout)}${path.sep}`))
+    .slice(1);
   if (list.length) breaches.push({ night, invariant: 'leftover-worktree', detail: `git worktree list: ${list.join('; ')}` });
   const wt = await names(layout.worktrees, { dot: true });
   if (wt.length) breaches.push({ night, invariant: 'leftover-worktree', detail: `.meta-agent/worktrees/: ${wt.join(', ')}` });

@@ -13,7 +13,6 @@ import { runTask, type RunTaskResult } from '../src/run/runTask.ts';
 import { ReportSchema, type Report } from '../src/contract/report.ts';
 import { PatchSidecarSchema } from '../src/contract/patch.ts';
 import { makeWorkspace, readJson, repoFingerprint, worktreeCount, writeTask, type TestWorkspace } from './helpers/workspace.ts';
-import { poolRoot } from '../src/run/worktreePool.ts';
 
 const OBJECTIVE = 'Document the sizing rules and add a smoke test';
 const TASK = `---

@@ -49,7 +49,7 @@ test('kill -9 of watch while a child still makes the run\'s worktree: the next s
   // Stands for a `git worktree add` that outlives the killed service (a slow disk): once
   // its worktree is removed, it writes it again, as git finishing late would.
   const script = "const fs = require('fs'); const dir = process.cwd(); fs.appendFileSync(process.argv[1], process.pid + '\\n'); const end = Date.now() + 30000; (function poll() { if (Date.now() > end) process.exit(0); if (!fs.existsSync(dir)) { fs.mkdirSync(dir, { recursive: true }); fs.writeFileSync(dir + '/late.txt', 'x'); } setTimeout(poll, 10); })();";
-  await fs.appendFile(path.join(ws.root, 'meta-agent.yaml'), ['engine: command', 'command:', `  run: ${JSON.stringify([process.execPath, '-e', script, pids])}`].join('\n') + '\n');
+  await fs.appendFile(path.join(ws.root, 'meta-agent.yaml'), ['engine: command', 'command:', `  run: ${JSON.stringify([process.execPath, '-e', script, pids])}`, '  sandbox: none'].join('\n') + '\n');
   const agents = async () => (await fs.readFile(pids, 'utf8').catch(() => '')).split('\n').filter(Boolean).map(Number);
   try {
     const first = await startWatchReady(ws.root);

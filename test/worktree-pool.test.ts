@@ -58,7 +58,7 @@ test('kill -9 mid-run: the next run takes over the dead run\'s slot, and what th
     `fs.writeFileSync(${JSON.stringify(marker)}, 'x');`,
     'setTimeout(() => {}, 60000);',
   ].join(' ');
-  await fs.appendFile(path.join(ws.root, 'meta-agent.yaml'), ['engine: command', 'command:', `  run: ${JSON.stringify([process.execPath, '-e', script])}`].join('\n') + '\n');
+  await fs.appendFile(path.join(ws.root, 'meta-agent.yaml'), ['engine: command', 'command:', `  run: ${JSON.stringify([process.execPath, '-e', script])}`, '  sandbox: none'].join('\n') + '\n');
   const base = (await execa('git', ['rev-parse', 'HEAD'], { cwd: ws.repo })).stdout.trim();
   try {
     const proc = await startWatchReady(ws.root);
