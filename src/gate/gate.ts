@@ -18,7 +18,7 @@ import { PatchSidecarSchema, type PatchSidecar } from '../contract/patch.ts';
 import { CheckResultSchema, ReportSchema, type Approval, type CheckResult } from '../contract/report.ts';
 import { MetaAgentError, toErrorInfo } from '../contract/errors.ts';
 import type { Check, Project, Settings } from '../workspace/config.ts';
-import { exists, publishFile, publishUnique, replaceFile } from '../workspace/files.ts';
+import { exists, faulty, publishFile, publishUnique, replaceFile, retryBusy } from '../workspace/files.ts';
 import { anchoredMatcher, denyMatcher, scopeMatcher } from '../safety/globs.ts';
 import { modeProblems } from '../safety/modes.ts';
 import { makeRedactor, type Redactor } from '../safety/redact.ts';
@@ -355,7 +355,8 @@ async function installArtifacts(repo: string, artifacts: Array<{ path: string; d
     await fs.mkdir(path.dirname(target), { recursive: true });
     // model.pkl -> model.previous.pkl: the backup keeps the extension, so the repo's ignore rules still match it.
     const ext = path.extname(target);
-    if (current) await fs.copyFile(target, `${target.slice(0, target.length - ext.length)}.previous${ext}`);
+    // A program holding the model open (a Python GUI) blocks the copy and the replace for a while: both retry (files.ts).
+    if (current) await retryBusy(() => faulty('copy', target, () => fs.copyFile(target, `${target.slice(0, target.length - ext.length)}.previous${ext}`)), target);
     await replaceFile(target, a.data);
     log.info({ artifact: a.path }, 'installed artifact');
   }
