@@ -32,6 +32,7 @@ import { archivedReportPath, reportPaths } from '../run/report.ts';
 import { inspectPatch, type PatchRules } from './inspect.ts';
 import { clearGitLocksOfDeadGate, inRepo, repoOpNoted } from './repoOps.ts';
 import { filedCopy, finishFiling, gateStateDir, tidyAfterFiledRuns } from './leftovers.ts';
+import { gitArgs } from '../workspace/gitArgs.ts';
 
 export interface GateResult {
   decision: 'applied' | 'rejected' | 'skipped';
@@ -213,7 +214,7 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
       const worktree = await openWorktree(project, layout.worktrees, `gate-${randomBytes(4).toString('hex')}`, head);
       try {
         // 4. Apply onto the current head.
-        const applied = await execa('git', ['apply', '--3way', '--index', '--whitespace=nowarn', snapshot], { cwd: worktree.dir, reject: false, all: true });
+        const applied = await execa('git', gitArgs(['apply', '--3way', '--index', '--whitespace=nowarn', snapshot]), { cwd: worktree.dir, reject: false, all: true });
         if (applied.exitCode !== 0) {
           const conflicts = await conflictingFiles(worktree.dir, String(applied.all ?? ''));
           const followUp = settings.config.gate.redo_on_conflict ? await dropRedoTaskOnce(settings, state, sidecar, conflicts, glog) : null;
@@ -251,7 +252,7 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
         // Kept until the decision is filed: a crash after update-ref still records what was tested.
         await replaceFile(state.checks, JSON.stringify({ commit, tests, dry_run: dryRun }) + '\n');
         const moved = await inRepo(settings, project.repoPath, branch, async () => {
-          const ref = await execa('git', ['update-ref', '-m', `meta-agent: apply ${id}`, `refs/heads/${branch}`, commit, head], { cwd: project.repoPath, reject: false });
+          const ref = await execa('git', gitArgs(['update-ref', '-m', `meta-agent: apply ${id}`, `refs/heads/${branch}`, commit, head]), { cwd: project.repoPath, reject: false });
           if (ref.exitCode !== 0) return false;
           branchMoved = true;
           await updateCheckout(project.repoPath, branch, commit, inspection.files, glog);
@@ -420,7 +421,7 @@ async function refreshStaleCheckout(repo: string, branch: string, commit: string
   if (current !== branch || files.length === 0) return;
   if ((await git(repo, ['rev-parse', `refs/heads/${branch}`])).trim() !== commit) return;
   const matchesParent = async (cached: boolean) =>
-    (await execa('git', ['diff', '--quiet', ...(cached ? ['--cached'] : []), `${commit}^`, '--', ...files], { cwd: repo, reject: false })).exitCode === 0;
+    (await execa('git', gitArgs(['diff', '--quiet', ...(cached ? ['--cached'] : []), `${commit}^`, '--', ...files]), { cwd: repo, reject: false })).exitCode === 0;
   if ((await matchesParent(false)) && (await matchesParent(true))) await updateCheckout(repo, branch, commit, files, log);
 }
 

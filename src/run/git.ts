@@ -5,10 +5,11 @@ import { execa } from 'execa';
 import { MetaAgentError } from '../contract/errors.ts';
 import type { ModeChange } from '../safety/modes.ts';
 import { removeLinks } from '../workspace/links.ts';
+import { gitArgs } from '../workspace/gitArgs.ts';
 
 /** Runs git without a shell; a failure becomes one `git` error with git's own first line. */
 export async function git(cwd: string, args: string[], options: { input?: string; encoding?: 'utf8' | 'buffer' } = {}): Promise<string> {
-  const result = await execa('git', args, {
+  const result = await execa('git', gitArgs(args), {
     cwd,
     reject: false,
     stripFinalNewline: false,
@@ -92,7 +93,7 @@ export async function collectDiff(worktree: string, base: string, excludesFile: 
   const names = await git(worktree, ['diff', '--cached', '--no-renames', '--name-only', '-z', base]);
   const files = names.split('\0').filter(Boolean);
   if (files.length === 0) return { patch: Buffer.alloc(0), files };
-  const result = await execa('git', ['diff', '--cached', '--binary', '--no-renames', '--no-color', '--no-ext-diff', '--full-index', base], {
+  const result = await execa('git', gitArgs(['diff', '--cached', '--binary', '--no-renames', '--no-color', '--no-ext-diff', '--full-index', base]), {
     cwd: worktree,
     encoding: 'buffer',
     stripFinalNewline: false,
