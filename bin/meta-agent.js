@@ -6,6 +6,7 @@ import { readdirSync, statSync } from 'node:fs';
 import v8 from 'node:v8';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { bundleUrl } from './bundle-url.js';
 
 // A small young generation: a burst of 1,000 dropped files otherwise grows the heap by
 // ~100 MB of short-lived garbage (measured in bench/; no loss of throughput).
@@ -33,7 +34,7 @@ function bundleIsFresh() {
 
 let main;
 if (bundleIsFresh()) {
-  ({ main } = await import(bundle));
+  ({ main } = await import(bundleUrl(root)));
 } else {
   const { register } = await import('tsx/esm/api');
   register();

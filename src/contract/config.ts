@@ -178,6 +178,7 @@ export const QueueSchema = z.strictObject({
   scan_interval_ms: z.number().int().positive().default(2000).describe('Period of the reconcile scan of the folders'),
   poll: z.union([z.boolean(), z.literal('auto')]).default('auto').describe('Poll instead of OS events: auto = on network folders'),
   shutdown_grace_s: z.number().nonnegative().default(20).describe('On SIGINT/SIGTERM, how long running tasks may finish before they are returned to inbox/'),
+  busy_retry_s: z.number().nonnegative().default(30).describe('How long a move of a file that another program holds open (an antivirus, OneDrive, an editor; EBUSY, and on Windows EPERM/EACCES) is retried before it fails'),
 });
 
 export const GateSchema = z.strictObject({

@@ -38,6 +38,7 @@ import { CHECK_GID, CHECK_UID, bwrapCommand, dropsPrivileges, findProgram, sandb
 import { cutOutput } from './toolbox.ts';
 import { ToolError } from './tools.ts';
 import type { EngineContext } from './types.ts';
+import { gitArgs } from '../workspace/gitArgs.ts';
 
 export const DEFAULT_TIMEOUT_S = 60;
 /** Output kept while a command runs: this much of its head and of its tail. */
@@ -159,7 +160,7 @@ async function openSession(ctx: EngineContext): Promise<Session> {
  * differ from the real ones, and the returned note says so.
  */
 async function snapshotHistory(ctx: EngineContext, worktree: string, gitDir: string): Promise<string | null> {
-  const git = (args: string[], input?: string) => execa('git', args, { env: { GIT_TERMINAL_PROMPT: '0' }, ...(input === undefined ? { stdin: 'ignore' as const } : { input }) });
+  const git = (args: string[], input?: string) => execa('git', gitArgs(args), { env: { GIT_TERMINAL_PROMPT: '0' }, ...(input === undefined ? { stdin: 'ignore' as const } : { input }) });
   const fetched = `${gitDir}.fetched`;
   await git(['init', '--quiet', '--bare', fetched]);
   await git(['--git-dir', fetched, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', ctx.project.repoPath, ctx.baseCommit]);
@@ -170,8 +171,8 @@ async function snapshotHistory(ctx: EngineContext, worktree: string, gitDir: str
   if (secrets.length === 0) await fs.rename(fetched, gitDir);
   else {
     await git(['init', '--quiet', '--bare', gitDir]);
-    const exported = execa('git', ['--git-dir', fetched, 'fast-export', '--signed-tags=strip', '--tag-of-filtered-object=drop', '--reencode=yes', 'refs/heads/base', '--', '.', ...secrets.map((rel) => `:(exclude,literal)${rel}`)], { stdin: 'ignore', buffer: false });
-    await exported.pipe('git', ['--git-dir', gitDir, 'fast-import', '--quiet']);
+    const exported = execa('git', gitArgs(['--git-dir', fetched, 'fast-export', '--signed-tags=strip', '--tag-of-filtered-object=drop', '--reencode=yes', 'refs/heads/base', '--', '.', ...secrets.map((rel) => `:(exclude,literal)${rel}`)]), { stdin: 'ignore', buffer: false });
+    await exported.pipe('git', gitArgs(['--git-dir', gitDir, 'fast-import', '--quiet']));
     await fs.rm(fetched, { recursive: true, force: true });
     // In the worktree those files are there (empty): git here does not call them new.
     await fs.mkdir(path.join(gitDir, 'info'), { recursive: true });
@@ -339,7 +340,7 @@ export async function sandboxPlan(ctx: EngineContext, session: Session, shell: s
  * folders pinned (bound onto themselves), so a command can neither read nor move it.
  */
 async function deniedMasks(ctx: EngineContext, worktree: string): Promise<NonNullable<SandboxPlan['over']>> {
-  const { stdout } = await execa('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: worktree, env: { GIT_OPTIONAL_LOCKS: '0' } });
+  const { stdout } = await execa('git', gitArgs(['ls-files', '-z', '--cached', '--others', '--exclude-standard']), { cwd: worktree, env: { GIT_OPTIONAL_LOCKS: '0' } });
   const pins = new Set<string>();
   const masks: string[] = [];
   for (const rel of new Set(stdout.split('\0').filter(Boolean))) {
@@ -383,7 +384,7 @@ async function undoOutOfScope(ctx: EngineContext, session: Session): Promise<str
   const { worktree } = session;
   const undone: string[] = [];
   const git = (args: string[], env: Record<string, string> = {}) =>
-    execa('git', ['-c', `core.excludesFile=${session.excludesFile}`, ...args], { cwd: worktree, stdin: 'ignore', env: { GIT_OPTIONAL_LOCKS: '0', GIT_TERMINAL_PROMPT: '0', ...env } });
+    execa('git', gitArgs(['-c', `core.excludesFile=${session.excludesFile}`, ...args]), { cwd: worktree, stdin: 'ignore', env: { GIT_OPTIONAL_LOCKS: '0', GIT_TERMINAL_PROMPT: '0', ...env } });
   for (let round = 0; round < 3; round++) {
     const { stdout } = await git(['status', '--porcelain=v1', '-z', '--untracked-files=all', '--no-renames']);
     const entries = stdout

@@ -14,6 +14,7 @@ import { globMatcher } from '../safety/globs.ts';
 import { applyEdits, EditMismatch, numberLine, type Edit, type Strategy } from './editMatch.ts';
 import { syntaxCheck, type SyntaxCheckContext } from './syntaxCheck.ts';
 import { eolForNewFile, inStyleOf, withEol } from './lineEndings.ts';
+import { gitArgs } from '../workspace/gitArgs.ts';
 
 export class ToolError extends Error {
   constructor(message: string) {
@@ -72,8 +73,8 @@ export async function listRepoFiles(ctx: Ctx, under = ''): Promise<string[]> {
   // ls-files --cached lists deleted files too: ask git for those in one call instead of one
   // lstat per file (5,000 sequential lstats cost ~150 ms on every run).
   const [{ stdout }, deleted] = await Promise.all([
-    execa('git', args, { cwd: ctx.worktree }),
-    execa('git', ['ls-files', '--deleted', '-z', ...(under ? ['--', under] : [])], { cwd: ctx.worktree }),
+    execa('git', gitArgs(args), { cwd: ctx.worktree }),
+    execa('git', gitArgs(['ls-files', '--deleted', '-z', ...(under ? ['--', under] : [])]), { cwd: ctx.worktree }),
   ]);
   const gone = new Set(deleted.stdout.split('\0'));
   const seen = new Set<string>();
@@ -171,7 +172,7 @@ export async function search(ctx: Ctx, args: { pattern?: unknown; path?: unknown
   const pattern = args.pattern;
   const target = await resolve(ctx, args.path ?? '.');
   const inGlob = typeof args.glob === 'string' ? globMatcher([args.glob]) : () => true;
-  const result = await execa('git', ['grep', '-n', '-z', '-I', '--untracked', '--no-color', '-P', '-e', pattern, '--', target.rel || '.'], {
+  const result = await execa('git', gitArgs(['grep', '-n', '-z', '-I', '--untracked', '--no-color', '-P', '-e', pattern, '--', target.rel || '.']), {
     cwd: ctx.worktree,
     reject: false,
     timeout: SEARCH_TIMEOUT_MS,

@@ -18,6 +18,7 @@ import { FINDING_SEVERITIES, type CheckName, type CheckResult, type Finding, typ
 import { toPosix, type PathMatcher } from '../safety/globs.ts';
 import { PathRefused, resolveInside } from '../safety/paths.ts';
 import type { ChecksOutcome } from './types.ts';
+import { gitArgs } from '../workspace/gitArgs.ts';
 
 /** How often `finish` is sent back over regressions; the next `finish` is accepted and flagged. */
 export const MAX_REFUSALS = 2;
@@ -79,7 +80,7 @@ export function describeRegression(r: Regression): string {
 
 /** The worktree's state: HEAD, the status, the diff against the base and the untracked files' contents. */
 export async function worktreeFingerprint(worktree: string, baseCommit: string): Promise<string> {
-  const git = (args: string[]) => execa('git', args, { cwd: worktree, encoding: 'buffer', maxBuffer: 256 * 1024 * 1024 }).then((r) => r.stdout as Uint8Array);
+  const git = (args: string[]) => execa('git', gitArgs(args), { cwd: worktree, encoding: 'buffer', maxBuffer: 256 * 1024 * 1024 }).then((r) => r.stdout as Uint8Array);
   const hash = createHash('sha256');
   hash.update(await git(['rev-parse', 'HEAD']));
   hash.update(await git(['status', '--porcelain=v1', '-z', '--untracked-files=all']));

@@ -18,7 +18,7 @@ import { PatchSidecarSchema, type PatchSidecar } from '../contract/patch.ts';
 import { CheckResultSchema, ReportSchema, type Approval, type CheckResult } from '../contract/report.ts';
 import { MetaAgentError, toErrorInfo } from '../contract/errors.ts';
 import type { Check, Project, Settings } from '../workspace/config.ts';
-import { exists, publishFile, publishUnique, replaceFile } from '../workspace/files.ts';
+import { exists, faulty, publishFile, publishUnique, replaceFile, retryBusy } from '../workspace/files.ts';
 import { anchoredMatcher, denyMatcher, scopeMatcher } from '../safety/globs.ts';
 import { modeProblems } from '../safety/modes.ts';
 import { makeRedactor, type Redactor } from '../safety/redact.ts';
@@ -33,6 +33,7 @@ import { inspectPatch, type PatchRules } from './inspect.ts';
 import { normaliseResavedPatch } from './crlfPatch.ts';
 import { clearGitLocksOfDeadGate, inRepo, repoOpNoted } from './repoOps.ts';
 import { filedCopy, finishFiling, gateStateDir, tidyAfterFiledRuns } from './leftovers.ts';
+import { gitArgs } from '../workspace/gitArgs.ts';
 
 export interface GateResult {
   decision: 'applied' | 'rejected' | 'skipped';
@@ -219,7 +220,7 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
       const worktree = await openWorktree(project, layout.worktrees, `gate-${randomBytes(4).toString('hex')}`, head);
       try {
         // 4. Apply onto the current head.
-        const applied = await execa('git', ['apply', '--3way', '--index', '--whitespace=nowarn', snapshot], { cwd: worktree.dir, reject: false, all: true });
+        const applied = await execa('git', gitArgs(['apply', '--3way', '--index', '--whitespace=nowarn', snapshot]), { cwd: worktree.dir, reject: false, all: true });
         if (applied.exitCode !== 0) {
           const conflicts = await conflictingFiles(worktree.dir, String(applied.all ?? ''));
           const followUp = settings.config.gate.redo_on_conflict ? await dropRedoTaskOnce(settings, state, sidecar, conflicts, glog) : null;
@@ -257,7 +258,7 @@ async function decide(ctx: RejectContext, bytes: Buffer, state: RunState): Promi
         // Kept until the decision is filed: a crash after update-ref still records what was tested.
         await replaceFile(state.checks, JSON.stringify({ commit, tests, dry_run: dryRun }) + '\n');
         const moved = await inRepo(settings, project.repoPath, branch, async () => {
-          const ref = await execa('git', ['update-ref', '-m', `meta-agent: apply ${id}`, `refs/heads/${branch}`, commit, head], { cwd: project.repoPath, reject: false });
+          const ref = await execa('git', gitArgs(['update-ref', '-m', `meta-agent: apply ${id}`, `refs/heads/${branch}`, commit, head]), { cwd: project.repoPath, reject: false });
           if (ref.exitCode !== 0) return false;
           branchMoved = true;
           await updateCheckout(project.repoPath, branch, commit, inspection.files, glog);
@@ -361,7 +362,8 @@ async function installArtifacts(repo: string, artifacts: Array<{ path: string; d
     await fs.mkdir(path.dirname(target), { recursive: true });
     // model.pkl -> model.previous.pkl: the backup keeps the extension, so the repo's ignore rules still match it.
     const ext = path.extname(target);
-    if (current) await fs.copyFile(target, `${target.slice(0, target.length - ext.length)}.previous${ext}`);
+    // A program holding the model open (a Python GUI) blocks the copy and the replace for a while: both retry (files.ts).
+    if (current) await retryBusy(() => faulty('copy', target, () => fs.copyFile(target, `${target.slice(0, target.length - ext.length)}.previous${ext}`)), target);
     await replaceFile(target, a.data);
     log.info({ artifact: a.path }, 'installed artifact');
   }
@@ -427,7 +429,7 @@ async function refreshStaleCheckout(repo: string, branch: string, commit: string
   if (current !== branch || files.length === 0) return;
   if ((await git(repo, ['rev-parse', `refs/heads/${branch}`])).trim() !== commit) return;
   const matchesParent = async (cached: boolean) =>
-    (await execa('git', ['diff', '--quiet', ...(cached ? ['--cached'] : []), `${commit}^`, '--', ...files], { cwd: repo, reject: false })).exitCode === 0;
+    (await execa('git', gitArgs(['diff', '--quiet', ...(cached ? ['--cached'] : []), `${commit}^`, '--', ...files]), { cwd: repo, reject: false })).exitCode === 0;
   if ((await matchesParent(false)) && (await matchesParent(true))) await updateCheckout(repo, branch, commit, files, log);
 }
 

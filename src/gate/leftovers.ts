@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Settings } from '../workspace/config.ts';
-import { exists, sha256File } from '../workspace/files.ts';
+import { exists, faulty, retryBusy, sha256File } from '../workspace/files.ts';
 import { moveUnique } from '../queue/folders.ts';
 
 /** Where a gate run keeps its state (snapshot, checks, redo marker) until its decision is filed. */
@@ -35,7 +35,7 @@ export async function filedCopy(settings: Settings, taken: string): Promise<stri
 
 /** Completes a move the crash cut short: the second link goes, the sidecar and artifacts follow the patch. */
 export async function finishFiling(settings: Settings, taken: string, original: string, filed: string): Promise<void> {
-  await fs.unlink(taken);
+  await retryBusy(() => faulty('unlink', taken, () => fs.unlink(taken)), taken);
   await followPatch(settings, original.replace(/\.patch$/i, ''), filed);
 }
 

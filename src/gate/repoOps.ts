@@ -14,6 +14,7 @@ import { execa } from 'execa';
 import type { Settings } from '../workspace/config.ts';
 import { replaceFile } from '../workspace/files.ts';
 import { pidAlive } from '../queue/lease.ts';
+import { gitArgs } from '../workspace/gitArgs.ts';
 
 interface RepoOpNote {
   host: string;
@@ -59,7 +60,7 @@ export async function clearGitLocksOfDeadGate(settings: Settings, log: Logger): 
   if (note && note.host === os.hostname() && pidAlive(note.pid) && note.pid !== process.pid) return [];
   const removed: string[] = [];
   if (note) {
-    const gitDir = (await execa('git', ['rev-parse', '--absolute-git-dir'], { cwd: note.repo, reject: false })).stdout.trim();
+    const gitDir = (await execa('git', gitArgs(['rev-parse', '--absolute-git-dir']), { cwd: note.repo, reject: false })).stdout.trim();
     const candidates = gitDir ? ['HEAD.lock', 'index.lock', path.join('refs', 'heads', `${note.branch}.lock`)].map((f) => path.join(gitDir, f)) : [];
     for (const lock of candidates) {
       const stat = await fs.stat(lock).catch(() => null);

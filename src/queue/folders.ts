@@ -8,7 +8,7 @@ import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { MetaAgentError } from '../contract/errors.ts';
 import type { Layout } from '../workspace/layout.ts';
-import { exists, publishUnique, renameNoReplace, retryBusy } from '../workspace/files.ts';
+import { exists, publishUnique, renameBusy, renameNoReplace } from '../workspace/files.ts';
 import { Ledger, ledgerKey } from './ledger.ts';
 import { takeLease, type Lease } from './lease.ts';
 import { thisHost } from '../workspace/faults.ts';
@@ -59,7 +59,7 @@ export async function claimTask(layout: Layout, inboxFile: string, runId: string
   // A re-drop while the first copy still runs gets its own name in processing/.
   if (await exists(target)) target = path.join(layout.processing, `${stem(name)}.${runId}${path.extname(name)}`);
   try {
-    await retryBusy(() => fs.rename(inboxFile, target));
+    await renameBusy(inboxFile, target);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new MetaAgentError('input', 'is no longer in inbox/ (another worker claimed it, or it was moved)', { file: name });
@@ -160,7 +160,7 @@ export async function moveClaimed(layout: Layout, file: string, name: string, di
 export async function takePrivately(file: string): Promise<string | null> {
   const privateName = path.join(path.dirname(file), `.taken-${randomBytes(4).toString('hex')}-${path.basename(file)}`);
   try {
-    await retryBusy(() => fs.rename(file, privateName));
+    await renameBusy(file, privateName);
     return privateName;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
@@ -174,7 +174,8 @@ export async function moveUnique(file: string, dir: string, name = path.basename
   const ext = path.extname(name);
   for (let n = 1; n < 10_000; n++) {
     const candidate = path.join(dir, n === 1 ? name : `${stem(name)}-${n}${ext}`);
-    if (await retryBusy(() => renameNoReplace(file, candidate))) return candidate;
+    // renameNoReplace retries each of its steps while the file is busy; false only when the name is taken.
+    if (await renameNoReplace(file, candidate)) return candidate;
   }
   throw new Error(`no free name for ${name} in ${dir}`);
 }

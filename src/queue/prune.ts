@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Settings } from '../workspace/config.ts';
 import { git, removeWorktree } from '../run/git.ts';
 import { exists } from '../workspace/files.ts';
+import { linkRelPaths, removeLinks } from '../workspace/links.ts';
 import { killLeftoverGroup, leaseAlive, readOwner } from './lease.ts';
 
 /** Run ids of the claims in processing/, by whether their owner is alive. */
@@ -54,15 +55,19 @@ export async function pruneWorktrees(settings: Settings, log: Logger, options: {
       if (!line.startsWith('worktree ')) continue;
       const dir = line.slice('worktree '.length);
       if (path.dirname(path.resolve(dir)) !== path.resolve(root) || isLive(path.basename(dir))) continue;
-      await removeWorktree(project.repoPath, dir);
+      await removeWorktree(project.repoPath, dir, linkRelPaths(project.link));
       removed.push(dir);
     }
     await git(project.repoPath, ['worktree', 'prune']).catch(() => undefined);
   }
+  // A folder git no longer knows may still hold links of any project: unlinked before the rm.
+  const allLinks = Object.values(settings.projects).flatMap((p) => linkRelPaths(p.link));
   for (const name of await fs.readdir(root).catch(() => [] as string[])) {
     const base = name.replace(/\.exclude$/, '');
     if (isLive(base)) continue;
-    await fs.rm(path.join(root, name), { recursive: true, force: true });
+    const leftover = path.join(root, name);
+    if (!(await removeLinks(leftover, allLinks).then(() => true, () => false))) continue;
+    await fs.rm(leftover, { recursive: true, force: true });
   }
   // Prompt files of the command engine for runs that died.
   const prompts = path.join(settings.layout.state, 'prompts');

@@ -11,7 +11,7 @@ import type { Layout } from '../workspace/layout.ts';
 import { Ledger, ledgerKey } from './ledger.ts';
 import { clearDeadTaskIdLocks } from './taskIdLock.ts';
 import { clearLease, killLeftoverGroup, leaseAlive, pidAlive, readOwner } from './lease.ts';
-import { tempWriterPid } from '../workspace/files.ts';
+import { renameBusy, tempWriterPid } from '../workspace/files.ts';
 import { ledgerFor, moveClaimed, moveUnique, takePrivately, type Disposition } from './folders.ts';
 import { defaultIdFor, parseTask } from '../contract/task.ts';
 
@@ -104,7 +104,7 @@ export async function recoverOrphans(layout: Layout, staleMs: number, log: Logge
     } catch (error) {
       // A full disk, say: give the file its name back now (a private name would hide it from
       // a resumed cycle looking for its task); a scan lease_stale_s later tries again.
-      await fs.rename(taken, file).catch(() => undefined);
+      await renameBusy(taken, file).catch(() => undefined);
       throw error;
     }
     log.warn({ task_file: name, owner, recovered, to: path.relative(layout.root, moved) }, `recovered a task left by a dead worker: ${recovered}`);

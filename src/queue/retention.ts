@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import type { Settings } from '../workspace/config.ts';
-import { exists, tempNameFor } from '../workspace/files.ts';
+import { exists, faulty, renameBusy, retryBusy, tempNameFor } from '../workspace/files.ts';
 import { pendingPatchesOf } from './pendingPatches.ts';
 import { removeDeadTemps } from './recover.ts';
 
@@ -35,8 +35,8 @@ async function gzipInto(file: string, dir: string): Promise<string> {
   for (let n = 2; await exists(target); n++) target = path.join(dir, `${path.basename(file)}.${n}.gz`);
   const temp = tempNameFor(target);
   await pipeline(createReadStream(file), createGzip(), createWriteStream(temp, { flags: 'wx' }));
-  await fs.rename(temp, target);
-  await fs.rm(file);
+  await renameBusy(temp, target);
+  await retryBusy(() => faulty('unlink', file, () => fs.rm(file)), file);
   return target;
 }
 

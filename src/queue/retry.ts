@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { MetaAgentError } from '../contract/errors.ts';
 import type { Layout } from '../workspace/layout.ts';
-import { exists, renameNoReplace, retryBusy } from '../workspace/files.ts';
+import { exists, renameNoReplace } from '../workspace/files.ts';
 import { pendingPatchesOf } from './pendingPatches.ts';
 
 export const ERROR_NOTE = '.error.md';
@@ -51,7 +51,7 @@ export async function retryFailedTask(layout: Layout, id: string, options: { for
   }
   const to = path.join(layout.inbox, path.basename(from));
   await fs.mkdir(layout.inbox, { recursive: true });
-  if (!(await retryBusy(() => renameNoReplace(from, to)))) {
+  if (!(await renameNoReplace(from, to))) {
     throw new MetaAgentError('input', `inbox/ already holds a task named ${path.basename(from)}; wait for it to run, or rename one`, { field: 'id' });
   }
   await removeErrorNote(layout, from);

@@ -15,6 +15,7 @@ import type { Project } from '../workspace/config.ts';
 import type { PathMatcher } from '../safety/globs.ts';
 import { ALWAYS_EXCLUDED, git } from './git.ts';
 import { pidAlive } from '../queue/lease.ts';
+import { makeLink } from '../workspace/links.ts';
 
 export interface CheckCopy {
   /** The temp folder holding `dir`, `home` and `tmp`. */
@@ -79,7 +80,7 @@ export async function makeCheckCopy(worktree: string, project: Project, options:
       const target = path.join(dir, rel);
       if (!source || (await fs.lstat(target).then(() => true, () => false))) continue;
       await mkdirOnce(path.dirname(target), made);
-      await fs.symlink(source, target, (await fs.stat(source)).isDirectory() ? 'junction' : 'file');
+      await makeLink(source, target); // a junction on Windows; a copy where file symlinks are refused
       linkSources.push(source);
     }
     if (options.owner) await chownTree(root, options.owner);

@@ -4,10 +4,12 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { MetaAgentError } from '../contract/errors.ts';
 import type { ModeChange } from '../safety/modes.ts';
+import { removeLinks } from '../workspace/links.ts';
+import { gitArgs } from '../workspace/gitArgs.ts';
 
 /** Runs git without a shell; a failure becomes one `git` error with git's own first line. */
 export async function git(cwd: string, args: string[], options: { input?: string; encoding?: 'utf8' | 'buffer' } = {}): Promise<string> {
-  const result = await execa('git', args, {
+  const result = await execa('git', gitArgs(args), {
     cwd,
     reject: false,
     stripFinalNewline: false,
@@ -55,8 +57,17 @@ export async function addWorktree(repo: string, dir: string, commit: string): Pr
   }
 }
 
-/** Removes a worktree; never throws (it runs in `finally` blocks), falls back to rm + prune. */
-export async function removeWorktree(repo: string, dir: string): Promise<void> {
+/**
+ * Removes a worktree; never throws (it runs in `finally` blocks), falls back to rm + prune.
+ * `links` (relative to `dir`) are unlinked first: git must never see a junction to the user's
+ * files (links.ts). A link that cannot be unlinked keeps the worktree for the next start's pruning.
+ */
+export async function removeWorktree(repo: string, dir: string, links: readonly string[] = []): Promise<void> {
+  try {
+    await removeLinks(dir, links);
+  } catch {
+    return;
+  }
   try {
     await git(repo, ['worktree', 'remove', '--force', '--force', dir]);
   } catch {
@@ -82,7 +93,7 @@ export async function collectDiff(worktree: string, base: string, excludesFile: 
   const names = await git(worktree, ['diff', '--cached', '--no-renames', '--name-only', '-z', base]);
   const files = names.split('\0').filter(Boolean);
   if (files.length === 0) return { patch: Buffer.alloc(0), files };
-  const result = await execa('git', ['diff', '--cached', '--binary', '--no-renames', '--no-color', '--no-ext-diff', '--full-index', base], {
+  const result = await execa('git', gitArgs(['diff', '--cached', '--binary', '--no-renames', '--no-color', '--no-ext-diff', '--full-index', base]), {
     cwd: worktree,
     encoding: 'buffer',
     stripFinalNewline: false,

@@ -1,7 +1,7 @@
 /** Risk: the higher of what the agent says and what the project's rules say. The agent cannot lower it. */
 import type { Regression, RiskLevel } from '../contract/report.ts';
 import type { Project } from '../workspace/config.ts';
-import { globMatcher } from '../safety/globs.ts';
+import { caseInsensitiveFs, globMatcher } from '../safety/globs.ts';
 
 const ORDER: Record<RiskLevel, number> = { low: 0, medium: 1, high: 2 };
 
@@ -9,11 +9,11 @@ export function maxRisk(a: RiskLevel, b: RiskLevel): RiskLevel {
   return ORDER[a] >= ORDER[b] ? a : b;
 }
 
-export function assessRisk(agentLevel: RiskLevel, changedFiles: readonly string[], project: Project): { level: RiskLevel; reasons: string[] } {
+export function assessRisk(agentLevel: RiskLevel, changedFiles: readonly string[], project: Pick<Project, 'risk'>, platform: NodeJS.Platform = process.platform): { level: RiskLevel; reasons: string[] } {
   let level = agentLevel;
   const reasons = [`agent: ${agentLevel}`];
   for (const rule of project.risk) {
-    const matches = globMatcher(rule.paths);
+    const matches = globMatcher(rule.paths, { nocase: caseInsensitiveFs(platform) }); // Bot/Execution/x.py is bot/execution/x.py on Windows
     const hit = changedFiles.filter(matches);
     if (hit.length === 0) continue;
     level = maxRisk(level, rule.level);

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { MetaAgentError } from '../contract/errors.ts';
 import type { Project } from '../workspace/config.ts';
 import { exists } from '../workspace/files.ts';
+import { makeLink } from '../workspace/links.ts';
 import { ALWAYS_EXCLUDED, addWorktree, initRepoFrom, isGitRepo, removeWorktree, resolveBranch } from './git.ts';
 
 /** Repos already found to be git repositories: asked once per process, not once per task. */
@@ -41,12 +42,13 @@ export async function openWorktree(project: Project, worktreesDir: string, name:
   const excludesFile = path.join(worktreesDir, `${name}.exclude`);
   await fs.mkdir(worktreesDir, { recursive: true });
   await addWorktree(project.repoPath, dir, baseCommit);
+  const linked: string[] = [];
   const remove = async () => {
-    await removeWorktree(project.repoPath, dir);
+    await removeWorktree(project.repoPath, dir, linked);
     await fs.rm(excludesFile, { force: true });
   };
   try {
-    const linked = await linkPaths(project, dir);
+    await linkPaths(project, dir, linked);
     await fs.writeFile(excludesFile, [...ALWAYS_EXCLUDED, ...linked.map((l) => `/${l}`)].join('\n') + '\n');
     return { dir, branch, baseCommit, excludesFile, remove };
   } catch (error) {
@@ -56,11 +58,11 @@ export async function openWorktree(project: Project, worktreesDir: string, name:
 }
 
 /**
- * Git-ignored paths of the repo (a .venv, a data/ folder) appear in the worktree as
- * symlinks to the originals. Only paths absent from the worktree are linked.
+ * Git-ignored paths of the repo (a .venv, a data/ folder) appear in the worktree as links to
+ * the originals (links.ts). Only paths absent from the worktree are linked. Each is added to
+ * `linked` as soon as it exists, so a failure halfway still removes the ones made.
  */
-export async function linkPaths(project: Project, dir: string): Promise<string[]> {
-  const linked: string[] = [];
+export async function linkPaths(project: Project, dir: string, linked: string[] = []): Promise<string[]> {
   for (const entry of project.link) {
     const rel = path.normalize(entry.replace(/[\\/]+$/, ''));
     if (path.isAbsolute(rel) || rel.split(path.sep).includes('..')) {
@@ -71,7 +73,7 @@ export async function linkPaths(project: Project, dir: string): Promise<string[]
     const stat = await fs.stat(source).catch(() => null);
     if (!stat || (await exists(target))) continue;
     await fs.mkdir(path.dirname(target), { recursive: true });
-    await fs.symlink(source, target, stat.isDirectory() ? 'junction' : 'file');
+    await makeLink(source, target);
     linked.push(rel.split(path.sep).join('/'));
   }
   return linked;

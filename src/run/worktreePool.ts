@@ -33,6 +33,7 @@ import type { Layout } from '../workspace/layout.ts';
 import { replaceFile } from '../workspace/files.ts';
 import { ALWAYS_EXCLUDED, addWorktree, git, removeWorktree, resolveBranch } from './git.ts';
 import { linkPaths, openWorktree, type Worktree } from './workspaceRepo.ts';
+import { removeLinks } from '../workspace/links.ts';
 
 /** What a slot was made with; a slot whose state differs from the config is made again. */
 interface SlotState {
@@ -81,26 +82,9 @@ async function readState(file: string): Promise<SlotState | null> {
   }
 }
 
-/**
- * Removes each of `links` in `dir` that is a symlink or junction, by unlinking it: never
- * followed, never recursed into (the target is the real repo's folder). Anything else at
- * that path is left to the clean (it is an untracked file or folder of the run).
- */
+/** Removes each of `links` ("/" paths) in `dir` by unlinking it, never following it (links.ts). */
 export async function unlinkLinks(dir: string, links: Iterable<string>, platform: NodeJS.Platform = process.platform): Promise<void> {
-  for (const rel of new Set(links)) {
-    const at = path.join(dir, ...rel.split('/'));
-    const stat = await fs.lstat(at).catch(() => null);
-    if (!stat?.isSymbolicLink()) continue;
-    try {
-      await fs.unlink(at);
-    } catch (error) {
-      // A directory junction on Windows may refuse unlink (EPERM/EISDIR): rmdir removes the
-      // junction itself, never what it points to (and never recurses: no `recursive`).
-      const code = (error as NodeJS.ErrnoException).code;
-      if (platform === 'win32' && (code === 'EPERM' || code === 'EISDIR')) await fs.rmdir(at);
-      else throw error;
-    }
-  }
+  await removeLinks(dir, [...new Set(links)].map((rel) => path.join(...rel.split('/'))), platform);
 }
 
 /**

@@ -73,17 +73,27 @@ export function toPosix(rel: string): string {
   return rel.replace(/\\/g, '/').replace(/^\.\//, '');
 }
 
+/**
+ * True where the file system ignores case by default (NTFS on Windows, APFS on macOS): there
+ * `Bot/X.py` is the file `bot/x.py`, so path rules must match it too. The deny list ignores
+ * case everywhere.
+ */
+export function caseInsensitiveFs(platform: NodeJS.Platform = process.platform): boolean {
+  return platform === 'win32' || platform === 'darwin';
+}
+
 /** The task's scope bounded by the project's scope. Empty task scope: nothing is writable. */
-export function scopeMatcher(taskScope: readonly string[], projectScope: readonly string[]): PathMatcher {
+export function scopeMatcher(taskScope: readonly string[], projectScope: readonly string[], platform: NodeJS.Platform = process.platform): PathMatcher {
   if (taskScope.length === 0) return () => false;
-  const inTask = anchoredMatcher(taskScope);
-  const inProject = anchoredMatcher(projectScope);
+  const nocase = caseInsensitiveFs(platform);
+  const inTask = anchoredMatcher(taskScope, { nocase });
+  const inProject = anchoredMatcher(projectScope, { nocase });
   return (rel) => inTask(rel) && inProject(rel);
 }
 
 /** Scope globs are anchored at the repo root ("README.md", "bot/*.py", "bot/**"); "**" is everything. */
-export function anchoredMatcher(patterns: readonly string[]): PathMatcher {
-  const matchers = patterns.map((p) => picomatch(toPosix(p), { dot: true }));
+export function anchoredMatcher(patterns: readonly string[], options: { nocase?: boolean } = {}): PathMatcher {
+  const matchers = patterns.map((p) => picomatch(toPosix(p), { dot: true, nocase: options.nocase ?? false }));
   return (rel) => {
     const p = toPosix(rel);
     return matchers.some((m) => m(p));

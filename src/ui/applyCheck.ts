@@ -13,6 +13,7 @@ import { execa } from 'execa';
 import type { PatchSidecar } from '../contract/patch.ts';
 import type { Settings } from '../workspace/config.ts';
 import { normaliseResavedPatch } from '../gate/crlfPatch.ts';
+import { gitArgs } from '../workspace/gitArgs.ts';
 
 export interface ApplyStatus {
   branch: string;
@@ -30,19 +31,19 @@ export function applyChecker(settings: Settings) {
   const cache = new Map<string, ApplyStatus>();
 
   async function headOf(repo: string, branch: string): Promise<string | null> {
-    const r = await execa('git', ['rev-parse', '--verify', '--quiet', `refs/heads/${branch}^{commit}`], { cwd: repo, reject: false });
+    const r = await execa('git', gitArgs(['rev-parse', '--verify', '--quiet', `refs/heads/${branch}^{commit}`]), { cwd: repo, reject: false });
     return r.exitCode === 0 ? r.stdout.trim() : null;
   }
 
   async function check(repo: string, head: string, patch: Buffer): Promise<Pick<ApplyStatus, 'applies' | 'detail'>> {
-    const gitDir = (await execa('git', ['rev-parse', '--absolute-git-dir'], { cwd: repo })).stdout.trim();
+    const gitDir = (await execa('git', gitArgs(['rev-parse', '--absolute-git-dir']), { cwd: repo })).stdout.trim();
     const temp = await fs.mkdtemp(path.join(os.tmpdir(), 'meta-agent-applycheck-'));
     try {
       await fs.mkdir(path.join(temp, 'objects'));
       const patchFile = path.join(temp, 'checked.patch');
       await fs.writeFile(patchFile, patch);
       const env = { GIT_INDEX_FILE: path.join(temp, 'index'), GIT_OBJECT_DIRECTORY: path.join(temp, 'objects'), GIT_ALTERNATE_OBJECT_DIRECTORIES: path.join(gitDir, 'objects') };
-      const git = (args: string[]) => execa('git', args, { cwd: repo, env, reject: false, all: true });
+      const git = (args: string[]) => execa('git', gitArgs(args), { cwd: repo, env, reject: false, all: true });
       const read = await git(['read-tree', head]);
       if (read.exitCode !== 0) return { applies: 'unknown', detail: String(read.all ?? '').trim() };
       const plain = await git(['apply', '--cached', '--check', '--whitespace=nowarn', patchFile]);

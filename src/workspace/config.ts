@@ -11,6 +11,7 @@ import { ConfigSchema, type CheckConfig, type Config, type ProjectConfig } from 
 import { MetaAgentError } from '../contract/errors.ts';
 import { CONFIG_FILE, layoutFor, type Layout } from './layout.ts';
 import { clockFromEnv, type Clock } from './clock.ts';
+import { configureBusyRetry } from './files.ts';
 
 export interface Check {
   label: 'test' | 'dry_run' | 'collect' | 'train' | 'eval' | 'syntax_check';
@@ -83,7 +84,9 @@ export async function loadSettings(root: string, env: Record<string, string | un
     if (code !== 'ENOENT') throw new MetaAgentError('config', `cannot read ${layout.config} (${code})`, { file: CONFIG_FILE });
     throw new MetaAgentError('config', `not found in ${layout.root}; run "meta-agent init --root ${layout.root}" or pass --root`, { file: CONFIG_FILE });
   }
-  return settingsFromYaml(text, layout, env);
+  const settings = settingsFromYaml(text, layout, env);
+  configureBusyRetry({ budgetMs: settings.config.queue.busy_retry_s * 1000 });
+  return settings;
 }
 
 export function settingsFromYaml(text: string, layout: Layout, env: Record<string, string | undefined>): Settings {

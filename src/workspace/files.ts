@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import pRetry from 'p-retry';
 
 export function tempNameFor(file: string): string {
   return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
@@ -43,23 +44,40 @@ async function writeSynced(file: string, data: string | Uint8Array): Promise<voi
   }
 }
 
-/** Moves `from` to `to` only if `to` does not exist. Returns false if it does. */
+/** Errors of a hard link that mean "this filesystem (or folder) has none": move by rename instead. */
+const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EXDEV', 'ENOSYS']);
+
+/**
+ * Moves `from` to `to` only if `to` does not exist. Returns false if it does.
+ *
+ * A hard link to the new name, then an unlink of the old one. Each step is retried on its own
+ * while the file is busy (retryBusy): retrying the whole move after a failed unlink would find
+ * its own link (EEXIST) and take the next name, leaving one file under two names (a task that
+ * runs twice). If the unlink never succeeds, the new name is removed again: the move did not happen.
+ */
 export async function renameNoReplace(from: string, to: string): Promise<boolean> {
   try {
-    await fs.link(from, to);
+    await retryBusy(() => faulty('link', to, () => fs.link(from, to)), to, { hardLink: true });
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') return false;
     // Filesystems without hard links (some SMB/FAT): check, then rename. The window is tiny
     // and the names we publish are unique per run anyway.
-    if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EXDEV' || code === 'ENOSYS') {
-      if (await exists(to)) return false;
-      await fs.rename(from, to);
-      return true;
+    if (code && NO_HARD_LINKS.has(code)) {
+      return retryBusy(async () => {
+        if (await exists(to)) return false;
+        await faulty('rename', from, () => fs.rename(from, to));
+        return true;
+      }, from);
     }
     throw error;
   }
-  await fs.unlink(from);
+  try {
+    await retryBusy(() => faulty('unlink', from, () => fs.unlink(from)), from);
+  } catch (error) {
+    await retryBusy(() => fs.unlink(to), to).catch(() => undefined);
+    throw error;
+  }
   return true;
 }
 
@@ -93,12 +111,17 @@ export async function publishUnique(dir: string, stem: string, ext: string, data
   }
 }
 
+/** fs.rename (which replaces `to`), retried while `from` is busy. */
+export function renameBusy(from: string, to: string): Promise<void> {
+  return retryBusy(() => faulty('rename', from, () => fs.rename(from, to)), from);
+}
+
 /** Replaces a file we own (a report being updated) atomically: temp + rename. */
 export async function replaceFile(file: string, data: string | Uint8Array): Promise<void> {
   const temp = tempNameFor(file);
   await writeSynced(temp, data);
   try {
-    await fs.rename(temp, file);
+    await retryBusy(() => faulty('rename', file, () => fs.rename(temp, file)), file);
   } catch (error) {
     await fs.rm(temp, { force: true });
     throw error;
@@ -119,21 +142,68 @@ export async function sha256File(file: string): Promise<string> {
   return createHash('sha256').update(await fs.readFile(file)).digest('hex');
 }
 
-const BUSY = new Set(['EPERM', 'EBUSY', 'EACCES']);
+/** One step of a move (files.ts and the callers that retry their own fs calls with retryBusy). */
+export type MoveStep = 'link' | 'unlink' | 'rename' | 'copy';
+type MoveFault = (step: MoveStep, file: string) => void;
+let moveFault: MoveFault | null = null;
+
+/** Test hook: called before every step of a move here; it may throw (e.g. EBUSY, as a file an antivirus holds). */
+export function injectMoveFault(fault: MoveFault | null): void {
+  moveFault = fault;
+}
+
+/** Runs one step of a move, after the test hook. */
+export function faulty<T>(step: MoveStep, file: string, action: () => Promise<T>): Promise<T> {
+  moveFault?.(step, file);
+  return action();
+}
+
+const busyRetry = { budgetMs: 30_000, platform: process.platform as NodeJS.Platform };
 
 /**
- * Windows: a file that an antivirus, the indexer or Explorer holds open cannot be renamed
- * for a moment (EPERM/EBUSY/EACCES). Retry with backoff instead of copy+delete.
+ * How long a busy file is retried (config `queue.busy_retry_s`, set when the settings load)
+ * and whose error codes mean "busy" (tests play Windows with `platform: 'win32'`).
  */
-export async function retryBusy<T>(action: () => Promise<T>, attempts = 6): Promise<T> {
-  for (let i = 0; ; i++) {
-    try {
-      return await action();
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (!code || !BUSY.has(code) || i >= attempts - 1 || process.platform !== 'win32') throw error;
-      await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** i));
-    }
+export function configureBusyRetry(options: { budgetMs?: number; platform?: NodeJS.Platform }): void {
+  Object.assign(busyRetry, options);
+}
+
+/**
+ * Codes that mean "someone holds this file for a moment". On Windows an antivirus, the indexer,
+ * OneDrive, Explorer's preview or a program with the file open make a move fail with EBUSY,
+ * EPERM or EACCES. Elsewhere only EBUSY means that (a file locked over SMB, a busy mount);
+ * EPERM and EACCES there are lasting permission errors, reported at once.
+ */
+function busyCodes(platform: NodeJS.Platform, hardLink: boolean): Set<string> {
+  if (platform !== 'win32') return new Set(['EBUSY']);
+  // A hard link's EPERM means "no hard links here" (renameNoReplace falls back to a rename).
+  return new Set(hardLink ? ['EBUSY', 'EACCES'] : ['EBUSY', 'EPERM', 'EACCES']);
+}
+
+/**
+ * Retries `action` (one step of a move: a rename, a link, an unlink, a copy) while `file` is
+ * busy, with backoff, for the configured budget (default 30 s, as long as an antivirus scan of
+ * a large file may hold it). Past the budget the error names the file and keeps its code.
+ */
+export async function retryBusy<T>(action: () => Promise<T>, file?: string, options: { hardLink?: boolean } = {}): Promise<T> {
+  const codes = busyCodes(busyRetry.platform, options.hardLink ?? false);
+  const isBusy = (error: unknown) => codes.has((error as NodeJS.ErrnoException).code ?? '');
+  try {
+    return await pRetry(action, {
+      retries: Number.POSITIVE_INFINITY,
+      minTimeout: 20,
+      maxTimeout: 1000,
+      factor: 2,
+      maxRetryTime: busyRetry.budgetMs,
+      shouldRetry: ({ error }) => isBusy(error),
+    });
+  } catch (error) {
+    if (!isBusy(error) || file === undefined) throw error;
+    const code = (error as NodeJS.ErrnoException).code;
+    throw Object.assign(
+      new Error(`${code}: ${file} stayed busy (held open by another program: an antivirus, OneDrive, an editor) for ${busyRetry.budgetMs / 1000} s of retries (queue.busy_retry_s); close it and try again`),
+      { code, path: file, cause: error },
+    );
   }
 }
 

@@ -8,6 +8,7 @@ import { TASK_TYPES } from '../contract/task.ts';
 import { findPython, venvPython } from '../safety/python.ts';
 import { exists, publishFile } from './files.ts';
 import { layoutDirs, layoutFor, type Layout } from './layout.ts';
+import { gitArgs } from './gitArgs.ts';
 
 /** The package's own folder (for the bundled example bot): the nearest folder up with our package.json, from src/ or dist/. */
 export const PACKAGE_ROOT = findPackageRoot(path.dirname(fileURLToPath(import.meta.url)));
@@ -143,9 +144,9 @@ export async function inspectRepo(repo: string, platform: NodeJS.Platform = proc
   const stat = await fs.stat(repo).catch(() => null);
   if (!stat) throw new MetaAgentError('input', `--repo ${repo}: no such folder`);
   if (!stat.isDirectory()) throw new MetaAgentError('input', `--repo ${repo} is a file, not a folder`);
-  const inside = await execa('git', ['rev-parse', '--is-inside-work-tree'], { cwd: repo, reject: false });
+  const inside = await execa('git', gitArgs(['rev-parse', '--is-inside-work-tree']), { cwd: repo, reject: false });
   if (inside.stdout.trim() !== 'true') throw new MetaAgentError('input', `--repo ${repo} is not a git repository (run "git init" there and commit, then init again)`);
-  const head = await execa('git', ['symbolic-ref', '--quiet', '--short', 'HEAD'], { cwd: repo, reject: false });
+  const head = await execa('git', gitArgs(['symbolic-ref', '--quiet', '--short', 'HEAD']), { cwd: repo, reject: false });
   const branch = head.exitCode === 0 && head.stdout.trim() ? head.stdout.trim() : null;
   const found: string[] = [];
   for (const marker of [...PYTHON_MARKERS, 'tests', 'test']) if (await exists(path.join(repo, marker))) found.push(marker);
