@@ -122,7 +122,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
 }
 
 /**
- * A bare mirror of each project's remote (`projects.<p>.remote`, else its `repo` path),
+ * A clone of each project's remote (`projects.<p>.remote`, else its `repo` path),
  * fetched before every job, one fetch at a time per project. Jobs get worktrees of it.
  */
 class Mirrors {
@@ -147,10 +147,10 @@ class Mirrors {
     try {
       if (await fs.stat(mirror).then(() => false, () => true)) {
         await fs.mkdir(this.dir, { recursive: true });
-        await run(['clone', '--mirror', '--quiet', remote, mirror]);
-      } else {
-        await run(['fetch', '--prune', '--quiet', 'origin'], mirror);
+        // Not bare (runTask wants a work tree repo), never checked out: only its worktrees are.
+        await run(['clone', '--no-checkout', '--quiet', remote, mirror]);
       }
+      await run(['fetch', '--prune', '--quiet', '--update-head-ok', 'origin', '+refs/heads/*:refs/heads/*'], mirror);
     } catch (error) {
       const detail = String((error as { stderr?: string }).stderr || toErrorInfo(error).message).trim().split('\n').slice(-2).join(' ');
       throw new MetaAgentError('git', `could not fetch project ${project.name} from ${remote}: ${detail}`, { file: 'meta-agent.yaml', field: `projects.${project.name}.remote` });
