@@ -58,9 +58,24 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const stopping = new AbortController();
   let outage = false;
 
+  const lockMs = execution.lock_s * 1000;
+  const active = new Map<string, AbortController>();
+
   const processor = async (job: Job, token?: string): Promise<Bundle> => {
     const data = JobDataSchema.parse(job.data);
     const jobLog = log.child({ job: job.id, run_id: data.run_id });
+    const id = job.id ?? '';
+    const own = new AbortController();
+    const previous = active.get(id);
+    active.set(id, own);
+    let keepLock: NodeJS.Timeout | null = null;
+    if (previous) {
+      // Redis lost this job while it ran here and the folder host added it again: the old run
+      // can never be completed, so it stops. BullMQ renews locks by job id, and the old run's
+      // end stops the renewal of this one: it is renewed here.
+      previous.abort(new MetaAgentError('interrupted', 'Redis lost this job while it ran; it was added again and runs anew'));
+      keepLock = setInterval(() => void job.extendLock(token ?? '', lockMs).catch(() => undefined), lockMs / 3);
+    }
     const root = await fs.mkdtemp(path.join(home, 'job-'));
     try {
       const layout = layoutFor(root);
@@ -73,7 +88,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       await fs.mkdir(path.dirname(taskFile), { recursive: true });
       await fs.writeFile(taskFile, Buffer.from(data.content, 'base64'));
       jobLog.info({ task_file: data.name, attempt: job.attemptsStarted }, 'job started');
-      const result = await runTask(taskFile, { settings: { ...settings, layout, projects }, log: jobLog, signal: stopping.signal, runId: data.run_id, ...(options.engine ? { engine: options.engine } : {}) });
+      const result = await runTask(taskFile, { settings: { ...settings, layout, projects }, log: jobLog, signal: AbortSignal.any([stopping.signal, own.signal]), runId: data.run_id, ...(options.engine ? { engine: options.engine } : {}) });
+      if (own.signal.aborted && !stopping.signal.aborted) throw own.signal.reason;
       if (stopping.signal.aborted) {
         // SIGTERM: back to wait for another worker (or this one's next start), not a stall.
         await job.moveToWait(token);
@@ -82,6 +98,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       }
       return await bundleOf(layout, result.report);
     } finally {
+      if (keepLock) clearInterval(keepLock);
+      if (active.get(id) === own) active.delete(id);
       await fs.rm(root, { recursive: true, force: true }).catch(() => undefined);
     }
   };
@@ -89,8 +107,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const worker = new Worker(queueName, processor, {
     connection: target.connection,
     concurrency,
-    lockDuration: execution.lock_s * 1000,
-    stalledInterval: execution.lock_s * 1000,
+    lockDuration: lockMs,
+    stalledInterval: lockMs,
     maxStalledCount: execution.max_stalled,
     autorun: false,
   });
