@@ -44,6 +44,7 @@ export interface RemoteExecution {
 
 const POLL_MS = 100;
 const RETRY_MS = 1000;
+const ANSWER_MS = 5000;
 const STALLED = /stalled more than allowable limit/;
 
 export function startRemoteExecution(settings: Settings, log: Logger): RemoteExecution {
@@ -102,16 +103,19 @@ export function startRemoteExecution(settings: Settings, log: Logger): RemoteExe
       const queue = queues.get(queueName)!;
       const data: JobData = { name: claim.name, content: claim.content.toString('base64'), run_id: claim.runId, project: task?.project ?? '' };
       let added = false;
+      // While Redis has never answered, BullMQ's calls wait for it: one add at a time, awaited in slices.
+      let adding: Promise<unknown> | null = null;
       while (!stop.signal.aborted) {
         try {
           if (!added) {
             faultPoint('bullmq-before-add');
             // The same id again (after a crash, or a Redis that lost the job) is ignored by BullMQ if the job is there.
-            await queue.add('task', data, { jobId, attempts: 1, removeOnComplete: { age: keepS }, removeOnFail: { age: keepS } });
+            adding ??= queue.add('task', data, { jobId, attempts: 1, removeOnComplete: { age: keepS }, removeOnFail: { age: keepS } });
+            await answered(adding.finally(() => (adding = null)));
             added = true;
             log.debug({ job: jobId, queue: queueName }, 'job added');
           }
-          const job = await queue.getJob(jobId);
+          const job = await answered(queue.getJob(jobId));
           reachable();
           if (!job) {
             log.warn({ job: jobId, task_file: claim.name }, 'the job is gone from Redis (it lost its data or was flushed): added again; the task may run once more');
@@ -261,6 +265,19 @@ export function startRemoteExecution(settings: Settings, log: Logger): RemoteExe
       await Promise.allSettled([...queues.values()].map((q) => q.close()));
     },
   };
+}
+
+/** Redis's answer, or an error after ANSWER_MS (BullMQ waits without end for a Redis it never reached). */
+async function answered<T>(call: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ANSWER_MS / 1000} s`)), ANSWER_MS);
+  });
+  try {
+    return await Promise.race([call, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function ignoreExisting(error: unknown): void {
