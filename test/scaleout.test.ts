@@ -229,9 +229,9 @@ test('a worker killed with kill -9 twice: the task goes to failed/ with the reas
     await waitRuns(rig, 'k2', 2, [host, w2]);
     await killHard(w2);
     const w3 = startWorker(rig);
-    await waitIn(rig, layout.failed, 'k2.error.md', [host, w3]);
+    await waitIn(rig, layout.failed, 'k2.md.error.md', [host, w3]);
     assert.is(await runsOf(rig, 'k2'), 2, 'not run a third time');
-    assert.match(await fs.readFile(path.join(layout.failed, 'k2.error.md'), 'utf8'), /died twice/);
+    assert.match(await fs.readFile(path.join(layout.failed, 'k2.md.error.md'), 'utf8'), /died twice/);
     assert.equal(await list(layout.processing), []);
     assert.equal(await list(layout.done), []);
   });
