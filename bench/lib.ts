@@ -107,7 +107,8 @@ export interface ConfigOptions {
 
 /** The environment the service sees: no API keys, no git/host surprises. */
 export function benchEnv(): Record<string, string | undefined> {
-  return { PATH: process.env.PATH, HOME: process.env.HOME, LANG: process.env.LANG ?? 'C.UTF-8' };
+  // REDIS_URL: bench/scaleout.ts's folder host and workers (execution.engine: bullmq).
+  return { PATH: process.env.PATH, HOME: process.env.HOME, LANG: process.env.LANG ?? 'C.UTF-8', REDIS_URL: process.env.REDIS_URL };
 }
 
 export async function makeBenchWorkspace(root: string, repo: string, options: ConfigOptions): Promise<BenchWorkspace> {

@@ -81,14 +81,28 @@ function run(argv, timeout) {
 }
 
 /** apt-get install, and once more after apt-get update (a fresh machine's package lists may be stale or empty). */
-function aptInstall(prefix) {
+function aptInstall(prefix, pkg = 'bubblewrap') {
   // Wait for a dpkg lock held by another apt run (unattended-upgrades on a fresh machine) instead of failing.
   const apt = [...prefix, 'apt-get', '-o', 'DPkg::Lock::Timeout=120', '-y', '-q'];
-  const first = run([...apt, 'install', 'bubblewrap'], 600_000);
+  const first = run([...apt, 'install', pkg], 600_000);
   if (first.ok) return first;
   const update = run([...apt, 'update'], 600_000);
   if (!update.ok) return update;
-  return run([...apt, 'install', 'bubblewrap'], 600_000);
+  return run([...apt, 'install', pkg], 600_000);
+}
+
+/**
+ * The scale-out tests (test/scaleout.test.ts) start their own redis-server: installed like
+ * bubblewrap, for `test` only (the folder host and workers use a Redis anywhere, not this machine's).
+ */
+function ensureRedisForTests() {
+  if (purpose !== 'test' || process.platform !== 'linux' || findProgram('redis-server')) return;
+  const prefix = findProgram('apt-get') ? rootPrefix() : undefined;
+  if (!prefix) missing(['prereqs: redis-server is not installed; the scale-out tests need it.', '  Install it, then run the command again:', '    sudo apt-get install -y redis-server    # Debian, Ubuntu (the tests start their own; no service needed)']);
+  say('installing redis-server (needed by the scale-out tests; they start their own, on a unix socket) ...');
+  const result = aptInstall(prefix, 'redis-server');
+  if (!result.ok || !findProgram('redis-server')) missing(['prereqs: installing redis-server failed:', ...result.output.trim().split('\n').slice(-8).map((l) => `    ${l}`)]);
+  say(`installed ${findProgram('redis-server')}`);
 }
 
 const INSTALL_BY_HAND = [
@@ -143,3 +157,4 @@ async function main() {
 }
 
 await main();
+ensureRedisForTests();

@@ -15,6 +15,7 @@ import { createTask } from './queue/createTask.ts';
 import { runTask, type RunTaskResult } from './run/runTask.ts';
 import { runStages } from './run/stages.ts';
 import { startWatching } from './queue/watch.ts';
+import { startWorker } from './queue/bullmq/worker.ts';
 import { startUi } from './ui/server.ts';
 import { uiToken } from './ui/token.ts';
 import { runSupervisorCycle } from './supervisor/cycle.ts';
@@ -335,6 +336,25 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       const status = await serviceStatus(settings, { name: opts.name });
       io.out(status.text);
       if (!status.installed) exitCode = 1;
+    });
+
+  program
+    .command('worker')
+    .description('run tasks a folder host queued (execution.engine: bullmq); start any number, on any machine (docs/scale-out.md)')
+    .option('--concurrency <n>', 'jobs at once (default: limits.concurrency)')
+    .option('--queue <q>', 'the queue to take jobs from (default: execution.queue; see execution.routes)')
+    .action(async (opts: { concurrency?: string; queue?: string }) => {
+      const settings = await loadSettings(root());
+      const concurrency = opts.concurrency === undefined ? undefined : Number(opts.concurrency);
+      if (concurrency !== undefined && !(Number.isInteger(concurrency) && concurrency > 0)) throw new MetaAgentError('input', '--concurrency must be a positive whole number', { field: '--concurrency' });
+      if (opts.queue !== undefined && !/^[A-Za-z0-9._-]+$/.test(opts.queue)) throw new MetaAgentError('input', '--queue: letters, digits, ".", "_" and "-" only', { field: '--queue' });
+      const log = makeLog(settings, false, 'worker');
+      const worker = await startWorker({ settings, log, ...(concurrency ? { concurrency } : {}), ...(opts.queue ? { queue: opts.queue } : {}) });
+      const stopped = untilStopSignal(() => worker.stop(), io, 'stopping: running jobs are stopped and go back to the queue...');
+      await worker.ready;
+      io.out(`worker: taking jobs from queue ${opts.queue ?? settings.config.execution.queue} (Ctrl-C to stop)`);
+      await stopped;
+      log.flush();
     });
 
   program

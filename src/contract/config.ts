@@ -1,6 +1,6 @@
 /** `meta-agent.yaml`: the one configuration file of a workspace. */
 import { z } from 'zod';
-import { ENGINE_NAMES } from './task.ts';
+import { ENGINE_NAMES, TASK_TYPES } from './task.ts';
 import { RiskLevelSchema, SHELL_MODES } from './report.ts';
 
 /** The agent CLIs the command engine knows (src/engines/presets/). */
@@ -54,6 +54,7 @@ export const RetrainConfigSchema = z.strictObject({
 
 export const ProjectConfigSchema = z.strictObject({
   repo: z.string().min(1).describe('Path of the target git repository (relative to the workspace root)'),
+  remote: z.string().min(1).optional().describe('With execution.engine bullmq: the git URL (or path) workers fetch the branch from; default: repo, when the workers can reach that path'),
   init_from: z.string().optional().describe('If repo does not exist yet: copy this folder there and git init it (the demo)'),
   branch: z.string().optional().describe('Branch the worktree starts from and the gate commits to; default: the repo\'s current branch'),
   scope: globList.default(['**']).describe('Outer bound: a task may only change files matching both its scope and this'),
@@ -237,6 +238,20 @@ export const UiSchema = z.strictObject({
   host: z.string().min(1).default('127.0.0.1').describe('Address to listen on; anything but loopback exposes the dashboard to the network'),
 });
 
+const QUEUE_NAME = /^[A-Za-z0-9._-]+$/;
+
+/** Where tasks run: in the watch process (local), or on BullMQ workers on any number of machines (docs/scale-out.md). */
+export const ExecutionSchema = z.strictObject({
+  engine: z.enum(['local', 'bullmq']).default('local').describe('local: watch runs tasks itself (no set-up); bullmq: watch files results, `meta-agent worker` processes run tasks (needs Redis)'),
+  redis_url_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).default('REDIS_URL').describe('The variable holding the Redis URL (redis://:password@host:6379/0, rediss://..., or unix:///path/redis.sock?password=...)'),
+  queue: z.string().regex(QUEUE_NAME).default('meta-agent').describe('The queue tasks go to unless a route names another'),
+  routes: z.partialRecord(z.enum(TASK_TYPES), z.string().regex(QUEUE_NAME)).default({}).describe('Task type -> queue, e.g. {retrain_model: gpu}: workers started with --queue gpu take those'),
+  lock_s: z.number().positive().default(30).describe('A worker that has not renewed its job lock for this long is dead: its job runs again'),
+  max_stalled: z.number().int().min(0).default(1).describe('How often a job may lose its worker and run again; once more and the task goes to failed/'),
+  keep_results_days: z.number().positive().default(7).describe('How long Redis keeps finished jobs, so a folder host that crashed files them without a re-run'),
+  max_in_flight: z.number().int().positive().default(64).describe('Most tasks claimed from inbox/ and queued at once (limits.concurrency is per worker with bullmq)'),
+});
+
 export const ConfigSchema = z.strictObject({
   llm: LlmConfigSchema.default(LlmConfigSchema.parse({})),
   engine: z.enum(ENGINE_NAMES).default('openai'),
@@ -251,9 +266,11 @@ export const ConfigSchema = z.strictObject({
   supervisor: SupervisorSchema.default(SupervisorSchema.parse({})),
   retention: RetentionSchema.default(RetentionSchema.parse({})),
   ui: UiSchema.default(UiSchema.parse({})),
+  execution: ExecutionSchema.default(ExecutionSchema.parse({})),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;
+export type ExecutionConfig = z.infer<typeof ExecutionSchema>;
 export type ProjectConfig = z.infer<typeof ProjectConfigSchema>;
 export type CheckConfig = z.infer<typeof CheckConfigSchema>;
 export type TradesConfig = z.infer<typeof TradesConfigSchema>;

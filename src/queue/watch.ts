@@ -41,6 +41,7 @@ import { createLogger } from '../log.ts';
 import { makeRedactor } from '../safety/redact.ts';
 import { startScheduler } from '../supervisor/service.ts';
 import type { Scheduler } from '../supervisor/schedule.ts';
+import { startRemoteExecution } from './bullmq/host.ts';
 
 export interface WatchOptions {
   settings: Settings;
@@ -110,7 +111,9 @@ export function startWatching(options: WatchOptions): Watcher {
   let settleMs = options.settleMs ?? config.queue.settle_ms;
   const scanMs = options.scanMs ?? config.queue.scan_interval_ms;
   const staleMs = config.queue.lease_stale_s * 1000;
-  const concurrency = config.limits.concurrency;
+  // execution.engine bullmq: tasks run on BullMQ workers; this process claims and files (bullmq/host.ts).
+  const remote = config.execution.engine === 'bullmq' ? startRemoteExecution(settings, log) : null;
+  const concurrency = remote?.maxInFlight ?? config.limits.concurrency;
   const abort = new AbortController();
   const seen = new Map<string, { size: number; mtimeMs: number; since: number }>();
   const queued: string[] = [];
@@ -212,7 +215,10 @@ export function startWatching(options: WatchOptions): Watcher {
     expected.delete(name);
     try {
       // A stopped run's incomplete patch gets 5 s of checks: stop() waits only SETTLE_MS for its report.
-      const result = await runTask(path.join(layout.inbox, name), { settings, log, signal: abort.signal, stopChecksGraceS: STOP_CHECKS_GRACE_S, ...(options.engine ? { engine: options.engine } : {}), ...(expectSha256 ? { expectSha256 } : {}) });
+      const result = remote
+        ? await remote.run(name, { ...(expectSha256 ? { expectSha256 } : {}) })
+        : await runTask(path.join(layout.inbox, name), { settings, log, signal: abort.signal, stopChecksGraceS: STOP_CHECKS_GRACE_S, ...(options.engine ? { engine: options.engine } : {}), ...(expectSha256 ? { expectSha256 } : {}) });
+      if (!result) return;
       if (result.status !== 'ok' && result.report.error?.kind !== 'interrupted') lastError = `${result.report.finished_at} ${result.task_id}: ${result.report.error?.message ?? result.outcome}`;
       options.onResult?.(result);
     } catch (error) {
@@ -286,6 +292,8 @@ export function startWatching(options: WatchOptions): Watcher {
         tempSweepAt = null;
         await removeDeadTemps(layout, staleMs).catch((error: unknown) => fail('removing dead temp files failed', error));
       }
+      // A dead folder host's queued tasks are followed again, before recovery would return them to inbox/.
+      await remote?.adopt();
       await recoverOrphans(layout, staleMs, log);
       const names = await fs.readdir(layout.inbox).catch(() => [] as string[]);
       const present = new Set(names);
@@ -383,6 +391,8 @@ export function startWatching(options: WatchOptions): Watcher {
     timers = [];
     // A running cycle is asked to stop creating tasks; it is aborted with the rest below.
     const schedulerStopped = scheduler?.stop() ?? Promise.resolve();
+    // Queued jobs go on without this process: the next start files them.
+    const remoteClosed = remote?.close() ?? Promise.resolve();
     // A start in progress finishes first (it starts nothing more once stopping), so the
     // watchers are closed after chokidar has set them up.
     await bounded(ready.catch(() => undefined), SETTLE_MS);
@@ -391,7 +401,7 @@ export function startWatching(options: WatchOptions): Watcher {
     await bounded(Promise.all(watchers.map((w) => w.close())), SETTLE_MS);
     watchers = [];
     const grace = options.graceMs ?? config.queue.shutdown_grace_s * 1000;
-    const work = () => Promise.allSettled([...running.values(), gateBusy ?? Promise.resolve(), schedulerStopped]);
+    const work = () => Promise.allSettled([...running.values(), gateBusy ?? Promise.resolve(), schedulerStopped, remoteClosed]);
     const busy = running.size > 0 || gateBusy;
     if (busy && grace > 0) log.info({ running: [...running.keys()], gate: gateQueue[0] ?? null, grace_ms: grace }, 'stopping: waiting for running work');
     await windDown(work, busy ? grace : 0, hurried, () => abort.abort());

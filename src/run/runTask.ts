@@ -54,6 +54,8 @@ export interface RunTaskOptions {
   hurry?: AbortSignal;
   /** After a stop (`signal`), how long those checks may take (default: incomplete.ts INTERRUPT_GRACE_S). */
   stopChecksGraceS?: number;
+  /** The run id to use (a BullMQ worker runs under the id the folder host recorded); default: a new one. */
+  runId?: string;
   /** The hash of the task bytes the watcher judged complete: a claim of other bytes is put back (queue/folders.ts). */
   expectSha256?: string;
 }
@@ -79,7 +81,7 @@ export function newRunId(now = new Date()): string {
 export async function runTask(taskPath: string, options: RunTaskOptions): Promise<RunTaskResult> {
   const { settings } = options;
   const { layout } = settings;
-  const runId = newRunId();
+  const runId = options.runId ?? newRunId();
   const startedAt = new Date();
   // The duration by the monotonic clock: the wall clock may jump back (NTP, a person) mid-run.
   const startedMono = performance.now();
@@ -143,12 +145,7 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
   const redacted = redactReportText(outcome, redact);
   // An interrupted run that saved an incomplete patch goes to failed/, not back to inbox/:
   // running it again on its own would file a second patch; a person decides (review, retry).
-  const disposition: Disposition =
-    outcome.error?.kind === 'interrupted' && !outcome.incomplete
-      ? { status: 'interrupted' }
-      : outcome.status === 'ok'
-        ? { status: 'ok' }
-        : { status: 'error', explanation: errorExplanation(fileName, taskId, redacted.error, displayPath(layout, paths.md), outcome.incomplete ? outcome.patch_files[0] ?? null : null) };
+  const disposition = dispositionOf(fileName, taskId, { ...redacted, report_md: displayPath(layout, paths.md) });
   // The report is written before the task file moves (a crash in between finalizes on recovery, never re-runs).
   const destination = { ok: layout.done, error: layout.failed, interrupted: layout.inbox }[disposition.status];
   const predictedTaskFile = claim ? path.join(destination, claim.name) : file;
@@ -210,6 +207,13 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
     task_file: taskFile,
     report,
   };
+}
+
+/** Where a run's task file goes, by its report: shared with the BullMQ folder host (queue/bullmq/host.ts). */
+export function dispositionOf(fileName: string, taskId: string, report: Pick<Report, 'status' | 'error' | 'incomplete' | 'patch_files' | 'report_md'>): Disposition {
+  if (report.error?.kind === 'interrupted' && !report.incomplete) return { status: 'interrupted' };
+  if (report.status === 'ok') return { status: 'ok' };
+  return { status: 'error', explanation: errorExplanation(fileName, taskId, report.error, report.report_md, report.incomplete ? report.patch_files[0] ?? null : null) };
 }
 
 interface RunState {

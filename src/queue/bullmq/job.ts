@@ -1,0 +1,38 @@
+/**
+ * What travels through Redis: the job a folder host adds, and the bundle a worker returns.
+ * Zod checks both ends (a worker of another version, a tampered Redis).
+ */
+import { z } from 'zod';
+import { ReportSchema } from '../../contract/report.ts';
+
+export const JobDataSchema = z.strictObject({
+  /** The task file's name in processing/ terms (the default task id comes from it). */
+  name: z.string().min(1),
+  /** The task file's bytes, base64. */
+  content: z.string(),
+  /** The run id the folder host recorded in the ledger: the worker's report carries it. */
+  run_id: z.string().min(1),
+  project: z.string().min(1),
+});
+export type JobData = z.infer<typeof JobDataSchema>;
+
+const FileSchema = z.strictObject({ path: z.string().min(1), base64: z.string() });
+
+export const BundleSchema = z.strictObject({
+  report: ReportSchema,
+  trajectory: z.string().nullable(),
+  /** The patch, its sidecar (JSON text) and the sidecar's artifacts, when the run filed one. */
+  patch: z
+    .strictObject({
+      /** base64: a patch is bytes (a file in another encoding). */
+      patch: z.string(),
+      sidecar: z.string(),
+      artifacts: z.array(FileSchema),
+    })
+    .nullable(),
+  worker: z.strictObject({ host: z.string(), pid: z.number().int() }),
+});
+export type Bundle = z.infer<typeof BundleSchema>;
+
+/** Most bytes of retrain artifacts a bundle carries; larger ones would need an artifact store (not built). */
+export const MAX_BUNDLE_ARTIFACT_BYTES = 16 * 1024 * 1024;
