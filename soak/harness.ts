@@ -425,9 +425,10 @@ class Soak {
 
     // --- the evening: retention runs on the clock move; then everything is checked.
     await this.clock.set(this.at(date, 18, 0));
+    const retentionFrom = Date.now();
     await sleep(1500);
     await this.waitIdle(n, 'the evening');
-    await this.checkEvening(n, this.at(date, 18, 0));
+    await this.checkEvening(n, this.at(date, 18, 0), retentionFrom);
     for (const id of (await names(this.layout.patches.pending)).filter((x) => x.endsWith('.patch')).map((x) => x.slice(0, -'.patch'.length))) if (!this.pendingSince.has(id)) this.pendingSince.set(id, n);
 
     record.breaches = this.breaches.length - before;
@@ -441,7 +442,8 @@ class Soak {
     return failing;
   }
 
-  private async checkEvening(n: number, clockAt: Date): Promise<void> {
+  /** @param retentionFrom the real time the clock moved to `clockAt`: a report finished after it was never seen by that retention pass */
+  private async checkEvening(n: number, clockAt: Date, retentionFrom: number): Promise<void> {
     // The service removes a killed process's temp files once they are lease_stale_s old (it
     // cannot tell a dead writer from another host's live one sooner): give a restart that long.
     const up = Date.now() - this.service.startedAt;
@@ -460,7 +462,7 @@ class Soak {
     // Retention runs in a scan after the clock move: give it a few seconds to be done.
     let retention: Breach[] = [];
     for (let i = 0; i < 10; i++) {
-      retention = await checkRetention(n, this.layout, RETENTION, clockAt);
+      retention = await checkRetention(n, this.layout, RETENTION, clockAt, retentionFrom);
       if (retention.filter((b) => b.invariant === 'retention').length === 0) break;
       await sleep(500);
     }

@@ -12,13 +12,21 @@ export const systemClock: Clock = () => new Date();
 export function clockFromEnv(env: Readonly<Record<string, string | undefined>>): Clock {
   const file = env.META_AGENT_CLOCK_FILE;
   if (!file) return systemClock;
+  // A read that catches the harness rewriting the file gives the last time read, not the
+  // system's: a report stamped with the real date ten simulated days back would be pruned
+  // at once by retention (the soak's night 8, seed 14).
+  let last: Date | null = null;
   return () => {
     try {
       const now = (JSON.parse(readFileSync(file, 'utf8')) as { now?: string }).now;
       const date = now ? new Date(now) : null;
-      return date && !Number.isNaN(date.getTime()) ? date : new Date();
+      if (date && !Number.isNaN(date.getTime())) {
+        last = date;
+        return new Date(date);
+      }
     } catch {
-      return new Date(); // the harness is rewriting the file
+      // the harness is rewriting the file
     }
+    return last ? new Date(last) : new Date();
   };
 }
