@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ConfigSchema } from '../src/contract/config.ts';
 import type { LlmSettings } from '../src/workspace/config.ts';
-import { fillPlaceholders, resolveCommand } from '../src/engines/presets/index.ts';
+import { fillPresetPlaceholders, resolveCommand } from '../src/engines/presets/index.ts';
 import { parseCodexEvents, CODEX_LAST_MESSAGE } from '../src/engines/presets/codex.ts';
 import { parseClaudeResult } from '../src/engines/presets/claude.ts';
 import { agentNeeds, apiKeyValue } from '../src/engines/agentNeeds.ts';
@@ -46,7 +46,7 @@ function commandConfig(command: unknown) {
 
 test('codex: the flags of codex exec 0.171, the prompt on stdin, the last message in the private HOME', () => {
   const resolved = resolveCommand(commandConfig({ preset: 'codex' }), LLM);
-  const { argv, env } = fillPlaceholders(resolved, PLACES);
+  const { argv, env } = fillPresetPlaceholders(resolved, PLACES);
   assert.equal(argv, [
     'codex',
     'exec',
@@ -131,7 +131,7 @@ test('codex: the --output-last-message file wins over the events; an empty file 
 });
 
 test('aider: one message from the prompt file, no commits, histories and .env in the private HOME', () => {
-  const { argv, env } = fillPlaceholders(resolveCommand(commandConfig({ preset: 'aider', program: '/opt/aider/bin/aider' }), LLM), PLACES);
+  const { argv, env } = fillPresetPlaceholders(resolveCommand(commandConfig({ preset: 'aider', program: '/opt/aider/bin/aider' }), LLM), PLACES);
   assert.is(argv[0], '/opt/aider/bin/aider');
   const pairs = new Map(argv.slice(1).map((a, i, all) => [a, all[i + 1]]));
   assert.is(pairs.get('--message-file'), PLACES.promptFile);
@@ -151,7 +151,7 @@ test('aider: one message from the prompt file, no commits, histories and .env in
 
 test('claude: claude -p with JSON output, edits accepted, only the private settings, the key scrubbed from its commands', () => {
   const resolved = resolveCommand(commandConfig({ preset: 'claude' }), { ...LLM, model: 'claude-sonnet-4-5', baseURL: 'http://127.0.0.1:9000' } as LlmSettings);
-  const { argv, env } = fillPlaceholders(resolved, PLACES);
+  const { argv, env } = fillPresetPlaceholders(resolved, PLACES);
   assert.equal(argv, [
     'claude',
     '-p',
@@ -196,7 +196,7 @@ test('claude: the JSON result gives the last message, usage with cache reads and
 test('run: resolves to its own argv with no private files; the config takes exactly one of preset and run', () => {
   const resolved = resolveCommand(commandConfig({ run: 'my-agent --go "{prompt_file}"' }), LLM);
   assert.is(resolved.preset, null);
-  assert.equal(fillPlaceholders(resolved, PLACES).argv, ['my-agent', '--go', PLACES.promptFile]);
+  assert.equal(fillPresetPlaceholders(resolved, PLACES).argv, ['my-agent', '--go', PLACES.promptFile]);
   assert.equal(resolved.needs.homeFiles, []);
   const refused = (command: unknown) => ConfigSchema.safeParse({ engine: 'command', command, projects: { bot: { repo: 'repo' } } }).success === false;
   assert.ok(refused({ preset: 'codex', run: 'codex exec -' }), 'both');

@@ -32,6 +32,23 @@ export interface AgentNeeds {
 
 const CONFIG_FILE = 'meta-agent.yaml';
 
+/** The paths a command line or a declared variable may name: `{home}`, `{prompt_file}`, `{worktree}`, `{last_message_file}`. */
+export interface Placeholders {
+  /** The private HOME as the agent sees it. */
+  home: string;
+  promptFile?: string;
+  worktree: string;
+  lastMessageFile?: string;
+}
+
+/** `text` with the placeholders it names replaced (one rule for argv, declared variables and presets). */
+export function fillPlaceholders(text: string, values: Placeholders): string {
+  let out = text.replaceAll('{home}', values.home).replaceAll('{worktree}', values.worktree);
+  if (values.promptFile !== undefined) out = out.replaceAll('{prompt_file}', values.promptFile);
+  if (values.lastMessageFile !== undefined) out = out.replaceAll('{last_message_file}', values.lastMessageFile);
+  return out;
+}
+
 /**
  * What the agent gets: a preset's needs (if any) plus the config's `command:` fields.
  * Without a preset and without `command.api_key_env` the key is the `llm:` section's

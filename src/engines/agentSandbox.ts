@@ -27,7 +27,7 @@ import { scrubbedEnv } from '../safety/env.ts';
 import { CHECK_MARKER } from '../safety/processes.ts';
 import { bwrapCommand, CHECK_GID, CHECK_UID, dropsPrivileges, sandboxStatus, sandboxTools, type SandboxSettings, type SandboxStatus } from '../safety/sandbox.ts';
 import type { Settings } from '../workspace/config.ts';
-import { apiKeyValue, type AgentNeeds } from './agentNeeds.ts';
+import { apiKeyValue, fillPlaceholders, type AgentNeeds } from './agentNeeds.ts';
 import { handOver, sandboxPlan, type Session } from './shellTool.ts';
 import type { EngineContext } from './types.ts';
 
@@ -93,7 +93,7 @@ export function agentEnv(input: AgentEnvInput): Record<string, string> {
   const { ctx, session, needs, mode, home } = input;
   const windows = (input.platform ?? process.platform) === 'win32';
   const tmp = mode === 'bwrap' ? '/tmp' : input.tmp;
-  const fill = (value: string) => value.replaceAll('{home}', home).replaceAll('{worktree}', session.worktree);
+  const fill = (value: string) => fillPlaceholders(value, { home, worktree: session.worktree });
   const declared = Object.fromEntries(Object.entries(needs.env).map(([name, value]) => [name, fill(value)]));
   const key = apiKeyValue(needs, input.config, ctx.settings.env, ctx.settings.llm);
   return scrubbedEnv(ctx.settings.env, needs.envAllow, {

@@ -16,7 +16,7 @@ import type { CommandEngineConfig } from '../contract/config.ts';
 import { MetaAgentError } from '../contract/errors.ts';
 import { tail } from '../run/checks.ts';
 import { findProgram } from '../safety/sandbox.ts';
-import { agentNeeds } from './agentNeeds.ts';
+import { agentNeeds, fillPlaceholders } from './agentNeeds.ts';
 import { runAgentProcess } from './agentProcess.ts';
 import { readAgentReport } from './agentReport.ts';
 import { agentCommand, agentEnv, agentSandboxMode, fillHome, namedFiles, UNSANDBOXED_WARNING, userHome } from './agentSandbox.ts';
@@ -64,7 +64,7 @@ export class CommandEngine implements Engine {
       const configured = resolved.argv;
       // In the private home: writable by the agent, outside the worktree (never part of the diff).
       const lastMessageFile = path.join(home, '.meta-agent-last-message.md');
-      const argv = configured.map((a) => a.replaceAll('{prompt_file}', promptFile).replaceAll('{worktree}', session.worktree).replaceAll('{last_message_file}', lastMessageFile).replaceAll('{home}', home));
+      const argv = configured.map((a) => fillPlaceholders(a, { home, worktree: session.worktree, promptFile, lastMessageFile }));
       const marker = randomBytes(12).toString('hex');
       const env = agentEnv({ ctx, session, needs, config, mode, home, tmp, promptFile, marker });
       const program = await findProgram(argv[0]!, session.worktree, env.PATH ?? '', env.PATHEXT);

@@ -16,6 +16,7 @@ export type { AgentOutput, AgentUsage, EngineNeeds, HomeFile, PresetName, Resolv
 export { PRESET_NAMES } from './types.ts';
 export { CODEX_VERSION_CHECKED } from './codex.ts';
 export { addAgentUsage } from './usage.ts';
+import { fillPlaceholders, type Placeholders } from '../agentNeeds.ts';
 export { AIDER_VERSION_CHECKED } from './aider.ts';
 export { CLAUDE_VERSION_CHECKED } from './claude.ts';
 
@@ -37,16 +38,8 @@ export function resolveCommand(config: CommandConfig, llm: LlmSettings): Resolve
   };
 }
 
-export interface Placeholders {
-  /** The private HOME as the agent sees it. */
-  home: string;
-  promptFile: string;
-  worktree: string;
-}
-
-/** argv and needs.env values with `{home}`, `{prompt_file}` and `{worktree}` replaced (home files are written as they are). */
-export function fillPlaceholders(resolved: ResolvedCommand, values: Placeholders): { argv: [string, ...string[]]; env: Record<string, string> } {
-  const fill = (text: string) => text.replaceAll('{home}', values.home).replaceAll('{prompt_file}', values.promptFile).replaceAll('{worktree}', values.worktree);
-  const map = (record: Record<string, string>) => Object.fromEntries(Object.entries(record).map(([key, value]) => [key, fill(value)]));
-  return { argv: resolved.argv.map(fill) as [string, ...string[]], env: map(resolved.needs.env) };
+/** argv and needs.env values with the placeholders replaced (home files are written as they are). */
+export function fillPresetPlaceholders(resolved: ResolvedCommand, values: Placeholders): { argv: [string, ...string[]]; env: Record<string, string> } {
+  const fill = (text: string) => fillPlaceholders(text, values);
+  return { argv: resolved.argv.map(fill) as [string, ...string[]], env: Object.fromEntries(Object.entries(resolved.needs.env).map(([key, value]) => [key, fill(value)])) };
 }
