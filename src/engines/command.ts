@@ -15,6 +15,7 @@ import path from 'node:path';
 import type { CommandEngineConfig } from '../contract/config.ts';
 import { MetaAgentError } from '../contract/errors.ts';
 import { tail } from '../run/checks.ts';
+import { readAgentWrittenFile } from '../safety/paths.ts';
 import { findProgram } from '../safety/sandbox.ts';
 import { agentNeeds, fillPlaceholders } from './agentNeeds.ts';
 import { runAgentProcess } from './agentProcess.ts';
@@ -95,7 +96,8 @@ export class CommandEngine implements Engine {
       // What the agent reported in its own events (a preset's): usage, its last message, problems.
       const agent: AgentOutput = await resolved.parseOutput({ stdout: ran.output, home }).catch(() => ({ lastMessage: null, usage: null, problems: [] }));
       if (agent.usage) addAgentUsage(ctx.usage, agent.usage, ctx.settings.llm);
-      const lastMessage = await fs.readFile(lastMessageFile, 'utf8').then((text) => ctx.redact(text), () => (agent.lastMessage ? ctx.redact(agent.lastMessage) : null));
+      const written = await readAgentWrittenFile(lastMessageFile);
+      const lastMessage = written !== null ? ctx.redact(written) : agent.lastMessage ? ctx.redact(agent.lastMessage) : null;
       const result = await this.judge(ctx, config, ran, output, ctx.redact(ran.output), lastMessage, path.basename(argv[0]!), mode);
       return agent.problems.length ? { ...result, risks: [...result.risks, ...agent.problems.map(ctx.redact)] } : result;
     } finally {

@@ -9,6 +9,7 @@
  *   the checked-out files with the same extension, else of all files, else LF.
  */
 import { execa } from 'execa';
+import { gitArgs } from '../workspace/gitArgs.ts';
 
 export type Eol = '\n' | '\r\n';
 
@@ -49,12 +50,12 @@ export function inStyleOf(before: string, after: string, fallback: Eol = '\n'): 
 
 /** The ending a new file at `rel` (repo-relative, POSIX) in the worktree should get. */
 export async function eolForNewFile(worktree: string, rel: string): Promise<Eol> {
-  const attr = await execa('git', ['check-attr', 'eol', '--', rel], { cwd: worktree, reject: false });
+  const attr = await execa('git', gitArgs(['check-attr', 'eol', '--', rel]), { cwd: worktree, reject: false });
   const value = /: eol: (\S+)\s*$/.exec(attr.stdout)?.[1];
   if (value === 'crlf') return '\r\n';
   if (value === 'lf') return '\n';
   // `git ls-files --eol`: "i/lf    w/crlf  attr/<attributes>\t<path>" per file; w/ is the checkout as it is on disk.
-  const listed = await execa('git', ['ls-files', '--eol', '-z'], { cwd: worktree, reject: false });
+  const listed = await execa('git', gitArgs(['ls-files', '--eol', '-z']), { cwd: worktree, reject: false });
   if (listed.exitCode !== 0) return '\n';
   const ext = extOf(rel);
   const tally = { same: { crlf: 0, lf: 0 }, all: { crlf: 0, lf: 0 } };

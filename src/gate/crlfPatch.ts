@@ -15,6 +15,7 @@
 import { createHash } from 'node:crypto';
 import { execa } from 'execa';
 import { splitDiffGit } from './inspect.ts';
+import { gitArgs } from '../workspace/gitArgs.ts';
 
 /** Every line ends in CRLF (and there is at least one line break). */
 export function resavedWithCrlf(text: string): boolean {
@@ -79,7 +80,7 @@ export async function normaliseResavedPatch(bytes: Buffer, repo: string, rev: st
 }
 
 async function storedWithCrlf(repo: string, rev: string, file: string): Promise<boolean | null> {
-  const blob = await execa('git', ['cat-file', 'blob', `${rev}:${file}`], { cwd: repo, reject: false, encoding: 'buffer' });
+  const blob = await execa('git', gitArgs(['cat-file', 'blob', `${rev}:${file}`]), { cwd: repo, reject: false, encoding: 'buffer' });
   if (blob.exitCode !== 0) return null;
   const content = Buffer.from(blob.stdout);
   let crlf = 0;

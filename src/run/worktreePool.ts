@@ -155,8 +155,13 @@ async function resetSlot(dir: string, gitFile: string, base: string): Promise<vo
   const head = await fs.readFile(path.join(gitDir, 'HEAD'), 'utf8').catch(() => '');
   // Attached to a branch (an agent ran `git checkout -b`): detach first, so the reset moves no branch.
   if (head.startsWith('ref:')) await git(dir, ['update-ref', '--no-deref', 'HEAD', base]);
+  // Cleaned before the reset too: an untracked .gitattributes the last run left would steer
+  // the reset's checkout (its line endings) and carry that run's change into the next patch.
+  await git(dir, ['clean', '-ffdxq']);
   await git(dir, ['reset', '--hard', '--quiet', base]);
   await git(dir, ['clean', '-ffdxq']);
+  const left = await git(dir, ['status', '--porcelain', '--ignored', '--untracked-files=all']);
+  if (left.trim()) throw new Error(`the slot is not clean after the reset: ${left.trim().split('\n').slice(0, 3).join('; ')}`);
 }
 
 /** Removes a slot's worktree: links unlinked first, so no removal ever reaches through one. */

@@ -2,7 +2,7 @@
  * Resolving the paths an agent asks for. The worktree is a jail: absolute paths, ".."
  * and symlinks that lead outside are refused with a message the model can act on.
  */
-import { promises as fs } from 'node:fs';
+import { constants as fsConstants, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { toPosix } from './globs.ts';
 
@@ -97,4 +97,26 @@ export function pathErrorRefusal(error: unknown, requested: string): PathRefused
     EINVAL: 'is not a valid path on this system',
   };
   return code && reason[code] ? new PathRefused(`"${requested}" ${reason[code]}`) : null;
+}
+
+/**
+ * Reads a file a sandboxed agent could have written (its last-message file): only a regular
+ * file, never through a link (the agent could point one at a secret the service can read),
+ * at most `maxBytes`. Null when it is missing, a link, not a regular file, or unreadable.
+ */
+export async function readAgentWrittenFile(file: string, maxBytes = 256 * 1024): Promise<string | null> {
+  let handle: import('node:fs/promises').FileHandle | null = null;
+  try {
+    // O_NOFOLLOW: a link at the last step fails; the folders above are the service's own.
+    handle = await fs.open(file, fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0));
+    const stat = await handle.stat();
+    if (!stat.isFile()) return null;
+    const buffer = Buffer.alloc(Math.min(stat.size, maxBytes));
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    return buffer.subarray(0, bytesRead).toString('utf8');
+  } catch {
+    return null;
+  } finally {
+    await handle?.close();
+  }
 }

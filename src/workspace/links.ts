@@ -52,8 +52,14 @@ export async function makeLink(source: string, file: string, options: { platform
  */
 export async function removeLinks(dir: string, rels: readonly string[], platform: NodeJS.Platform = process.platform): Promise<string[]> {
   const removed: string[] = [];
+  const root = await fs.realpath(dir).catch(() => null);
+  if (!root) return removed;
   for (const rel of rels) {
     const file = path.join(dir, rel);
+    // A folder on the way that is itself a link (an agent made `data` one) would lead the
+    // lstat and unlink below out of the worktree: only a path whose folders are real is touched.
+    const parent = await fs.realpath(path.dirname(file)).catch(() => null);
+    if (parent !== path.join(root, path.dirname(rel))) continue;
     const stat = await fs.lstat(file).catch(() => null);
     if (!stat || stat.isDirectory()) continue; // lstat: a junction or symlink reports isSymbolicLink, never isDirectory
     try {

@@ -8,8 +8,8 @@
  * may write only the worktree and TMPDIR. `--strict-config` makes a Codex that no longer knows
  * one of these settings stop instead of silently running without it.
  */
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { readAgentWrittenFile } from '../../safety/paths.ts';
 import type { LlmSettings } from '../../workspace/config.ts';
 import type { AgentOutput, AgentUsage, PresetOptions, ResolvedCommand } from './types.ts';
 
@@ -90,7 +90,7 @@ export function codexPreset(options: PresetOptions, llm: LlmSettings): ResolvedC
     },
     parseOutput: async ({ stdout, home }) => {
       const parsed = parseCodexEvents(stdout);
-      const fromFile = await fs.readFile(path.join(home, CODEX_LAST_MESSAGE), 'utf8').catch(() => null);
+      const fromFile = await readAgentWrittenFile(path.join(home, CODEX_LAST_MESSAGE));
       return { ...parsed, lastMessage: fromFile?.trim() ? fromFile.trim() : parsed.lastMessage };
     },
   };

@@ -18,7 +18,7 @@ import { Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import { MetaAgentError, toErrorInfo } from '../../contract/errors.ts';
 import type { Report } from '../../contract/report.ts';
-import { parseTask } from '../../contract/task.ts';
+import { parseTask, TaskIdSchema } from '../../contract/task.ts';
 import { dispositionOf, newRunId, type RunTaskResult } from '../../run/runTask.ts';
 import { archiveEarlierRun, patchStemFor, reportPaths, writeReport } from '../../run/report.ts';
 import type { Settings } from '../../workspace/config.ts';
@@ -149,7 +149,12 @@ export function startRemoteExecution(settings: Settings, log: Logger): RemoteExe
   };
 
   const fileBundle = async (claim: Claim, bundle: Bundle): Promise<RunTaskResult> => {
-    const id = bundle.report.task_id;
+    // A worker's bundle is input from another machine: its id must be an id (no path), its
+    // run the one this host recorded; the patch's name is this host's, never the worker's.
+    const id = TaskIdSchema.safeParse(bundle.report.task_id).success ? bundle.report.task_id : null;
+    if (!id || bundle.report.run_id !== claim.runId) {
+      throw new MetaAgentError('input', `the worker's result for ${claim.name} names task "${bundle.report.task_id}", run ${bundle.report.run_id} (expected run ${claim.runId}); not filed`, { file: claim.name });
+    }
     const paths = reportPaths(layout, id);
     const earlier = await fs.readFile(paths.json, 'utf8').then((t) => JSON.parse(t) as Report, () => null);
     let report: Report;
@@ -167,6 +172,7 @@ export function startRemoteExecution(settings: Settings, log: Logger): RemoteExe
       let text = JSON.stringify(bundle.report);
       if (workerStem && stem) text = text.replaceAll(`patches/pending/${workerStem}.`, `patches/pending/${stem}.`);
       report = JSON.parse(text) as Report;
+      report.patch_files = stem ? [`${stem}.patch`, `${stem}.json`].map((n) => displayPath(layout, path.join(layout.patches.pending, n))) : [];
       const disposition = dispositionOf(claim.name, id, { ...report, report_md: displayPath(layout, paths.md) });
       const destination = { ok: layout.done, error: layout.failed, interrupted: layout.inbox }[disposition.status];
       report = {

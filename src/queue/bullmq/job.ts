@@ -7,12 +7,16 @@ import { ReportSchema } from '../../contract/report.ts';
 
 export const JobDataSchema = z.strictObject({
   /** The task file's name in processing/ terms (the default task id comes from it). */
-  name: z.string().min(1),
+  name: z
+    .string()
+    .min(1)
+    .refine((n) => !/[\\/\0]/.test(n) && n !== '.' && n !== '..', 'a file name, not a path'),
   /** The task file's bytes, base64. */
   content: z.string(),
   /** The run id the folder host recorded in the ledger: the worker's report carries it. */
   run_id: z.string().min(1),
-  project: z.string().min(1),
+  /** Empty for a task file that does not parse: the worker's runTask then files its failure report. */
+  project: z.string(),
 });
 export type JobData = z.infer<typeof JobDataSchema>;
 

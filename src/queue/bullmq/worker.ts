@@ -26,6 +26,7 @@ import { thisHost } from '../../workspace/faults.ts';
 import { layoutDirs, layoutFor, type Layout } from '../../workspace/layout.ts';
 import { redisTarget } from './connection.ts';
 import { JobDataSchema, MAX_BUNDLE_ARTIFACT_BYTES, type Bundle } from './job.ts';
+import { gitArgs } from '../../workspace/gitArgs.ts';
 
 export interface WorkerOptions {
   settings: Settings;
@@ -161,7 +162,7 @@ class Mirrors {
 
   private async update(project: Project, mirror: string): Promise<void> {
     const remote = remoteOf(project, this.settings.layout);
-    const run = (args: string[], cwd?: string) => execa('git', args, { cwd, timeout: GIT_TIMEOUT_MS, reject: true });
+    const run = (args: string[], cwd?: string) => execa('git', gitArgs(args), { cwd, timeout: GIT_TIMEOUT_MS, reject: true });
     try {
       if (await fs.stat(mirror).then(() => false, () => true)) {
         await fs.mkdir(this.dir, { recursive: true });
