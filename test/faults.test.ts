@@ -233,6 +233,14 @@ test('a pid reused by another process is not the owner: the owner note\'s start 
     assert.ok(await leaseAlive(file, 60_000), 'positive control: this very process is alive');
     await write(note(String(Number(mine) + 1)));
     assert.not.ok(await leaseAlive(file, 60_000), 'same pid, another start time: dead');
+    // No owner note (killed between the lock and the note): judged by the lock's time.
+    await fs.rm(path.join(ws.settings.layout.processing, '.reused.md.owner.json'));
+    const lock = path.join(ws.settings.layout.processing, '.reused.md.lock');
+    await fs.utimes(lock, new Date(), new Date());
+    assert.ok(await leaseAlive(file, 60_000), 'positive control: a fresh lock is alive');
+    const ahead = new Date(Date.now() + 3600_000);
+    await fs.utimes(lock, ahead, ahead);
+    assert.not.ok(await leaseAlive(file, 60_000), 'a lock an hour "in the future" (the clock went back since its last refresh): dead');
   } finally {
     await ws.cleanup();
   }

@@ -137,6 +137,11 @@ export async function leaseAlive(file: string, staleMs: number): Promise<boolean
   const note = await readOwner(file);
   const local = note ? ownerOnThisHost(note) : 'unknown';
   if (local !== 'unknown') return local === 'alive';
+  // A lock time far in the future: the clock went back since its last refresh, and a live
+  // owner would have refreshed it with the new time by now (proper-lockfile alone keeps it
+  // for as long as the jump: a killed worker's claim stranded for an hour, soak seed 14).
+  const stat = await fs.stat(lockPath(file)).catch(() => null);
+  if (stat && stat.mtimeMs - Date.now() > staleMs) return false;
   return lockfile.check(file, { stale: staleMs, realpath: false, lockfilePath: lockPath(file) }).catch(() => false);
 }
 
