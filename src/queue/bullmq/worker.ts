@@ -170,6 +170,8 @@ class Mirrors {
         await run(['clone', '--no-checkout', '--quiet', remote, mirror]);
       }
       await run(['fetch', '--prune', '--quiet', '--update-head-ok', 'origin', '+refs/heads/*:refs/heads/*'], mirror);
+      // Each job's worktree lives in a temp workspace removed after it: forget those registrations.
+      await run(['worktree', 'prune'], mirror);
     } catch (error) {
       const detail = String((error as { stderr?: string }).stderr || toErrorInfo(error).message).trim().split('\n').slice(-2).join(' ');
       throw new MetaAgentError('git', `could not fetch project ${project.name} from ${remote}: ${detail}`, { file: 'meta-agent.yaml', field: `projects.${project.name}.remote` });
