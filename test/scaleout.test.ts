@@ -70,7 +70,7 @@ async function makeRig(): Promise<Rig> {
   const agent = path.join(dir, 'agent.cjs');
   await fs.writeFile(agent, AGENT);
   const execution = (lockS: number) => `execution:\n  engine: bullmq\n  lock_s: ${lockS}\n  max_stalled: 1`;
-  const common = ['engine: command', `command:\n  run: ["${process.execPath}", ${JSON.stringify(agent)}]\n  sandbox: none`, 'queue:\n  scan_interval_ms: 200\n  settle_ms: 0'];
+  const common = ['engine: command', `command:\n  run: ["${process.execPath}", ${JSON.stringify(agent)}]\n  sandbox: none\n  env_allow: ["MARKS"]`, 'queue:\n  scan_interval_ms: 200\n  settle_ms: 0'];
   const ws = await makeWorkspace({ project: '    scope: ["**"]', extra: [...common, execution(2)].join('\n') });
   // The worker's own workspace: no shared folders, the project fetched from the host's repo as its remote.
   const workerRoot = path.join(dir, 'worker-machine');
