@@ -42,7 +42,7 @@ const TYPICAL_S = {
   'progress.test.ts': 40, 'doctor.test.ts': 30, 'secrets.test.ts': 20, 'finish-verify.test.ts': 120, 'edit-tools.test.ts': 70,
   'run-command.test.ts': 70, 'text-mode.test.ts': 50, 'context.test.ts': 45, 'model-compat.test.ts': 30, 'findings.test.ts': 30,
   'prompt-prefix.test.ts': 20, 'redaction.test.ts': 15, 'incomplete.test.ts': 120, 'faults.test.ts': 120, 'names.test.ts': 50,
-  'scaleout.test.ts': 500, 'codex.test.ts': 120, 'codex-safety.test.ts': 60, 'command-sandbox.test.ts': 90, 'streaming.test.ts': 10,
+  'queue.test.ts': 450, 'soak.test.ts': 200, 'scaleout.test.ts': 500, 'codex.test.ts': 120, 'codex-safety.test.ts': 60, 'command-sandbox.test.ts': 90, 'streaming.test.ts': 10,
   'stall.test.ts': 45, 'same-id.test.ts': 25, 'leftover-agent.test.ts': 30, 'gate-snapshot.test.ts': 10,
 };
 const TIMES_FILE = path.join(ROOT, 'node_modules', '.cache', 'meta-agent', 'test-times.json');
