@@ -213,7 +213,7 @@ llm:
 # openai: the built-in agent loop. command: an external coding-agent CLI (see "command").
 engine: openai
 # command:
-#   run: "codex exec --sandbox workspace-write --skip-git-repo-check --ephemeral --output-last-message {last_message_file} -"   # the prompt is on stdin; {prompt_file} and {worktree} are replaced
+#   preset: codex                     # or aider / claude (docs/engines.md); or any agent: run: ["my-agent", "{prompt_file}"]
 #   timeout_s: 1800
 #   idle_timeout_s: 300                # no output and no file change this long: stopped
 #   sandbox: auto                      # the agent runs under bubblewrap (refuses without it); none: unsandboxed
