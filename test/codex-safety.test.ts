@@ -16,7 +16,7 @@ import { ReportSchema } from '../src/contract/report.ts';
 import { loadSettings } from '../src/workspace/config.ts';
 import { makeWorkspace, readJson, repoFingerprint, worktreeCount, writeTask, type TestWorkspace } from './helpers/workspace.ts';
 import { assistantMessage, functionCall, startResponsesApi, toolOutputs, type ResponsesApi, type Turn } from './helpers/responsesApi.ts';
-import { codexBinary } from './helpers/codexCli.ts';
+import { codexOrSkip, teardownCodexCase } from './helpers/codexCli.ts';
 
 const API_KEY = 'sk-scripted-codex-key-CANARY-7f3a';
 const ENV_CANARY = 'env-canary-5d1c9e';
@@ -57,17 +57,7 @@ async function setup(codex: string, script: Turn[] | ((r: any, i: number) => Tur
   }
 }
 
-async function teardown(c: Case | undefined): Promise<void> {
-  if (!c) return;
-  await c.api.close();
-  await c.ws.cleanup();
-}
-
-async function codexOrSkip(name: string): Promise<string | null> {
-  const codex = await codexBinary();
-  if (!codex) console.warn(`  SKIPPED (npm registry unreachable): ${name}`);
-  return codex;
-}
+const teardown = teardownCodexCase;
 
 test('codex preset: canaries of the service environment and of the real repository .env never reach the model', async () => {
   const codex = await codexOrSkip('codex canaries');

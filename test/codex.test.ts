@@ -11,7 +11,7 @@ import { runTask } from '../src/run/runTask.ts';
 import { ReportSchema } from '../src/contract/report.ts';
 import { makeWorkspace, readJson, repoFingerprint, worktreeCount, writeTask, type TestWorkspace } from './helpers/workspace.ts';
 import { assistantMessage, functionCall, startResponsesApi, type ResponsesApi, type Turn } from './helpers/responsesApi.ts';
-import { codexBinary } from './helpers/codexCli.ts';
+import { codexOrSkip, teardownCodexCase } from './helpers/codexCli.ts';
 
 const API_KEY = 'sk-scripted-codex-key';
 const SUMMARY = 'Documented the sizing rules at the top of bot/sizing.py';
@@ -59,17 +59,7 @@ async function setup(codex: string, script: Turn[]): Promise<Case> {
   }
 }
 
-async function teardown(c: Case | undefined): Promise<void> {
-  if (!c) return;
-  await c.api.close();
-  await c.ws.cleanup();
-}
-
-async function codexOrSkip(name: string): Promise<string | null> {
-  const codex = await codexBinary();
-  if (!codex) console.warn(`  SKIPPED (npm registry unreachable): ${name}`);
-  return codex;
-}
+const teardown = teardownCodexCase;
 
 test('codex preset: an in-scope edit by the real Codex CLI gives a patch with its summary and usage', async () => {
   const codex = await codexOrSkip('codex in-scope edit');

@@ -12,9 +12,9 @@ import * as assert from 'uvu/assert';
 import { promises as fs, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execa, type ResultPromise } from 'execa';
+import { execa } from 'execa';
 import { makeWorkspace, type TestWorkspace } from './helpers/workspace.ts';
-import { BIN, killAll, killHard, list, publish, signal, startWatchReady, waitFor, waitForProgress, type WatchProc } from './helpers/procs.ts';
+import { killAll, killHard, list, publish, signal, startMetaAgent, startWatchReady, waitFor, waitForProgress, type WatchProc } from './helpers/procs.ts';
 
 const AGENT = `
 const fs = require('node:fs'); const path = require('node:path');
@@ -92,15 +92,7 @@ async function cleanup(rig: Rig, redis: Redis | null): Promise<void> {
 
 /** A real `meta-agent worker` process in its own process group (killHard kills its agent too). */
 function startWorker(rig: Rig, args: string[] = []): WatchProc {
-  const child: ResultPromise = execa(process.execPath, [BIN, 'worker', '--root', rig.workerRoot, ...args], { reject: false, detached: true, all: true, buffer: false, stdin: 'ignore', env: { OPENAI_API_KEY: '', ...rig.env }, extendEnv: true });
-  let out = '';
-  child.all?.on('data', (chunk: Buffer) => (out += chunk.toString()));
-  let running = true;
-  const exited = child.then((r) => {
-    running = false;
-    return { code: r.exitCode ?? null, signal: r.signal ?? null };
-  });
-  const proc: WatchProc = { pid: child.pid!, child, output: () => out, exited, alive: () => running };
+  const proc = startMetaAgent(['worker', '--root', rig.workerRoot, ...args], rig.env);
   trackForKillAll(proc);
   return proc;
 }

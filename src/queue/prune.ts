@@ -69,7 +69,7 @@ export async function pruneWorktrees(settings: Settings, log: Logger, options: {
     if (!(await removeLinks(leftover, allLinks).then(() => true, () => false))) continue;
     await fs.rm(leftover, { recursive: true, force: true });
   }
-  // Prompt files of the command engine for runs that died.
+  // Prompt files of dead runs, as the command engine wrote them before it moved them into the run's private temp folder (an upgraded workspace).
   const prompts = path.join(settings.layout.state, 'prompts');
   for (const name of await fs.readdir(prompts).catch(() => [] as string[])) {
     const stat = statSync(path.join(prompts, name), { throwIfNoEntry: false });

@@ -58,3 +58,17 @@ async function install(): Promise<string | null> {
   if (!installed?.endsWith(CODEX_VERSION_CHECKED)) throw new Error(`codex --version after the install says ${installed ?? 'nothing'}`);
   return bin;
 }
+
+/** The installed Codex CLI, or null with a visible note (only when the npm registry is unreachable). */
+export async function codexOrSkip(name: string): Promise<string | null> {
+  const codex = await codexBinary();
+  if (!codex) console.warn(`  SKIPPED (npm registry unreachable): ${name}`);
+  return codex;
+}
+
+/** Closes a Codex test's scripted server and removes its workspace. */
+export async function teardownCodexCase(c: { api: { close(): Promise<void> }; ws: { cleanup(): Promise<void> } } | undefined): Promise<void> {
+  if (!c) return;
+  await c.api.close();
+  await c.ws.cleanup();
+}

@@ -60,7 +60,12 @@ export interface WatchProc {
 const started = new Set<WatchProc>();
 
 export function startWatch(root: string, env: Record<string, string> = {}): WatchProc {
-  const child = execa(process.execPath, [BIN, 'watch', '--root', root], {
+  return startMetaAgent(['watch', '--root', root], env);
+}
+
+/** A `meta-agent <args>` process in its own process group (killHard kills what it started too); tracked for `killAll`. */
+export function startMetaAgent(args: string[], env: Record<string, string> = {}): WatchProc {
+  const child = execa(process.execPath, [BIN, ...args], {
     reject: false,
     detached: true,
     all: true,
