@@ -189,7 +189,7 @@ export const GateSchema = z.strictObject({
 });
 
 const PlannedTaskSchema = z.strictObject({
-  type: z.enum(['audit_code', 'propose_features', 'retrain_model', 'risk_review', 'custom']),
+  type: z.enum(TASK_TYPES),
   objective: z.string().min(1),
   scope: z.array(z.string()).default([]),
   tasks: z.array(z.string()).default([]),
