@@ -1,6 +1,7 @@
 /** `meta-agent.yaml`: the one configuration file of a workspace. */
 import { z } from 'zod';
-import { ENGINE_NAMES, TASK_TYPES } from './task.ts';
+import { CycleModeSchema } from './cycle.ts';
+import { EngineNameSchema, TASK_TYPES } from './task.ts';
 import { RiskLevelSchema, SHELL_MODES } from './report.ts';
 
 /** The agent CLIs the command engine knows (src/engines/presets/). */
@@ -188,7 +189,7 @@ export const GateSchema = z.strictObject({
 });
 
 const PlannedTaskSchema = z.strictObject({
-  type: z.enum(['audit_code', 'propose_features', 'retrain_model', 'risk_review', 'custom']),
+  type: z.enum(TASK_TYPES),
   objective: z.string().min(1),
   scope: z.array(z.string()).default([]),
   tasks: z.array(z.string()).default([]),
@@ -203,7 +204,7 @@ export const TradingWindowSchema = z.strictObject({
 export const ScheduleJobSchema = z.strictObject({
   cron: z.string().min(1).describe('node-cron expression (5 or 6 fields), in the schedule timezone'),
   goal: z.string().min(1),
-  mode: z.enum(['daily', 'weekly']).default('daily'),
+  mode: CycleModeSchema.default('daily'),
   project: z.string().optional(),
 });
 
@@ -254,7 +255,7 @@ export const ExecutionSchema = z.strictObject({
 
 export const ConfigSchema = z.strictObject({
   llm: LlmConfigSchema.default(LlmConfigSchema.parse({})),
-  engine: z.enum(ENGINE_NAMES).default('openai'),
+  engine: EngineNameSchema.default('openai'),
   command: CommandEngineConfigSchema.optional(),
   sandbox: z.enum(['auto', 'bwrap', 'none']).default('auto').describe('auto and bwrap: checks run under bubblewrap, and refuse to run without it; none: unsandboxed (see the README, "What `sandbox: none` means")'),
   projects: z.record(z.string().regex(/^[A-Za-z0-9._-]+$/), ProjectConfigSchema).refine((p) => Object.keys(p).length > 0, 'at least one project is required'),

@@ -3,6 +3,10 @@ import { z } from 'zod';
 import { ErrorInfoSchema, RiskLevelSchema, UsageSchema } from './report.ts';
 import { TASK_TYPES } from './task.ts';
 
+/** How far a supervisor cycle looks back and what it plans for: a night or a week. */
+export const CycleModeSchema = z.enum(['daily', 'weekly']);
+export type CycleMode = z.infer<typeof CycleModeSchema>;
+
 /** Strict on purpose: it is sent as the response_format JSON Schema; every field required. */
 export const PlanSchema = z.strictObject({
   tasks: z
@@ -40,7 +44,7 @@ export const CycleTaskSchema = z.object({
 export const CycleReportSchema = z.object({
   cycle_id: z.string(),
   goal: z.string(),
-  mode: z.enum(['daily', 'weekly']),
+  mode: CycleModeSchema,
   project: z.string(),
   status: z.enum(['ok', 'partial', 'error']),
   summary: z.string(),

@@ -2,25 +2,32 @@
  * The one error type of meta-agent. `kind` says what went wrong (and maps to an exit
  * code in the CLI); `file` and `field` say where, so a message is one line a user can act on.
  */
-export type ErrorKind =
-  | 'input' // a task file or CLI argument is wrong
-  | 'config' // meta-agent.yaml or the environment is wrong
-  | 'llm' // the model endpoint refused or kept failing
-  | 'format' // the model's replies had no usable tool call, several times in a row
-  | 'budget' // max_steps / max_tokens spent
-  | 'timeout' // task_timeout_s passed
-  | 'interrupted' // Ctrl-C / SIGTERM
-  | 'scope' // the change touched files outside the task's scope
-  | 'git' // a git command failed
-  | 'engine' // the external coding-agent command failed
-  | 'internal'; // a bug
+import { z } from 'zod';
 
-export interface ErrorInfo {
-  kind: ErrorKind;
-  message: string;
-  file?: string;
-  field?: string;
-}
+export const ERROR_KINDS = [
+  'input', // a task file or CLI argument is wrong
+  'config', // meta-agent.yaml or the environment is wrong
+  'llm', // the model endpoint refused or kept failing
+  'format', // the model's replies had no usable tool call, several times in a row
+  'budget', // max_steps / max_tokens spent
+  'timeout', // task_timeout_s passed
+  'interrupted', // Ctrl-C / SIGTERM
+  'scope', // the change touched files outside the task's scope
+  'git', // a git command failed
+  'engine', // the external coding-agent command failed
+  'internal', // a bug
+] as const;
+export const ErrorKindSchema = z.enum(ERROR_KINDS);
+export type ErrorKind = z.infer<typeof ErrorKindSchema>;
+
+/** An error as reports and cycle reports carry it. */
+export const ErrorInfoSchema = z.object({
+  kind: ErrorKindSchema,
+  message: z.string(),
+  file: z.string().optional(),
+  field: z.string().optional(),
+});
+export type ErrorInfo = z.infer<typeof ErrorInfoSchema>;
 
 export class MetaAgentError extends Error {
   readonly kind: ErrorKind;

@@ -1,6 +1,7 @@
 /** The run report: `reports/<id>.json` (machines) beside `reports/<id>_report.md` (people). */
 import { z } from 'zod';
-import { ENGINE_NAMES, TASK_SOURCES, TASK_TYPES } from './task.ts';
+import { ErrorInfoSchema } from './errors.ts';
+import { EngineNameSchema, TASK_SOURCES, TASK_TYPES } from './task.ts';
 
 export const RISK_LEVELS = ['low', 'medium', 'high'] as const;
 export const RiskLevelSchema = z.enum(RISK_LEVELS);
@@ -12,12 +13,7 @@ export type ShellMode = (typeof SHELL_MODES)[number];
 
 export const OUTCOMES = ['completed', 'no_changes', 'limit_reached', 'scope_violation', 'failed'] as const;
 
-export const ErrorInfoSchema = z.object({
-  kind: z.enum(['input', 'config', 'llm', 'format', 'budget', 'timeout', 'interrupted', 'scope', 'git', 'engine', 'internal']),
-  message: z.string(),
-  file: z.string().optional(),
-  field: z.string().optional(),
-});
+export { ErrorInfoSchema } from './errors.ts';
 
 export const CheckResultSchema = z.object({
   command: z.string().describe('The command as configured'),
@@ -135,7 +131,7 @@ export const ReportSchema = z.object({
   usage: UsageSchema,
   steps: z.number().int().nonnegative(),
   model: z.string().nullable(),
-  engine: z.enum(ENGINE_NAMES),
+  engine: EngineNameSchema,
   base_commit: z.string().nullable(),
   branch: z.string().nullable(),
   started_at: z.string(),

@@ -12,6 +12,8 @@ import { decodeUtf16, idFromFileName } from './taskName.ts';
 export const TASK_TYPES = ['audit_code', 'propose_features', 'retrain_model', 'risk_review', 'custom'] as const;
 export const TASK_SOURCES = ['gui', 'supervisor', 'human', 'cli'] as const;
 export const ENGINE_NAMES = ['openai', 'command'] as const;
+export const EngineNameSchema = z.enum(ENGINE_NAMES);
+export type EngineName = z.infer<typeof EngineNameSchema>;
 /** Task files larger than this are refused: a task is a page of text, not a data dump. */
 export const MAX_TASK_BYTES = 256 * 1024;
 
@@ -36,7 +38,7 @@ export const TaskSchema = z.strictObject({
   tasks: stringList.default([]).describe('Concrete sub-tasks'),
   output: z.string().trim().default('').describe('What is expected back'),
   source: z.enum(TASK_SOURCES).default('human'),
-  engine: z.enum(ENGINE_NAMES).optional().describe('Overrides the config\'s engine'),
+  engine: EngineNameSchema.optional().describe('Overrides the config\'s engine'),
   created: z.preprocess((v) => (v instanceof Date ? v.toISOString() : v), z.string().optional()),
   max_tokens: z.number().int().positive().optional().describe('Caps limits.max_tokens for this task (the supervisor sets it from its budget)'),
   body: z.string().default('').describe('Free Markdown for the model (front matter form: the body)'),

@@ -1,7 +1,7 @@
 /** What an engine gets and gives back. Engines know the worktree, never the queue. */
 import type { Logger } from 'pino';
 import type { CheckResult, Finding, RiskLevel, ShellMode, Usage } from '../contract/report.ts';
-import type { Task } from '../contract/task.ts';
+import type { EngineName, Task } from '../contract/task.ts';
 import type { Check, Project, Settings } from '../workspace/config.ts';
 import type { Redactor } from '../safety/redact.ts';
 import type { PathMatcher } from '../safety/globs.ts';
@@ -66,7 +66,7 @@ export interface EngineResult {
 }
 
 export interface Engine {
-  readonly name: 'openai' | 'command';
+  readonly name: EngineName;
   /** Terminating problems (budget, timeout, auth) are thrown as MetaAgentError. */
   run(ctx: EngineContext): Promise<EngineResult>;
 }

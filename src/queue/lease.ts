@@ -19,6 +19,8 @@ import { existsSync, readFileSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
 import { MetaAgentError } from '../contract/errors.ts';
+import { readJsonFile } from '../contract/readJson.ts';
+import { OwnerNoteSchema, type OwnerNote } from '../contract/stateFiles.ts';
 import { thisHost } from '../workspace/faults.ts';
 
 export interface Lease {
@@ -31,16 +33,7 @@ export interface Lease {
   release(): Promise<void>;
 }
 
-export interface OwnerNote {
-  host: string;
-  pid: number;
-  /** The pid's start time (Linux: /proc/<pid>/stat field 22, clock ticks since boot); null elsewhere. Guards against pid reuse. */
-  pid_started?: string | null;
-  /** The owner's process group (Linux; null elsewhere): what its agents and checks run in, killed at recovery. */
-  pgid?: number | null;
-  run_id: string;
-  since: string;
-}
+export type { OwnerNote } from '../contract/stateFiles.ts';
 
 const lockPath = (file: string) => path.join(path.dirname(file), `.${path.basename(file)}.lock`);
 const ownerPath = (file: string) => path.join(path.dirname(file), `.${path.basename(file)}.owner.json`);
@@ -145,12 +138,14 @@ export async function leaseAlive(file: string, staleMs: number): Promise<boolean
   return lockfile.check(file, { stale: staleMs, realpath: false, lockfilePath: lockPath(file) }).catch(() => false);
 }
 
+/**
+ * The owner note of a claimed file or lock; null when there is none or it cannot be read.
+ * A note is written in place (not renamed in), so a reader may see it half-written, and a
+ * note that is missing, damaged or unreadable all mean the same: the lock's staleness
+ * decides instead of the owner's pid.
+ */
 export async function readOwner(file: string): Promise<OwnerNote | null> {
-  try {
-    return JSON.parse(await fs.readFile(ownerPath(file), 'utf8')) as OwnerNote;
-  } catch {
-    return null;
-  }
+  return readJsonFile(ownerPath(file), OwnerNoteSchema).catch(() => null);
 }
 
 /** Removes what a dead owner left behind (its lock folder and owner note). */

@@ -7,26 +7,12 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { MetaAgentError } from '../contract/errors.ts';
+import { readJsonFileOrNull } from '../contract/readJson.ts';
+import { LedgerEntrySchema, type LedgerEntry } from '../contract/stateFiles.ts';
 import { replaceFile } from '../workspace/files.ts';
 
-export interface LedgerRun {
-  run_id: string;
-  started_at: string;
-  host: string;
-  pid: number;
-  /** Set once the report is written: where the task file goes next. */
-  reported?: { status: 'ok' | 'error' | 'interrupted'; at: string; explanation?: string };
-  finalized_at?: string;
-  /** Set when a crashed run's task was recovered. */
-  recovered?: 'returned_to_inbox' | 'failed_interrupted_twice' | 'finalized_from_ledger';
-}
-
-export interface LedgerEntry {
-  key: string;
-  name: string;
-  sha256: string;
-  runs: LedgerRun[];
-}
+export type { LedgerEntry, LedgerRun } from '../contract/stateFiles.ts';
 
 export function ledgerKey(name: string, content: Buffer): { key: string; sha256: string } {
   const sha256 = createHash('sha256').update(content).digest('hex');
@@ -40,11 +26,17 @@ export class Ledger {
     return path.join(this.dir, `${key}.json`);
   }
 
+  /**
+   * The entry, or undefined when there is none yet. A damaged one (a hand edit, a disk
+   * fault) counts as none: the next update starts it afresh. Any other read error is
+   * thrown: an entry that is there but cannot be read must not be overwritten.
+   */
   async get(key: string): Promise<LedgerEntry | undefined> {
     try {
-      return JSON.parse(await fs.readFile(this.file(key), 'utf8')) as LedgerEntry;
-    } catch {
-      return undefined;
+      return (await readJsonFileOrNull(this.file(key), LedgerEntrySchema)) ?? undefined;
+    } catch (error) {
+      if (error instanceof MetaAgentError) return undefined;
+      throw error;
     }
   }
 

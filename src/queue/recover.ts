@@ -8,12 +8,14 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Layout } from '../workspace/layout.ts';
-import { Ledger, ledgerKey } from './ledger.ts';
+import { Ledger, ledgerKey, type LedgerRun } from './ledger.ts';
 import { clearDeadTaskIdLocks } from './taskIdLock.ts';
 import { clearLease, killLeftoverGroup, leaseAlive, pidAlive, readOwner } from './lease.ts';
 import { renameBusy, tempWriterPid } from '../workspace/files.ts';
 import { ledgerFor, moveClaimed, moveUnique, takePrivately, type Disposition } from './folders.ts';
 import { defaultIdFor, parseTask } from '../contract/task.ts';
+import { readJsonFile } from '../contract/readJson.ts';
+import { ReportOutcomeSchema } from '../contract/stateFiles.ts';
 
 export interface RecoveryResult {
   returned: string[];
@@ -73,7 +75,7 @@ export async function recoverOrphans(layout: Layout, staleMs: number, log: Logge
     // telling the ledger): its run id is the owner note's.
     const fromReport = owner && !lastRun?.reported ? await reportOfRun(layout, content, name, owner.run_id) : null;
     let disposition: Disposition;
-    let recovered: 'returned_to_inbox' | 'failed_interrupted_twice' | 'finalized_from_ledger';
+    let recovered: NonNullable<LedgerRun['recovered']>;
     if (fromReport) {
       disposition = fromReport;
       recovered = 'finalized_from_ledger';
@@ -183,7 +185,8 @@ async function reportOfRun(layout: Layout, content: Buffer, name: string, runId:
   const names = await fs.readdir(layout.reports).catch(() => [] as string[]);
   const candidates = names.filter((n) => n === `${id}.json` || (n.startsWith(`${id}.`) && /^\d+\.json$/.test(n.slice(id.length + 1))));
   for (const candidate of candidates) {
-    const report = await fs.readFile(path.join(layout.reports, candidate), 'utf8').then((t) => JSON.parse(t) as { run_id?: string; status?: string; error?: { kind?: string; message?: string } | null; report_md?: string }, () => null);
+    // Unreadable or damaged: not a report this run finished writing.
+    const report = await readJsonFile(path.join(layout.reports, candidate), ReportOutcomeSchema).catch(() => null);
     if (report?.run_id !== runId) continue;
     if (report.error?.kind === 'interrupted') return null;
     if (report.status === 'ok') return { status: 'ok' };

@@ -12,6 +12,8 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import type { Logger } from 'pino';
+import { readJsonFile } from '../contract/readJson.ts';
+import { CycleFinishedAtSchema } from '../contract/stateFiles.ts';
 import type { Settings } from '../workspace/config.ts';
 import { exists, faulty, renameBusy, retryBusy, tempNameFor } from '../workspace/files.ts';
 import { pendingPatchesOf } from './pendingPatches.ts';
@@ -111,10 +113,8 @@ async function retireCycleReports(settings: Settings, limit: number, realNow: nu
   return retired;
 }
 
+/** The report's finished_at; '' when it has none, is missing or cannot be read (the caller then goes by file times). */
 async function readFinishedAt(file: string): Promise<string> {
-  try {
-    return (JSON.parse(await fs.readFile(file, 'utf8')) as { finished_at?: string }).finished_at ?? '';
-  } catch {
-    return '';
-  }
+  const report = await readJsonFile(file, CycleFinishedAtSchema).catch(() => null);
+  return report?.finished_at ?? '';
 }

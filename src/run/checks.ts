@@ -11,6 +11,8 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { MetaAgentError } from '../contract/errors.ts';
+import { readJsonFile } from '../contract/readJson.ts';
+import { BaselineCacheEntrySchema, type BaselineCacheEntry } from '../contract/stateFiles.ts';
 import type { CheckResult } from '../contract/report.ts';
 import type { Check, Project, Settings } from '../workspace/config.ts';
 import { scrubbedEnv } from '../safety/env.ts';
@@ -188,22 +190,18 @@ export class BaselineCache {
 
   /** With the tests that failed (null: the output did not say, or an entry written before they were kept). */
   async detail(project: Project, commit: string, check: Check): Promise<{ passed: boolean; failed_tests: string[] | null } | undefined> {
-    try {
-      const data = JSON.parse(await fs.readFile(this.fileFor(project, commit, check), 'utf8')) as { passed?: unknown; failed_tests?: unknown };
-      // A failing entry from before failed_tests was kept: run it again to learn which tests.
-      if (typeof data.passed !== 'boolean' || (!data.passed && !('failed_tests' in data))) return undefined;
-      const failed = Array.isArray(data.failed_tests) && data.failed_tests.every((t) => typeof t === 'string') ? (data.failed_tests as string[]) : null;
-      return { passed: data.passed, failed_tests: failed };
-    } catch {
-      return undefined;
-    }
+    // A cache: an entry that is missing, damaged or unreadable is a miss (the check runs again).
+    const entry = await readJsonFile(this.fileFor(project, commit, check), BaselineCacheEntrySchema).catch(() => null);
+    // A failing entry from before failed_tests was kept: run it again to learn which tests.
+    if (!entry || (!entry.passed && entry.failed_tests === undefined)) return undefined;
+    return { passed: entry.passed, failed_tests: entry.failed_tests ?? null };
   }
 
   async set(project: Project, commit: string, check: Check, passed: boolean, failedTests: string[] | null = null): Promise<void> {
     await fs.mkdir(this.dir, { recursive: true });
     const file = this.fileFor(project, commit, check);
     const temp = `${file}.${process.pid}.tmp`;
-    await fs.writeFile(temp, JSON.stringify({ project: project.name, commit, command: check.command, passed, failed_tests: failedTests }) + '\n');
+    await fs.writeFile(temp, JSON.stringify({ project: project.name, commit, command: check.command, passed, failed_tests: failedTests } satisfies BaselineCacheEntry) + '\n');
     await fs.rename(temp, file);
   }
 }

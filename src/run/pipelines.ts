@@ -12,6 +12,8 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { MetaAgentError } from '../contract/errors.ts';
+import { readJsonFile } from '../contract/readJson.ts';
+import { EvalMetricsSchema } from '../contract/stateFiles.ts';
 import type { CheckResult, RetrainComparison, Report } from '../contract/report.ts';
 import type { Task } from '../contract/task.ts';
 import type { Project, RetrainChain, Settings } from '../workspace/config.ts';
@@ -129,16 +131,8 @@ export class RetrainFailed extends MetaAgentError {
 }
 
 async function compare(chain: RetrainChain, worktree: string): Promise<RetrainComparison> {
-  const read = async (rel: string) => {
-    const text = await fs.readFile(path.join(worktree, rel), 'utf8').catch(() => null);
-    if (text === null) return null;
-    try {
-      const value = JSON.parse(text) as unknown;
-      return value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
-    } catch {
-      return null;
-    }
-  };
+  // Written by the bot's own code (hostile input): anything but a readable JSON object counts as not written.
+  const read = (rel: string) => readJsonFile(path.join(worktree, rel), EvalMetricsSchema).catch(() => null);
   const candidate = await read(chain.metrics);
   if (!candidate) throw new MetaAgentError('engine', `the eval step did not write a JSON object to ${chain.metrics}`, { field: 'retrain.metrics' });
   const baseline = await read(chain.baseline);

@@ -27,6 +27,8 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { readJsonFile } from '../contract/readJson.ts';
+import { PoolSlotStateSchema, type PoolSlotState } from '../contract/stateFiles.ts';
 import { lockActivity } from '../queue/lease.ts';
 import type { Project, Settings } from '../workspace/config.ts';
 import type { Layout } from '../workspace/layout.ts';
@@ -34,15 +36,6 @@ import { replaceFile } from '../workspace/files.ts';
 import { ALWAYS_EXCLUDED, addWorktree, git, removeWorktree, resolveBranch } from './git.ts';
 import { linkPaths, openWorktree, type Worktree } from './workspaceRepo.ts';
 import { removeLinks } from '../workspace/links.ts';
-
-/** What a slot was made with; a slot whose state differs from the config is made again. */
-interface SlotState {
-  fingerprint: string;
-  /** The content of `<slot>/.git` when it was made: a changed one is never trusted. */
-  git_file: string;
-  /** Link paths (repo-relative, "/" separated) that may exist as symlinks in the slot. */
-  links: string[];
-}
 
 export function poolRoot(layout: Layout): string {
   return path.join(layout.state, 'pool-worktrees');
@@ -72,14 +65,12 @@ const slotPaths = (dir: string, i: number) => ({
   exclude: path.join(dir, `slot-${i}.exclude`),
 });
 
-async function readState(file: string): Promise<SlotState | null> {
-  try {
-    const parsed = JSON.parse(await fs.readFile(file, 'utf8')) as Partial<SlotState>;
-    if (typeof parsed.fingerprint !== 'string' || typeof parsed.git_file !== 'string' || !Array.isArray(parsed.links)) return null;
-    return { fingerprint: parsed.fingerprint, git_file: parsed.git_file, links: parsed.links.filter((l): l is string => typeof l === 'string') };
-  } catch {
-    return null;
-  }
+/**
+ * What a slot was made with; a slot whose state differs from the config is made again. Null
+ * when there is none or it cannot be read or trusted: the slot is then made again too.
+ */
+async function readState(file: string): Promise<PoolSlotState | null> {
+  return readJsonFile(file, PoolSlotStateSchema).catch(() => null);
 }
 
 /** Removes each of `links` ("/" paths) in `dir` by unlinking it, never following it (links.ts). */
@@ -135,9 +126,9 @@ async function prepareSlot(project: Project, paths: ReturnType<typeof slotPaths>
     await addWorktree(project.repoPath, paths.dir, base);
     const made = await fs.readFile(path.join(paths.dir, '.git'), 'utf8');
     // Written before any link exists: a crash while linking leaves a state that names them all.
-    await replaceFile(paths.state, JSON.stringify({ fingerprint, git_file: made, links: configured } satisfies SlotState) + '\n');
+    await replaceFile(paths.state, JSON.stringify({ fingerprint, git_file: made, links: configured } satisfies PoolSlotState) + '\n');
   } else if (state && state.links.join('\0') !== configured.join('\0')) {
-    await replaceFile(paths.state, JSON.stringify({ ...state, links: configured } satisfies SlotState) + '\n');
+    await replaceFile(paths.state, JSON.stringify({ ...state, links: configured } satisfies PoolSlotState) + '\n');
   }
   const linked = await linkPaths(project, paths.dir);
   await fs.writeFile(paths.exclude, [...ALWAYS_EXCLUDED, ...linked.map((l) => `/${l}`)].join('\n') + '\n');
@@ -165,7 +156,7 @@ async function resetSlot(dir: string, gitFile: string, base: string): Promise<vo
 }
 
 /** Removes a slot's worktree: links unlinked first, so no removal ever reaches through one. */
-async function discardSlot(repo: string, paths: ReturnType<typeof slotPaths>, state: SlotState | null, configured: string[] = []): Promise<void> {
+async function discardSlot(repo: string, paths: ReturnType<typeof slotPaths>, state: PoolSlotState | null, configured: string[] = []): Promise<void> {
   await unlinkLinks(paths.dir, [...(state?.links ?? []), ...configured]).catch(() => undefined);
   await fs.rm(paths.state, { force: true });
   // Also when the folder is gone: its registration in the repo is pruned, or `worktree add` refuses the path.

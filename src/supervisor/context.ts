@@ -6,30 +6,16 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { CycleReportSchema } from '../contract/cycle.ts';
+import { MetaAgentError } from '../contract/errors.ts';
+import { readJsonFileOrNull } from '../contract/readJson.ts';
+import { CycleNextActionsSchema, SupervisorStateSchema, type CycleContext, type SupervisorState } from '../contract/stateFiles.ts';
 import type { Project, Settings } from '../workspace/config.ts';
 import { replaceFile } from '../workspace/files.ts';
 import { git, resolveBranch } from '../run/git.ts';
-import { listPending, type PendingPatch } from '../gate/decide.ts';
+import { listPending } from '../gate/decide.ts';
 import { computeTradeMetrics, metricsMarkdown, riskFlags } from './metrics.ts';
 
-export interface SupervisorState {
-  last_cycle_id: string | null;
-  last_head: string | null;
-  /** Bytes of each log file already read. */
-  log_offsets: Record<string, number>;
-}
-
-export interface CycleContext {
-  commits: string[];
-  logLines: string[];
-  pnl: string | null;
-  openNextActions: string[];
-  pending: PendingPatch[];
-  rejectedReasons: string[];
-  head: string | null;
-  logOffsets: Record<string, number>;
-}
+export type { CycleContext, SupervisorState } from '../contract/stateFiles.ts';
 
 const MAX_COMMITS = 50;
 const MAX_REJECTIONS = 10;
@@ -38,11 +24,14 @@ export function stateFile(settings: Settings, project: string): string {
   return path.join(settings.layout.state, 'supervisor', `${project}.json`);
 }
 
+/** Where the last cycle left off; a first cycle, or a damaged file, starts from nothing (logs read anew). */
 export async function readState(settings: Settings, project: string): Promise<SupervisorState> {
+  const fresh: SupervisorState = { last_cycle_id: null, last_head: null, log_offsets: {} };
   try {
-    return JSON.parse(await fs.readFile(stateFile(settings, project), 'utf8')) as SupervisorState;
-  } catch {
-    return { last_cycle_id: null, last_head: null, log_offsets: {} };
+    return (await readJsonFileOrNull(stateFile(settings, project), SupervisorStateSchema)) ?? fresh;
+  } catch (error) {
+    if (error instanceof MetaAgentError) return fresh;
+    throw error;
   }
 }
 
@@ -107,11 +96,12 @@ async function pnlSummary(project: Project): Promise<string | null> {
   }
 }
 
+/** The previous cycle's next actions; none when its report is gone or damaged (the cycle plans without them). */
 async function previousNextActions(settings: Settings, cycleId: string | null): Promise<string[]> {
   if (!cycleId) return [];
-  const text = await fs.readFile(path.join(settings.layout.reports, 'cycles', `${cycleId}.json`), 'utf8').catch(() => null);
-  const parsed = text ? CycleReportSchema.safeParse(JSON.parse(text)) : null;
-  return parsed?.success ? parsed.data.next_actions : [];
+  const file = path.join(settings.layout.reports, 'cycles', `${cycleId}.json`);
+  const report = await readJsonFileOrNull(file, CycleNextActionsSchema).catch(() => null);
+  return report?.next_actions ?? [];
 }
 
 async function rejectionReasons(settings: Settings): Promise<string[]> {

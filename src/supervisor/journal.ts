@@ -8,29 +8,14 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { CycleReport, Plan } from '../contract/cycle.ts';
+import { MetaAgentError } from '../contract/errors.ts';
+import { readJsonFileOrNull } from '../contract/readJson.ts';
+import { CycleJournalSchema, type CycleJournal } from '../contract/stateFiles.ts';
 import type { Settings } from '../workspace/config.ts';
 import { pidAlive } from '../queue/lease.ts';
 import { replaceFile, retryWrite } from '../workspace/files.ts';
-import type { CycleContext } from './context.ts';
 
-export interface CycleJournal {
-  cycle_id: string;
-  goal: string;
-  mode: 'daily' | 'weekly';
-  project: string;
-  started_at: string;
-  /** The process running the cycle (the one that resumes it takes it over). */
-  owner: { host: string; pid: number };
-  /** Null until planned; then what the rest of the cycle needs, decided once. */
-  planned: null | {
-    plan: Plan;
-    planner: CycleReport['planner'];
-    context: CycleContext;
-    /** One per planned task, in order: the id its task file gets when created. */
-    task_ids: string[];
-  };
-}
+export type { CycleJournal } from '../contract/stateFiles.ts';
 
 const runningDir = (settings: Settings) => path.join(settings.layout.state, 'supervisor', 'running');
 const journalFile = (settings: Settings, cycleId: string) => path.join(runningDir(settings), `${cycleId}.json`);
@@ -46,16 +31,26 @@ export async function removeJournal(settings: Settings, cycleId: string): Promis
   await fs.rm(journalFile(settings, cycleId), { force: true });
 }
 
-/** Journals of cycles whose process is gone (on this host: other hosts' pids cannot be probed), oldest first. */
+/**
+ * Journals of cycles whose process is gone (on this host: other hosts' pids cannot be probed),
+ * oldest first. A damaged journal is passed over (its cycle cannot be resumed from it), as is
+ * one removed meanwhile (its cycle finished).
+ */
 export async function orphanedCycles(settings: Settings): Promise<CycleJournal[]> {
   const names = (await fs.readdir(runningDir(settings)).catch(() => [] as string[])).filter((n) => n.endsWith('.json') && !n.startsWith('.')).sort();
   const out: CycleJournal[] = [];
   for (const name of names) {
-    const journal = await fs
-      .readFile(path.join(runningDir(settings), name), 'utf8')
-      .then((text) => JSON.parse(text) as CycleJournal)
-      .catch(() => null);
+    const journal = await readJournal(path.join(runningDir(settings), name));
     if (journal && journal.owner.host === os.hostname() && journal.owner.pid !== process.pid && !pidAlive(journal.owner.pid)) out.push(journal);
   }
   return out.sort((a, b) => a.started_at.localeCompare(b.started_at));
+}
+
+async function readJournal(file: string): Promise<CycleJournal | null> {
+  try {
+    return await readJsonFileOrNull(file, CycleJournalSchema);
+  } catch (error) {
+    if (error instanceof MetaAgentError) return null;
+    throw error;
+  }
 }

@@ -4,30 +4,12 @@
  */
 import { parse } from 'csv-parse/sync';
 import { MetaAgentError } from '../contract/errors.ts';
-import type { TradesConfig } from '../contract/config.ts';
+import type { RiskThresholdsSchema, TradesConfig } from '../contract/config.ts';
+import type { TradeMetricsSchema } from '../contract/report.ts';
 import type { z } from 'zod';
-import type { RiskThresholdsSchema } from '../contract/config.ts';
 
-export interface TradeMetrics {
-  trades: number;
-  net_pnl: number;
-  /** Share of rows with pnl > 0, 0..1. */
-  win_rate: number;
-  /** Sum of positive pnl / |sum of negative pnl|; null without losses. */
-  profit_factor: number | null;
-  avg_win: number | null;
-  avg_loss: number | null;
-  /** Largest fall of equity from its running peak, in currency. */
-  max_drawdown: number;
-  /** That fall as a percentage of the peak it fell from. */
-  max_drawdown_pct: number;
-  /** The UTC calendar day with the lowest summed pnl. */
-  worst_day: { date: string; pnl: number } | null;
-  first_trade_at: string | null;
-  last_trade_at: string | null;
-  equity_curve: Array<{ t: string; equity: number }>;
-}
-
+/** The numbers, as reports carry them (contract/report.ts). */
+export type TradeMetrics = z.infer<typeof TradeMetricsSchema>;
 export type RiskThresholds = z.infer<typeof RiskThresholdsSchema>;
 
 const round = (n: number, digits = 6) => Math.round(n * 10 ** digits) / 10 ** digits;

@@ -19,6 +19,8 @@ import type { z } from 'zod';
 import type { ScheduleJobSchema, TradingWindowSchema } from '../contract/config.ts';
 import type { CycleReport } from '../contract/cycle.ts';
 import { MetaAgentError, toErrorInfo } from '../contract/errors.ts';
+import { readJsonFileOrNull } from '../contract/readJson.ts';
+import { ScheduleStateSchema, type ScheduleState } from '../contract/stateFiles.ts';
 import type { Settings } from '../workspace/config.ts';
 import { replaceFile, retryWrite } from '../workspace/files.ts';
 import type { Clock } from './cycle.ts';
@@ -153,11 +155,6 @@ export interface SchedulerOptions {
   tickMs?: number;
 }
 
-interface ScheduleState {
-  /** Last local run key per job. */
-  last: Record<string, string>;
-}
-
 export class Scheduler {
   private readonly jobs: Array<{ job: ScheduleJob; id: string; matches: ReturnType<typeof compileCron>; seen: Set<string> }>;
   private readonly clock: Clock;
@@ -168,8 +165,6 @@ export class Scheduler {
   private ticking: Promise<unknown> | null = null;
   private readonly stateFile: string;
   private readonly lockTarget: string;
-  /** Cycles started (for tests and the health line). */
-  readonly started: Array<{ job: string; at: string; key: string }> = [];
 
   constructor(private readonly options: SchedulerOptions) {
     const { supervisor } = options.settings.config;
@@ -262,7 +257,6 @@ export class Scheduler {
       await release().catch(() => undefined);
       throw error;
     }
-    this.started.push({ job: job.goal, at: now.toISOString(), key });
     log.info({ job: job.goal, mode: job.mode, at: key }, `starting cycle ${job.goal}`);
     this.running = this.options
       .runCycle(job, this.shouldStop)
@@ -337,10 +331,15 @@ export class Scheduler {
     }
   }
 
+  /**
+   * The last run of each job. A first start has none; a state that cannot be read is logged
+   * and taken as none, as before: a job may then run once more, never be lost.
+   */
   private async readState(): Promise<ScheduleState> {
     try {
-      return JSON.parse(await fs.readFile(this.stateFile, 'utf8')) as ScheduleState;
-    } catch {
+      return (await readJsonFileOrNull(this.stateFile, ScheduleStateSchema)) ?? { last: {} };
+    } catch (error) {
+      this.options.log.warn({ err: toErrorInfo(error) }, 'scheduler: its state could not be read; every job counts as not run yet');
       return { last: {} };
     }
   }

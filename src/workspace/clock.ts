@@ -3,7 +3,8 @@
  * system time; `META_AGENT_CLOCK_FILE` (a JSON file `{"now": "<ISO time>"}`) lets a test
  * harness move time for a real service process. Nothing else reads it.
  */
-import { readFileSync } from 'node:fs';
+import { readJsonFileSync } from '../contract/readJson.ts';
+import { ClockFileSchema } from '../contract/stateFiles.ts';
 
 export type Clock = () => Date;
 
@@ -18,14 +19,14 @@ export function clockFromEnv(env: Readonly<Record<string, string | undefined>>):
   let last: Date | null = null;
   return () => {
     try {
-      const now = (JSON.parse(readFileSync(file, 'utf8')) as { now?: string }).now;
+      const { now } = readJsonFileSync(file, ClockFileSchema);
       const date = now ? new Date(now) : null;
       if (date && !Number.isNaN(date.getTime())) {
         last = date;
         return new Date(date);
       }
     } catch {
-      // the harness is rewriting the file
+      // the harness is rewriting the file (missing, half-written): keep the last reading
     }
     return last ? new Date(last) : new Date();
   };

@@ -1,8 +1,6 @@
 /** The workspace: a folder whose sub-folders are the queue. One source for every path. */
 import path from 'node:path';
 
-export const QUEUE_DIRS = ['inbox', 'processing', 'done', 'failed'] as const;
-export const PATCH_DIRS = ['pending', 'approved', 'rejected', 'applied'] as const;
 export const CONFIG_FILE = 'meta-agent.yaml';
 
 export interface Layout {
