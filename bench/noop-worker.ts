@@ -4,7 +4,7 @@
  * REDIS_URL in the environment; SIGTERM stops it.
  */
 import { silentLogger } from '../src/log.ts';
-import { startWorker } from '../src/queue/bullmq/worker.ts';
+import { startWorker } from '../src/service/bullmq/worker.ts';
 import { loadSettings } from '../src/workspace/config.ts';
 import { benchEnv, NoopEngine } from './lib.ts';
 
