@@ -185,7 +185,10 @@ async function assertFiledOnce(rig: Rig, id: string): Promise<void> {
   assert.equal(await list(layout.reportArchive), [], 'no earlier report of this task was archived: one report');
   const ledger = path.join(layout.state, 'ledger');
   const names = (await fs.readdir(ledger)).filter((n) => n.endsWith('.json') && !n.startsWith('.'));
-  const entries = await Promise.all(names.map(async (n) => JSON.parse(await fs.readFile(path.join(ledger, n), 'utf8'))));
+  const readEntries = () => Promise.all(names.map(async (n) => JSON.parse(await fs.readFile(path.join(ledger, n), 'utf8'))));
+  // The task reaches done/ just before the ledger marks the run finalized: wait for that step, do not race it.
+  await waitFor('the ledger to mark the run finalized', async () => (await readEntries()).every((e) => e.runs.every((r: { finalized_at?: string }) => r.finalized_at)), 30_000);
+  const entries = await readEntries();
   assert.is(entries.length, 1, `one ledger entry: ${(await fs.readdir(ledger)).join(', ')}`);
   assert.is(entries[0].runs.length, 1, 'one ledger run');
   assert.is(entries[0].runs[0].run_id, report.run_id);
