@@ -61,8 +61,9 @@ export async function startUi(options: UiOptions): Promise<UiServer> {
     sessionToken: options.token ?? (await uiToken(settings.layout)),
     tokens: actionTokens(),
     applyStatus: applyChecker(settings),
-    events: new LiveEvents(settings, log),
     files: Object.fromEntries(await Promise.all(STATIC_FILES.map(async (f) => [f, await fs.readFile(path.join(HERE, f))] as const))),
+    // Last: from here on, a failure must close its watcher.
+    events: new LiveEvents(settings, log),
   };
   const server = http.createServer((req, res) => {
     dispatch(ROUTES, ctx, req, res).catch((error: unknown) =>
