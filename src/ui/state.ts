@@ -1,8 +1,13 @@
 /** What the dashboard shows, read from the folders (the only truth). */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
 import { ReportSchema, type Report } from '../contract/report.ts';
 import { CycleReportSchema } from '../contract/cycle.ts';
+import { toErrorInfo } from '../contract/errors.ts';
+import { parseJsonText, readJsonFileOrNull } from '../contract/readJson.ts';
+import { AppliedResultSchema, TrajectoryProgressSchema } from '../contract/uiFiles.ts';
 import type { Settings } from '../workspace/config.ts';
 import { listPending } from '../gate/decide.ts';
 import { readOwner } from '../queue/lease.ts';
@@ -54,46 +59,48 @@ async function entries(dir: string, ext: string): Promise<QueueEntry[]> {
   return (await listed(dir, ext)).list;
 }
 
-export async function readReport(settings: Settings, id: string): Promise<Report | null> {
-  const text = await fs.readFile(path.join(settings.layout.reports, `${id}.json`), 'utf8').catch(() => null);
-  if (!text) return null;
-  const parsed = ReportSchema.safeParse(JSON.parse(text));
-  return parsed.success ? parsed.data : null;
+/**
+ * A JSON file meta-agent wrote, checked against its schema; null when it is missing or damaged.
+ * The dashboard is tolerant on purpose: one bad file must not break the whole page, so a
+ * damaged one is skipped and logged (at debug: the page reloads its state every few seconds).
+ */
+export async function readTolerantly<S extends z.ZodType>(file: string, schema: S, log?: Logger): Promise<z.infer<S> | null> {
+  try {
+    return await readJsonFileOrNull(file, schema);
+  } catch (error) {
+    log?.debug({ err: toErrorInfo(error), file }, 'the dashboard skipped a damaged file');
+    return null;
+  }
+}
+
+export async function readReport(settings: Settings, id: string, log?: Logger): Promise<Report | null> {
+  return readTolerantly(path.join(settings.layout.reports, `${id}.json`), ReportSchema, log);
 }
 
 /**
  * The report of the run that filed a patch. The sidecar names the task: `<id>.<run_id>.patch`
  * (filed beside a pending one) belongs to task <id>; a later run's report moved this run's into the archive.
  */
-export async function reportOfPatch(settings: Settings, patchFile: string): Promise<Report | null> {
-  const text = await fs.readFile(`${patchFile}.json`, 'utf8').catch(() => null);
-  const sidecar = PatchSidecarSchema.safeParse(jsonOrNull(text));
-  if (!sidecar.success) return readReport(settings, path.basename(patchFile).replace(/\.patch$/i, ''));
-  const { task_id, run_id } = sidecar.data;
-  const current = await readReport(settings, task_id);
+export async function reportOfPatch(settings: Settings, patchFile: string, log?: Logger): Promise<Report | null> {
+  const sidecar = await readTolerantly(`${patchFile}.json`, PatchSidecarSchema, log);
+  if (!sidecar) return readReport(settings, path.basename(patchFile).replace(/\.patch$/i, ''), log);
+  const { task_id, run_id } = sidecar;
+  const current = await readReport(settings, task_id, log);
   if (current?.run_id === run_id) return current;
-  const archived = ReportSchema.safeParse(jsonOrNull(await fs.readFile(archivedReportPath(settings.layout, task_id, run_id), 'utf8').catch(() => null)));
-  return archived.success ? archived.data : current;
-}
-
-function jsonOrNull(text: string | null): unknown {
-  try {
-    return text ? JSON.parse(text) : null;
-  } catch {
-    return null;
-  }
+  return (await readTolerantly(archivedReportPath(settings.layout, task_id, run_id), ReportSchema, log)) ?? current;
 }
 
 /** The running step of a task, from the tail of its trajectory. */
 async function progress(settings: Settings, name: string): Promise<{ step: number | null; tokens: number | null }> {
   const id = name.replace(/\.md$/i, '');
-  const text = await fs.readFile(path.join(settings.layout.reports, `${id}.trajectory.jsonl`), 'utf8').catch(() => '');
+  const file = path.join(settings.layout.reports, `${id}.trajectory.jsonl`);
+  const text = await fs.readFile(file, 'utf8').catch(() => '');
   let step: number | null = null;
   let tokens = 0;
   for (const line of text.trim().split('\n')) {
     if (!line.includes('"role":"assistant"')) continue;
     try {
-      const r = JSON.parse(line) as { step?: number; usage?: { prompt_tokens?: number; completion_tokens?: number } | null };
+      const r = parseJsonText(line, TrajectoryProgressSchema, file);
       step = r.step ?? step;
       tokens += (r.usage?.prompt_tokens ?? 0) + (r.usage?.completion_tokens ?? 0);
     } catch {
@@ -103,44 +110,77 @@ async function progress(settings: Settings, name: string): Promise<{ step: numbe
   return { step, tokens: step === null ? null : tokens };
 }
 
-export async function dashboardState(settings: Settings): Promise<DashboardState> {
-  const { layout } = settings;
-  const check = (c: Report['tests']) => (c ? (c.passed ? 'passed' : 'failed') : 'not run');
-  const reportFiles = (await fs.readdir(layout.reports).catch(() => [] as string[])).filter((n) => n.endsWith('.json'));
-  const reports = (await Promise.all(reportFiles.map((n) => readReport(settings, n.replace(/\.json$/, ''))))).filter((r): r is Report => r !== null);
+type ReportRow = DashboardState['reports'][number];
+
+const checkWord = (c: Report['tests']) => (c ? (c.passed ? 'passed' : 'failed') : 'not run');
+
+/** A report as a row of the Reports table. */
+function reportRow(r: Report): ReportRow {
+  return {
+    task_id: r.task_id,
+    project: r.project,
+    type: r.type,
+    status: r.status,
+    outcome: r.outcome,
+    risk_level: r.risk_level,
+    summary: r.summary.split('\n')[0] ?? '',
+    finished_at: r.finished_at,
+    tests: checkWord(r.tests),
+    dry_run: checkWord(r.dry_run),
+    tokens: r.usage.prompt_tokens + r.usage.completion_tokens,
+    cost_usd: r.usage.cost_usd,
+    approval: r.approval ? `${r.approval.decision}${r.approval.by === 'human' ? ' by a person' : ''}` : null,
+    has_metrics: r.metrics !== null,
+    error_kind: r.error?.kind ?? null,
+    regressions: r.regressions.length,
+    incomplete: r.incomplete,
+  };
+}
+
+/** The newest reports first; a damaged one is left out. */
+async function reportRows(settings: Settings, log?: Logger): Promise<ReportRow[]> {
+  const reportFiles = (await fs.readdir(settings.layout.reports).catch(() => [] as string[])).filter((n) => n.endsWith('.json'));
+  const reports = (await Promise.all(reportFiles.map((n) => readReport(settings, n.replace(/\.json$/, ''), log)))).filter((r): r is Report => r !== null);
   reports.sort((a, b) => b.finished_at.localeCompare(a.finished_at));
-  const processing = await listed(layout.processing, '.md');
-  const failed = await listed(layout.failed, '.md');
-  const cycleDir = path.join(layout.reports, 'cycles');
+  return reports.slice(0, MAX_LIST).map(reportRow);
+}
+
+/** The supervisor's cycles, newest first; a damaged report is left out. */
+async function cycleRows(settings: Settings, log?: Logger): Promise<DashboardState['cycles']> {
+  const cycleDir = path.join(settings.layout.reports, 'cycles');
   const cycleFiles = (await fs.readdir(cycleDir).catch(() => [] as string[])).filter((n) => n.endsWith('.json'));
-  const cycles = (
-    await Promise.all(
-      cycleFiles.map(async (n) => {
-        const parsed = CycleReportSchema.safeParse(JSON.parse(await fs.readFile(path.join(cycleDir, n), 'utf8')));
-        return parsed.success ? { cycle_id: parsed.data.cycle_id, goal: parsed.data.goal, status: parsed.data.status, summary: parsed.data.summary, finished_at: parsed.data.finished_at } : null;
-      }),
-    )
-  )
+  const cycles = await Promise.all(cycleFiles.map((n) => readTolerantly(path.join(cycleDir, n), CycleReportSchema, log)));
+  return cycles
     .filter((c): c is NonNullable<typeof c> => c !== null)
-    .sort((a, b) => b.finished_at.localeCompare(a.finished_at));
+    .map(({ cycle_id, goal, status, summary, finished_at }) => ({ cycle_id, goal, status, summary, finished_at }))
+    .sort((a, b) => b.finished_at.localeCompare(a.finished_at))
+    .slice(0, 50);
+}
+
+/** Pending, applied (with the commit from the gate's record) and rejected (with the person's reason) patches. */
+async function patchLists(settings: Settings, log?: Logger): Promise<DashboardState['patches']> {
+  const { patches } = settings.layout;
+  const stem = (name: string) => name.replace(/\.patch$/, '');
   const applied = await Promise.all(
-    (await entries(layout.patches.applied, '.patch')).map(async (e) => {
-      const result = JSON.parse((await fs.readFile(path.join(layout.patches.applied, e.name.replace(/\.patch$/, '.result.json')), 'utf8').catch(() => 'null')) ?? 'null') as { commit?: string; at?: string } | null;
-      return { id: e.name.replace(/\.patch$/, ''), commit: result?.commit ?? null, at: result?.at ?? null };
+    (await entries(patches.applied, '.patch')).map(async (e) => {
+      const result = await readTolerantly(path.join(patches.applied, `${stem(e.name)}.result.json`), AppliedResultSchema, log);
+      return { id: stem(e.name), commit: result?.commit ?? null, at: result?.at ?? null };
     }),
   );
   const rejected = await Promise.all(
-    (await entries(layout.patches.rejected, '.patch')).map(async (e) => ({
-      id: e.name.replace(/\.patch$/, ''),
-      reason: (await fs.readFile(path.join(layout.patches.rejected, e.name.replace(/\.patch$/, '.reason.md')), 'utf8').catch(() => null))?.replace(/^#.*\n+/, '').trim() ?? null,
+    (await entries(patches.rejected, '.patch')).map(async (e) => ({
+      id: stem(e.name),
+      reason: (await fs.readFile(path.join(patches.rejected, `${stem(e.name)}.reason.md`), 'utf8').catch(() => null))?.replace(/^#.*\n+/, '').trim() ?? null,
     })),
   );
-  const inbox = await listed(layout.inbox, '.md');
-  const done = await listed(layout.done, '.md');
+  return { pending: await listPending(settings), applied, rejected };
+}
+
+/** The four queue folders: counts, and the newest tasks of each with what the dashboard shows of them. */
+async function queueLists(settings: Settings): Promise<Pick<DashboardState, 'counts' | 'inbox' | 'processing' | 'done' | 'failed'>> {
+  const { layout } = settings;
+  const [inbox, processing, done, failed] = await Promise.all([listed(layout.inbox, '.md'), listed(layout.processing, '.md'), listed(layout.done, '.md'), listed(layout.failed, '.md')]);
   return {
-    root: layout.root,
-    projects: Object.keys(settings.projects),
-    templates: (await fs.readdir(layout.templates).catch(() => [] as string[])).filter((n) => n.endsWith('.md')).map((n) => n.replace(/\.md$/, '')),
     counts: { inbox: inbox.total, processing: processing.total, done: done.total, failed: failed.total },
     inbox: inbox.list,
     processing: await Promise.all(
@@ -154,26 +194,19 @@ export async function dashboardState(settings: Settings): Promise<DashboardState
         retry_id: TaskIdSchema.safeParse(f.name.replace(/\.md$/i, '')).success ? f.name.replace(/\.md$/i, '') : null,
       })),
     ),
-    reports: reports.slice(0, MAX_LIST).map((r) => ({
-      task_id: r.task_id,
-      project: r.project,
-      type: r.type,
-      status: r.status,
-      outcome: r.outcome,
-      risk_level: r.risk_level,
-      summary: r.summary.split('\n')[0] ?? '',
-      finished_at: r.finished_at,
-      tests: check(r.tests),
-      dry_run: check(r.dry_run),
-      tokens: r.usage.prompt_tokens + r.usage.completion_tokens,
-      cost_usd: r.usage.cost_usd,
-      approval: r.approval ? `${r.approval.decision}${r.approval.by === 'human' ? ' by a person' : ''}` : null,
-      has_metrics: r.metrics !== null,
-      error_kind: r.error?.kind ?? null,
-      regressions: r.regressions.length,
-      incomplete: r.incomplete,
-    })),
-    patches: { pending: await listPending(settings), applied, rejected },
-    cycles: cycles.slice(0, 50),
+  };
+}
+
+/** Everything the page shows. `log` hears of damaged files the page leaves out. */
+export async function dashboardState(settings: Settings, log?: Logger): Promise<DashboardState> {
+  const { layout } = settings;
+  return {
+    root: layout.root,
+    projects: Object.keys(settings.projects),
+    templates: (await fs.readdir(layout.templates).catch(() => [] as string[])).filter((n) => n.endsWith('.md')).map((n) => n.replace(/\.md$/, '')),
+    ...(await queueLists(settings)),
+    reports: await reportRows(settings, log),
+    patches: await patchLists(settings, log),
+    cycles: await cycleRows(settings, log),
   };
 }
