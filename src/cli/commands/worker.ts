@@ -1,7 +1,7 @@
 /** `meta-agent worker`: runs the jobs a folder host queued (execution.engine: bullmq), until a stop signal. */
 import type { Command } from 'commander';
 import { MetaAgentError } from '../../contract/errors.ts';
-import { startWorker } from '../../queue/bullmq/worker.ts';
+import { startWorker } from '../../service/bullmq/worker.ts';
 import type { CliContext } from '../context.ts';
 import { untilStopSignal } from '../signals.ts';
 
