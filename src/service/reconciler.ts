@@ -9,7 +9,7 @@ import type { Failures } from './health.ts';
 import type { Lifecycle } from './lifecycle.ts';
 
 /** One part of the scan (retention, crash recovery, inbox/, the gate's folders). */
-export type ScanStep = () => Promise<void>;
+export type ScanStep = () => Promise<unknown>;
 
 export class Reconciler {
   constructor(
