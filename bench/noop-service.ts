@@ -5,7 +5,7 @@
  * Messages to the parent: {type: 'ready'}, {type: 'result', task_id, status, outcome}.
  * On 'stop' (or SIGTERM) it stops the watcher and exits.
  */
-import { startWatching } from '../src/queue/watch.ts';
+import { startWatching } from '../src/service/watch.ts';
 import { silentLogger } from '../src/log.ts';
 import { loadSettings } from '../src/workspace/config.ts';
 import { benchEnv, NoopEngine } from './lib.ts';

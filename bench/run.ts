@@ -19,7 +19,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { runTask } from '../src/run/runTask.ts';
-import { startWatching } from '../src/queue/watch.ts';
+import { startWatching } from '../src/service/watch.ts';
 import { silentLogger } from '../src/log.ts';
 import { userPrompt } from '../src/engines/prompt.ts';
 import { denyMatcher, scopeMatcher } from '../src/safety/globs.ts';

@@ -11,6 +11,7 @@ export { layoutFor, type Layout } from './workspace/layout.ts';
 export { createTask, type TaskSource } from './queue/createTask.ts';
 export { runTask, type RunTaskOptions, type RunTaskResult } from './run/runTask.ts';
 export { runStages } from './run/stages.ts';
+export { startWatching, type Watcher, type WatchOptions, type Health } from './service/watch.ts';
 export { OpenAIEngine, type ChatModel } from './engines/openai.ts';
 export { CommandEngine } from './engines/command.ts';
 export type { Engine, EngineContext, EngineResult } from './engines/types.ts';

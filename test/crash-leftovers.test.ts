@@ -9,7 +9,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { startWatching, type Watcher } from '../src/queue/watch.ts';
+import { startWatching, type Watcher } from '../src/service/watch.ts';
 import { silentLogger } from '../src/log.ts';
 import { injectFileFault } from '../src/workspace/files.ts';
 import type { LedgerEntry } from '../src/queue/ledger.ts';

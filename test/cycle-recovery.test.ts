@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CycleReportSchema, type CycleReport } from '../src/contract/cycle.ts';
 import { resumeSupervisorCycle, runSupervisorCycle } from '../src/supervisor/cycle.ts';
-import { startWatching } from '../src/queue/watch.ts';
+import { startWatching } from '../src/service/watch.ts';
 import { injectFileFault } from '../src/workspace/files.ts';
 import { silentLogger } from '../src/log.ts';
 import { list, waitFor } from './helpers/procs.ts';

@@ -16,7 +16,7 @@ import { runTask } from '../src/run/runTask.ts';
 import { approvePatch } from '../src/gate/decide.ts';
 import { processApprovedPatch, recoverInterruptedGateRuns } from '../src/gate/gate.ts';
 import { clearGitLocksOfDeadGate } from '../src/gate/repoOps.ts';
-import { startWatching } from '../src/queue/watch.ts';
+import { startWatching } from '../src/service/watch.ts';
 import { silentLogger } from '../src/log.ts';
 import { makeWorkspace, readJson, runUntilKilled, type TestWorkspace } from './helpers/workspace.ts';
 import { deadPid, killHard, list, sleep, startWatchReady, waitFor } from './helpers/procs.ts';

@@ -12,7 +12,7 @@ import { execa, type ResultPromise } from 'execa';
 import { runTask, type RunTaskResult } from '../src/run/runTask.ts';
 import { approvePatch } from '../src/gate/decide.ts';
 import { processApprovedPatch, type GateResult } from '../src/gate/gate.ts';
-import { startWatching } from '../src/queue/watch.ts';
+import { startWatching } from '../src/service/watch.ts';
 import { ReportSchema } from '../src/contract/report.ts';
 import { PatchSidecarSchema } from '../src/contract/patch.ts';
 import { parseTask } from '../src/contract/task.ts';

@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { makeWorkspace, readJson } from './helpers/workspace.ts';
 import { killAll, list, publish, sleep, startWatchReady, waitFor } from './helpers/procs.ts';
-import { startWatching, type Watcher } from '../src/queue/watch.ts';
+import { startWatching, type Watcher } from '../src/service/watch.ts';
 import { silentLogger } from '../src/log.ts';
 import { injectFileFault } from '../src/workspace/files.ts';
 import { MAX_TASK_NAME_BYTES, safeTaskName } from '../src/queue/folders.ts';

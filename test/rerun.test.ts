@@ -11,7 +11,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execa } from 'execa';
 import { runTask, type RunTaskResult } from '../src/run/runTask.ts';
-import { startWatching } from '../src/queue/watch.ts';
+import { startWatching } from '../src/service/watch.ts';
 import { workspaceStatus } from '../src/ui/terminal.ts';
 import { dashboardState } from '../src/ui/state.ts';
 import { processApprovedPatch } from '../src/gate/gate.ts';

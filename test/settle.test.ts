@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { startWatching } from '../src/queue/watch.ts';
+import { startWatching } from '../src/service/watch.ts';
 import { pickupSettleMs, REMOTE_SETTLE_MS } from '../src/queue/volumes.ts';
 import { silentLogger } from '../src/log.ts';
 import type { RunTaskResult } from '../src/run/runTask.ts';

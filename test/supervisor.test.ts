@@ -21,7 +21,7 @@ import type { LedgerEntry } from '../src/queue/ledger.ts';
 import { runTask } from '../src/run/runTask.ts';
 import { approvePatch } from '../src/gate/decide.ts';
 import { processApprovedPatch } from '../src/gate/gate.ts';
-import { startWatching } from '../src/queue/watch.ts';
+import { startWatching } from '../src/service/watch.ts';
 import { silentLogger } from '../src/log.ts';
 import { errorReply, finish, startFakeLlm, toolCall, type FakeLlm, type RecordedRequest, type Reply } from './helpers/fakeLlm.ts';
 import { makeWorkspace, readJson, REPO_ROOT, worktreeCount, writeTask, type TestWorkspace } from './helpers/workspace.ts';

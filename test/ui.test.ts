@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import { execa } from 'execa';
 import type { Browser } from 'playwright-core';
 import { startUi, type UiServer } from '../src/ui/server.ts';
-import { startWatching, type Watcher } from '../src/queue/watch.ts';
+import { startWatching, type Watcher } from '../src/service/watch.ts';
 import { silentLogger } from '../src/log.ts';
 import { launchBrowser, teardownDashboard } from './helpers/browser.ts';
 import { finish, startFakeLlm, toolCall, type FakeLlm } from './helpers/fakeLlm.ts';

@@ -1,0 +1,142 @@
+/**
+ * Whether a file in inbox/ is a task ready to claim. A file is taken once complete:
+ * published by rename (createTask, temp+rename), or unchanged for the settle time and
+ * parsing to a complete task (a copy in progress), or unchanged for queue.incomplete_grace_s
+ * (then it fails). Names the queue never takes are logged once each.
+ */
+import { promises as fs } from 'node:fs';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { MAX_TASK_BYTES, parseTask } from '../contract/task.ts';
+import { tempWriterPid } from '../workspace/files.ts';
+import { MAX_TASK_NAME_BYTES, safeTaskName } from './folders.ts';
+
+const TEMP_NAME = /^(\.|~\$)|\.(tmp|part|crdownload|swp)$/i;
+
+/** Names the queue never takes: dotfiles, office lock files, partial downloads. */
+export function isIgnoredName(name: string): boolean {
+  return TEMP_NAME.test(name);
+}
+
+/** Why a file's bytes are not a complete task yet (null: they are): what parsing it says. */
+function incompleteReason(content: Buffer, name: string): string | null {
+  try {
+    parseTask(content, name);
+    return null;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+}
+
+/** take: claim it (expectSha256: the bytes judged complete); recheckInMs: look again then (a copy may be under way). */
+export type PickupVerdict = { take: true; expectSha256?: string } | { take: false; recheckInMs?: number };
+
+const LEAVE: PickupVerdict = { take: false };
+
+export class InboxPickup {
+  /** Size and mtime when first seen, for the settle time. */
+  private readonly seen = new Map<string, { size: number; mtimeMs: number; since: number }>();
+  private readonly loggedNonTask = new Set<string>();
+  private readonly waitingLogged = new Set<string>();
+  private readonly changedAfterClaim = new Set<string>();
+
+  constructor(
+    private readonly inbox: string,
+    private readonly log: Logger,
+    /** queue.settle_ms, or what the folder's kind needs (volumes.ts pickupSettleMs). */
+    public settleMs: number,
+    private readonly incompleteGraceMs: number,
+  ) {}
+
+  /**
+   * Judges `inbox/<name>` now. `skip` is asked again after the file is looked at: a scan and
+   * a watcher event can consider one name at the same time, and only the first may take it.
+   */
+  async judge(name: string, skip: () => boolean): Promise<PickupVerdict> {
+    if (!this.isTaskName(name)) return LEAVE;
+    const file = path.join(this.inbox, name);
+    const stat = await fs.stat(file).catch(() => null);
+    if (skip()) return LEAVE;
+    if (!stat?.isFile()) {
+      this.seen.delete(name);
+      return LEAVE;
+    }
+    // Renamed in after being written: complete at once (unless it was put back because it
+    // changed after a claim: its writer may still be at it).
+    const publishedByRename = stat.ctimeMs - stat.mtimeMs > 1 && !this.changedAfterClaim.has(name);
+    if (!publishedByRename && this.settleMs > 0) {
+      const unsettled = this.settling(name, stat);
+      if (unsettled) return unsettled;
+    }
+    let expectSha256: string | undefined;
+    if (!publishedByRename) {
+      const checked = await this.completeBytes(file, name, stat);
+      if (!checked) return LEAVE;
+      expectSha256 = checked.sha256;
+    }
+    this.seen.delete(name);
+    this.waitingLogged.delete(name);
+    this.changedAfterClaim.delete(name);
+    return expectSha256 ? { take: true, expectSha256 } : { take: true };
+  }
+
+  /** The claim found the file changed or gone: if it comes back, its writer may still be at it. */
+  markChangedAfterClaim(name: string): void {
+    this.changedAfterClaim.add(name);
+  }
+
+  /** Forgets names no longer in inbox/ (`present`), so each is logged again if it comes back. */
+  forgetAbsent(present: Set<string>): void {
+    for (const n of this.loggedNonTask) if (!present.has(n)) this.loggedNonTask.delete(n);
+  }
+
+  /** A name that may be a task; other names are logged once (our own temps not at all). */
+  private isTaskName(name: string): boolean {
+    const { log, loggedNonTask } = this;
+    if (isIgnoredName(name)) {
+      // Our own temps live for milliseconds; anything else a person may wonder about.
+      if (!loggedNonTask.has(name) && tempWriterPid(name) === null && name !== '.gitkeep') log.info({ file: name }, 'ignored: names starting with "." or "~$" and temp/partial files (.tmp, .part, .crdownload, .swp) are never taken; rename it to take it');
+      loggedNonTask.add(name);
+      return false;
+    }
+    if (!name.toLowerCase().endsWith('.md')) {
+      if (!loggedNonTask.has(name)) log.warn({ file: name }, 'not a .md task file; left where it is');
+      loggedNonTask.add(name);
+      return false;
+    }
+    if (safeTaskName(name) !== name && !loggedNonTask.has(name)) {
+      loggedNonTask.add(name);
+      log.warn({ file: name, claimed_as: safeTaskName(name) }, `the name is longer than ${MAX_TASK_NAME_BYTES} bytes; it is claimed under a shortened name`);
+    }
+    return true;
+  }
+
+  /** A copy in progress: waits until size and mtime stay put for settleMs. Null: settled. */
+  private settling(name: string, stat: { size: number; mtimeMs: number }): PickupVerdict | null {
+    const previous = this.seen.get(name);
+    if (!previous || previous.size !== stat.size || previous.mtimeMs !== stat.mtimeMs) {
+      this.seen.set(name, { size: stat.size, mtimeMs: stat.mtimeMs, since: performance.now() });
+      return { take: false, recheckInMs: this.settleMs + 25 };
+    }
+    return performance.now() - previous.since < this.settleMs ? LEAVE : null;
+  }
+
+  /**
+   * Quiet is not complete (a writer may stall for minutes): a copied-in file is taken once it
+   * parses to a complete task, or once it has not changed for incomplete_grace_s (then it
+   * fails). Null: not yet (the next scan looks again).
+   */
+  private async completeBytes(file: string, name: string, stat: { size: number; mtimeMs: number }): Promise<{ sha256: string } | null> {
+    const content = stat.size <= MAX_TASK_BYTES ? await fs.readFile(file).catch(() => null) : Buffer.alloc(0);
+    if (!content) return null;
+    const incomplete = stat.size <= MAX_TASK_BYTES ? incompleteReason(content, name) : null;
+    const age = Date.now() - stat.mtimeMs; // "in the future" (the clock went back): old
+    if (incomplete && age >= 0 && age < this.incompleteGraceMs) {
+      if (!this.waitingLogged.has(name)) this.log.info({ file: name, reason: incomplete }, `not a complete task yet (${incomplete}); waiting for its writer (queue.incomplete_grace_s)`);
+      this.waitingLogged.add(name);
+      return null;
+    }
+    return { sha256: createHash('sha256').update(content).digest('hex') };
+  }
+}
