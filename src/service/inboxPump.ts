@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { MetaAgentError } from '../contract/errors.ts';
 import type { Engine } from '../engines/types.ts';
-import type { RemoteExecution } from '../queue/bullmq/host.ts';
+import type { RemoteExecution } from './bullmq/host.ts';
 import { ClaimChanged } from '../queue/folders.ts';
 import type { InboxPickup } from '../queue/pickup.ts';
 import { runTask, type RunTaskResult } from '../run/runTask.ts';

@@ -20,7 +20,7 @@
 import type { Logger } from 'pino';
 import type { Engine } from '../engines/types.ts';
 import { gateLock, type GateResult } from '../gate/gate.ts';
-import { startRemoteExecution, type RemoteExecution } from '../queue/bullmq/host.ts';
+import { startRemoteExecution, type RemoteExecution } from './bullmq/host.ts';
 import { InboxPickup } from '../queue/pickup.ts';
 import { pruneWorktrees } from '../queue/prune.ts';
 import { recoverOrphans } from '../queue/recover.ts';

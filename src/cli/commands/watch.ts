@@ -1,6 +1,6 @@
 /** `meta-agent watch`: the service (inbox watcher, gate, scheduler; the dashboard with --ui), until a stop signal. */
 import type { Command } from 'commander';
-import { startWatching } from '../../queue/watch.ts';
+import { startWatching } from '../../service/watch.ts';
 import { diagnose, findingLine, verdictLine } from '../../service/doctor.ts';
 import { startUi } from '../../ui/server.ts';
 import type { Settings } from '../../workspace/config.ts';
