@@ -54,10 +54,21 @@ async function slowWorkspace(): Promise<TestWorkspace & { hold: string; starts: 
 
 const taskText = (objective: string) => `---\nproject: bot\nobjective: ${objective}\n---\n\nReport only.\n`;
 
-async function ledgerEntries(ws: TestWorkspace): Promise<LedgerEntry[]> {
+async function readLedger(ws: TestWorkspace): Promise<LedgerEntry[]> {
   const dir = path.join(ws.settings.layout.state, 'ledger');
   const names = (await list(dir)).filter((n) => n.endsWith('.json'));
   return Promise.all(names.map((n) => readJson<LedgerEntry>(path.join(dir, n))));
+}
+
+/**
+ * The ledger once every run is settled (finalized, or recovered after a crash). A task reaches
+ * done/ just before the ledger marks its run finalized: a test that read the ledger at once
+ * would race that step. A run that never settles still fails the wait.
+ */
+async function ledgerEntries(ws: TestWorkspace): Promise<LedgerEntry[]> {
+  const settled = async () => (await readLedger(ws)).every((e) => e.runs.every((r) => r.finalized_at || r.recovered));
+  await waitFor('every ledger run finalized or recovered', settled, 30_000);
+  return readLedger(ws);
 }
 
 async function engineStarts(file: string): Promise<string[]> {
