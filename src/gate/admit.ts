@@ -24,6 +24,8 @@ export async function admit(run: GateRun): Promise<Admission | Verdict> {
     // A copy of an applied patch (Explorer's "x - Copy.patch") has no sidecar of its own.
     const copy = await appliedCopy(run);
     if (copy) return copy;
+    // A damaged sidecar goes with its patch into rejected/, where the person looks.
+    run.sidecarFile = found.damaged;
     const why = found.problems.length ? ` (${found.problems.join('; ')})` : '';
     return rejected(`no sidecar ${id}.patch.json in patches/approved/ or patches/pending/${why}; the gate needs it to know the project and scope`);
   }
@@ -55,8 +57,9 @@ export async function admit(run: GateRun): Promise<Admission | Verdict> {
  * `<id>.patch.json` beside the patch in approved/, or still in pending/ (the patch alone was
  * moved). One that is damaged or not a sidecar is passed over, and said in the rejection.
  */
-async function findSidecar(settings: Settings, id: string): Promise<{ sidecar: PatchSidecar; file: string } | { problems: string[] }> {
+async function findSidecar(settings: Settings, id: string): Promise<{ sidecar: PatchSidecar; file: string } | { problems: string[]; damaged: string | null }> {
   const problems: string[] = [];
+  let damaged: string | null = null;
   for (const dir of [settings.layout.patches.approved, settings.layout.patches.pending]) {
     const file = proposalFiles(dir, id).sidecar;
     try {
@@ -64,9 +67,10 @@ async function findSidecar(settings: Settings, id: string): Promise<{ sidecar: P
       if (sidecar) return { sidecar, file };
     } catch (error) {
       problems.push(toErrorInfo(error).message);
+      damaged ??= file;
     }
   }
-  return { problems };
+  return { problems, damaged };
 }
 
 /** What a patch of this project and scope may touch, and which files it may make executable. */
