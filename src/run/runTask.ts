@@ -7,43 +7,42 @@
  * A report is written on every path, failures included, and the worktree is removed on
  * every path (error, timeout, Ctrl-C). The real repository is never written to.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { MetaAgentError, toErrorInfo, type ErrorInfo } from '../contract/errors.ts';
-import { PatchSidecarSchema, type PatchSidecar } from '../contract/patch.ts';
-import { readJsonFile } from '../contract/readJson.ts';
-import type { CheckName, Regression, Report, RiskLevel, ShellMode, Usage } from '../contract/report.ts';
+import type { Report, ShellMode, Usage } from '../contract/report.ts';
 import { defaultIdFor, parseTask, TaskIdSchema, type Task } from '../contract/task.ts';
 import { CommandEngine } from '../engines/command.ts';
 import { OpenAIEngine } from '../engines/openai.ts';
 import { systemPrompt, userPrompt } from '../engines/prompt.ts';
 import { decideShell } from '../engines/shellTool.ts';
-import type { ChecksOutcome, Engine, EngineResult } from '../engines/types.ts';
+import type { Engine, EngineResult } from '../engines/types.ts';
 import { regressionsOf, Verifier, type Baselines } from '../engines/verify.ts';
 import { holdTaskId } from '../queue/taskIdLock.ts';
 import { claimTask, isDirectlyIn, markReported, settleClaim, type Claim, type Disposition } from '../queue/folders.ts';
-import { anchoredMatcher, denyMatcher, scopeMatcher } from '../safety/globs.ts';
-import { modeProblems } from '../safety/modes.ts';
-import { makeRedactor, REDACTED, type Redactor } from '../safety/redact.ts';
+import { denyMatcher, scopeMatcher } from '../safety/globs.ts';
+import { makeRedactor, type Redactor } from '../safety/redact.ts';
 import { silentLogger } from '../log.ts';
-import { llmMissingMessage, projectFor, type Check, type Project, type Settings } from '../workspace/config.ts';
+import { llmMissingMessage, projectFor, type Settings } from '../workspace/config.ts';
 import { displayPath } from '../workspace/layout.ts';
-import { publishUnique, replaceFile } from '../workspace/files.ts';
+import { replaceFile } from '../workspace/files.ts';
 import { faultPoint } from '../workspace/faults.ts';
-import { loggedCheck, preflightChecks, runCheck, withCheckCopy } from './checks.ts';
-import { baselineOnce, baselinesOf, markBaselines } from './baseline.ts';
+import { preflightChecks, runCheck, withCheckCopy } from './checks.ts';
+import { baselineOnce, markBaselines } from './baseline.ts';
 import { sandboxStatus } from '../safety/sandbox.ts';
-import { collectDiff, stagedModeChanges } from './git.ts';
-import { archiveEarlierRun, patchStemFor, pendingPatchesOf, redactReportText, reportPaths, TrajectoryWriter, writeReport } from './report.ts';
+import { collectDiff } from './git.ts';
+import { archiveEarlierRun, pendingPatchesOf, redactReportText, reportPaths, TrajectoryWriter, writeReport } from './report.ts';
 import { assessRisk, withRegressions } from './risk.ts';
-import { checksWindow, incompleteNotes, incompleteSummary, markCutShort, stoppedWithWork } from './incomplete.ts';
-import { noExtras, RetrainFailed, runTypePipeline, WORKS_WITHOUT_LLM, type TypeExtras } from './pipelines.ts';
+import { noExtras, RetrainFailed, runTypePipeline, WORKS_WITHOUT_LLM } from './pipelines.ts';
 import { ensureRepo, type Worktree } from './workspaceRepo.ts';
 import { openPooledWorktree } from './worktreePool.ts';
 import { filesAtCommit } from './commitFiles.ts';
 import { failedOutcome, hintFor, worktreeOutcome, type Outcome, type WorktreeFacts } from './outcome.ts';
+import { keepIncompleteWork } from './keepIncomplete.ts';
+import { noteFiledBeside, refusedChange, writePatch } from './proposal.ts';
+import { runChecks, type RunContext } from './runContext.ts';
 
 export interface RunTaskOptions {
   settings: Settings;
@@ -304,25 +303,6 @@ async function releaseTaskId(run: TaskRun): Promise<void> {
   await run.releaseTaskId?.().catch((error: unknown) => run.log.warn({ err: toErrorInfo(error) }, 'could not let go of the task id; its lock goes stale'));
 }
 
-interface RunContext {
-  task: Task;
-  project: Project;
-  engine: Engine;
-  /** False for risk_review / retrain_model without an LLM: the numbers are produced, the commentary skipped. */
-  useEngine: boolean;
-  settings: Settings;
-  runId: string;
-  redact: Redactor;
-  log: Logger;
-  usage: Usage;
-  signal: AbortSignal | undefined;
-  shell: ShellMode;
-  hurry: AbortSignal | undefined;
-  stopChecksGraceS: number | undefined;
-  /** Checked just before a patch is filed: false when the task's lease was lost. */
-  mayFile?: (() => Promise<boolean>) | undefined;
-}
-
 /** The part of a run that needs the worktree; the worktree is gone when it returns. */
 async function runInWorktree(rc: RunContext): Promise<Outcome> {
   const { project, settings, log } = rc;
@@ -496,12 +476,6 @@ class WorktreeStages {
   }
 }
 
-/** A patch filed beside others of the task still waiting for review says so. */
-function noteFiledBeside(extras: TypeExtras, pending: string[], filed: string, layout: Settings['layout']): void {
-  const beside = pending.filter((f) => f !== filed);
-  if (beside.length) extras.notes.push(`Filed beside ${beside.map((f) => displayPath(layout, f)).join(', ')}, which ${beside.length === 1 ? 'is' : 'are'} still waiting for review; approve or reject each on its own.`);
-}
-
 async function readTaskFile(file: string, name: string): Promise<Buffer> {
   try {
     return await fs.readFile(file);
@@ -556,168 +530,6 @@ function linkedAbort(outer: AbortSignal | undefined, timeoutS: number) {
       outer?.removeEventListener('abort', onOuter);
     },
   };
-}
-
-/**
- * The file whose added lines carry the redaction marker more often than its removed lines
- * did: the agent copied text it saw redacted (write_file and edit_file refuse that; a
- * run_command or the command engine could still do it). Null when there is none.
- */
-function writesRedactionMarker(patch: Buffer): string | null {
-  let file: string | null = null;
-  const balance = new Map<string, number>();
-  const count = (line: string) => line.split(REDACTED).length - 1;
-  let header = false; // between "diff --git" and the first hunk: ---/+++ name the files there
-  for (const line of patch.toString('utf8').split('\n')) {
-    if (line.startsWith('diff --git ')) [header, file] = [true, line.replace(/^diff --git a\/.* b\//, '')];
-    else if (line.startsWith('@@')) header = false;
-    else if (header) continue;
-    else if (file && line.startsWith('+')) balance.set(file, (balance.get(file) ?? 0) + count(line));
-    else if (file && line.startsWith('-')) balance.set(file, (balance.get(file) ?? 0) - count(line));
-  }
-  return [...balance].find(([, n]) => n > 0)?.[0] ?? null;
-}
-
-/** Why a change cannot be proposed (the gate would refuse it too), or null. */
-async function refusedChange(rc: RunContext, worktree: Worktree, diff: { patch: Buffer; files: string[] }): Promise<{ message: string; violations: string[] } | null> {
-  const { config } = rc.settings;
-  const denied = denyMatcher([...rc.project.deny, ...config.patch.protected]);
-  const inScope = scopeMatcher(rc.task.scope, rc.project.scope);
-  // A symlink, a submodule, or an executable bit outside patch.executable.
-  const executable = anchoredMatcher(config.patch.executable);
-  const judged = (await stagedModeChanges(worktree.dir, worktree.baseCommit)).map((m) => ({ path: m.path, problems: modeProblems([m], executable) }));
-  const badModes = judged.filter((m) => m.problems.length > 0);
-  const modeIssues = [...new Set(badModes.flatMap((m) => m.problems))];
-  const violations = [...new Set([...diff.files.filter((f) => denied(f) || !inScope(f)), ...badModes.map((m) => m.path)])];
-  const tooBig = diff.patch.length > config.patch.max_bytes || diff.files.length > config.patch.max_files;
-  const marker = writesRedactionMarker(diff.patch);
-  if (violations.length === 0 && !tooBig && !marker) return null;
-  const message = marker
-    ? `the change writes ${REDACTED} (the marker the agent saw in place of a secret) into ${marker}: it would replace the real value in the bot's code`
-    : modeIssues.length
-    ? `the change cannot be proposed: ${modeIssues.join('; ')}`
-    : violations.length
-      ? `the change touches files outside the task scope or on the deny list: ${violations.join(', ')}`
-      : `the change is too large to propose (${diff.files.length} files, ${diff.patch.length} bytes; patch.max_files ${config.patch.max_files}, patch.max_bytes ${config.patch.max_bytes})`;
-  return { message, violations };
-}
-
-/**
- * The work of a run that stopped early (`why`): the diff saved as an incomplete patch, then
- * the checks on it in the time left (incomplete.ts). Nothing changed: nothing saved. A
- * change the gate would refuse is reported, not saved. The patch is written before the
- * checks run, so a stop during them never loses it.
- */
-async function keepIncompleteWork(rc: RunContext, worktree: Worktree, stopped: ErrorInfo, result: EngineResult | null, extras: TypeExtras, runSignal: AbortSignal) {
-  const { layout } = rc.settings;
-  const diff = await collectDiff(worktree.dir, worktree.baseCommit, worktree.excludesFile).catch((error: unknown) => {
-    extras.notes.push(`The change so far could not be read, so it was not saved: ${toErrorInfo(error).message}`);
-    return null;
-  });
-  if (!diff || diff.files.length === 0) return { changed: diff?.files ?? [], error: stopped, incomplete: false };
-  // The task was taken over (this process was frozen past its lease): the new owner files, not this one.
-  if (rc.mayFile && !(await rc.mayFile())) return { changed: diff.files, error: stopped, incomplete: false };
-  const refusal = await refusedChange(rc, worktree, diff);
-  if (refusal) {
-    extras.notes.push(`The change so far was not saved as a patch: ${refusal.message}.`);
-    return { changed: diff.files, violations: refusal.violations, error: stopped, incomplete: false };
-  }
-  const why = stoppedWithWork(stopped);
-  // No finish, so no claim from the agent: "medium" unless a risk rule says more.
-  const risk = assessRisk(result?.risk_level ?? 'medium', diff.files, rc.project);
-  const summary = incompleteSummary(rc.task.id, rc.task.objective, why, result?.summary ?? null);
-  const files = await writePatch(rc, diff, worktree, risk.level, summary, extras, [], why);
-  const patchFiles = files.map((f) => displayPath(layout, f));
-  rc.log.warn({ patch: patchFiles[0], files: diff.files.length, why: why.kind }, 'the run stopped early; its change so far is saved as an incomplete patch');
-
-  const window = checksWindow(runSignal, { outer: rc.signal, hurry: rc.hurry, stopGraceS: rc.stopChecksGraceS }, rc.settings.config.limits.check_timeout_s);
-  let checks: ChecksOutcome = { tests: null, dry_run: null };
-  let ran: Parameters<typeof incompleteNotes>[0]['checks'] = 'ran';
-  let baseline: Baselines | null = null;
-  try {
-    if (!rc.project.test && !rc.project.dry_run) ran = 'none configured';
-    else {
-      checks = await runChecks(rc, worktree, window.signal);
-      if (!window.signal.aborted) {
-        baseline = await baselinesOf({ settings: rc.settings, project: rc.project, runId: rc.runId, baseCommit: worktree.baseCommit, redact: rc.redact, log: rc.log }, window.signal);
-        markBaselines(checks, baseline);
-      }
-    }
-  } catch (error) {
-    ran = { skipped: toErrorInfo(error).message };
-  } finally {
-    window.dispose();
-  }
-  const cut = window.signal.aborted;
-  if (cut) checks = { tests: markCutShort(checks.tests, window.graceS), dry_run: markCutShort(checks.dry_run, window.graceS) };
-  extras.notes.push(...incompleteNotes({ patch: patchFiles[0]!, files: diff.files, why, agentFinished: result !== null, checks: ran, graceS: window.graceS, cut }));
-  noteFiledBeside(extras, await pendingPatchesOf(layout, rc.task.id), files[0]!, layout);
-  // What passed on the base and fails now, said first as for a finished run. The patch was
-  // filed before the checks ran: its sidecar learns of them now (unless a person already moved it).
-  const regressions = baseline && !cut ? regressionsOf(checks, baseline) : [];
-  const finalRisk = withRegressions(risk, regressions);
-  if (regressions.length) await noteRegressions(files[1]!, regressions, finalRisk.level, rc.log);
-  return { changed: diff.files, checks, risk: finalRisk, regressions, patchFiles, error: why, incomplete: true };
-}
-
-/** The sidecar of a patch filed before its checks ran learns of the regressions they found (unless a person moved it meanwhile). */
-async function noteRegressions(sidecarFile: string, regressions: Regression[], risk: RiskLevel, log: Logger): Promise<void> {
-  try {
-    const sidecar = await readJsonFile(sidecarFile, PatchSidecarSchema);
-    await replaceFile(sidecarFile, JSON.stringify({ ...sidecar, regressions, risk_level: risk }, null, 2) + '\n');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') log.warn('the incomplete patch moved before its regressions could be noted in its sidecar');
-    else log.warn({ err: toErrorInfo(error).message }, 'the regressions could not be noted in the sidecar of the incomplete patch');
-  }
-}
-
-async function runChecks(rc: RunContext, worktree: Worktree, signal: AbortSignal, which: CheckName | null = null): Promise<ChecksOutcome> {
-  if (!rc.project.test && !rc.project.dry_run) return { tests: null, dry_run: null };
-  const wanted = (name: CheckName) => which === null || which === name;
-  // One throwaway copy for both (the dry run sees what the tests left, as in a checkout).
-  const { tests, dry_run } = await withCheckCopy({ worktree: worktree.dir }, rc.settings, rc.project, async (copy) => {
-    const run = (check: Check | null) => (check ? loggedCheck(rc.log, check, () => runCheck(check, copy, rc.settings, rc.project, rc.redact, signal)) : Promise.resolve(null));
-    return { tests: await run(wanted('tests') ? rc.project.test : null), dry_run: await run(wanted('dry_run') ? rc.project.dry_run : null) };
-  });
-  rc.log.info({ tests: tests?.passed ?? null, dry_run: dry_run?.passed ?? null }, 'checks ran');
-  return { tests, dry_run };
-}
-
-async function writePatch(rc: RunContext, diff: { patch: Buffer; files: string[] }, worktree: Worktree, risk: RiskLevel, summary: string, extras: TypeExtras, regressions: Regression[], stopped: ErrorInfo | null = null): Promise<string[]> {
-  const { layout } = rc.settings;
-  // A patch of this task still waiting for review is never replaced: the new one goes beside it.
-  const patchFile = await publishUnique(layout.patches.pending, await patchStemFor(layout, rc.task.id, rc.runId), '.patch', diff.patch);
-  // Artifacts (a trained model, often git-ignored) travel next to the patch; the gate installs them.
-  const artifacts: PatchSidecar['artifacts'] = [];
-  const artifactDir = `${patchFile.replace(/\.patch$/, '')}.artifacts`;
-  for (const rel of extras.retrain?.artifacts ?? []) {
-    const data = await fs.readFile(path.join(worktree.dir, rel));
-    await fs.mkdir(path.dirname(path.join(artifactDir, rel)), { recursive: true });
-    await fs.writeFile(path.join(artifactDir, rel), data);
-    artifacts.push({ path: rel, sha256: createHash('sha256').update(data).digest('hex'), bytes: data.length });
-  }
-  const sidecar: PatchSidecar = {
-    task_id: rc.task.id,
-    run_id: rc.runId,
-    regressions,
-    project: rc.project.name,
-    branch: worktree.branch,
-    base_commit: worktree.baseCommit,
-    files: diff.files,
-    scope: rc.task.scope,
-    sha256: createHash('sha256').update(diff.patch).digest('hex'),
-    bytes: diff.patch.length,
-    risk_level: risk,
-    summary: rc.redact(summary),
-    created_at: new Date().toISOString(),
-    artifacts,
-    retrain: extras.retrain?.comparison ?? null,
-    checks_unsandboxed: rc.settings.config.sandbox === 'none',
-    incomplete: stopped !== null,
-    stopped_because: stopped ? rc.redact(stopped.message) : null,
-  };
-  const sidecarFile = await publishUnique(layout.patches.pending, path.basename(patchFile), '.json', JSON.stringify(sidecar, null, 2) + '\n');
-  return [patchFile, sidecarFile];
 }
 
 function errorExplanation(fileName: string, taskId: string, error: ErrorInfo | null, reportMd: string, incompletePatch: string | null): string {
