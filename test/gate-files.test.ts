@@ -5,11 +5,10 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execa } from 'execa';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { listPending } from '../src/gate/decide.ts';
 import { processApprovedPatch } from '../src/gate/gate.ts';
 import { clearGitLocksOfDeadGate } from '../src/gate/repoOps.ts';
@@ -23,15 +22,9 @@ import { makeWorkspace, placeApprovedPatch, type TestWorkspace } from './helpers
 const log = silentLogger();
 
 /** A logger whose warnings the test can read. */
-function recordingLogger(): { log: ReturnType<typeof pino>; lines: string[] } {
+function recordingLogger(): { log: Logger; lines: string[] } {
   const lines: string[] = [];
-  const stream = new Writable({
-    write(chunk, _encoding, done) {
-      lines.push(String(chunk));
-      done();
-    },
-  });
-  return { log: pino({ level: 'warn' }, stream), lines };
+  return { log: pino({ level: 'warn' }, { write: (line: string) => void lines.push(line) }), lines };
 }
 
 /** A patch adding `notes-<id>.txt`, as git writes it. */
