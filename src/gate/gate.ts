@@ -80,7 +80,7 @@ export async function processApprovedPatch(settings: Settings, patchFile: string
     if (!taken) return skipped(patchFile);
     return await gatePatch(settings, taken, path.basename(patchFile), log, runSignal);
   } finally {
-    await release().catch(() => undefined);
+    await release().catch((error: unknown) => log.warn({ err: toErrorInfo(error) }, 'could not release the gate lock; the next gate run takes it over once it is stale'));
   }
 }
 
