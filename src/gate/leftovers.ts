@@ -8,13 +8,9 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Settings } from '../workspace/config.ts';
-import { exists, faulty, retryBusy, sha256File } from '../workspace/files.ts';
-import { moveUnique } from '../queue/folders.ts';
-
-/** Where a gate run keeps its state (snapshot, checks, redo marker) until its decision is filed. */
-export function gateStateDir(settings: Settings): string {
-  return path.join(settings.layout.state, 'gate-snapshots');
-}
+import { faulty, retryBusy, sha256File } from '../workspace/files.ts';
+import { gateStateDir } from './gateRun.ts';
+import { followFiledPatch } from './patchFiles.ts';
 
 /**
  * A move is a hard link then an unlink (files.ts): a crash between the two leaves the
@@ -36,7 +32,7 @@ export async function filedCopy(settings: Settings, taken: string): Promise<stri
 /** Completes a move the crash cut short: the second link goes, the sidecar and artifacts follow the patch. */
 export async function finishFiling(settings: Settings, taken: string, original: string, filed: string): Promise<void> {
   await retryBusy(() => faulty('unlink', taken, () => fs.unlink(taken)), taken);
-  await followPatch(settings, original.replace(/\.patch$/i, ''), filed);
+  await followFiledPatch(settings, original.replace(/\.patch$/i, ''), filed);
 }
 
 /**
@@ -59,31 +55,11 @@ export async function tidyAfterFiledRuns(settings: Settings, log: Logger): Promi
     if (filed) {
       const stem = path.basename(filed).replace(/\.patch$/i, '');
       // <id>.patch may have been filed as <id>-2.patch when the name was taken.
-      for (const id of [stem, stem.replace(/-\d+$/, '')]) if (await followPatch(settings, id, filed)) break;
+      for (const id of [stem, stem.replace(/-\d+$/, '')]) if (await followFiledPatch(settings, id, filed)) break;
     }
     await Promise.all(states.filter((n) => n.startsWith(sha)).map((n) => fs.rm(path.join(stateDir, n), { force: true })));
     log.warn({ sha256: sha.slice(0, 12), filed: filed ? path.relative(settings.layout.root, filed) : null }, 'a gate run killed after filing its patch: finished tidying up');
   }
-}
-
-/** Moves `<id>.patch.json` and `<id>.artifacts` left in approved/ or pending/ (without their patch) next to `filed`. */
-async function followPatch(settings: Settings, id: string, filed: string): Promise<boolean> {
-  let moved = false;
-  for (const dir of [settings.layout.patches.approved, settings.layout.patches.pending]) {
-    // A patch of that id is there again (approved or proposed since): these are its own.
-    if (await exists(path.join(dir, `${id}.patch`))) continue;
-    const sidecar = path.join(dir, `${id}.patch.json`);
-    if ((await exists(sidecar)) && !(await exists(`${filed}.json`))) {
-      await moveUnique(sidecar, path.dirname(filed), `${path.basename(filed)}.json`);
-      moved = true;
-    }
-    const artifacts = path.join(dir, `${id}.artifacts`);
-    if (await exists(artifacts)) {
-      await moveUnique(artifacts, path.dirname(filed), `${path.basename(filed).replace(/\.patch$/i, '')}.artifacts`);
-      moved = true;
-    }
-  }
-  return moved;
 }
 
 async function filedWithContent(settings: Settings, sha: string): Promise<string | null> {

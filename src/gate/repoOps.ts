@@ -11,18 +11,12 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { execa } from 'execa';
+import { RepoOpNoteSchema, type RepoOpNote } from '../contract/gateFiles.ts';
 import type { Settings } from '../workspace/config.ts';
 import { replaceFile } from '../workspace/files.ts';
 import { pidAlive } from '../queue/lease.ts';
 import { gitArgs } from '../workspace/gitArgs.ts';
-
-interface RepoOpNote {
-  host: string;
-  pid: number;
-  repo: string;
-  branch: string;
-  started_ms: number;
-}
+import { readGateFile } from './gateRun.ts';
 
 const notePath = (settings: Settings) => path.join(settings.layout.state, 'gate-repo-op.json');
 
@@ -49,14 +43,9 @@ export async function inRepo<T>(settings: Settings, repo: string, branch: string
  * person's), then the note. Returns the files removed.
  */
 export async function clearGitLocksOfDeadGate(settings: Settings, log: Logger): Promise<string[]> {
-  const text = await fs.readFile(notePath(settings), 'utf8').catch(() => null);
-  if (text === null) return [];
-  let note: RepoOpNote | null = null;
-  try {
-    note = JSON.parse(text) as RepoOpNote;
-  } catch {
-    // A half-written note: its process died before it ran any git.
-  }
+  if (!(await repoOpNoted(settings))) return [];
+  // A damaged note is read as none: its process died before it ran any git.
+  const note = await readGateFile(notePath(settings), RepoOpNoteSchema, log);
   if (note && note.host === os.hostname() && pidAlive(note.pid) && note.pid !== process.pid) return [];
   const removed: string[] = [];
   if (note) {

@@ -9,6 +9,8 @@ import path from 'node:path';
 import { ReportSchema, type CheckResult, type Finding, type Report, type Usage } from '../contract/report.ts';
 import type { Layout } from '../workspace/layout.ts';
 import { MetaAgentError } from '../contract/errors.ts';
+import { parseJsonText, readJsonFile } from '../contract/readJson.ts';
+import { z } from 'zod';
 import { exists, publishFile } from '../workspace/files.ts';
 import { redactDeep, type Redactor } from '../safety/redact.ts';
 import { moveUnique } from '../queue/folders.ts';
@@ -35,6 +37,14 @@ export interface EarlierRun {
   unfinishedUsage: Usage | null;
 }
 
+/** What archiving needs of an earlier report; lenient, since it may be from an older version (a field it cannot use is left out). */
+const EarlierReportSchema = z.object({
+  run_id: ReportSchema.shape.run_id.optional(),
+  usage: ReportSchema.shape.usage.optional().catch(undefined),
+  error: ReportSchema.shape.error.optional().catch(null),
+  incomplete: z.boolean().optional().catch(undefined),
+});
+
 /** Moves the previous outputs of `id` (report, trajectory) into the archive; a pending patch stays where it is. */
 export async function archiveEarlierRun(layout: Layout, id: string): Promise<EarlierRun> {
   const paths = reportPaths(layout, id);
@@ -45,7 +55,7 @@ export async function archiveEarlierRun(layout: Layout, id: string): Promise<Ear
   let earlierRun = 'unknown';
   let unfinishedUsage: Usage | null = null;
   try {
-    const earlier = JSON.parse(await fs.readFile(paths.json, 'utf8')) as { run_id?: string; usage?: Usage; error?: { kind?: string } | null; incomplete?: boolean };
+    const earlier = await readJsonFile(paths.json, EarlierReportSchema);
     earlierRun = earlier.run_id ?? earlierRun;
     // An interrupted run that saved an incomplete patch went to failed/: running it again is a person's new start.
     if (earlier.error?.kind === 'interrupted' && !earlier.incomplete && earlier.usage) unfinishedUsage = earlier.usage;
@@ -79,19 +89,32 @@ export async function pendingPatchRefusal(layout: Layout, id: string): Promise<M
   return new MetaAgentError('input', `${names} ${pending.length === 1 ? 'is' : 'are'} waiting for review; approve or reject ${pending.length === 1 ? 'it' : 'them'} first, or re-run with --force (the new patch is then filed beside ${pending.length === 1 ? 'it' : 'them'})`, { field: '--task-id' });
 }
 
+/** The usage a trajectory line records (the model's own numbers, as the API returned them). */
+const TrajectoryUsageSchema = z.object({
+  usage: z
+    .object({
+      prompt_tokens: z.number().nullish(),
+      completion_tokens: z.number().nullish(),
+      prompt_tokens_details: z.object({ cached_tokens: z.number().nullish() }).nullish(),
+    })
+    .nullish(),
+});
+type TrajectoryUsage = z.infer<typeof TrajectoryUsageSchema>;
+
 /** Sums the model usage recorded step by step in a trajectory (null when there is none). */
 async function usageInTrajectory(file: string): Promise<Usage | null> {
   const text = await fs.readFile(file, 'utf8').catch(() => null);
   if (!text) return null;
   const usage: Usage = { requests: 0, prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, cost_usd: null };
   for (const line of text.split('\n')) {
-    let entry: { usage?: { prompt_tokens?: number; completion_tokens?: number; prompt_tokens_details?: { cached_tokens?: number } } | null } | null = null;
+    if (!line.trim()) continue;
+    let entry: TrajectoryUsage;
     try {
-      entry = line.trim() ? JSON.parse(line) : null;
+      entry = parseJsonText(line, TrajectoryUsageSchema, file);
     } catch {
       continue; // the line the crash cut short
     }
-    if (!entry?.usage) continue;
+    if (!entry.usage) continue;
     usage.requests++;
     usage.prompt_tokens += entry.usage.prompt_tokens ?? 0;
     usage.completion_tokens += entry.usage.completion_tokens ?? 0;

@@ -12,36 +12,37 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { MetaAgentError, toErrorInfo, type ErrorInfo } from '../contract/errors.ts';
-import type { PatchSidecar } from '../contract/patch.ts';
-import type { CheckName, CheckResult, Regression, Report, RiskLevel, ShellMode, Usage } from '../contract/report.ts';
+import type { Report, ShellMode, Usage } from '../contract/report.ts';
 import { defaultIdFor, parseTask, TaskIdSchema, type Task } from '../contract/task.ts';
 import { CommandEngine } from '../engines/command.ts';
 import { OpenAIEngine } from '../engines/openai.ts';
 import { systemPrompt, userPrompt } from '../engines/prompt.ts';
 import { decideShell } from '../engines/shellTool.ts';
-import type { ChecksOutcome, Engine, EngineResult } from '../engines/types.ts';
-import { describeRegression, regressionsOf, Verifier, type Baselines } from '../engines/verify.ts';
+import type { Engine, EngineResult } from '../engines/types.ts';
+import { regressionsOf, Verifier, type Baselines } from '../engines/verify.ts';
 import { holdTaskId } from '../queue/taskIdLock.ts';
-import { claimTask, isDirectlyIn, markReported, settleClaim, type Disposition } from '../queue/folders.ts';
-import { anchoredMatcher, denyMatcher, scopeMatcher } from '../safety/globs.ts';
-import { modeProblems } from '../safety/modes.ts';
-import { makeRedactor, REDACTED, type Redactor } from '../safety/redact.ts';
+import { claimTask, isDirectlyIn, markReported, settleClaim, type Claim, type Disposition } from '../queue/folders.ts';
+import { denyMatcher, scopeMatcher } from '../safety/globs.ts';
+import { makeRedactor, type Redactor } from '../safety/redact.ts';
 import { silentLogger } from '../log.ts';
-import { llmMissingMessage, projectFor, type Check, type Project, type Settings } from '../workspace/config.ts';
+import { llmMissingMessage, projectFor, type Settings } from '../workspace/config.ts';
 import { displayPath } from '../workspace/layout.ts';
-import { publishUnique, replaceFile } from '../workspace/files.ts';
+import { replaceFile } from '../workspace/files.ts';
 import { faultPoint } from '../workspace/faults.ts';
-import { loggedCheck, preflightChecks, runCheck, withCheckCopy } from './checks.ts';
-import { baselineOnce, baselinesOf, markBaselines } from './baseline.ts';
+import { preflightChecks, runCheck, withCheckCopy } from './checks.ts';
+import { baselineOnce, markBaselines } from './baseline.ts';
 import { sandboxStatus } from '../safety/sandbox.ts';
-import { collectDiff, stagedModeChanges } from './git.ts';
-import { archiveEarlierRun, patchStemFor, pendingPatchesOf, redactReportText, reportPaths, TrajectoryWriter, writeReport } from './report.ts';
+import { collectDiff } from './git.ts';
+import { archiveEarlierRun, pendingPatchesOf, redactReportText, reportPaths, TrajectoryWriter, writeReport } from './report.ts';
 import { assessRisk, withRegressions } from './risk.ts';
-import { checksWindow, incompleteNextAction, incompleteNotes, incompleteSummary, markCutShort, stoppedWithWork } from './incomplete.ts';
-import { noExtras, RetrainFailed, runTypePipeline, WORKS_WITHOUT_LLM, type TypeExtras } from './pipelines.ts';
+import { noExtras, RetrainFailed, runTypePipeline, WORKS_WITHOUT_LLM } from './pipelines.ts';
 import { ensureRepo, type Worktree } from './workspaceRepo.ts';
 import { openPooledWorktree } from './worktreePool.ts';
 import { filesAtCommit } from './commitFiles.ts';
+import { failedOutcome, hintFor, worktreeOutcome, type Outcome, type WorktreeFacts } from './outcome.ts';
+import { keepIncompleteWork } from './keepIncomplete.ts';
+import { noteFiledBeside, refusedChange, writePatch } from './proposal.ts';
+import { runChecks, type RunContext } from './runContext.ts';
 
 export interface RunTaskOptions {
   settings: Settings;
@@ -79,126 +80,167 @@ export function newRunId(now = new Date()): string {
 }
 
 export async function runTask(taskPath: string, options: RunTaskOptions): Promise<RunTaskResult> {
+  const run = await claimRun(taskPath, options);
+  let outcome: Outcome;
+  try {
+    outcome = await runClaimed(run);
+  } catch (error) {
+    outcome = failedOutcome(error, run.task, run.engineName);
+  }
+  return fileRun(run, outcome);
+}
+
+/** Where a run's task file goes, by its report: shared with the BullMQ folder host (queue/bullmq/host.ts). */
+export function dispositionOf(fileName: string, taskId: string, report: Pick<Report, 'status' | 'error' | 'incomplete' | 'patch_files' | 'report_md'>): Disposition {
+  if (report.error?.kind === 'interrupted' && !report.incomplete) return { status: 'interrupted' };
+  if (report.status === 'ok') return { status: 'ok' };
+  return { status: 'error', explanation: errorExplanation(fileName, taskId, report.error, report.report_md, report.incomplete ? report.patch_files[0] ?? null : null) };
+}
+
+/** One call of runTask: what it was given, and what it has learnt so far (the task once read, the task id once held). */
+interface TaskRun {
+  options: RunTaskOptions;
+  settings: Settings;
+  runId: string;
+  startedAt: Date;
+  /** The start by the monotonic clock: the wall clock may jump back (NTP, a person) mid-run. */
+  startedMono: number;
+  redact: Redactor;
+  fileName: string;
+  /** The task file: where the claim put it (processing/), or the file as given. */
+  file: string;
+  claim: Claim | null;
+  /** The caller's signal, and the claim's lease: a lost lease stops the run. */
+  signal: AbortSignal | undefined;
+  log: Logger;
+  usage: Usage;
+  task: Task | null;
+  engineName: Engine['name'];
+  shell: ShellMode;
+  /** The outputs of an earlier run of this id were moved into the archive. */
+  archived: boolean;
+  releaseTaskId: (() => Promise<void>) | null;
+}
+
+/** Claims the task file if it is in inbox/. Throws when another worker has it: this run did not happen (no report, no move). */
+async function claimRun(taskPath: string, options: RunTaskOptions): Promise<TaskRun> {
   const { settings } = options;
   const { layout } = settings;
   const runId = options.runId ?? newRunId();
   const startedAt = new Date();
-  // The duration by the monotonic clock: the wall clock may jump back (NTP, a person) mid-run.
   const startedMono = performance.now();
   const redact = makeRedactor(settings.env, settings.llm.apiKey ? [settings.llm.apiKey] : []);
   const inputFile = path.resolve(taskPath);
   const fileName = path.basename(inputFile);
-  const claimed = isDirectlyIn(layout.inbox, inputFile);
-  let log = (options.log ?? silentLogger()).child({ run_id: runId, task_file: fileName });
-
-  // Claim first: if another worker has it, this run did not happen (no report, no move).
-  const claim = claimed ? await claimTask(layout, inputFile, runId, settings.config.queue.lease_stale_s * 1000, options.expectSha256) : null;
-  const file = claim?.file ?? inputFile;
+  const log = (options.log ?? silentLogger()).child({ run_id: runId, task_file: fileName });
+  const claim = isDirectlyIn(layout.inbox, inputFile) ? await claimTask(layout, inputFile, runId, settings.config.queue.lease_stale_s * 1000, options.expectSha256) : null;
   // A lost lease (another worker took the task over while this process was frozen) stops the run.
-  const runSignal = claim ? (options.signal ? AbortSignal.any([options.signal, claim.lease.lost]) : claim.lease.lost) : options.signal;
+  const signal = claim ? (options.signal ? AbortSignal.any([options.signal, claim.lease.lost]) : claim.lease.lost) : options.signal;
+  return {
+    options,
+    settings,
+    runId,
+    startedAt,
+    startedMono,
+    redact,
+    fileName,
+    file: claim?.file ?? inputFile,
+    claim,
+    signal,
+    log,
+    usage: emptyUsage(),
+    task: null,
+    engineName: options.engine?.name ?? settings.config.engine,
+    shell: 'off',
+    archived: false,
+    releaseTaskId: null,
+  };
+}
 
-  const state: RunState = { runId, startedAt, usage: emptyUsage(), task: null, project: null, engineName: options.engine?.name ?? settings.config.engine, shell: 'off' };
-  let outcome: Outcome;
-  let archived = false;
-  let runSettings = settings;
-  let releaseTaskId: (() => Promise<void>) | null = null;
-  try {
-    // The claimed name: a name past the safe length was shortened by the claim (folders.ts).
-    const task = parseTask(claim?.content ?? (await readTaskFile(file, fileName)), claim?.name ?? fileName);
-    state.task = task;
-    log = log.child({ task_id: task.id });
-    const project = projectFor(settings, task.project, fileName);
-    // A task may lower (never raise) the token limit: the supervisor's budget reaches the run this way.
-    if (task.max_tokens && task.max_tokens < settings.config.limits.max_tokens) {
-      runSettings = { ...settings, config: { ...settings.config, limits: { ...settings.config.limits, max_tokens: task.max_tokens } } };
-    }
-    state.project = project;
-    const engine = options.engine ?? engineFor(task.engine ?? settings.config.engine);
-    state.engineName = engine.name;
-    const llmConfigured = Boolean(settings.llm.apiKey || settings.llm.baseURL) || Boolean(options.engine);
-    if (engine.name === 'openai' && !llmConfigured && !WORKS_WITHOUT_LLM.has(task.type)) {
-      throw new MetaAgentError('config', llmMissingMessage(settings.llm), { file: 'meta-agent.yaml', field: 'llm' });
-    }
-    // Another run of the same id (a second file with that id:) finishes first: one report and trajectory per run.
-    releaseTaskId = await holdTaskId(layout, task.id, settings.config.queue.lease_stale_s * 1000, runSignal, (settings.config.limits.task_timeout_s + 120) * 1000);
-    const earlier = await archiveEarlierRun(layout, task.id);
-    archived = true;
-    if (earlier.unfinishedUsage) {
-      // Attempts that died or were interrupted spent tokens too: they count against this task's limit.
-      carryUsage(state.usage, earlier.unfinishedUsage);
-      log.info({ carried_tokens: earlier.unfinishedUsage.prompt_tokens + earlier.unfinishedUsage.completion_tokens }, 'an unfinished earlier attempt spent tokens; counted in this run');
-    }
-    log.info({ project: project.name, type: task.type, engine: engine.name }, `run started: ${task.id}`);
-    const useEngine = engine.name !== 'openai' || llmConfigured;
-    // Decided once per run (config + sandbox), so the tool list never changes between steps.
-    if (engine.name === 'openai' && useEngine) state.shell = await decideShell(settings);
-    outcome = await runInWorktree({ task, project, engine, useEngine, settings: runSettings, runId, redact, log, usage: state.usage, signal: runSignal, mayFile: claim ? () => claim.lease.verify() : undefined, shell: state.shell, hurry: options.hurry, stopChecksGraceS: options.stopChecksGraceS });
-  } catch (error) {
-    outcome = failedOutcome(error, state);
+/** Reads the task, holds its id, and runs it in a worktree. A throw is a run that failed (its outcome says why). */
+async function runClaimed(run: TaskRun): Promise<Outcome> {
+  const { settings, options, claim } = run;
+  // The claimed name: a name past the safe length was shortened by the claim (folders.ts).
+  const task = parseTask(claim?.content ?? (await readTaskFile(run.file, run.fileName)), claim?.name ?? run.fileName);
+  run.task = task;
+  run.log = run.log.child({ task_id: task.id });
+  const project = projectFor(settings, task.project, run.fileName);
+  const engine = options.engine ?? engineFor(task.engine ?? settings.config.engine);
+  run.engineName = engine.name;
+  const llmConfigured = Boolean(settings.llm.apiKey || settings.llm.baseURL) || Boolean(options.engine);
+  if (engine.name === 'openai' && !llmConfigured && !WORKS_WITHOUT_LLM.has(task.type)) {
+    throw new MetaAgentError('config', llmMissingMessage(settings.llm), { file: 'meta-agent.yaml', field: 'llm' });
   }
+  // Another run of the same id (a second file with that id:) finishes first: one report and trajectory per run.
+  run.releaseTaskId = await holdTaskId(settings.layout, task.id, settings.config.queue.lease_stale_s * 1000, run.signal, (settings.config.limits.task_timeout_s + 120) * 1000);
+  await archiveEarlierAttempt(run, task.id);
+  run.log.info({ project: project.name, type: task.type, engine: engine.name }, `run started: ${task.id}`);
+  const useEngine = engine.name !== 'openai' || llmConfigured;
+  // Decided once per run (config + sandbox), so the tool list never changes between steps.
+  if (engine.name === 'openai' && useEngine) run.shell = await decideShell(settings);
+  return runInWorktree({
+    task,
+    project,
+    engine,
+    useEngine,
+    settings: withTaskLimits(settings, task),
+    runId: run.runId,
+    redact: run.redact,
+    log: run.log,
+    usage: run.usage,
+    signal: run.signal,
+    mayFile: claim ? () => claim.lease.verify() : undefined,
+    shell: run.shell,
+    hurry: options.hurry,
+    stopChecksGraceS: options.stopChecksGraceS,
+  });
+}
 
-  const taskId = state.task?.id ?? fallbackId(claim?.name ?? fileName);
+/** A task may lower (never raise) the token limit: the supervisor's budget reaches the run this way. */
+function withTaskLimits(settings: Settings, task: Task): Settings {
+  if (!task.max_tokens || task.max_tokens >= settings.config.limits.max_tokens) return settings;
+  return { ...settings, config: { ...settings.config, limits: { ...settings.config.limits, max_tokens: task.max_tokens } } };
+}
+
+/** The earlier run's outputs go into the archive; what an unfinished attempt spent counts in this run. */
+async function archiveEarlierAttempt(run: TaskRun, taskId: string): Promise<void> {
+  const earlier = await archiveEarlierRun(run.settings.layout, taskId);
+  run.archived = true;
+  if (earlier.unfinishedUsage) {
+    // Attempts that died or were interrupted spent tokens too: they count against this task's limit.
+    carryUsage(run.usage, earlier.unfinishedUsage);
+    run.log.info({ carried_tokens: earlier.unfinishedUsage.prompt_tokens + earlier.unfinishedUsage.completion_tokens }, 'an unfinished earlier attempt spent tokens; counted in this run');
+  }
+}
+
+/** The report, then the task file's move; the result says where both are. */
+async function fileRun(run: TaskRun, outcome: Outcome): Promise<RunTaskResult> {
+  const { layout } = run.settings;
+  const { claim } = run;
+  const taskId = run.task?.id ?? fallbackId(claim?.name ?? run.fileName);
   // A run that failed before archiving still must not overwrite an earlier report of this id.
-  if (!archived) await archiveEarlierRun(layout, taskId);
-  const paths = reportPaths(layout, taskId);
+  if (!run.archived) await archiveEarlierRun(layout, taskId);
+  const reportMd = displayPath(layout, reportPaths(layout, taskId).md);
   // Redacted once: the report and the failed task's note carry the same (redacted) error.
-  const redacted = redactReportText(outcome, redact);
+  const redacted = redactReportText(outcome, run.redact);
   // An interrupted run that saved an incomplete patch goes to failed/, not back to inbox/:
   // running it again on its own would file a second patch; a person decides (review, retry).
-  const disposition = dispositionOf(fileName, taskId, { ...redacted, report_md: displayPath(layout, paths.md) });
+  const disposition = dispositionOf(run.fileName, taskId, { ...redacted, report_md: reportMd });
   // The report is written before the task file moves (a crash in between finalizes on recovery, never re-runs).
   const destination = { ok: layout.done, error: layout.failed, interrupted: layout.inbox }[disposition.status];
-  const predictedTaskFile = claim ? path.join(destination, claim.name) : file;
+  const predictedTaskFile = claim ? path.join(destination, claim.name) : run.file;
   if (claim && !(await claim.lease.verify())) {
     // Another worker owns the task now: its run reports; this one files nothing.
-    log.warn('the lease was lost while the run went on (this process was frozen or too slow); nothing is filed');
-    await releaseTaskId?.().catch(() => undefined);
+    run.log.warn('the lease was lost while the run went on (this process was frozen or too slow); nothing is filed');
+    await releaseTaskId(run);
     throw claim.lease.lost.reason;
   }
-  const finishedAt = new Date();
-  const report: Report = {
-    ...redacted,
-    task_id: taskId,
-    run_id: runId,
-    usage: state.usage,
-    started_at: startedAt.toISOString(),
-    finished_at: finishedAt.toISOString(),
-    duration_ms: Math.max(0, Math.round(performance.now() - startedMono)),
-    task_file: displayPath(layout, predictedTaskFile),
-    report_md: displayPath(layout, paths.md),
-    checks_unsandboxed: settings.config.sandbox === 'none',
-    shell: state.shell,
-    // Read after the spread above redacted the outcome's text, so those replacements count too.
-    secrets_redacted: redact.hits,
-    approval: null,
-  };
-  let written: { json: string; md: string };
-  let taskFile = predictedTaskFile;
-  try {
-    written = await writeReport(layout, report);
-    faultPoint('after-report');
-    if (claim) {
-      await markReported(layout, claim, disposition);
-      faultPoint('after-ledger');
-      taskFile = await settleClaim(layout, claim, disposition);
-      if (taskFile !== predictedTaskFile) {
-        report.task_file = displayPath(layout, taskFile);
-        await replaceFile(written.json, JSON.stringify(report, null, 2) + '\n');
-      }
-    }
-  } catch (error) {
-    // The disk is full or gone: the run cannot be recorded. Let go of the claim; crash
-    // recovery returns the task to inbox/ once, and fails it if this happens again.
-    log.error({ err: toErrorInfo(error) }, 'the run could not be recorded; the claim is released for recovery');
-    await claim?.lease.release().catch(() => undefined);
-    throw error;
-  } finally {
-    await releaseTaskId?.().catch(() => undefined);
-  }
-  log.info({ status: report.status, outcome: report.outcome, risk: report.risk_level, tokens: report.usage.prompt_tokens + report.usage.completion_tokens }, `run finished: ${report.outcome}`);
+  const report = completeReport(run, redacted, { taskId, taskFile: displayPath(layout, predictedTaskFile), reportMd });
+  const { written, taskFile } = await recordRun(run, report, disposition, predictedTaskFile);
+  run.log.info({ status: report.status, outcome: report.outcome, risk: report.risk_level, tokens: report.usage.prompt_tokens + report.usage.completion_tokens }, `run finished: ${report.outcome}`);
   return {
     task_id: taskId,
-    run_id: runId,
+    run_id: run.runId,
     status: report.status,
     outcome: report.outcome,
     report_path: written.json,
@@ -209,168 +251,76 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
   };
 }
 
-/** Where a run's task file goes, by its report: shared with the BullMQ folder host (queue/bullmq/host.ts). */
-export function dispositionOf(fileName: string, taskId: string, report: Pick<Report, 'status' | 'error' | 'incomplete' | 'patch_files' | 'report_md'>): Disposition {
-  if (report.error?.kind === 'interrupted' && !report.incomplete) return { status: 'interrupted' };
-  if (report.status === 'ok') return { status: 'ok' };
-  return { status: 'error', explanation: errorExplanation(fileName, taskId, report.error, report.report_md, report.incomplete ? report.patch_files[0] ?? null : null) };
+/** The outcome (redacted) with what the run itself knows: ids, times, paths, usage. */
+function completeReport(run: TaskRun, outcome: Outcome, where: { taskId: string; taskFile: string; reportMd: string }): Report {
+  const { config } = run.settings;
+  return {
+    ...outcome,
+    task_id: where.taskId,
+    run_id: run.runId,
+    usage: run.usage,
+    started_at: run.startedAt.toISOString(),
+    finished_at: new Date().toISOString(),
+    duration_ms: Math.max(0, Math.round(performance.now() - run.startedMono)),
+    task_file: where.taskFile,
+    report_md: where.reportMd,
+    checks_unsandboxed: config.sandbox === 'none',
+    shell: run.shell,
+    // Read after the outcome's text was redacted, so those replacements count too.
+    secrets_redacted: run.redact.hits,
+    approval: null,
+  };
 }
 
-interface RunState {
-  runId: string;
-  startedAt: Date;
-  usage: Usage;
-  task: Task | null;
-  project: Project | null;
-  engineName: Engine['name'];
-  shell: ShellMode;
+/** Writes the report, then settles the claim (the ledger, the task file's move); the task id is let go either way. */
+async function recordRun(run: TaskRun, report: Report, disposition: Disposition, predictedTaskFile: string): Promise<{ written: { json: string; md: string }; taskFile: string }> {
+  const { layout } = run.settings;
+  const { claim } = run;
+  try {
+    const written = await writeReport(layout, report);
+    faultPoint('after-report');
+    if (!claim) return { written, taskFile: predictedTaskFile };
+    await markReported(layout, claim, disposition);
+    faultPoint('after-ledger');
+    const taskFile = await settleClaim(layout, claim, disposition);
+    if (taskFile !== predictedTaskFile) {
+      report.task_file = displayPath(layout, taskFile);
+      await replaceFile(written.json, JSON.stringify(report, null, 2) + '\n');
+    }
+    return { written, taskFile };
+  } catch (error) {
+    // The disk is full or gone: the run cannot be recorded. Let go of the claim; crash
+    // recovery returns the task to inbox/ once, and fails it if this happens again.
+    run.log.error({ err: toErrorInfo(error) }, 'the run could not be recorded; the claim is released for recovery');
+    await claim?.lease.release().catch((releaseError: unknown) => run.log.warn({ err: toErrorInfo(releaseError) }, 'could not release the claim; recovery takes it over once it is stale'));
+    throw error;
+  } finally {
+    await releaseTaskId(run);
+  }
 }
 
-/** Everything in a report that the run decides; the rest (ids, times, paths) is added when it is written. */
-type Outcome = Omit<Report, 'task_id' | 'run_id' | 'started_at' | 'finished_at' | 'duration_ms' | 'task_file' | 'report_md' | 'usage' | 'approval' | 'secrets_redacted' | 'checks_unsandboxed' | 'shell'>;
-
-interface RunContext {
-  task: Task;
-  project: Project;
-  engine: Engine;
-  /** False for risk_review / retrain_model without an LLM: the numbers are produced, the commentary skipped. */
-  useEngine: boolean;
-  settings: Settings;
-  runId: string;
-  redact: Redactor;
-  log: Logger;
-  usage: Usage;
-  signal: AbortSignal | undefined;
-  shell: ShellMode;
-  hurry: AbortSignal | undefined;
-  stopChecksGraceS: number | undefined;
-  /** Checked just before a patch is filed: false when the task's lease was lost. */
-  mayFile?: (() => Promise<boolean>) | undefined;
+async function releaseTaskId(run: TaskRun): Promise<void> {
+  await run.releaseTaskId?.().catch((error: unknown) => run.log.warn({ err: toErrorInfo(error) }, 'could not let go of the task id; its lock goes stale'));
 }
 
 /** The part of a run that needs the worktree; the worktree is gone when it returns. */
 async function runInWorktree(rc: RunContext): Promise<Outcome> {
-  const { task, project, settings, log } = rc;
-  const { layout, config } = settings;
-  const denied = denyMatcher([...project.deny, ...config.patch.protected]);
-  const inScope = scopeMatcher(task.scope, project.scope);
-  const trajectory = new TrajectoryWriter(reportPaths(layout, task.id).trajectory, rc.redact);
-  let trajectoryUsed = false;
-  const base = { task, project, engineName: rc.engine.name, trajectory: null as string | null, get requests() { return rc.usage.requests; } };
-
+  const { project, settings, log } = rc;
   await ensureRepo(project);
   const worktree = await openPooledWorktree(settings, project, rc.runId, log);
   // Armed only now: the finally below is what disarms it (a timer left armed by a failed
   // ensureRepo/openWorktree kept a stopped service alive for task_timeout_s).
-  const abort = linkedAbort(rc.signal, config.limits.task_timeout_s);
+  const abort = linkedAbort(rc.signal, settings.config.limits.task_timeout_s);
   log.debug({ worktree: worktree.dir, base: worktree.baseCommit }, 'worktree ready');
-  const where = { base_commit: worktree.baseCommit, branch: worktree.branch };
-  let extras = noExtras();
-  // The engine's output tail, kept here so a run that ends by a throw reports it too.
-  let outputTail: string | null = null;
   try {
-    const checksIn = (signal: AbortSignal) => runChecks(rc, worktree, signal);
-    const baselines = baselineOnce({ settings, project, runId: rc.runId, baseCommit: worktree.baseCommit, redact: rc.redact, log }, abort.signal);
-    const verifier = new Verifier({
-      worktree: worktree.dir,
-      baseCommit: worktree.baseCommit,
-      configured: { tests: Boolean(project.test), dry_run: Boolean(project.dry_run) },
-      runChecks: (which) => runChecks(rc, worktree, abort.signal, which),
-      baselines,
-    });
+    const stages = new WorktreeStages(rc, worktree, abort);
     let result: EngineResult;
     try {
-      // Fail before the model is paid: no usable sandbox, or a check whose program does not exist.
-      const retrainSteps = task.type === 'retrain_model' && project.retrain ? [project.retrain.collect, project.retrain.train, project.retrain.eval] : [];
-      const checks = [project.test, project.dry_run, ...retrainSteps];
-      if (checks.some(Boolean) && (await preflightChecks(settings, project, worktree.dir, checks)) === 'none') {
-        log.warn((await sandboxStatus(settings)).warning ?? 'checks run unsandboxed');
-      }
-      extras = await runTypePipeline(task, project, settings, { worktree: worktree.dir }, rc.redact, abort.signal);
-      if (!rc.useEngine) {
-        extras.notes.push(`LLM commentary skipped: ${llmMissingMessage(settings.llm)}`);
-        result = {
-          finished: true,
-          summary: extras.summary ?? '',
-          risks: [...extras.flags],
-          risk_level: extras.flags.length || extras.retrain?.comparison?.beats_baseline === false ? 'medium' : 'low',
-          next_actions: extras.flags.length ? ['Look into the flagged numbers.'] : [],
-          steps: 0,
-          model: null,
-          output_tail: null,
-        };
-      } else {
-        const facts = extras.facts;
-        const promptTask = facts ? { ...task, body: [task.body, facts].filter(Boolean).join('\n\n') } : task;
-        await verifier.start();
-        result = await rc.engine.run({
-        task,
-        project,
-        settings,
-        worktree: worktree.dir,
-        baseCommit: worktree.baseCommit,
-        runId: rc.runId,
-        inScope,
-        denied,
-        runChecks: () => checksIn(abort.signal),
-        runSyntaxCheck: (check) => withCheckCopy({ worktree: worktree.dir }, settings, project, (copy) => runCheck(check, copy, settings, project, rc.redact, abort.signal)),
-        verifier,
-        redact: rc.redact,
-        log,
-        signal: abort.signal,
-        deadline: abort.deadline,
-        usage: rc.usage,
-        shell: rc.shell,
-        record: async (entry) => {
-          trajectoryUsed = true;
-          await trajectory.record(entry);
-        },
-        // The worktree is a clean checkout of the base commit here, unless a retrain pipeline wrote into it.
-        prompt: { system: systemPrompt(), user: await userPrompt({ task: promptTask, worktree: worktree.dir, scopeGlobs: task.scope, denied, inScope, redact: rc.redact, ...(task.type === 'retrain_model' ? {} : { files: await filesAtCommit(project.repoPath, worktree.baseCommit) }) }) },
-        promptTask,
-        note: (text) => extras.notes.push(text),
-        outputTail: (text) => {
-          outputTail = text;
-        },
-        });
-        if (extras.summary) result = { ...result, summary: `${extras.summary}\n\n${result.summary}` };
-      }
+      result = await stages.runAgent();
     } catch (error) {
-      if (error instanceof RetrainFailed) extras.retrain = { steps: error.steps, comparison: null, artifacts: [] };
-      const info = toErrorInfo(abort.signal.aborted && !(error instanceof MetaAgentError) ? abort.signal.reason : error);
-      // A limit, a timeout, a failing model or Ctrl-C: what the agent changed so far is kept (incomplete.ts).
-      const kept = await keepIncompleteWork(rc, worktree, info, null, extras, abort.signal);
-      return finalizeOutcome({ ...base, ...where, trajectory: trajectoryUsed ? displayPath(layout, trajectory.file) : null }, {
-        extras,
-        outputTail,
-        ...kept,
-        summary: `The run ended early: ${kept.error.message}${kept.incomplete ? '. Its work so far is saved as an incomplete patch.' : ''}`,
-      });
+      return await stages.endedEarly(error);
     }
-    base.trajectory = trajectoryUsed ? displayPath(layout, trajectory.file) : null;
-    const diff = await collectDiff(worktree.dir, worktree.baseCommit, worktree.excludesFile);
-    if (diff.files.length === 0) return finalizeOutcome({ ...base, ...where }, { result, extras });
-
-    const refusal = await refusedChange(rc, worktree, diff);
-    if (refusal) return finalizeOutcome({ ...base, ...where }, { result, extras, changed: diff.files, violations: refusal.violations, error: new MetaAgentError('scope', refusal.message).toInfo() });
-
-    // The checks `finish` ran on this very state are not run again.
-    const checks = (await verifier.current()) ?? (await checksIn(abort.signal));
-    const baseline = abort.signal.aborted ? { tests: null, dry_run: null } : await baselines();
-    markBaselines(checks, baseline);
-    if (abort.signal.aborted) {
-      // Stopped while the finished change was being checked: kept like any stopped run's work.
-      const info = toErrorInfo(abort.signal.reason);
-      const kept = await keepIncompleteWork(rc, worktree, info, result, extras, abort.signal);
-      return finalizeOutcome({ ...base, ...where }, { result, extras, ...kept, summary: `The run ended early: ${kept.error.message}\n\n${result.summary}` });
-    }
-    if (rc.mayFile && !(await rc.mayFile())) throw rc.signal?.reason ?? new MetaAgentError('interrupted', 'the lease was lost; nothing is filed');
-    const regressions = regressionsOf(checks, baseline);
-    const risk = withRegressions(assessRisk(result.risk_level, diff.files, project), regressions);
-    const patchFiles = await writePatch(rc, diff, worktree, risk.level, result.summary, extras, regressions);
-    const beside = (await pendingPatchesOf(layout, task.id)).filter((f) => f !== patchFiles[0]);
-    if (beside.length) extras.notes.push(`Filed beside ${beside.map((f) => displayPath(layout, f)).join(', ')}, which ${beside.length === 1 ? 'is' : 'are'} still waiting for review; approve or reject each on its own.`);
-    return finalizeOutcome({ ...base, ...where }, { result, extras, changed: diff.files, checks, risk, regressions, patchFiles: patchFiles.map((f) => displayPath(layout, f)) });
+    return await stages.propose(result);
   } finally {
     abort.dispose();
     await worktree.remove();
@@ -378,122 +328,152 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
   }
 }
 
-function finalizeOutcome(
-  base: { task: Task; project: Project; engineName: Engine['name']; trajectory: string | null; base_commit: string; branch: string; requests: number },
-  parts: {
-    result?: EngineResult;
-    error?: ErrorInfo;
-    changed?: string[];
-    violations?: string[];
-    checks?: ChecksOutcome;
-    risk?: { level: RiskLevel; reasons: string[] };
-    regressions?: Regression[];
-    patchFiles?: string[];
-    summary?: string;
-    extras?: TypeExtras;
-    /** The run stopped early and its work so far is in patchFiles. */
-    incomplete?: boolean;
-    /** The engine's output tail when it ended by a throw (no result). */
-    outputTail?: string | null;
-  },
-): Outcome {
-  const extras = parts.extras ?? noExtras();
-  const { result, error } = parts;
-  const changed = parts.changed ?? [];
-  const risk = parts.risk ?? assessRisk(result?.risk_level ?? 'low', changed, base.project);
-  const outcome: Report['outcome'] = error
-    ? error.kind === 'budget' || error.kind === 'timeout'
-      ? 'limit_reached'
-      : error.kind === 'scope'
-        ? 'scope_violation'
-        : 'failed'
-    : changed.length === 0
-      ? 'no_changes'
-      : 'completed';
-  const nextActions = [...(result?.next_actions ?? [])];
-  const regressions = parts.regressions ?? [];
-  const risks = [...regressionRisks(regressions), ...(result?.risks ?? [])];
-  const tests = parts.checks?.tests ?? null;
-  const dryRun = parts.checks?.dry_run ?? null;
-  for (const check of [tests, dryRun]) {
-    if (check && !check.passed) {
-      risks.push(`${check === tests ? 'Tests' : 'The dry run'} failed after the change${check.baseline_passed === false ? ' (and already failed before it)' : ''}.`);
-    }
-  }
-  if (parts.patchFiles?.length && parts.incomplete) nextActions.push(incompleteNextAction(parts.patchFiles[0]!, base.task.id));
-  else if (parts.patchFiles?.length) nextActions.push(`Review ${parts.patchFiles[0]}, then move it into patches/approved/ to apply it, or into patches/rejected/.`);
-  return {
-    project: base.project.name,
-    type: base.task.type,
-    source: base.task.source,
-    objective: base.task.objective,
-    status: error ? 'error' : 'ok',
-    outcome,
-    regressions,
-    summary: parts.summary ?? result?.summary ?? '',
-    patch_files: parts.patchFiles ?? [],
-    changed_files: changed,
-    scope_violations: parts.violations ?? [],
-    findings: result?.findings ?? [],
-    risks,
-    risk_level: risk.level,
-    risk_reasons: risk.reasons,
-    tests,
-    dry_run: dryRun,
-    next_actions: nextActions,
-    // An engine that ended by throwing returned no step count; every step is one model request.
-    steps: result?.steps ?? base.requests,
-    model: result?.model ?? null,
-    engine: base.engineName,
-    base_commit: base.base_commit,
-    branch: base.branch,
-    trajectory: base.trajectory,
-    engine_output_tail: result?.output_tail ?? parts.outputTail ?? null,
-    error: error ?? null,
-    metrics: extras.metrics,
-    flags: extras.flags,
-    retrain: extras.retrain,
-    notes: extras.notes,
-    incomplete: parts.incomplete ?? false,
-  };
-}
+/** The stages of a run in its worktree (agent, then proposal), and what they learn on the way. */
+class WorktreeStages {
+  /** What the task type's pipeline produced; the later stages add notes. */
+  private extras = noExtras();
+  /** The engine's output tail, kept here so a run that ends by a throw reports it too. */
+  private outputTail: string | null = null;
+  private trajectoryUsed = false;
+  private readonly trajectory: TrajectoryWriter;
+  private readonly baselines: () => Promise<Baselines>;
+  private readonly verifier: Verifier;
 
-/** The outcome of a run that failed before (or while) it had a worktree. */
-function failedOutcome(error: unknown, state: RunState): Outcome {
-  const info = toErrorInfo(error);
-  return {
-    project: state.task?.project ?? '',
-    type: state.task?.type ?? 'custom',
-    source: state.task?.source ?? 'human',
-    objective: state.task?.objective ?? '',
-    status: 'error',
-    outcome: 'failed',
-    regressions: [],
-    summary: `The run failed: ${info.message}`,
-    patch_files: [],
-    changed_files: [],
-    scope_violations: [],
-    findings: [],
-    risks: [],
-    risk_level: 'low',
-    risk_reasons: [],
-    tests: null,
-    dry_run: null,
-    next_actions: [hintFor(info)],
-    steps: 0,
-    model: null,
-    engine: state.engineName,
-    base_commit: null,
-    branch: null,
-    trajectory: null,
-    engine_output_tail: null,
-    error: info,
-    metrics: null,
-    flags: [],
-    retrain: null,
-    notes: [],
-    incomplete: false,
-  };
+  constructor(
+    private readonly rc: RunContext,
+    private readonly worktree: Worktree,
+    private readonly abort: LinkedAbort,
+  ) {
+    const { settings, project, log, redact } = rc;
+    this.trajectory = new TrajectoryWriter(reportPaths(settings.layout, rc.task.id).trajectory, redact);
+    this.baselines = baselineOnce({ settings, project, runId: rc.runId, baseCommit: worktree.baseCommit, redact, log }, abort.signal);
+    this.verifier = new Verifier({
+      worktree: worktree.dir,
+      baseCommit: worktree.baseCommit,
+      configured: { tests: Boolean(project.test), dry_run: Boolean(project.dry_run) },
+      runChecks: (which) => runChecks(rc, worktree, abort.signal, which),
+      baselines: this.baselines,
+    });
+  }
+
+  /** The task type's pipeline, then the engine (or, without an LLM, the pipeline's numbers alone). */
+  async runAgent(): Promise<EngineResult> {
+    const { rc, worktree } = this;
+    const { task, project, settings } = rc;
+    // Fail before the model is paid: no usable sandbox, or a check whose program does not exist.
+    const retrainSteps = task.type === 'retrain_model' && project.retrain ? [project.retrain.collect, project.retrain.train, project.retrain.eval] : [];
+    const checks = [project.test, project.dry_run, ...retrainSteps];
+    if (checks.some(Boolean) && (await preflightChecks(settings, project, worktree.dir, checks)) === 'none') {
+      rc.log.warn((await sandboxStatus(settings)).warning ?? 'checks run unsandboxed');
+    }
+    this.extras = await runTypePipeline(task, project, settings, { worktree: worktree.dir }, rc.redact, this.abort.signal);
+    if (rc.useEngine) return this.runEngine();
+    const { extras } = this;
+    extras.notes.push(`LLM commentary skipped: ${llmMissingMessage(settings.llm)}`);
+    return {
+      finished: true,
+      summary: extras.summary ?? '',
+      risks: [...extras.flags],
+      risk_level: extras.flags.length || extras.retrain?.comparison?.beats_baseline === false ? 'medium' : 'low',
+      next_actions: extras.flags.length ? ['Look into the flagged numbers.'] : [],
+      steps: 0,
+      model: null,
+      output_tail: null,
+    };
+  }
+
+  private async runEngine(): Promise<EngineResult> {
+    const { rc, worktree, abort, extras } = this;
+    const { task, project, settings, redact } = rc;
+    const denied = denyMatcher([...project.deny, ...settings.config.patch.protected]);
+    const inScope = scopeMatcher(task.scope, project.scope);
+    const promptTask = extras.facts ? { ...task, body: [task.body, extras.facts].filter(Boolean).join('\n\n') } : task;
+    await this.verifier.start();
+    const result = await rc.engine.run({
+      task,
+      project,
+      settings,
+      worktree: worktree.dir,
+      baseCommit: worktree.baseCommit,
+      runId: rc.runId,
+      inScope,
+      denied,
+      runChecks: () => runChecks(rc, worktree, abort.signal),
+      runSyntaxCheck: (check) => withCheckCopy({ worktree: worktree.dir }, settings, project, (copy) => runCheck(check, copy, settings, project, redact, abort.signal)),
+      verifier: this.verifier,
+      redact,
+      log: rc.log,
+      signal: abort.signal,
+      deadline: abort.deadline,
+      usage: rc.usage,
+      shell: rc.shell,
+      record: async (entry) => {
+        this.trajectoryUsed = true;
+        await this.trajectory.record(entry);
+      },
+      // The worktree is a clean checkout of the base commit here, unless a retrain pipeline wrote into it.
+      prompt: { system: systemPrompt(), user: await userPrompt({ task: promptTask, worktree: worktree.dir, scopeGlobs: task.scope, denied, inScope, redact, ...(task.type === 'retrain_model' ? {} : { files: await filesAtCommit(project.repoPath, worktree.baseCommit) }) }) },
+      promptTask,
+      note: (text) => extras.notes.push(text),
+      outputTail: (text) => {
+        this.outputTail = text;
+      },
+    });
+    return extras.summary ? { ...result, summary: `${extras.summary}\n\n${result.summary}` } : result;
+  }
+
+  /** A limit, a timeout, a failing model or Ctrl-C ended the agent: what it changed so far is kept (incomplete.ts). */
+  async endedEarly(error: unknown): Promise<Outcome> {
+    const { extras, abort } = this;
+    if (error instanceof RetrainFailed) extras.retrain = { steps: error.steps, comparison: null, artifacts: [] };
+    const info = toErrorInfo(abort.signal.aborted && !(error instanceof MetaAgentError) ? abort.signal.reason : error);
+    const kept = await keepIncompleteWork(this.rc, this.worktree, info, null, extras, abort.signal);
+    return worktreeOutcome(this.facts(), {
+      extras,
+      outputTail: this.outputTail,
+      ...kept,
+      summary: `The run ended early: ${kept.error.message}${kept.incomplete ? '. Its work so far is saved as an incomplete patch.' : ''}`,
+    });
+  }
+
+  /** The agent finished: its change is refused, or checked against the base commit and filed as a patch. */
+  async propose(result: EngineResult): Promise<Outcome> {
+    const { rc, worktree, extras, abort } = this;
+    const { layout } = rc.settings;
+    const diff = await collectDiff(worktree.dir, worktree.baseCommit, worktree.excludesFile);
+    if (diff.files.length === 0) return worktreeOutcome(this.facts(), { result, extras });
+    const refusal = await refusedChange(rc, worktree, diff);
+    if (refusal) return worktreeOutcome(this.facts(), { result, extras, changed: diff.files, violations: refusal.violations, error: new MetaAgentError('scope', refusal.message).toInfo() });
+
+    // The checks `finish` ran on this very state are not run again.
+    const checks = (await this.verifier.current()) ?? (await runChecks(rc, worktree, abort.signal));
+    const baseline = abort.signal.aborted ? { tests: null, dry_run: null } : await this.baselines();
+    markBaselines(checks, baseline);
+    if (abort.signal.aborted) {
+      // Stopped while the finished change was being checked: kept like any stopped run's work.
+      const kept = await keepIncompleteWork(rc, worktree, toErrorInfo(abort.signal.reason), result, extras, abort.signal);
+      return worktreeOutcome(this.facts(), { result, extras, ...kept, summary: `The run ended early: ${kept.error.message}\n\n${result.summary}` });
+    }
+    if (rc.mayFile && !(await rc.mayFile())) throw rc.signal?.reason ?? new MetaAgentError('interrupted', 'the lease was lost; nothing is filed');
+    const regressions = regressionsOf(checks, baseline);
+    const risk = withRegressions(assessRisk(result.risk_level, diff.files, rc.project), regressions);
+    const patchFiles = await writePatch(rc, diff, worktree, risk.level, result.summary, extras, regressions);
+    noteFiledBeside(extras, await pendingPatchesOf(layout, rc.task.id), patchFiles[0]!, layout);
+    return worktreeOutcome(this.facts(), { result, extras, changed: diff.files, checks, risk, regressions, patchFiles: patchFiles.map((f) => displayPath(layout, f)) });
+  }
+
+  private facts(): WorktreeFacts {
+    const { rc, worktree } = this;
+    return {
+      task: rc.task,
+      project: rc.project,
+      engineName: rc.engine.name,
+      trajectory: this.trajectoryUsed ? displayPath(rc.settings.layout, this.trajectory.file) : null,
+      base_commit: worktree.baseCommit,
+      branch: worktree.branch,
+      requests: rc.usage.requests,
+    };
+  }
 }
 
 async function readTaskFile(file: string, name: string): Promise<Buffer> {
@@ -526,6 +506,8 @@ function emptyUsage(): Usage {
   return { requests: 0, prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, cost_usd: null };
 }
 
+type LinkedAbort = ReturnType<typeof linkedAbort>;
+
 /** One signal for the whole run: the caller's (Ctrl-C) or the task timeout, with a MetaAgentError reason. */
 function linkedAbort(outer: AbortSignal | undefined, timeoutS: number) {
   const controller = new AbortController();
@@ -548,193 +530,6 @@ function linkedAbort(outer: AbortSignal | undefined, timeoutS: number) {
       outer?.removeEventListener('abort', onOuter);
     },
   };
-}
-
-/**
- * The file whose added lines carry the redaction marker more often than its removed lines
- * did: the agent copied text it saw redacted (write_file and edit_file refuse that; a
- * run_command or the command engine could still do it). Null when there is none.
- */
-function writesRedactionMarker(patch: Buffer): string | null {
-  let file: string | null = null;
-  const balance = new Map<string, number>();
-  const count = (line: string) => line.split(REDACTED).length - 1;
-  let header = false; // between "diff --git" and the first hunk: ---/+++ name the files there
-  for (const line of patch.toString('utf8').split('\n')) {
-    if (line.startsWith('diff --git ')) [header, file] = [true, line.replace(/^diff --git a\/.* b\//, '')];
-    else if (line.startsWith('@@')) header = false;
-    else if (header) continue;
-    else if (file && line.startsWith('+')) balance.set(file, (balance.get(file) ?? 0) + count(line));
-    else if (file && line.startsWith('-')) balance.set(file, (balance.get(file) ?? 0) - count(line));
-  }
-  return [...balance].find(([, n]) => n > 0)?.[0] ?? null;
-}
-
-/** Why a change cannot be proposed (the gate would refuse it too), or null. */
-async function refusedChange(rc: RunContext, worktree: Worktree, diff: { patch: Buffer; files: string[] }): Promise<{ message: string; violations: string[] } | null> {
-  const { config } = rc.settings;
-  const denied = denyMatcher([...rc.project.deny, ...config.patch.protected]);
-  const inScope = scopeMatcher(rc.task.scope, rc.project.scope);
-  // A symlink, a submodule, or an executable bit outside patch.executable.
-  const executable = anchoredMatcher(config.patch.executable);
-  const judged = (await stagedModeChanges(worktree.dir, worktree.baseCommit)).map((m) => ({ path: m.path, problems: modeProblems([m], executable) }));
-  const badModes = judged.filter((m) => m.problems.length > 0);
-  const modeIssues = [...new Set(badModes.flatMap((m) => m.problems))];
-  const violations = [...new Set([...diff.files.filter((f) => denied(f) || !inScope(f)), ...badModes.map((m) => m.path)])];
-  const tooBig = diff.patch.length > config.patch.max_bytes || diff.files.length > config.patch.max_files;
-  const marker = writesRedactionMarker(diff.patch);
-  if (violations.length === 0 && !tooBig && !marker) return null;
-  const message = marker
-    ? `the change writes ${REDACTED} (the marker the agent saw in place of a secret) into ${marker}: it would replace the real value in the bot's code`
-    : modeIssues.length
-    ? `the change cannot be proposed: ${modeIssues.join('; ')}`
-    : violations.length
-      ? `the change touches files outside the task scope or on the deny list: ${violations.join(', ')}`
-      : `the change is too large to propose (${diff.files.length} files, ${diff.patch.length} bytes; patch.max_files ${config.patch.max_files}, patch.max_bytes ${config.patch.max_bytes})`;
-  return { message, violations };
-}
-
-/**
- * The work of a run that stopped early (`why`): the diff saved as an incomplete patch, then
- * the checks on it in the time left (incomplete.ts). Nothing changed: nothing saved. A
- * change the gate would refuse is reported, not saved. The patch is written before the
- * checks run, so a stop during them never loses it.
- */
-async function keepIncompleteWork(rc: RunContext, worktree: Worktree, stopped: ErrorInfo, result: EngineResult | null, extras: TypeExtras, runSignal: AbortSignal) {
-  const { layout } = rc.settings;
-  const diff = await collectDiff(worktree.dir, worktree.baseCommit, worktree.excludesFile).catch((error: unknown) => {
-    extras.notes.push(`The change so far could not be read, so it was not saved: ${toErrorInfo(error).message}`);
-    return null;
-  });
-  if (!diff || diff.files.length === 0) return { changed: diff?.files ?? [], error: stopped, incomplete: false };
-  // The task was taken over (this process was frozen past its lease): the new owner files, not this one.
-  if (rc.mayFile && !(await rc.mayFile())) return { changed: diff.files, error: stopped, incomplete: false };
-  const refusal = await refusedChange(rc, worktree, diff);
-  if (refusal) {
-    extras.notes.push(`The change so far was not saved as a patch: ${refusal.message}.`);
-    return { changed: diff.files, violations: refusal.violations, error: stopped, incomplete: false };
-  }
-  const why = stoppedWithWork(stopped);
-  // No finish, so no claim from the agent: "medium" unless a risk rule says more.
-  const risk = assessRisk(result?.risk_level ?? 'medium', diff.files, rc.project);
-  const summary = incompleteSummary(rc.task.id, rc.task.objective, why, result?.summary ?? null);
-  const files = await writePatch(rc, diff, worktree, risk.level, summary, extras, [], why);
-  const patchFiles = files.map((f) => displayPath(layout, f));
-  rc.log.warn({ patch: patchFiles[0], files: diff.files.length, why: why.kind }, 'the run stopped early; its change so far is saved as an incomplete patch');
-
-  const window = checksWindow(runSignal, { outer: rc.signal, hurry: rc.hurry, stopGraceS: rc.stopChecksGraceS }, rc.settings.config.limits.check_timeout_s);
-  let checks: ChecksOutcome = { tests: null, dry_run: null };
-  let ran: Parameters<typeof incompleteNotes>[0]['checks'] = 'ran';
-  let baseline: Baselines | null = null;
-  try {
-    if (!rc.project.test && !rc.project.dry_run) ran = 'none configured';
-    else {
-      checks = await runChecks(rc, worktree, window.signal);
-      if (!window.signal.aborted) {
-        baseline = await baselinesOf({ settings: rc.settings, project: rc.project, runId: rc.runId, baseCommit: worktree.baseCommit, redact: rc.redact, log: rc.log }, window.signal);
-        markBaselines(checks, baseline);
-      }
-    }
-  } catch (error) {
-    ran = { skipped: toErrorInfo(error).message };
-  } finally {
-    window.dispose();
-  }
-  const cut = window.signal.aborted;
-  if (cut) checks = { tests: markCutShort(checks.tests, window.graceS), dry_run: markCutShort(checks.dry_run, window.graceS) };
-  extras.notes.push(...incompleteNotes({ patch: patchFiles[0]!, files: diff.files, why, agentFinished: result !== null, checks: ran, graceS: window.graceS, cut }));
-  const beside = (await pendingPatchesOf(layout, rc.task.id)).filter((f) => f !== files[0]);
-  if (beside.length) extras.notes.push(`Filed beside ${beside.map((f) => displayPath(layout, f)).join(', ')}, which ${beside.length === 1 ? 'is' : 'are'} still waiting for review; approve or reject each on its own.`);
-  // What passed on the base and fails now, said first as for a finished run. The patch was
-  // filed before the checks ran: its sidecar learns of them now (unless a person already moved it).
-  const regressions = baseline && !cut ? regressionsOf(checks, baseline) : [];
-  const finalRisk = withRegressions(risk, regressions);
-  if (regressions.length) {
-    const sidecarFile = files[1]!;
-    await fs
-      .readFile(sidecarFile, 'utf8')
-      .then((text) => replaceFile(sidecarFile, JSON.stringify({ ...(JSON.parse(text) as PatchSidecar), regressions, risk_level: finalRisk.level }, null, 2) + '\n'))
-      .catch((error: unknown) => rc.log.warn({ err: toErrorInfo(error).message }, 'the incomplete patch moved before its regressions could be noted in its sidecar'));
-  }
-  return { changed: diff.files, checks, risk: finalRisk, regressions, patchFiles, error: why, incomplete: true };
-}
-
-async function runChecks(rc: RunContext, worktree: Worktree, signal: AbortSignal, which: CheckName | null = null): Promise<ChecksOutcome> {
-  if (!rc.project.test && !rc.project.dry_run) return { tests: null, dry_run: null };
-  const wanted = (name: CheckName) => which === null || which === name;
-  // One throwaway copy for both (the dry run sees what the tests left, as in a checkout).
-  const { tests, dry_run } = await withCheckCopy({ worktree: worktree.dir }, rc.settings, rc.project, async (copy) => {
-    const run = (check: Check | null) => (check ? loggedCheck(rc.log, check, () => runCheck(check, copy, rc.settings, rc.project, rc.redact, signal)) : Promise.resolve(null));
-    return { tests: await run(wanted('tests') ? rc.project.test : null), dry_run: await run(wanted('dry_run') ? rc.project.dry_run : null) };
-  });
-  rc.log.info({ tests: tests?.passed ?? null, dry_run: dry_run?.passed ?? null }, 'checks ran');
-  return { tests, dry_run };
-}
-
-async function writePatch(rc: RunContext, diff: { patch: Buffer; files: string[] }, worktree: Worktree, risk: RiskLevel, summary: string, extras: TypeExtras, regressions: Regression[], stopped: ErrorInfo | null = null): Promise<string[]> {
-  const { layout } = rc.settings;
-  const { createHash } = await import('node:crypto');
-  // A patch of this task still waiting for review is never replaced: the new one goes beside it.
-  const patchFile = await publishUnique(layout.patches.pending, await patchStemFor(layout, rc.task.id, rc.runId), '.patch', diff.patch);
-  // Artifacts (a trained model, often git-ignored) travel next to the patch; the gate installs them.
-  const artifacts: PatchSidecar['artifacts'] = [];
-  const artifactDir = `${patchFile.replace(/\.patch$/, '')}.artifacts`;
-  for (const rel of extras.retrain?.artifacts ?? []) {
-    const data = await fs.readFile(path.join(worktree.dir, rel));
-    await fs.mkdir(path.dirname(path.join(artifactDir, rel)), { recursive: true });
-    await fs.writeFile(path.join(artifactDir, rel), data);
-    artifacts.push({ path: rel, sha256: createHash('sha256').update(data).digest('hex'), bytes: data.length });
-  }
-  const sidecar: PatchSidecar = {
-    task_id: rc.task.id,
-    run_id: rc.runId,
-    regressions,
-    project: rc.project.name,
-    branch: worktree.branch,
-    base_commit: worktree.baseCommit,
-    files: diff.files,
-    scope: rc.task.scope,
-    sha256: createHash('sha256').update(diff.patch).digest('hex'),
-    bytes: diff.patch.length,
-    risk_level: risk,
-    summary: rc.redact(summary),
-    created_at: new Date().toISOString(),
-    artifacts,
-    retrain: extras.retrain?.comparison ?? null,
-    checks_unsandboxed: rc.settings.config.sandbox === 'none',
-    incomplete: stopped !== null,
-    stopped_because: stopped ? rc.redact(stopped.message) : null,
-  };
-  const sidecarFile = await publishUnique(layout.patches.pending, path.basename(patchFile), '.json', JSON.stringify(sidecar, null, 2) + '\n');
-  return [patchFile, sidecarFile];
-}
-
-/** First among the risks: what the agent broke and finished anyway. */
-function regressionRisks(regressions: Regression[]): string[] {
-  if (regressions.length === 0) return [];
-  return [`REGRESSIONS: ${regressions.map(describeRegression).join('; ')} passed on the base commit and fail with this change (the agent finished anyway).`];
-}
-
-function hintFor(error: ErrorInfo): string {
-  switch (error.kind) {
-    case 'input':
-      return `Fix the task file${error.field ? ` (field "${error.field}")` : ''} and drop it into inbox/ again.`;
-    case 'config':
-      return `Fix meta-agent.yaml or the environment${error.field ? ` (${error.field})` : ''}, then move the task from failed/ back into inbox/.`;
-    case 'llm':
-      return 'Check the model endpoint (key, base_url, model name, quota), then move the task back into inbox/.';
-    case 'format':
-      return 'The model kept replying without a usable tool call: use a model that calls tools reliably, or set llm.tool_mode: text, then move the task back into inbox/.';
-    case 'budget':
-    case 'timeout':
-      return 'Narrow the task, or raise limits.max_steps / max_tokens / task_timeout_s, then move it back into inbox/.';
-    case 'scope':
-      return 'Widen the task scope if those files should change, or narrow the task, then retry.';
-    case 'interrupted':
-      return 'Nothing to do: the task is back in inbox/ and runs again.';
-    default:
-      return 'See the log in logs/ for details; move the task back into inbox/ to retry.';
-  }
 }
 
 function errorExplanation(fileName: string, taskId: string, error: ErrorInfo | null, reportMd: string, incompletePatch: string | null): string {

@@ -10,22 +10,26 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { CycleReportSchema, type CycleReport, type CycleTask, type Plan } from '../contract/cycle.ts';
+import type { CycleReport, CycleTask, Plan } from '../contract/cycle.ts';
 import { MetaAgentError, toErrorInfo } from '../contract/errors.ts';
+import { readJsonFileOrNull } from '../contract/readJson.ts';
 import { ReportSchema, type Report, type Usage } from '../contract/report.ts';
 import type { Engine } from '../engines/types.ts';
 import { createTask } from '../queue/createTask.ts';
 import { reportPaths } from '../run/report.ts';
 import { runTask } from '../run/runTask.ts';
+import { ensureRepo } from '../run/workspaceRepo.ts';
 import { silentLogger } from '../log.ts';
 import { projectFor, type Project, type Settings } from '../workspace/config.ts';
-import { replaceFile, retryWrite } from '../workspace/files.ts';
+import { retryWrite } from '../workspace/files.ts';
 import { contextMarkdown, gatherContext, readState, writeState, type CycleContext, type SupervisorState } from './context.ts';
 import { saveJournal, removeJournal, thisProcess, type CycleJournal } from './journal.ts';
 import { llmPlanner, routineFor, type Planner } from './plan.ts';
+import { buildCycleReport, cycleTask, readCycleReport, writeCycleReport } from './cycleReport.ts';
 import { fillTemplate, loadTemplate } from '../workspace/templates.ts';
 
 export type { Clock } from '../workspace/clock.ts';
+export { cycleMarkdown } from './cycleReport.ts';
 import type { Clock } from '../workspace/clock.ts';
 
 export interface CycleOptions {
@@ -62,7 +66,7 @@ export async function runSupervisorCycle(settings: Settings, goal: string, mode:
  */
 export async function resumeSupervisorCycle(settings: Settings, journal: CycleJournal, options: CycleOptions = {}): Promise<CycleReport> {
   const log = options.log ?? silentLogger();
-  const written = await readCycleReport(settings, journal.cycle_id);
+  const written = await readCycleReport(settings, journal.cycle_id, log);
   if (written) {
     // It died after writing the report, before removing the journal.
     await removeJournal(settings, journal.cycle_id);
@@ -72,100 +76,162 @@ export async function resumeSupervisorCycle(settings: Settings, journal: CycleJo
   return runCycle(settings, { ...journal, owner: thisProcess() }, options);
 }
 
-async function runCycle(settings: Settings, journal: CycleJournal, options: CycleOptions): Promise<CycleReport> {
-  const clock = options.clock ?? settings.clock;
-  const log = options.log ?? silentLogger();
-  const { cycle_id: cycleId, goal, mode } = journal;
-  const resuming = journal.planned !== null;
-  const started = new Date(journal.started_at);
-  const clog = log.child({ cycle: cycleId });
-  const { supervisor } = settings.config;
-  const plannerUsage: Usage = { requests: 0, prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, cost_usd: null };
-  const tasks: CycleTask[] = [];
-  const reports: Report[] = [];
-  let stopped: string | null = null;
-  let error: CycleReport['error'] = null;
-  let planner: CycleReport['planner'] = journal.planned?.planner ?? { source: 'routine', model: null, attempts: 0, usage: plannerUsage };
-  let context: CycleContext | null = journal.planned?.context ?? null;
-  const budget = { tokens: supervisor.budget_tokens, usd: supervisor.budget_usd ?? null, spent_tokens: 0, spent_usd: null as number | null, exhausted: false };
-  const spend = (usage: Usage) => {
-    budget.spent_tokens += usage.prompt_tokens + usage.completion_tokens;
-    if (usage.cost_usd !== null) budget.spent_usd = (budget.spent_usd ?? 0) + usage.cost_usd;
-  };
+function runCycle(settings: Settings, journal: CycleJournal, options: CycleOptions): Promise<CycleReport> {
+  return new Cycle(settings, journal, options).run();
+}
 
-  try {
-    await saveJournal(settings, journal);
-    const project = projectFor(settings, journal.project);
-    await ensureProjectRepo(project);
-    const state = await readState(settings, project.name);
-    if (!journal.planned) {
-      context = await gatherContext(settings, project, state);
-      clog.info({ goal, mode, project: project.name, commits: context.commits.length, log_lines: context.logLines.length }, `cycle started: ${goal}`);
-      let plan: Plan;
-      try {
-        plan = await makePlan(settings, goal, mode, project, context, plannerUsage, options, (p) => (planner = p));
-      } finally {
-        // A plan that failed cost tokens too.
-        spend(plannerUsage);
-      }
-      // Journaled before any task exists, so a crash from here on can be finished at the next start.
-      journal = { ...journal, planned: { plan, planner, context, task_ids: plan.tasks.map((_, i) => `S${i + 1}_${project.name}_${cycleId}`) } };
-      await saveJournal(settings, journal);
-    } else {
-      spend(planner.usage);
-      clog.info({ goal, mode, project: project.name }, `cycle resumed: ${goal}`);
-    }
-    const { plan, task_ids: taskIds } = journal.planned!;
-    const cycleContext = context!;
+/** One cycle from its journal: plan (or resume the plan), run the planned tasks within the budget, report. */
+class Cycle {
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  /** The journal said the cycle had planned already: its tasks may exist. */
+  private readonly resuming: boolean;
+  private readonly plannerUsage: Usage = { requests: 0, prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, cost_usd: null };
+  private planner: CycleReport['planner'];
+  private context: CycleContext | null;
+  private readonly budget: CycleReport['budget'];
+  private readonly tasks: CycleTask[] = [];
+  private readonly reports: Report[] = [];
+  private stopped: string | null = null;
+  private error: CycleReport['error'] = null;
 
-    for (const [i, planned] of plan.tasks.entries()) {
-      const name = taskIds[i]!;
-      // A resumed cycle's tasks that were created already: run (if still in inbox/) or await them.
-      const existing = resuming ? await findTask(settings, name) : null;
-      let report: Report | null;
-      if (existing) {
-        report = existing.inInbox ? await runOrAwait(settings, existing.file, name, options, clog) : await awaitReport(settings, name, options);
-      } else {
-        const why = options.shouldStop?.() ?? null;
-        if (why) {
-          stopped = `${why}; ${plan.tasks.length - i} planned task(s) not created`;
-          break;
-        }
-        const remaining = budget.tokens - budget.spent_tokens;
-        const usdLeft = budget.usd === null ? Infinity : budget.usd - (budget.spent_usd ?? 0);
-        if (remaining < MIN_TASK_TOKENS || usdLeft <= 0) {
-          budget.exhausted = true;
-          stopped = `the cycle's budget is spent (${budget.spent_tokens} of ${budget.tokens} tokens${budget.usd !== null ? `, $${(budget.spent_usd ?? 0).toFixed(4)} of $${budget.usd}` : ''}); ${plan.tasks.length - i} planned task(s) not created`;
-          break;
-        }
-        const file = await createPlannedTask(settings, { name, planned, journal, project, state, context: cycleContext, maxTokens: remaining, created: clock() });
-        clog.info({ task: name, type: planned.type }, `task created: ${name}`);
-        report = await runOrAwait(settings, file, name, options, clog);
-      }
-      if (report) {
-        reports.push(report);
-        spend(report.usage);
-      }
-      tasks.push(cycleTask(settings, name, planned, report));
-      if (options.signal?.aborted) {
-        stopped = 'the cycle was interrupted';
-        break;
-      }
-    }
-    await retryWrite(() => writeState(settings, project.name, { last_cycle_id: cycleId, last_head: cycleContext.head, log_offsets: cycleContext.logOffsets }));
-  } catch (e) {
-    error = toErrorInfo(e);
-    clog.error({ err: error }, 'cycle failed');
+  constructor(
+    private readonly settings: Settings,
+    private journal: CycleJournal,
+    private readonly options: CycleOptions,
+  ) {
+    this.clock = options.clock ?? settings.clock;
+    this.log = (options.log ?? silentLogger()).child({ cycle: journal.cycle_id });
+    this.resuming = journal.planned !== null;
+    this.planner = journal.planned?.planner ?? { source: 'routine', model: null, attempts: 0, usage: this.plannerUsage };
+    this.context = journal.planned?.context ?? null;
+    const { supervisor } = settings.config;
+    this.budget = { tokens: supervisor.budget_tokens, usd: supervisor.budget_usd ?? null, spent_tokens: 0, spent_usd: null, exhausted: false };
   }
-  if (budget.spent_tokens >= budget.tokens) budget.exhausted = true;
 
-  const finished = clock();
-  const report = buildCycleReport(settings, { cycleId, goal, mode, project: journal.project, started, finished, planner, context, tasks, reports, budget, stopped, error });
-  await writeCycleReport(settings, report);
-  // Only now: a crash before this line leaves the journal, and the next start finishes the cycle.
-  await removeJournal(settings, cycleId);
-  clog.info({ status: report.status, tasks: tasks.map((t) => `${t.task_id}:${t.status}`), report: `reports/cycles/${cycleId}.md` }, `cycle finished: ${report.summary}`);
-  return report;
+  async run(): Promise<CycleReport> {
+    try {
+      await this.work();
+    } catch (e) {
+      this.error = toErrorInfo(e);
+      this.log.error({ err: this.error }, 'cycle failed');
+    }
+    return this.finish();
+  }
+
+  private async work(): Promise<void> {
+    const { settings } = this;
+    await saveJournal(settings, this.journal);
+    const project = projectFor(settings, this.journal.project);
+    await ensureRepo(project);
+    const state = await readState(settings, project.name);
+    const { plan, task_ids: taskIds, context } = await this.plan(project, state);
+    for (const [i, planned] of plan.tasks.entries()) {
+      const go = await this.runPlannedTask(taskIds[i]!, planned, plan.tasks.length - i, { project, state, context });
+      if (!go) break;
+    }
+    await retryWrite(() => writeState(settings, project.name, { last_cycle_id: this.journal.cycle_id, last_head: context.head, log_offsets: context.logOffsets }));
+  }
+
+  /** The plan: the journal's when resuming, else made now and journaled before any task exists. */
+  private async plan(project: Project, state: SupervisorState): Promise<NonNullable<CycleJournal['planned']>> {
+    const { settings, options, journal } = this;
+    const { goal, mode } = journal;
+    if (journal.planned) {
+      this.spend(this.planner.usage);
+      this.log.info({ goal, mode, project: project.name }, `cycle resumed: ${goal}`);
+      return journal.planned;
+    }
+    const context = await gatherContext(settings, project, state);
+    this.context = context;
+    this.log.info({ goal, mode, project: project.name, commits: context.commits.length, log_lines: context.logLines.length }, `cycle started: ${goal}`);
+    let plan: Plan;
+    try {
+      plan = await makePlan(settings, goal, mode, project, context, this.plannerUsage, options, (p) => (this.planner = p));
+    } finally {
+      // A plan that failed cost tokens too.
+      this.spend(this.plannerUsage);
+    }
+    // Journaled before any task exists, so a crash from here on can be finished at the next start.
+    const planned = { plan, planner: this.planner, context, task_ids: plan.tasks.map((_, i) => `S${i + 1}_${project.name}_${journal.cycle_id}`) };
+    this.journal = { ...journal, planned };
+    await saveJournal(settings, this.journal);
+    return planned;
+  }
+
+  /**
+   * One planned task: a resumed cycle's task that exists already is run (if still in inbox/) or
+   * awaited; else it is created and run, unless the cycle must stop. False: the cycle stops here.
+   */
+  private async runPlannedTask(name: string, planned: Plan['tasks'][number], left: number, where: { project: Project; state: SupervisorState; context: CycleContext }): Promise<boolean> {
+    const { settings, options, log } = this;
+    const existing = this.resuming ? await findTask(settings, name) : null;
+    let report: Report | null;
+    if (existing) {
+      report = existing.inInbox ? await runOrAwait(settings, existing.file, name, options, log) : await awaitReport(settings, name, options, log);
+    } else {
+      const stop = this.reasonToStop(left);
+      if (stop) {
+        this.stopped = stop;
+        return false;
+      }
+      const maxTokens = this.budget.tokens - this.budget.spent_tokens;
+      const file = await createPlannedTask(settings, { name, planned, journal: this.journal, ...where, maxTokens, created: this.clock() });
+      log.info({ task: name, type: planned.type }, `task created: ${name}`);
+      report = await runOrAwait(settings, file, name, options, log);
+    }
+    if (report) {
+      this.reports.push(report);
+      this.spend(report.usage);
+    }
+    this.tasks.push(cycleTask(name, planned, report));
+    if (options.signal?.aborted) {
+      this.stopped = 'the cycle was interrupted';
+      return false;
+    }
+    return true;
+  }
+
+  /** Why no more tasks are created: a trading window opened, or the budget is spent (null: go on). */
+  private reasonToStop(left: number): string | null {
+    const why = this.options.shouldStop?.() ?? null;
+    if (why) return `${why}; ${left} planned task(s) not created`;
+    const { budget } = this;
+    const usdLeft = budget.usd === null ? Infinity : budget.usd - (budget.spent_usd ?? 0);
+    if (budget.tokens - budget.spent_tokens >= MIN_TASK_TOKENS && usdLeft > 0) return null;
+    budget.exhausted = true;
+    return `the cycle's budget is spent (${budget.spent_tokens} of ${budget.tokens} tokens${budget.usd !== null ? `, $${(budget.spent_usd ?? 0).toFixed(4)} of $${budget.usd}` : ''}); ${left} planned task(s) not created`;
+  }
+
+  private spend(usage: Usage): void {
+    this.budget.spent_tokens += usage.prompt_tokens + usage.completion_tokens;
+    if (usage.cost_usd !== null) this.budget.spent_usd = (this.budget.spent_usd ?? 0) + usage.cost_usd;
+  }
+
+  /** The report is written; only then the journal goes (a crash before that leaves it, and the next start finishes the cycle). */
+  private async finish(): Promise<CycleReport> {
+    const { settings, journal, budget, tasks } = this;
+    if (budget.spent_tokens >= budget.tokens) budget.exhausted = true;
+    const report = buildCycleReport(settings, {
+      cycleId: journal.cycle_id,
+      goal: journal.goal,
+      mode: journal.mode,
+      project: journal.project,
+      started: new Date(journal.started_at),
+      finished: this.clock(),
+      planner: this.planner,
+      context: this.context,
+      tasks,
+      reports: this.reports,
+      budget,
+      stopped: this.stopped,
+      error: this.error,
+    });
+    await writeCycleReport(settings, report);
+    await removeJournal(settings, journal.cycle_id);
+    this.log.info({ status: report.status, tasks: tasks.map((t) => `${t.task_id}:${t.status}`), report: `reports/cycles/${journal.cycle_id}.md` }, `cycle finished: ${report.summary}`);
+    return report;
+  }
 }
 
 function pickProject(settings: Settings, name: string | undefined): Project {
@@ -173,11 +239,6 @@ function pickProject(settings: Settings, name: string | undefined): Project {
   const names = Object.keys(settings.projects);
   if (names.length !== 1) throw new MetaAgentError('input', `several projects are configured (${names.join(', ')}); pass --project`, { field: 'project' });
   return settings.projects[names[0]!]!;
-}
-
-async function ensureProjectRepo(project: Project): Promise<void> {
-  const { ensureRepo } = await import('../run/workspaceRepo.ts');
-  await ensureRepo(project);
 }
 
 async function makePlan(
@@ -260,7 +321,7 @@ async function runOrAwait(settings: Settings, file: string, id: string, options:
     if (error instanceof MetaAgentError && error.kind === 'input') log.info({ task: id }, 'a watcher took the task; waiting for its report');
     else log.warn({ task: id, err: toErrorInfo(error) }, 'the run could not be recorded; waiting for the report of its recovery');
   }
-  return awaitReport(settings, id, options);
+  return awaitReport(settings, id, options, log);
 }
 
 /** Where a resumed cycle's task is: its file in inbox/ (not claimed yet), or somewhere else in the queue, or nowhere (never created). */
@@ -280,148 +341,24 @@ async function findTask(settings: Settings, id: string): Promise<{ file: string;
   return reported ? { file: reportPaths(settings.layout, id).json, inInbox: false } : null;
 }
 
-async function awaitReport(settings: Settings, id: string, options: CycleOptions): Promise<Report | null> {
+async function awaitReport(settings: Settings, id: string, options: CycleOptions, log: Logger): Promise<Report | null> {
   const deadline = Date.now() + (options.waitTimeoutMs ?? settings.config.supervisor.wait_timeout_s * 1000);
   const file = reportPaths(settings.layout, id).json;
+  let warned = false;
   while (Date.now() < deadline && !options.signal?.aborted) {
-    const text = await fs.readFile(file, 'utf8').catch(() => null);
-    if (text) {
-      const parsed = ReportSchema.safeParse(JSON.parse(text));
+    try {
+      const report = await readJsonFileOrNull(file, ReportSchema);
       // An interrupted run goes back to inbox/ and runs again: keep waiting for the real outcome
       // (unless it saved an incomplete patch: then it went to failed/ and is final).
-      if (parsed.success && (parsed.data.error?.kind !== 'interrupted' || parsed.data.incomplete)) return parsed.data;
+      if (report && (report.error?.kind !== 'interrupted' || report.incomplete)) return report;
+    } catch (error) {
+      // Not a report (yet): a later run of the task replaces it; until then, or the wait's end, keep waiting.
+      if (!warned) log.warn({ task: id, err: toErrorInfo(error) }, 'the task\'s report is not usable; waiting for another');
+      warned = true;
     }
     await new Promise((r) => setTimeout(r, options.pollMs ?? 500));
   }
   return null;
-}
-
-function cycleTask(settings: Settings, id: string, planned: Plan['tasks'][number], report: Report | null): CycleTask {
-  const check = (c: Report['tests']) => (c ? (c.passed ? 'passed' : 'failed') : 'not run');
-  return {
-    task_id: id,
-    type: planned.type,
-    objective: planned.objective,
-    status: report ? report.status : 'timeout',
-    outcome: report?.outcome ?? null,
-    risk_level: report?.risk_level ?? null,
-    tests: check(report?.tests ?? null),
-    dry_run: check(report?.dry_run ?? null),
-    duration_ms: report?.duration_ms ?? 0,
-    tokens: report ? report.usage.prompt_tokens + report.usage.completion_tokens : 0,
-    cost_usd: report?.usage.cost_usd ?? null,
-    summary: report ? (report.error ? report.error.message : report.summary.split('\n')[0] ?? '') : 'no report before the wait timeout (supervisor.wait_timeout_s)',
-    report: report ? report.report_md : null,
-    patch: report?.patch_files[0] ?? null,
-    incomplete: report?.incomplete ?? false,
-  };
-}
-
-function buildCycleReport(
-  settings: Settings,
-  x: {
-    cycleId: string;
-    goal: string;
-    mode: 'daily' | 'weekly';
-    project: string;
-    started: Date;
-    finished: Date;
-    planner: CycleReport['planner'];
-    context: CycleContext | null;
-    tasks: CycleTask[];
-    reports: Report[];
-    budget: CycleReport['budget'];
-    stopped: string | null;
-    error: CycleReport['error'];
-  },
-): CycleReport {
-  const root = settings.layout.root;
-  const candidates = x.reports
-    .filter((r) => r.patch_files.length > 0)
-    .map((r) => ({
-      task_id: r.task_id,
-      patch: r.patch_files[0]!,
-      files: r.changed_files,
-      risk_level: r.risk_level,
-      approve: `meta-agent approve ${r.task_id} --root "${root}"`,
-      reject: `meta-agent reject ${r.task_id} --reason "..." --root "${root}"`,
-      incomplete: r.incomplete,
-    }));
-  const ok = x.tasks.filter((t) => t.status === 'ok').length;
-  const status: CycleReport['status'] = x.error ? 'error' : ok === x.tasks.length && !x.stopped ? 'ok' : 'partial';
-  const summary = x.error
-    ? `The cycle failed: ${x.error.message}`
-    : `${x.tasks.length} task(s) run, ${ok} ok; ${candidates.length} patch(es) to review${candidates.some((c) => c.incomplete) ? ` (${candidates.filter((c) => c.incomplete).length} incomplete)` : ''}${x.stopped ? `; stopped early: ${x.stopped}` : ''}.`;
-  const nextActions = [...new Set(x.reports.flatMap((r) => r.next_actions))].slice(0, 20);
-  return CycleReportSchema.parse({
-    cycle_id: x.cycleId,
-    goal: x.goal,
-    mode: x.mode,
-    project: x.project,
-    status,
-    summary,
-    started_at: x.started.toISOString(),
-    finished_at: x.finished.toISOString(),
-    planner: x.planner,
-    context: {
-      commits: x.context?.commits.length ?? 0,
-      log_lines: x.context?.logLines.length ?? 0,
-      pending_patches: x.context?.pending.length ?? 0,
-      rejected_reasons: x.context?.rejectedReasons.length ?? 0,
-      open_next_actions: x.context?.openNextActions.length ?? 0,
-      pnl: x.context?.pnl ?? null,
-    },
-    tasks: x.tasks,
-    candidates,
-    next_actions: nextActions,
-    budget: x.budget,
-    stopped: x.stopped,
-    error: x.error,
-  });
-}
-
-const cycleReportFile = (settings: Settings, cycleId: string, ext: 'md' | 'json') => path.join(settings.layout.reports, 'cycles', `${cycleId}.${ext}`);
-
-/** Atomic, and idempotent (the cycle id is this cycle's own), so a failed write can be retried and a resumed cycle can write it again. */
-async function writeCycleReport(settings: Settings, report: CycleReport): Promise<void> {
-  await fs.mkdir(path.join(settings.layout.reports, 'cycles'), { recursive: true });
-  await retryWrite(() => replaceFile(cycleReportFile(settings, report.cycle_id, 'md'), cycleMarkdown(report)));
-  await retryWrite(() => replaceFile(cycleReportFile(settings, report.cycle_id, 'json'), JSON.stringify(report, null, 2) + '\n'));
-}
-
-async function readCycleReport(settings: Settings, cycleId: string): Promise<CycleReport | null> {
-  const text = await fs.readFile(cycleReportFile(settings, cycleId, 'json'), 'utf8').catch(() => null);
-  const parsed = text ? CycleReportSchema.safeParse(JSON.parse(text)) : null;
-  return parsed?.success ? parsed.data : null;
-}
-
-export function cycleMarkdown(r: CycleReport): string {
-  const lines = [
-    `# Supervisor cycle ${r.cycle_id}: ${r.status.toUpperCase()}`,
-    '',
-    `Goal **${r.goal}** (${r.mode}) on **${r.project}**, ${r.started_at} -> ${r.finished_at}.`,
-    '',
-    r.summary,
-    '',
-    `Plan: ${r.planner.source === 'routine' ? 'configured routine (no LLM)' : `LLM ${r.planner.model} (${r.planner.attempts} attempt(s))`}. Budget: ${r.budget.spent_tokens} of ${r.budget.tokens} tokens${r.budget.exhausted ? ' (spent)' : ''}.`,
-    '',
-  ];
-  if (r.stopped) lines.push(`**Stopped early:** ${r.stopped}`, '');
-  if (r.error) lines.push(`**Error** (${r.error.kind}): ${r.error.message}`, '');
-  lines.push('## Tasks', '', '| task | type | status | risk | tests | dry run | duration | tokens |', '|---|---|---|---|---|---|---|---|');
-  for (const t of r.tasks) {
-    lines.push(`| ${t.report ? `[${t.task_id}](../../${t.report})` : t.task_id} | ${t.type} | ${t.status}${t.outcome ? ` (${t.outcome})` : ''}${t.incomplete ? ' **incomplete patch**' : ''} | ${t.risk_level ?? '-'} | ${t.tests} | ${t.dry_run} | ${(t.duration_ms / 1000).toFixed(1)} s | ${t.tokens} |`);
-  }
-  lines.push('');
-  for (const t of r.tasks) lines.push(`- **${t.task_id}**: ${t.summary}`);
-  lines.push('', '## Candidate changes', '');
-  if (r.candidates.length === 0) lines.push('(none)');
-  for (const c of r.candidates) {
-    lines.push(`### ${c.task_id} (risk ${c.risk_level}${c.incomplete ? ', INCOMPLETE' : ''})`, '', `Patch: \`${c.patch}\`${c.incomplete ? ' (incomplete: the run stopped before the agent finished; review what it did so far)' : ''}`, '', `Files: ${c.files.map((f) => `\`${f}\``).join(', ')}`, '', '```', c.approve, c.reject, '```', '');
-  }
-  lines.push('', '## Next actions', '', ...(r.next_actions.length ? r.next_actions.map((a) => `- ${a}`) : ['(none)']), '');
-  if (r.context.pnl) lines.push('## PnL at the start of the cycle', '', r.context.pnl, '');
-  return lines.join('\n');
 }
 
 function slug(goal: string): string {
