@@ -112,7 +112,7 @@ const INSTALL_BY_HAND = [
   '    sudo pacman -S bubblewrap             # Arch',
 ];
 
-/** The sandbox flags meta-agent uses (src/run/checks.ts): bwrap may be installed yet not allowed to create namespaces. */
+/** The sandbox flags meta-agent uses (src/repo/checks.ts): bwrap may be installed yet not allowed to create namespaces. */
 function bwrapRuns(bwrap) {
   const result = spawnSync(bwrap, ['--ro-bind', '/', '/', '--dev', '/dev', '--unshare-net', '--die-with-parent', '--', 'true'], { encoding: 'utf8', timeout: 20_000 });
   return { ok: result.status === 0, why: (result.stderr || String(result.error ?? `exit ${result.status}`)).trim() };

@@ -28,7 +28,7 @@ export const FOUND_BUGS: FoundBug[] = [
   {
     id: 'B3',
     found: 'kill -9 during a gate run and a quick restart: the dead run\'s gate-* worktree and the gate lock were never removed.',
-    fix: 'queue/watch.ts start: takes the gate lock (dead owners are taken over) and prunes every gate-* worktree while holding it.',
+    fix: 'service/watch.ts start: takes the gate lock (dead owners are taken over) and prunes every gate-* worktree while holding it.',
     test: 'test/gate-crash.test.ts: kill -9 of the service while the gate tests, and a restart at once',
   },
   {
@@ -70,7 +70,7 @@ export const FOUND_BUGS: FoundBug[] = [
   {
     id: 'B10',
     found: 'A full disk at the moment of a claim (ledger write) left the task in processing/ under a live lease: nobody ran it until a restart.',
-    fix: 'queue/folders.ts claimTask: a claim that cannot be recorded goes back to inbox/ and releases its lease; queue/lease.ts: a lock whose owner note cannot be written is given back.',
+    fix: 'queue/folders.ts claimTask: a claim that cannot be recorded goes back to inbox/ and releases its lease; workspace/lease.ts: a lock whose owner note cannot be written is given back.',
     test: 'test/crash-leftovers.test.ts: a full disk when the claim is recorded',
   },
   {
@@ -100,7 +100,7 @@ export const FOUND_BUGS: FoundBug[] = [
   {
     id: 'B15',
     found: 'The temp files of a process killed just before a restart were too young for the sweep at start, and stayed until the next hourly retention.',
-    fix: 'queue/watch.ts: one more sweep once they are lease_stale_s old.',
+    fix: 'service/watch.ts: one more sweep once they are lease_stale_s old.',
     test: 'test/crash-leftovers.test.ts: the temp of a writer killed just before the start',
   },
   {

@@ -6,7 +6,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { poolRoot } from '../src/run/worktreePool.ts';
+import { poolRoot } from '../src/repo/worktreePool.ts';
 import type { Layout } from '../src/workspace/layout.ts';
 import type { LedgerEntry } from '../src/queue/ledger.ts';
 import { ledgerKey } from '../src/queue/ledger.ts';

@@ -11,7 +11,7 @@ import { execa } from 'execa';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { JobDataSchema } from '../src/queue/bullmq/job.ts';
-import { openPooledWorktree } from '../src/run/worktreePool.ts';
+import { openPooledWorktree } from '../src/repo/worktreePool.ts';
 import { readAgentWrittenFile } from '../src/safety/paths.ts';
 import { removeLinks } from '../src/workspace/links.ts';
 import { makeWorkspace } from './helpers/workspace.ts';

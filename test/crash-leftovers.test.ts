@@ -13,7 +13,7 @@ import { startWatching, type Watcher } from '../src/service/watch.ts';
 import { silentLogger } from '../src/log.ts';
 import { injectFileFault } from '../src/workspace/files.ts';
 import type { LedgerEntry } from '../src/queue/ledger.ts';
-import { lockActivity, takeLease } from '../src/queue/lease.ts';
+import { lockActivity, takeLease } from '../src/workspace/lease.ts';
 import { recoverOrphans } from '../src/queue/recover.ts';
 import { makeWorkspace } from './helpers/workspace.ts';
 import { deadPid, list, publish, waitFor } from './helpers/procs.ts';

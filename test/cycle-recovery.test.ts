@@ -79,7 +79,7 @@ async function cycleKilledAtFirstReport(ws: TestWorkspace): Promise<void> {
     `import path from 'node:path';`,
     `import { injectFileFault } from ${src('workspace/files.ts')};`,
     `import { loadSettings } from ${src('workspace/config.ts')};`,
-    `import { lockActivity } from ${src('queue/lease.ts')};`,
+    `import { lockActivity } from ${src('workspace/lease.ts')};`,
     `import { runSupervisorCycle } from ${src('supervisor/cycle.ts')};`,
     `const settings = await loadSettings(process.argv[2], { PATH: process.env.PATH, HOME: process.env.HOME });`,
     `await lockActivity(path.join(settings.layout.state, 'supervisor', 'scheduler'), { staleMs: 60_000, wait: false });`,

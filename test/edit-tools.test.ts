@@ -13,7 +13,7 @@ import { execa } from 'execa';
 import { editFile, readFile, search, ToolError, writeFile } from '../src/engines/tools.ts';
 import { makeRedactor } from '../src/safety/redact.ts';
 import { runTask } from '../src/run/runTask.ts';
-import { runCheck, withCheckCopy } from '../src/run/checks.ts';
+import { runCheck, withCheckCopy } from '../src/repo/checks.ts';
 import { sandboxStatus } from '../src/safety/sandbox.ts';
 import type { Settings } from '../src/workspace/config.ts';
 import { userPrompt } from '../src/engines/prompt.ts';

@@ -13,7 +13,7 @@ import { runTask } from '../src/run/runTask.ts';
 import { ReportSchema } from '../src/contract/report.ts';
 import { finish, startFakeLlm, toolCall, type RecordedRequest, type Reply } from './helpers/fakeLlm.ts';
 import { makeWorkspace, readJson, repoFingerprint, worktreeCount, writeTask } from './helpers/workspace.ts';
-import { poolRoot } from '../src/run/worktreePool.ts';
+import { poolRoot } from '../src/repo/worktreePool.ts';
 
 const FAKE_KEY = 'sk-live-FAKE-EXCHANGE-KEY-0000000000';
 const FAKE_SECRET = 'fake-secret';

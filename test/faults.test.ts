@@ -15,7 +15,7 @@ import * as assert from 'uvu/assert';
 import { makeWorkspace, readJson, REPO_ROOT, type TestWorkspace } from './helpers/workspace.ts';
 import { killAll, list, publish, signal, sleep, startWatchReady, waitFor, type WatchProc } from './helpers/procs.ts';
 import type { LedgerEntry } from '../src/queue/ledger.ts';
-import { leaseAlive, lockActivity, processStartTime, type OwnerNote } from '../src/queue/lease.ts';
+import { leaseAlive, lockActivity, processStartTime, type OwnerNote } from '../src/workspace/lease.ts';
 import type { Report } from '../src/contract/report.ts';
 import { overrideHostName } from '../src/workspace/faults.ts';
 
@@ -185,7 +185,7 @@ test('the gate lock: a frozen holder whose lock another host took survives SIGCO
   const target = path.join(ws.settings.layout.state, 'gate');
   const lost = path.join(ws.root, 'lost');
   const script = `
-    import { lockActivity } from ${JSON.stringify(path.join(REPO_ROOT, 'src/queue/lease.ts'))};
+    import { lockActivity } from ${JSON.stringify(path.join(REPO_ROOT, 'src/workspace/lease.ts'))};
     import { overrideHostName } from ${JSON.stringify(path.join(REPO_ROOT, 'src/workspace/faults.ts'))};
     import { writeFileSync } from 'node:fs';
     overrideHostName('host-a');

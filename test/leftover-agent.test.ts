@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { makeWorkspace, readJson } from './helpers/workspace.ts';
 import { killAll, signal, startWatchReady, waitFor } from './helpers/procs.ts';
-import { pidAlive, type OwnerNote } from '../src/queue/lease.ts';
+import { pidAlive, type OwnerNote } from '../src/workspace/lease.ts';
 
 test('kill -9 of watch mid-run: the orphaned agent is killed by the next start\'s recovery (by the recorded process group)', async () => {
   if (process.platform !== 'linux') return;

@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { computeTradeMetrics, metricsMarkdown, riskFlags, type TradeMetrics } from '../src/supervisor/metrics.ts';
+import { computeTradeMetrics, metricsMarkdown, riskFlags, type TradeMetrics } from '../src/run/tradeMetrics.ts';
 import { RiskThresholdsSchema, TradesConfigSchema, type TradesConfig } from '../src/contract/config.ts';
 import { MetaAgentError } from '../src/contract/errors.ts';
 import { TradeMetricsSchema } from '../src/contract/report.ts';

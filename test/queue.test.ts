@@ -4,7 +4,7 @@
  * folders, reports and ledger checked afterwards. The engine is a no-op command (`true`,
  * or a script that waits while a "hold" file exists), so no model and no network is used.
  */
-import { poolRoot } from '../src/run/worktreePool.ts';
+import { poolRoot } from '../src/repo/worktreePool.ts';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { test } from 'uvu';
@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 import { makeWorkspace, readJson, worktreeCount, type TestWorkspace } from './helpers/workspace.ts';
 import { killAll, killHard, list, publish, signal, sleep, startWatchReady, waitFor, waitForProgress, type WatchProc } from './helpers/procs.ts';
 import type { LedgerEntry } from '../src/queue/ledger.ts';
-import type { OwnerNote } from '../src/queue/lease.ts';
+import type { OwnerNote } from '../src/workspace/lease.ts';
 import type { Report } from '../src/contract/report.ts';
 
 const QUEUE = (extra = '') => `queue:

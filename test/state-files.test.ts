@@ -24,10 +24,10 @@ import {
   SupervisorStateSchema,
 } from '../src/contract/stateFiles.ts';
 import { Ledger } from '../src/queue/ledger.ts';
-import { leaseAlive, readOwner, takeLease } from '../src/queue/lease.ts';
+import { leaseAlive, readOwner, takeLease } from '../src/workspace/lease.ts';
 import { recoverOrphans } from '../src/queue/recover.ts';
-import { BaselineCache } from '../src/run/checks.ts';
-import { openPooledWorktree, poolRoot } from '../src/run/worktreePool.ts';
+import { BaselineCache } from '../src/repo/checks.ts';
+import { openPooledWorktree, poolRoot } from '../src/repo/worktreePool.ts';
 import { gatherContext, readState, stateFile, writeState } from '../src/supervisor/context.ts';
 import { orphanedCycles, saveJournal, type CycleJournal } from '../src/supervisor/journal.ts';
 import { routineFor } from '../src/supervisor/plan.ts';

@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 import { makeWorkspace, worktreeCount } from './helpers/workspace.ts';
 import { killAll, killHard, startWatchReady, waitFor } from './helpers/procs.ts';
 import { runTask } from '../src/run/runTask.ts';
-import { poolRoot, prunePool } from '../src/run/worktreePool.ts';
+import { poolRoot, prunePool } from '../src/repo/worktreePool.ts';
 import { loadSettings } from '../src/workspace/config.ts';
 import { silentLogger } from '../src/log.ts';
 import type { Engine, EngineContext, EngineResult } from '../src/engines/types.ts';

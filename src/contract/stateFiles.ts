@@ -110,7 +110,7 @@ export const PoolSlotStateSchema = z.object({
 });
 export type PoolSlotState = z.infer<typeof PoolSlotStateSchema>;
 
-/** `.meta-agent/cache/baseline/<key>.json`: a check's result on a base commit (run/checks.ts BaselineCache). */
+/** `.meta-agent/cache/baseline/<key>.json`: a check's result on a base commit (repo/checks.ts BaselineCache). */
 export const BaselineCacheEntrySchema = z.object({
   project: z.string().optional(),
   commit: z.string().optional(),

@@ -14,7 +14,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { CommandEngineConfig } from '../contract/config.ts';
 import { MetaAgentError } from '../contract/errors.ts';
-import { tail } from '../run/checks.ts';
+import { tail } from '../repo/checks.ts';
 import { readAgentWrittenFile } from '../safety/paths.ts';
 import { findProgram } from '../safety/sandbox.ts';
 import { agentNeeds, fillPlaceholders } from './agentNeeds.ts';

@@ -33,7 +33,7 @@ export interface PromptInput {
   denied: PathMatcher;
   inScope: PathMatcher;
   redact: Redactor;
-  /** The worktree's files when known without asking git (a clean checkout of a commit: run/commitFiles.ts). */
+  /** The worktree's files when known without asking git (a clean checkout of a commit: repo/commitFiles.ts). */
   files?: readonly string[];
 }
 

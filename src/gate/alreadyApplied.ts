@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { CheckResult } from '../contract/report.ts';
 import { AppliedRecordSchema, GateChecksSchema } from '../contract/gateFiles.ts';
-import { resolveBranch } from '../run/git.ts';
+import { resolveBranch } from '../repo/git.ts';
 import { installArtifacts } from './artifacts.ts';
 import { refreshStaleCheckout } from './checkout.ts';
 import { readGateFile, type Admission, type AppliedVerdict, type GateRun } from './gateRun.ts';

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { execa } from 'execa';
 import { toErrorInfo } from '../contract/errors.ts';
-import { git } from '../run/git.ts';
+import { git } from '../repo/git.ts';
 import { gitArgs } from '../workspace/gitArgs.ts';
 
 /** The branch checked out in `repo` (empty when HEAD is detached or unreadable). */

@@ -8,7 +8,7 @@ import { execa } from 'execa';
 import type { GateChecks } from '../contract/gateFiles.ts';
 import { gitArgs } from '../workspace/gitArgs.ts';
 import { replaceFile } from '../workspace/files.ts';
-import { git } from '../run/git.ts';
+import { git } from '../repo/git.ts';
 import type { Tested } from './applyAndTest.ts';
 import { installArtifacts } from './artifacts.ts';
 import { dirtyFilesInCheckout, updateCheckout } from './checkout.ts';

@@ -14,7 +14,7 @@ import { execa } from 'execa';
 import { RepoOpNoteSchema, type RepoOpNote } from '../contract/gateFiles.ts';
 import type { Settings } from '../workspace/config.ts';
 import { replaceFile } from '../workspace/files.ts';
-import { pidAlive } from '../queue/lease.ts';
+import { pidAlive } from '../workspace/lease.ts';
 import { gitArgs } from '../workspace/gitArgs.ts';
 import { readGateFile } from './gateRun.ts';
 

@@ -3,7 +3,7 @@
  * knows the patch was applied already (a crash after the commit, or a copy of the patch).
  */
 import type { PatchSidecar } from '../contract/patch.ts';
-import { git } from '../run/git.ts';
+import { git } from '../repo/git.ts';
 
 const TRAILER_PATCH = 'Meta-Agent-Patch';
 

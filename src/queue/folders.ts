@@ -10,7 +10,7 @@ import { MetaAgentError } from '../contract/errors.ts';
 import type { Layout } from '../workspace/layout.ts';
 import { exists, publishUnique, renameBusy, renameNoReplace } from '../workspace/files.ts';
 import { Ledger, ledgerKey } from './ledger.ts';
-import { takeLease, type Lease } from './lease.ts';
+import { takeLease, type Lease } from '../workspace/lease.ts';
 import { thisHost } from '../workspace/faults.ts';
 
 /** True if `file` sits directly in `dir`. */

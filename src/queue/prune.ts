@@ -3,10 +3,10 @@ import { promises as fs, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Settings } from '../workspace/config.ts';
-import { git, removeWorktree } from '../run/git.ts';
+import { git, removeWorktree } from '../repo/git.ts';
 import { exists } from '../workspace/files.ts';
 import { linkRelPaths, removeLinks } from '../workspace/links.ts';
-import { killLeftoverGroup, leaseAlive, readOwner } from './lease.ts';
+import { killLeftoverGroup, leaseAlive, readOwner } from '../workspace/lease.ts';
 
 /** Run ids of the claims in processing/, by whether their owner is alive. */
 async function claimedRunIds(settings: Settings, log: Logger): Promise<{ live: Set<string>; dead: Set<string> }> {

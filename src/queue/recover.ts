@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { Layout } from '../workspace/layout.ts';
 import { Ledger, ledgerKey, type LedgerRun } from './ledger.ts';
 import { clearDeadTaskIdLocks } from './taskIdLock.ts';
-import { clearLease, killLeftoverGroup, leaseAlive, pidAlive, readOwner } from './lease.ts';
+import { clearLease, killLeftoverGroup, leaseAlive, pidAlive, readOwner } from '../workspace/lease.ts';
 import { renameBusy, tempWriterPid } from '../workspace/files.ts';
 import { ledgerFor, moveClaimed, moveUnique, takePrivately, type Disposition } from './folders.ts';
 import { defaultIdFor, parseTask } from '../contract/task.ts';

@@ -8,7 +8,7 @@
 import path from 'node:path';
 import type { Layout } from '../workspace/layout.ts';
 import type { Logger } from 'pino';
-import { clearDeadLocks, lockActivity } from './lease.ts';
+import { clearDeadLocks, lockActivity } from '../workspace/lease.ts';
 
 const locksDir = (layout: Layout) => path.join(layout.state, 'runs');
 

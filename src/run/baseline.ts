@@ -10,8 +10,8 @@ import type { ChecksOutcome } from '../engines/types.ts';
 import { failedTests, type Baselines } from '../engines/verify.ts';
 import type { Redactor } from '../safety/redact.ts';
 import type { Check, Project, Settings } from '../workspace/config.ts';
-import { BaselineCache, runCheck, withCheckCopy } from './checks.ts';
-import { openWorktree } from './workspaceRepo.ts';
+import { BaselineCache, runCheck, withCheckCopy } from '../repo/checks.ts';
+import { openWorktree } from '../repo/workspaceRepo.ts';
 
 export interface BaselineTarget {
   settings: Settings;

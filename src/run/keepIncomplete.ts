@@ -7,14 +7,14 @@ import type { ChecksOutcome, EngineResult } from '../engines/types.ts';
 import { regressionsOf, type Baselines } from '../engines/verify.ts';
 import { displayPath } from '../workspace/layout.ts';
 import { baselinesOf, markBaselines } from './baseline.ts';
-import { collectDiff } from './git.ts';
+import { collectDiff } from '../repo/git.ts';
 import { checksWindow, incompleteNotes, incompleteSummary, markCutShort, stoppedWithWork } from './incomplete.ts';
 import type { TypeExtras } from './pipelines.ts';
 import { noteFiledBeside, noteRegressions, refusedChange, writePatch } from './proposal.ts';
 import { pendingPatchesOf } from './report.ts';
 import { assessRisk, withRegressions } from './risk.ts';
 import { runChecks, type RunContext } from './runContext.ts';
-import type { Worktree } from './workspaceRepo.ts';
+import type { Worktree } from '../repo/workspaceRepo.ts';
 
 /**
  * The work of a run that stopped early (`why`): the diff saved as an incomplete patch, then

@@ -18,8 +18,8 @@ import type { CheckResult, RetrainComparison, Report } from '../contract/report.
 import type { Task } from '../contract/task.ts';
 import type { Project, RetrainChain, Settings } from '../workspace/config.ts';
 import type { Redactor } from '../safety/redact.ts';
-import { computeTradeMetrics, metricsMarkdown, riskFlags } from '../supervisor/metrics.ts';
-import { runCheck, withCheckCopy, type CheckTarget } from './checks.ts';
+import { computeTradeMetrics, metricsMarkdown, riskFlags } from './tradeMetrics.ts';
+import { runCheck, withCheckCopy, type CheckTarget } from '../repo/checks.ts';
 
 export interface TypeExtras {
   metrics: Report['metrics'];

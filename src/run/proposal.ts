@@ -17,11 +17,11 @@ import { REDACTED } from '../safety/redact.ts';
 import type { Settings } from '../workspace/config.ts';
 import { displayPath } from '../workspace/layout.ts';
 import { publishUnique, replaceFile } from '../workspace/files.ts';
-import { stagedModeChanges } from './git.ts';
+import { stagedModeChanges } from '../repo/git.ts';
 import type { TypeExtras } from './pipelines.ts';
 import { patchStemFor } from './report.ts';
 import type { RunContext } from './runContext.ts';
-import type { Worktree } from './workspaceRepo.ts';
+import type { Worktree } from '../repo/workspaceRepo.ts';
 
 /**
  * The file whose added lines carry the redaction marker more often than its removed lines

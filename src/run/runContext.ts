@@ -9,8 +9,8 @@ import type { Task } from '../contract/task.ts';
 import type { ChecksOutcome, Engine } from '../engines/types.ts';
 import type { Redactor } from '../safety/redact.ts';
 import type { Check, Project, Settings } from '../workspace/config.ts';
-import { loggedCheck, runCheck, withCheckCopy } from './checks.ts';
-import type { Worktree } from './workspaceRepo.ts';
+import { loggedCheck, runCheck, withCheckCopy } from '../repo/checks.ts';
+import type { Worktree } from '../repo/workspaceRepo.ts';
 
 export interface RunContext {
   task: Task;

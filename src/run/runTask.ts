@@ -29,16 +29,16 @@ import { llmMissingMessage, projectFor, type Settings } from '../workspace/confi
 import { displayPath } from '../workspace/layout.ts';
 import { replaceFile } from '../workspace/files.ts';
 import { faultPoint } from '../workspace/faults.ts';
-import { preflightChecks, runCheck, withCheckCopy } from './checks.ts';
+import { preflightChecks, runCheck, withCheckCopy } from '../repo/checks.ts';
 import { baselineOnce, markBaselines } from './baseline.ts';
 import { sandboxStatus } from '../safety/sandbox.ts';
-import { collectDiff } from './git.ts';
+import { collectDiff } from '../repo/git.ts';
 import { archiveEarlierRun, pendingPatchesOf, redactReportText, reportPaths, TrajectoryWriter, writeReport } from './report.ts';
 import { assessRisk, withRegressions } from './risk.ts';
 import { noExtras, RetrainFailed, runTypePipeline, WORKS_WITHOUT_LLM } from './pipelines.ts';
-import { ensureRepo, type Worktree } from './workspaceRepo.ts';
-import { openPooledWorktree } from './worktreePool.ts';
-import { filesAtCommit } from './commitFiles.ts';
+import { ensureRepo, type Worktree } from '../repo/workspaceRepo.ts';
+import { openPooledWorktree } from '../repo/worktreePool.ts';
+import { filesAtCommit } from '../repo/commitFiles.ts';
 import { failedOutcome, hintFor, worktreeOutcome, type Outcome, type WorktreeFacts } from './outcome.ts';
 import { keepIncompleteWork } from './keepIncomplete.ts';
 import { noteFiledBeside, refusedChange, writePatch } from './proposal.ts';
@@ -90,7 +90,7 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
   return fileRun(run, outcome);
 }
 
-/** Where a run's task file goes, by its report: shared with the BullMQ folder host (queue/bullmq/host.ts). */
+/** Where a run's task file goes, by its report: shared with the BullMQ folder host (service/bullmq/fileResult.ts). */
 export function dispositionOf(fileName: string, taskId: string, report: Pick<Report, 'status' | 'error' | 'incomplete' | 'patch_files' | 'report_md'>): Disposition {
   if (report.error?.kind === 'interrupted' && !report.incomplete) return { status: 'interrupted' };
   if (report.status === 'ok') return { status: 'ok' };

@@ -1,5 +1,5 @@
 /**
- * Running a command that must end, with everything it started: checks (run/checks.ts) and
+ * Running a command that must end, with everything it started: checks (repo/checks.ts) and
  * the agent's run_command (engines/shellTool.ts) run through `runBounded`.
  *
  * Ending is `killTree`: the process group on POSIX (the command runs detached, as a group

@@ -14,7 +14,7 @@ import { agentSandboxMode, UNSANDBOXED_WARNING } from '../engines/agentSandbox.t
 import { scrubbedEnv } from '../safety/env.ts';
 import { findPython, isPythonProgram, pythonVersion } from '../safety/python.ts';
 import { findProgram, sandboxStatus, type SandboxSettings, type SandboxStatus } from '../safety/sandbox.ts';
-import { git, isGitRepo, resolveBranch } from '../run/git.ts';
+import { git, isGitRepo, resolveBranch } from '../repo/git.ts';
 import { assertOneVolume } from '../queue/volumes.ts';
 import { llmMissingMessage, loadSettings, type Check, type Project, type Settings } from '../workspace/config.ts';
 import { layoutDirs } from '../workspace/layout.ts';

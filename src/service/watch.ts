@@ -26,7 +26,7 @@ import { pruneWorktrees } from '../queue/prune.ts';
 import { recoverOrphans } from '../queue/recover.ts';
 import { assertOneVolume, isNetworkFolder, pickupSettleMs } from '../queue/volumes.ts';
 import type { RunTaskResult } from '../run/runTask.ts';
-import { prunePool } from '../run/worktreePool.ts';
+import { prunePool } from '../repo/worktreePool.ts';
 import type { Settings } from '../workspace/config.ts';
 import { layoutDirs } from '../workspace/layout.ts';
 import { watchFolder, watchInbox } from './folderWatch.ts';

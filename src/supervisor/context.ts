@@ -11,9 +11,9 @@ import { readJsonFileOrNull } from '../contract/readJson.ts';
 import { CycleNextActionsSchema, SupervisorStateSchema, type CycleContext, type SupervisorState } from '../contract/stateFiles.ts';
 import type { Project, Settings } from '../workspace/config.ts';
 import { replaceFile } from '../workspace/files.ts';
-import { git, resolveBranch } from '../run/git.ts';
+import { git, resolveBranch } from '../repo/git.ts';
 import { listPending } from '../gate/decide.ts';
-import { computeTradeMetrics, metricsMarkdown, riskFlags } from './metrics.ts';
+import { computeTradeMetrics, metricsMarkdown, riskFlags } from '../run/tradeMetrics.ts';
 
 export type { CycleContext, SupervisorState } from '../contract/stateFiles.ts';
 

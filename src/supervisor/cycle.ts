@@ -18,7 +18,7 @@ import type { Engine } from '../engines/types.ts';
 import { createTask } from '../queue/createTask.ts';
 import { reportPaths } from '../run/report.ts';
 import { runTask } from '../run/runTask.ts';
-import { ensureRepo } from '../run/workspaceRepo.ts';
+import { ensureRepo } from '../repo/workspaceRepo.ts';
 import { silentLogger } from '../log.ts';
 import { projectFor, type Project, type Settings } from '../workspace/config.ts';
 import { retryWrite } from '../workspace/files.ts';

@@ -12,7 +12,7 @@ import { MetaAgentError } from '../contract/errors.ts';
 import { readJsonFileOrNull } from '../contract/readJson.ts';
 import { CycleJournalSchema, type CycleJournal } from '../contract/stateFiles.ts';
 import type { Settings } from '../workspace/config.ts';
-import { pidAlive } from '../queue/lease.ts';
+import { pidAlive } from '../workspace/lease.ts';
 import { replaceFile, retryWrite } from '../workspace/files.ts';
 
 export type { CycleJournal } from '../contract/stateFiles.ts';

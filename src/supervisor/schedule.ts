@@ -13,7 +13,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import cron from 'node-cron';
-import { lockActivity } from '../queue/lease.ts';
+import { lockActivity } from '../workspace/lease.ts';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { ScheduleJobSchema, TradingWindowSchema } from '../contract/config.ts';

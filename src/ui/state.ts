@@ -10,7 +10,7 @@ import { parseJsonText, readJsonFileOrNull } from '../contract/readJson.ts';
 import { AppliedResultSchema, TrajectoryProgressSchema } from '../contract/uiFiles.ts';
 import type { Settings } from '../workspace/config.ts';
 import { listPending } from '../gate/decide.ts';
-import { readOwner } from '../queue/lease.ts';
+import { readOwner } from '../workspace/lease.ts';
 import { ERROR_NOTE, taskNames } from '../queue/retry.ts';
 import { TaskIdSchema } from '../contract/task.ts';
 import { PatchSidecarSchema } from '../contract/patch.ts';

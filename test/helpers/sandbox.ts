@@ -15,7 +15,7 @@ export const SANDBOX_SUPPORTED = process.platform === 'linux';
 /** The sandbox a check runs in under `sandbox: auto`: bwrap on Linux (asserted installed), none elsewhere. */
 export const AUTO_SANDBOX: 'bwrap' | 'none' = SANDBOX_SUPPORTED ? 'bwrap' : 'none';
 
-/** `bwrap` on PATH (as src/run/checks.ts runs it), or undefined. */
+/** `bwrap` on PATH (as src/repo/checks.ts runs it), or undefined. */
 export function findBwrap(): string | undefined {
   for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
     try {

@@ -1,7 +1,7 @@
 /** `meta-agent doctor`: the workspace checked before a night; `--fix` also empties the worktree pool. */
 import type { Command } from 'commander';
 import { silentLogger } from '../../log.ts';
-import { prunePool } from '../../run/worktreePool.ts';
+import { prunePool } from '../../repo/worktreePool.ts';
 import { findingLine, runDoctor, verdictLine } from '../../service/doctor.ts';
 import type { CliContext } from '../context.ts';
 import { printJson } from '../output.ts';

@@ -6,7 +6,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ledgerFor, type Claim } from '../../queue/folders.ts';
-import { clearLease, leaseAlive, readOwner, takeLease } from '../../queue/lease.ts';
+import { clearLease, leaseAlive, readOwner, takeLease } from '../../workspace/lease.ts';
 import { ledgerKey } from '../../queue/ledger.ts';
 import type { Layout } from '../../workspace/layout.ts';
 

@@ -5,7 +5,7 @@
  * the repo (seconds on a large repo or a slow disk); a reset rewrites only what the last
  * run changed.
  *
- * Ownership is a lock with an owner note, like a claim (queue/lease.ts lockActivity): a
+ * Ownership is a lock with an owner note, like a claim (workspace/lease.ts lockActivity): a
  * slot held by a live process is never taken; a slot of a dead one (kill -9, power loss)
  * is taken over at once on this host, and whatever that run left is wiped by the reset
  * that starts every run. All slots busy (a `run` beside `watch`): a fresh worktree, as
@@ -29,7 +29,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { readJsonFile } from '../contract/readJson.ts';
 import { PoolSlotStateSchema, type PoolSlotState } from '../contract/stateFiles.ts';
-import { lockActivity } from '../queue/lease.ts';
+import { lockActivity } from '../workspace/lease.ts';
 import type { Project, Settings } from '../workspace/config.ts';
 import type { Layout } from '../workspace/layout.ts';
 import { replaceFile } from '../workspace/files.ts';

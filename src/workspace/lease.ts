@@ -21,7 +21,7 @@ import lockfile from 'proper-lockfile';
 import { MetaAgentError } from '../contract/errors.ts';
 import { readJsonFile } from '../contract/readJson.ts';
 import { OwnerNoteSchema, type OwnerNote } from '../contract/stateFiles.ts';
-import { thisHost } from '../workspace/faults.ts';
+import { thisHost } from './faults.ts';
 
 export interface Lease {
   /** False once the lock was lost (taken over, removed by someone else): do nothing irreversible then. */

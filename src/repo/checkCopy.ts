@@ -14,7 +14,7 @@ import path from 'node:path';
 import type { Project } from '../workspace/config.ts';
 import type { PathMatcher } from '../safety/globs.ts';
 import { ALWAYS_EXCLUDED, git } from './git.ts';
-import { pidAlive } from '../queue/lease.ts';
+import { pidAlive } from '../workspace/lease.ts';
 import { makeLink } from '../workspace/links.ts';
 
 export interface CheckCopy {
