@@ -79,7 +79,9 @@ export async function makeTargetRepo(dir: string, files: number): Promise<void> 
     await fs.mkdir(sub, { recursive: true });
     const writes: Promise<void>[] = [];
     for (let i = d * perDir; i < Math.min(files, (d + 1) * perDir); i++) {
-      writes.push(fs.writeFile(path.join(sub, `file${String(i).padStart(5, '0')}.py`), `# file ${i}\nVALUE_${i} = ${i}\n\ndef f_${i}(x):\n    return x + ${i}\n`));
+      writes.push(
+        fs.writeFile(path.join(sub, `file${String(i).padStart(5, '0')}.py`), `# file ${i}\nVALUE_${i} = ${i}\n\ndef f_${i}(x):\n    return x + ${i}\n`),
+      );
     }
     await Promise.all(writes);
   }

@@ -158,7 +158,11 @@ async function measurePickup(dir: string, repo: string): Promise<PickupResult> {
   const ws = await makeBenchWorkspace(dir, repo, { concurrency: 2, settleMs: SETTLE_MS, scanMs: SCAN_MS });
   const { layout } = ws.settings;
   const names = await stageTasks(ws.staging, 'pickup', PICKUP_DROPS);
-  const child = fork(path.join(PKG_ROOT, 'bench', 'noop-service.ts'), [ws.root], { cwd: PKG_ROOT, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(path.join(PKG_ROOT, 'bench', 'noop-service.ts'), [ws.root], {
+    cwd: PKG_ROOT,
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   children.add(child);
   const results = new Map<string, { status: string; error: string | null }>();
   const resultWaiters = new Map<string, () => void>();
@@ -268,7 +272,10 @@ async function measureOverhead(dir: string, repo: string): Promise<OverheadResul
     pipeline.push(t1 - t0);
     before.push(tEngine - t0);
     after.push(t1 - tEngine);
-    if ((i + 1 - OVERHEAD_WARMUP) % 5 === 0) progress(`overhead: ${i + 1 - OVERHEAD_WARMUP}/${OVERHEAD_RUNS} pairs (floor p50 ${fmt(stats(floor).p50)} ms, pipeline p50 ${fmt(stats(pipeline).p50)} ms)`);
+    if ((i + 1 - OVERHEAD_WARMUP) % 5 === 0)
+      progress(
+        `overhead: ${i + 1 - OVERHEAD_WARMUP}/${OVERHEAD_RUNS} pairs (floor p50 ${fmt(stats(floor).p50)} ms, pipeline p50 ${fmt(stats(pipeline).p50)} ms)`,
+      );
   }
   const floorStats = stats(floor);
   const pipelineStats = stats(pipeline);
@@ -320,7 +327,9 @@ async function measureOverhead(dir: string, repo: string): Promise<OverheadResul
     await watcher.stop();
     const seconds = (tLast - t0) / 1000;
     throughput.push({ concurrency, tasks: batch.length, seconds, perMinute: (batch.length / seconds) * 60, failed });
-    progress(`throughput: concurrency ${concurrency}: ${batch.length} tasks in ${seconds.toFixed(1)} s = ${((batch.length / seconds) * 60).toFixed(0)} tasks/min`);
+    progress(
+      `throughput: concurrency ${concurrency}: ${batch.length} tasks in ${seconds.toFixed(1)} s = ${((batch.length / seconds) * 60).toFixed(0)} tasks/min`,
+    );
   }
   return {
     repoFiles,
@@ -416,7 +425,9 @@ async function measureBurst(dir: string, repo: string): Promise<BurstResult> {
   await sleep(SCAN_MS + 500);
   const peakKb = procStatusKb(pid, 'VmHWM') ?? 0;
   child.kill('SIGTERM');
-  const exitCode = await new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code))));
+  const exitCode = await new Promise<number | null>((resolve) =>
+    child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code)),
+  );
   children.delete(child);
 
   // Exactly once: every dropped name in done/, one report each, one run each in the ledger.
@@ -428,7 +439,11 @@ async function measureBurst(dir: string, repo: string): Promise<BurstResult> {
   const reportIds = new Set<string>();
   const errors: string[] = [];
   for (const r of reports) {
-    const report = JSON.parse(await fs.readFile(path.join(layout.reports, r), 'utf8')) as { task_id: string; status: string; error: { kind: string; message: string } | null };
+    const report = JSON.parse(await fs.readFile(path.join(layout.reports, r), 'utf8')) as {
+      task_id: string;
+      status: string;
+      error: { kind: string; message: string } | null;
+    };
     reportIds.add(report.task_id);
     if (report.status === 'ok') reportOk++;
     else errors.push(`${report.task_id}: (${report.error?.kind}) ${report.error?.message.replace(/\s+/g, ' ').replaceAll(tmpRoot, '<tmp>')}`);
@@ -456,12 +471,32 @@ async function measureBurst(dir: string, repo: string): Promise<BurstResult> {
   const checks: BurstResult['checks'] = [
     { what: 'result lines printed by the service', expected: n, actual: String(resultLines.length), ok: resultLines.length === names.length },
     { what: 'distinct task ids among them', expected: n, actual: String(new Set(resultIds).size), ok: new Set(resultIds).size === names.length },
-    { what: 'results with status OK', expected: n, actual: String(resultLines.filter((r) => r.status === 'OK').length), ok: resultLines.every((r) => r.status === 'OK') },
+    {
+      what: 'results with status OK',
+      expected: n,
+      actual: String(resultLines.filter((r) => r.status === 'OK').length),
+      ok: resultLines.every((r) => r.status === 'OK'),
+    },
     { what: 'files in done/ (exactly the dropped names)', expected: n, actual: String(done.length), ok: done.length === names.length && same(doneIds) },
-    { what: 'reports (reports/*.json), distinct ids, status ok', expected: n, actual: `${reports.length} / ${reportIds.size} / ${reportOk}`, ok: reports.length === names.length && same(reportIds) && reportOk === names.length },
+    {
+      what: 'reports (reports/*.json), distinct ids, status ok',
+      expected: n,
+      actual: `${reports.length} / ${reportIds.size} / ${reportOk}`,
+      ok: reports.length === names.length && same(reportIds) && reportOk === names.length,
+    },
     { what: 'earlier runs archived (reports/archive/)', expected: '0', actual: String(archived.length), ok: archived.length === 0 },
-    { what: 'ledger entries / runs recorded / entries with more than one run', expected: `${n} / ${n} / 0`, actual: `${ledger.length} / ${runs} / ${multiRun}`, ok: ledger.length === names.length && runs === names.length && multiRun === 0 && unfinalized === 0 },
-    { what: 'left in inbox/, processing/, failed/', expected: '0 / 0 / 0', actual: `${(await mdFiles(layout.inbox)).length} / ${(await mdFiles(layout.processing)).length} / ${(await mdFiles(layout.failed)).length}`, ok: false },
+    {
+      what: 'ledger entries / runs recorded / entries with more than one run',
+      expected: `${n} / ${n} / 0`,
+      actual: `${ledger.length} / ${runs} / ${multiRun}`,
+      ok: ledger.length === names.length && runs === names.length && multiRun === 0 && unfinalized === 0,
+    },
+    {
+      what: 'left in inbox/, processing/, failed/',
+      expected: '0 / 0 / 0',
+      actual: `${(await mdFiles(layout.inbox)).length} / ${(await mdFiles(layout.processing)).length} / ${(await mdFiles(layout.failed)).length}`,
+      ok: false,
+    },
   ];
   const last = checks[checks.length - 1]!;
   last.ok = last.actual === last.expected;
@@ -486,7 +521,8 @@ async function measureBurst(dir: string, repo: string): Promise<BurstResult> {
 
 const met = (ok: boolean) => (ok ? '**met**' : '**not met**');
 const fmtAuto = (ms: number) => fmt(ms, ms < 10 ? 2 : 1);
-const statRow = (label: string, s: Stats) => `| ${label} | ${s.n} | ${fmtAuto(s.p50)} | ${fmtAuto(s.p90)} | ${fmtAuto(s.p99)} | ${fmtAuto(s.min)} | ${fmtAuto(s.max)} | ${fmtAuto(s.mean)} |`;
+const statRow = (label: string, s: Stats) =>
+  `| ${label} | ${s.n} | ${fmtAuto(s.p50)} | ${fmtAuto(s.p90)} | ${fmtAuto(s.p99)} | ${fmtAuto(s.min)} | ${fmtAuto(s.max)} | ${fmtAuto(s.mean)} |`;
 const STAT_HEAD = ['| | n | p50 (ms) | p90 (ms) | p99 (ms) | min (ms) | max (ms) | mean (ms) |', '|---|---|---|---|---|---|---|---|'];
 
 /** Creating and removing 5,000 small files in the temp folder: the file-system speed every git number here rests on. */
@@ -545,7 +581,9 @@ function render(
     '',
     '| phase | seconds | load at start | load at end | 5,000-file create before it (s) |',
     '|---|---|---|---|---|',
-    ...loads.map((l) => `| ${l.phase} | ${l.seconds.toFixed(0)} | ${l.start.toFixed(2)} | ${l.end.toFixed(2)} | ${l.createS === null ? '' : l.createS.toFixed(2)} |`),
+    ...loads.map(
+      (l) => `| ${l.phase} | ${l.seconds.toFixed(0)} | ${l.start.toFixed(2)} | ${l.end.toFixed(2)} | ${l.createS === null ? '' : l.createS.toFixed(2)} |`,
+    ),
     '',
   );
   L.push('## Reproduce', '', '```sh', 'npm ci', `${reproduceCommand()}        # = tsx bench/run.ts; writes ${path.relative(PKG_ROOT, DOC)}`, '```', '');
@@ -558,8 +596,12 @@ function render(
     '',
   );
   L.push('## Summary', '', '| Goal | Result | |', '|---|---|---|');
-  L.push(`| Pickup p50 under ${GOAL_PICKUP_P50_MS} ms (renamed-in files) | p50 ${fmt(pickup.claim.p50)} ms, p99 ${fmt(pickup.claim.p99)} ms (fs.watch floor p50 ${fmt(floor.stats.p50, 2)} ms) | ${met(pickupMet)} |`);
-  L.push(`| Pipeline overhead within ${GOAL_OVERHEAD_RATIO}x the git floor (${overhead.repoFiles} files) | ${overhead.ratioP50.toFixed(2)}x at p50 (${fmt(overhead.pipeline.p50, 0)} ms vs ${fmt(overhead.floor.p50, 0)} ms) | ${met(overheadMet)} |`);
+  L.push(
+    `| Pickup p50 under ${GOAL_PICKUP_P50_MS} ms (renamed-in files) | p50 ${fmt(pickup.claim.p50)} ms, p99 ${fmt(pickup.claim.p99)} ms (fs.watch floor p50 ${fmt(floor.stats.p50, 2)} ms) | ${met(pickupMet)} |`,
+  );
+  L.push(
+    `| Pipeline overhead within ${GOAL_OVERHEAD_RATIO}x the git floor (${overhead.repoFiles} files) | ${overhead.ratioP50.toFixed(2)}x at p50 (${fmt(overhead.pipeline.p50, 0)} ms vs ${fmt(overhead.floor.p50, 0)} ms) | ${met(overheadMet)} |`,
+  );
   L.push(`| Peak RSS under ${GOAL_PEAK_RSS_MB} MB for a burst of ${burst.tasks} | ${burst.peakRssMb.toFixed(1)} MB (VmHWM) | ${met(rssMet)} |`);
   L.push(`| Every burst task processed exactly once | ${burst.checks.filter((c) => c.ok).length}/${burst.checks.length} checks pass | ${met(onceMet)} |`);
   L.push('');
@@ -572,7 +614,7 @@ function render(
     '- **fs.watch floor**: in this process, `fs.watch` on a plain folder; time from just before `rename()` into it to',
     '  the event. The least any watcher-based service can do on this machine.',
     '- **claim**: time from just before `rename()` into `inbox/` until the task file appears in `processing/` (the',
-    '  claim is the service\'s own atomic rename). The service (`startWatching` with the no-op engine) runs in a',
+    "  claim is the service's own atomic rename). The service (`startWatching` with the no-op engine) runs in a",
     '  child process (`bench/noop-service.ts`); the claim is seen by an independent `fs.watch` on `processing/` in',
     '  the benchmark process, so it is the real rename time, not a time the service reports about itself, and it',
     '  does not include worktree creation (that comes after the claim).',
@@ -586,7 +628,10 @@ function render(
   L.push(statRow('drop to done/', pickup.done));
   L.push('');
   L.push(`Drops whose claim was not seen within 10 s: ${pickup.missed} (floor: ${floor.missed}). Tasks that did not finish ok: ${pickup.failed}.`, '');
-  L.push(`Goal: claim p50 under ${GOAL_PICKUP_P50_MS} ms: ${met(pickupMet)} (p50 ${fmt(pickup.claim.p50)} ms, ${(pickup.claim.p50 / floor.stats.p50).toFixed(0)}x the floor; p99 ${fmt(pickup.claim.p99)} ms).`, '');
+  L.push(
+    `Goal: claim p50 under ${GOAL_PICKUP_P50_MS} ms: ${met(pickupMet)} (p50 ${fmt(pickup.claim.p50)} ms, ${(pickup.claim.p50 / floor.stats.p50).toFixed(0)}x the floor; p99 ${fmt(pickup.claim.p99)} ms).`,
+    '',
+  );
 
   L.push('## 2. Pipeline overhead per task', '');
   L.push(
@@ -598,7 +643,7 @@ function render(
     '- **runTask (no-op engine)**: `runTask(file, {settings, engine})` on a file in `inbox/`, from call to return:',
     '  claim, lease, ledger, task parsing, worktree, prompt (repo map), the engine (returns at once), diff',
     '  (`git add --all` + `git diff --cached`), report, move to `done/`, worktree removal.',
-    '- **before / after engine**: the same runs split at the moment the no-op engine\'s `run()` is called.',
+    "- **before / after engine**: the same runs split at the moment the no-op engine's `run()` is called.",
     '',
   );
   L.push(...STAT_HEAD);
@@ -613,7 +658,8 @@ function render(
     `repo, ${overhead.prompt.n} times: runTask builds the prompt before it calls any engine, so it is part of "before the engine".`,
     '',
   );
-  if (overhead.budgetCut) L.push(`(The ${OVERHEAD_BUDGET_MS / 1000} s time budget of this section ran out, so it has ${overhead.floor.n} pairs instead of ${OVERHEAD_RUNS}.)`, '');
+  if (overhead.budgetCut)
+    L.push(`(The ${OVERHEAD_BUDGET_MS / 1000} s time budget of this section ran out, so it has ${overhead.floor.n} pairs instead of ${OVERHEAD_RUNS}.)`, '');
   L.push(
     `Ratio runTask / git floor: **${overhead.ratioP50.toFixed(2)}x** at p50 (${overhead.ratioMean.toFixed(2)}x on means). In absolute terms, runTask minus`,
     `the floor of the same pair: p50 ${fmt(overhead.extra.p50, 0)} ms (min ${fmt(overhead.extra.min, 0)}, max ${fmt(overhead.extra.max, 0)} ms); this part depends much less on the file-system speed`,
@@ -633,7 +679,10 @@ function render(
     '',
   );
   if (overhead.throughput.length === 2) {
-    L.push(`Concurrency 2 gives ${(overhead.throughput[1]!.perMinute / overhead.throughput[0]!.perMinute).toFixed(2)}x the rate of concurrency 1 on ${os.cpus().length} CPU(s). No goal was set for this.`, '');
+    L.push(
+      `Concurrency 2 gives ${(overhead.throughput[1]!.perMinute / overhead.throughput[0]!.perMinute).toFixed(2)}x the rate of concurrency 1 on ${os.cpus().length} CPU(s). No goal was set for this.`,
+      '',
+    );
   }
 
   L.push(`## 3. Burst of ${burst.tasks} tasks`, '');
@@ -642,8 +691,8 @@ function render(
     `\`command.run: ["true"]\`, \`limits.concurrency: ${burst.concurrency}\`, on a ${SMALL_REPO_FILES}-file repo. All ${burst.tasks} task files are renamed into`,
     '`inbox/` in one loop; the time runs from the first rename to the last result line the service prints.',
     '',
-    '- **peak RSS**: `VmHWM` of the service process from `/proc/<pid>/status` after the burst (the kernel\'s high-water',
-    '  mark of resident memory over the process\'s life). The git and `true` children it spawns are separate',
+    "- **peak RSS**: `VmHWM` of the service process from `/proc/<pid>/status` after the burst (the kernel's high-water",
+    "  mark of resident memory over the process's life). The git and `true` children it spawns are separate",
     '  processes and not included. Also shown: RSS right after start-up, and the peak of `VmRSS` sampled every 50 ms.',
     '',
     '| | value |',
@@ -668,7 +717,12 @@ function render(
     `Every task processed exactly once: ${met(onceMet)}.`,
     '',
     ...(burst.errors.length
-      ? [`Runs that ended in an error (${burst.errors.length}; at most 5 shown):`, '', ...burst.errors.slice(0, 5).map((e) => `- ${e.replaceAll('|', '\\|')}`), '']
+      ? [
+          `Runs that ended in an error (${burst.errors.length}; at most 5 shown):`,
+          '',
+          ...burst.errors.slice(0, 5).map((e) => `- ${e.replaceAll('|', '\\|')}`),
+          '',
+        ]
       : []),
     `Claim attempts that lost the rename race (log lines "is no longer in inbox/"; a second queue entry for a name`,
     `already claimed, harmless for exactly-once because the claim is one atomic rename): ${burst.lostClaims}.`,
@@ -701,7 +755,9 @@ async function main(): Promise<void> {
 
     progress(`4/4 burst: ${BURST_TASKS} tasks into \`meta-agent watch\` (child process)`);
     const burst = await phase('3. burst', () => measureBurst(path.join(tmpRoot, 'ws-burst'), smallRepo), true);
-    progress(`burst: ${burst.tasks} tasks in ${burst.seconds.toFixed(1)} s, peak RSS ${burst.peakRssMb.toFixed(1)} MB; exactly-once checks ${burst.checks.every((c) => c.ok) ? 'pass' : 'FAIL'}`);
+    progress(
+      `burst: ${burst.tasks} tasks in ${burst.seconds.toFixed(1)} s, peak RSS ${burst.peakRssMb.toFixed(1)} MB; exactly-once checks ${burst.checks.every((c) => c.ok) ? 'pass' : 'FAIL'}`,
+    );
 
     const totalS = (performance.now() - tStart) / 1000;
     await fs.mkdir(path.dirname(DOC), { recursive: true });

@@ -11,7 +11,6 @@ import { existsSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { fmt, makeTargetRepo, progress, sleep, stageTasks, stats, type Stats } from './lib.ts';
 import { initWorkspace } from '../src/workspace/init.ts';
 
@@ -58,7 +57,12 @@ interface Host {
 }
 
 async function startHost(root: string, env: NodeJS.ProcessEnv): Promise<Host> {
-  const child = fork(path.join(PKG_ROOT, 'bench', 'noop-service.ts'), [root], { cwd: PKG_ROOT, execArgv: ['--import', 'tsx'], env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(path.join(PKG_ROOT, 'bench', 'noop-service.ts'), [root], {
+    cwd: PKG_ROOT,
+    execArgv: ['--import', 'tsx'],
+    env,
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   children.add(child);
   const results: number[] = [];
   let ready = false;
@@ -150,7 +154,11 @@ async function serial(dir: string, repo: string, engine: 'local' | 'bullmq', env
 async function main(): Promise<void> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'meta-agent-bench-scaleout-'));
   const sock = path.join(dir, 'redis.sock');
-  const redis = spawn('redis-server', ['--port', '0', '--unixsocket', sock, '--save', '', '--appendonly', 'yes', '--dir', dir, '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
+  const redis = spawn(
+    'redis-server',
+    ['--port', '0', '--unixsocket', sock, '--save', '', '--appendonly', 'yes', '--dir', dir, '--maxmemory-policy', 'noeviction'],
+    { stdio: 'ignore' },
+  );
   try {
     await waitUntil('redis-server', () => existsSync(sock), 20_000);
     const env = { ...process.env, REDIS_URL: `unix://${sock}` };

@@ -50,9 +50,12 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => 
 
 /** The file system of `dir` and whether it has a journal (ext4: a jbd2 entry for its device). */
 function fileSystemOf(dir: string): string {
-  const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')).filter((f) => f.length > 3);
+  const mounts = readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter((f) => f.length > 3);
   let best: string[] = [];
-  for (const f of mounts) if ((dir === f[1] || dir.startsWith(f[1]!.endsWith('/') ? f[1]! : f[1] + '/')) && f[1]!.length >= (best[1]?.length ?? 0)) best = f;
+  for (const f of mounts) if ((dir === f[1] || dir.startsWith(f[1]!.endsWith('/') ? f[1]! : `${f[1]}/`)) && f[1]!.length >= (best[1]?.length ?? 0)) best = f;
   const [device, point, type, options] = best;
   if (type !== 'ext4') return `${type} (${device} on ${point})`;
   let journals: string[] = [];
@@ -82,8 +85,14 @@ class Appearances {
   }
   expect(name: string, ms: number): Promise<number | null> {
     return new Promise((resolve) => {
-      const timer = setTimeout(() => (this.waiting.delete(name), resolve(null)), ms);
-      this.waiting.set(name, (t) => (clearTimeout(timer), resolve(t)));
+      const timer = setTimeout(() => {
+        this.waiting.delete(name);
+        resolve(null);
+      }, ms);
+      this.waiting.set(name, (t) => {
+        clearTimeout(timer);
+        resolve(t);
+      });
     });
   }
   close() {
@@ -104,14 +113,32 @@ interface Service {
 async function startService(name: string, codeDir: string, root: string, repo: string, concurrency = 2, env: Record<string, string> = {}): Promise<Service> {
   await initWorkspace(root, { withConfig: false });
   await fs.mkdir(path.join(root, 'staging'), { recursive: true });
-  const yaml = ['engine: command', 'command:', '  run: ["true"]', 'sandbox: none', 'projects:', '  bench:', `    repo: ${JSON.stringify(repo)}`, '    scope: ["**"]', 'limits:', `  concurrency: ${concurrency}`, 'queue:', '  poll: false', ''].join('\n');
+  const yaml = [
+    'engine: command',
+    'command:',
+    '  run: ["true"]',
+    'sandbox: none',
+    'projects:',
+    '  bench:',
+    `    repo: ${JSON.stringify(repo)}`,
+    '    scope: ["**"]',
+    'limits:',
+    `  concurrency: ${concurrency}`,
+    'queue:',
+    '  poll: false',
+    '',
+  ].join('\n');
   await fs.writeFile(path.join(root, 'meta-agent.yaml'), yaml);
   const statsFile = path.join(root, 'service-stats.json');
-  const child = spawn(process.execPath, ['--import', path.join(PKG_ROOT, 'bench', 'countSpawns.mjs'), path.join(codeDir, 'bin', 'meta-agent.js'), '--root', root, 'watch'], {
-    cwd: codeDir,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, LANG: process.env.LANG ?? 'C.UTF-8', BENCH_STATS_FILE: statsFile, ...env },
-  });
+  const child = spawn(
+    process.execPath,
+    ['--import', path.join(PKG_ROOT, 'bench', 'countSpawns.mjs'), path.join(codeDir, 'bin', 'meta-agent.js'), '--root', root, 'watch'],
+    {
+      cwd: codeDir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, LANG: process.env.LANG ?? 'C.UTF-8', BENCH_STATS_FILE: statsFile, ...env },
+    },
+  );
   children.add(child);
   let out = '';
   child.stdout!.setEncoding('utf8').on('data', (c: string) => (out = (out + c).slice(-20000)));
@@ -185,7 +212,10 @@ async function measureSize(files: number, oldCode: string): Promise<SizeResult> 
   const repo = path.join(dir, 'target');
   progress(`${files} files: generating the repo`);
   await makeTargetRepo(repo, files);
-  const services = { today: await startService('today', oldCode, path.join(dir, 'ws-today'), repo), now: await startService('now', PKG_ROOT, path.join(dir, 'ws-now'), repo) };
+  const services = {
+    today: await startService('today', oldCode, path.join(dir, 'ws-today'), repo),
+    now: await startService('now', PKG_ROOT, path.join(dir, 'ws-now'), repo),
+  };
   const samples = { today: [] as number[], now: [] as number[], freshFloor: [] as number[], poolFloor: [] as number[] };
   const chunkSamples = { today: [] as number[], now: [] as number[] };
   const floorDir = path.join(dir, 'floor');
@@ -221,7 +251,9 @@ async function measureSize(files: number, oldCode: string): Promise<SizeResult> 
           await git(poolTree, ['diff', '--cached', '--name-only', 'HEAD']);
         }),
       );
-      progress(`${files} files: drop ${i + 1}/${drops}: today ${fmt(samples.today.at(-1) ?? NaN, 0)} ms, now ${fmt(samples.now.at(-1) ?? NaN, 0)} ms, fresh floor ${fmt(samples.freshFloor.at(-1)!, 0)} ms, pool floor ${fmt(samples.poolFloor.at(-1)!, 0)} ms`);
+      progress(
+        `${files} files: drop ${i + 1}/${drops}: today ${fmt(samples.today.at(-1) ?? NaN, 0)} ms, now ${fmt(samples.now.at(-1) ?? NaN, 0)} ms, fresh floor ${fmt(samples.freshFloor.at(-1)!, 0)} ms, pool floor ${fmt(samples.poolFloor.at(-1)!, 0)} ms`,
+      );
     }
     for (let i = 0; i < CHUNK_DROPS; i++) {
       for (const key of ['today', 'now'] as const) {
@@ -231,7 +263,11 @@ async function measureSize(files: number, oldCode: string): Promise<SizeResult> 
     }
     const after = { today: await services.today.snapshot(), now: await services.now.snapshot() };
     const tasks = drops + CHUNK_DROPS + 1;
-    const per = (key: 'today' | 'now') => ({ tasks, spawns: (after[key].spawns - before[key].spawns) / tasks, cpu_ms: (after[key].self_ms + after[key].children_ms - before[key].self_ms - before[key].children_ms) / tasks });
+    const per = (key: 'today' | 'now') => ({
+      tasks,
+      spawns: (after[key].spawns - before[key].spawns) / tasks,
+      cpu_ms: (after[key].self_ms + after[key].children_ms - before[key].self_ms - before[key].children_ms) / tasks,
+    });
     return {
       files,
       drops: { today: stats(samples.today), now: stats(samples.now), freshFloor: stats(samples.freshFloor), poolFloor: stats(samples.poolFloor) },
@@ -284,9 +320,13 @@ async function measureBurst(env: Record<string, string>, label: string): Promise
     const status = readFileSync(`/proc/${svc.child.pid}/status`, 'utf8');
     const peakKb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
     const reports = (await fs.readdir(path.join(root, 'reports'))).filter((n) => /^b\d{4}\.json$/.test(n));
-    const okReports = (await Promise.all(reports.map(async (r) => JSON.parse(await fs.readFile(path.join(root, 'reports', r), 'utf8')).status === 'ok'))).filter(Boolean).length;
+    const okReports = (
+      await Promise.all(reports.map(async (r) => JSON.parse(await fs.readFile(path.join(root, 'reports', r), 'utf8')).status === 'ok'))
+    ).filter(Boolean).length;
     const ledgerDir = path.join(root, '.meta-agent', 'ledger');
-    const ledger = await Promise.all((await fs.readdir(ledgerDir)).map(async (n) => JSON.parse(await fs.readFile(path.join(ledgerDir, n), 'utf8')) as { runs: unknown[] }));
+    const ledger = await Promise.all(
+      (await fs.readdir(ledgerDir)).map(async (n) => JSON.parse(await fs.readFile(path.join(ledgerDir, n), 'utf8')) as { runs: unknown[] }),
+    );
     const list = async (d: string) => (await fs.readdir(path.join(root, d))).filter((n) => n.endsWith('.md')).length;
     return {
       tasks: BURST,
@@ -294,7 +334,10 @@ async function measureBurst(env: Record<string, string>, label: string): Promise
       peakMb: (peakKb * 1024) / 1e6,
       cpuPerTaskMs: (after.self_ms + after.children_ms - before.self_ms - before.children_ms) / BURST,
       spawnsPerTask: (after.spawns - before.spawns) / BURST,
-      env: Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ') || '(none)',
+      env:
+        Object.entries(env)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(' ') || '(none)',
       checks: [
         { what: 'files in done/', expected: BURST, actual: await count() },
         { what: 'reports, status ok', expected: BURST, actual: okReports },
@@ -393,9 +436,10 @@ async function main(): Promise<void> {
   const doc = await fs.readFile(DOC, 'utf8');
   const begin = doc.indexOf('<!-- BEGIN user-bench');
   const end = doc.indexOf('<!-- END user-bench -->');
-  const next = begin >= 0 && end > begin ? doc.slice(0, begin) + section + doc.slice(end + '<!-- END user-bench -->'.length) : `${doc.trimEnd()}\n\n${section}\n`;
+  const next =
+    begin >= 0 && end > begin ? doc.slice(0, begin) + section + doc.slice(end + '<!-- END user-bench -->'.length) : `${doc.trimEnd()}\n\n${section}\n`;
   await fs.writeFile(DOC, next);
-  process.stdout.write(section + '\n');
+  process.stdout.write(`${section}\n`);
 }
 
 try {

@@ -11,7 +11,7 @@ let stale = 0;
 await mkdir(outDir, { recursive: true });
 for (const [name, { schema, io, title }] of Object.entries(CONTRACT_SCHEMAS)) {
   const json = { title, ...z.toJSONSchema(schema, { io, unrepresentable: 'any' }) };
-  const text = JSON.stringify(json, null, 2) + '\n';
+  const text = `${JSON.stringify(json, null, 2)}\n`;
   const file = path.join(outDir, `${name}.json`);
   const current = await readFile(file, 'utf8').catch(() => '');
   if (current === text) continue;

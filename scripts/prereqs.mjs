@@ -98,10 +98,23 @@ function aptInstall(prefix, pkg = 'bubblewrap') {
 function ensureRedisForTests() {
   if (purpose !== 'test' || process.platform !== 'linux' || findProgram('redis-server')) return;
   const prefix = findProgram('apt-get') ? rootPrefix() : undefined;
-  if (!prefix) missing(['prereqs: redis-server is not installed; the scale-out tests need it.', '  Install it, then run the command again:', '    sudo apt-get install -y redis-server    # Debian, Ubuntu (the tests start their own; no service needed)']);
+  if (!prefix)
+    missing([
+      'prereqs: redis-server is not installed; the scale-out tests need it.',
+      '  Install it, then run the command again:',
+      '    sudo apt-get install -y redis-server    # Debian, Ubuntu (the tests start their own; no service needed)',
+    ]);
   say('installing redis-server (needed by the scale-out tests; they start their own, on a unix socket) ...');
   const result = aptInstall(prefix, 'redis-server');
-  if (!result.ok || !findProgram('redis-server')) missing(['prereqs: installing redis-server failed:', ...result.output.trim().split('\n').slice(-8).map((l) => `    ${l}`)]);
+  if (!result.ok || !findProgram('redis-server'))
+    missing([
+      'prereqs: installing redis-server failed:',
+      ...result.output
+        .trim()
+        .split('\n')
+        .slice(-8)
+        .map((l) => `    ${l}`),
+    ]);
   say(`installed ${findProgram('redis-server')}`);
 }
 
@@ -114,7 +127,10 @@ const INSTALL_BY_HAND = [
 
 /** The sandbox flags meta-agent uses (src/repo/checks.ts): bwrap may be installed yet not allowed to create namespaces. */
 function bwrapRuns(bwrap) {
-  const result = spawnSync(bwrap, ['--ro-bind', '/', '/', '--dev', '/dev', '--unshare-net', '--die-with-parent', '--', 'true'], { encoding: 'utf8', timeout: 20_000 });
+  const result = spawnSync(bwrap, ['--ro-bind', '/', '/', '--dev', '/dev', '--unshare-net', '--die-with-parent', '--', 'true'], {
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
   return { ok: result.status === 0, why: (result.stderr || String(result.error ?? `exit ${result.status}`)).trim() };
 }
 
@@ -140,8 +156,16 @@ async function main() {
     const result = aptInstall(prefix);
     bwrap = findProgram('bwrap');
     if (!result.ok || !bwrap) {
-      const tail = result.output.trim().split('\n').slice(-8).map((l) => `    ${l}`);
-      missing([`prereqs: installing bubblewrap failed (${result.ok ? 'apt-get succeeded, but bwrap is still not found' : 'apt-get failed'}):`, ...tail, ...INSTALL_BY_HAND]);
+      const tail = result.output
+        .trim()
+        .split('\n')
+        .slice(-8)
+        .map((l) => `    ${l}`);
+      missing([
+        `prereqs: installing bubblewrap failed (${result.ok ? 'apt-get succeeded, but bwrap is still not found' : 'apt-get failed'}):`,
+        ...tail,
+        ...INSTALL_BY_HAND,
+      ]);
     }
     say(`installed ${bwrap}`);
   }

@@ -34,16 +34,56 @@ const ALONE = new Map([
  * only their order matters. The last run's own times (TIMES_FILE) take precedence.
  */
 const TYPICAL_S = {
-  'gate.test.ts': 520, 'gate-crash.test.ts': 475, 'supervisor.test.ts': 385, 'review.test.ts': 225, 'ui.test.ts': 160,
-  'failures.test.ts': 125, 'cli.test.ts': 70, 'run.test.ts': 65, 'sandbox.test.ts': 55, 'command-engine.test.ts': 45,
-  typecheck: 40, 'cycle-recovery.test.ts': 35, 'watch.test.ts': 30, 'schedule.test.ts': 30, 'crash-leftovers.test.ts': 25,
-  'escapes.test.ts': 25, 'retention.test.ts': 15, 'ui-review.test.ts': 100, 'rerun.test.ts': 95, 'stop.test.ts': 95,
-  'hostile-checks.test.ts': 85, 'cli-input.test.ts': 65, 'gate-modes.test.ts': 50, 'ui-untrusted.test.ts': 45,
-  'progress.test.ts': 40, 'doctor.test.ts': 30, 'secrets.test.ts': 20, 'finish-verify.test.ts': 120, 'edit-tools.test.ts': 70,
-  'run-command.test.ts': 70, 'text-mode.test.ts': 50, 'context.test.ts': 45, 'model-compat.test.ts': 30, 'findings.test.ts': 30,
-  'prompt-prefix.test.ts': 20, 'redaction.test.ts': 15, 'incomplete.test.ts': 120, 'faults.test.ts': 120, 'names.test.ts': 50,
-  'queue.test.ts': 450, 'soak.test.ts': 200, 'scaleout.test.ts': 500, 'codex.test.ts': 120, 'codex-safety.test.ts': 60, 'command-sandbox.test.ts': 90, 'streaming.test.ts': 10,
-  'stall.test.ts': 45, 'same-id.test.ts': 25, 'leftover-agent.test.ts': 30, 'gate-snapshot.test.ts': 10,
+  'gate.test.ts': 520,
+  'gate-crash.test.ts': 475,
+  'supervisor.test.ts': 385,
+  'review.test.ts': 225,
+  'ui.test.ts': 160,
+  'failures.test.ts': 125,
+  'cli.test.ts': 70,
+  'run.test.ts': 65,
+  'sandbox.test.ts': 55,
+  'command-engine.test.ts': 45,
+  typecheck: 40,
+  'cycle-recovery.test.ts': 35,
+  'watch.test.ts': 30,
+  'schedule.test.ts': 30,
+  'crash-leftovers.test.ts': 25,
+  'escapes.test.ts': 25,
+  'retention.test.ts': 15,
+  'ui-review.test.ts': 100,
+  'rerun.test.ts': 95,
+  'stop.test.ts': 95,
+  'hostile-checks.test.ts': 85,
+  'cli-input.test.ts': 65,
+  'gate-modes.test.ts': 50,
+  'ui-untrusted.test.ts': 45,
+  'progress.test.ts': 40,
+  'doctor.test.ts': 30,
+  'secrets.test.ts': 20,
+  'finish-verify.test.ts': 120,
+  'edit-tools.test.ts': 70,
+  'run-command.test.ts': 70,
+  'text-mode.test.ts': 50,
+  'context.test.ts': 45,
+  'model-compat.test.ts': 30,
+  'findings.test.ts': 30,
+  'prompt-prefix.test.ts': 20,
+  'redaction.test.ts': 15,
+  'incomplete.test.ts': 120,
+  'faults.test.ts': 120,
+  'names.test.ts': 50,
+  'queue.test.ts': 450,
+  'soak.test.ts': 200,
+  'scaleout.test.ts': 500,
+  'codex.test.ts': 120,
+  'codex-safety.test.ts': 60,
+  'command-sandbox.test.ts': 90,
+  'streaming.test.ts': 10,
+  'stall.test.ts': 45,
+  'same-id.test.ts': 25,
+  'leftover-agent.test.ts': 30,
+  'gate-snapshot.test.ts': 10,
 };
 const TIMES_FILE = path.join(ROOT, 'node_modules', '.cache', 'meta-agent', 'test-times.json');
 
@@ -174,7 +214,10 @@ async function leftBehind(pgid) {
     if (!groupAlive(pgid)) return [];
     const ps = spawnSync('ps', ['-e', '-o', 'pid=,pgid=,stat=,args='], { encoding: 'utf8' });
     // Zombies are dead already (waiting for init to reap them): not left running.
-    members = (ps.stdout ?? '').split('\n').map((l) => l.trim().split(/\s+/)).filter((f) => Number(f[1]) === pgid && !f[2]?.startsWith('Z'));
+    members = (ps.stdout ?? '')
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/))
+      .filter((f) => Number(f[1]) === pgid && !f[2]?.startsWith('Z'));
     if (members.length === 0) return [];
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -183,6 +226,7 @@ async function leftBehind(pgid) {
 
 /** uvu's summary lines: Total / Passed / Skipped. */
 function counts(output) {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: colour codes are stripped from the output
   const plain = output.replace(/\x1b\[[0-9;]*m/g, '');
   const num = (label) => {
     const all = [...plain.matchAll(new RegExp(`^\\s*${label}:\\s+(\\d+)`, 'gm'))];
@@ -209,7 +253,10 @@ function report(r) {
 }
 
 function indent(text) {
-  return text.split('\n').map((l) => `    | ${l}`).join('\n');
+  return text
+    .split('\n')
+    .map((l) => `    | ${l}`)
+    .join('\n');
 }
 
 function summarize() {
@@ -218,7 +265,9 @@ function summarize() {
   const total = tests.reduce((n, r) => n + (r.counts.total ?? 0), 0);
   const ok = tests.reduce((n, r) => n + (r.counts.passed ?? 0), 0);
   const skipped = tests.reduce((n, r) => n + (r.counts.skipped ?? 0), 0);
-  console.log(`\n${tests.length} test files, ${ok}/${total} tests passed${skipped ? `, ${skipped} skipped` : ''}; wall time ${seconds(Date.now() - started)} (${jobs} at a time)`);
+  console.log(
+    `\n${tests.length} test files, ${ok}/${total} tests passed${skipped ? `, ${skipped} skipped` : ''}; wall time ${seconds(Date.now() - started)} (${jobs} at a time)`,
+  );
   if (failed.length) console.log(`FAILED: ${failed.map((r) => r.name).join(', ')}`);
   saveTimes();
   process.exit(failed.length ? 1 : 0);
@@ -243,7 +292,7 @@ function saveTimes() {
     const times = readTimes();
     for (const r of results) if (passed(r)) times[r.name] = r.ms; // a failed run's time says little
     mkdirSync(path.dirname(TIMES_FILE), { recursive: true });
-    writeFileSync(TIMES_FILE, JSON.stringify(times, null, 2) + '\n');
+    writeFileSync(TIMES_FILE, `${JSON.stringify(times, null, 2)}\n`);
   } catch {
     // only an ordering hint
   }

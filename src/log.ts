@@ -75,7 +75,10 @@ export function createLogger(options: LoggerOptions): Logger {
             formatters: { log: (object: Record<string, unknown>) => redactDeep(object, redact) },
             hooks: {
               logMethod(args: unknown[], method: (...a: unknown[]) => void) {
-                method.apply(this, args.map((a) => (typeof a === 'string' ? redact(a) : a)));
+                method.apply(
+                  this,
+                  args.map((a) => (typeof a === 'string' ? redact(a) : a)),
+                );
               },
             },
           }

@@ -44,23 +44,23 @@ test('link removal never goes through a folder the agent made a link: the file o
     const outside = path.join(dir, 'outside');
     await fs.mkdir(worktree);
     await fs.mkdir(outside);
-    await fs.writeFile(path.join(outside, 'raw'), 'the person\'s data');
+    await fs.writeFile(path.join(outside, 'raw'), "the person's data");
     // `link: ["data/raw"]`; the agent replaced `data` with a link to a folder outside.
     await fs.symlink(outside, path.join(worktree, 'data'));
     assert.equal(await removeLinks(worktree, [path.join('data', 'raw')]), []);
-    assert.is(await fs.readFile(path.join(outside, 'raw'), 'utf8'), 'the person\'s data');
+    assert.is(await fs.readFile(path.join(outside, 'raw'), 'utf8'), "the person's data");
     // Positive control: a real folder with the link in it is cleaned.
     await fs.rm(path.join(worktree, 'data'));
     await fs.mkdir(path.join(worktree, 'data'));
     await fs.symlink(path.join(outside, 'raw'), path.join(worktree, 'data', 'raw'));
     assert.equal(await removeLinks(worktree, [path.join('data', 'raw')]), [path.join('data', 'raw')]);
-    assert.is(await fs.readFile(path.join(outside, 'raw'), 'utf8'), 'the person\'s data', 'unlinked, not followed');
+    assert.is(await fs.readFile(path.join(outside, 'raw'), 'utf8'), "the person's data", 'unlinked, not followed');
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }
 });
 
-test('a pooled worktree: an untracked .gitattributes the last run left does not change the next run\'s checkout', async () => {
+test("a pooled worktree: an untracked .gitattributes the last run left does not change the next run's checkout", async () => {
   const ws = await makeWorkspace({ project: '    scope: ["**"]' });
   try {
     const project = ws.settings.projects.bot!;
@@ -85,7 +85,7 @@ test('a pooled worktree: an untracked .gitattributes the last run left does not 
   }
 });
 
-test('a job\'s task name from Redis is a file name, never a path', () => {
+test("a job's task name from Redis is a file name, never a path", () => {
   const job = (name: string) => JobDataSchema.safeParse({ name, content: '', run_id: 'r1', project: 'bot' }).success;
   assert.ok(job('Задача 1.md'), 'positive control');
   for (const bad of ['../../etc/cron.d/x.md', 'a/b.md', 'a\\b.md', '..', 'x\0.md']) assert.not.ok(job(bad), bad);

@@ -30,11 +30,16 @@ test('the check fails on an import against the flow (static, re-export, dynamic)
     await write('queue/deep/x.ts', "import { a } from '../../contract/task.ts';\nexport { a };\n");
     assert.equal(importsAgainstTheFlow(root), [], 'along the flow: nothing');
 
-    await write('queue/watch.ts', "import { b } from '../run/runTask.ts';\nexport { c } from '../gate/gate.ts';\nexport const d = () => import('../ui/server.ts');\n");
+    await write(
+      'queue/watch.ts',
+      "import { b } from '../run/runTask.ts';\nexport { c } from '../gate/gate.ts';\nexport const d = () => import('../ui/server.ts');\n",
+    );
     await write('gate/gate.ts', 'export const c = 1;\n');
     await write('ui/server.ts', 'export {};\n');
     assert.equal(
-      importsAgainstTheFlow(root).map((v) => `${v.from} -> ${v.to} (${v.layers})`).sort(),
+      importsAgainstTheFlow(root)
+        .map((v) => `${v.from} -> ${v.to} (${v.layers})`)
+        .sort(),
       [
         `${path.join('queue', 'watch.ts')} -> ${path.join('gate', 'gate.ts')} (queue -> gate)`,
         `${path.join('queue', 'watch.ts')} -> ${path.join('run', 'runTask.ts')} (queue -> run)`,

@@ -27,7 +27,10 @@ test('the bin imports a fresh bundle by URL (its install path holds # and %)', a
     for (const name of await fs.readdir(BIN)) await fs.copyFile(path.join(BIN, name), path.join(root, 'bin', name));
     await fs.writeFile(path.join(root, 'src', 'cli.ts'), '');
     // The bundle is newer than every source, so the bin takes its bundle branch.
-    await fs.writeFile(path.join(root, 'dist', 'cli.js'), "export async function main(argv) { process.stdout.write('bundle ran: ' + argv.slice(2).join(' ')); return 7; }\n");
+    await fs.writeFile(
+      path.join(root, 'dist', 'cli.js'),
+      "export async function main(argv) { process.stdout.write('bundle ran: ' + argv.slice(2).join(' ')); return 7; }\n",
+    );
     const later = new Date(Date.now() + 60_000);
     await fs.utimes(path.join(root, 'dist', 'cli.js'), later, later);
     const result = await execa(process.execPath, [path.join(root, 'bin', 'meta-agent.js'), 'status', '--json'], { reject: false, timeout: 30_000 });

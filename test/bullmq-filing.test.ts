@@ -68,9 +68,15 @@ test('bundleOf: the sidecar travels byte for byte; a damaged one is a one-line e
   assert.is(bundle.patch?.sidecar, await fs.readFile(sidecarFile, 'utf8'));
   assert.ok(Buffer.from(bundle.patch!.patch, 'base64').toString('utf8').includes('NOTE.md'));
 
-  for (const [damage, field] of [['{"task_id": ', null], [JSON.stringify({ ...JSON.parse(bundle.patch!.sidecar), sha256: 'not a hash' }), 'sha256']] as const) {
+  for (const [damage, field] of [
+    ['{"task_id": ', null],
+    [JSON.stringify({ ...JSON.parse(bundle.patch!.sidecar), sha256: 'not a hash' }), 'sha256'],
+  ] as const) {
     await fs.writeFile(sidecarFile, damage);
-    const error = await bundleOf(worker.layout, worker.report).then(() => null, (e: unknown) => e);
+    const error = await bundleOf(worker.layout, worker.report).then(
+      () => null,
+      (e: unknown) => e,
+    );
     assert.instance(error, MetaAgentError, `${damage.slice(0, 20)}: refused`);
     const message = (error as MetaAgentError).message;
     assert.ok(message.includes(sidecarFile), message);
@@ -107,15 +113,27 @@ test('the host keeps the report of this run it filed before a crash (positive co
   const host = await hostClaim();
   const id = worker.report.task_id;
   const reportFile = path.join(host.layout.reports, `${id}.json`);
-  const before = { ...worker.report, summary: 'filed before the crash', patch_files: [`patches/pending/${id}.patch`, `patches/pending/${id}.json`], task_file: 'done/note.md' };
-  await fs.writeFile(reportFile, JSON.stringify(before, null, 2) + '\n');
+  const before = {
+    ...worker.report,
+    summary: 'filed before the crash',
+    patch_files: [`patches/pending/${id}.patch`, `patches/pending/${id}.json`],
+    task_file: 'done/note.md',
+  };
+  await fs.writeFile(reportFile, `${JSON.stringify(before, null, 2)}\n`);
 
   const result = await new ResultFiler(host.layout, silentLogger()).fileBundle(host.claim, bundle);
 
   assert.is(result.report.summary, 'filed before the crash');
   assert.is(ReportSchema.parse(JSON.parse(await fs.readFile(reportFile, 'utf8'))).summary, 'filed before the crash');
   assert.ok(await fs.stat(path.join(host.layout.patches.pending, `${id}.patch`)).then(() => true), 'the patch is filed at the name that report gives');
-  assert.is(await fs.readdir(host.layout.reportArchive).then((d) => d.length, () => 0), 0, 'nothing archived');
+  assert.is(
+    await fs.readdir(host.layout.reportArchive).then(
+      (d) => d.length,
+      () => 0,
+    ),
+    0,
+    'nothing archived',
+  );
   assert.is(path.basename(result.task_file), 'note.md');
   assert.is(path.basename(path.dirname(result.task_file)), 'done');
 });

@@ -73,7 +73,11 @@ test('Windows (EPERM on the unlink of a temp name): a published task gets exactl
     const file = await publishUnique(dir, 'task', '.md', 'Fix the bug.\n');
     assert.is(path.basename(file), 'task.md');
     assert.equal(await list(dir), ['task.md'], 'no task-2.md, no temp file left');
-    assert.equal(attempts.filter(([step]) => step === 'link').map(([, name]) => name), ['task.md'], 'linked once, never re-linked');
+    assert.equal(
+      attempts.filter(([step]) => step === 'link').map(([, name]) => name),
+      ['task.md'],
+      'linked once, never re-linked',
+    );
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }
@@ -170,7 +174,10 @@ test('approving in a folder OneDrive holds: the patch and its sidecar land once 
     const attempts = hold('unlink', 'EBUSY', 2);
     await approvePatch(ws.settings, 'fix-1');
     assert.equal(await list(approved), ['fix-1.patch', 'fix-1.patch.json']);
-    assert.equal((await list(pending)).filter((n) => !n.startsWith('.')), []);
+    assert.equal(
+      (await list(pending)).filter((n) => !n.startsWith('.')),
+      [],
+    );
     assert.is(attempts.length, 6);
     // The configured budget (0.25 s) is what a lasting hold gets.
     await fs.writeFile(path.join(pending, 'fix-2.patch'), 'diff --git a/y b/y\n');

@@ -19,7 +19,12 @@ function cli(args: string[]) {
 }
 
 async function gitRepo(dir: string, branch: string): Promise<void> {
-  for (const args of [['init', '-q', '-b', branch], ['add', '-A'], ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qm', 'init']]) await execa('git', args, { cwd: dir });
+  for (const args of [
+    ['init', '-q', '-b', branch],
+    ['add', '-A'],
+    ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qm', 'init'],
+  ])
+    await execa('git', args, { cwd: dir });
 }
 
 test('validate checks every file against the workspace: one line each, exit 2 when any fails', async () => {
@@ -54,7 +59,7 @@ test('validate checks every file against the workspace: one line each, exit 2 wh
   }
 });
 
-test('--version prints the package version; --root is in every subcommand\'s help', async () => {
+test("--version prints the package version; --root is in every subcommand's help", async () => {
   const pkg = await readJson(path.join(REPO_ROOT, 'package.json'));
   const v = await cli(['--version']);
   assert.is(v.exitCode, 0);
@@ -66,7 +71,7 @@ test('--version prints the package version; --root is in every subcommand\'s hel
   }
 });
 
-test('init --repo: a missing folder is an error; a Python repo gets its branch and pytest; another gets placeholders; never the example bot\'s values', async () => {
+test("init --repo: a missing folder is an error; a Python repo gets its branch and pytest; another gets placeholders; never the example bot's values", async () => {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'meta-agent-init-'));
   try {
     const missing = await cli(['init', '--root', path.join(dir, 'ws0'), '--repo', path.join(dir, 'does', 'not', 'exist')]);
@@ -129,12 +134,14 @@ test('run --task with a file that is not there: a clear input error, no report',
     const r = await cli(['run', '--root', ws.root, '--task', path.join(ws.root, 'nonexistent', 'x.md')]);
     assert.is(r.exitCode, 2);
     assert.match(r.stderr, 'no such file');
-    assert.equal((await fs.readdir(ws.settings.layout.reports)).filter((n) => n.endsWith('.json') || n.endsWith('.md')), []);
+    assert.equal(
+      (await fs.readdir(ws.settings.layout.reports)).filter((n) => n.endsWith('.json') || n.endsWith('.md')),
+      [],
+    );
   } finally {
     await ws.cleanup();
   }
 });
-
 
 test('init on Windows writes sandbox: none with what it means (auto could never start there); on Linux auto', async () => {
   const { initWorkspace } = await import('../src/workspace/init.ts');

@@ -18,7 +18,12 @@ async function makeRepo(): Promise<{ dir: string; repo: string }> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'meta-agent-cli-'));
   const repo = path.join(dir, 'bot');
   await fs.cp(EXAMPLE_BOT, repo, { recursive: true });
-  for (const args of [['init', '-q', '-b', 'main'], ['add', '-A'], ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qm', 'init']]) await execa('git', args, { cwd: repo });
+  for (const args of [
+    ['init', '-q', '-b', 'main'],
+    ['add', '-A'],
+    ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qm', 'init'],
+  ])
+    await execa('git', args, { cwd: repo });
   return { dir, repo };
 }
 
@@ -40,7 +45,19 @@ test('quick start: init, new, run --task-id against a local repo', async () => {
     const before = await repoFingerprint(repo);
     let r = await cli(['init', '--root', root, '--repo', repo, '--project', 'mybot']);
     assert.is(r.exitCode, 0, r.stderr);
-    for (const dir of ['inbox', 'processing', 'done', 'failed', 'reports', 'patches/pending', 'patches/approved', 'patches/rejected', 'patches/applied', 'logs', 'templates']) {
+    for (const dir of [
+      'inbox',
+      'processing',
+      'done',
+      'failed',
+      'reports',
+      'patches/pending',
+      'patches/approved',
+      'patches/rejected',
+      'patches/applied',
+      'logs',
+      'templates',
+    ]) {
       assert.ok((await fs.stat(path.join(root, dir))).isDirectory(), dir);
     }
     r = await cli(['new', '--root', root, '--project', 'mybot', '--type', 'audit_code', '--objective', 'Audit sizing', '--scope', 'bot/**', '--name', 'first']);
@@ -57,7 +74,10 @@ test('quick start: init, new, run --task-id against a local repo', async () => {
     assert.ok(await fs.stat(path.join(root, 'patches', 'pending', 'first.patch')));
     assert.ok(await fs.stat(path.join(root, 'done', 'first.md')));
     const logs = await fs.readdir(path.join(root, 'logs'));
-    assert.ok(logs.some((f) => /^meta-agent_\d{4}-\d{2}-\d{2}\.log$/.test(f)), 'daily log file');
+    assert.ok(
+      logs.some((f) => /^meta-agent_\d{4}-\d{2}-\d{2}\.log$/.test(f)),
+      'daily log file',
+    );
     const log = await fs.readFile(path.join(root, 'logs', logs[0]!), 'utf8');
     assert.match(log, '"step":1');
     assert.is(await repoFingerprint(repo), before);
@@ -111,8 +131,14 @@ test('--stages runs the stages in order and never writes the stages file', async
     const r = await cli(['run', '--root', root, '--stages', stages, '--json'], { OPENAI_BASE_URL: llm.url });
     assert.is(r.exitCode, 0, r.stderr + r.stdout);
     const results = JSON.parse(r.stdout);
-    assert.equal(results.map((x: any) => x.task_id), ['S1_ai_scalper_bot', 'S2_sizing']);
-    assert.equal(results.map((x: any) => x.outcome), ['no_changes', 'no_changes']);
+    assert.equal(
+      results.map((x: any) => x.task_id),
+      ['S1_ai_scalper_bot', 'S2_sizing'],
+    );
+    assert.equal(
+      results.map((x: any) => x.outcome),
+      ['no_changes', 'no_changes'],
+    );
     assert.is(await fs.readFile(stages, 'utf8'), stagesText);
     // A task file outside inbox/ is read and left where it is.
     assert.ok(await fs.stat(taskFile));

@@ -39,7 +39,12 @@ interface Case {
   before: string;
 }
 
-async function setup(codex: string, script: Turn[] | ((r: any, i: number) => Turn), commandExtra: string[] = [], llmPatch?: (yaml: string) => string): Promise<Case> {
+async function setup(
+  codex: string,
+  script: Turn[] | ((r: any, i: number) => Turn),
+  commandExtra: string[] = [],
+  llmPatch?: (yaml: string) => string,
+): Promise<Case> {
   const api = await startResponsesApi(script);
   try {
     const extra = ['engine: command', 'command:', '  preset: codex', `  program: ${JSON.stringify(codex)}`, '  timeout_s: 240', ...commandExtra].join('\n');

@@ -66,7 +66,10 @@ test('codex preset: an in-scope edit by the real Codex CLI gives a patch with it
   if (!codex) return;
   let c: Case | undefined;
   try {
-    c = await setup(codex, editThenFinish(`printf '%s\\n' '# Sizing rules: see the docstring of position_size.' | cat - bot/sizing.py > sizing.tmp && mv sizing.tmp bot/sizing.py`));
+    c = await setup(
+      codex,
+      editThenFinish(`printf '%s\\n' '# Sizing rules: see the docstring of position_size.' | cat - bot/sizing.py > sizing.tmp && mv sizing.tmp bot/sizing.py`),
+    );
     const file = await writeTask(c.ws.settings.layout.inbox, 'codex-edit.md', TASK);
     const result = await runTask(file, { settings: c.ws.settings });
     const report = ReportSchema.parse(await readJson(result.report_path));

@@ -48,7 +48,14 @@ interface Setup {
 async function setup(script: (s: Omit<Setup, 'ws' | 'before'>) => string, command: string[] = [], args: string[] = []): Promise<Setup> {
   const base = await fs.mkdtemp(path.join(os.tmpdir(), 'meta-agent-cmdsbx-'));
   const tag = randomBytes(6).toString('hex');
-  const canary = { ssh: `canary-ssh-${tag}`, dotenv: `canary-dotenv-${tag}`, env: `canary-env-${tag}`, report: `canary-report-${tag}`, other: `canary-worktree-${tag}`, rc: `canary-rc-${tag}` };
+  const canary = {
+    ssh: `canary-ssh-${tag}`,
+    dotenv: `canary-dotenv-${tag}`,
+    env: `canary-env-${tag}`,
+    report: `canary-report-${tag}`,
+    other: `canary-worktree-${tag}`,
+    rc: `canary-rc-${tag}`,
+  };
   const home = path.join(base, 'home');
   await fs.mkdir(path.join(home, '.ssh'), { recursive: true });
   await fs.writeFile(path.join(home, '.ssh', 'id_rsa'), `-----BEGIN KEY----- ${canary.ssh}\n`);
@@ -90,7 +97,11 @@ async function run(s: Setup, name: string, task = TASK): Promise<{ result: RunTa
   return { result, report, patch };
 }
 
-const exists = (file: string) => fs.stat(file).then(() => true, () => false);
+const exists = (file: string) =>
+  fs.stat(file).then(
+    () => true,
+    () => false,
+  );
 const q = (p: string) => `'${p.replace(/'/g, `'\\''`)}'`;
 
 /** The probe: each attempt's result on its own line of notes/probe.txt; one positive edit; a report block. */
@@ -135,57 +146,64 @@ function probeLines(patch: string): Record<string, string> {
   return lines;
 }
 
-sandboxTest('a script agent in the sandbox: no SSH key, no .env of the real repo, no workspace, no other worktree, no service env, no write outside; its edit becomes the patch', async () => {
-  let s: Setup | undefined;
-  try {
-    s = await setup(probeScript, ['  home_files: [".agentrc"]']);
-    const { report, patch } = await run(s, 'probe.md');
-    assert.is(report.status, 'ok', report.error?.message);
-    assert.is(report.outcome, 'completed');
-    // Positive control: the script ran, edited a file in its worktree, and the diff is the patch.
-    assert.equal([...report.changed_files].sort(), ['bot/sizing.py', 'notes/probe.txt']);
-    assert.match(patch, '+# The agent was here.');
-    const seen = probeLines(patch);
-    assert.ok(seen['ssh-by-home'] !== undefined, patch);
-    for (const [name, value] of Object.entries(s.canary)) {
-      if (name === 'rc') continue;
-      assert.not.match(patch, value, `the ${name} canary reached the agent`);
-      assert.not.match(JSON.stringify(report), value, `the ${name} canary is in the report`);
-    }
-    assert.match(seen['ssh-by-home']!, /No such file/);
-    assert.match(seen['ssh-by-path']!, /No such file/);
-    assert.match(seen.dotenv!, /No such file/);
-    assert.match(seen.report!, /No such file/);
-    assert.match(seen['other-worktree']!, /No such file/);
-    assert.is(seen.env, '');
-    assert.is(seen['exchange-like'], '0', 'no secret-looking variable but the one key');
-    // What the engine declares it needs is there: the declared home file and the one API key.
-    assert.is(seen['home-rc'], s.canary.rc);
-    assert.is(seen.key, 'set');
-    assert.is(seen['home-is-private'], 'yes');
-    assert.is(seen['git-diff-works'], 'yes', 'git works on the history snapshot');
-    assert.not.ok('wrote-repo' in seen || 'wrote-inbox' in seen || 'wrote-home' in seen, patch);
-    assert.not.ok(await exists(path.join(s.ws.repo, 'pwned-by-agent')));
-    assert.not.ok(await exists(path.join(s.ws.settings.layout.inbox, 'evil.md')));
-    assert.not.ok(await exists(path.join(s.home, 'pwned')));
-    assert.is(await repoFingerprint(s.ws.repo), s.before, 'the real repo is unchanged');
+sandboxTest(
+  'a script agent in the sandbox: no SSH key, no .env of the real repo, no workspace, no other worktree, no service env, no write outside; its edit becomes the patch',
+  async () => {
+    let s: Setup | undefined;
+    try {
+      s = await setup(probeScript, ['  home_files: [".agentrc"]']);
+      const { report, patch } = await run(s, 'probe.md');
+      assert.is(report.status, 'ok', report.error?.message);
+      assert.is(report.outcome, 'completed');
+      // Positive control: the script ran, edited a file in its worktree, and the diff is the patch.
+      assert.equal([...report.changed_files].sort(), ['bot/sizing.py', 'notes/probe.txt']);
+      assert.match(patch, '+# The agent was here.');
+      const seen = probeLines(patch);
+      assert.ok(seen['ssh-by-home'] !== undefined, patch);
+      for (const [name, value] of Object.entries(s.canary)) {
+        if (name === 'rc') continue;
+        assert.not.match(patch, value, `the ${name} canary reached the agent`);
+        assert.not.match(JSON.stringify(report), value, `the ${name} canary is in the report`);
+      }
+      assert.match(seen['ssh-by-home']!, /No such file/);
+      assert.match(seen['ssh-by-path']!, /No such file/);
+      assert.match(seen.dotenv!, /No such file/);
+      assert.match(seen.report!, /No such file/);
+      assert.match(seen['other-worktree']!, /No such file/);
+      assert.is(seen.env, '');
+      assert.is(seen['exchange-like'], '0', 'no secret-looking variable but the one key');
+      // What the engine declares it needs is there: the declared home file and the one API key.
+      assert.is(seen['home-rc'], s.canary.rc);
+      assert.is(seen.key, 'set');
+      assert.is(seen['home-is-private'], 'yes');
+      assert.is(seen['git-diff-works'], 'yes', 'git works on the history snapshot');
+      assert.not.ok('wrote-repo' in seen || 'wrote-inbox' in seen || 'wrote-home' in seen, patch);
+      assert.not.ok(await exists(path.join(s.ws.repo, 'pwned-by-agent')));
+      assert.not.ok(await exists(path.join(s.ws.settings.layout.inbox, 'evil.md')));
+      assert.not.ok(await exists(path.join(s.home, 'pwned')));
+      assert.is(await repoFingerprint(s.ws.repo), s.before, 'the real repo is unchanged');
 
-    // The report comes from the JSON block, not the output tail; the rule floor still applies.
-    assert.is(report.summary, 'Added a note to sizing.py\n\nProbed the sandbox.');
-    assert.equal(report.risks, ['none known']);
-    assert.is(report.risk_level, 'low');
-    assert.ok(report.next_actions.includes('Read notes/probe.txt'));
-    assert.is(report.findings.length, 2);
-    assert.is(report.findings[0]!.location_valid, true);
-    assert.is(report.findings[1]!.location_valid, false);
-    assert.match(report.engine_output_tail ?? '', 'tokens used 360');
-    const sidecar = await readJson(path.join(s.ws.root, report.patch_files[1]!));
-    assert.is(sidecar.summary.split('\n')[0], 'Added a note to sizing.py', 'the commit subject is the summary\'s first line');
-    assert.equal(report.notes.filter((n) => /sandbox/.test(n)), [], 'no unsandboxed warning');
-  } finally {
-    await teardown(s);
-  }
-});
+      // The report comes from the JSON block, not the output tail; the rule floor still applies.
+      assert.is(report.summary, 'Added a note to sizing.py\n\nProbed the sandbox.');
+      assert.equal(report.risks, ['none known']);
+      assert.is(report.risk_level, 'low');
+      assert.ok(report.next_actions.includes('Read notes/probe.txt'));
+      assert.is(report.findings.length, 2);
+      assert.is(report.findings[0]!.location_valid, true);
+      assert.is(report.findings[1]!.location_valid, false);
+      assert.match(report.engine_output_tail ?? '', 'tokens used 360');
+      const sidecar = await readJson(path.join(s.ws.root, report.patch_files[1]!));
+      assert.is(sidecar.summary.split('\n')[0], 'Added a note to sizing.py', "the commit subject is the summary's first line");
+      assert.equal(
+        report.notes.filter((n) => /sandbox/.test(n)),
+        [],
+        'no unsandboxed warning',
+      );
+    } finally {
+      await teardown(s);
+    }
+  },
+);
 
 test('positive control: the same script with command.sandbox: none and env_allow reads and writes all of it, and the report says it ran unsandboxed', async () => {
   let s: Setup | undefined;
@@ -205,7 +223,10 @@ test('positive control: the same script with command.sandbox: none and env_allow
     assert.is(seen['git-diff-works'], 'yes');
     assert.ok(await exists(path.join(s.ws.settings.layout.inbox, 'evil.md')), 'the write outside happened');
     assert.ok(await exists(path.join(s.home, 'pwned')));
-    assert.ok(report.notes.some((n) => /command\.sandbox: none: the external agent runs WITHOUT a sandbox/.test(n)), report.notes.join('\n'));
+    assert.ok(
+      report.notes.some((n) => /command\.sandbox: none: the external agent runs WITHOUT a sandbox/.test(n)),
+      report.notes.join('\n'),
+    );
     // The rule floor: a change under bot/execution/** is high risk whatever the agent says.
   } finally {
     await teardown(s);
@@ -221,53 +242,58 @@ async function pidsWith(needle: string): Promise<number[]> {
 
 for (const sandbox of ['auto', 'none'] as const) {
   const define = sandbox === 'auto' ? sandboxTest : test;
-  define(`idle (command.sandbox: ${sandbox}): a silent agent is stopped after idle_timeout_s as limit_reached, its output tail in the report, and a grandchild that ignores SIGTERM is gone`, async () => {
-    if (process.platform !== 'linux') return; // the /proc scan below is Linux's
-    let s: Setup | undefined;
-    const needle = `4${randomBytes(2).readUInt16BE()}.${randomBytes(2).readUInt16BE()}`;
-    try {
-      s = await setup(
-        () => `#!/bin/sh
+  define(
+    `idle (command.sandbox: ${sandbox}): a silent agent is stopped after idle_timeout_s as limit_reached, its output tail in the report, and a grandchild that ignores SIGTERM is gone`,
+    async () => {
+      if (process.platform !== 'linux') return; // the /proc scan below is Linux's
+      let s: Setup | undefined;
+      const needle = `4${randomBytes(2).readUInt16BE()}.${randomBytes(2).readUInt16BE()}`;
+      try {
+        s = await setup(
+          () => `#!/bin/sh
 setsid sh -c "trap '' TERM; exec sleep ${needle}" </dev/null >/dev/null 2>&1 &
 # Busy for a few seconds (output keeps it alive), then silent.
 i=0; while [ $i -lt 15 ]; do echo "agent: tick $i"; sleep 0.2; i=$((i+1)); done
 echo "agent: waiting for the model"
 exec sleep 600
 `,
-        ['  idle_timeout_s: 1', `  sandbox: ${sandbox}`],
-      );
-      let seenAlive = false;
-      let done = false;
-      const watcher = (async () => {
-        while (!done && !seenAlive) {
-          seenAlive = (await pidsWith(needle)).length > 0;
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      })();
-      const { report } = await run(s, 'silent.md').finally(() => {
-        done = true;
-      });
-      await watcher;
-      assert.ok(seenAlive, 'the grandchild ran (the scan finds it)');
-      assert.is(report.outcome, 'limit_reached');
-      assert.is(report.error?.kind, 'timeout');
-      assert.match(report.error!.message, /command\.idle_timeout_s \(1 s\)/);
-      assert.match(report.engine_output_tail ?? '', 'agent: waiting for the model');
-      assert.equal(await pidsWith(needle), [], 'no process of the agent is left');
-    } finally {
-      await teardown(s);
-    }
-  });
+          ['  idle_timeout_s: 1', `  sandbox: ${sandbox}`],
+        );
+        let seenAlive = false;
+        let done = false;
+        const watcher = (async () => {
+          while (!done && !seenAlive) {
+            seenAlive = (await pidsWith(needle)).length > 0;
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        })();
+        const { report } = await run(s, 'silent.md').finally(() => {
+          done = true;
+        });
+        await watcher;
+        assert.ok(seenAlive, 'the grandchild ran (the scan finds it)');
+        assert.is(report.outcome, 'limit_reached');
+        assert.is(report.error?.kind, 'timeout');
+        assert.match(report.error!.message, /command\.idle_timeout_s \(1 s\)/);
+        assert.match(report.engine_output_tail ?? '', 'agent: waiting for the model');
+        assert.equal(await pidsWith(needle), [], 'no process of the agent is left');
+      } finally {
+        await teardown(s);
+      }
+    },
+  );
 }
 
-sandboxTest('an exit 0 without a change is no_changes, with the agent\'s last message as the summary and its output in the report', async () => {
+sandboxTest("an exit 0 without a change is no_changes, with the agent's last message as the summary and its output in the report", async () => {
   let s: Setup | undefined;
   try {
-    s = await setup(() => `#!/bin/sh
+    s = await setup(
+      () => `#!/bin/sh
 echo "Reading bot/sizing.py"
 echo ""
 echo "apply_patch failed: the context did not match; I could not make the change."
-`);
+`,
+    );
     const { report } = await run(s, 'noop.md');
     assert.is(report.status, 'ok');
     assert.is(report.outcome, 'no_changes');
@@ -304,15 +330,20 @@ echo "tokens used 99"
 sandboxTest('the rule floor applies: a change under bot/execution/** is high risk though the agent says low', async () => {
   let s: Setup | undefined;
   try {
-    s = await setup(() => `#!/bin/sh
+    s = await setup(
+      () => `#!/bin/sh
 echo "# reviewed" >> bot/execution/__init__.py
 echo '{"summary": "Touched execution", "risk_level": "low"}'
-`);
+`,
+    );
     const { report } = await run(s, 'floor.md');
     assert.is(report.outcome, 'completed', report.error?.message);
     assert.is(report.summary, 'Touched execution');
     assert.is(report.risk_level, 'high');
-    assert.ok(report.risk_reasons.some((r) => r.includes('order execution')), report.risk_reasons.join('; '));
+    assert.ok(
+      report.risk_reasons.some((r) => r.includes('order execution')),
+      report.risk_reasons.join('; '),
+    );
   } finally {
     await teardown(s);
   }
@@ -321,9 +352,11 @@ echo '{"summary": "Touched execution", "risk_level": "low"}'
 test('without a sandbox the command engine refuses (a config error naming command.sandbox) and the agent never runs', async () => {
   let s: Setup | undefined;
   try {
-    s = await setup(() => `#!/bin/sh
+    s = await setup(
+      () => `#!/bin/sh
 echo ran > notes-ran.txt
-`);
+`,
+    );
     // No bwrap on the service's PATH: the sandbox cannot run.
     const settings = { ...s.ws.settings, env: { ...s.ws.settings.env, PATH: path.join(s.base, 'empty-bin') } };
     const result = await runTask(await writeTask(settings.layout.inbox, 'refused.md', TASK), { settings });
@@ -336,7 +369,10 @@ echo ran > notes-ran.txt
     assert.is(report.trajectory, null, 'the agent was never started');
     // Elsewhere than Linux the same refusal, by the platform.
     for (const platform of ['win32', 'darwin'] as const) {
-      const error = await agentSandboxMode(s.ws.settings, { sandbox: 'auto' }, platform).then(() => null, (e: Error) => e);
+      const error = await agentSandboxMode(s.ws.settings, { sandbox: 'auto' }, platform).then(
+        () => null,
+        (e: Error) => e,
+      );
       assert.match(error?.message ?? '(no error)', /command\.sandbox: none/);
     }
     assert.is(await agentSandboxMode(s.ws.settings, { sandbox: 'none' }, 'win32'), 'none');
@@ -351,8 +387,10 @@ test('doctor at start: a command engine whose sandbox cannot run is an error nam
     s = await setup(() => '#!/bin/sh\n');
     const machine: Partial<DoctorProbes> = { platform: 'linux', freeBytes: async () => 50 * 1024 ** 3, oneVolume: async () => undefined };
     // The real probe, searching a PATH without bwrap (a fresh machine).
-    const noBwrap: DoctorProbes['sandbox'] = (settings, platform) => sandboxStatus({ ...settings, env: { ...settings.env, PATH: '/nonexistent' } }, { platform });
-    const about = async (settings: TestWorkspace['settings'], sandbox: DoctorProbes['sandbox']) => (await diagnose(settings, { ...machine, sandbox })).findings.filter((f) => f.field === 'command.sandbox');
+    const noBwrap: DoctorProbes['sandbox'] = (settings, platform) =>
+      sandboxStatus({ ...settings, env: { ...settings.env, PATH: '/nonexistent' } }, { platform });
+    const about = async (settings: TestWorkspace['settings'], sandbox: DoctorProbes['sandbox']) =>
+      (await diagnose(settings, { ...machine, sandbox })).findings.filter((f) => f.field === 'command.sandbox');
     const refused = await about(s.ws.settings, noBwrap);
     assert.is(refused.length, 1, JSON.stringify(refused));
     assert.is(refused[0]!.level, 'error');
@@ -371,7 +409,11 @@ test('doctor at start: a command engine whose sandbox cannot run is an error nam
 
 test('the report block: fenced or bare, the last one that fits wins; without one the last message, never the output tail', () => {
   const block = (summary: string, extra = '') => `{"summary": ${JSON.stringify(summary)}${extra}}`;
-  const fenced = readAgentReport(`working\n\`\`\`json\n${block('first')}\n\`\`\`\nmore\n\`\`\`json\n${block('Fix the stop loss', ', "risk_level": "high", "risks": ["r", 3]')}\n\`\`\`\ntokens used 360\n`, null, 'codex');
+  const fenced = readAgentReport(
+    `working\n\`\`\`json\n${block('first')}\n\`\`\`\nmore\n\`\`\`json\n${block('Fix the stop loss', ', "risk_level": "high", "risks": ["r", 3]')}\n\`\`\`\ntokens used 360\n`,
+    null,
+    'codex',
+  );
   assert.is(fenced.summary, 'Fix the stop loss');
   assert.is(fenced.risk_level, 'high');
   assert.equal(fenced.risks, ['r']);

@@ -15,7 +15,7 @@ import { MetaAgentError } from '../src/contract/errors.ts';
 import { toLlmError } from '../src/engines/chatModel.ts';
 import { isContextOverflow } from '../src/engines/history.ts';
 import type { Report } from '../src/contract/report.ts';
-import { errorReply, finish, startFakeLlm, toolCall, type FakeLlm, type RecordedRequest, type Reply } from './helpers/fakeLlm.ts';
+import { errorReply, startFakeLlm, toolCall, type FakeLlm, type RecordedRequest, type Reply } from './helpers/fakeLlm.ts';
 import { makeWorkspace, writeTask, type TestWorkspace } from './helpers/workspace.ts';
 
 const TASK = `---
@@ -53,7 +53,7 @@ async function setup(script: (request: RecordedRequest, index: number) => Reply,
     await execa('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '--quiet', '-m', 'lib'], { cwd: ws.repo });
     const config = path.join(ws.root, 'meta-agent.yaml');
     const yaml = await fs.readFile(config, 'utf8');
-    await fs.writeFile(config, yaml.replace('llm:\n', `llm:\n${(options.llm ?? []).map((l) => `  ${l}\n`).join('')}`) + (options.extra ?? '') + '\n');
+    await fs.writeFile(config, `${yaml.replace('llm:\n', `llm:\n${(options.llm ?? []).map((l) => `  ${l}\n`).join('')}`) + (options.extra ?? '')}\n`);
     ws.settings = await loadSettings(ws.root, { PATH: process.env.PATH, HOME: process.env.HOME });
     return { ws, llm };
   } catch (error) {
@@ -83,11 +83,15 @@ function realisticUsage(): (request: RecordedRequest) => { prompt_tokens: number
   };
 }
 
-const isPrefixExtension = (before: unknown[], after: unknown[]) => after.length >= before.length && before.every((m, i) => JSON.stringify(m) === JSON.stringify(after[i]));
+const isPrefixExtension = (before: unknown[], after: unknown[]) =>
+  after.length >= before.length && before.every((m, i) => JSON.stringify(m) === JSON.stringify(after[i]));
 
 async function trajectory(c: Case, id: string): Promise<any[]> {
   const text = await fs.readFile(path.join(c.ws.settings.layout.reports, `${id}.trajectory.jsonl`), 'utf8');
-  return text.trim().split('\n').map((l) => JSON.parse(l));
+  return text
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -98,7 +102,10 @@ test('60 steps reading a repo twice the size of the context window: finishes, ev
     const WINDOW = 32_000;
     const usage = realisticUsage();
     c = await setup(
-      (req, i) => (i < 59 ? toolCall('read_file', { path: fileName(i % FILES) }, { usage: usage(req) }) : toolCall('finish', { summary: 'Read it all.', risks: [], risk_level: 'low', next_actions: [] }, { usage: usage(req) })),
+      (req, i) =>
+        i < 59
+          ? toolCall('read_file', { path: fileName(i % FILES) }, { usage: usage(req) })
+          : toolCall('finish', { summary: 'Read it all.', risks: [], risk_level: 'low', next_actions: [] }, { usage: usage(req) }),
       { llm: [`context_window: ${WINDOW}`], extra: 'limits:\n  max_steps: 70\n  max_tokens: 100000000' },
     );
     assert.ok(FILES * FILE_CHARS > WINDOW * 4, 'the files add up to more than the window');
@@ -161,7 +168,8 @@ test('a "maximum context length" 400 elides what the model has seen, is retried,
   let c: Case | undefined;
   try {
     const usage = realisticUsage();
-    const overflow = "This model's maximum context length is 8192 tokens. However, you requested 9731 tokens (9731 in the messages, 0 in the completion). Please reduce the length of the messages or completion.";
+    const overflow =
+      "This model's maximum context length is 8192 tokens. However, you requested 9731 tokens (9731 in the messages, 0 in the completion). Please reduce the length of the messages or completion.";
     c = await setup((req, i) => {
       if (i < 6) return toolCall('read_file', { path: fileName(i) }, { usage: usage(req) });
       if (i === 6) return errorReply(400, overflow);
@@ -179,7 +187,8 @@ test('a "maximum context length" 400 elides what the model has seen, is retried,
     const retriedTools = retried.filter((m) => m.role === 'tool');
     assert.is(retriedTools.filter((m) => STUB.test(m.content)).length, 5, 'every result the model had seen is a stub');
     assert.match(retriedTools.at(-1).content, /VALUE_5 = 5/, 'the result it has not seen yet is kept');
-    for (const r of requests.slice(7)) assert.ok(tokensOf(r.body) <= 8192, `after the 400, requests stay within the 8192 tokens the server named (${tokensOf(r.body)})`);
+    for (const r of requests.slice(7))
+      assert.ok(tokensOf(r.body) <= 8192, `after the 400, requests stay within the 8192 tokens the server named (${tokensOf(r.body)})`);
     const elisions = (await trajectory(c, 'overflow')).filter((e) => e.role === 'context');
     assert.is(elisions[0]?.reason, 'overflow');
     assert.is(elisions[0]?.context_window, 8192);
@@ -203,16 +212,46 @@ test('a "maximum context length" 400 with nothing left to elide fails the run wi
 });
 
 test('what counts as "the request is longer than the context window" (the error as the ChatModel throws it)', () => {
-  const llm: LlmSettings = { model: 'm', apiKeyEnv: 'OPENAI_API_KEY', maxRetries: 0, retryBudgetMs: 0, backoff: { baseMs: 1, capMs: 1 }, toolMode: 'native', compat: {}, requestTimeoutMs: 1000, contextWindow: 128_000, baseURL: 'http://127.0.0.1:1/v1' };
+  const llm: LlmSettings = {
+    model: 'm',
+    apiKeyEnv: 'OPENAI_API_KEY',
+    maxRetries: 0,
+    retryBudgetMs: 0,
+    backoff: { baseMs: 1, capMs: 1 },
+    toolMode: 'native',
+    compat: {},
+    requestTimeoutMs: 1000,
+    contextWindow: 128_000,
+    baseURL: 'http://127.0.0.1:1/v1',
+  };
   const thrown = (status: number, message: string, code: string | null = null) =>
-    toLlmError(OpenAI.APIError.generate(status, { error: { message, type: 'invalid_request_error', code } }, message, new Headers()), llm, new AbortController().signal);
+    toLlmError(
+      OpenAI.APIError.generate(status, { error: { message, type: 'invalid_request_error', code } }, message, new Headers()),
+      llm,
+      new AbortController().signal,
+    );
   const overflow = [
-    ['OpenAI', thrown(400, "This model's maximum context length is 128000 tokens. However, your messages resulted in 130512 tokens.", 'context_length_exceeded')],
+    [
+      'OpenAI',
+      thrown(400, "This model's maximum context length is 128000 tokens. However, your messages resulted in 130512 tokens.", 'context_length_exceeded'),
+    ],
     ['OpenAI, code only', thrown(400, 'Input too long.', 'context_length_exceeded')],
-    ['vLLM', thrown(400, "This model's maximum context length is 16384 tokens. However, you requested 122946 tokens (112946 in the messages, 10000 in the completion).")],
+    [
+      'vLLM',
+      thrown(
+        400,
+        "This model's maximum context length is 16384 tokens. However, you requested 122946 tokens (112946 in the messages, 10000 in the completion).",
+      ),
+    ],
     ['vLLM V1', thrown(400, 'The decoder prompt (length 17772) is longer than the maximum model length of 16384.')],
     ['Ollama', thrown(400, 'the input length exceeds the context length')],
-    ['LM Studio', thrown(400, 'Trying to keep the first 5000 tokens when context the overflows. However, the model is loaded with context length of only 4096 tokens, which is not enough.')],
+    [
+      'LM Studio',
+      thrown(
+        400,
+        'Trying to keep the first 5000 tokens when context the overflows. However, the model is loaded with context length of only 4096 tokens, which is not enough.',
+      ),
+    ],
     ['llama.cpp', thrown(400, 'the request exceeds the available context size, try increasing it')],
     ['Anthropic-compatible', thrown(400, 'prompt is too long: 210000 tokens > 200000 maximum')],
     ['Gemini-compatible', thrown(400, 'The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).')],
@@ -232,7 +271,7 @@ test('max_tokens counts cached prompt tokens at their price ratio: a run with a 
   const callsWith = async (cached: number, llmLines: string[] = []) => {
     let c: Case | undefined;
     try {
-      c = await setup((req) => toolCall('list_files', { path: 'bot' }, { usage: { prompt_tokens: 1000, completion_tokens: 20, cached } }), {
+      c = await setup((_req) => toolCall('list_files', { path: 'bot' }, { usage: { prompt_tokens: 1000, completion_tokens: 20, cached } }), {
         llm: llmLines,
         extra: 'limits:\n  max_tokens: 6000',
       });
@@ -254,7 +293,10 @@ test('max_tokens counts cached prompt tokens at their price ratio: a run with a 
   assert.ok(cold.u.prompt_tokens + cold.u.completion_tokens <= 6000, 'cold: never over');
   assert.ok(warm.u.prompt_tokens - warm.u.cached_tokens + warm.u.cached_tokens * 0.25 + warm.u.completion_tokens <= 6000, 'warm: never over, weighted');
   assert.ok(warm.u.prompt_tokens + warm.u.completion_tokens > 6000, 'warm: more raw tokens than the ceiling (the weighting is what let it go on)');
-  assert.ok(priced.u.prompt_tokens - priced.u.cached_tokens + priced.u.cached_tokens * 0.5 + priced.u.completion_tokens <= 6000, 'priced: never over, weighted at 0.5');
+  assert.ok(
+    priced.u.prompt_tokens - priced.u.cached_tokens + priced.u.cached_tokens * 0.5 + priced.u.completion_tokens <= 6000,
+    'priced: never over, weighted at 0.5',
+  );
 });
 
 test('limits.max_cost_usd stops a run before it would cost more (with llm.prices), and is refused without prices', async () => {
@@ -296,7 +338,9 @@ test('a server that counts far fewer prompt tokens than were sent (Ollama cuttin
   let c: Case | undefined;
   try {
     // Ollama with num_ctx 4096 keeps the last 4096 tokens and reports that many.
-    c = await setup((req, i) => toolCall('read_file', { path: fileName(i % FILES) }, { usage: { prompt_tokens: Math.min(4096, tokensOf(req.body)), completion_tokens: 20, cached: 0 } }));
+    c = await setup((req, i) =>
+      toolCall('read_file', { path: fileName(i % FILES) }, { usage: { prompt_tokens: Math.min(4096, tokensOf(req.body)), completion_tokens: 20, cached: 0 } }),
+    );
     const result = await runTask(await writeTask(c.ws.settings.layout.inbox, 'cut.md', TASK), { settings: c.ws.settings });
     const report = result.report;
     assert.is(report.outcome, 'failed');
@@ -307,7 +351,10 @@ test('a server that counts far fewer prompt tokens than were sent (Ollama cuttin
     const sizes = c.llm.requests.map((r) => tokensOf(r.body));
     assert.ok(sizes.length >= 3, 'requests the server could hold in full went through');
     assert.ok(sizes.at(-1)! > 8192, `it stopped at the first request over twice what the server counted (${sizes.at(-1)})`);
-    assert.ok(sizes.slice(0, -1).every((s) => s <= 8192), 'and not before');
+    assert.ok(
+      sizes.slice(0, -1).every((s) => s <= 8192),
+      'and not before',
+    );
   } finally {
     await teardown(c);
   }

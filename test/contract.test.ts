@@ -241,7 +241,7 @@ const BAD: BadCase[] = [
   { what: 'empty file (string)', file: 'empty.md', input: '', reason: /empty/ },
   { what: 'empty file (0-byte Buffer)', file: 'empty-buf.md', input: Buffer.alloc(0), reason: /empty/ },
   { what: 'whitespace-only file', file: 'blank.md', input: ' \n\t\r\n  \n', reason: /empty/ },
-  { what: 'BOM-only file', file: 'bom-only.md', input: Buffer.from(BOM + '\r\n', 'utf8'), reason: /empty/ },
+  { what: 'BOM-only file', file: 'bom-only.md', input: Buffer.from(`${BOM}\r\n`, 'utf8'), reason: /empty/ },
   { what: 'binary file (NUL bytes)', file: 'binary.md', input: Buffer.from([0x50, 0x52, 0x00, 0x4f, 0x00, 0xff]), reason: /binary/ },
   {
     what: 'too-large file',
@@ -304,7 +304,7 @@ test('a present field of the wrong type is not reported as missing', () => {
 
 // The front matter detection trims leading whitespace, gray-matter does not.
 test('front matter after leading blank lines is still parsed as front matter', () => {
-  const task = parseTask('\n\n' + fm('project: demo\nobjective: x'), 'lead.md');
+  const task = parseTask(`\n\n${fm('project: demo\nobjective: x')}`, 'lead.md');
   assert.is(task.project, 'demo');
   assert.is(task.objective, 'x');
 });
@@ -393,7 +393,7 @@ test('config: the long check form keeps quoting, cwd, env and timeout', async ()
 
 test('config: OPENAI_API_KEY, OPENAI_BASE_URL and META_AGENT_MODEL override', async () => {
   await withTempDir(async (root) => {
-    const yaml = MINIMAL + 'llm: {model: from-config, base_url: "https://config.example/v1"}\n';
+    const yaml = `${MINIMAL}llm: {model: from-config, base_url: "https://config.example/v1"}\n`;
     const env = { OPENAI_API_KEY: 'sk-test-0123456789', OPENAI_BASE_URL: 'http://127.0.0.1:11434/v1', META_AGENT_MODEL: 'qwen2.5-coder' };
     const settings = settingsFromYaml(yaml, layoutFor(root), env);
     assert.is(settings.llm.apiKey, 'sk-test-0123456789');
@@ -408,22 +408,26 @@ test('config: OPENAI_API_KEY, OPENAI_BASE_URL and META_AGENT_MODEL override', as
 
 test('config: llm.api_key_env names the variable the key is read from', async () => {
   await withTempDir(async (root) => {
-    const settings = settingsFromYaml(MINIMAL + 'llm: {api_key_env: MY_LLM_KEY}\n', layoutFor(root), { MY_LLM_KEY: 'local-key-123' });
+    const settings = settingsFromYaml(`${MINIMAL}llm: {api_key_env: MY_LLM_KEY}\n`, layoutFor(root), { MY_LLM_KEY: 'local-key-123' });
     assert.is(settings.llm.apiKey, 'local-key-123');
     assert.is(settings.llm.apiKeyEnv, 'MY_LLM_KEY');
   });
 });
 
 const BAD_CONFIGS: Array<{ what: string; yaml: string; field: string }> = [
-  { what: 'unknown top-level key', yaml: MINIMAL + 'foo: 1\n', field: 'foo' },
+  { what: 'unknown top-level key', yaml: `${MINIMAL}foo: 1\n`, field: 'foo' },
   { what: 'no projects', yaml: 'projects: {}\n', field: 'projects' },
   { what: 'projects missing', yaml: 'engine: openai\n', field: 'projects' },
   { what: 'check cwd with ..', yaml: 'projects: {demo: {repo: repo, test: {command: pytest, cwd: ../x}}}\n', field: 'projects.demo.test.cwd' },
   { what: 'check cwd absolute', yaml: 'projects: {demo: {repo: repo, dry_run: {command: pytest, cwd: /tmp}}}\n', field: 'projects.demo.dry_run.cwd' },
-  { what: 'check cwd escaping after normalization', yaml: 'projects: {demo: {repo: repo, test: {command: pytest, cwd: a/../../x}}}\n', field: 'projects.demo.test.cwd' },
+  {
+    what: 'check cwd escaping after normalization',
+    yaml: 'projects: {demo: {repo: repo, test: {command: pytest, cwd: a/../../x}}}\n',
+    field: 'projects.demo.test.cwd',
+  },
   { what: 'blank command', yaml: 'projects: {demo: {repo: repo, test: "   "}}\n', field: 'projects.demo.test' },
-  { what: 'negative max_steps', yaml: MINIMAL + 'limits: {max_steps: -1}\n', field: 'limits.max_steps' },
-  { what: 'unknown engine', yaml: MINIMAL + 'engine: claude\n', field: 'engine' },
+  { what: 'negative max_steps', yaml: `${MINIMAL}limits: {max_steps: -1}\n`, field: 'limits.max_steps' },
+  { what: 'unknown engine', yaml: `${MINIMAL}engine: claude\n`, field: 'engine' },
   { what: 'unknown project key', yaml: 'projects: {demo: {repo: repo, tests: pytest}}\n', field: 'projects.demo' },
 ];
 

@@ -22,9 +22,13 @@ const QUEUE = 'queue:\n  settle_ms: 100\n  scan_interval_ms: 200\n  lease_stale_
 const NOOP_ENGINE = 'engine: command\ncommand:\n  run: ["true"]';
 
 const ENOSPC = (file: string) => Object.assign(new Error(`ENOSPC: no space left on device, write '${file}'`), { code: 'ENOSPC', path: file });
-const present = (file: string) => fs.stat(file).then(() => true, () => false);
+const present = (file: string) =>
+  fs.stat(file).then(
+    () => true,
+    () => false,
+  );
 
-test('start-up removes the temp file of a writer killed with kill -9 (an old one), not a live writer\'s', async () => {
+test("start-up removes the temp file of a writer killed with kill -9 (an old one), not a live writer's", async () => {
   const ws = await makeWorkspace({ extra: [NOOP_ENGINE, QUEUE].join('\n') });
   let watcher: Watcher | undefined;
   try {
@@ -42,7 +46,7 @@ test('start-up removes the temp file of a writer killed with kill -9 (an old one
 
     watcher = startWatching({ settings: ws.settings, log: silentLogger(), supervisorLog: silentLogger() });
     await watcher.ready;
-    assert.not.ok(await present(path.join(dir, deadTemp)), 'the dead writer\'s temp is gone once the service has started');
+    assert.not.ok(await present(path.join(dir, deadTemp)), "the dead writer's temp is gone once the service has started");
     assert.ok(await present(liveTemp), 'the temp of a live writer (this process) stays');
   } finally {
     await watcher?.stop();
@@ -63,10 +67,20 @@ test('a full disk when the claim is recorded (the ledger write fails): the task 
     await watcher.ready;
     await publish(layout.inbox, 'stuck.md', '---\nproject: bot\nobjective: Report only\nscope: []\n---\n');
     // Without the give-back it stays in processing/ with a live lease for as long as the process lives.
-    await waitFor('the task to be done', async () => (await list(layout.done)).includes('stuck.md'), 8000, async () => `processing/: ${(await list(layout.processing, { dot: true })).join(' ')}`);
+    await waitFor(
+      'the task to be done',
+      async () => (await list(layout.done)).includes('stuck.md'),
+      8000,
+      async () => `processing/: ${(await list(layout.processing, { dot: true })).join(' ')}`,
+    );
     assert.ok(failed > 1, 'the ledger write failed once, then the claim was recorded');
     // The task reaches done/ before its lease is released (settleClaim): wait for that, bounded.
-    await waitFor('no claim, lock or owner note left in processing/', async () => (await list(layout.processing, { dot: true })).length === 0, 5000, async () => (await list(layout.processing, { dot: true })).join(' '));
+    await waitFor(
+      'no claim, lock or owner note left in processing/',
+      async () => (await list(layout.processing, { dot: true })).length === 0,
+      5000,
+      async () => (await list(layout.processing, { dot: true })).join(' '),
+    );
     assert.equal(await list(layout.inbox), []);
     const ledger = (await list(path.join(layout.state, 'ledger'))).filter((n) => n.endsWith('.json'));
     assert.is(ledger.length, 1);
@@ -87,25 +101,40 @@ test('a lease or lock whose owner note cannot be written is given back, not held
     await fs.writeFile(file, 'x');
     // A folder where the note goes: writing it fails (as on a full disk).
     await fs.mkdir(path.join(ws.settings.layout.processing, '.task.md.owner.json'));
-    assert.ok(await takeLease(file, 'run-1', 5000).then(() => false, () => true), 'takeLease fails');
+    assert.ok(
+      await takeLease(file, 'run-1', 5000).then(
+        () => false,
+        () => true,
+      ),
+      'takeLease fails',
+    );
     assert.not.ok(await present(path.join(ws.settings.layout.processing, '.task.md.lock')), 'the lease lock is released');
     const target = path.join(ws.settings.layout.state, 'gate');
     await fs.mkdir(path.join(ws.settings.layout.state, '.gate.owner.json'), { recursive: true });
-    assert.ok(await lockActivity(target, { staleMs: 5000, wait: false }).then(() => false, () => true), 'lockActivity fails');
+    assert.ok(
+      await lockActivity(target, { staleMs: 5000, wait: false }).then(
+        () => false,
+        () => true,
+      ),
+      'lockActivity fails',
+    );
     assert.not.ok(await present(path.join(ws.settings.layout.state, '.gate.lock')), 'the activity lock is released');
   } finally {
     await ws.cleanup();
   }
 });
 
-test('a worker killed after it settled a task but before it released the lease: recovery removes the lease; a live owner\'s stays', async () => {
+test("a worker killed after it settled a task but before it released the lease: recovery removes the lease; a live owner's stays", async () => {
   const ws = await makeWorkspace({ extra: [NOOP_ENGINE, QUEUE].join('\n') });
   const { layout } = ws.settings;
   try {
     // What kill -9 leaves at that moment: processing/.<name>.lock/ and .<name>.owner.json, the task already in done/.
     const dead = await deadPid();
     await fs.mkdir(path.join(layout.processing, '.settled.md.lock'));
-    await fs.writeFile(path.join(layout.processing, '.settled.md.owner.json'), JSON.stringify({ host: os.hostname(), pid: dead, run_id: 'r1', since: new Date().toISOString() }));
+    await fs.writeFile(
+      path.join(layout.processing, '.settled.md.owner.json'),
+      JSON.stringify({ host: os.hostname(), pid: dead, run_id: 'r1', since: new Date().toISOString() }),
+    );
     // A live worker in the middle of its settle: the file has just moved out, the lease is still held.
     const moving = path.join(layout.processing, 'moving.md');
     await fs.writeFile(moving, 'x');
@@ -114,7 +143,7 @@ test('a worker killed after it settled a task but before it released the lease: 
 
     await recoverOrphans(layout, 1000, silentLogger());
     const left = (await fs.readdir(layout.processing)).sort();
-    assert.equal(left, ['.moving.md.lock', '.moving.md.owner.json'], 'the dead worker\'s lease is gone, the live one stays');
+    assert.equal(left, ['.moving.md.lock', '.moving.md.owner.json'], "the dead worker's lease is gone, the live one stays");
     await lease.release();
     assert.equal(await fs.readdir(layout.processing), []);
   } finally {
@@ -134,7 +163,7 @@ test('the temp of a writer killed just before the start (too young for the first
     assert.ok(temp);
     watcher = startWatching({ settings: ws.settings, log: silentLogger(), supervisorLog: silentLogger() });
     await watcher.ready;
-    assert.ok(await present(path.join(dir, temp)), 'young at start: kept (its writer might be another host\'s)');
+    assert.ok(await present(path.join(dir, temp)), "young at start: kept (its writer might be another host's)");
     await waitFor('the young dead temp to be swept', async () => !(await present(path.join(dir, temp))), 10_000);
   } finally {
     await watcher?.stop();
@@ -149,14 +178,21 @@ test('recovery cut short by a full disk (its ledger write fails): the task gets 
     // A claim whose worker is dead: the task in processing/ with the owner note of a dead pid.
     const dead = await deadPid();
     await fs.writeFile(path.join(layout.processing, 'orphan.md'), '---\nproject: bot\nobjective: x\n---\n');
-    await fs.writeFile(path.join(layout.processing, '.orphan.md.owner.json'), JSON.stringify({ host: os.hostname(), pid: dead, run_id: 'r1', since: new Date().toISOString() }));
+    await fs.writeFile(
+      path.join(layout.processing, '.orphan.md.owner.json'),
+      JSON.stringify({ host: os.hostname(), pid: dead, run_id: 'r1', since: new Date().toISOString() }),
+    );
     injectFileFault((file) => {
       if (file.includes(`${path.sep}ledger${path.sep}`)) throw ENOSPC(file);
     });
     let error: unknown = null;
     await recoverOrphans(layout, 1000, silentLogger()).catch((e: unknown) => (error = e));
     assert.match(String(error), /ENOSPC/);
-    assert.equal((await fs.readdir(layout.processing)).filter((n) => n.endsWith('.md')), ['orphan.md'], 'back under its own name, not .taken-*');
+    assert.equal(
+      (await fs.readdir(layout.processing)).filter((n) => n.endsWith('.md')),
+      ['orphan.md'],
+      'back under its own name, not .taken-*',
+    );
     injectFileFault(null);
     await new Promise((r) => setTimeout(r, 1100)); // an unleased claim is left alone for lease_stale_s
     const result = await recoverOrphans(layout, 1000, silentLogger());

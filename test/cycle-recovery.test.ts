@@ -17,7 +17,8 @@ import { list, waitFor } from './helpers/procs.ts';
 import { makeWorkspace, runUntilKilled, type TestWorkspace } from './helpers/workspace.ts';
 
 const QUEUE = 'queue:\n  settle_ms: 100\n  scan_interval_ms: 200\n  lease_stale_s: 1\n  shutdown_grace_s: 1';
-const TWO_TASKS = 'routines: {daily_maintenance: [{type: custom, objective: "Look around", scope: [], tasks: []}, {type: custom, objective: "Look again", scope: [], tasks: []}]}';
+const TWO_TASKS =
+  'routines: {daily_maintenance: [{type: custom, objective: "Look around", scope: [], tasks: []}, {type: custom, objective: "Look again", scope: [], tasks: []}]}';
 const ENOSPC = (file: string) => Object.assign(new Error(`ENOSPC: no space left on device, write '${file}'`), { code: 'ENOSPC', path: file });
 
 async function cycleReports(ws: TestWorkspace): Promise<CycleReport[]> {
@@ -57,11 +58,23 @@ test('a disk full for a moment during a cycle: the task whose report was lost is
     const report = await runSupervisorCycle(ws.settings, 'daily_maintenance', 'daily', { waitTimeoutMs: 20_000, pollMs: 100 });
     assert.is(report.error, null, report.error?.message);
     assert.is(report.status, 'ok', report.summary);
-    assert.equal(report.tasks.map((t) => [t.objective, t.status]), [['Look around', 'ok'], ['Look again', 'ok']]);
+    assert.equal(
+      report.tasks.map((t) => [t.objective, t.status]),
+      [
+        ['Look around', 'ok'],
+        ['Look again', 'ok'],
+      ],
+    );
     assert.ok(windows.has('task') && windows.has('cycle'), 'both writes met the full disk');
     assert.equal(await cycleReports(ws), [report], 'the cycle report is on disk');
-    assert.equal(await createdTasks(ws, report.cycle_id), report.tasks.map((t) => `${t.task_id}.md`));
-    assert.equal(await list(ws.settings.layout.done), report.tasks.map((t) => `${t.task_id}.md`));
+    assert.equal(
+      await createdTasks(ws, report.cycle_id),
+      report.tasks.map((t) => `${t.task_id}.md`),
+    );
+    assert.equal(
+      await list(ws.settings.layout.done),
+      report.tasks.map((t) => `${t.task_id}.md`),
+    );
   } finally {
     injectFileFault(null);
     await watcher.stop();
@@ -91,7 +104,12 @@ async function cycleKilledAtFirstReport(ws: TestWorkspace): Promise<void> {
 
 test('kill -9 during a cycle: the next start takes over the dead scheduler lock, finishes the cycle (awaits its task, creates the one never created) and writes its report', async () => {
   const ws = await makeWorkspace({
-    extra: ['engine: command', 'command:\n  run: ["true"]', QUEUE, `supervisor:\n  timezone: Europe/Kyiv\n  catch_up_s: 0\n  schedule: [{cron: "30 2 * * *", goal: daily_maintenance}]\n  ${TWO_TASKS}`].join('\n'),
+    extra: [
+      'engine: command',
+      'command:\n  run: ["true"]',
+      QUEUE,
+      `supervisor:\n  timezone: Europe/Kyiv\n  catch_up_s: 0\n  schedule: [{cron: "30 2 * * *", goal: daily_maintenance}]\n  ${TWO_TASKS}`,
+    ].join('\n'),
   });
   const state = path.join(ws.settings.layout.state, 'supervisor');
   try {
@@ -115,7 +133,13 @@ test('kill -9 during a cycle: the next start takes over the dead scheduler lock,
     assert.equal(more, []);
     assert.is(report!.cycle_id, cycleId);
     assert.is(report!.status, 'ok', report!.summary);
-    assert.equal(report!.tasks.map((t) => [t.task_id, t.objective, t.status]), [[`S1_bot_${cycleId}`, 'Look around', 'ok'], [`S2_bot_${cycleId}`, 'Look again', 'ok']]);
+    assert.equal(
+      report!.tasks.map((t) => [t.task_id, t.objective, t.status]),
+      [
+        [`S1_bot_${cycleId}`, 'Look around', 'ok'],
+        [`S2_bot_${cycleId}`, 'Look again', 'ok'],
+      ],
+    );
     assert.equal(await createdTasks(ws, cycleId), [`S1_bot_${cycleId}.md`, `S2_bot_${cycleId}.md`]);
     assert.equal(await list(ws.settings.layout.done), [`S1_bot_${cycleId}.md`, `S2_bot_${cycleId}.md`]);
     assert.equal(await list(path.join(state, 'running')), [], 'the journal is removed');
@@ -125,7 +149,7 @@ test('kill -9 during a cycle: the next start takes over the dead scheduler lock,
   }
 });
 
-test('a resumed cycle whose task is under a recoverer\'s private name (.taken-*) waits for it instead of creating it again', async () => {
+test("a resumed cycle whose task is under a recoverer's private name (.taken-*) waits for it instead of creating it again", async () => {
   const ws = await makeWorkspace({ extra: ['engine: command', 'command:\n  run: ["true"]', QUEUE, `supervisor:\n  ${TWO_TASKS}`].join('\n') });
   try {
     const { layout } = ws.settings;
@@ -134,15 +158,32 @@ test('a resumed cycle whose task is under a recoverer\'s private name (.taken-*)
     const plan = { tasks: [{ type: 'custom' as const, objective: 'Look around', scope: [], tasks: [] }] };
     const context = { commits: [], logLines: [], pnl: null, openNextActions: [], pending: [], rejectedReasons: [], head: null, logOffsets: {} };
     const journal = {
-      cycle_id: cycleId, goal: 'daily_maintenance', mode: 'daily' as const, project: 'bot', started_at: '2026-01-01T00:30:00.000Z',
+      cycle_id: cycleId,
+      goal: 'daily_maintenance',
+      mode: 'daily' as const,
+      project: 'bot',
+      started_at: '2026-01-01T00:30:00.000Z',
       owner: { host: 'vm', pid: 1 },
-      planned: { plan, planner: { source: 'routine' as const, model: null, attempts: 0, usage: { requests: 0, prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, cost_usd: null } }, context, task_ids: [id] },
+      planned: {
+        plan,
+        planner: {
+          source: 'routine' as const,
+          model: null,
+          attempts: 0,
+          usage: { requests: 0, prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, cost_usd: null },
+        },
+        context,
+        task_ids: [id],
+      },
     };
     // A recoverer (of the dead cycle's worker) holds the task under a private name for a moment.
     await fs.writeFile(path.join(layout.processing, `.taken-0badf00d-${id}.md`), `---\nid: ${id}\nproject: bot\nobjective: Look around\n---\n`);
     const report = await resumeSupervisorCycle(ws.settings, journal, { waitTimeoutMs: 300, pollMs: 50 });
     assert.equal(await list(layout.inbox), [], 'not created a second time');
-    assert.equal(report.tasks.map((t) => t.task_id), [id]);
+    assert.equal(
+      report.tasks.map((t) => t.task_id),
+      [id],
+    );
     assert.is(report.tasks[0]!.status, 'timeout', 'awaited (no report within the short wait)');
   } finally {
     await ws.cleanup();

@@ -36,7 +36,7 @@ async function workspace(project?: string, extra?: string): Promise<TestWorkspac
 
 async function setProject(ws: TestWorkspace, yamlLines: string): Promise<void> {
   const yaml = await fs.readFile(ws.settings.layout.config, 'utf8');
-  await fs.writeFile(ws.settings.layout.config, yaml.replace(/    repo: .*\n(    branch: .*\n)?/, `${yamlLines}\n`));
+  await fs.writeFile(ws.settings.layout.config, yaml.replace(/ {4}repo: .*\n( {4}branch: .*\n)?/, `${yamlLines}\n`));
 }
 
 /** Asserts exactly one finding, at `level`, on `field`, one line, matching `text`. */
@@ -60,7 +60,10 @@ test('a good workspace: no finding, ok (the positive control for everything belo
     const report = await doctorOn(ws);
     assert.equal(report.findings, []);
     assert.ok(report.ok);
-    assert.ok(llm.requests.some((r) => r.path === '/v1/models'), 'the endpoint was asked');
+    assert.ok(
+      llm.requests.some((r) => r.path === '/v1/models'),
+      'the endpoint was asked',
+    );
   } finally {
     await ws.cleanup();
   }
@@ -75,7 +78,7 @@ test('no model configured (no key, no base_url): an error on llm naming what to 
   }
 });
 
-test('a missing repo, a repo that is not git, a missing branch, an empty repo: each one error on the project\'s field', async () => {
+test("a missing repo, a repo that is not git, a missing branch, an empty repo: each one error on the project's field", async () => {
   const ws = await workspace();
   try {
     const nowhere = path.join(ws.root, 'no-such-repo');
@@ -134,13 +137,15 @@ test('findProgram: PATH without a shell, paths relative to cwd, PATHEXT on Windo
   }
 });
 
-test('a check\'s program is looked up on the PATH the check gets: its env.PATH override counts', async () => {
+test("a check's program is looked up on the PATH the check gets: its env.PATH override counts", async () => {
   const tools = await fs.mkdtemp(path.join(os.tmpdir(), 'meta-agent-checkpath-'));
   await fs.writeFile(path.join(tools, 'own-pytest-xyz'), '#!/bin/sh\n', { mode: 0o755 });
-  const withOverride = await workspace(`    scope: ["**"]\n    test: {command: "own-pytest-xyz -q", env: {PATH: ${JSON.stringify(tools)}}}\n    dry_run: "python3 -m bot.main --dry-run"`);
+  const withOverride = await workspace(
+    `    scope: ["**"]\n    test: {command: "own-pytest-xyz -q", env: {PATH: ${JSON.stringify(tools)}}}\n    dry_run: "python3 -m bot.main --dry-run"`,
+  );
   const without = await workspace('    scope: ["**"]\n    test: "own-pytest-xyz -q"\n    dry_run: "python3 -m bot.main --dry-run"');
   try {
-    assert.equal((await doctorOn(withOverride)).findings, [], 'found on the check\'s own PATH');
+    assert.equal((await doctorOn(withOverride)).findings, [], "found on the check's own PATH");
     theOneFinding(await doctorOn(without), 'error', 'projects.bot.test', /"own-pytest-xyz"/);
   } finally {
     await withOverride.cleanup();
@@ -163,7 +168,7 @@ test('no sandbox available with sandbox: auto (or bwrap, or not Linux): an error
   }
 });
 
-test('tools.shell: unsandboxed (the agent\'s run_command without a sandbox): a warning at start, like sandbox: none; sandboxed and off: none', async () => {
+test("tools.shell: unsandboxed (the agent's run_command without a sandbox): a warning at start, like sandbox: none; sandboxed and off: none", async () => {
   const ws = await workspace();
   try {
     assert.equal((await doctorOn(ws)).findings, [], 'positive control: the default (sandboxed) is no finding');
@@ -171,7 +176,10 @@ test('tools.shell: unsandboxed (the agent\'s run_command without a sandbox): a w
     theOneFinding(await doctorOn(ws), 'warning', 'tools.shell', /run_command runs without a sandbox.*every report says so/);
     // On Windows: the checks' sandbox refuses (fail closed), and run_command's warning stands beside it.
     const win = await doctorOn(ws, { platform: 'win32' });
-    assert.equal(win.findings.map((f) => `${f.level} ${f.field}`), ['error sandbox', 'warning tools.shell']);
+    assert.equal(
+      win.findings.map((f) => `${f.level} ${f.field}`),
+      ['error sandbox', 'warning tools.shell'],
+    );
   } finally {
     await ws.cleanup();
   }
@@ -276,9 +284,14 @@ test('`watch` refuses to start on an error (exit 2, the finding printed), and st
 
     // Fixed, but unsandboxed: a warning, and the service runs.
     const yaml = await fs.readFile(ws.settings.layout.config, 'utf8');
-    await fs.writeFile(ws.settings.layout.config, yaml.replace('no-such-pytest-xyz -q', 'python3 -m pytest -q') + 'sandbox: none\n');
+    await fs.writeFile(ws.settings.layout.config, `${yaml.replace('no-such-pytest-xyz -q', 'python3 -m pytest -q')}sandbox: none\n`);
     const proc = startWatch(ws.root);
-    await waitFor('watching', () => proc.output().includes('watching ') || !proc.alive(), 30_000, () => proc.output());
+    await waitFor(
+      'watching',
+      () => proc.output().includes('watching ') || !proc.alive(),
+      30_000,
+      () => proc.output(),
+    );
     assert.ok(proc.alive(), proc.output());
     assert.match(proc.output(), /warning: sandbox: .*unsandboxed/);
     assert.match(proc.output(), /doctor: ok with 1 warning/);

@@ -95,7 +95,7 @@ const CASES: EditCase[] = [
     message: 'edited edits/a.py at line 9',
   },
   {
-    name: 'smart quotes from the model become the file\'s straight quotes',
+    name: "smart quotes from the model become the file's straight quotes",
     file: 'def hello():\n    print("hello")\n    return \'x\'\n',
     args: { old: '    print(\u201chello\u201d)\n    return \u2018x\u2019', new: '    print(\u201chello, world\u201d)\n    return \u2018x\u2019' },
     expected: 'def hello():\n    print("hello, world")\n    return \'x\'\n',
@@ -119,7 +119,8 @@ const CASES: EditCase[] = [
     name: 'several matches once indentation is ignored',
     file: 'if a:\n    go()\n    stop()\nif b:\n        go()\n        stop()\n',
     args: { old: 'go()\nstop()', new: 'go()\nhalt()' },
-    message: '"old" is not in edits/a.py exactly, and ignoring indentation it matches 2 places in edits/a.py (lines 2 and 5); add neighbouring lines to "old" so it matches only one',
+    message:
+      '"old" is not in edits/a.py exactly, and ignoring indentation it matches 2 places in edits/a.py (lines 2 and 5); add neighbouring lines to "old" so it matches only one',
     error: true,
   },
   {
@@ -167,14 +168,25 @@ const CASES: EditCase[] = [
   {
     name: 'batch with one bad edit: the file is unchanged',
     file: 'x = 1\ny = 2\nz = 3\n',
-    args: { edits: [{ old: 'x = 1', new: 'x = 10' }, { old: 'print("w")', new: 'print("w", 4)' }, { old: 'z = 3', new: 'z = 30' }] },
+    args: {
+      edits: [
+        { old: 'x = 1', new: 'x = 10' },
+        { old: 'print("w")', new: 'print("w", 4)' },
+        { old: 'z = 3', new: 'z = 30' },
+      ],
+    },
     message: `edit 2 of 3 failed, so none of the 3 edits was applied (edits/a.py is unchanged): "old" was ${NO_MATCH}, and no lines of it are similar to "old"; read_file edits/a.py to see its current content`,
     error: true,
   },
   {
     name: 'batch: applied in order, line numbers of each',
     file: 'def f():\n    x = 1\n    y = 2\n    return x + y\n',
-    args: { edits: [{ old: '    x = 1', new: '    x = 10' }, { old: 'return x + y', new: 'return x * y' }] },
+    args: {
+      edits: [
+        { old: '    x = 1', new: '    x = 10' },
+        { old: 'return x + y', new: 'return x * y' },
+      ],
+    },
     expected: 'def f():\n    x = 10\n    y = 2\n    return x * y\n',
     message: 'edited edits/a.py: 2 edits, at lines 2, 4',
   },
@@ -197,7 +209,8 @@ const CASES: EditCase[] = [
     name: 'the redaction marker in old: a hint where the secret is',
     file: 'TOKEN = "abc"\nx = 1\n',
     args: { old: 'TOKEN = "[REDACTED]"\n', new: 'TOKEN = env()\n' },
-    message: '"old" was not found in edits/a.py: it contains [REDACTED], where meta-agent hid a secret from you; the file has the real value there. Choose "old" from text around it, without [REDACTED]',
+    message:
+      '"old" was not found in edits/a.py: it contains [REDACTED], where meta-agent hid a secret from you; the file has the real value there. Choose "old" from text around it, without [REDACTED]',
     error: true,
   },
   {
@@ -265,15 +278,18 @@ for (const c of CASES) {
 
 test('read_file: numbered lines, the total, ranges and what was not shown', async () => {
   const lines = Array.from({ length: 12 }, (_, i) => `line ${i + 1}`);
-  await fs.writeFile(path.join(ws.repo, 'edits/r.txt'), lines.join('\r\n') + '\r\n');
-  assert.is(await readFile(ctx(), { path: 'edits/r.txt', start_line: 9, end_line: 10 }), 'edits/r.txt (lines 9-10 of 12)\n 9| line 9\n10| line 10\n[the file goes on to line 12]');
+  await fs.writeFile(path.join(ws.repo, 'edits/r.txt'), `${lines.join('\r\n')}\r\n`);
+  assert.is(
+    await readFile(ctx(), { path: 'edits/r.txt', start_line: 9, end_line: 10 }),
+    'edits/r.txt (lines 9-10 of 12)\n 9| line 9\n10| line 10\n[the file goes on to line 12]',
+  );
   const whole = await readFile(ctx(), { path: 'edits/r.txt' });
   assert.ok(whole.startsWith('edits/r.txt (12 lines)\n 1| line 1\n 2| line 2\n'), whole);
   assert.ok(whole.endsWith('12| line 12'), whole);
   assert.is(await toolError(readFile(ctx(), { path: 'edits/r.txt', start_line: 13 })), 'start_line 13 is past the end of edits/r.txt, which has 12 lines');
   // A long file stops at a line and says where to go on.
   const many = Array.from({ length: 3000 }, (_, i) => `value_${i + 1} = ${'x'.repeat(40)}`);
-  await fs.writeFile(path.join(ws.repo, 'edits/long.py'), many.join('\n') + '\n');
+  await fs.writeFile(path.join(ws.repo, 'edits/long.py'), `${many.join('\n')}\n`);
   const first = await readFile(ctx(), { path: 'edits/long.py' });
   const m = /\n\[(\d+) more lines not shown \((\d+)-3000\); read them with start_line=(\d+)\]$/.exec(first);
   assert.ok(m, first.slice(-200));
@@ -298,7 +314,7 @@ test('search: Perl-style \\d \\b \\s, a glob, file:line: text, denied files neve
   assert.is(await search(c, { pattern: 'stop_loss\\W+\\d', path: 'edits/s', glob: '*.txt' }), 'edits/s/two.txt:1: stop_loss 7');
   assert.is(await search(c, { pattern: '\\d{5}', path: 'edits/s' }), 'no matches for /\\d{5}/ in edits/s');
   // Many matches: the first 200 and a note.
-  await fs.writeFile(path.join(ws.repo, 'edits/s/many.txt'), Array.from({ length: 250 }, (_, i) => `row ${i}`).join('\n') + '\n');
+  await fs.writeFile(path.join(ws.repo, 'edits/s/many.txt'), `${Array.from({ length: 250 }, (_, i) => `row ${i}`).join('\n')}\n`);
   const cut = await search(c, { pattern: '^row \\d+$', path: 'edits/s' });
   assert.is(cut.split('\n').length, 201);
   assert.ok(cut.endsWith('\n[50 more matches not shown (250 in all); narrow the pattern, path or glob]'), cut.slice(-120));
@@ -310,7 +326,11 @@ test('search: where git has no PCRE, the same pattern runs as a JavaScript RegEx
   const bin = path.join(ws.root, 'git-without-pcre');
   await fs.mkdir(bin, { recursive: true });
   const realGit = (await execa('sh', ['-c', 'command -v git'])).stdout.trim();
-  await fs.writeFile(path.join(bin, 'git'), `#!/bin/sh\nfor a in "$@"; do [ "$a" = "-P" ] && { echo "fatal: cannot use Perl-compatible regexes when not compiled with USE_LIBPCRE" >&2; exit 128; }; done\nexec ${realGit} "$@"\n`, { mode: 0o755 });
+  await fs.writeFile(
+    path.join(bin, 'git'),
+    `#!/bin/sh\nfor a in "$@"; do [ "$a" = "-P" ] && { echo "fatal: cannot use Perl-compatible regexes when not compiled with USE_LIBPCRE" >&2; exit 128; }; done\nexec ${realGit} "$@"\n`,
+    { mode: 0o755 },
+  );
   await fs.mkdir(path.join(ws.repo, 'edits/nopcre'), { recursive: true });
   await fs.writeFile(path.join(ws.repo, 'edits/nopcre/one.py'), 'stop_loss = 0.02\nstop_loss_pct = 2\n');
   const saved = process.env.PATH;
@@ -353,7 +373,9 @@ test('syntax check: JSON and YAML errors with their line; JSON with comments (ts
 test('syntax_check from the project runs like a check (a copy, the sandbox); without a sandbox it is not run, and the agent is told why', async () => {
   // The checker fails on the word "bad", and reports whether it can see the real repository.
   const checker = `import os, sys; t = open(sys.argv[1]).read(); print("sees repo:", os.path.exists(sys.argv[2])); sys.exit(sys.argv[1] + ":1: bad word" if "bad" in t else 0)`;
-  const own = await makeWorkspace({ project: `    scope: ["**"]\n    syntax_check: {"*.txt": ["python3", "-c", ${JSON.stringify(checker)}, "{file}", "REPO"]}` });
+  const own = await makeWorkspace({
+    project: `    scope: ["**"]\n    syntax_check: {"*.txt": ["python3", "-c", ${JSON.stringify(checker)}, "{file}", "REPO"]}`,
+  });
   try {
     const project = own.settings.projects.bot!;
     project.syntax_check['*.txt'] = project.syntax_check['*.txt']!.map((a) => (a === 'REPO' ? path.join(own.repo, 'README.md') : a));
@@ -365,7 +387,8 @@ test('syntax_check from the project runs like a check (a copy, the sandbox); wit
       redact,
       settings,
       project,
-      runSyntaxCheck: (check: Parameters<typeof runCheck>[0]) => withCheckCopy({ worktree: own.repo }, settings, project, (copy) => runCheck(check, copy, settings, project, redact)),
+      runSyntaxCheck: (check: Parameters<typeof runCheck>[0]) =>
+        withCheckCopy({ worktree: own.repo }, settings, project, (copy) => runCheck(check, copy, settings, project, redact)),
     });
     await fs.writeFile(path.join(own.repo, 'notes.txt'), 'good\n');
     const status = await sandboxStatus(own.settings);
@@ -374,7 +397,10 @@ test('syntax_check from the project runs like a check (a copy, the sandbox); wit
       // A machine without bubblewrap (CI, Windows): the check is refused, the edit stands.
       assert.match(answer, /^edited notes\.txt at line 1\n\n\(projects\.bot\.syntax_check\["\*\.txt"\] not run: .*sandbox/);
     } else {
-      assert.match(answer, /^edited notes\.txt at line 1\n\nSYNTAX CHECK FAILED after this change \(the change was saved; fix it\): \$ python3 -c .* notes\.txt \S+README\.md\nsees repo: False\nnotes\.txt:1: bad word$/);
+      assert.match(
+        answer,
+        /^edited notes\.txt at line 1\n\nSYNTAX CHECK FAILED after this change \(the change was saved; fix it\): \$ python3 -c .* notes\.txt \S+README\.md\nsees repo: False\nnotes\.txt:1: bad word$/,
+      );
       // Control: a good file passes quietly.
       assert.is(await editFile(ctxWith(own.settings), { path: 'notes.txt', old: 'bad', new: 'fine' }), 'edited notes.txt at line 1');
     }
@@ -386,7 +412,7 @@ test('syntax_check from the project runs like a check (a copy, the sandbox); wit
     await fs.writeFile(path.join(own.repo, 'notes.txt'), 'good\n');
     assert.is(
       await editFile(ctxWith(noSandbox), { path: 'notes.txt', old: 'good', new: 'bad' }),
-      `edited notes.txt at line 1\n\n(projects.bot.syntax_check["*.txt"] not run: ${(await toolErrorOrMessage(() => withCheckCopy({ worktree: own.repo }, noSandbox, project, async () => null)))})`,
+      `edited notes.txt at line 1\n\n(projects.bot.syntax_check["*.txt"] not run: ${await toolErrorOrMessage(() => withCheckCopy({ worktree: own.repo }, noSandbox, project, async () => null))})`,
     );
     assert.is(await fs.readFile(path.join(own.repo, 'notes.txt'), 'utf8'), 'bad\n', 'the edit stands');
   } finally {
@@ -412,9 +438,19 @@ test('repo map: a big repo is collapsed to folders and says so, and how to list 
   await fs.writeFile(path.join(repo, 'README.md'), '# big\n');
   await execa('git', ['init', '--quiet'], { cwd: repo });
   const task = parseTask('---\nproject: bot\nobjective: Look\nscope: ["pkg/m000/**"]\n---\n', 'map.md');
-  const prompt = await userPrompt({ task, worktree: repo, scopeGlobs: task.scope, denied: denyMatcher([]), inScope: scopeMatcher(task.scope, ['**']), redact: makeRedactor({}) });
+  const prompt = await userPrompt({
+    task,
+    worktree: repo,
+    scopeGlobs: task.scope,
+    denied: denyMatcher([]),
+    inScope: scopeMatcher(task.scope, ['**']),
+    redact: makeRedactor({}),
+  });
   const map = prompt.slice(prompt.indexOf('## Repository map\n') + '## Repository map\n'.length).split('\n');
-  assert.is(map[0], '321 files, too many to list: top-level files and folders with their file counts (* = in scope). list_files with a folder (e.g. {"path": "pkg/m000"}) lists the files in it.');
+  assert.is(
+    map[0],
+    '321 files, too many to list: top-level files and folders with their file counts (* = in scope). list_files with a folder (e.g. {"path": "pkg/m000"}) lists the files in it.',
+  );
   assert.is(map[1], 'README.md');
   assert.is(map[2], 'pkg/m000/ (1 files, 1 in scope)');
   assert.is(map[3], 'pkg/m001/ (1 files)');
@@ -426,8 +462,15 @@ test('end to end: a whitespace-slipped edit succeeds, a broken Python edit gets 
   const llm = await startFakeLlm([
     toolCall('read_file', { path: 'bot/sizing.py', start_line: 20, end_line: 21 }),
     // The file indents this block by 4 spaces; the model quotes it flush left, with trailing spaces.
-    toolCall('edit_file', { path: 'bot/sizing.py', old: 'if price <= 0:  \n    raise ValueError("price must be positive")\n', new: 'if price <= 0.0:\n    raise ValueError("price must be positive")\n' }),
-    toolCall('edit_file', { path: 'bot/sizing.py', edits: [{ old: '    risk_amount = equity * risk_per_trade\n', new: '    risk_amount = (equity * risk_per_trade\n' }] }),
+    toolCall('edit_file', {
+      path: 'bot/sizing.py',
+      old: 'if price <= 0:  \n    raise ValueError("price must be positive")\n',
+      new: 'if price <= 0.0:\n    raise ValueError("price must be positive")\n',
+    }),
+    toolCall('edit_file', {
+      path: 'bot/sizing.py',
+      edits: [{ old: '    risk_amount = equity * risk_per_trade\n', new: '    risk_amount = (equity * risk_per_trade\n' }],
+    }),
     toolCall('edit_file', { path: 'bot/sizing.py', old: '    risk_amount = (equity * risk_per_trade\n', new: '    risk_amount = equity * risk_per_trade\n' }),
     finish('Edited sizing.'),
   ]);
@@ -437,14 +480,20 @@ test('end to end: a whitespace-slipped edit succeeds, a broken Python edit gets 
     const result = await runTask(task, { settings: e2e.settings });
     assert.is(result.status, 'ok', result.report.error?.message);
     const answerTo = (i: number) => llm.requests[i + 1]!.body.messages.at(-1);
-    assert.is(answerTo(0).content, 'bot/sizing.py (lines 20-21 of 33)\n20|     if price <= 0:\n21|         raise ValueError("price must be positive")\n[the file goes on to line 33]');
+    assert.is(
+      answerTo(0).content,
+      'bot/sizing.py (lines 20-21 of 33)\n20|     if price <= 0:\n21|         raise ValueError("price must be positive")\n[the file goes on to line 33]',
+    );
     assert.is(answerTo(1).content, 'edited bot/sizing.py at line 20 ("old" matched after ignoring indentation; "new" was re-indented the same way)');
     assert.is(answerTo(2).role, 'tool');
-    assert.match(answerTo(2).content, /^edited bot\/sizing\.py at line 29\n\nSYNTAX ERROR after this change \(the change was saved; fix it\):\nbot\/sizing\.py:\d+: SyntaxError: /);
+    assert.match(
+      answerTo(2).content,
+      /^edited bot\/sizing\.py at line 29\n\nSYNTAX ERROR after this change \(the change was saved; fix it\):\nbot\/sizing\.py:\d+: SyntaxError: /,
+    );
     assert.is(answerTo(3).content, 'edited bot/sizing.py at line 29');
     assert.equal(result.report.changed_files, ['bot/sizing.py']);
     const patch = await fs.readFile(path.join(e2e.root, result.report.patch_files[0]!), 'utf8');
-    assert.match(patch, /\n-    if price <= 0:\n\+    if price <= 0\.0:\n/);
+    assert.match(patch, /\n- {4}if price <= 0:\n\+ {4}if price <= 0\.0:\n/);
     assert.not.match(patch, /risk_amount/, 'the broken line was fixed back');
   } finally {
     await llm.close();

@@ -31,7 +31,11 @@ Only the files in scope may change.
 `;
 const TASK = taskWithScope(['bot/sizing.py']);
 
-const exists = (p: string) => fs.lstat(p).then(() => true, () => false);
+const exists = (p: string) =>
+  fs.lstat(p).then(
+    () => true,
+    () => false,
+  );
 
 async function commitAll(repo: string, message: string, paths: string[]): Promise<void> {
   await execa('git', ['add', '--force', '--', ...paths], { cwd: repo });
@@ -41,7 +45,7 @@ async function commitAll(repo: string, message: string, paths: string[]): Promis
 /** The text of the last tool result the model received. */
 function lastToolResult(req: RecordedRequest): string {
   const last = req.body?.messages?.at(-1);
-  if (!last || last.role !== 'tool') throw new Error(`the last message is not a tool result: ${JSON.stringify(last)?.slice(0, 300)}`);
+  if (last?.role !== 'tool') throw new Error(`the last message is not a tool result: ${JSON.stringify(last)?.slice(0, 300)}`);
   return String(last.content);
 }
 
@@ -74,33 +78,53 @@ test('escapes through the file tools are refused, shown to the model, and leave 
     toolCall('write_file', { path: 'README.md', content: 'pwned\n' }),
     after('write README.md (out of scope)', refused(/outside this task's scope/), () => toolCall('write_file', { path: '../escape.txt', content: 'x' })),
     after('write ../escape.txt', refused(/leads outside the repository/), () => toolCall('read_file', { path: '/etc/passwd' })),
-    after('read /etc/passwd', (r) => {
-      refused(/absolute paths are not allowed/)(r);
-      assert.not.match(r, /root:/);
-    }, () => toolCall('write_file', { path: `${repoAbs}/bot/hacked.py`, content: 'import os\n' })),
+    after(
+      'read /etc/passwd',
+      (r) => {
+        refused(/absolute paths are not allowed/)(r);
+        assert.not.match(r, /root:/);
+      },
+      () => toolCall('write_file', { path: `${repoAbs}/bot/hacked.py`, content: 'import os\n' }),
+    ),
     after('write <real repo>/bot/hacked.py', refused(/absolute paths are not allowed/), () => toolCall('read_file', { path: '.env' })),
     after('read .env', refused(/deny list/), () => toolCall('read_file', { path: 'bot/../.env' })),
     after('read bot/../.env', refused(/deny list/), () => toolCall('read_file', { path: 'deploy/.env.production' })),
     after('read deploy/.env.production (committed)', refused(/deny list/), () => toolCall('read_file', { path: 'secrets/exchange.txt' })),
     after('read secrets/exchange.txt (committed)', refused(/deny list/), () => toolCall('write_file', { path: '.env', content: 'EXCHANGE_API_KEY=mine\n' })),
     after('write .env', refused(/deny list/), () => toolCall('search', { pattern: 'EXCHANGE_API_KEY' })),
-    after('search EXCHANGE_API_KEY', (r) => {
-      // The search works (finds the docs) but never shows a denied file's lines.
-      assert.match(r, /^docs\/SETUP\.md:\d+:/m);
-      assert.not.match(r, /^(deploy|secrets)\//m);
-      assert.not.match(r, /\.env[:.]/);
-    }, () => toolCall('search', { pattern: 'EXCHANGE_SECRET', path: 'deploy' })),
-    after('search EXCHANGE_SECRET in deploy/', (r) => {
-      // Only the denied file matches: nothing of it is shown, not even its name (the answer may repeat the folder asked for).
-      assert.match(r, /^no matches for \/EXCHANGE_SECRET\//);
-      assert.not.match(r, /deploy\/|EXCHANGE_SECRET=|\.env/);
-    }, () => toolCall('list_files', { path: '.' })),
-    after('list_files .', (r) => {
-      const files = r.split('\n');
-      assert.ok(files.includes('bot/sizing.py'), 'the listing works');
-      assert.ok(files.includes('docs/SETUP.md'), 'the listing shows committed files');
-      assert.equal(files.filter((f) => /(^|\/)\.env/.test(f) || f.startsWith('secrets/')), [], 'no denied file is listed');
-    }, () => toolCall('read_file', { path: 'link_out/secret.txt' })),
+    after(
+      'search EXCHANGE_API_KEY',
+      (r) => {
+        // The search works (finds the docs) but never shows a denied file's lines.
+        assert.match(r, /^docs\/SETUP\.md:\d+:/m);
+        assert.not.match(r, /^(deploy|secrets)\//m);
+        assert.not.match(r, /\.env[:.]/);
+      },
+      () => toolCall('search', { pattern: 'EXCHANGE_SECRET', path: 'deploy' }),
+    ),
+    after(
+      'search EXCHANGE_SECRET in deploy/',
+      (r) => {
+        // Only the denied file matches: nothing of it is shown, not even its name (the answer may repeat the folder asked for).
+        assert.match(r, /^no matches for \/EXCHANGE_SECRET\//);
+        assert.not.match(r, /deploy\/|EXCHANGE_SECRET=|\.env/);
+      },
+      () => toolCall('list_files', { path: '.' }),
+    ),
+    after(
+      'list_files .',
+      (r) => {
+        const files = r.split('\n');
+        assert.ok(files.includes('bot/sizing.py'), 'the listing works');
+        assert.ok(files.includes('docs/SETUP.md'), 'the listing shows committed files');
+        assert.equal(
+          files.filter((f) => /(^|\/)\.env/.test(f) || f.startsWith('secrets/')),
+          [],
+          'no denied file is listed',
+        );
+      },
+      () => toolCall('read_file', { path: 'link_out/secret.txt' }),
+    ),
     after('read link_out/secret.txt', refused(/symlink.*outside/), () => toolCall('write_file', { path: 'link_out/pwn.txt', content: 'pwned\n' })),
     after('write link_out/pwn.txt', refused(/symlink.*outside/), () => toolCall('list_files', { path: 'link_out' })),
     after('list_files link_out', refused(/symlink.*outside/), () => toolCall('write_file', { path: 'bot/alias.py', content: 'pwned\n' })),
@@ -123,7 +147,13 @@ test('escapes through the file tools are refused, shown to the model, and leave 
     await fs.mkdir(path.join(ws.repo, 'docs'));
     await fs.writeFile(path.join(ws.repo, 'docs', 'SETUP.md'), '# Setup\n\nPut EXCHANGE_API_KEY into .env (never commit it).\n');
     await fs.symlink('../README.md', path.join(ws.repo, 'bot', 'alias.py'));
-    await commitAll(ws.repo, 'fixtures: symlinks, committed secrets, docs', ['link_out', 'bot/alias.py', 'deploy/.env.production', 'secrets/exchange.txt', 'docs/SETUP.md']);
+    await commitAll(ws.repo, 'fixtures: symlinks, committed secrets, docs', [
+      'link_out',
+      'bot/alias.py',
+      'deploy/.env.production',
+      'secrets/exchange.txt',
+      'docs/SETUP.md',
+    ]);
     assert.ok(await exists(path.join(ws.repo, '.env')), 'the untracked .env is in the target repo');
     assert.match((await execa('git', ['status', '--porcelain', '--ignored'], { cwd: ws.repo })).stdout, /!! \.env/);
     const before = await repoFingerprint(ws.repo);
@@ -149,7 +179,12 @@ test('escapes through the file tools are refused, shown to the model, and leave 
     const json = await fs.readFile(result.report_path, 'utf8');
     assert.ok(report.trajectory, 'a trajectory was written');
     const trajectory = await fs.readFile(path.join(ws.root, report.trajectory!), 'utf8');
-    for (const [where, text] of [['LLM requests', sent], ['report md', md], ['report json', json], ['trajectory', trajectory]] as const) {
+    for (const [where, text] of [
+      ['LLM requests', sent],
+      ['report md', md],
+      ['report json', json],
+      ['trajectory', trajectory],
+    ] as const) {
       for (const secret of [FAKE_KEY, FAKE_SECRET, OUTSIDE_MARKER, COMMITTED_MARKER]) {
         assert.not.ok(text.includes(secret), `${secret} appears in the ${where}`);
       }

@@ -143,7 +143,8 @@ test('token budget: max_tokens 500 at 120 tokens a call -> limit_reached / budge
     const caps = c.llm!.requests.map((r) => r.body.max_tokens as number); // max_tokens: the cap's name for a base_url server (llm.compat.max_tokens_param)
     assert.is(caps[0], 500, 'the first reply may take all there is');
     for (const [i, cap] of caps.entries()) {
-      if (i > 0) assert.ok(cap >= 20 && cap <= 500 - 120 * i - 120, `request ${i + 1}: the reply is capped at what remains once the conversation is re-sent (${cap})`);
+      if (i > 0)
+        assert.ok(cap >= 20 && cap <= 500 - 120 * i - 120, `request ${i + 1}: the reply is capped at what remains once the conversation is re-sent (${cap})`);
     }
     await assertFailed(c, result, 'budget-tokens.md', /max_tokens/);
   } finally {
@@ -180,7 +181,10 @@ test('a run after one that died mid-task carries its spent tokens (from the traj
     const { layout } = c.ws.settings;
     const trajectory = path.join(layout.reports, 'carried.trajectory.jsonl');
     await fs.mkdir(layout.reports, { recursive: true });
-    await fs.writeFile(trajectory, JSON.stringify({ ts: '2026-01-01T00:00:00Z', role: 'assistant', step: 1, usage: usage.usage }) + '\n{"ts":"2026-01-01T00:00:01Z","role":"to');
+    await fs.writeFile(
+      trajectory,
+      `${JSON.stringify({ ts: '2026-01-01T00:00:00Z', role: 'assistant', step: 1, usage: usage.usage })}\n{"ts":"2026-01-01T00:00:01Z","role":"to`,
+    );
     const file = await writeTask(layout.inbox, 'carried.md', TASK.replace('scope:', 'id: carried\nmax_tokens: 2800\nscope:'));
     const result = await runTask(file, { settings: c.ws.settings });
     const report = await checkAfterRun(c, result);
@@ -198,7 +202,9 @@ test('a run after a finished one of the same id carries nothing (a re-run by a p
   let c: Case | undefined;
   try {
     const usage = { usage: { prompt_tokens: 1500, completion_tokens: 100 } };
-    c = await setup((_req, index) => (index % 2 === 0 ? toolCall('list_files', { path: 'bot' }, usage) : toolCall('finish', { summary: 'Looked around.', risk_level: 'low' }, usage)));
+    c = await setup((_req, index) =>
+      index % 2 === 0 ? toolCall('list_files', { path: 'bot' }, usage) : toolCall('finish', { summary: 'Looked around.', risk_level: 'low' }, usage),
+    );
     const { layout } = c.ws.settings;
     const first = await runTask(await writeTask(layout.inbox, 'twice.md', TASK.replace('scope:', 'id: twice\nscope:')), { settings: c.ws.settings });
     assert.is(first.report.usage.prompt_tokens + first.report.usage.completion_tokens, 3200);

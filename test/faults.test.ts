@@ -42,7 +42,10 @@ async function faultWorkspace(): Promise<FaultWorkspace> {
   const ws = await makeWorkspace({ project: '    scope: ["**"]', extra: [QUEUE, 'limits:', '  concurrency: 2'].join('\n') });
   const hold = path.join(ws.root, 'hold');
   const starts = path.join(ws.root, 'engine-starts');
-  await fs.appendFile(path.join(ws.root, 'meta-agent.yaml'), ['engine: command', 'command:', `  run: ${JSON.stringify([process.execPath, '-e', script, hold, starts])}`, '  sandbox: none'].join('\n') + '\n');
+  await fs.appendFile(
+    path.join(ws.root, 'meta-agent.yaml'),
+    `${['engine: command', 'command:', `  run: ${JSON.stringify([process.execPath, '-e', script, hold, starts])}`, '  sandbox: none'].join('\n')}\n`,
+  );
   return { ...ws, hold, starts };
 }
 
@@ -57,7 +60,9 @@ async function ledger(ws: TestWorkspace): Promise<LedgerEntry[]> {
 async function state(ws: TestWorkspace, procs: WatchProc[] = []): Promise<string> {
   const l = ws.settings.layout;
   const parts = await Promise.all(
-    [l.inbox, l.processing, l.done, l.failed, l.reports, l.patches.pending].map(async (d) => `${path.relative(l.root, d)}: ${(await list(d, { dot: true })).join(' ')}`),
+    [l.inbox, l.processing, l.done, l.failed, l.reports, l.patches.pending].map(
+      async (d) => `${path.relative(l.root, d)}: ${(await list(d, { dot: true })).join(' ')}`,
+    ),
   );
   return [...parts, ...procs.map((p) => `--- watch ${p.pid}:\n${p.output().slice(-3000)}`)].join('\n');
 }
@@ -65,7 +70,9 @@ async function state(ws: TestWorkspace, procs: WatchProc[] = []): Promise<string
 /** Every report JSON of a task id: the current one and the archived ones of earlier runs. */
 async function reportsOf(ws: TestWorkspace, id: string): Promise<Report[]> {
   const { reports, reportArchive } = ws.settings.layout;
-  const files = (await list(reports)).filter((n) => n === `${id}.json` || (n.startsWith(`${id}.`) && /^\d+\.json$/.test(n.slice(id.length + 1)))).map((n) => path.join(reports, n));
+  const files = (await list(reports))
+    .filter((n) => n === `${id}.json` || (n.startsWith(`${id}.`) && /^\d+\.json$/.test(n.slice(id.length + 1))))
+    .map((n) => path.join(reports, n));
   for (const run of await list(path.join(reportArchive, id))) {
     for (const n of await list(path.join(reportArchive, id, run))) if (n.endsWith('.json')) files.push(path.join(reportArchive, id, run, n));
   }
@@ -87,13 +94,25 @@ test('kill -9 after reports/<id>.json is written, before the ledger knows: recov
     assert.not.ok((await ledger(ws))[0]!.runs[0]!.reported, 'the ledger was not told');
 
     const second = await startWatchReady(ws.root);
-    await waitFor('done/once.md', async () => (await list(done)).includes('once.md'), 20_000, () => state(ws, [second]));
+    await waitFor(
+      'done/once.md',
+      async () => (await list(done)).includes('once.md'),
+      20_000,
+      () => state(ws, [second]),
+    );
     assert.equal(await engineStarts(ws), ['once'], 'the agent ran once');
     const reports = await reportsOf(ws, 'once');
-    assert.equal(reports.map((r) => r.run_id), [note.run_id], 'one report, the killed run\'s');
+    assert.equal(
+      reports.map((r) => r.run_id),
+      [note.run_id],
+      "one report, the killed run's",
+    );
     assert.is((await pendingPatches(ws)).length, 1, 'one patch');
     const [entry] = await ledger(ws);
-    assert.equal(entry!.runs.map((r) => [r.run_id, r.recovered ?? null, r.reported?.status ?? null]), [[note.run_id, 'finalized_from_ledger', 'ok']]);
+    assert.equal(
+      entry!.runs.map((r) => [r.run_id, r.recovered ?? null, r.reported?.status ?? null]),
+      [[note.run_id, 'finalized_from_ledger', 'ok']],
+    );
     assert.equal(await list(processing, { dot: true }), []);
     assert.equal(await list(inbox), []);
   } finally {
@@ -110,7 +129,12 @@ test('kill -9 after the ledger was told (positive control of the old path): fina
     await publish(inbox, 'told.md', taskText('Runs once'));
     assert.is((await first.exited).signal, 'SIGKILL');
     const second = await startWatchReady(ws.root);
-    await waitFor('done/told.md', async () => (await list(done)).includes('told.md'), 20_000, () => state(ws, [second]));
+    await waitFor(
+      'done/told.md',
+      async () => (await list(done)).includes('told.md'),
+      20_000,
+      () => state(ws, [second]),
+    );
     assert.equal(await engineStarts(ws), ['told']);
     assert.is((await reportsOf(ws, 'told')).length, 1);
   } finally {
@@ -126,18 +150,28 @@ test('a SIGSTOPped owner on this host, its lease long stale, is not taken over b
     await fs.writeFile(ws.hold, '');
     const owner = await startWatchReady(ws.root);
     await publish(inbox, 'frozen.md', taskText('Frozen owner'));
-    await waitFor('the engine to start', async () => (await engineStarts(ws)).length === 1, 20_000, () => state(ws, [owner]));
+    await waitFor(
+      'the engine to start',
+      async () => (await engineStarts(ws)).length === 1,
+      20_000,
+      () => state(ws, [owner]),
+    );
     signal(owner, 'SIGSTOP');
     const other = await startWatchReady(ws.root);
     // Far past lease_stale_s (1 s; proper-lockfile's floor is 2 s) and many scans of the other watcher.
     await sleep(5000);
     assert.equal(await engineStarts(ws), ['frozen'], 'the other watcher did not run it');
-    assert.equal(await list(processing), ['frozen.md'], 'still the frozen owner\'s claim');
+    assert.equal(await list(processing), ['frozen.md'], "still the frozen owner's claim");
     assert.is((await readJson<OwnerNote>(path.join(processing, '.frozen.md.owner.json'))).pid, owner.pid);
 
     signal(owner, 'SIGCONT');
     await fs.rm(ws.hold);
-    await waitFor('done/frozen.md', async () => (await list(done)).includes('frozen.md'), 20_000, () => state(ws, [owner, other]));
+    await waitFor(
+      'done/frozen.md',
+      async () => (await list(done)).includes('frozen.md'),
+      20_000,
+      () => state(ws, [owner, other]),
+    );
     assert.equal(await engineStarts(ws), ['frozen']);
     assert.is((await reportsOf(ws, 'frozen')).length, 1);
     assert.is((await pendingPatches(ws)).length, 1);
@@ -155,20 +189,39 @@ test('a SIGSTOPped owner whose task another host took over (stale lease) wakes u
     await fs.writeFile(ws.hold, '');
     const owner = await startWatchReady(ws.root, { META_AGENT_FAULT_HOSTNAME: 'host-a' });
     await publish(inbox, 'taken.md', taskText('Taken over'));
-    await waitFor('the engine to start', async () => (await engineStarts(ws)).length === 1, 20_000, () => state(ws, [owner]));
+    await waitFor(
+      'the engine to start',
+      async () => (await engineStarts(ws)).length === 1,
+      20_000,
+      () => state(ws, [owner]),
+    );
     const frozenRun = (await readJson<OwnerNote>(path.join(processing, '.taken.md.owner.json'))).run_id;
     signal(owner, 'SIGSTOP');
     await fs.rm(ws.hold); // the frozen owner's engine (not stopped) finishes; the owner cannot see it
     const other = await startWatchReady(ws.root, { META_AGENT_FAULT_HOSTNAME: 'host-b' });
-    await waitFor('done/taken.md by the other host', async () => (await list(done)).includes('taken.md'), 30_000, () => state(ws, [other]));
+    await waitFor(
+      'done/taken.md by the other host',
+      async () => (await list(done)).includes('taken.md'),
+      30_000,
+      () => state(ws, [other]),
+    );
     const [byOther] = await reportsOf(ws, 'taken');
     assert.is.not(byOther?.run_id, frozenRun);
 
     signal(owner, 'SIGCONT');
-    await waitFor('the woken owner to notice', () => /lease of taken\.md was lost/.test(owner.output()), 20_000, () => state(ws, [owner]));
+    await waitFor(
+      'the woken owner to notice',
+      () => /lease of taken\.md was lost/.test(owner.output()),
+      20_000,
+      () => state(ws, [owner]),
+    );
     await sleep(1000); // what it would file, it would file now
     assert.ok(owner.alive(), `the woken owner is still running:\n${owner.output().slice(-2000)}`);
-    assert.equal((await reportsOf(ws, 'taken')).map((r) => r.run_id), [byOther!.run_id], 'one report: the run that owns the task');
+    assert.equal(
+      (await reportsOf(ws, 'taken')).map((r) => r.run_id),
+      [byOther!.run_id],
+      'one report: the run that owns the task',
+    );
     assert.is((await pendingPatches(ws)).length, 1, 'one patch');
     assert.equal(await engineStarts(ws), ['taken', 'taken']);
     assert.equal(await list(done), ['taken.md']);
@@ -198,16 +251,40 @@ test('the gate lock: a frozen holder whose lock another host took survives SIGCO
   let out = '';
   holder.all?.on('data', (c: Buffer) => (out += c.toString()));
   try {
-    await waitFor('the holder to lock', () => out.includes('locked'), 20_000, () => out);
+    await waitFor(
+      'the holder to lock',
+      () => out.includes('locked'),
+      20_000,
+      () => out,
+    );
     process.kill(holder.pid!, 'SIGSTOP');
     overrideHostName('host-b');
     assert.is(await lockActivity(target, { staleMs: 2000, wait: false }), null, 'positive control: a fresh lock of another host is respected');
     // Once stale (2 s without a refresh; a busy machine may take longer), another host takes it over.
     let release: (() => Promise<void>) | null = null;
-    await waitFor('another host to take the stale lock over', async () => Boolean((release = await lockActivity(target, { staleMs: 2000, wait: false }))), 15_000, () => out);
+    await waitFor(
+      'another host to take the stale lock over',
+      async () => Boolean((release = await lockActivity(target, { staleMs: 2000, wait: false }))),
+      15_000,
+      () => out,
+    );
     process.kill(holder.pid!, 'SIGCONT');
-    await waitFor('the holder to be told', () => fs.stat(lost).then(() => true, () => false), 10_000, () => out);
-    await waitFor('the holder to go on', () => out.includes('still alive'), 10_000, () => out);
+    await waitFor(
+      'the holder to be told',
+      () =>
+        fs.stat(lost).then(
+          () => true,
+          () => false,
+        ),
+      10_000,
+      () => out,
+    );
+    await waitFor(
+      'the holder to go on',
+      () => out.includes('still alive'),
+      10_000,
+      () => out,
+    );
     assert.not.match(out, /ECOMPROMISED|Unable to update/);
     await (release as (() => Promise<void>) | null)?.();
   } finally {
@@ -218,14 +295,20 @@ test('the gate lock: a frozen holder whose lock another host took survives SIGCO
   }
 });
 
-test('a pid reused by another process is not the owner: the owner note\'s start time must match (Linux)', async () => {
+test("a pid reused by another process is not the owner: the owner note's start time must match (Linux)", async () => {
   if (process.platform !== 'linux') return;
   const ws = await makeWorkspace();
   try {
     const file = path.join(ws.settings.layout.processing, 'reused.md');
     await fs.writeFile(file, 'x');
     await fs.mkdir(path.join(ws.settings.layout.processing, '.reused.md.lock'));
-    const note = (started: string | null): OwnerNote => ({ host: os.hostname(), pid: process.pid, pid_started: started, run_id: 'r', since: new Date().toISOString() });
+    const note = (started: string | null): OwnerNote => ({
+      host: os.hostname(),
+      pid: process.pid,
+      pid_started: started,
+      run_id: 'r',
+      since: new Date().toISOString(),
+    });
     const write = (n: OwnerNote) => fs.writeFile(path.join(ws.settings.layout.processing, '.reused.md.owner.json'), JSON.stringify(n));
     const mine = processStartTime(process.pid);
     assert.ok(mine && /^\d+$/.test(mine), `a start time: ${mine}`);
@@ -254,11 +337,21 @@ test('the wall clock goes back an hour mid-run: the report is written (duration 
     await fs.writeFile(ws.hold, '');
     const proc = await startWatchReady(ws.root, { META_AGENT_FAULT_CLOCK_SKEW_FILE: skew });
     await publish(inbox, 'clock.md', taskText('Clock goes back'));
-    await waitFor('the engine to start', async () => (await engineStarts(ws)).length === 1, 20_000, () => state(ws, [proc]));
+    await waitFor(
+      'the engine to start',
+      async () => (await engineStarts(ws)).length === 1,
+      20_000,
+      () => state(ws, [proc]),
+    );
     await fs.writeFile(skew, String(-3600_000));
     await sleep(300);
     await fs.rm(ws.hold);
-    await waitFor('done/clock.md', async () => (await list(done)).includes('clock.md'), 20_000, () => state(ws, [proc]));
+    await waitFor(
+      'done/clock.md',
+      async () => (await list(done)).includes('clock.md'),
+      20_000,
+      () => state(ws, [proc]),
+    );
     const [report] = await reportsOf(ws, 'clock');
     assert.ok(report && report.duration_ms >= 0, `duration ${report?.duration_ms}`);
     assert.is((await pendingPatches(ws)).length, 1, 'the patch has its report');
@@ -266,7 +359,12 @@ test('the wall clock goes back an hour mid-run: the report is written (duration 
     // A claim left without a lease (its worker died between the rename and the lease), written
     // by the kernel at the real time: an hour "in the future" for this process.
     await fs.writeFile(path.join(processing, 'orphan.md'), taskText('Left in processing'));
-    await waitFor('done/orphan.md', async () => (await list(done)).includes('orphan.md'), 20_000, () => state(ws, [proc]));
+    await waitFor(
+      'done/orphan.md',
+      async () => (await list(done)).includes('orphan.md'),
+      20_000,
+      () => state(ws, [proc]),
+    );
     assert.match(proc.output(), /in the future: the clock went back/);
   } finally {
     await killAll();

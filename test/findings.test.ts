@@ -22,13 +22,19 @@ const HOSTILE = '<img src=x onerror="window.__pwned=1"> | injected cell | **bold
 const FINDINGS = [
   { file: 'bot/main.py', line: 26, severity: 'info', title: HOSTILE, detail: 'a\nsecond line | with a pipe\n<script>window.__pwned=2</script>' },
   { file: 'bot/sizing.py', line: 900, severity: 'medium', title: 'Line past the end of the file' },
-  { file: 'bot/sizing.py', line: 10, severity: 'high', title: 'A zero stop distance divides by zero', detail: 'position_size() divides by the stop distance without checking it.' },
+  {
+    file: 'bot/sizing.py',
+    line: 10,
+    severity: 'high',
+    title: 'A zero stop distance divides by zero',
+    detail: 'position_size() divides by the stop distance without checking it.',
+  },
   { file: 'bot/risk_engine.py', line: 3, severity: 'low', title: 'A file that does not exist' },
   { file: '.env', line: 1, severity: 'high', title: 'A denied file' },
   { file: '../outside.py', line: 1, severity: 'bogus', title: 'Outside the repository' },
 ];
 
-test('an audit run\'s findings: checked locations in the JSON, a table in the Markdown and in the dashboard (text only), out-of-range and missing marked', async () => {
+test("an audit run's findings: checked locations in the JSON, a table in the Markdown and in the dashboard (text only), out-of-range and missing marked", async () => {
   const env: DashboardParts = {};
   try {
     const llm = await startFakeLlm([
@@ -87,8 +93,14 @@ test('an audit run\'s findings: checked locations in the JSON, a table in the Ma
     assert.is(await rows.count(), 6);
     assert.is(await rows.first().getAttribute('data-severity'), 'high', 'most severe first');
     assert.is(await page.locator('#report-findings tr.invalid').count(), 4);
-    assert.is(await page.locator('#report-findings tr.invalid', { hasText: 'bot/sizing.py:900' }).locator('.location-problem').textContent(), `not found: line 900 is outside the file (it has ${lines} lines)`);
-    assert.is(await page.locator('#report-findings tr.invalid', { hasText: 'bot/risk_engine.py:3' }).locator('.location-problem').textContent(), 'not found: no such file in the repository');
+    assert.is(
+      await page.locator('#report-findings tr.invalid', { hasText: 'bot/sizing.py:900' }).locator('.location-problem').textContent(),
+      `not found: line 900 is outside the file (it has ${lines} lines)`,
+    );
+    assert.is(
+      await page.locator('#report-findings tr.invalid', { hasText: 'bot/risk_engine.py:3' }).locator('.location-problem').textContent(),
+      'not found: no such file in the repository',
+    );
     // The hostile title is text: no element was made from it, nothing ran.
     assert.is(await page.locator('#report-findings strong', { hasText: 'injected cell' }).textContent(), HOSTILE);
     assert.is(await page.locator('#report-view img, #report-view script').count(), 0);

@@ -51,12 +51,22 @@ function toolAnswer(requests: RecordedRequest[], i: number): string {
 const BREAK = toolCall('edit_file', { path: 'bot/main.py', old: '        return 2\n', new: '        return 3  # refused\n' });
 
 test('a model that breaks a passing test is refused at finish twice (the test named), then finishes: completed with regressions, risk high, said first in report, sidecar and CLI line', async () => {
-  const llm = await startFakeLlm([BREAK, finish('Tidied the exit code.', 'low'), finish('Tidied the exit code.', 'low'), finish('Tidied the exit code; a test fails.', 'low')]);
+  const llm = await startFakeLlm([
+    BREAK,
+    finish('Tidied the exit code.', 'low'),
+    finish('Tidied the exit code.', 'low'),
+    finish('Tidied the exit code; a test fails.', 'low'),
+  ]);
   const ws = await workspace(llm.url);
   try {
     await writeTask(ws.settings.layout.inbox, 'exit-code.md', TASK);
     // The real CLI, as a person runs it: its summary line is part of what is checked.
-    const cli = await execa(process.execPath, [BIN, 'run', '--task-id', 'exit-code', '--root', ws.root], { reject: false, env: { OPENAI_API_KEY: '' }, extendEnv: true, timeout: 180_000 });
+    const cli = await execa(process.execPath, [BIN, 'run', '--task-id', 'exit-code', '--root', ws.root], {
+      reject: false,
+      env: { OPENAI_API_KEY: '' },
+      extendEnv: true,
+      timeout: 180_000,
+    });
     assert.is(llm.requests.length, 4, cli.all ?? cli.stderr);
 
     // finish #1: refused, the broken test named, the old failure not counted as a regression.
@@ -93,13 +103,18 @@ test('a model that breaks a passing test is refused at finish twice (the test na
     assert.equal(sidecar.regressions, [{ check: 'tests', test: BROKEN_BY_AGENT }]);
     assert.is(sidecar.risk_level, 'high');
 
-    assert.is(cli.exitCode, 0, 'the task ran; the regression is the reviewer\'s to weigh');
+    assert.is(cli.exitCode, 0, "the task ran; the regression is the reviewer's to weigh");
     const firstLine = cli.stdout.split('\n').find((l) => l.startsWith('exit-code: '));
     assert.is(firstLine, `exit-code: OK (completed) WITH 1 REGRESSION: ${BROKEN_BY_AGENT}`);
     assert.match(cli.stdout, '  risk: high;');
     // `status` lists the pending patch with its regression first.
-    const status = await execa(process.execPath, [BIN, 'status', '--root', ws.root], { reject: false, env: { OPENAI_API_KEY: '' }, extendEnv: true, timeout: 60_000 });
-    assert.match(status.stdout, /^exit-code\S*  1 REGRESSION  risk high /m);
+    const status = await execa(process.execPath, [BIN, 'status', '--root', ws.root], {
+      reject: false,
+      env: { OPENAI_API_KEY: '' },
+      extendEnv: true,
+      timeout: 60_000,
+    });
+    assert.match(status.stdout, /^exit-code\S* {2}1 REGRESSION {2}risk high /m);
 
     // The dashboard: the report list, the report and the patch say so first.
     const ui = await startUi({ settings: ws.settings, log: silentLogger() });
@@ -119,6 +134,7 @@ test('a model that breaks a passing test is refused at finish twice (the test na
       await page.screenshot({ path: path.join(REPO_ROOT, 'docs', 'screenshots', 'regressions.png') });
       await page.click('#open-patch');
       await page.waitForSelector('#patch-regressions');
+      // biome-ignore lint/performance/useDomNodeTextContent: a Playwright locator; innerText keeps the rendered line breaks
       assert.match((await page.locator('#patch-head').innerText()).split('\n')[0]!, `Regressions: ${BROKEN_BY_AGENT} passed on the base commit`);
     } finally {
       await browser.close();
@@ -184,11 +200,32 @@ test('failedTests reads pytest summaries, and says it cannot tell when the outpu
   // The summary counts 3 failures, the cut output names 1: not trusted.
   assert.is(failedTests('FAILED tests/test_a.py::test_one\n3 failed, 1 passed in 1.00s'), null);
   assert.is(failedTests('Ran 4 tests in 0.001s\n\nFAILED (failures=1)'), null, 'unittest: the whole check counts');
-  const check = (passed: boolean, output_tail: string) => ({ command: 't', exit_code: passed ? 0 : 1, passed, duration_ms: 1, output_tail, baseline_passed: null, timed_out: false, sandbox: 'none' as const });
+  const check = (passed: boolean, output_tail: string) => ({
+    command: 't',
+    exit_code: passed ? 0 : 1,
+    passed,
+    duration_ms: 1,
+    output_tail,
+    baseline_passed: null,
+    timed_out: false,
+    sandbox: 'none' as const,
+  });
   // Whole-check fallback: the base passed, the output names nothing.
-  assert.equal(regressionsOf({ tests: check(false, 'boom'), dry_run: check(false, 'x') }, { tests: { passed: true, failed_tests: [] }, dry_run: { passed: false, failed_tests: null } }), [{ check: 'tests', test: null }]);
+  assert.equal(
+    regressionsOf(
+      { tests: check(false, 'boom'), dry_run: check(false, 'x') },
+      { tests: { passed: true, failed_tests: [] }, dry_run: { passed: false, failed_tests: null } },
+    ),
+    [{ check: 'tests', test: null }],
+  );
   // Per test: only what did not fail before.
-  assert.equal(regressionsOf({ tests: check(false, 'FAILED a::x\nFAILED a::y\n2 failed in 1s'), dry_run: null }, { tests: { passed: false, failed_tests: ['a::x'] }, dry_run: null }), [{ check: 'tests', test: 'a::y' }]);
+  assert.equal(
+    regressionsOf(
+      { tests: check(false, 'FAILED a::x\nFAILED a::y\n2 failed in 1s'), dry_run: null },
+      { tests: { passed: false, failed_tests: ['a::x'] }, dry_run: null },
+    ),
+    [{ check: 'tests', test: 'a::y' }],
+  );
   // The base failed and the output cannot be read per test: not blamed on the change.
   assert.equal(regressionsOf({ tests: check(false, 'boom'), dry_run: null }, { tests: { passed: false, failed_tests: null }, dry_run: null }), []);
 });

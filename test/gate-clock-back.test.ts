@@ -22,7 +22,7 @@ import { makeWorkspace, readJson } from './helpers/workspace.ts';
 
 const EDITING_ENGINE = `engine: command\ncommand:\n  run: ["sh", "-c", "echo '# a note' >> README.md"]`;
 
-test('the clock set back an hour during the gate\'s tests, then an error after the branch moved: the next run records the tests, with a valid duration', async () => {
+test("the clock set back an hour during the gate's tests, then an error after the branch moved: the next run records the tests, with a valid duration", async () => {
   const ws = await makeWorkspace({ extra: EDITING_ENGINE });
   const RealDate = Date;
   const skewFile = path.join(ws.root, 'clock-skew-ms.txt');
@@ -37,16 +37,22 @@ test('the clock set back an hour during the gate\'s tests, then an error after t
     await fs.writeFile(skewFile, '0\n');
     installClockSkew(skewFile);
     // The moment the tests start, the clock goes back an hour (pytest runs for longer than the skew's 100 ms cache).
-    const log = pino({ level: 'info' }, {
-      write(line: string) {
-        if (line.includes('"check started: test"')) void fs.writeFile(skewFile, `${-3_600_000}\n`);
+    const log = pino(
+      { level: 'info' },
+      {
+        write(line: string) {
+          if (line.includes('"check started: test"')) void fs.writeFile(skewFile, `${-3_600_000}\n`);
+        },
       },
-    });
+    );
     // The disk is full when the gate adds its decision to reports/clockback.json (after the branch moved).
     injectFileFault((f) => {
       if (path.basename(f).startsWith('.clockback.json.')) throw Object.assign(new Error(`ENOSPC: no space left on device, write '${f}'`), { code: 'ENOSPC' });
     });
-    const failed = await processApprovedPatch(ws.settings, patch, log).then((r) => `${r.decision}: ${r.reason}`, (e: Error) => e.message);
+    const failed = await processApprovedPatch(ws.settings, patch, log).then(
+      (r) => `${r.decision}: ${r.reason}`,
+      (e: Error) => e.message,
+    );
     injectFileFault(null);
     assert.match(failed, /^ENOSPC/, 'the error after the branch moved reaches the caller');
     const commits = (await execa('git', ['log', 'main', '--format=%H', '--grep=Meta-Agent-Patch', '-F'], { cwd: ws.repo })).stdout.split('\n').filter(Boolean);

@@ -92,7 +92,8 @@ test('a full disk while the gate files an applied patch: the call fails (no unha
     const { patches } = ws.settings.layout;
     // The disk is full when the gate adds its decision to reports/filing.json (after the branch moved).
     injectFileFault((file) => {
-      if (path.basename(file).startsWith('.filing.json.')) throw Object.assign(new Error(`ENOSPC: no space left on device, write '${file}'`), { code: 'ENOSPC' });
+      if (path.basename(file).startsWith('.filing.json.'))
+        throw Object.assign(new Error(`ENOSPC: no space left on device, write '${file}'`), { code: 'ENOSPC' });
     });
     const failed = await processApprovedPatch(ws.settings, patch, log).then(
       (r) => `${r.decision}: ${r.reason}`,
@@ -104,7 +105,11 @@ test('a full disk while the gate files an applied patch: the call fails (no unha
     assert.match(failed, /^ENOSPC/, 'the error reaches the caller');
     const commits = await trailerCommits(ws.repo);
     assert.is(commits.length, 1, 'the branch moved before the error');
-    assert.equal((await list(patches.rejected)).filter((n) => n.endsWith('.patch')), [], 'a committed patch is never filed as rejected');
+    assert.equal(
+      (await list(patches.rejected)).filter((n) => n.endsWith('.patch')),
+      [],
+      'a committed patch is never filed as rejected',
+    );
 
     const again = await restartGate(ws, 'filing.patch');
     assert.is(again.decision, 'applied', again.reason ?? '');
@@ -125,7 +130,9 @@ test('kill -9 after the gate moved the branch: the next run records the tests th
   const { ws, patch } = await approved('crashy');
   try {
     const { patches } = ws.settings.layout;
-    const sha = createHash('sha256').update(await fs.readFile(patch)).digest('hex');
+    const sha = createHash('sha256')
+      .update(await fs.readFile(patch))
+      .digest('hex');
     // Its first write after `git update-ref`: the approval in reports/crashy.json.
     await gateKilledAt(ws, patch, /^\.crashy\.json\./);
     const commits = await trailerCommits(ws.repo);
@@ -182,12 +189,20 @@ test('kill -9 between dropping the redo task of a conflicting patch and filing t
     await execa('git', ['-c', 'user.name=p', '-c', 'user.email=p@p', 'commit', '--quiet', '-am', 'person'], { cwd: ws.repo });
     // Its first write after dropping clash-redo.md: the rejection in reports/clash.json.
     await gateKilledAt(ws, patch, /^\.clash\.json\./);
-    assert.equal((await list(inbox)).filter((n) => n.startsWith('clash-redo')), ['clash-redo.md'], 'the killed run dropped the redo task');
+    assert.equal(
+      (await list(inbox)).filter((n) => n.startsWith('clash-redo')),
+      ['clash-redo.md'],
+      'the killed run dropped the redo task',
+    );
 
     const again = await restartGate(ws, 'clash.patch');
     assert.is(again.decision, 'rejected');
     assert.match(again.reason!, 'clash-redo.md');
-    assert.equal((await list(inbox)).filter((n) => n.startsWith('clash-redo')), ['clash-redo.md'], 'no second redo task');
+    assert.equal(
+      (await list(inbox)).filter((n) => n.startsWith('clash-redo')),
+      ['clash-redo.md'],
+      'no second redo task',
+    );
     assert.ok((await list(patches.rejected)).includes('clash.patch'));
     assert.equal(await snapshots(ws), [], 'no snapshot or marker left');
   } finally {
@@ -195,7 +210,7 @@ test('kill -9 between dropping the redo task of a conflicting patch and filing t
   }
 });
 
-test('kill -9 of the service while the gate tests, and a restart at once: the dead run\'s worktree and lock are removed', async () => {
+test("kill -9 of the service while the gate tests, and a restart at once: the dead run's worktree and lock are removed", async () => {
   const { ws } = await approved('gated');
   const { layout } = ws.settings;
   // Back to pending/: the first service approves nothing until the tests are slow.
@@ -212,15 +227,34 @@ test('kill -9 of the service while the gate tests, and a restart at once: the de
     await waitFor('a gate worktree', async () => (await gateWorktrees()).length > 0, 20_000);
     const dead = await gateWorktrees();
     await killHard(first);
-    assert.ok(await fs.stat(path.join(layout.state, '.gate.lock')).then(() => true, () => false), 'the killed run left its lock');
+    assert.ok(
+      await fs.stat(path.join(layout.state, '.gate.lock')).then(
+        () => true,
+        () => false,
+      ),
+      'the killed run left its lock',
+    );
 
     const second = await startWatchReady(ws.root);
     try {
       await waitFor('the patch applied', async () => (await list(layout.patches.applied)).includes('gated.result.json'), 30_000);
-      await waitFor('no gate worktree', async () => (await gateWorktrees()).length === 0, 5_000, async () => (await gateWorktrees()).join(', '));
-      const worktrees = (await execa('git', ['worktree', 'list', '--porcelain'], { cwd: ws.repo })).stdout.split('\n').filter((l) => l.startsWith('worktree ') && !/[\\/]pool-worktrees[\\/]/.test(l));
+      await waitFor(
+        'no gate worktree',
+        async () => (await gateWorktrees()).length === 0,
+        5_000,
+        async () => (await gateWorktrees()).join(', '),
+      );
+      const worktrees = (await execa('git', ['worktree', 'list', '--porcelain'], { cwd: ws.repo })).stdout
+        .split('\n')
+        .filter((l) => l.startsWith('worktree ') && !/[\\/]pool-worktrees[\\/]/.test(l));
       assert.is(worktrees.length, 1, `only the checkout itself (and the runs' pool slots) (killed run: ${dead.join(', ')}): ${worktrees.join('; ')}`);
-      assert.not.ok(await fs.stat(path.join(layout.state, '.gate.lock')).then(() => true, () => false), 'no gate lock once idle');
+      assert.not.ok(
+        await fs.stat(path.join(layout.state, '.gate.lock')).then(
+          () => true,
+          () => false,
+        ),
+        'no gate lock once idle',
+      );
     } finally {
       await killHard(second);
     }
@@ -285,7 +319,7 @@ test("git locks a killed gate left in the person's repository are removed by the
   }
 });
 
-test('git locks older than the dead gate run are not its own: left alone; a live gate run\'s note is left alone', async () => {
+test("git locks older than the dead gate run are not its own: left alone; a live gate run's note is left alone", async () => {
   const ws = await makeWorkspace({ extra: QUEUE });
   try {
     const gitDir = path.join(ws.repo, '.git');
@@ -306,7 +340,7 @@ test('git locks older than the dead gate run are not its own: left alone; a live
     const live = execa(process.execPath, ['-e', 'setTimeout(() => {}, 10000)']);
     await fs.writeFile(note, JSON.stringify({ host: os.hostname(), pid: live.pid, repo: ws.repo, branch: 'main', started_ms: Date.now() - 120_000 }));
     assert.equal(await clearGitLocksOfDeadGate(ws.settings, log), []);
-    assert.ok(await fs.stat(older) && (await fs.stat(note)));
+    assert.ok((await fs.stat(older)) && (await fs.stat(note)));
     live.kill('SIGKILL');
     await live.catch(() => undefined);
   } finally {

@@ -52,7 +52,10 @@ test('a damaged sidecar: the gate rejects the patch naming the file, and files t
     assert.match(result.reason ?? '', /broken\.patch\.json/);
     assert.match(result.reason ?? '', /not valid JSON/);
     assert.not.match(result.reason ?? '', /\n/, 'one line');
-    assert.equal((await list(rejected)).filter((n) => n.startsWith('broken')), ['broken.patch', 'broken.patch.json', 'broken.reason.md']);
+    assert.equal(
+      (await list(rejected)).filter((n) => n.startsWith('broken')),
+      ['broken.patch', 'broken.patch.json', 'broken.reason.md'],
+    );
     assert.equal(await list(approved), [], 'nothing left under a private name');
 
     // Control: a sidecar of the right shape lets the same kind of patch through.
@@ -93,10 +96,16 @@ test("a damaged note of a gate run's write into the repository is read as none (
     assert.equal(await clearGitLocksOfDeadGate(ws.settings, recorded.log), []);
     assert.not.ok(await fs.stat(note).catch(() => null), 'the damaged note is gone');
     assert.ok(await fs.stat(lock), 'the lock stays: nothing says whose it is');
-    assert.ok(recorded.lines.some((l) => l.includes('gate-repo-op.json')), 'the damaged note is logged by name');
+    assert.ok(
+      recorded.lines.some((l) => l.includes('gate-repo-op.json')),
+      'the damaged note is logged by name',
+    );
 
     // Control: the note of a dead gate run names its repository, and the lock it left goes.
-    await fs.writeFile(note, JSON.stringify({ host: (await import('node:os')).hostname(), pid: await deadPid(), repo: ws.repo, branch: 'main', started_ms: Date.now() - 500 }));
+    await fs.writeFile(
+      note,
+      JSON.stringify({ host: (await import('node:os')).hostname(), pid: await deadPid(), repo: ws.repo, branch: 'main', started_ms: Date.now() - 500 }),
+    );
     assert.equal(await clearGitLocksOfDeadGate(ws.settings, log), [lock]);
   } finally {
     await ws.cleanup();
@@ -113,7 +122,10 @@ test('listing pending patches: a damaged sidecar is one error naming the file; a
     await fs.rename(approvedFile, path.join(pending, 'listed.patch'));
     await fs.rename(`${approvedFile}.json`, path.join(pending, 'listed.patch.json'));
     const listed = await listPending(ws.settings);
-    assert.equal(listed.map((p) => [p.id, p.summary, p.files]), [['listed', 'hand-made listed', [file]]]);
+    assert.equal(
+      listed.map((p) => [p.id, p.summary, p.files]),
+      [['listed', 'hand-made listed', [file]]],
+    );
 
     await fs.writeFile(path.join(pending, 'other.patch'), patch);
     await fs.writeFile(path.join(pending, 'other.patch.json'), 'not json');
@@ -142,7 +154,12 @@ test('a damaged cycle report is read as none (the cycle is finished again, as be
       summary: 's',
       started_at: new Date(0).toISOString(),
       finished_at: new Date(1000).toISOString(),
-      planner: { source: 'routine', model: null, attempts: 0, usage: { requests: 0, prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, cost_usd: null } },
+      planner: {
+        source: 'routine',
+        model: null,
+        attempts: 0,
+        usage: { requests: 0, prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, cost_usd: null },
+      },
       context: { commits: 0, log_lines: 0, pending_patches: 0, rejected_reasons: 0, open_next_actions: 0, pnl: null },
       tasks: [],
       candidates: [],
@@ -157,7 +174,10 @@ test('a damaged cycle report is read as none (the cycle is finished again, as be
     await fs.writeFile(path.join(ws.settings.layout.reports, 'cycles', 'c1.json'), '{"cycle_id": "c1"');
     const recorded = recordingLogger();
     assert.is(await readCycleReport(ws.settings, 'c1', recorded.log), null);
-    assert.ok(recorded.lines.some((l) => l.includes('c1.json')), 'the damaged report is logged by name');
+    assert.ok(
+      recorded.lines.some((l) => l.includes('c1.json')),
+      'the damaged report is logged by name',
+    );
   } finally {
     await ws.cleanup();
   }

@@ -42,15 +42,39 @@ test('patches that add or retarget a symlink, add or change a gitlink, or add an
     const other = '1'.repeat(40);
 
     const hostile: Array<[string, string, RegExp]> = [
-      ['add-symlink', 'diff --git a/bot/evil.py b/bot/evil.py\nnew file mode 120000\n--- /dev/null\n+++ b/bot/evil.py\n@@ -0,0 +1 @@\n+/etc/passwd\n\\ No newline at end of file\n', /adds the symlink "bot\/evil\.py"/],
+      [
+        'add-symlink',
+        'diff --git a/bot/evil.py b/bot/evil.py\nnew file mode 120000\n--- /dev/null\n+++ b/bot/evil.py\n@@ -0,0 +1 @@\n+/etc/passwd\n\\ No newline at end of file\n',
+        /adds the symlink "bot\/evil\.py"/,
+      ],
       // git's own form of a retarget: only an index line carries the mode.
-      ['retarget', `diff --git a/notes/current.txt b/notes/current.txt\nindex ${linkBlob}..${other} 120000\n--- a/notes/current.txt\n+++ b/notes/current.txt\n@@ -1 +1 @@\n-today.txt\n\\ No newline at end of file\n+/etc/passwd\n\\ No newline at end of file\n`, /retargets the symlink "notes\/current\.txt"/],
+      [
+        'retarget',
+        `diff --git a/notes/current.txt b/notes/current.txt\nindex ${linkBlob}..${other} 120000\n--- a/notes/current.txt\n+++ b/notes/current.txt\n@@ -1 +1 @@\n-today.txt\n\\ No newline at end of file\n+/etc/passwd\n\\ No newline at end of file\n`,
+        /retargets the symlink "notes\/current\.txt"/,
+      ],
       // No index line at all: the text says nothing about modes; git apply still retargets the link. The applied tree is checked.
-      ['retarget-bare', 'diff --git a/notes/current.txt b/notes/current.txt\n--- a/notes/current.txt\n+++ b/notes/current.txt\n@@ -1 +1 @@\n-today.txt\n\\ No newline at end of file\n+/etc/passwd\n\\ No newline at end of file\n', /retargets the symlink "notes\/current\.txt"/],
-      ['gitlink-change', `diff --git a/vendor/lib b/vendor/lib\nindex ${pinned}..${other} 160000\n--- a/vendor/lib\n+++ b/vendor/lib\n@@ -1 +1 @@\n-Subproject commit ${pinned}\n+Subproject commit ${other}\n`, /changes the submodule \(gitlink\) "vendor\/lib"/],
-      ['gitlink-add', `diff --git a/vendor/other b/vendor/other\nnew file mode 160000\nindex 0000000..${other}\n--- /dev/null\n+++ b/vendor/other\n@@ -0,0 +1 @@\n+Subproject commit ${other}\n`, /adds the submodule \(gitlink\) "vendor\/other"/],
+      [
+        'retarget-bare',
+        'diff --git a/notes/current.txt b/notes/current.txt\n--- a/notes/current.txt\n+++ b/notes/current.txt\n@@ -1 +1 @@\n-today.txt\n\\ No newline at end of file\n+/etc/passwd\n\\ No newline at end of file\n',
+        /retargets the symlink "notes\/current\.txt"/,
+      ],
+      [
+        'gitlink-change',
+        `diff --git a/vendor/lib b/vendor/lib\nindex ${pinned}..${other} 160000\n--- a/vendor/lib\n+++ b/vendor/lib\n@@ -1 +1 @@\n-Subproject commit ${pinned}\n+Subproject commit ${other}\n`,
+        /changes the submodule \(gitlink\) "vendor\/lib"/,
+      ],
+      [
+        'gitlink-add',
+        `diff --git a/vendor/other b/vendor/other\nnew file mode 160000\nindex 0000000..${other}\n--- /dev/null\n+++ b/vendor/other\n@@ -0,0 +1 @@\n+Subproject commit ${other}\n`,
+        /adds the submodule \(gitlink\) "vendor\/other"/,
+      ],
       ['exec-bit', 'diff --git a/bot/sizing.py b/bot/sizing.py\nold mode 100644\nnew mode 100755\n', /makes "bot\/sizing\.py" executable/],
-      ['exec-new', 'diff --git a/bot/tool.sh b/bot/tool.sh\nnew file mode 100755\n--- /dev/null\n+++ b/bot/tool.sh\n@@ -0,0 +1,2 @@\n+#!/bin/sh\n+echo hi\n', /makes "bot\/tool\.sh" executable/],
+      [
+        'exec-new',
+        'diff --git a/bot/tool.sh b/bot/tool.sh\nnew file mode 100755\n--- /dev/null\n+++ b/bot/tool.sh\n@@ -0,0 +1,2 @@\n+#!/bin/sh\n+echo hi\n',
+        /makes "bot\/tool\.sh" executable/,
+      ],
     ];
     const before = await repoFingerprint(ws.repo);
     const { rejected } = ws.settings.layout.patches;
@@ -67,7 +91,8 @@ test('patches that add or retarget a symlink, add or change a gitlink, or add an
     assert.is(await git(ws.repo, ['rev-parse', 'main:vendor/lib']), pinned);
 
     // Control: an executable that patch.executable allows, and a plain edit, both apply.
-    const allowed = 'diff --git a/scripts/run.sh b/scripts/run.sh\nnew file mode 100755\n--- /dev/null\n+++ b/scripts/run.sh\n@@ -0,0 +1,2 @@\n+#!/bin/sh\n+echo run\n';
+    const allowed =
+      'diff --git a/scripts/run.sh b/scripts/run.sh\nnew file mode 100755\n--- /dev/null\n+++ b/scripts/run.sh\n@@ -0,0 +1,2 @@\n+#!/bin/sh\n+echo run\n';
     const ok = await processApprovedPatch(ws.settings, await placeApprovedPatch(ws, 'allowed-exec', allowed), log);
     assert.is(ok.decision, 'applied', ok.reason ?? '');
     assert.match(await git(ws.repo, ['ls-tree', 'main', 'scripts/run.sh']), /^100755 blob /);
@@ -86,7 +111,13 @@ async function commandWorkspace(script: string): Promise<{ ws: TestWorkspace; di
   const file = path.join(dir, 'agent.mjs');
   await fs.writeFile(file, script);
   const ws = await makeWorkspace({
-    extra: ['engine: command', 'command:', `  run: [${JSON.stringify(process.execPath)}, ${JSON.stringify(file)}]`, 'patch:', '  executable: ["scripts/*.sh"]'].join('\n'),
+    extra: [
+      'engine: command',
+      'command:',
+      `  run: [${JSON.stringify(process.execPath)}, ${JSON.stringify(file)}]`,
+      'patch:',
+      '  executable: ["scripts/*.sh"]',
+    ].join('\n'),
   });
   return { ws, dir };
 }
@@ -112,7 +143,10 @@ chmodSync('scripts/run.sh', 0o755);
     assert.match(bad.report.error!.message, /adds the symlink "bot\/evil\.py"/);
     assert.match(bad.report.error!.message, /makes "bot\/sizing\.py" executable/);
     assert.equal([...bad.report.scope_violations].sort(), ['bot/evil.py', 'bot/sizing.py']);
-    assert.equal((await fs.readdir(hostile.ws.settings.layout.patches.pending)).filter((n) => n.endsWith('.patch')), []);
+    assert.equal(
+      (await fs.readdir(hostile.ws.settings.layout.patches.pending)).filter((n) => n.endsWith('.patch')),
+      [],
+    );
 
     const good = await runTask(await writeTask(allowed.ws.settings.layout.inbox, 'exec.md', task), { settings: allowed.ws.settings });
     assert.is(good.outcome, 'completed', good.report.error?.message);

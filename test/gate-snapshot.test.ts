@@ -18,7 +18,7 @@ import { silentLogger } from '../src/log.ts';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-test('a patch edited during the gate\'s tests: applied/<id>.patch is the tested, committed snapshot; the edit is kept beside it', async () => {
+test("a patch edited during the gate's tests: applied/<id>.patch is the tested, committed snapshot; the edit is kept beside it", async () => {
   const change = `require('fs').appendFileSync('NOTES.md', 'a line\\n')`;
   const edit = path.join(os.tmpdir(), `meta-agent-edit-taken-${process.pid}.js`);
   const ws = await makeWorkspace({
@@ -26,7 +26,10 @@ test('a patch edited during the gate\'s tests: applied/<id>.patch is the tested,
     extra: ['sandbox: none', 'engine: command', 'command:', `  run: ${JSON.stringify([process.execPath, '-e', change])}`].join('\n'),
   });
   try {
-    await fs.writeFile(edit, `const fs = require('fs'), p = require('path'); const d = ${JSON.stringify(ws.settings.layout.patches.approved)}; for (const n of fs.readdirSync(d)) if (n.startsWith('.taken-')) fs.appendFileSync(p.join(d, n), '# edited while the tests ran\\n');`);
+    await fs.writeFile(
+      edit,
+      `const fs = require('fs'), p = require('path'); const d = ${JSON.stringify(ws.settings.layout.patches.approved)}; for (const n of fs.readdirSync(d)) if (n.startsWith('.taken-')) fs.appendFileSync(p.join(d, n), '# edited while the tests ran\\n');`,
+    );
     const task = path.join(ws.root, 'snap.md');
     await fs.writeFile(task, '---\nproject: bot\nobjective: Add a line\nscope: ["NOTES.md"]\n---\n');
     const run = await runTask(task, { settings: ws.settings, log: silentLogger() });

@@ -18,7 +18,17 @@ import { PatchSidecarSchema } from '../src/contract/patch.ts';
 import { parseTask } from '../src/contract/task.ts';
 import { silentLogger } from '../src/log.ts';
 import { finish, startFakeLlm, toolCall, type FakeLlm, type Reply } from './helpers/fakeLlm.ts';
-import { makeWorkspace, placeApprovedPatch, readJson, REPO_ROOT, repoFingerprint, worktreeCount, writeTask, type TestWorkspace, type WorkspaceOptions } from './helpers/workspace.ts';
+import {
+  makeWorkspace,
+  placeApprovedPatch,
+  readJson,
+  REPO_ROOT,
+  repoFingerprint,
+  worktreeCount,
+  writeTask,
+  type TestWorkspace,
+  type WorkspaceOptions,
+} from './helpers/workspace.ts';
 
 const BIN = path.join(REPO_ROOT, 'bin', 'meta-agent.js');
 const SIZING = 'bot/sizing.py';
@@ -98,7 +108,10 @@ async function waitFor(what: string, check: () => boolean | Promise<boolean>, ms
 }
 
 async function fileExists(file: string): Promise<boolean> {
-  return fs.lstat(file).then(() => true, () => false);
+  return fs.lstat(file).then(
+    () => true,
+    () => false,
+  );
 }
 
 async function assertNoPatchLeftIn(dir: string): Promise<void> {
@@ -107,7 +120,10 @@ async function assertNoPatchLeftIn(dir: string): Promise<void> {
 }
 
 function cli(args: string[]): ResultPromise<{ reject: false; all: true }> {
-  return execa(process.execPath, [BIN, ...args], { reject: false, all: true, env: { OPENAI_API_KEY: '' }, extendEnv: true, timeout: 60_000 }) as ResultPromise<{ reject: false; all: true }>;
+  return execa(process.execPath, [BIN, ...args], { reject: false, all: true, env: { OPENAI_API_KEY: '' }, extendEnv: true, timeout: 60_000 }) as ResultPromise<{
+    reject: false;
+    all: true;
+  }>;
 }
 
 /** Gate worktrees there now (a dead run's may be left until the service prunes it). */
@@ -137,7 +153,7 @@ async function slowTests(ws: TestWorkspace): Promise<void> {
 
 // --- 6. apply or reject ----------------------------------------------------------------
 
-test('a passing patch becomes one commit with the trailers; the user\'s other uncommitted change survives; files land in applied/', async () => {
+test("a passing patch becomes one commit with the trailers; the user's other uncommitted change survives; files land in applied/", async () => {
   const f = await fixture(addNote('Document who checks the sizing inputs.', 'medium'));
   const { ws } = f;
   try {
@@ -172,7 +188,7 @@ test('a passing patch becomes one commit with the trailers; the user\'s other un
     assert.equal((await git(ws.repo, ['status', '--porcelain', '--untracked-files=all'])).split('\n').sort(), [' M README.md', '?? scratch-notes.txt']);
     const sizing = await fs.readFile(path.join(ws.repo, SIZING), 'utf8');
     assert.ok(sizing.includes(NOTE), 'the checkout has the patched content');
-    assert.is(sizing, await git(ws.repo, ['show', `main:${SIZING}`]).then((s) => s + '\n'));
+    assert.is(sizing, await git(ws.repo, ['show', `main:${SIZING}`]).then((s) => `${s}\n`));
     assert.is(await git(ws.repo, ['status', '--porcelain', '--', SIZING]), '');
     assert.is(await git(ws.repo, ['diff', '--cached', '--name-only']), '', 'nothing staged');
 
@@ -291,7 +307,10 @@ test('a patch edited by hand to touch .env is rejected (deny list); the repo is 
   try {
     // Scope "**": only the deny list stands between this patch and .env.
     const run = await propose(ws, 'sneaky', ['**']);
-    await fs.appendFile(run.patch_path!, 'diff --git a/.env b/.env\nnew file mode 100644\n--- /dev/null\n+++ b/.env\n@@ -0,0 +1 @@\n+EXCHANGE_API_KEY=attacker\n');
+    await fs.appendFile(
+      run.patch_path!,
+      'diff --git a/.env b/.env\nnew file mode 100644\n--- /dev/null\n+++ b/.env\n@@ -0,0 +1 @@\n+EXCHANGE_API_KEY=attacker\n',
+    );
     const envBytes = await fs.readFile(path.join(ws.repo, '.env'));
     const before = await repoFingerprint(ws.repo);
 
@@ -309,7 +328,7 @@ test('a patch edited by hand to touch .env is rejected (deny list); the repo is 
   }
 });
 
-test('uncommitted changes in the patch\'s own file: rejected with that reason, the user\'s change intact', async () => {
+test("uncommitted changes in the patch's own file: rejected with that reason, the user's change intact", async () => {
   const f = await fixture(addNote());
   const { ws } = f;
   try {
@@ -322,7 +341,7 @@ test('uncommitted changes in the patch\'s own file: rejected with that reason, t
     const result = await approveAndGate(ws, 'mine');
     assert.is(result.decision, 'rejected');
     assert.match(result.reason!, `uncommitted changes in ${SIZING}`);
-    assert.ok((await fs.readFile(file)).equals(userBytes), 'the user\'s edit is intact');
+    assert.ok((await fs.readFile(file)).equals(userBytes), "the user's edit is intact");
     assert.is(await git(ws.repo, ['status', '--porcelain']), ` M ${SIZING}`);
     assert.is(await repoFingerprint(ws.repo), before);
     assert.equal(await trailerCommits(ws.repo), []);
@@ -417,10 +436,22 @@ test('patches with ../, .git/, a rename into .git/ or a new symlink are rejected
     const { approved, rejected } = ws.settings.layout.patches;
     const place = (id: string, patch: string, files: string[]) => placeApprovedPatch(ws, id, patch, files);
     const hostile: Array<[string, string, RegExp]> = [
-      ['dotdot', 'diff --git a/../outside.txt b/../outside.txt\nnew file mode 100644\n--- /dev/null\n+++ b/../outside.txt\n@@ -0,0 +1 @@\n+pwned\n', /"\.\.\/outside\.txt" contains "\.\."/],
-      ['dotgit', 'diff --git a/.git/hooks/post-commit b/.git/hooks/post-commit\nnew file mode 100755\n--- /dev/null\n+++ b/.git/hooks/post-commit\n@@ -0,0 +1,2 @@\n+#!/bin/sh\n+touch pwned\n', /inside \.git\//],
+      [
+        'dotdot',
+        'diff --git a/../outside.txt b/../outside.txt\nnew file mode 100644\n--- /dev/null\n+++ b/../outside.txt\n@@ -0,0 +1 @@\n+pwned\n',
+        /"\.\.\/outside\.txt" contains "\.\."/,
+      ],
+      [
+        'dotgit',
+        'diff --git a/.git/hooks/post-commit b/.git/hooks/post-commit\nnew file mode 100755\n--- /dev/null\n+++ b/.git/hooks/post-commit\n@@ -0,0 +1,2 @@\n+#!/bin/sh\n+touch pwned\n',
+        /inside \.git\//,
+      ],
       ['rename', 'diff --git a/bot/config.py b/.git/config\nsimilarity index 100%\nrename from bot/config.py\nrename to .git/config\n', /inside \.git\//],
-      ['symlink', 'diff --git a/bot/link.py b/bot/link.py\nnew file mode 120000\n--- /dev/null\n+++ b/bot/link.py\n@@ -0,0 +1 @@\n+/etc/passwd\n\\ No newline at end of file\n', /symlink/],
+      [
+        'symlink',
+        'diff --git a/bot/link.py b/bot/link.py\nnew file mode 120000\n--- /dev/null\n+++ b/bot/link.py\n@@ -0,0 +1 @@\n+/etc/passwd\n\\ No newline at end of file\n',
+        /symlink/,
+      ],
     ];
     const before = await repoFingerprint(ws.repo);
     const gitConfig = await fs.readFile(path.join(ws.repo, '.git', 'config'));
@@ -533,7 +564,10 @@ test('kill -9 at several moments (gate just started, tests running), restarts by
 // --- 9. the service: moves by hand ----------------------------------------------------
 
 test('with the service running, a patch moved into approved/ by rename is committed; one moved into rejected/ is recorded', async () => {
-  const f = await fixture([...addNote('Note on sizing.'), ...edit('bot/config.py', 'Exchange credentials are intentionally NOT handled here.', 'Exchange credentials are never handled here.', 'Reword config docs.')]);
+  const f = await fixture([
+    ...addNote('Note on sizing.'),
+    ...edit('bot/config.py', 'Exchange credentials are intentionally NOT handled here.', 'Exchange credentials are never handled here.', 'Reword config docs.'),
+  ]);
   const { ws } = f;
   const gated: GateResult[] = [];
   try {

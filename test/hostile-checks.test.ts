@@ -146,7 +146,20 @@ print("HOSTILE_END")
 }
 
 const RELATIVE_TRIES = ['GIT_COMMIT_REL', 'GIT_UPDATEREF_REL', 'HOOK_REL', 'ENV_GITFILE', 'ENV_UP', 'SSH_HOME'];
-const SANDBOX_ONLY_TRIES = ['GIT_COMMIT_ABS', 'GIT_UPDATEREF_ABS', 'HOOK_ABS', 'ENV_ABS', 'SSH_ABS', 'SSH_ROOT', 'WRITE_REPO', 'WRITE_WORKSPACE', 'WRITE_HOME', 'WRITE_USR', 'NET', 'FORK'];
+const SANDBOX_ONLY_TRIES = [
+  'GIT_COMMIT_ABS',
+  'GIT_UPDATEREF_ABS',
+  'HOOK_ABS',
+  'ENV_ABS',
+  'SSH_ABS',
+  'SSH_ROOT',
+  'WRITE_REPO',
+  'WRITE_WORKSPACE',
+  'WRITE_HOME',
+  'WRITE_USR',
+  'NET',
+  'FORK',
+];
 
 /** Processes on this machine whose command line contains `needle`. */
 async function processesWith(needle: string): Promise<number[]> {
@@ -247,7 +260,13 @@ for (const sandbox of ['auto', 'none'] as const) {
       assert.ok(!(await fs.readdir(path.join(ws.repo, '.git', 'hooks'))).some((n) => !n.endsWith('.sample')), 'no active hook');
 
       // Nothing escaped on the real disk, no secret reached a report, nothing reached the listener.
-      for (const file of [path.join(os.tmpdir(), `${grandchild}-escaped.txt`), path.join(ws.repo, 'escaped-repo.txt'), path.join(ws.root, 'reports', 'escaped-ws.txt'), path.join(fakeHome, 'escaped-home.txt'), '/usr/escaped-usr.txt']) {
+      for (const file of [
+        path.join(os.tmpdir(), `${grandchild}-escaped.txt`),
+        path.join(ws.repo, 'escaped-repo.txt'),
+        path.join(ws.root, 'reports', 'escaped-ws.txt'),
+        path.join(fakeHome, 'escaped-home.txt'),
+        '/usr/escaped-usr.txt',
+      ]) {
         assert.not.ok(existsSync(file), `${file} was written`);
       }
       const everything = JSON.stringify(final) + (await fs.readFile(result.report_md_path, 'utf8'));
@@ -294,7 +313,11 @@ test('sandbox: auto without bubblewrap refuses to run checks: a config error nam
     await fs.symlink(real, path.join(bin, tool));
   }
   const llm = await startFakeLlm([toolCall('write_file', { path: 'tools/x.py', content: 'print(1)\n' }), finish('x', 'low')]);
-  const ws = await makeWorkspace({ llmUrl: llm.url, env: { PATH: bin, HOME: process.env.HOME }, project: ['    scope: ["**"]', '    test: "python3 tools/x.py"'].join('\n') });
+  const ws = await makeWorkspace({
+    llmUrl: llm.url,
+    env: { PATH: bin, HOME: process.env.HOME },
+    project: ['    scope: ["**"]', '    test: "python3 tools/x.py"'].join('\n'),
+  });
   try {
     const status = await sandboxStatus(ws.settings);
     assert.is(status.mode, 'bwrap');

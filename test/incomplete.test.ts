@@ -77,7 +77,12 @@ async function exists(file: string): Promise<boolean> {
  * the patch with the edit (applies on the base commit), its sidecar (incomplete), the checks'
  * results, the task in failed/ with a note naming the patch, no worktree, the repo untouched.
  */
-async function assertKept(c: Case, result: RunTaskResult, name: string, why: { kind: string; outcome: Report['outcome']; message: RegExp }): Promise<{ report: Report; sidecar: PatchSidecar; patch: string }> {
+async function assertKept(
+  c: Case,
+  result: RunTaskResult,
+  name: string,
+  why: { kind: string; outcome: Report['outcome']; message: RegExp },
+): Promise<{ report: Report; sidecar: PatchSidecar; patch: string }> {
   const { layout } = c.ws.settings;
   const report = ReportSchema.parse(await readJson(result.report_path));
   assert.equal(report, result.report, 'the returned report is the one on disk');
@@ -102,8 +107,14 @@ async function assertKept(c: Case, result: RunTaskResult, name: string, why: { k
   assert.ok(report.dry_run, 'dry run ran');
   assert.is(report.tests!.passed, true, report.tests!.output_tail);
   assert.is(report.dry_run!.passed, true, report.dry_run!.output_tail);
-  assert.ok(report.notes.some((n) => n.startsWith('Incomplete: the run stopped') && n.includes(report.patch_files[0]!)), report.notes.join(' | '));
-  assert.ok(report.notes.some((n) => n.startsWith('The checks ran on it')), report.notes.join(' | '));
+  assert.ok(
+    report.notes.some((n) => n.startsWith('Incomplete: the run stopped') && n.includes(report.patch_files[0]!)),
+    report.notes.join(' | '),
+  );
+  assert.ok(
+    report.notes.some((n) => n.startsWith('The checks ran on it')),
+    report.notes.join(' | '),
+  );
   assert.ok(report.next_actions.some((a) => a.includes(report.patch_files[0]!) && a.includes('not a finished change')));
   const md = await fs.readFile(result.report_md_path, 'utf8');
   assert.match(md, /INCOMPLETE patch saved/);
@@ -127,7 +138,10 @@ test('step limit after an edit: an incomplete patch with the edit, checks run, t
     const result = await runTask(await writeTask(c.ws.settings.layout.inbox, 'steps.md', TASK), { settings: c.ws.settings });
     await assertKept(c, result, 'steps.md', { kind: 'budget', outcome: 'limit_reached', message: /step limit reached .*max_steps/ });
     assert.is(c.llm.requests.length, 6);
-    const warnings = (index: number) => (c!.llm.requests[index]!.body.messages as Array<{ role: string; content: unknown }>).filter((m) => m.role === 'user' && String(m.content).includes(WRAP_UP));
+    const warnings = (index: number) =>
+      (c!.llm.requests[index]!.body.messages as Array<{ role: string; content: unknown }>).filter(
+        (m) => m.role === 'user' && String(m.content).includes(WRAP_UP),
+      );
     // 3 calls left before the 4th: warned there, and it stays in the conversation.
     for (const i of [0, 1, 2]) assert.is(warnings(i).length, 0, `no warning in request ${i + 1}`);
     for (const i of [3, 4, 5]) assert.is(warnings(i).length, 1, `the warning once in request ${i + 1}`);
@@ -151,15 +165,21 @@ test('token limit after an edit: an incomplete patch, checks run, the report say
   }
 });
 
-test('the run\'s timeout after an edit (the model then hangs): an incomplete patch, checks run in the grace, the report says task_timeout_s', async () => {
+test("the run's timeout after an edit (the model then hangs): an incomplete patch, checks run in the grace, the report says task_timeout_s", async () => {
   let c: Case | undefined;
   try {
-    c = await setup(editThen(() => ({ hang: true })), 'limits:\n  task_timeout_s: 3');
+    c = await setup(
+      editThen(() => ({ hang: true })),
+      'limits:\n  task_timeout_s: 3',
+    );
     const started = Date.now();
     const result = await runTask(await writeTask(c.ws.settings.layout.inbox, 'slow.md', TASK), { settings: c.ws.settings });
     assert.ok(Date.now() - started >= 2900, 'it ran until its timeout');
     const { report } = await assertKept(c, result, 'slow.md', { kind: 'timeout', outcome: 'limit_reached', message: /task_timeout_s/ });
-    assert.ok(report.notes.some((n) => /The checks ran on it \(in a 60 s grace/.test(n)), report.notes.join(' | '));
+    assert.ok(
+      report.notes.some((n) => /The checks ran on it \(in a 60 s grace/.test(n)),
+      report.notes.join(' | '),
+    );
   } finally {
     await teardown(c);
   }
@@ -185,7 +205,13 @@ test('Ctrl-C of a real `meta-agent run` while the model hangs after an edit: an 
     c = await setup(editThen(() => ({ hang: true })));
     const { layout } = c.ws.settings;
     await writeTask(layout.inbox, 'ctrl-c.md', TASK);
-    child = execa(process.execPath, [BIN, 'run', '--task-id', 'ctrl-c', '--root', c.ws.root], { reject: false, all: true, stdin: 'ignore', env: { OPENAI_API_KEY: '', META_AGENT_LOG: 'none' }, extendEnv: true });
+    child = execa(process.execPath, [BIN, 'run', '--task-id', 'ctrl-c', '--root', c.ws.root], {
+      reject: false,
+      all: true,
+      stdin: 'ignore',
+      env: { OPENAI_API_KEY: '', META_AGENT_LOG: 'none' },
+      extendEnv: true,
+    });
     const llm = c.llm;
     await waitFor('the model was asked after the edit', () => llm.requests.length >= 2, 30_000);
     await sleep(200);
@@ -197,7 +223,12 @@ test('Ctrl-C of a real `meta-agent run` while the model hangs after an edit: an 
     assert.match(String(ended!.all), /patch: patches\/pending\/ctrl-c\.patch \(incomplete\)/);
     const reportPath = path.join(layout.reports, 'ctrl-c.json');
     const report = ReportSchema.parse(await readJson(reportPath));
-    const result = { report, report_path: reportPath, report_md_path: path.join(layout.reports, 'ctrl-c_report.md'), task_file: path.join(layout.failed, 'ctrl-c.md') } as RunTaskResult;
+    const result = {
+      report,
+      report_path: reportPath,
+      report_md_path: path.join(layout.reports, 'ctrl-c_report.md'),
+      task_file: path.join(layout.failed, 'ctrl-c.md'),
+    } as RunTaskResult;
     await assertKept(c, result, 'ctrl-c.md', { kind: 'interrupted', outcome: 'failed', message: /interrupted/ });
     assert.ok(await exists(result.task_file), 'the task is in failed/, not back in inbox/ (it would run again and file a second patch)');
     assert.not.ok(await exists(path.join(layout.inbox, 'ctrl-c.md')));
@@ -211,7 +242,7 @@ test('an incomplete patch that breaks a test that passed on the base: regression
   let c: Case | undefined;
   try {
     const breaking = toolCall('edit_file', { path: 'bot/sizing.py', old: 'if equity <= 0:', new: 'if equity <= 10**12:' });
-    c = await setup((request, index) => ((request.body?.messages?.length ?? 0) <= 2 ? breaking : listFiles()), 'limits:\n  max_steps: 3');
+    c = await setup((request, _index) => ((request.body?.messages?.length ?? 0) <= 2 ? breaking : listFiles()), 'limits:\n  max_steps: 3');
     const result = await runTask(await writeTask(c.ws.settings.layout.inbox, 'broken.md', TASK), { settings: c.ws.settings });
     const report = ReportSchema.parse(await readJson(result.report_path));
     assert.is(report.incomplete, true);
@@ -219,7 +250,10 @@ test('an incomplete patch that breaks a test that passed on the base: regression
     assert.is(report.tests?.passed, false, 'the broken change fails its tests');
     assert.is(report.tests?.baseline_passed, true, 'they passed on the base');
     assert.ok(report.regressions.length > 0, 'regressions are named');
-    assert.ok(report.regressions.some((r) => r.check === 'tests' && r.test?.startsWith('tests/test_sizing.py::')), JSON.stringify(report.regressions));
+    assert.ok(
+      report.regressions.some((r) => r.check === 'tests' && r.test?.startsWith('tests/test_sizing.py::')),
+      JSON.stringify(report.regressions),
+    );
     assert.is(report.risk_level, 'high');
     const sidecar = PatchSidecarSchema.parse(await readJson(path.join(c.ws.root, report.patch_files[1]!)));
     assert.equal(sidecar.regressions, report.regressions, 'the sidecar learned of them after the checks');
@@ -289,7 +323,10 @@ test('retrying a task whose incomplete patch waits is refused (no silent second 
     const second = await runTask(to, { settings: c.ws.settings });
     assert.is(second.report.incomplete, true);
     assert.match(second.report.patch_files[0]!, /^patches\/pending\/again\.\d{8}T\d{6}Z-[0-9a-f]{6}\.patch$/);
-    assert.ok(second.report.notes.some((n) => n.startsWith('Filed beside patches/pending/again.patch')), second.report.notes.join(' | '));
+    assert.ok(
+      second.report.notes.some((n) => n.startsWith('Filed beside patches/pending/again.patch')),
+      second.report.notes.join(' | '),
+    );
     // Positive control: with no patch waiting, the retry goes through.
     await rejectPatch(c.ws.settings, 'again', 'incomplete');
     await rejectPatch(c.ws.settings, path.basename(second.report.patch_files[0]!, '.patch'), 'incomplete');
@@ -300,14 +337,18 @@ test('retrying a task whose incomplete patch waits is refused (no silent second 
   }
 });
 
-test('the wrap-up warning: not on the first call; at 3 calls, 15% (or 3 calls\' worth) of the tokens, or 15% of the time left', () => {
+test("the wrap-up warning: not on the first call; at 3 calls, 15% (or 3 calls' worth) of the tokens, or 15% of the time left", () => {
   const room = { steps: 1, maxSteps: 40, spentTokens: 1000, maxTokens: 100_000, lastCallTokens: 1000, deadline: 1_000_000, timeoutMs: 1_000_000, now: 0 };
   assert.is(wrapUpWarning(room), null, 'plenty left: no warning');
   assert.is(wrapUpWarning({ ...room, steps: 0, maxSteps: 3 }), null, 'never before the first call');
   assert.match(wrapUpWarning({ ...room, steps: 37 }) ?? '', /3 model calls left.*wrap up and call finish/);
   assert.is(wrapUpWarning({ ...room, steps: 36 }), null, '4 calls left: not yet');
   assert.match(wrapUpWarning({ ...room, spentTokens: 85_000 }) ?? '', /15% of the token budget left/);
-  assert.match(wrapUpWarning({ ...room, spentTokens: 70_000, lastCallTokens: 10_000 }) ?? '', /30% of the token budget left/, 'three more calls of 10k would not fit');
+  assert.match(
+    wrapUpWarning({ ...room, spentTokens: 70_000, lastCallTokens: 10_000 }) ?? '',
+    /30% of the token budget left/,
+    'three more calls of 10k would not fit',
+  );
   assert.is(wrapUpWarning({ ...room, spentTokens: 60_000, lastCallTokens: 10_000 }), null);
   assert.match(wrapUpWarning({ ...room, now: 860_000 }) ?? '', /about 140 s of the time limit left/);
   assert.is(wrapUpWarning({ ...room, now: 800_000 }), null);

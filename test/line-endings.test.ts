@@ -41,12 +41,16 @@ async function repoWith(files: Record<string, string>): Promise<{ repo: string; 
 }
 
 /** The file tools' context without settings: no syntax check runs after a write. */
-const toolCtx = (repo: string) => ({ worktree: repo, inScope: () => true, denied: denyMatcher([]), redact: makeRedactor({}) }) as unknown as Parameters<typeof writeFile>[0];
+const toolCtx = (repo: string) =>
+  ({ worktree: repo, inScope: () => true, denied: denyMatcher([]), redact: makeRedactor({}) }) as unknown as Parameters<typeof writeFile>[0];
 
 /** `added deleted path` rows of the working tree's diff against HEAD (new files included). */
 async function numstat(repo: string): Promise<string[]> {
   await git(repo, ['add', '--all']);
-  return (await git(repo, ['diff', '--cached', '--numstat'])).split('\n').filter(Boolean).map((row) => row.replace(/\t/g, ' '));
+  return (await git(repo, ['diff', '--cached', '--numstat']))
+    .split('\n')
+    .filter(Boolean)
+    .map((row) => row.replace(/\t/g, ' '));
 }
 
 const STRATEGY = crlf('def size(balance):\n    risk = 0.01\n    return balance * risk\n\n\ndef cap(x):\n    return min(x, 100)\n');
@@ -66,7 +70,11 @@ test('write_file in a CRLF repository: the model writes LF, the file stays CRLF 
 test('edit_file in a CRLF repository: "old" and "new" with LF match and give a one-line diff', async () => {
   const { repo, cleanup } = await repoWith({ 'bot/strategy.py': STRATEGY });
   try {
-    const answer = await editFile(toolCtx(repo), { path: 'bot/strategy.py', old: '    risk = 0.01\n    return balance * risk\n', new: '    risk = 0.02\n    return balance * risk\n' });
+    const answer = await editFile(toolCtx(repo), {
+      path: 'bot/strategy.py',
+      old: '    risk = 0.01\n    return balance * risk\n',
+      new: '    risk = 0.02\n    return balance * risk\n',
+    });
     assert.match(answer, /^edited bot\/strategy\.py at line 2/);
     assert.equal(await numstat(repo), ['1 1 bot/strategy.py']);
     assert.not.match((await fs.readFile(path.join(repo, 'bot/strategy.py'), 'utf8')).replace(/\r\n/g, ''), /\n/, 'no bare LF');
@@ -77,7 +85,7 @@ test('edit_file in a CRLF repository: "old" and "new" with LF match and give a o
 
 test('write_file keeps an LF file LF (a model writing CRLF there), a mixed file line for line, and a UTF-8 BOM', async () => {
   const mixed = 'a = 1\r\nb = 2\nc = 3\r\n';
-  const bom = '\uFEFF' + crlf('# notes\nline\n');
+  const bom = `\uFEFF${crlf('# notes\nline\n')}`;
   const { repo, cleanup } = await repoWith({ 'lf.py': 'x = 1\ny = 2\n', 'mixed.py': mixed, 'notes.md': bom });
   try {
     const ctx = toolCtx(repo);
@@ -87,7 +95,7 @@ test('write_file keeps an LF file LF (a model writing CRLF there), a mixed file 
     assert.is(await fs.readFile(path.join(repo, 'lf.py'), 'utf8'), 'x = 1\ny = 3\n');
     // Unchanged lines keep their own endings; new ones get the majority (CRLF: 2 of 3).
     assert.is(await fs.readFile(path.join(repo, 'mixed.py'), 'utf8'), 'a = 1\r\nb = 2\nc = 4\r\nd = 5\r\n');
-    assert.is(await fs.readFile(path.join(repo, 'notes.md'), 'utf8'), '\uFEFF' + crlf('# notes\nline two\n'));
+    assert.is(await fs.readFile(path.join(repo, 'notes.md'), 'utf8'), `\uFEFF${crlf('# notes\nline two\n')}`);
     assert.equal(await numstat(repo), ['1 1 lf.py', '2 1 mixed.py', '1 1 notes.md']);
   } finally {
     await cleanup();
@@ -245,7 +253,9 @@ test("the dashboard's apply check says a re-saved patch applies (as the gate wil
 });
 
 test('undoCrlfResave: headers LF, content as the file is stored, no CR before "\\ No newline at end of file"', () => {
-  const resaved = crlf('diff --git a/lf.txt b/lf.txt\n--- a/lf.txt\n+++ b/lf.txt\n@@ -1,2 +1,2 @@\n a\n-b\n+B\n\\ No newline at end of file\ndiff --git a/w.txt b/w.txt\n--- a/w.txt\n+++ b/w.txt\n@@ -1 +1 @@\n-x\n+y\n');
+  const resaved = crlf(
+    'diff --git a/lf.txt b/lf.txt\n--- a/lf.txt\n+++ b/lf.txt\n@@ -1,2 +1,2 @@\n a\n-b\n+B\n\\ No newline at end of file\ndiff --git a/w.txt b/w.txt\n--- a/w.txt\n+++ b/w.txt\n@@ -1 +1 @@\n-x\n+y\n',
+  );
   const stored = (p: string) => (p === 'w.txt' ? true : p === 'lf.txt' ? false : null);
   assert.is(
     undoCrlfResave(resaved, stored, false),

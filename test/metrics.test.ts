@@ -10,7 +10,8 @@ import { TradeMetricsSchema } from '../src/contract/report.ts';
 import { EXAMPLE_BOT } from './helpers/workspace.ts';
 import { TRADES_REVIEW_CSV, TRADES_REVIEW_METRICS, TRADES_REVIEW_STARTING_EQUITY } from './fixtures/tradesReview.ts';
 
-const config = (over: Partial<TradesConfig> = {}): TradesConfig => TradesConfigSchema.parse({ path: 'data/trades.csv', starting_equity: TRADES_REVIEW_STARTING_EQUITY, ...over });
+const config = (over: Partial<TradesConfig> = {}): TradesConfig =>
+  TradesConfigSchema.parse({ path: 'data/trades.csv', starting_equity: TRADES_REVIEW_STARTING_EQUITY, ...over });
 
 function expectError(fn: () => unknown): MetaAgentError {
   try {
@@ -52,7 +53,7 @@ test('row order in the file does not matter: the same trades sorted or reversed 
 
 test('a BOM and CRLF line endings (a CSV saved by Excel on Windows) give the same numbers', async () => {
   const csv = await fs.readFile(TRADES_REVIEW_CSV, 'utf8');
-  const windows = '\uFEFF' + csv.replace(/\n/g, '\r\n');
+  const windows = `\uFEFF${csv.replace(/\n/g, '\r\n')}`;
   assert.ok(windows.startsWith('\uFEFFopened_at') && windows.includes('\r\n'));
   assert.equal(computeTradeMetrics(windows, config()), TRADES_REVIEW_METRICS);
   // Without the BOM handling the first column would be "\uFEFFopened_at"; with time_column = the first column it still resolves.
@@ -96,7 +97,16 @@ test('only losses: profit_factor 0, avg_win null, drawdown from the starting equ
 test('a header-only CSV: zero trades, nothing to compute', () => {
   const m = computeTradeMetrics('opened_at,closed_at,symbol,side,qty,entry,exit,pnl\n', config());
   assert.equal(
-    { trades: m.trades, net_pnl: m.net_pnl, win_rate: m.win_rate, pf: m.profit_factor, dd: m.max_drawdown, worst: m.worst_day, first: m.first_trade_at, curve: m.equity_curve },
+    {
+      trades: m.trades,
+      net_pnl: m.net_pnl,
+      win_rate: m.win_rate,
+      pf: m.profit_factor,
+      dd: m.max_drawdown,
+      worst: m.worst_day,
+      first: m.first_trade_at,
+      curve: m.equity_curve,
+    },
     { trades: 0, net_pnl: 0, win_rate: 0, pf: null, dd: 0, worst: null, first: null, curve: [] },
   );
 });
@@ -148,7 +158,10 @@ test('trades closed at the same instant keep their file order (stable sort)', ()
   const m = computeTradeMetrics(csv, config());
   assert.is(m.max_drawdown, 50);
   assert.is(m.max_drawdown_pct, 5);
-  assert.equal(m.equity_curve.map((p) => p.equity), [1000, 950, 1000]);
+  assert.equal(
+    m.equity_curve.map((p) => p.equity),
+    [1000, 950, 1000],
+  );
 });
 
 test('the drawdown percentage is relative to the peak it fell from, not to the starting equity', () => {
@@ -183,7 +196,11 @@ test('riskFlags flags each crossed threshold, and only those (strict comparisons
 
 test('the example bot trades CSV: trade count and net pnl match a plain sum of its rows', async () => {
   const csv = await fs.readFile(path.join(EXAMPLE_BOT, 'data', 'trades.csv'), 'utf8');
-  const rows = csv.trim().split(/\r?\n/).slice(1).map((l) => l.split(','));
+  const rows = csv
+    .trim()
+    .split(/\r?\n/)
+    .slice(1)
+    .map((l) => l.split(','));
   const sum = rows.reduce((s, r) => s + Number(r[7]), 0);
   const m = computeTradeMetrics(csv, TradesConfigSchema.parse({ path: 'data/trades.csv' }));
   assert.is(m.trades, rows.length);
@@ -207,7 +224,7 @@ test('a missing pnl column is named as missing (like the time column), not as ro
   assert.match(e.message, /column "pnl" is missing/);
 });
 
-test('times without a zone are UTC whatever the machine\'s time zone', () => {
+test("times without a zone are UTC whatever the machine's time zone", () => {
   const before = process.env.TZ;
   process.env.TZ = 'Asia/Tokyo';
   try {

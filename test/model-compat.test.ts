@@ -14,7 +14,7 @@ import { openAIChatModel } from '../src/engines/chatModel.ts';
 import { backoffMs, RetriesExhausted, serverWaitMs, withRetries, type RetryClock } from '../src/engines/llmRetry.ts';
 import { toolCallsInText } from '../src/engines/textToolCalls.ts';
 import { runTask } from '../src/run/runTask.ts';
-import { settingsFromYaml, type LlmSettings } from '../src/workspace/config.ts';
+import { settingsFromYaml } from '../src/workspace/config.ts';
 import { layoutFor } from '../src/workspace/layout.ts';
 import { finish, startFakeLlm, textReply, toolCall, type FakeLlm, type Reply, type Script } from './helpers/fakeLlm.ts';
 import { capturedLog, llmSettings, withServer } from './helpers/llmCalls.ts';
@@ -47,8 +47,6 @@ async function runScripted(script: Script, name: string): Promise<{ llm: FakeLlm
   return { llm, ws, report: ReportSchema.parse(await readJson(result.report_path)) };
 }
 
-
-
 /** A completion whose reply the output limit cut: a tool call with half its arguments. */
 function cutReply(tokens: number): Reply {
   return {
@@ -60,7 +58,11 @@ function cutReply(tokens: number): Reply {
       choices: [
         {
           index: 0,
-          message: { role: 'assistant', content: null, tool_calls: [{ id: 'call_cut', type: 'function', function: { name: 'write_file', arguments: '{"path": "bot/notes.md", "content": "A very long' } }] },
+          message: {
+            role: 'assistant',
+            content: null,
+            tool_calls: [{ id: 'call_cut', type: 'function', function: { name: 'write_file', arguments: '{"path": "bot/notes.md", "content": "A very long' } }],
+          },
           finish_reason: 'length',
           logprobs: null,
         },
@@ -75,7 +77,6 @@ function refusal(param: string, message: string): Reply {
 }
 
 const ok = (): Reply => toolCall('list_files', { path: '.' });
-
 
 // ---------------------------------------------------------------------------------------------
 // weak tool callers
@@ -149,7 +150,12 @@ test('finish_reason length: the next request says the reply was cut at N tokens,
 
 test('3 malformed replies in a row end the run: outcome failed, error kind format', async () => {
   const { llm, ws, report } = await runScripted(
-    [textReply('I think the code is fine.'), toolCall('edit_file', null, { rawArguments: '{"path": "bot/sizing.py", "old": ' }), textReply('Let me think more.'), finish('never reached')],
+    [
+      textReply('I think the code is fine.'),
+      toolCall('edit_file', null, { rawArguments: '{"path": "bot/sizing.py", "old": ' }),
+      textReply('Let me think more.'),
+      finish('never reached'),
+    ],
     'three-bad',
   );
   try {
@@ -166,7 +172,14 @@ test('3 malformed replies in a row end the run: outcome failed, error kind forma
 
 test('positive control: two format errors, a good call, two more: the count restarts and the run completes', async () => {
   const { llm, ws, report } = await runScripted(
-    [textReply('hmm'), textReply('hmm again'), toolCall('edit_file', EDIT), textReply('and now?'), textReply('still thinking'), finish('Noted the validation.')],
+    [
+      textReply('hmm'),
+      textReply('hmm again'),
+      toolCall('edit_file', EDIT),
+      textReply('and now?'),
+      textReply('still thinking'),
+      finish('Noted the validation.'),
+    ],
     'reset',
   );
   try {
@@ -203,7 +216,8 @@ test('a 400 for parallel_tool_calls: retried once without it, never sent again i
 });
 
 test('a 400 for max_completion_tokens: retried with max_tokens, kept for the run; other servers get max_tokens by default', async () => {
-  const script = (req: any): Reply => ('max_completion_tokens' in req.body ? refusal('max_completion_tokens', "Unsupported parameter: 'max_completion_tokens'. Use 'max_tokens' instead.") : ok());
+  const script = (req: any): Reply =>
+    'max_completion_tokens' in req.body ? refusal('max_completion_tokens', "Unsupported parameter: 'max_completion_tokens'. Use 'max_tokens' instead.") : ok();
   await withServer(script, async (llm) => {
     const { log, lines } = capturedLog();
     const model = openAIChatModel(llmSettings(llm.url, { compat: { max_tokens_param: 'max_completion_tokens' } }), log);
@@ -227,14 +241,19 @@ test('a 400 for max_completion_tokens: retried with max_tokens, kept for the run
 
 test('a 400 for temperature drops it; a 400 about something else is not retried (positive control)', async () => {
   const script = (req: any): Reply =>
-    'temperature' in req.body ? refusal('temperature', "Unsupported value: 'temperature' does not support 0.2 with this model. Only the default (1) value is supported.") : ok();
+    'temperature' in req.body
+      ? refusal('temperature', "Unsupported value: 'temperature' does not support 0.2 with this model. Only the default (1) value is supported.")
+      : ok();
   await withServer(script, async (llm) => {
     await openAIChatModel(llmSettings(llm.url, { temperature: 0.2 })).complete(MESSAGES, new AbortController().signal);
     assert.is(llm.requests.length, 2);
     assert.is(llm.requests[0]!.body.temperature, 0.2);
     assert.not.ok('temperature' in llm.requests[1]!.body);
   });
-  const invalid: Reply = { status: 400, body: { error: { message: "Invalid value for 'messages[0].role'.", type: 'invalid_request_error', param: 'messages', code: null } } };
+  const invalid: Reply = {
+    status: 400,
+    body: { error: { message: "Invalid value for 'messages[0].role'.", type: 'invalid_request_error', param: 'messages', code: null } },
+  };
   await withServer([invalid, ok()], async (llm) => {
     const error = await openAIChatModel(llmSettings(llm.url, { compat: { parallel_tool_calls: false } }))
       .complete(MESSAGES, new AbortController().signal)
@@ -274,14 +293,17 @@ test('429 with Retry-After: 1, three times, then success: each wait is honoured 
   const times: number[] = [];
   const script = (_req: any, index: number): Reply => {
     times.push(Date.now());
-    return index < 3 ? { status: 429, headers: { 'retry-after': '1' }, body: { error: { message: 'Rate limit reached', type: 'requests', code: 'rate_limit_exceeded' } } } : ok();
+    return index < 3
+      ? { status: 429, headers: { 'retry-after': '1' }, body: { error: { message: 'Rate limit reached', type: 'requests', code: 'rate_limit_exceeded' } } }
+      : ok();
   };
   await withServer(script, async (llm) => {
     const { log, lines } = capturedLog();
     const response = await openAIChatModel(llmSettings(llm.url), log).complete(MESSAGES, new AbortController().signal);
     assert.is(response.choices[0]!.message.tool_calls?.[0]?.type, 'function');
     assert.is(llm.requests.length, 4);
-    for (let i = 1; i < times.length; i++) assert.ok(times[i]! - times[i - 1]! >= 995, `request ${i} came ${times[i]! - times[i - 1]!} ms after the one before`);
+    for (let i = 1; i < times.length; i++)
+      assert.ok(times[i]! - times[i - 1]! >= 995, `request ${i} came ${times[i]! - times[i - 1]!} ms after the one before`);
     const retries = lines.filter((l) => l.retry !== undefined);
     assert.equal(
       retries.map((l) => [l.retry, l.wait_ms, l.status, l.from_server]),
@@ -302,7 +324,10 @@ test('a 503 outage shorter than the retry budget: retried with backoff until the
   };
   await withServer(script, async (llm) => {
     const started = Date.now();
-    const response = await openAIChatModel(llmSettings(llm.url, { retryBudgetMs: 8000, backoff: { baseMs: 100, capMs: 600 } })).complete(MESSAGES, new AbortController().signal);
+    const response = await openAIChatModel(llmSettings(llm.url, { retryBudgetMs: 8000, backoff: { baseMs: 100, capMs: 600 } })).complete(
+      MESSAGES,
+      new AbortController().signal,
+    );
     assert.ok(response.choices[0]);
     assert.ok(Date.now() - started >= 2500, 'it waited the outage out');
     assert.ok(llm.requests.length >= 3, `retried (${llm.requests.length} requests)`);
@@ -310,22 +335,25 @@ test('a 503 outage shorter than the retry budget: retried with backoff until the
 });
 
 test('a 503 longer than llm.retry_budget_s fails with a clear message, after about the budget', async () => {
-  await withServer(() => ({ status: 503, body: { error: { message: 'Service Unavailable', type: 'server_error', code: null } } }), async (llm) => {
-    const started = Date.now();
-    const error = await openAIChatModel(llmSettings(llm.url, { retryBudgetMs: 1500, backoff: { baseMs: 100, capMs: 400 } }))
-      .complete(MESSAGES, new AbortController().signal)
-      .catch((e: unknown) => e);
-    const elapsed = Date.now() - started;
-    assert.instance(error, MetaAgentError);
-    assert.is((error as MetaAgentError).kind, 'llm');
-    assert.match((error as Error).message, /kept failing \(503\)/);
-    assert.match((error as Error).message, /llm\.retry_budget_s: 1\.5/);
-    assert.ok(elapsed >= 1400, `gave up after ${elapsed} ms, not before the budget`);
-    assert.ok(llm.requests.length >= 3, 'retried within the budget');
-  });
+  await withServer(
+    () => ({ status: 503, body: { error: { message: 'Service Unavailable', type: 'server_error', code: null } } }),
+    async (llm) => {
+      const started = Date.now();
+      const error = await openAIChatModel(llmSettings(llm.url, { retryBudgetMs: 1500, backoff: { baseMs: 100, capMs: 400 } }))
+        .complete(MESSAGES, new AbortController().signal)
+        .catch((e: unknown) => e);
+      const elapsed = Date.now() - started;
+      assert.instance(error, MetaAgentError);
+      assert.is((error as MetaAgentError).kind, 'llm');
+      assert.match((error as Error).message, /kept failing \(503\)/);
+      assert.match((error as Error).message, /llm\.retry_budget_s: 1\.5/);
+      assert.ok(elapsed >= 1400, `gave up after ${elapsed} ms, not before the budget`);
+      assert.ok(llm.requests.length >= 3, 'retried within the budget');
+    },
+  );
 });
 
-test('the run\'s abort signal cuts a retry wait short', async () => {
+test("the run's abort signal cuts a retry wait short", async () => {
   const script = (): Reply => ({ status: 429, headers: { 'retry-after': '30' }, body: { error: { message: 'slow down', type: 'requests', code: null } } });
   await withServer(script, async (llm) => {
     const controller = new AbortController();
@@ -361,8 +389,14 @@ function fakeClock(random = () => 0.5): RetryClock & { waits: number[]; t: numbe
 const status = (code: number, headers: Record<string, string> = {}) => OpenAI.APIError.generate(code, { message: 'x' }, undefined, new Headers(headers));
 
 test('backoff: exponential with full jitter, capped, until the budget is spent', async () => {
-  assert.equal([0, 1, 2, 3, 4, 10].map((n) => backoffMs(n, { baseMs: 1000, capMs: 8000 }, () => 0.999)), [999, 1998, 3996, 7992, 7992, 7992]);
-  assert.equal([0, 5].map((n) => backoffMs(n, { baseMs: 1000, capMs: 8000 }, () => 0)), [0, 0]);
+  assert.equal(
+    [0, 1, 2, 3, 4, 10].map((n) => backoffMs(n, { baseMs: 1000, capMs: 8000 }, () => 0.999)),
+    [999, 1998, 3996, 7992, 7992, 7992],
+  );
+  assert.equal(
+    [0, 5].map((n) => backoffMs(n, { baseMs: 1000, capMs: 8000 }, () => 0)),
+    [0, 0],
+  );
   const clock = fakeClock(() => 0.999);
   const error = await withRetries(
     async () => {

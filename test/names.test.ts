@@ -17,7 +17,16 @@ import { MAX_TASK_NAME_BYTES, safeTaskName } from '../src/queue/folders.ts';
 import { invalidUtf8Offset, parseTask } from '../src/contract/task.ts';
 import type { Report } from '../src/contract/report.ts';
 
-const CONFIG = ['engine: command', 'command:', '  run: ["true"]', 'queue:', '  settle_ms: 100', '  scan_interval_ms: 200', '  lease_stale_s: 1', '  shutdown_grace_s: 1'].join('\n');
+const CONFIG = [
+  'engine: command',
+  'command:',
+  '  run: ["true"]',
+  'queue:',
+  '  settle_ms: 100',
+  '  scan_interval_ms: 200',
+  '  lease_stale_s: 1',
+  '  shutdown_grace_s: 1',
+].join('\n');
 const TASK = '---\nproject: bot\nobjective: Report only\nscope: []\n---\n';
 
 async function logText(root: string): Promise<string> {
@@ -37,7 +46,12 @@ test('a 230-character name is claimed under a shortened name and runs once (no E
     await publish(inbox, '..md', TASK);
     const short = safeTaskName(long);
     assert.ok(Buffer.byteLength(short) <= MAX_TASK_NAME_BYTES && short.endsWith('.md'), short);
-    await waitFor('the long task to be done', async () => (await list(done)).includes(short), 20_000, async () => `done: ${await list(done)} failed: ${await list(failed)} inbox: ${await list(inbox, { dot: true })}\n${proc.output()}`);
+    await waitFor(
+      'the long task to be done',
+      async () => (await list(done)).includes(short),
+      20_000,
+      async () => `done: ${await list(done)} failed: ${await list(failed)} inbox: ${await list(inbox, { dot: true })}\n${proc.output()}`,
+    );
     const report = await readJson<Report>(path.join(ws.settings.layout.reports, `${short.replace(/\.md$/, '')}.json`));
     assert.is(report.status, 'ok', report.error?.message);
     await sleep(1500); // several scans
@@ -61,7 +75,12 @@ test('invalid UTF-8 fails the task with the byte offset (not run with U+FFFD in 
     const proc = await startWatchReady(ws.root);
     const bytes = Buffer.concat([Buffer.from('---\nproject: bot\nobjective: Caf'), Buffer.from([0xe9]), Buffer.from(' menu\nscope: []\n---\n')]);
     await publish(inbox, 'latin1.md', bytes);
-    await waitFor('failed/latin1.md.error.md', async () => (await list(failed)).includes('latin1.md.error.md'), 20_000, () => proc.output());
+    await waitFor(
+      'failed/latin1.md.error.md',
+      async () => (await list(failed)).includes('latin1.md.error.md'),
+      20_000,
+      () => proc.output(),
+    );
     const why = await fs.readFile(path.join(failed, 'latin1.md.error.md'), 'utf8');
     assert.match(why, 'not valid UTF-8 (at byte offset 31)');
   } finally {
@@ -95,7 +114,12 @@ test('a claim that fails for a reason no retry cures (ENAMETOOLONG on the ledger
     await watcher.ready;
     await publish(layout.inbox, 'cursed.md', TASK);
     await publish(layout.inbox, 'fine.md', TASK);
-    await waitFor('failed/cursed.md', async () => (await list(layout.failed)).includes('cursed.md'), 10_000, async () => `inbox: ${await list(layout.inbox)} failed: ${await list(layout.failed)}`);
+    await waitFor(
+      'failed/cursed.md',
+      async () => (await list(layout.failed)).includes('cursed.md'),
+      10_000,
+      async () => `inbox: ${await list(layout.inbox)} failed: ${await list(layout.failed)}`,
+    );
     await waitFor('done/fine.md', async () => (await list(layout.done)).includes('fine.md'), 10_000);
     await sleep(1000);
     assert.is(faults, 1, 'tried once, not in a loop');

@@ -64,7 +64,10 @@ test('codex: the flags of codex exec 0.171, the prompt on stdin, the last messag
   assert.not.ok(argv.includes('--full-auto'), 'the flag Codex removed');
   assert.equal(env, { CODEX_HOME: '/private/home/.codex', TMPDIR: '/private/home/tmp' });
   assert.equal(resolved.needs.homeFiles.map((f) => f.path).sort(), ['.codex/config.toml', 'tmp/.keep']);
-  assert.ok(resolved.needs.homeFiles.every((f) => f.content !== undefined && f.copyFrom === undefined), 'written, never copied from your home');
+  assert.ok(
+    resolved.needs.homeFiles.every((f) => f.content !== undefined && f.copyFrom === undefined),
+    'written, never copied from your home',
+  );
   assert.is(resolved.needs.apiKeyEnv, 'MY_LLM_KEY');
   assert.is(resolved.needs.readsAgentsMd, true);
 });
@@ -140,7 +143,16 @@ test('aider: one message from the prompt file, no commits, histories and .env in
   assert.is(pairs.get('--env-file'), '/private/home/aider.env');
   assert.is(pairs.get('--chat-history-file'), '/private/home/aider.chat.history.md');
   assert.is(pairs.get('--input-history-file'), '/private/home/aider.input.history');
-  for (const flag of ['--yes-always', '--no-auto-commits', '--no-dirty-commits', '--no-gitignore', '--no-suggest-shell-commands', '--no-detect-urls', '--analytics-disable', '--no-check-update']) {
+  for (const flag of [
+    '--yes-always',
+    '--no-auto-commits',
+    '--no-dirty-commits',
+    '--no-gitignore',
+    '--no-suggest-shell-commands',
+    '--no-detect-urls',
+    '--analytics-disable',
+    '--no-check-update',
+  ]) {
     assert.ok(argv.includes(flag), flag);
   }
   assert.equal(env, {});
@@ -189,7 +201,9 @@ test('claude: the JSON result gives the last message, usage with cache reads and
     usage: { turns: 4, prompt_tokens: 950, cached_tokens: 800, completion_tokens: 70, cost_usd: 0.0123 },
     problems: [],
   });
-  assert.equal(parseClaudeResult(JSON.stringify({ type: 'result', subtype: 'error_max_turns', is_error: true })).problems, ['claude ended with an error (error_max_turns)']);
+  assert.equal(parseClaudeResult(JSON.stringify({ type: 'result', subtype: 'error_max_turns', is_error: true })).problems, [
+    'claude ended with an error (error_max_turns)',
+  ]);
   assert.equal(parseClaudeResult('not json'), { lastMessage: null, usage: null, problems: [] });
 });
 
@@ -206,7 +220,7 @@ test('run: resolves to its own argv with no private files; the config takes exac
   assert.not.ok(refused({ preset: 'codex', program: '/opt/codex' }), 'positive control');
 });
 
-test('the one key under the name the agent reads (never an OpenAI-style key under another provider\'s name); the private home holds what the preset writes', async () => {
+test("the one key under the name the agent reads (never an OpenAI-style key under another provider's name); the private home holds what the preset writes", async () => {
   const service = { PATH: '/usr/bin', LANG: 'C.UTF-8', MY_LLM_KEY: 'sk-abc', EXCHANGE_SECRET: 'canary', HOME: '/home/real' };
   const llm = { apiKey: 'sk-abc', apiKeyEnv: LLM.apiKeyEnv };
   const needsOf = (command: Record<string, unknown>) => {
@@ -244,9 +258,15 @@ test('doctor: a preset whose program is missing, or whose key variable is unset,
     }
   };
   const missing = await doctor('/nonexistent/codex', 'sk-x');
-  assert.equal(missing.map((f) => [f.level, f.field]), [['error', 'command.program']]);
+  assert.equal(
+    missing.map((f) => [f.level, f.field]),
+    [['error', 'command.program']],
+  );
   const noKey = await doctor(process.execPath, undefined);
-  assert.equal(noKey.map((f) => [f.level, f.field]), [['error', 'llm.api_key_env']]);
+  assert.equal(
+    noKey.map((f) => [f.level, f.field]),
+    [['error', 'llm.api_key_env']],
+  );
   assert.match(noKey[0]!.message, 'OPENAI_API_KEY');
   assert.equal(await doctor(process.execPath, 'sk-x'), [], 'positive control: program found, key set');
 });

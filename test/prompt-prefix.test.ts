@@ -32,7 +32,11 @@ test('a 10-step run sends the same system message and tools, byte for byte, in e
   const second = await startFakeLlm([toolCall('read_file', { path: 'bot/strategy.py' }), finish('Looked at the strategy.', 'low')]);
   const ws = await makeWorkspace({ llmUrl: first.url });
   try {
-    const file = await writeTask(ws.settings.layout.inbox, 'look-around.md', '---\nproject: bot\ntype: audit_code\nobjective: Look around the sizing code\nscope: []\n---\n');
+    const file = await writeTask(
+      ws.settings.layout.inbox,
+      'look-around.md',
+      '---\nproject: bot\ntype: audit_code\nobjective: Look around the sizing code\nscope: []\n---\n',
+    );
     const run = await runTask(file, { settings: ws.settings });
     assert.is(run.status, 'ok', run.report.error?.message);
     assert.is(first.requests.length, 10);
@@ -48,13 +52,26 @@ test('a 10-step run sends the same system message and tools, byte for byte, in e
 
     // Nothing of this run or this machine is in the prefix: those belong after it.
     const system = String(first.requests[0]!.body.messages[0].content);
-    for (const specific of [run.run_id, 'look-around', ws.root, ws.repo, ws.settings.layout.worktrees, new Date().toISOString().slice(0, 10), 'Look around', 'bot/**']) {
+    for (const specific of [
+      run.run_id,
+      'look-around',
+      ws.root,
+      ws.repo,
+      ws.settings.layout.worktrees,
+      new Date().toISOString().slice(0, 10),
+      'Look around',
+      'bot/**',
+    ]) {
       assert.not.ok(prefix.includes(specific), `the prefix holds "${specific}"`);
     }
     assert.match(system, 'run_checks: slow');
 
     // Another task of the same project, run by the CLI in its own process.
-    await writeTask(ws.settings.layout.inbox, 'strategy.md', '---\nproject: bot\ntype: custom\nobjective: Review the strategy\nscope: ["bot/strategy.py"]\n---\n');
+    await writeTask(
+      ws.settings.layout.inbox,
+      'strategy.md',
+      '---\nproject: bot\ntype: custom\nobjective: Review the strategy\nscope: ["bot/strategy.py"]\n---\n',
+    );
     const cli = await execa(process.execPath, [BIN, 'run', '--task-id', 'strategy', '--root', ws.root], {
       reject: false,
       env: { OPENAI_API_KEY: '', OPENAI_BASE_URL: second.url },

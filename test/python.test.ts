@@ -16,7 +16,8 @@ import { loadSettings } from '../src/workspace/config.ts';
 import { diagnose } from '../src/service/doctor.ts';
 import { makeWorkspace } from './helpers/workspace.ts';
 
-const STORE_ALIAS = '#!/bin/sh\necho "Python was not found; run without arguments to install from the Microsoft Store, or disable this shortcut from Settings > Manage App Execution Aliases." >&2\nexit 9009\n';
+const STORE_ALIAS =
+  '#!/bin/sh\necho "Python was not found; run without arguments to install from the Microsoft Store, or disable this shortcut from Settings > Manage App Execution Aliases." >&2\nexit 9009\n';
 const works = (version: string) => `#!/bin/sh\necho "Python ${version}"\n`;
 const PY_LAUNCHER = '#!/bin/sh\n[ "$1" = "-3" ] || { echo "py: expected -3 first" >&2; exit 2; }\necho "Python 3.12.1"\n';
 const PYTHON2 = '#!/bin/sh\necho "Python 2.7.18" >&2\n';
@@ -71,7 +72,12 @@ async function gitRepo(dir: string): Promise<void> {
   await fs.mkdir(path.join(dir, 'tests'), { recursive: true });
   await fs.writeFile(path.join(dir, 'tests', 'test_x.py'), 'def test_x():\n    assert True\n');
   await fs.writeFile(path.join(dir, '.gitignore'), '.venv/\n');
-  for (const args of [['init', '-q', '-b', 'main'], ['add', '-A'], ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-q', '-m', 'init']]) await execa('git', args, { cwd: dir });
+  for (const args of [
+    ['init', '-q', '-b', 'main'],
+    ['add', '-A'],
+    ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-q', '-m', 'init'],
+  ])
+    await execa('git', args, { cwd: dir });
 }
 
 test('init writes the Python that runs here: python (python3 is a Store alias), the venv (and links it), and the demo config names py -3', async () => {
@@ -96,22 +102,44 @@ test('init writes the Python that runs here: python (python3 is a Store alias), 
   const demoRoot = await tempDir('meta-agent-pyinit-demo-');
   await initWorkspace(demoRoot, { env: { PATH: launcherOnly }, platform: 'linux' });
   const demo = (await loadSettings(demoRoot, { PATH: launcherOnly })).projects.demo!;
-  assert.equal([demo.test?.argv.slice(0, 4), demo.dry_run?.argv.slice(0, 2), demo.retrain?.train.argv.slice(0, 2)], [['py', '-3', '-m', 'pytest'], ['py', '-3'], ['py', '-3']]);
+  assert.equal(
+    [demo.test?.argv.slice(0, 4), demo.dry_run?.argv.slice(0, 2), demo.retrain?.train.argv.slice(0, 2)],
+    [
+      ['py', '-3', '-m', 'pytest'],
+      ['py', '-3'],
+      ['py', '-3'],
+    ],
+  );
 });
 
-test('the doctor runs a check\'s Python: a Store alias python3 is an error that names the Python that works; a working one is no finding', async () => {
+test("the doctor runs a check's Python: a Store alias python3 is an error that names the Python that works; a working one is no finding", async () => {
   const ws = await makeWorkspace();
   const alias = await fakePath({ python3: STORE_ALIAS, py: PY_LAUNCHER });
   const good = await fakePath({ python3: works('3.11.4') });
   dirs.push(alias, good);
   try {
-    const probes = { platform: 'linux' as const, freeBytes: async () => 50 * 1024 ** 3, oneVolume: async () => undefined, sandbox: async () => ({ mode: 'bwrap' as const, error: null, warning: null }) };
+    const probes = {
+      platform: 'linux' as const,
+      freeBytes: async () => 50 * 1024 ** 3,
+      oneVolume: async () => undefined,
+      sandbox: async () => ({ mode: 'bwrap' as const, error: null, warning: null }),
+    };
     const fine = await diagnose(await loadSettings(ws.root, { PATH: good, HOME: process.env.HOME }), probes);
-    assert.equal(fine.findings.filter((f) => f.field.startsWith('projects.')), [], 'positive control: a python3 that runs');
+    assert.equal(
+      fine.findings.filter((f) => f.field.startsWith('projects.')),
+      [],
+      'positive control: a python3 that runs',
+    );
     const bad = await diagnose(await loadSettings(ws.root, { PATH: alias, HOME: process.env.HOME }), probes);
     const python = bad.findings.filter((f) => f.field.startsWith('projects.'));
-    assert.equal(python.map((f) => `${f.level} ${f.field}`), ['error projects.bot.test', 'error projects.bot.dry_run']);
-    assert.match(python[0]!.message, /"python3" of "python3 -m pytest.*is there but .*does not answer "Python 3".*Store alias.*this machine's Python 3 is "py -3" \(Python 3\.12\.1\)/);
+    assert.equal(
+      python.map((f) => `${f.level} ${f.field}`),
+      ['error projects.bot.test', 'error projects.bot.dry_run'],
+    );
+    assert.match(
+      python[0]!.message,
+      /"python3" of "python3 -m pytest.*is there but .*does not answer "Python 3".*Store alias.*this machine's Python 3 is "py -3" \(Python 3\.12\.1\)/,
+    );
   } finally {
     await ws.cleanup();
   }

@@ -37,7 +37,7 @@ async function noopWorkspace(options: { concurrency?: number; queueExtra?: strin
 async function slowWorkspace(): Promise<TestWorkspace & { hold: string; starts: string }> {
   const script = [
     "const fs = require('fs');",
-    "const [hold, starts] = process.argv.slice(1);",
+    'const [hold, starts] = process.argv.slice(1);',
     "fs.appendFileSync(starts, process.env.META_AGENT_TASK_ID + '\\n');",
     'const end = Date.now() + 60000;',
     '(function wait() { if (!fs.existsSync(hold) || Date.now() > end) process.exit(0); setTimeout(wait, 50); })();',
@@ -47,7 +47,7 @@ async function slowWorkspace(): Promise<TestWorkspace & { hold: string; starts: 
   const hold = path.join(ws.root, 'hold');
   const starts = path.join(ws.root, 'engine-starts');
   const command = ['engine: command', 'command:', `  run: ${JSON.stringify([process.execPath, '-e', script, hold, starts])}`, '  sandbox: none'].join('\n');
-  await fs.appendFile(path.join(ws.root, 'meta-agent.yaml'), command + '\n');
+  await fs.appendFile(path.join(ws.root, 'meta-agent.yaml'), `${command}\n`);
   await fs.writeFile(hold, '');
   return { ...ws, hold, starts };
 }
@@ -97,12 +97,22 @@ test('the same task dropped twice (after the first is done) runs twice; both rep
     const { inbox, done, reports, reportArchive } = ws.settings.layout;
     await startWatchReady(ws.root);
     await publish(inbox, 'again.md', taskText('Look at sizing'));
-    await waitFor('done/again.md', async () => (await list(done)).includes('again.md'), 30_000, () => folderState(ws));
+    await waitFor(
+      'done/again.md',
+      async () => (await list(done)).includes('again.md'),
+      30_000,
+      () => folderState(ws),
+    );
     const first = await readJson<Report>(path.join(reports, 'again.json'));
     assert.is(first.status, 'ok', first.error?.message);
     assert.is(first.outcome, 'no_changes');
     await publish(inbox, 'again.md', taskText('Look at sizing'));
-    await waitFor('done/again-2.md', async () => (await list(done)).includes('again-2.md'), 30_000, () => folderState(ws));
+    await waitFor(
+      'done/again-2.md',
+      async () => (await list(done)).includes('again-2.md'),
+      30_000,
+      () => folderState(ws),
+    );
     const second = await readJson<Report>(path.join(reports, 'again.json'));
     assert.is(second.status, 'ok', second.error?.message);
     assert.is.not(second.run_id, first.run_id, 'two distinct runs');
@@ -114,7 +124,10 @@ test('the same task dropped twice (after the first is done) runs twice; both rep
     assert.equal(await list(done), ['again-2.md', 'again.md']);
     const [entry, ...rest] = await ledgerEntries(ws);
     assert.is(rest.length, 0, 'one task instance (same name and content)');
-    assert.equal(entry!.runs.map((r) => r.run_id), [first.run_id, second.run_id]);
+    assert.equal(
+      entry!.runs.map((r) => r.run_id),
+      [first.run_id, second.run_id],
+    );
     assert.ok(entry!.runs.every((r) => r.finalized_at && !r.recovered));
   } finally {
     await killAll();
@@ -134,13 +147,30 @@ test('500 tasks, two then four watch processes on one folder: each task runs exa
     };
     const doneCount = async () => (await list(done)).length;
     await drop(0, 250);
-    await waitForProgress('250 tasks in done/', async () => (await doneCount()) >= 250 || (await list(failed)).length > 0, doneCount, 30_000, () => folderState(ws));
+    await waitForProgress(
+      '250 tasks in done/',
+      async () => (await doneCount()) >= 250 || (await list(failed)).length > 0,
+      doneCount,
+      30_000,
+      () => folderState(ws),
+    );
     const t1 = Date.now();
     // Two more watchers join while the first two are busy with the second batch.
     await drop(250, 500);
-    await waitFor('the second batch under way', async () => (await doneCount()) >= 260, 30_000, () => folderState(ws));
+    await waitFor(
+      'the second batch under way',
+      async () => (await doneCount()) >= 260,
+      30_000,
+      () => folderState(ws),
+    );
     procs.push(...(await Promise.all([startWatchReady(ws.root), startWatchReady(ws.root)])));
-    await waitForProgress('500 tasks in done/', async () => (await doneCount()) >= 500 || (await list(failed)).length > 0, doneCount, 30_000, () => folderState(ws));
+    await waitForProgress(
+      '500 tasks in done/',
+      async () => (await doneCount()) >= 500 || (await list(failed)).length > 0,
+      doneCount,
+      30_000,
+      () => folderState(ws),
+    );
     const t2 = Date.now();
     // Let every process do a few more scans: nothing may be run a second time.
     await sleep(1000);
@@ -153,7 +183,11 @@ test('500 tasks, two then four watch processes on one folder: each task runs exa
     assert.equal(await list(inbox), []);
     assert.equal(await list(processing, { dot: true }), [], 'processing/ is empty, no leases left');
     const reportNames = (await list(reports)).filter((n) => n.endsWith('.json'));
-    assert.equal(reportNames, expected.map((n) => n.replace(/\.md$/, '.json')), 'one report per task');
+    assert.equal(
+      reportNames,
+      expected.map((n) => n.replace(/\.md$/, '.json')),
+      'one report per task',
+    );
     assert.equal(await list(ws.settings.layout.reportArchive), [], 'no report was replaced by a second run');
     const runIds = new Set<string>();
     for (const r of reportNames) {
@@ -179,13 +213,14 @@ test('500 tasks, two then four watch processes on one folder: each task runs exa
     assert.ok(pids.size >= 3, `the work was shared: ${JSON.stringify([...pids])}`);
     assert.equal(await leftoverWorktrees(ws), { git: 0, dirs: [] });
     for (const p of procs) assert.ok(p.alive(), `watch ${p.pid} is still running`);
-    console.log(`    500 tasks: ${((t1 - t0) / 1000).toFixed(1)} s for 250 with 2 processes (incl. start), ${((t2 - t1) / 1000).toFixed(1)} s for 250 with 4; runs per pid ${JSON.stringify([...pids.values()])}`);
+    console.log(
+      `    500 tasks: ${((t1 - t0) / 1000).toFixed(1)} s for 250 with 2 processes (incl. start), ${((t2 - t1) / 1000).toFixed(1)} s for 250 with 4; runs per pid ${JSON.stringify([...pids.values()])}`,
+    );
   } finally {
     await killAll();
     await ws.cleanup();
   }
 });
-
 
 test('kill -9 of a worker mid-run: after a restart the task runs again once; no worktree is left', async () => {
   const ws = await slowWorkspace();
@@ -194,7 +229,12 @@ test('kill -9 of a worker mid-run: after a restart the task runs again once; no 
     const first = await startWatchReady(ws.root);
     const text = taskText('A slow review');
     await publish(inbox, 'slow.md', text);
-    await waitFor('the engine to start', async () => (await engineStarts(ws.starts)).length === 1, 30_000, () => folderState(ws));
+    await waitFor(
+      'the engine to start',
+      async () => (await engineStarts(ws.starts)).length === 1,
+      30_000,
+      () => folderState(ws),
+    );
     const killed = await readJson<OwnerNote>(path.join(processing, '.slow.md.owner.json'));
     assert.is(killed.pid, first.pid);
     signal(first, 'SIGKILL');
@@ -202,11 +242,16 @@ test('kill -9 of a worker mid-run: after a restart the task runs again once; no 
     // The crash left its claim and its worktree behind (a fresh one, or a slot of the worktree pool).
     assert.equal(await list(processing), ['slow.md']);
     const poolSlots = (await fs.readdir(poolRoot(ws.settings.layout), { recursive: true }).catch(() => [] as string[])).filter((n) => /slot-\d+$/.test(n));
-    assert.ok((await leftoverWorktrees(ws)).dirs.includes(killed.run_id) || poolSlots.length > 0, 'the killed run\'s worktree is still there');
+    assert.ok((await leftoverWorktrees(ws)).dirs.includes(killed.run_id) || poolSlots.length > 0, "the killed run's worktree is still there");
 
     await fs.rm(ws.hold); // the next run finishes at once (so does the orphaned engine)
     await startWatchReady(ws.root);
-    await waitFor('done/slow.md', async () => (await list(done)).includes('slow.md'), 30_000, () => folderState(ws));
+    await waitFor(
+      'done/slow.md',
+      async () => (await list(done)).includes('slow.md'),
+      30_000,
+      () => folderState(ws),
+    );
     const report = await readJson<Report>(path.join(reports, 'slow.json'));
     assert.is(report.status, 'ok', report.error?.message);
     assert.is.not(report.run_id, killed.run_id);
@@ -239,7 +284,12 @@ test('a task whose worker is killed twice mid-run ends in failed/ ("died twice")
     for (let round = 1; round <= 2; round++) {
       const proc = await startWatchReady(ws.root);
       if (round === 1) await publish(inbox, 'twice.md', taskText('Dies twice'));
-      await waitFor(`run ${round} of the engine`, async () => (await engineStarts(ws.starts)).length === round, 30_000, () => folderState(ws));
+      await waitFor(
+        `run ${round} of the engine`,
+        async () => (await engineStarts(ws.starts)).length === round,
+        30_000,
+        () => folderState(ws),
+      );
       const note = await owner();
       assert.ok(note && note.pid === proc.pid, `owned by the running watcher: ${JSON.stringify(note)}`);
       runIds.push(note!.run_id);
@@ -249,7 +299,12 @@ test('a task whose worker is killed twice mid-run ends in failed/ ("died twice")
     assert.is.not(runIds[0], runIds[1]);
     const last = await startWatchReady(ws.root);
     // A third engine start means it was returned to inbox/ again: stop waiting then.
-    await waitFor('failed/twice.md', async () => (await list(failed)).includes('twice.md') || (await engineStarts(ws.starts)).length > 2, 30_000, () => folderState(ws));
+    await waitFor(
+      'failed/twice.md',
+      async () => (await list(failed)).includes('twice.md') || (await engineStarts(ws.starts)).length > 2,
+      30_000,
+      () => folderState(ws),
+    );
     assert.is((await engineStarts(ws.starts)).length, 2, `not run a third time; ledger: ${JSON.stringify((await ledgerEntries(ws))[0]?.runs)}`);
     assert.equal(await list(failed), ['twice.md', 'twice.md.error.md']);
     const explanation = await fs.readFile(path.join(failed, 'twice.md.error.md'), 'utf8');
@@ -284,7 +339,12 @@ test('SIGTERM with a task running: the task goes back to inbox/ unharmed and the
     const proc = await startWatchReady(ws.root);
     const text = taskText('Interrupted by a shutdown');
     await publish(inbox, 'slow.md', text);
-    await waitFor('the engine to start', async () => (await engineStarts(ws.starts)).length === 1, 30_000, () => folderState(ws));
+    await waitFor(
+      'the engine to start',
+      async () => (await engineStarts(ws.starts)).length === 1,
+      30_000,
+      () => folderState(ws),
+    );
     const stoppedAt = Date.now();
     signal(proc, 'SIGTERM');
     const exit = await proc.exited;
@@ -314,7 +374,12 @@ test('tasks dropped while the service is stopped are run at start', async () => 
     await fs.writeFile(path.join(inbox, 'copied.md'), taskText('Copied in with a plain write'));
     await fs.writeFile(path.join(inbox, 'header-form.md'), 'PROJECT: bot\nOBJECTIVE: The seed form\n');
     await startWatchReady(ws.root);
-    await waitFor('three tasks in done/', async () => (await list(done)).length === 3, 30_000, () => folderState(ws));
+    await waitFor(
+      'three tasks in done/',
+      async () => (await list(done)).length === 3,
+      30_000,
+      () => folderState(ws),
+    );
     assert.equal(await list(done), ['copied.md', 'header-form.md', 'published.md']);
     assert.equal(await list(failed), []);
     assert.equal(await list(inbox), []);
@@ -342,7 +407,12 @@ test('broken files end in failed/ with a one-line reason; other files are left a
     for (const name of leftAlone) await fs.writeFile(path.join(inbox, name), taskText('Never taken'));
     for (const [name, [data]] of Object.entries(broken)) await publish(inbox, name, data);
     const names = Object.keys(broken);
-    await waitFor('5 broken files in failed/', async () => (await list(failed)).length === 10, 60_000, () => folderState(ws));
+    await waitFor(
+      '5 broken files in failed/',
+      async () => (await list(failed)).length === 10,
+      60_000,
+      () => folderState(ws),
+    );
     assert.equal(await list(failed), names.flatMap((n) => [n, `${n}.error.md`]).sort());
     for (const [name, [, reason]] of Object.entries(broken)) {
       const explanation = await fs.readFile(path.join(failed, `${name}.error.md`), 'utf8');
@@ -360,7 +430,12 @@ test('broken files end in failed/ with a one-line reason; other files are left a
 
     // The service is still up: a valid task dropped afterwards runs.
     await publish(inbox, 'valid.md', taskText('After the broken ones'));
-    await waitFor('done/valid.md', async () => (await list(done)).includes('valid.md'), 30_000, () => folderState(ws));
+    await waitFor(
+      'done/valid.md',
+      async () => (await list(done)).includes('valid.md'),
+      30_000,
+      () => folderState(ws),
+    );
     await sleep(1200); // a few more scans
     assert.ok(proc.alive());
     assert.equal(await list(inbox, { dot: true }), [...leftAlone].sort());
@@ -423,7 +498,12 @@ test('events lost to an inotify queue overflow: the reconcile scan still picks t
     await fs.writeFile(config, yaml);
     const proc = await startWatchReady(ws.root);
     await dropWhileFlooded(proc, 'after-overflow.md');
-    await waitFor('done/after-overflow.md', async () => (await list(done)).includes('after-overflow.md'), 30_000, () => folderState(ws));
+    await waitFor(
+      'done/after-overflow.md',
+      async () => (await list(done)).includes('after-overflow.md'),
+      30_000,
+      () => folderState(ws),
+    );
     assert.ok(proc.alive());
   } finally {
     await killAll(); // SIGCONT first, then SIGKILL

@@ -96,7 +96,8 @@ const CASES: Case[] = [
   },
   {
     what: 'config dataclass with empty defaults',
-    input: '@dataclass\nclass ExchangeConfig:\n    api_key: str = ""\n    api_secret: str = field(default="", repr=False)\n    password: Optional[str] = None\n    testnet: bool = True',
+    input:
+      '@dataclass\nclass ExchangeConfig:\n    api_key: str = ""\n    api_secret: str = field(default="", repr=False)\n    password: Optional[str] = None\n    testnet: bool = True',
     secrets: [],
     seen: '@dataclass\nclass ExchangeConfig:\n    api_key: str = ""\n    api_secret: str = field(default="", repr=False)\n    password: Optional[str] = None\n    testnet: bool = True',
   },
@@ -270,7 +271,12 @@ test('key-shaped tokens with no name: random keys are found; hashes, ids, identi
 });
 
 test('environment values: secret-named variables are redacted wherever they appear; short values and locations are not', () => {
-  const redact = makeRedactor({ EXCHANGE_PASSPHRASE: 'correct-horse-battery-42', DEBUG_TOKEN: '1', HF_TOKEN_PATH: '/home/bot/.cache/hf/token', BOT_SYMBOL: 'ETHUSDTPERP' });
+  const redact = makeRedactor({
+    EXCHANGE_PASSPHRASE: 'correct-horse-battery-42',
+    DEBUG_TOKEN: '1',
+    HF_TOKEN_PATH: '/home/bot/.cache/hf/token',
+    BOT_SYMBOL: 'ETHUSDTPERP',
+  });
   // Not key-shaped (kebab words): only the environment net knows it.
   assert.is(makeRedactor({})('print("correct-horse-battery-42")'), 'print("correct-horse-battery-42")', 'positive control: the detector alone leaves it');
   assert.is(redact('print("correct-horse-battery-42")'), `print("${REDACTED}")`);
@@ -338,7 +344,7 @@ Pass a timeout to the client.
 /** The text of the last tool result the model received. */
 function lastToolResult(req: RecordedRequest): string {
   const last = req.body?.messages?.at(-1);
-  if (!last || last.role !== 'tool') throw new Error(`the last message is not a tool result: ${JSON.stringify(last)?.slice(0, 300)}`);
+  if (last?.role !== 'tool') throw new Error(`the last message is not a tool result: ${JSON.stringify(last)?.slice(0, 300)}`);
   return String(last.content);
 }
 
@@ -356,13 +362,27 @@ test('end to end: the model reads exchange code with the literals hidden and nam
   const llm = await startFakeLlm([
     toolCall('read_file', { path: 'bot/exchange.py' }),
     // 1. An edit copied byte for byte from what the model saw, on the line naming the keys.
-    after(() => toolCall('edit_file', { path: 'bot/exchange.py', old: clientLine(), new: clientLine().replace('testnet=settings.testnet)', 'testnet=settings.testnet, requests_params={"timeout": 10})') })),
+    after(() =>
+      toolCall('edit_file', {
+        path: 'bot/exchange.py',
+        old: clientLine(),
+        new: clientLine().replace('testnet=settings.testnet)', 'testnet=settings.testnet, requests_params={"timeout": 10})'),
+      }),
+    ),
     // 2. An edit whose new text carries the marker (the model "restoring" a key it never saw).
-    after(() => toolCall('edit_file', { path: 'bot/exchange.py', old: '    testnet: bool = True', new: `    testnet: bool = True\n    backup_key: str = "${REDACTED}"` })),
+    after(() =>
+      toolCall('edit_file', { path: 'bot/exchange.py', old: '    testnet: bool = True', new: `    testnet: bool = True\n    backup_key: str = "${REDACTED}"` }),
+    ),
     // 3. A whole-file write of what it saw, marker and all.
     after(() => toolCall('write_file', { path: 'bot/exchange.py', content: seen[0]!.split('\n').slice(1).join('\n') })),
     // 4. An edit whose old text is a redacted line: not found, and told why.
-    after(() => toolCall('edit_file', { path: 'bot/exchange.py', old: shown().find((l) => l.includes(`api_key: str = "${REDACTED}"`)) ?? 'missing', new: '    api_key: str = os.environ["BINANCE_TESTNET_KEY"]' })),
+    after(() =>
+      toolCall('edit_file', {
+        path: 'bot/exchange.py',
+        old: shown().find((l) => l.includes(`api_key: str = "${REDACTED}"`)) ?? 'missing',
+        new: '    api_key: str = os.environ["BINANCE_TESTNET_KEY"]',
+      }),
+    ),
     after(() => toolCall('run_checks', {})),
     after(() => finish('The client now times out after 10 s.', 'low')),
   ]);
@@ -408,7 +428,9 @@ test('end to end: the model reads exchange code with the literals hidden and nam
     // The patch holds the one edit and nothing of the refused ones: the file was not changed by them.
     const patch = await fs.readFile(path.join(ws.root, result.report.patch_files[0]!), 'utf8');
     const added = patch.split('\n').filter((l) => l.startsWith('+') && !l.startsWith('+++'));
-    assert.equal(added, ['+    return Client(api_key=settings.api_key, api_secret=settings.api_secret, testnet=settings.testnet, requests_params={"timeout": 10})']);
+    assert.equal(added, [
+      '+    return Client(api_key=settings.api_key, api_secret=settings.api_secret, testnet=settings.testnet, requests_params={"timeout": 10})',
+    ]);
     assert.not.ok(patch.includes(REDACTED), 'no marker in the patch');
 
     // No secret value anywhere it must not be.

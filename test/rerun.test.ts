@@ -26,7 +26,12 @@ const BIN = path.join(REPO_ROOT, 'bin', 'meta-agent.js');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function cli(ws: TestWorkspace, args: string[]) {
-  return execa(process.execPath, [BIN, ...args, '--root', ws.root], { reject: false, env: { OPENAI_API_KEY: '', OPENAI_BASE_URL: '' }, extendEnv: true, timeout: 90_000 });
+  return execa(process.execPath, [BIN, ...args, '--root', ws.root], {
+    reject: false,
+    env: { OPENAI_API_KEY: '', OPENAI_BASE_URL: '' },
+    extendEnv: true,
+    timeout: 90_000,
+  });
 }
 
 async function waitFor(what: string, check: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> {
@@ -48,7 +53,9 @@ function agent(state: { failing: boolean; note?: string }) {
   return (req: RecordedRequest): Reply => {
     if (state.failing) return errorReply(401, 'bad key');
     const acted = (req.body?.messages ?? []).some((m: { role?: string }) => m.role === 'tool');
-    return acted ? finish('Documented sizing.') : toolCall('edit_file', { path: 'bot/sizing.py', old: 'def position_size(', new: `# ${state.note ?? 'reviewed'}\ndef position_size(` });
+    return acted
+      ? finish('Documented sizing.')
+      : toolCall('edit_file', { path: 'bot/sizing.py', old: 'def position_size(', new: `# ${state.note ?? 'reviewed'}\ndef position_size(` });
   };
 }
 
@@ -58,7 +65,9 @@ test('a pending patch is never moved by a re-run: refused without --force, a fai
   const ws = await makeWorkspace({ llmUrl: llm.url });
   const { layout } = ws.settings;
   try {
-    const first = await runTask(await writeTask(layout.inbox, 'sizing.md', '---\nproject: bot\nobjective: Document sizing\nscope: ["bot/**"]\n---\n'), { settings: ws.settings });
+    const first = await runTask(await writeTask(layout.inbox, 'sizing.md', '---\nproject: bot\nobjective: Document sizing\nscope: ["bot/**"]\n---\n'), {
+      settings: ws.settings,
+    });
     assert.is(first.patch_path, path.join(layout.patches.pending, 'sizing.patch'), first.report.error?.message);
     const patch = await fs.readFile(first.patch_path!);
     const sidecar = await fs.readFile(`${first.patch_path}.json`);
@@ -121,7 +130,12 @@ test('a pending patch is never moved by a re-run: refused without --force, a fai
     assert.equal(patches, ['sizing.patch', `sizing.${forced.run_id}.patch`, `sizing.${dropped.run_id}.patch`].sort());
 
     // A patch filed beside another belongs to its task: `review` and the dashboard show its run's report.
-    r = await execa(process.execPath, [BIN, 'review', '--root', ws.root], { reject: false, input: 's\ns\ns\n', env: { OPENAI_API_KEY: '', OPENAI_BASE_URL: '' }, timeout: 90_000 });
+    r = await execa(process.execPath, [BIN, 'review', '--root', ws.root], {
+      reject: false,
+      input: 's\ns\ns\n',
+      env: { OPENAI_API_KEY: '', OPENAI_BASE_URL: '' },
+      timeout: 90_000,
+    });
     assert.is(r.exitCode, 0, r.stdout + r.stderr);
     const shown = r.stdout.split(/\n(?=\[\d\/3\] )/).find((block) => block.includes(`/3] sizing.${forced.run_id} `)) ?? '';
     assert.match(shown, 'Documented sizing.', r.stdout);
@@ -132,7 +146,11 @@ test('a pending patch is never moved by a re-run: refused without --force, a fai
       assert.is(res.status, 200);
       const view = (await res.json()) as { report: { task_id: string; run_id: string; patch_files: string[] } | null };
       assert.is(view.report?.run_id, forced.run_id, 'the report of the run that filed this patch (archived by the later run)');
-      assert.is(view.report?.patch_files[0], `patches/pending/sizing.${forced.run_id}.patch`, "the patch the report names, which the dashboard's \"Open the patch\" opens");
+      assert.is(
+        view.report?.patch_files[0],
+        `patches/pending/sizing.${forced.run_id}.patch`,
+        'the patch the report names, which the dashboard\'s "Open the patch" opens',
+      );
     } finally {
       await ui.close();
     }
@@ -142,8 +160,11 @@ test('a pending patch is never moved by a re-run: refused without --force, a fai
     assert.is(result.decision, 'applied', result.reason ?? '');
     const archived = await readJson(path.join(layout.reportArchive, 'sizing', first.run_id, 'sizing.json'));
     assert.is(archived.approval?.commit, result.commit);
-    assert.is((await readJson(path.join(layout.reports, 'sizing.json'))).approval, null, 'the newest report is not the applied run\'s');
-    assert.equal((await list(layout.patches.pending)).filter((n) => n.endsWith('.patch')), [`sizing.${forced.run_id}.patch`, `sizing.${dropped.run_id}.patch`].sort());
+    assert.is((await readJson(path.join(layout.reports, 'sizing.json'))).approval, null, "the newest report is not the applied run's");
+    assert.equal(
+      (await list(layout.patches.pending)).filter((n) => n.endsWith('.patch')),
+      [`sizing.${forced.run_id}.patch`, `sizing.${dropped.run_id}.patch`].sort(),
+    );
 
     // The patch filed beside it, applied: the commit's trailer names the task, not the file.
     const commitAll = (message: string) => execa('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '--quiet', '-am', message], { cwd: ws.repo });

@@ -13,7 +13,10 @@ import { silentLogger } from '../src/log.ts';
 import { makeWorkspace } from './helpers/workspace.ts';
 
 async function present(file: string): Promise<boolean> {
-  return fs.stat(file).then(() => true, () => false);
+  return fs.stat(file).then(
+    () => true,
+    () => false,
+  );
 }
 
 async function setOld(file: string): Promise<void> {
@@ -53,7 +56,11 @@ test('archive: old logs and reports are gzipped into archive folders; recent one
     assert.equal(result.reports, ['old']);
     const { layout } = settings;
     assert.is(gunzipSync(await fs.readFile(path.join(layout.logs, 'archive', 'meta-agent_2026-09-01.log.gz'))).toString(), '{"msg":"old"}\n');
-    assert.equal((await fs.readdir(path.join(layout.reportArchive, 'expired', '2026-07'))).sort(), ['old.json.gz', 'old.trajectory.jsonl.gz', 'old_report.md.gz']);
+    assert.equal((await fs.readdir(path.join(layout.reportArchive, 'expired', '2026-07'))).sort(), [
+      'old.json.gz',
+      'old.trajectory.jsonl.gz',
+      'old_report.md.gz',
+    ]);
     for (const f of [files.newLog, files.newReport, files.pendingReport]) assert.ok(await fs.stat(f), `${path.basename(f)} stays`);
     assert.not.ok(await present(files.oldLog));
     assert.not.ok(await present(files.oldReport));
@@ -100,7 +107,9 @@ test('cycle reports: reports/cycles/<id>.json and .md leave with reports_days, b
     const archived = path.join(settings.layout.reportArchive, 'expired', '2026-07', 'cycles');
     assert.equal((await fs.readdir(archived)).sort(), ['20260701T0230-daily-old.json.gz', '20260701T0230-daily-old.md.gz']);
     assert.is(gunzipSync(await fs.readFile(path.join(archived, '20260701T0230-daily-old.md.gz'))).toString(), '# 20260701T0230-daily-old');
-    assert.equal(await fs.readdir(path.join(settings.layout.reportArchive, 'expired', longAgo.toISOString().slice(0, 7), 'cycles')), ['20260601T0230-daily-lone.md.gz']);
+    assert.equal(await fs.readdir(path.join(settings.layout.reportArchive, 'expired', longAgo.toISOString().slice(0, 7), 'cycles')), [
+      '20260601T0230-daily-lone.md.gz',
+    ]);
   } finally {
     await ws.cleanup();
   }

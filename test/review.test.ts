@@ -16,7 +16,13 @@ import { makeWorkspace, readJson, REPO_ROOT, worktreeCount, writeTask, type Test
 const BIN = path.join(REPO_ROOT, 'bin', 'meta-agent.js');
 
 function cli(ws: TestWorkspace, args: string[], input?: string) {
-  return execa(process.execPath, [BIN, ...args, '--root', ws.root], { reject: false, env: { OPENAI_API_KEY: '' }, extendEnv: true, timeout: 60_000, ...(input !== undefined ? { input } : {}) });
+  return execa(process.execPath, [BIN, ...args, '--root', ws.root], {
+    reject: false,
+    env: { OPENAI_API_KEY: '' },
+    extendEnv: true,
+    timeout: 60_000,
+    ...(input !== undefined ? { input } : {}),
+  });
 }
 
 function edit(file: string, old: string, replacement: string, summary: string): Reply[] {
@@ -24,13 +30,30 @@ function edit(file: string, old: string, replacement: string, summary: string): 
 }
 
 const SIZING_EDIT = edit('bot/sizing.py', 'def position_size(', '# Reviewed.\ndef position_size(', 'Note on sizing.');
-const EXECUTOR_EDIT = edit('bot/execution/executor.py', '"""Order executor. Dry-run simulates fills; live trading is disabled."""', '"""Order executor: dry-run simulates fills; live trading is disabled."""', 'Reword the executor docstring.');
-const CONFIG_EDIT = edit('bot/config.py', 'Exchange credentials are intentionally NOT handled here.', 'Exchange credentials are never handled here.', 'Reword the config docstring.');
+const EXECUTOR_EDIT = edit(
+  'bot/execution/executor.py',
+  '"""Order executor. Dry-run simulates fills; live trading is disabled."""',
+  '"""Order executor: dry-run simulates fills; live trading is disabled."""',
+  'Reword the executor docstring.',
+);
+const CONFIG_EDIT = edit(
+  'bot/config.py',
+  'Exchange credentials are intentionally NOT handled here.',
+  'Exchange credentials are never handled here.',
+  'Reword the config docstring.',
+);
 
 async function setup(script: Reply[]): Promise<{ llm: FakeLlm; ws: TestWorkspace; close(): Promise<void> }> {
   const llm = await startFakeLlm(script);
   const ws = await makeWorkspace({ llmUrl: llm.url });
-  return { llm, ws, close: async () => (await llm.close(), await ws.cleanup()) };
+  return {
+    llm,
+    ws,
+    close: async () => {
+      await llm.close();
+      await ws.cleanup();
+    },
+  };
 }
 
 async function propose(ws: TestWorkspace, id: string): Promise<void> {
@@ -69,7 +92,10 @@ test('status (--json and text), approve, approve --now, reject --reason, and the
     assert.is(status.counts['patches/approved'], 0);
     assert.is(status.counts.done, 3);
     assert.is(status.counts.inbox, 0);
-    assert.equal(status.pending.map((p: any) => p.id), ['s1', 's2', 's3']);
+    assert.equal(
+      status.pending.map((p: any) => p.id),
+      ['s1', 's2', 's3'],
+    );
     const [s1, s2, s3] = status.pending;
     assert.ok(s1.age_s >= 7190 && s1.age_s < 7300, `age of s1: ${s1.age_s}`);
     assert.ok(s3.age_s >= 0 && s3.age_s < 300, `age of s3: ${s3.age_s}`);
@@ -105,7 +131,9 @@ test('status (--json and text), approve, approve --now, reject --reason, and the
     assert.is((await approvalOf(ws, 's1'))?.commit, commits[0]);
 
     // reject with a reason: rejected/ + reason.md, and the report says a person did it.
-    const s2Sha = createHash('sha256').update(await fs.readFile(path.join(pending, 's2.patch'))).digest('hex');
+    const s2Sha = createHash('sha256')
+      .update(await fs.readFile(path.join(pending, 's2.patch')))
+      .digest('hex');
     r = await cli(ws, ['reject', 's2', '--reason', 'touches order execution']);
     assert.is(r.exitCode, 0, r.stderr);
     assert.match(r.stdout, 'rejected: patches/rejected/s2.patch');
@@ -136,11 +164,16 @@ test('status (--json and text), approve, approve --now, reject --reason, and the
     r = await cli(ws, ['status', '--json']);
     const after = JSON.parse(r.stdout);
     assert.equal(
-      { pending: after.counts['patches/pending'], approved: after.counts['patches/approved'], applied: after.counts['patches/applied'], rejected: after.counts['patches/rejected'] },
+      {
+        pending: after.counts['patches/pending'],
+        approved: after.counts['patches/approved'],
+        applied: after.counts['patches/applied'],
+        rejected: after.counts['patches/rejected'],
+      },
       { pending: 0, approved: 1, applied: 1, rejected: 1 },
     );
     assert.equal(after.pending, []);
-    assert.is((await approvalOf(ws, 's3')), null, 'approved but not gated yet');
+    assert.is(await approvalOf(ws, 's3'), null, 'approved but not gated yet');
     assert.equal(await trailerCommits(ws.repo), commits);
   } finally {
     await f.close();

@@ -46,7 +46,12 @@ async function setup(script: Array<Reply | ((request: RecordedRequest) => Reply)
   await fs.mkdir(path.join(fakeHome, '.ssh'), { recursive: true });
   await fs.writeFile(path.join(fakeHome, '.ssh', 'id_rsa'), `${HOME_CANARY}\n`);
   const llm = await startFakeLlm(script);
-  const ws = await makeWorkspace({ llmUrl: llm.url, env: { PATH: options.path ?? process.env.PATH, HOME: fakeHome }, project: '    scope: ["**"]', extra: options.extra ?? '' });
+  const ws = await makeWorkspace({
+    llmUrl: llm.url,
+    env: { PATH: options.path ?? process.env.PATH, HOME: fakeHome },
+    project: '    scope: ["**"]',
+    extra: options.extra ?? '',
+  });
   // A tracked secret (on the default deny list: *secret*) and the user's git-ignored .env.
   await fs.mkdir(path.join(ws.repo, 'deploy'), { recursive: true });
   await fs.writeFile(path.join(ws.repo, 'deploy', 'api_secret.txt'), `${SECRET_CANARY}\n`);
@@ -97,7 +102,22 @@ function toolCalls(calls: Array<[string, unknown]>): Reply {
       object: 'chat.completion',
       created: Math.floor(Date.now() / 1000),
       model: 'scripted-model',
-      choices: [{ index: 0, finish_reason: 'tool_calls', logprobs: null, message: { role: 'assistant', content: null, tool_calls: calls.map(([name, args], i) => ({ id: `multi_${i}_${randomBytes(3).toString('hex')}`, type: 'function', function: { name, arguments: JSON.stringify(args) } })) } }],
+      choices: [
+        {
+          index: 0,
+          finish_reason: 'tool_calls',
+          logprobs: null,
+          message: {
+            role: 'assistant',
+            content: null,
+            tool_calls: calls.map(([name, args], i) => ({
+              id: `multi_${i}_${randomBytes(3).toString('hex')}`,
+              type: 'function',
+              function: { name, arguments: JSON.stringify(args) },
+            })),
+          },
+        },
+      ],
       usage: { prompt_tokens: 100, completion_tokens: 20, total_tokens: 120 },
     },
   };
@@ -144,86 +164,121 @@ print("PROBE_END")
   return `python3 - <<'EOF'\n${py}EOF`;
 }
 
-const BLOCKED = ['NET', 'REPO_GIT_CONFIG', 'REPO_GIT_HEAD', 'REPO_FILE', 'REPO_ENV', 'GITDIR_OF_WORKTREE', 'HOME_ABS', 'HOME_TILDE', 'WORKSPACE', 'SECRET_TRACKED', 'SECRET_MOVE', 'SECRET_MOVE_FILE', 'WRITE_REPO', 'WRITE_WORKSPACE', 'WRITE_HOME'];
+const BLOCKED = [
+  'NET',
+  'REPO_GIT_CONFIG',
+  'REPO_GIT_HEAD',
+  'REPO_FILE',
+  'REPO_ENV',
+  'GITDIR_OF_WORKTREE',
+  'HOME_ABS',
+  'HOME_TILDE',
+  'WORKSPACE',
+  'SECRET_TRACKED',
+  'SECRET_MOVE',
+  'SECRET_MOVE_FILE',
+  'WRITE_REPO',
+  'WRITE_WORKSPACE',
+  'WRITE_HOME',
+];
 
-sandboxTest('run_command in the sandbox: a pytest node id, python3 -c and git log run; the network, the real repo, $HOME, the workspace and secrets are out of reach', async () => {
-  const server = await startCounter();
-  const marker = `run-command-${randomBytes(5).toString('hex')}`;
-  const script: Array<Reply | ((request: RecordedRequest) => Reply)> = [];
-  const s = await setup(script);
-  try {
-    const targets = { repo: s.ws.repo, workspace: s.ws.root, fakeHome: s.fakeHome, port: server.port, marker };
-    const seen: string[] = [];
-    const record = (next: Reply) => (request: RecordedRequest) => {
-      seen.push(lastToolResult(request));
-      return next;
-    };
-    script.push(
-      toolCall('run_command', { command: 'python3 -m pytest -q -p no:cacheprovider tests/test_sizing.py::test_risk_based_size' }),
-      record(toolCall('run_command', { command: 'python3 -c "print(6 * 7)"' })),
-      // The tracked secret is in the history too: git log -p, git show and the object store must not have it.
-      record(toolCall('run_command', { command: 'git log --format=%s && git blame -s bot/sizing.py | head -n 1 && git status --short && echo STATUS_END; git log -p --all | grep -c canary-tracked-secret; git show HEAD:deploy/api_secret.txt; git cat-file --batch-all-objects --batch | grep -c canary-tracked-secret' })),
-      record(toolCall('run_command', { command: probe(targets) })),
-      // What one command writes in the worktree, the next one sees (and it lands in the patch).
-      record(toolCall('run_command', { command: 'echo "# note from a command" >> bot/sizing.py && echo fresh > bot/made_by_command.txt' })),
-      record(toolCall('run_command', { command: 'tail -n 1 bot/sizing.py && cat bot/made_by_command.txt && echo "HOME=$HOME" && ls -A "$HOME" | wc -l && python3 -c "import resource; print(\'NPROC\', resource.getrlimit(resource.RLIMIT_NPROC)[0])"' })),
-      record(finish('Looked around.', 'low')),
-    );
-    const result = await run(s);
-    assert.is(result.status, 'ok', result.report.error?.message);
-    assert.is(seen.length, 6);
-    const [pytest, python, history, probed, , after] = seen as [string, string, string, string, string, string];
-    assert.match(pytest, /exit code 0/);
-    assert.match(pytest, /1 passed/);
-    assert.match(python, /^42$/m);
-    assert.match(history, /^initial$/m);
-    // The commit that only added the denied file is left out of the history, with a note.
-    assert.not.match(history, /^deploy config$/m);
-    assert.not.ok(history.includes(SECRET_CANARY), `the denied file's content is nowhere in the history:\n${history}`);
-    assert.match(history, /^STATUS_END\n0\n[\s\S]*^0$/m, `git log -p and the object store hold no copy of it:\n${history}`);
-    // Positive control: the real repository's history has it, and the same grep finds it there.
-    assert.ok((await execa('git', ['log', '-p', '--all'], { cwd: s.ws.repo })).stdout.includes(SECRET_CANARY));
-    assert.match(history, /leaves out the 1 file\(s\) on the deny list/);
-    assert.match(history, /git status --short && echo STATUS_END[\s\S]*?\nSTATUS_END$/m);
-    const statusOutput = history.slice(history.indexOf('\n', history.indexOf('\nexit code')), history.indexOf('\nSTATUS_END\n'));
-    assert.not.match(statusOutput, /deploy\/api_secret/, `git status does not call the (empty) denied file new or changed:\n${history}`);
-    assert.match(history, /^\^?[0-9a-f]+ +1\) /m, `git blame works:\n${history}`);
-    assert.match(probed, /^PROBE_END$/m, probed);
-    for (const name of BLOCKED) assert.match(probed, new RegExp(`^${name} BLOCKED`, 'm'), `${name} got through:\n${probed}`);
-    // /tmp is the sandbox's own: the write succeeds there, and nothing appears in the host's /tmp.
-    assert.match(probed, /^WRITE_HOST_TMP OK/m);
-    // Positive control of the reads: the worktree's own files are readable the same way.
-    assert.match(probed, /^WORKTREE_FILE OK/m);
-    assert.match(after, /^# note from a command$/m);
-    assert.match(after, /^fresh$/m);
-    assert.match(after, /^0$/m, 'the private $HOME is empty');
-    assert.match(after, /^NPROC 512$/m, "the checks' process limit (limits.check_processes)");
-    assert.not.match(after, new RegExp(`HOME=${s.fakeHome}`));
+sandboxTest(
+  'run_command in the sandbox: a pytest node id, python3 -c and git log run; the network, the real repo, $HOME, the workspace and secrets are out of reach',
+  async () => {
+    const server = await startCounter();
+    const marker = `run-command-${randomBytes(5).toString('hex')}`;
+    const script: Array<Reply | ((request: RecordedRequest) => Reply)> = [];
+    const s = await setup(script);
+    try {
+      const targets = { repo: s.ws.repo, workspace: s.ws.root, fakeHome: s.fakeHome, port: server.port, marker };
+      const seen: string[] = [];
+      const record = (next: Reply) => (request: RecordedRequest) => {
+        seen.push(lastToolResult(request));
+        return next;
+      };
+      script.push(
+        toolCall('run_command', { command: 'python3 -m pytest -q -p no:cacheprovider tests/test_sizing.py::test_risk_based_size' }),
+        record(toolCall('run_command', { command: 'python3 -c "print(6 * 7)"' })),
+        // The tracked secret is in the history too: git log -p, git show and the object store must not have it.
+        record(
+          toolCall('run_command', {
+            command:
+              'git log --format=%s && git blame -s bot/sizing.py | head -n 1 && git status --short && echo STATUS_END; git log -p --all | grep -c canary-tracked-secret; git show HEAD:deploy/api_secret.txt; git cat-file --batch-all-objects --batch | grep -c canary-tracked-secret',
+          }),
+        ),
+        record(toolCall('run_command', { command: probe(targets) })),
+        // What one command writes in the worktree, the next one sees (and it lands in the patch).
+        record(toolCall('run_command', { command: 'echo "# note from a command" >> bot/sizing.py && echo fresh > bot/made_by_command.txt' })),
+        record(
+          toolCall('run_command', {
+            command:
+              'tail -n 1 bot/sizing.py && cat bot/made_by_command.txt && echo "HOME=$HOME" && ls -A "$HOME" | wc -l && python3 -c "import resource; print(\'NPROC\', resource.getrlimit(resource.RLIMIT_NPROC)[0])"',
+          }),
+        ),
+        record(finish('Looked around.', 'low')),
+      );
+      const result = await run(s);
+      assert.is(result.status, 'ok', result.report.error?.message);
+      assert.is(seen.length, 6);
+      const [pytest, python, history, probed, , after] = seen as [string, string, string, string, string, string];
+      assert.match(pytest, /exit code 0/);
+      assert.match(pytest, /1 passed/);
+      assert.match(python, /^42$/m);
+      assert.match(history, /^initial$/m);
+      // The commit that only added the denied file is left out of the history, with a note.
+      assert.not.match(history, /^deploy config$/m);
+      assert.not.ok(history.includes(SECRET_CANARY), `the denied file's content is nowhere in the history:\n${history}`);
+      assert.match(history, /^STATUS_END\n0\n[\s\S]*^0$/m, `git log -p and the object store hold no copy of it:\n${history}`);
+      // Positive control: the real repository's history has it, and the same grep finds it there.
+      assert.ok((await execa('git', ['log', '-p', '--all'], { cwd: s.ws.repo })).stdout.includes(SECRET_CANARY));
+      assert.match(history, /leaves out the 1 file\(s\) on the deny list/);
+      assert.match(history, /git status --short && echo STATUS_END[\s\S]*?\nSTATUS_END$/m);
+      const statusOutput = history.slice(history.indexOf('\n', history.indexOf('\nexit code')), history.indexOf('\nSTATUS_END\n'));
+      assert.not.match(statusOutput, /deploy\/api_secret/, `git status does not call the (empty) denied file new or changed:\n${history}`);
+      assert.match(history, /^\^?[0-9a-f]+ +1\) /m, `git blame works:\n${history}`);
+      assert.match(probed, /^PROBE_END$/m, probed);
+      for (const name of BLOCKED) assert.match(probed, new RegExp(`^${name} BLOCKED`, 'm'), `${name} got through:\n${probed}`);
+      // /tmp is the sandbox's own: the write succeeds there, and nothing appears in the host's /tmp.
+      assert.match(probed, /^WRITE_HOST_TMP OK/m);
+      // Positive control of the reads: the worktree's own files are readable the same way.
+      assert.match(probed, /^WORKTREE_FILE OK/m);
+      assert.match(after, /^# note from a command$/m);
+      assert.match(after, /^fresh$/m);
+      assert.match(after, /^0$/m, 'the private $HOME is empty');
+      assert.match(after, /^NPROC 512$/m, "the checks' process limit (limits.check_processes)");
+      assert.not.match(after, new RegExp(`HOME=${s.fakeHome}`));
 
-    assert.is(server.connections(), 0, 'a command reached 127.0.0.1');
-    for (const file of [path.join(os.tmpdir(), `${marker}-tmp.txt`), path.join(s.ws.repo, `${marker}-repo.txt`), path.join(s.ws.root, `${marker}-ws.txt`), path.join(s.fakeHome, `${marker}-home.txt`)]) {
-      assert.not.ok(existsSync(file), `${file} was written`);
+      assert.is(server.connections(), 0, 'a command reached 127.0.0.1');
+      for (const file of [
+        path.join(os.tmpdir(), `${marker}-tmp.txt`),
+        path.join(s.ws.repo, `${marker}-repo.txt`),
+        path.join(s.ws.root, `${marker}-ws.txt`),
+        path.join(s.fakeHome, `${marker}-home.txt`),
+      ]) {
+        assert.not.ok(existsSync(file), `${file} was written`);
+      }
+      const report = ReportSchema.parse(await readJson(result.report_path));
+      assert.is(report.shell, 'sandboxed');
+      assert.equal(report.changed_files.sort(), ['bot/made_by_command.txt', 'bot/sizing.py']);
+      const everything = JSON.stringify(report) + (await fs.readFile(path.join(s.ws.root, report.trajectory!), 'utf8'));
+      for (const canary of [HOME_CANARY, SECRET_CANARY, 'canary-dotenv-77'])
+        assert.not.ok(everything.includes(canary), `${canary} reached the model or the report`);
+      // The tool was offered, the same list in every request.
+      assert.ok(toolNames(s.llm.requests[0]!).includes('run_command'));
+      for (const request of s.llm.requests) assert.equal(request.body.tools, s.llm.requests[0]!.body.tools);
+
+      // Positive control: the same connection from the test process counts.
+      await new Promise<void>((resolve, reject) => {
+        const socket = net.createConnection({ host: '127.0.0.1', port: server.port }, () => socket.end(resolve));
+        socket.on('error', reject);
+      });
+      await waitFor('the control connection', () => server.connections() === 1, 5000);
+    } finally {
+      await server.close();
+      await s.cleanup();
     }
-    const report = ReportSchema.parse(await readJson(result.report_path));
-    assert.is(report.shell, 'sandboxed');
-    assert.equal(report.changed_files.sort(), ['bot/made_by_command.txt', 'bot/sizing.py']);
-    const everything = JSON.stringify(report) + (await fs.readFile(path.join(s.ws.root, report.trajectory!), 'utf8'));
-    for (const canary of [HOME_CANARY, SECRET_CANARY, 'canary-dotenv-77']) assert.not.ok(everything.includes(canary), `${canary} reached the model or the report`);
-    // The tool was offered, the same list in every request.
-    assert.ok(toolNames(s.llm.requests[0]!).includes('run_command'));
-    for (const request of s.llm.requests) assert.equal(request.body.tools, s.llm.requests[0]!.body.tools);
-
-    // Positive control: the same connection from the test process counts.
-    await new Promise<void>((resolve, reject) => {
-      const socket = net.createConnection({ host: '127.0.0.1', port: server.port }, () => socket.end(resolve));
-      socket.on('error', reject);
-    });
-    await waitFor('the control connection', () => server.connections() === 1, 5000);
-  } finally {
-    await server.close();
-    await s.cleanup();
-  }
-});
+  },
+);
 
 sandboxTest('run_command: a change outside the task scope (or to a denied file) is undone and the model is told; the patch does not have it', async () => {
   const script: Array<Reply | ((request: RecordedRequest) => Reply)> = [];
@@ -232,7 +287,10 @@ sandboxTest('run_command: a change outside the task scope (or to a denied file) 
     let told = '';
     let after = '';
     script.push(
-      toolCall('run_command', { command: 'echo "changed" >> README.md && rm tests/test_sizing.py && echo new > notes.txt && mkdir -p docs/deep && echo x > docs/deep/page.md && echo key > bot/app.pem && echo ok > bot/in_scope.txt && git init -q bot/vendored && git -C bot/vendored config core.fsmonitor \"touch $PWD/bot/fsmonitor-ran\"' }),
+      toolCall('run_command', {
+        command:
+          'echo "changed" >> README.md && rm tests/test_sizing.py && echo new > notes.txt && mkdir -p docs/deep && echo x > docs/deep/page.md && echo key > bot/app.pem && echo ok > bot/in_scope.txt && git init -q bot/vendored && git -C bot/vendored config core.fsmonitor "touch $PWD/bot/fsmonitor-ran"',
+      }),
       (request) => {
         told = lastToolResult(request);
         return toolCall('run_command', { command: 'git status --short; ls docs notes.txt 2>&1; tail -n 1 README.md' });
@@ -245,7 +303,14 @@ sandboxTest('run_command: a change outside the task scope (or to a denied file) 
     const result = await run(s);
     assert.is(result.status, 'ok', result.report.error?.message);
     assert.is(result.outcome, 'completed');
-    for (const name of ['README.md (restored)', 'tests/test_sizing.py (restored)', 'notes.txt (deleted)', 'docs/deep/page.md (deleted)', 'bot/app.pem (deleted)', 'bot/vendored (deleted: a git repository inside the worktree)']) {
+    for (const name of [
+      'README.md (restored)',
+      'tests/test_sizing.py (restored)',
+      'notes.txt (deleted)',
+      'docs/deep/page.md (deleted)',
+      'bot/app.pem (deleted)',
+      'bot/vendored (deleted: a git repository inside the worktree)',
+    ]) {
       assert.ok(told.includes(name), `the model is told about ${name}:\n${told}`);
     }
     assert.not.ok(/meta-agent undid[^\n]*bot\/in_scope.txt/.test(told), 'an in-scope change is kept and not reported');
@@ -368,14 +433,27 @@ test('tools.shell: unsandboxed offers run_command without a sandbox, and the rep
 });
 
 test('each run_command costs one step: two in one reply count twice, and past limits.max_steps one is not run', async () => {
-  const s = await setup([toolCalls([['run_command', { command: 'echo one' }], ['run_command', { command: 'echo two' }], ['run_command', { command: 'echo three' }]]), finish('x', 'low')], {
-    extra: `sandbox: none\ntools:\n  shell: unsandboxed\nlimits:\n  max_steps: 2`,
-  });
+  const s = await setup(
+    [
+      toolCalls([
+        ['run_command', { command: 'echo one' }],
+        ['run_command', { command: 'echo two' }],
+        ['run_command', { command: 'echo three' }],
+      ]),
+      finish('x', 'low'),
+    ],
+    {
+      extra: `sandbox: none\ntools:\n  shell: unsandboxed\nlimits:\n  max_steps: 2`,
+    },
+  );
   try {
     const result = await run(s);
     assert.is(result.report.outcome, 'limit_reached', 'three commands in one reply spent more than two steps');
     assert.is(s.llm.requests.length, 1, 'the model was not asked again');
-    const trajectory = (await fs.readFile(path.join(s.ws.root, result.report.trajectory!), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+    const trajectory = (await fs.readFile(path.join(s.ws.root, result.report.trajectory!), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const results = trajectory.filter((e) => e.role === 'tool').map((e) => String(e.content));
     assert.is(results.length, 3);
     assert.match(results[0]!, /^one$/m);

@@ -96,7 +96,22 @@ test('denyMatcher([]): secrets and .git are denied at any depth', () => {
 
 test('denyMatcher([]): ordinary files are allowed', () => {
   const deny = denyMatcher([]);
-  for (const p of ['bot/main.py', 'environment.py', 'docs/env.md', 'bot/envs.py', '.github/workflows/ci.yml', '.gitignore', 'keyboard.py', 'README.md', 'id_map.py', 'bot/identity.py', 'tokenizer.py', 'config/keys.json', 'docker/config.json', 'bot/environment.yaml']) {
+  for (const p of [
+    'bot/main.py',
+    'environment.py',
+    'docs/env.md',
+    'bot/envs.py',
+    '.github/workflows/ci.yml',
+    '.gitignore',
+    'keyboard.py',
+    'README.md',
+    'id_map.py',
+    'bot/identity.py',
+    'tokenizer.py',
+    'config/keys.json',
+    'docker/config.json',
+    'bot/environment.yaml',
+  ]) {
     assert.not.ok(deny(p), `should allow ${p}`);
   }
 });
@@ -189,7 +204,17 @@ test('resolveInside: refuses absolute paths and ".." escapes', async () => {
 
 test('resolveInside: .git in every form Windows reads as .git is refused; names that only look alike are not', async () => {
   await withTempDirs(async (root) => {
-    for (const p of ['.git/config', '.GIT/config', '.git./config', '.git /config', '.git. . /hooks/pre-commit', 'sub/.git.', 'GIT~1/config', 'git~2\\HEAD', '.git::$INDEX_ALLOCATION/config']) {
+    for (const p of [
+      '.git/config',
+      '.GIT/config',
+      '.git./config',
+      '.git /config',
+      '.git. . /hooks/pre-commit',
+      'sub/.git.',
+      'GIT~1/config',
+      'git~2\\HEAD',
+      '.git::$INDEX_ALLOCATION/config',
+    ]) {
       const error = await refusal(resolveInside(root, p), JSON.stringify(p));
       assert.match(error.message, 'inside .git', JSON.stringify(p));
     }
@@ -225,7 +250,7 @@ test('resolveInside: a symlink leading outside (and anything under it) is refuse
     await fs.symlink(outside, path.join(root, 'out'));
     await fs.symlink(path.join(outside, 'secret.txt'), path.join(root, 'secret-link'));
     await fs.mkdir(path.join(root, 'a'));
-    await fs.symlink('../../' + path.basename(outside), path.join(root, 'a', 'rel-out'));
+    await fs.symlink(`../../${path.basename(outside)}`, path.join(root, 'a', 'rel-out'));
     assert.is(await fs.readFile(path.join(root, 'a', 'rel-out', 'secret.txt'), 'utf8'), 'secret', 'fixture: relative link resolves outside');
 
     for (const p of ['out', 'out/secret.txt', 'out/not-yet/new.txt', 'secret-link', 'a/rel-out', 'a/rel-out/secret.txt', './out/../out/secret.txt']) {
@@ -309,7 +334,7 @@ test('makeRedactor: common key formats by pattern', () => {
   const sk = 'sk-abcdefghijklmnop1234';
   const proj = 'sk-proj-ABCDEFGHijklmnop_1234-xyz';
   const akia = 'AKIAQ3ZP7L2M9X4R8T6W';
-  const ghp = 'ghp_' + 'a1B2c3D4e5'.repeat(4);
+  const ghp = `ghp_${'a1B2c3D4e5'.repeat(4)}`;
   assert.is(redact(`key ${sk} end`), `key ${REDACTED} end`);
   assert.is(redact(`OPENAI_API_KEY=${proj}`), `OPENAI_API_KEY=${REDACTED}`);
   assert.is(redact(`aws ${akia}.`), `aws ${REDACTED}.`);
@@ -427,7 +452,7 @@ test('scrubbedEnv on Windows: the system variables programs need (by any spellin
   assert.not.ok('SystemRoot' in scrubbedEnv(service, [], {}, 'linux') || 'SYSTEMROOT' in scrubbedEnv(service, [], {}, 'linux'));
 });
 
-test('scrubbedEnv: PYTHONUTF8=1 everywhere unless the project sets it (env_allow or a check\'s env)', () => {
+test("scrubbedEnv: PYTHONUTF8=1 everywhere unless the project sets it (env_allow or a check's env)", () => {
   assert.is(scrubbedEnv({ PATH: '/bin' }, []).PYTHONUTF8, '1');
   assert.is(scrubbedEnv({ PATH: '/bin', PYTHONUTF8: '0' }, ['PYTHONUTF8']).PYTHONUTF8, '0');
   assert.is(scrubbedEnv({ PATH: '/bin' }, [], { PYTHONUTF8: '0' }).PYTHONUTF8, '0');

@@ -25,8 +25,16 @@ test('same id twice at once: one report and one trajectory per run, no <id>.<ms>
     const proc = await startWatchReady(ws.root);
     const text = (n: number) => `---\nid: twin\nproject: bot\nobjective: Twin ${n}\nscope: []\n---\n`;
     await Promise.all([publish(inbox, 'twin-1.md', text(1)), publish(inbox, 'twin-2.md', text(2))]);
-    await waitFor('both done', async () => (await list(done)).length === 2, 30_000, () => proc.output());
-    assert.equal((await list(reports)).filter((n) => n.startsWith('twin')), ['twin.json', 'twin.trajectory.jsonl', 'twin_report.md']);
+    await waitFor(
+      'both done',
+      async () => (await list(done)).length === 2,
+      30_000,
+      () => proc.output(),
+    );
+    assert.equal(
+      (await list(reports)).filter((n) => n.startsWith('twin')),
+      ['twin.json', 'twin.trajectory.jsonl', 'twin_report.md'],
+    );
     const latest = await readJson<Report>(path.join(reports, 'twin.json'));
     const archived = await list(path.join(reportArchive, 'twin'));
     assert.is(archived.length, 1, `one earlier run archived: ${archived}`);
@@ -34,10 +42,16 @@ test('same id twice at once: one report and one trajectory per run, no <id>.<ms>
     assert.is(archived[0], earlier.run_id, 'archived under its run id');
     assert.is.not(earlier.run_id, latest.run_id);
     assert.equal([earlier.objective, latest.objective].sort(), ['Twin 1', 'Twin 2']);
-    for (const [dir, report] of [[path.join(reportArchive, 'twin', archived[0]!), earlier], [reports, latest]] as const) {
-      const lines = (await fs.readFile(path.join(dir, 'twin.trajectory.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { role?: string; prompt?: string });
+    for (const [dir, report] of [
+      [path.join(reportArchive, 'twin', archived[0]!), earlier],
+      [reports, latest],
+    ] as const) {
+      const lines = (await fs.readFile(path.join(dir, 'twin.trajectory.jsonl'), 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { role?: string; prompt?: string });
       assert.is(lines.filter((l) => l.role === 'command').length, 1, 'one run in each trajectory');
-      assert.match(lines[0]!.prompt ?? '', report.objective, 'the trajectory is its own run\'s');
+      assert.match(lines[0]!.prompt ?? '', report.objective, "the trajectory is its own run's");
     }
   } finally {
     await killAll();
@@ -89,8 +103,11 @@ test('task-id locks: a dead run\'s lock is cleared by recovery even if its id ne
     const release = await holdTaskId(layout, 'clock-back', 60_000, undefined, 1000);
     await release();
     const waitSignal = AbortSignal.timeout(600);
-    const held = await holdTaskId(layout, 'still-running', 60_000, waitSignal, 60_000).then(() => 'taken', (e: unknown) => (waitSignal.aborted ? 'waited' : String(e)));
-    assert.is(held, 'waited', 'a live run\'s lock is never taken over');
+    const held = await holdTaskId(layout, 'still-running', 60_000, waitSignal, 60_000).then(
+      () => 'taken',
+      (e: unknown) => (waitSignal.aborted ? 'waited' : String(e)),
+    );
+    assert.is(held, 'waited', "a live run's lock is never taken over");
   } finally {
     for (const c of children) c.kill('SIGKILL');
     await Promise.all(children.map((c) => c.catch(() => undefined)));

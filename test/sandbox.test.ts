@@ -159,7 +159,7 @@ sandboxTest('bubblewrap: a check has no network, cannot write the real repo or t
   try {
     await commitFiles(ws.repo, {
       'tools/probe.py': PROBE_PY,
-      'tools/probe.json': JSON.stringify({ port: server.port, repo: ws.repo, workspace: ws.root }) + '\n',
+      'tools/probe.json': `${JSON.stringify({ port: server.port, repo: ws.repo, workspace: ws.root })}\n`,
     });
     const before = await repoFingerprint(ws.repo);
     const report = await runEdit(ws, before);
@@ -174,7 +174,10 @@ sandboxTest('bubblewrap: a check has no network, cannot write the real repo or t
     assert.match(tests.output_tail, /^WS_WRITE_BLOCKED/m);
     assert.match(tests.output_tail, /^LOCAL_OK$/m);
     assert.is(report.tests?.baseline_passed, true, 'the baseline ran in the sandbox too');
-    assert.equal((await fs.readdir(ws.settings.layout.reports)).filter((n) => n.startsWith('escaped-by-check-')), []);
+    assert.equal(
+      (await fs.readdir(ws.settings.layout.reports)).filter((n) => n.startsWith('escaped-by-check-')),
+      [],
+    );
   } finally {
     await llm.close();
     await server.close();
@@ -194,7 +197,7 @@ test('sandbox: none is visibly different: the same probe reaches 127.0.0.1 and t
   try {
     await commitFiles(ws.repo, {
       'tools/probe.py': PROBE_PY,
-      'tools/probe.json': JSON.stringify({ port: server.port, repo: ws.repo, workspace: ws.root }) + '\n',
+      'tools/probe.json': `${JSON.stringify({ port: server.port, repo: ws.repo, workspace: ws.root })}\n`,
     });
     const before = await repoFingerprint(ws.repo);
     const report = await runEdit(ws, before);
@@ -230,10 +233,18 @@ for (const sandbox of SANDBOX_SUPPORTED ? (['auto', 'none'] as const) : (['none'
         assert.is(result.outcome, 'failed');
         assert.is(result.report.error?.kind, 'config');
         assert.is(result.report.error?.field, field);
-        assert.match(result.report.error?.message ?? '', field.endsWith('test') ? /"no-such-test-runner-4711" was not found on the checks' PATH/ : /"\.\/scripts\/missing-dry-run\.sh" was not found in the repo/);
+        assert.match(
+          result.report.error?.message ?? '',
+          field.endsWith('test')
+            ? /"no-such-test-runner-4711" was not found on the checks' PATH/
+            : /"\.\/scripts\/missing-dry-run\.sh" was not found in the repo/,
+        );
         assert.is(llm.requests.length, 0, 'no tokens spent on a run whose checks cannot start');
         assert.equal(result.report.patch_files, []);
-        assert.equal((await fs.readdir(ws.settings.layout.patches.pending)).filter((n) => n.endsWith('.patch')), []);
+        assert.equal(
+          (await fs.readdir(ws.settings.layout.patches.pending)).filter((n) => n.endsWith('.patch')),
+          [],
+        );
       } finally {
         await llm.close();
         await ws.cleanup();
@@ -242,7 +253,7 @@ for (const sandbox of SANDBOX_SUPPORTED ? (['auto', 'none'] as const) : (['none'
   });
 }
 
-test('the check copy: the worktree\'s files without .git, ignored or denied files, link paths as links; 5,000 files timed', async () => {
+test("the check copy: the worktree's files without .git, ignored or denied files, link paths as links; 5,000 files timed", async () => {
   const ws = await makeWorkspace({ project: ['    scope: ["**"]', '    link: [".venv"]', '    deny: ["private/**"]'].join('\n'), extra: 'sandbox: none' });
   try {
     await fs.writeFile(path.join(ws.repo, '.env'), 'SECRET=1\n');

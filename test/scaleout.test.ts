@@ -37,7 +37,11 @@ interface Redis {
 async function startRedis(dir: string): Promise<Redis> {
   await fs.mkdir(dir, { recursive: true });
   const socket = path.join(dir, 'redis.sock');
-  const child = execa('redis-server', ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--save', '', '--appendonly', 'yes', '--dir', dir, '--maxmemory-policy', 'noeviction'], { reject: false, stdio: 'ignore' });
+  const child = execa(
+    'redis-server',
+    ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--save', '', '--appendonly', 'yes', '--dir', dir, '--maxmemory-policy', 'noeviction'],
+    { reject: false, stdio: 'ignore' },
+  );
   const cli = (...args: string[]) => execa('redis-cli', ['-s', socket, ...args], { reject: false });
   await waitFor('redis-server to answer', async () => existsSync(socket) && (await cli('ping')).stdout.trim() === 'PONG', 20_000);
   return {
@@ -70,14 +74,18 @@ async function makeRig(): Promise<Rig> {
   const agent = path.join(dir, 'agent.cjs');
   await fs.writeFile(agent, AGENT);
   const execution = (lockS: number) => `execution:\n  engine: bullmq\n  lock_s: ${lockS}\n  max_stalled: 1`;
-  const common = ['engine: command', `command:\n  run: ["${process.execPath}", ${JSON.stringify(agent)}]\n  sandbox: none\n  env_allow: ["MARKS"]`, 'queue:\n  scan_interval_ms: 200\n  settle_ms: 0'];
+  const common = [
+    'engine: command',
+    `command:\n  run: ["${process.execPath}", ${JSON.stringify(agent)}]\n  sandbox: none\n  env_allow: ["MARKS"]`,
+    'queue:\n  scan_interval_ms: 200\n  settle_ms: 0',
+  ];
   const ws = await makeWorkspace({ project: '    scope: ["**"]', extra: [...common, execution(2)].join('\n') });
   // The worker's own workspace: no shared folders, the project fetched from the host's repo as its remote.
   const workerRoot = path.join(dir, 'worker-machine');
   await fs.mkdir(workerRoot);
   await fs.writeFile(
     path.join(workerRoot, 'meta-agent.yaml'),
-    ['projects:', '  bot:', '    repo: ./absent', `    remote: ${JSON.stringify(ws.repo)}`, '    scope: ["**"]', ...common, execution(2)].join('\n') + '\n',
+    `${['projects:', '  bot:', '    repo: ./absent', `    remote: ${JSON.stringify(ws.repo)}`, '    scope: ["**"]', ...common, execution(2)].join('\n')}\n`,
   );
   const redisUrl = `unix://${path.join(dir, 'redis', 'redis.sock')}`;
   return { ws, dir, marks, workerRoot, redisUrl, env: { REDIS_URL: redisUrl, MARKS: marks, META_AGENT_LOG: 'json' } };
@@ -115,7 +123,13 @@ async function runsOf(rig: Rig, id: string): Promise<number> {
 
 async function state(rig: Rig, extra: WatchProc[] = []): Promise<string> {
   const l = rig.ws.settings.layout;
-  const folders = { inbox: await list(l.inbox), processing: await list(l.processing), done: await list(l.done), failed: await list(l.failed), marks: await list(rig.marks) };
+  const folders = {
+    inbox: await list(l.inbox),
+    processing: await list(l.processing),
+    done: await list(l.done),
+    failed: await list(l.failed),
+    marks: await list(rig.marks),
+  };
   return `${JSON.stringify(folders)}\n${extra.map((p) => p.output().slice(-3000)).join('\n-----\n')}`;
 }
 
@@ -132,8 +146,15 @@ test('20 tasks, 2 worker processes: each runs exactly once, and the folder host 
     const w2 = startWorker(rig, ['--concurrency', '2']);
     const { layout } = rig.ws.settings;
     for (let i = 0; i < 20; i++) await publish(layout.inbox, `t${String(i).padStart(2, '0')}.md`, task(i));
-    const settled = async () => (await list(layout.done)).length + (await list(layout.failed)).filter((n) => n.endsWith('.md') && !n.endsWith('.error.md')).length;
-    await waitForProgress('20 tasks settled', async () => (await settled()) === 20, settled, 60_000, () => state(rig, [host, w1, w2]));
+    const settled = async () =>
+      (await list(layout.done)).length + (await list(layout.failed)).filter((n) => n.endsWith('.md') && !n.endsWith('.error.md')).length;
+    await waitForProgress(
+      '20 tasks settled',
+      async () => (await settled()) === 20,
+      settled,
+      60_000,
+      () => state(rig, [host, w1, w2]),
+    );
     for (let i = 0; i < 20; i++) {
       const id = `t${String(i).padStart(2, '0')}`;
       const report = JSON.parse(await fs.readFile(path.join(layout.reports, `${id}.json`), 'utf8'));
@@ -170,8 +191,20 @@ async function withRig(body: (rig: Rig, redis: { current: Redis | null }) => Pro
 
 const hold = (rig: Rig) => fs.writeFile(path.join(rig.marks, 'hold'), '');
 const release = (rig: Rig) => fs.writeFile(path.join(rig.marks, 'release'), '');
-const waitRuns = (rig: Rig, id: string, n: number, procs: WatchProc[]) => waitFor(`run ${n} of ${id}`, async () => (await runsOf(rig, id)) >= n, 90_000, () => state(rig, procs));
-const waitIn = (rig: Rig, dir: string, name: string, procs: WatchProc[]) => waitFor(`${name} in ${path.basename(dir)}/`, () => existsSync(path.join(dir, name)), 90_000, () => state(rig, procs));
+const waitRuns = (rig: Rig, id: string, n: number, procs: WatchProc[]) =>
+  waitFor(
+    `run ${n} of ${id}`,
+    async () => (await runsOf(rig, id)) >= n,
+    90_000,
+    () => state(rig, procs),
+  );
+const waitIn = (rig: Rig, dir: string, name: string, procs: WatchProc[]) =>
+  waitFor(
+    `${name} in ${path.basename(dir)}/`,
+    () => existsSync(path.join(dir, name)),
+    90_000,
+    () => state(rig, procs),
+  );
 
 /** Exactly one filed result: one report of this run, one patch, the task in done/, nothing left over. */
 async function assertFiledOnce(rig: Rig, id: string): Promise<void> {
@@ -181,13 +214,20 @@ async function assertFiledOnce(rig: Rig, id: string): Promise<void> {
   assert.equal(await list(layout.done), [`${id}.md`]);
   assert.equal(await list(layout.failed), []);
   assert.equal(await list(layout.processing), []);
-  assert.equal((await list(layout.patches.pending)).filter((n) => n.endsWith('.patch')), [path.basename(report.patch_files[0])]);
+  assert.equal(
+    (await list(layout.patches.pending)).filter((n) => n.endsWith('.patch')),
+    [path.basename(report.patch_files[0])],
+  );
   assert.equal(await list(layout.reportArchive), [], 'no earlier report of this task was archived: one report');
   const ledger = path.join(layout.state, 'ledger');
   const names = (await fs.readdir(ledger)).filter((n) => n.endsWith('.json') && !n.startsWith('.'));
   const readEntries = () => Promise.all(names.map(async (n) => JSON.parse(await fs.readFile(path.join(ledger, n), 'utf8'))));
   // The task reaches done/ just before the ledger marks the run finalized: wait for that step, do not race it.
-  await waitFor('the ledger to mark the run finalized', async () => (await readEntries()).every((e) => e.runs.every((r: { finalized_at?: string }) => r.finalized_at)), 30_000);
+  await waitFor(
+    'the ledger to mark the run finalized',
+    async () => (await readEntries()).every((e) => e.runs.every((r: { finalized_at?: string }) => r.finalized_at)),
+    30_000,
+  );
   const entries = await readEntries();
   assert.is(entries.length, 1, `one ledger entry: ${(await fs.readdir(ledger)).join(', ')}`);
   assert.is(entries[0].runs.length, 1, 'one ledger run');
@@ -279,10 +319,23 @@ test('Redis flushed mid-run: the job is added again; at most one extra run, one 
     await publish(rig.ws.settings.layout.inbox, 'f1.md', task('f1'));
     await waitRuns(rig, 'f1', 1, [host, w1]);
     await redis.current!.flush();
-    await waitFor('the host to notice', () => host.output().includes('gone from Redis'), 60_000, () => state(rig, [host, w1]));
+    await waitFor(
+      'the host to notice',
+      () => host.output().includes('gone from Redis'),
+      60_000,
+      () => state(rig, [host, w1]),
+    );
     await release(rig);
     await waitIn(rig, rig.ws.settings.layout.done, 'f1.md', [host, w1]);
-    const story = () => [host, w1].flatMap((p) => p.output().split('\n').filter((l) => /gone from|job started|job done|job failed|stalled|Redis/.test(l))).join('\n');
+    const story = () =>
+      [host, w1]
+        .flatMap((p) =>
+          p
+            .output()
+            .split('\n')
+            .filter((l) => /gone from|job started|job done|job failed|stalled|Redis/.test(l)),
+        )
+        .join('\n');
     assert.ok((await runsOf(rig, 'f1')) <= 2, story());
     await assertFiledOnce(rig, 'f1');
   });
@@ -293,7 +346,12 @@ test('Redis unreachable at start: a clear error, and the task runs once Redis is
     const host = await startWatchReady(rig.ws.root, rig.env);
     const w1 = startWorker(rig);
     await publish(rig.ws.settings.layout.inbox, 'u1.md', task('u1'));
-    await waitFor('the unreachable error', () => host.output().includes('is unreachable'), 60_000, () => state(rig, [host, w1]));
+    await waitFor(
+      'the unreachable error',
+      () => host.output().includes('is unreachable'),
+      60_000,
+      () => state(rig, [host, w1]),
+    );
     assert.match(host.output(), /Redis at unix:.*redis\.sock is unreachable/);
     assert.equal(await list(rig.ws.settings.layout.processing), ['u1.md'], 'claimed and kept, not lost');
     redis.current = await startRedis(path.join(rig.dir, 'redis'));
@@ -312,7 +370,12 @@ test('Redis unreachable mid-run (stopped and started again): a clear error, no l
     await waitRuns(rig, 'm1', 1, [host, w1]);
     await redis.current!.stop();
     redis.current = null;
-    await waitFor('the unreachable error', () => host.output().includes('is unreachable'), 60_000, () => state(rig, [host, w1]));
+    await waitFor(
+      'the unreachable error',
+      () => host.output().includes('is unreachable'),
+      60_000,
+      () => state(rig, [host, w1]),
+    );
     redis.current = await startRedis(path.join(rig.dir, 'redis'));
     await release(rig);
     await waitIn(rig, rig.ws.settings.layout.done, 'm1.md', [host, w1]);

@@ -27,14 +27,24 @@ test('next runs across the spring change: a time in the skipped hour runs right 
   assert.equal(iso(runs), ['2026-03-27T01:30:00.000Z', '2026-03-28T01:30:00.000Z', '2026-03-29T01:00:00.000Z', '2026-03-30T00:30:00.000Z']);
   assert.is(localTime(runs[2]!, KYIV).key, '2026-03-29T04:00');
   // A 02:00 job keeps its local time; its UTC time moves by an hour.
-  assert.equal(iso(nextRuns('0 2 * * *', KYIV, new Date('2026-03-28T00:00:00Z'), 3)), ['2026-03-29T00:00:00.000Z', '2026-03-29T23:00:00.000Z', '2026-03-30T23:00:00.000Z']);
+  assert.equal(iso(nextRuns('0 2 * * *', KYIV, new Date('2026-03-28T00:00:00Z'), 3)), [
+    '2026-03-29T00:00:00.000Z',
+    '2026-03-29T23:00:00.000Z',
+    '2026-03-30T23:00:00.000Z',
+  ]);
   // Weekdays only.
   const weekdays = nextRuns('0 1 * * 1-5', KYIV, new Date('2026-11-27T12:00:00Z'), 2); // Friday noon
-  assert.equal(weekdays.map((d) => localTime(d, KYIV).dow), [1, 2]);
+  assert.equal(
+    weekdays.map((d) => localTime(d, KYIV).dow),
+    [1, 2],
+  );
 });
 
 test('trading windows: inside, outside, over midnight, by weekday', () => {
-  const windows = [{ days: ['mon', 'tue', 'wed', 'thu', 'fri'] as ('mon' | 'tue' | 'wed' | 'thu' | 'fri')[], start: '09:00', end: '17:00' }, { days: ['sat' as const], start: '22:00', end: '02:00' }];
+  const windows = [
+    { days: ['mon', 'tue', 'wed', 'thu', 'fri'] as ('mon' | 'tue' | 'wed' | 'thu' | 'fri')[], start: '09:00', end: '17:00' },
+    { days: ['sat' as const], start: '22:00', end: '02:00' },
+  ];
   const at = (local: string) => tradingWindowAt(windows, KYIV, new Date(local));
   assert.ok(at('2026-11-23T10:00:00+02:00'), 'Monday 10:00');
   assert.not.ok(at('2026-11-23T17:00:00+02:00'), 'Monday 17:00 is after the window');
@@ -99,7 +109,10 @@ test('ticks start the job once at its minute; a trading window blocks a start', 
     h.now = new Date('2026-11-23T17:00:10+02:00'); // after it
     assert.ok(await s.tick());
     await s.idle();
-    assert.equal(h.cycles.map((c) => c.at), ['2026-11-23T04:00:30.000Z', '2026-11-23T15:00:10.000Z']);
+    assert.equal(
+      h.cycles.map((c) => c.at),
+      ['2026-11-23T04:00:30.000Z', '2026-11-23T15:00:10.000Z'],
+    );
   } finally {
     await h.ws.cleanup();
   }
@@ -133,7 +146,10 @@ test('catch-up: a run missed while the machine slept runs once at start, within 
     const s = h.scheduler();
     await s.start();
     await s.stop();
-    assert.equal(h.cycles.map((c) => c.goal), ['daily_maintenance']);
+    assert.equal(
+      h.cycles.map((c) => c.goal),
+      ['daily_maintenance'],
+    );
     const again = h.scheduler();
     await again.start(); // restart: already caught up
     await again.stop();
@@ -169,7 +185,11 @@ function faultyScheduler(h: Harness, errors: string[]): Scheduler {
 
 const failing = (code: string, file: string) => Object.assign(new Error(`${code}: write '${file}'`), { code, path: file });
 const schedulerLock = (h: Harness) => path.join(h.ws.settings.layout.state, 'supervisor', '.scheduler.lock');
-const exists = (file: string) => fs.stat(file).then(() => true, () => false);
+const exists = (file: string) =>
+  fs.stat(file).then(
+    () => true,
+    () => false,
+  );
 
 test('a disk full for a moment as a scheduled cycle starts: the state write is retried and the cycle starts; nothing escapes the timer', async () => {
   const h = await harness(SCHEDULE);
@@ -191,7 +211,10 @@ test('a disk full for a moment as a scheduled cycle starts: the state write is r
     await waitFor('the cycle', () => h.cycles.length > 0, 5000);
     await s.stop();
     assert.ok(fullUntil > 0, 'the state write met the full disk');
-    assert.equal(h.cycles.map((c) => c.goal), ['daily_maintenance']);
+    assert.equal(
+      h.cycles.map((c) => c.goal),
+      ['daily_maintenance'],
+    );
     assert.equal(unhandled, []);
     assert.equal(errors, []);
     assert.not.ok(await exists(schedulerLock(h)), 'the lock is released after the cycle');

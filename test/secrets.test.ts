@@ -31,7 +31,7 @@ function canary(length = 40): string {
 /** The text of the last tool result the model received. */
 function lastToolResult(req: RecordedRequest): string {
   const last = req.body?.messages?.at(-1);
-  if (!last || last.role !== 'tool') throw new Error(`the last message is not a tool result: ${JSON.stringify(last)?.slice(0, 300)}`);
+  if (last?.role !== 'tool') throw new Error(`the last message is not a tool result: ${JSON.stringify(last)?.slice(0, 300)}`);
   return String(last.content);
 }
 
@@ -86,7 +86,15 @@ test('canaries in secret files, config files, .env.local and a Python constant r
       const line = seen['read config.py']!.split('\n').find((l) => /^ *\d+\| BINANCE_SECRET/.test(l));
       return toolCall('edit_file', { path: 'bot/config.py', old: line ?? 'missing', new: 'BINANCE_SECRET = os.environ["BINANCE_SECRET"]' });
     }),
-    after('edit redacted line', () => toolCall('write_file', { path: 'bot/config.py', content: seen['read config.py']!.split('\n').slice(1).map((l) => l.replace(/^ *\d+\|(?: |$)/, '')).join('\n') })),
+    after('edit redacted line', () =>
+      toolCall('write_file', {
+        path: 'bot/config.py',
+        content: seen['read config.py']!.split('\n')
+          .slice(1)
+          .map((l) => l.replace(/^ *\d+\|(?: |$)/, ''))
+          .join('\n'),
+      }),
+    ),
     after('write with marker', () => finish('Added a note on the client.', 'low')),
   ]);
   const ws = await makeWorkspace({
@@ -99,7 +107,7 @@ test('canaries in secret files, config files, .env.local and a Python constant r
     const file = (rel: string) => path.join(ws.repo, rel);
     await fs.mkdir(file('config'), { recursive: true });
     await fs.writeFile(file('config/secrets.yaml'), `exchange: binance\ntoken: ${yamlToken}\npassword: "${humanPassword}"\n`);
-    await fs.writeFile(file('config/keys.json'), JSON.stringify({ apiKey: jsonKey, apiSecret: jsonSecret, testnet: false }, null, 2) + '\n');
+    await fs.writeFile(file('config/keys.json'), `${JSON.stringify({ apiKey: jsonKey, apiSecret: jsonSecret, testnet: false }, null, 2)}\n`);
     await fs.writeFile(file('.env.local'), `BINANCE_API_SECRET=${envSecret}\nBOT_SYMBOL=ETHUSDT\n`);
     const ordinary = [
       '',
@@ -167,10 +175,10 @@ test('canaries in secret files, config files, .env.local and a Python constant r
     const width = String(shownLines.length).length;
     assert.is(seen['read config.py'], `bot/config.py (${shownLines.length} lines)\n${shownLines.map((l, i) => numberLine(i + 1, l, width)).join('\n')}`);
     // Files on the deny list are not in the check copy, tracked or not; the others are printed redacted.
-    assert.match(seen['run_checks']!, 'config/secrets.yaml: not in the check copy');
-    assert.match(seen['run_checks']!, '.env.local: not in the check copy');
-    assert.match(seen['run_checks']!, /"apiSecret": "\[REDACTED\]"/);
-    assert.match(seen['run_checks']!, /return os\.environ\["BINANCE_API_KEY"\]/);
+    assert.match(seen.run_checks!, 'config/secrets.yaml: not in the check copy');
+    assert.match(seen.run_checks!, '.env.local: not in the check copy');
+    assert.match(seen.run_checks!, /"apiSecret": "\[REDACTED\]"/);
+    assert.match(seen.run_checks!, /return os\.environ\["BINANCE_API_KEY"\]/);
     assert.match(seen['edit Client line']!, /^edited bot\/config\.py at line \d+$/);
     assert.match(seen['edit redacted line']!, /^ERROR: "old" was not found in bot\/config.py: it contains \[REDACTED\]/);
     assert.match(seen['write with marker']!, /^ERROR: refused: the text for bot\/config.py contains \[REDACTED\]/);
@@ -189,7 +197,7 @@ test('canaries in secret files, config files, .env.local and a Python constant r
   }
 });
 
-test('an error that quotes a secret: failed/<task>.error.md and the gate\'s .reason.md say [REDACTED]', async () => {
+test("an error that quotes a secret: failed/<task>.error.md and the gate's .reason.md say [REDACTED]", async () => {
   const secret = canary();
   // A secret the run knows (from the environment), quoted back by an error: a task naming it as its project.
   const ws = await makeWorkspace({ env: { PATH: process.env.PATH, HOME: process.env.HOME, EXCHANGE_API_SECRET: secret } });
@@ -197,22 +205,35 @@ test('an error that quotes a secret: failed/<task>.error.md and the gate\'s .rea
   try {
     const result = await runTask(await writeTask(layout.inbox, 'leaky.md', `---\nproject: ${secret}\nobjective: Review\n---\n`), { settings: ws.settings });
     assert.is(result.status, 'error');
-    assert.match(result.report.error?.message ?? "", `unknown project "${REDACTED}"; configured projects: bot`);
+    assert.match(result.report.error?.message ?? '', `unknown project "${REDACTED}"; configured projects: bot`);
     const note = await fs.readFile(path.join(layout.failed, 'leaky.md.error.md'), 'utf8');
     assert.match(note, `unknown project "${REDACTED}"`, 'the note is there and says what went wrong');
-    assert.not.ok(note.includes(secret), 'no secret in the failed task\'s note');
+    assert.not.ok(note.includes(secret), "no secret in the failed task's note");
 
     // The gate: a sidecar naming the secret as its project is rejected; the reason is redacted.
     const bytes = Buffer.from('diff --git a/x b/x\n');
     await fs.writeFile(path.join(layout.patches.approved, 'leaky.patch'), bytes);
-    const sidecar = { task_id: 'leaky', run_id: 'r', project: secret, branch: 'main', base_commit: 'HEAD', files: ['x'], scope: ['**'], sha256: createHash('sha256').update(bytes).digest('hex'), bytes: bytes.length, risk_level: 'low', summary: 's', created_at: new Date().toISOString() };
+    const sidecar = {
+      task_id: 'leaky',
+      run_id: 'r',
+      project: secret,
+      branch: 'main',
+      base_commit: 'HEAD',
+      files: ['x'],
+      scope: ['**'],
+      sha256: createHash('sha256').update(bytes).digest('hex'),
+      bytes: bytes.length,
+      risk_level: 'low',
+      summary: 's',
+      created_at: new Date().toISOString(),
+    };
     await fs.writeFile(path.join(layout.patches.approved, 'leaky.patch.json'), JSON.stringify(sidecar));
     const gated = await processApprovedPatch(ws.settings, path.join(layout.patches.approved, 'leaky.patch'), silentLogger());
     assert.is(gated.decision, 'rejected');
     assert.is(gated.reason, `unknown project "${REDACTED}" (not in meta-agent.yaml)`);
     const reason = await fs.readFile(path.join(layout.patches.rejected, 'leaky.reason.md'), 'utf8');
     assert.match(reason, `unknown project "${REDACTED}"`);
-    assert.not.ok(reason.includes(secret), 'no secret in the gate\'s reason');
+    assert.not.ok(reason.includes(secret), "no secret in the gate's reason");
   } finally {
     await ws.cleanup();
   }

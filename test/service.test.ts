@@ -58,7 +58,13 @@ test('service install on Windows: a UTF-16 task XML a parser reads back (path wi
   try {
     const settings = await loadSettings(root, WIN_ENV);
     const { runner, calls } = recorder();
-    const lines = await installService(settings, { kind: 'windows', env: WIN_ENV, runner, node: 'C:\\Program Files\\nodejs\\node.exe', bin: 'C:\\R&D\\meta-agent\\bin\\meta-agent.js' });
+    const lines = await installService(settings, {
+      kind: 'windows',
+      env: WIN_ENV,
+      runner,
+      node: 'C:\\Program Files\\nodejs\\node.exe',
+      bin: 'C:\\R&D\\meta-agent\\bin\\meta-agent.js',
+    });
     const file = path.join(root, '.meta-agent', 'service', 'meta-agent.xml');
     assert.equal(calls, [
       ['schtasks', '/Create', '/F', '/XML', file, '/TN', 'meta-agent'],
@@ -92,14 +98,19 @@ test('service install on Windows: a UTF-16 task XML a parser reads back (path wi
     assert.match(shown, 'R&amp;D bots &lt;1&gt;');
     assert.match(shown, /schtasks \/Create \/F \/XML ".*meta-agent\.xml" \/TN meta-agent/);
 
-    const { runner: r3, calls: c3 } = recorder({ 'schtasks /Query /TN meta-agent /V /FO LIST': { exitCode: 1, stderr: 'ERROR: The system cannot find the file specified.' } });
+    const { runner: r3, calls: c3 } = recorder({
+      'schtasks /Query /TN meta-agent /V /FO LIST': { exitCode: 1, stderr: 'ERROR: The system cannot find the file specified.' },
+    });
     const status = await serviceStatus(settings, { kind: 'windows', runner: r3 });
     assert.not.ok(status.installed);
     assert.match(status.text, /^not installed/);
     assert.equal(c3, [['schtasks', '/Query', '/TN', 'meta-agent', '/V', '/FO', 'LIST']]);
     const { runner: r4, calls: c4 } = recorder();
     await uninstallService(settings, { kind: 'windows', runner: r4 });
-    assert.equal(c4, [['schtasks', '/End', '/TN', 'meta-agent'], ['schtasks', '/Delete', '/TN', 'meta-agent', '/F']]);
+    assert.equal(c4, [
+      ['schtasks', '/End', '/TN', 'meta-agent'],
+      ['schtasks', '/Delete', '/TN', 'meta-agent', '/F'],
+    ]);
     assert.not.ok(await fs.stat(file).catch(() => null), 'the task file is removed');
   } finally {
     await ws.cleanup();
@@ -110,7 +121,12 @@ test('a failing schtasks is a one-line error naming the command', async () => {
   const { ws, root } = await ampersandWorkspace();
   try {
     const settings = await loadSettings(root, WIN_ENV);
-    const { runner } = recorder({ [`schtasks /Create /F /XML ${path.join(root, '.meta-agent', 'service', 'meta-agent.xml')} /TN meta-agent`]: { exitCode: 1, stderr: 'ERROR: Access is denied.\r\n' } });
+    const { runner } = recorder({
+      [`schtasks /Create /F /XML ${path.join(root, '.meta-agent', 'service', 'meta-agent.xml')} /TN meta-agent`]: {
+        exitCode: 1,
+        stderr: 'ERROR: Access is denied.\r\n',
+      },
+    });
     const error = await installService(settings, { kind: 'windows', env: WIN_ENV, runner }).catch((e: Error) => e);
     assert.instance(error, Error);
     assert.match((error as Error).message, /schtasks \/Create .* failed \(exit 1\): ERROR: Access is denied\.$/);
@@ -141,14 +157,22 @@ test('service install on Linux: a systemd user unit (Restart=on-failure) in ~/.c
     assert.match(text, `WorkingDirectory="${root}"`);
     assert.match(printService(settings, { kind: 'linux', env }), /systemctl --user enable --now meta-agent\.service/);
 
-    const { runner: r2, calls: c2 } = recorder({ 'systemctl --user status --no-pager meta-agent.service': { exitCode: 3, stdout: '○ meta-agent.service - meta-agent folder queue\n     Active: inactive (dead)' } });
+    const { runner: r2, calls: c2 } = recorder({
+      'systemctl --user status --no-pager meta-agent.service': {
+        exitCode: 3,
+        stdout: '○ meta-agent.service - meta-agent folder queue\n     Active: inactive (dead)',
+      },
+    });
     const status = await serviceStatus(settings, { kind: 'linux', runner: r2 });
     assert.ok(status.installed, 'stopped is installed');
     assert.match(status.text, 'inactive (dead)');
     assert.equal(c2, [['systemctl', '--user', 'status', '--no-pager', 'meta-agent.service']]);
     const { runner: r3, calls: c3 } = recorder();
     await uninstallService(settings, { kind: 'linux', env, runner: r3 });
-    assert.equal(c3, [['systemctl', '--user', 'disable', '--now', 'meta-agent.service'], ['systemctl', '--user', 'daemon-reload']]);
+    assert.equal(c3, [
+      ['systemctl', '--user', 'disable', '--now', 'meta-agent.service'],
+      ['systemctl', '--user', 'daemon-reload'],
+    ]);
     assert.not.ok(await fs.stat(unit).catch(() => null));
   } finally {
     await ws.cleanup();
@@ -157,7 +181,9 @@ test('service install on Linux: a systemd user unit (Restart=on-failure) in ~/.c
 });
 
 test('schedule --print windows: commands only (no REM inside XML), and each job a well-formed UTF-16 task file with its trigger', async () => {
-  const { ws, root } = await ampersandWorkspace('supervisor:\n  timezone: Europe/Kyiv\n  schedule:\n    - { cron: "30 2 * * *", goal: daily_maintenance }\n    - { cron: "0 4 * * 6", goal: weekly_retrain, mode: weekly }');
+  const { ws, root } = await ampersandWorkspace(
+    'supervisor:\n  timezone: Europe/Kyiv\n  schedule:\n    - { cron: "30 2 * * *", goal: daily_maintenance }\n    - { cron: "0 4 * * 6", goal: weekly_retrain, mode: weekly }',
+  );
   try {
     const settings = await loadSettings(root, { PATH: process.env.PATH });
     const text = printSchedule(settings, 'windows');
@@ -180,7 +206,10 @@ test('schedule --print windows: commands only (no REM inside XML), and each job 
 
 test('stop signals: SIGHUP and SIGBREAK (what Windows sends) are handled like SIGTERM; a real watch stops cleanly on SIGHUP', async () => {
   assert.equal([...STOP_SIGNALS].sort(), ['SIGBREAK', 'SIGHUP', 'SIGINT', 'SIGTERM']);
-  const ws = await makeWorkspace({ project: '    scope: ["**"]', extra: ['engine: command', 'command:\n  run: ["true"]', 'queue:\n  settle_ms: 100\n  scan_interval_ms: 200\n  shutdown_grace_s: 2'].join('\n') });
+  const ws = await makeWorkspace({
+    project: '    scope: ["**"]',
+    extra: ['engine: command', 'command:\n  run: ["true"]', 'queue:\n  settle_ms: 100\n  scan_interval_ms: 200\n  shutdown_grace_s: 2'].join('\n'),
+  });
   try {
     const proc = await startWatchReady(ws.root);
     signal(proc, 'SIGHUP');

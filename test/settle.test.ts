@@ -23,7 +23,10 @@ test('pickupSettleMs: the configured quiet period on a local disk, at least REMO
 });
 
 test('default settle: a file copied in 3 chunks over 2 s runs once, after the last chunk, with the whole text', async () => {
-  const ws = await makeWorkspace({ project: '    scope: ["**"]', extra: ['engine: command', 'command:', '  run: ["true"]', 'queue:', '  scan_interval_ms: 200'].join('\n') });
+  const ws = await makeWorkspace({
+    project: '    scope: ["**"]',
+    extra: ['engine: command', 'command:', '  run: ["true"]', 'queue:', '  scan_interval_ms: 200'].join('\n'),
+  });
   assert.is(ws.settings.config.queue.settle_ms, 100, 'the shipped default');
   const results: RunTaskResult[] = [];
   const watcher = startWatching({ settings: ws.settings, log: silentLogger(), usePolling: false, onResult: (r) => results.push(r) });
@@ -43,7 +46,10 @@ test('default settle: a file copied in 3 chunks over 2 s runs once, after the la
     assert.is(results.length, 1, 'ran once');
     assert.is(results[0]!.status, 'ok', results[0]!.report.error?.message);
     assert.is(results[0]!.report.objective, 'Review sizing END-MARKER', 'the last chunk was read');
-    assert.equal((await fs.readdir(done)).filter((n) => n.endsWith('.md')), ['chunked.md']);
+    assert.equal(
+      (await fs.readdir(done)).filter((n) => n.endsWith('.md')),
+      ['chunked.md'],
+    );
     const ledger = await fs.readdir(path.join(state, 'ledger'));
     assert.is(ledger.length, 1);
     assert.is((await readJson<{ runs: unknown[] }>(path.join(state, 'ledger', ledger[0]!))).runs.length, 1, 'one run in the ledger');

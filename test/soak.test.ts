@@ -18,7 +18,11 @@ test('3 simulated nights with faults: every invariant holds, nothing is lost', a
     const result = await runSoak({ nights: 3, seed: 3, out, log: (l) => lines.push(l), command: 'npm run soak -- --nights 3 --seed 3' });
     const s = result.stats;
     console.log(`    3 nights in ${(s.wallMs / 1000).toFixed(0)} s: ${s.tasks.total} tasks, ${s.patches.applied} applied, faults ${JSON.stringify(s.faults)}`);
-    assert.equal(result.failing, [], `breaches:\n${result.failing.map((b) => `night ${b.night}: ${b.invariant}: ${b.detail}`).join('\n')}\n\nlog:\n${lines.join('\n')}`);
+    assert.equal(
+      result.failing,
+      [],
+      `breaches:\n${result.failing.map((b) => `night ${b.night}: ${b.invariant}: ${b.detail}`).join('\n')}\n\nlog:\n${lines.join('\n')}`,
+    );
     assert.ok(result.ok, lines.join('\n'));
     assert.is(s.nightsRun, 3);
     assert.is(result.nights[1]?.weekday, 'Sat', 'night 2 is a Saturday (weekly_retrain is scheduled)');

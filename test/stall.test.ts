@@ -17,11 +17,22 @@ import { ClaimChanged } from '../src/queue/folders.ts';
 import { silentLogger } from '../src/log.ts';
 import type { Report } from '../src/contract/report.ts';
 
-const CONFIG = (grace: number) => ['engine: command', 'command:', '  run: ["true"]', 'queue:', '  settle_ms: 200', '  scan_interval_ms: 200', '  lease_stale_s: 2', `  incomplete_grace_s: ${grace}`].join('\n');
+const CONFIG = (grace: number) =>
+  [
+    'engine: command',
+    'command:',
+    '  run: ["true"]',
+    'queue:',
+    '  settle_ms: 200',
+    '  scan_interval_ms: 200',
+    '  lease_stale_s: 2',
+    `  incomplete_grace_s: ${grace}`,
+  ].join('\n');
 
 /** A separate process writes `first` into `file` (in place, as a copy does), stalls `ms`, then appends `rest` and closes. */
 function stallingWriter(file: string, first: string, rest: string, ms: number) {
-  const script = "const fs = require('fs'); const [file, first, rest, ms] = process.argv.slice(1); const fd = fs.openSync(file, 'w'); fs.writeSync(fd, first); setTimeout(() => { fs.writeSync(fd, rest); fs.closeSync(fd); }, Number(ms));";
+  const script =
+    "const fs = require('fs'); const [file, first, rest, ms] = process.argv.slice(1); const fd = fs.openSync(file, 'w'); fs.writeSync(fd, first); setTimeout(() => { fs.writeSync(fd, rest); fs.closeSync(fd); }, Number(ms));";
   return execa(process.execPath, ['-e', script, file, first, rest, String(ms)]);
 }
 
@@ -35,7 +46,12 @@ test('a writer that stalls inside the front matter for 4 s (settle_ms 200): the 
     assert.equal(await list(failed), [], 'not failed while incomplete and young');
     assert.equal(await list(inbox), ['stall.md'], 'not taken while incomplete');
     await writer;
-    await waitFor('done/stall.md', async () => (await list(done)).includes('stall.md'), 20_000, async () => `failed: ${await list(failed)}\n${proc.output()}`);
+    await waitFor(
+      'done/stall.md',
+      async () => (await list(done)).includes('stall.md'),
+      20_000,
+      async () => `failed: ${await list(failed)}\n${proc.output()}`,
+    );
     const report = await readJson<Report>(path.join(reports, 'stall.json'));
     assert.is(report.objective, 'The whole objective');
     assert.is(report.status, 'ok', report.error?.message);
@@ -51,7 +67,12 @@ test('a copied-in file that stays incomplete is failed once it is unchanged for 
     const { inbox, failed } = ws.settings.layout;
     const proc = await startWatchReady(ws.root);
     await fs.writeFile(path.join(inbox, 'half.md'), '---\nproject: bot\n---\n');
-    await waitFor('failed/half.md.error.md', async () => (await list(failed)).includes('half.md.error.md'), 20_000, () => proc.output());
+    await waitFor(
+      'failed/half.md.error.md',
+      async () => (await list(failed)).includes('half.md.error.md'),
+      20_000,
+      () => proc.output(),
+    );
     assert.match(await fs.readFile(path.join(failed, 'half.md.error.md'), 'utf8'), 'objective');
   } finally {
     await killAll();
@@ -65,7 +86,10 @@ test('a claim whose bytes are not the ones judged complete goes back to inbox/ (
     const { inbox, processing, reports } = ws.settings.layout;
     const file = path.join(inbox, 'moving.md');
     await fs.writeFile(file, '---\nproject: bot\nobjective: Grew after the check\nscope: []\n---\n');
-    const error = await runTask(file, { settings: ws.settings, log: silentLogger(), expectSha256: '0'.repeat(64) }).then(() => null, (e: unknown) => e);
+    const error = await runTask(file, { settings: ws.settings, log: silentLogger(), expectSha256: '0'.repeat(64) }).then(
+      () => null,
+      (e: unknown) => e,
+    );
     assert.instance(error, ClaimChanged);
     assert.equal(await list(inbox), ['moving.md']);
     assert.equal(await list(processing, { dot: true }), []);

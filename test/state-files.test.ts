@@ -97,14 +97,23 @@ test('readJson: a missing file is ENOENT from readJsonFile(Sync), null from read
   const dir = await tempDir();
   try {
     const file = path.join(dir, 'none.json');
-    const error = await readJsonFile(file, Sample).then(() => null, (e: NodeJS.ErrnoException) => e);
+    const error = await readJsonFile(file, Sample).then(
+      () => null,
+      (e: NodeJS.ErrnoException) => e,
+    );
     assert.is(error?.code, 'ENOENT');
     assert.not.instance(error, MetaAgentError);
-    assert.throws(() => readJsonFileSync(file, Sample), (e: NodeJS.ErrnoException) => e.code === 'ENOENT');
+    assert.throws(
+      () => readJsonFileSync(file, Sample),
+      (e: NodeJS.ErrnoException) => e.code === 'ENOENT',
+    );
     assert.is(await readJsonFileOrNull(file, Sample), null);
     // Other read errors are not "missing": a folder where the file should be.
     await fs.mkdir(file);
-    const isDir = await readJsonFileOrNull(file, Sample).then(() => null, (e: NodeJS.ErrnoException) => e);
+    const isDir = await readJsonFileOrNull(file, Sample).then(
+      () => null,
+      (e: NodeJS.ErrnoException) => e,
+    );
     assert.is(isDir?.code, 'EISDIR');
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
@@ -118,7 +127,14 @@ test('ledger: an entry the ledger wrote reads back through its schema; a damaged
   try {
     const ledger = new Ledger(dir);
     const written = await ledger.update('t-1', { key: 't-1', name: 't.md', sha256: 'ab' }, (e) => {
-      e.runs.push({ run_id: 'r1', started_at: '2026-11-30T00:00:00.000Z', host: 'h', pid: 12, reported: { status: 'error', at: '2026-11-30T00:01:00.000Z', explanation: 'why' }, recovered: 'finalized_from_ledger' });
+      e.runs.push({
+        run_id: 'r1',
+        started_at: '2026-11-30T00:00:00.000Z',
+        host: 'h',
+        pid: 12,
+        reported: { status: 'error', at: '2026-11-30T00:01:00.000Z', explanation: 'why' },
+        recovered: 'finalized_from_ledger',
+      });
     });
     const file = path.join(dir, 't-1.json');
     assert.equal(await readJsonFile(file, LedgerEntrySchema), written);
@@ -131,11 +147,20 @@ test('ledger: an entry the ledger wrote reads back through its schema; a damaged
     assert.is(await ledger.get('t-1'), undefined, 'a damaged entry counts as none');
     await fs.writeFile(file, '{"key": "t-1", "na');
     assert.is(await ledger.get('t-1'), undefined, 'a half-written one too');
-    const fresh = await ledger.update('t-1', { key: 't-1', name: 't.md', sha256: 'ab' }, (e) => e.runs.push({ run_id: 'r2', started_at: 'x', host: 'h', pid: 1 }));
-    assert.equal(fresh.runs.map((r) => r.run_id), ['r2'], 'the next update starts it afresh');
+    const fresh = await ledger.update('t-1', { key: 't-1', name: 't.md', sha256: 'ab' }, (e) =>
+      e.runs.push({ run_id: 'r2', started_at: 'x', host: 'h', pid: 1 }),
+    );
+    assert.equal(
+      fresh.runs.map((r) => r.run_id),
+      ['r2'],
+      'the next update starts it afresh',
+    );
 
     await fs.mkdir(path.join(dir, 't-3.json'));
-    const unreadable = await ledger.get('t-3').then(() => null, (e: NodeJS.ErrnoException) => e);
+    const unreadable = await ledger.get('t-3').then(
+      () => null,
+      (e: NodeJS.ErrnoException) => e,
+    );
     assert.is(unreadable?.code, 'EISDIR', 'there but unreadable: not taken for "none" (an update would overwrite it)');
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
@@ -172,22 +197,31 @@ test('owner note: what takeLease writes reads back through its schema; a damaged
   }
 });
 
-test('recovery: the dead run\'s report is read through its schema; a damaged report is not taken for a finished run', async () => {
+test("recovery: the dead run's report is read through its schema; a damaged report is not taken for a finished run", async () => {
   const ws = await makeWorkspace();
   const { layout } = ws.settings;
   try {
     const dead = await deadPid();
     const claim = async (name: string) => {
       await fs.writeFile(path.join(layout.processing, `${name}.md`), '---\nproject: bot\nobjective: x\n---\n');
-      await fs.writeFile(path.join(layout.processing, `.${name}.md.owner.json`), JSON.stringify({ host: os.hostname(), pid: dead, run_id: `run-${name}`, since: new Date().toISOString() }));
+      await fs.writeFile(
+        path.join(layout.processing, `.${name}.md.owner.json`),
+        JSON.stringify({ host: os.hostname(), pid: dead, run_id: `run-${name}`, since: new Date().toISOString() }),
+      );
     };
     await claim('finished');
     await fs.writeFile(path.join(layout.reports, 'finished.json'), JSON.stringify({ run_id: 'run-finished', status: 'ok', error: null }));
     await claim('torn');
     await fs.writeFile(path.join(layout.reports, 'torn.json'), '{"run_id": "run-torn", "status": "o');
     const result = await recoverOrphans(layout, 1000, silentLogger());
-    assert.equal(result.finalized.map((f) => path.basename(f)), ['finished.md']);
-    assert.equal(result.returned.map((f) => path.basename(f)), ['torn.md']);
+    assert.equal(
+      result.finalized.map((f) => path.basename(f)),
+      ['finished.md'],
+    );
+    assert.equal(
+      result.returned.map((f) => path.basename(f)),
+      ['torn.md'],
+    );
     assert.ok(await fs.stat(path.join(layout.done, 'finished.md')), 'its report says ok: finished, not run again');
     assert.ok(await fs.stat(path.join(layout.inbox, 'torn.md')), 'a damaged report: back to inbox/ as a run that wrote none');
     // The ledger entries recovery wrote read back through their schema.
@@ -225,7 +259,7 @@ test('supervisor state: writeState reads back; an old file gets its defaults; a 
   }
 });
 
-test('the previous cycle\'s next actions come through its schema; a damaged report gives none', async () => {
+test("the previous cycle's next actions come through its schema; a damaged report gives none", async () => {
   const ws = await makeWorkspace();
   try {
     const project = ws.settings.projects.bot!;
@@ -259,7 +293,12 @@ test('cycle journal: a planned journal saveJournal wrote reads back whole (orpha
       owner: { host: os.hostname(), pid: await deadPid() },
       planned: {
         plan: { tasks },
-        planner: { source: 'routine', model: null, attempts: 0, usage: { requests: 0, prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, cost_usd: null } },
+        planner: {
+          source: 'routine',
+          model: null,
+          attempts: 0,
+          usage: { requests: 0, prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, cost_usd: null },
+        },
         context,
         task_ids: tasks.map((_, i) => `S${i + 1}_bot_c-dead`),
       },
@@ -268,13 +307,17 @@ test('cycle journal: a planned journal saveJournal wrote reads back whole (orpha
     await saveJournal(ws.settings, { ...journal, cycle_id: 'c-live', owner: { host: os.hostname(), pid: process.pid }, planned: null });
     const running = path.join(ws.settings.layout.state, 'supervisor', 'running');
     assert.equal(await readJsonFile(path.join(running, 'c-dead.json'), CycleJournalSchema), journal);
-    assert.equal(await orphanedCycles(ws.settings), [journal], 'only the dead process\'s cycle, whole');
+    assert.equal(await orphanedCycles(ws.settings), [journal], "only the dead process's cycle, whole");
 
     await fs.writeFile(path.join(running, 'c-torn.json'), '{"cycle_id": "c-torn", "owner": {"host"');
     await fs.writeFile(path.join(running, 'c-wrong.json'), JSON.stringify({ ...journal, cycle_id: 'c-wrong', mode: 'hourly' }));
     const wrong = await metaAgentError(() => readJsonFile(path.join(running, 'c-wrong.json'), CycleJournalSchema));
     assert.is(wrong.field, 'mode');
-    assert.equal((await orphanedCycles(ws.settings)).map((j) => j.cycle_id), ['c-dead'], 'damaged journals are passed over');
+    assert.equal(
+      (await orphanedCycles(ws.settings)).map((j) => j.cycle_id),
+      ['c-dead'],
+      'damaged journals are passed over',
+    );
   } finally {
     await ws.cleanup();
   }
@@ -382,7 +425,7 @@ test('baseline cache: entries set() wrote read back; damaged ones are misses; an
   }
 });
 
-test('retrain metrics (the bot\'s own file) must be a JSON object; keys cannot reach the prototype', () => {
+test("retrain metrics (the bot's own file) must be a JSON object; keys cannot reach the prototype", () => {
   assert.not.ok(EvalMetricsSchema.safeParse([0.9]).success);
   assert.not.ok(EvalMetricsSchema.safeParse(null).success);
   const metrics = parseJsonText('{"__proto__": {"accuracy": 1}, "f1": 0.8}', EvalMetricsSchema, 'metrics.json');
@@ -408,7 +451,7 @@ test('clock file: its time is read through its schema; missing, damaged or wrong
     }
     rmSync(file);
     assert.is(clock().toISOString(), '2030-01-02T03:04:05.000Z', 'the file is being replaced');
-    writeFileSync(file, '\uFEFF' + JSON.stringify({ now: '2030-01-03T00:00:00.000Z' }));
+    writeFileSync(file, `\uFEFF${JSON.stringify({ now: '2030-01-03T00:00:00.000Z' })}`);
     assert.is(clock().toISOString(), '2030-01-03T00:00:00.000Z');
   } finally {
     await fs.rm(dir, { recursive: true, force: true });

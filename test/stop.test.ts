@@ -60,7 +60,12 @@ test('running a task (the model hangs): SIGTERM ends watch after the grace perio
     try {
       const proc = await startWatchReady(ws.root);
       await publish(ws.settings.layout.inbox, 'hang.md', taskText('wait forever'));
-      await waitFor('the model asked', () => llm.requests.some((r) => r.path.endsWith('/chat/completions')), 20_000, () => proc.output());
+      await waitFor(
+        'the model asked',
+        () => llm.requests.some((r) => r.path.endsWith('/chat/completions')),
+        20_000,
+        () => proc.output(),
+      );
       await stopsWithin(proc);
       assert.equal(await list(ws.settings.layout.inbox), ['hang.md']);
       assert.equal(await list(ws.settings.layout.processing), []);
@@ -79,7 +84,12 @@ async function afterFailure(breakIt: (ws: TestWorkspace) => Promise<void>, expec
       const proc = await startWatchReady(ws.root);
       await breakIt(ws);
       await publish(ws.settings.layout.inbox, 'doomed.md', taskText('anything'));
-      await waitFor('the task failed', async () => (await list(ws.settings.layout.failed)).includes('doomed.md'), 20_000, () => proc.output());
+      await waitFor(
+        'the task failed',
+        async () => (await list(ws.settings.layout.failed)).includes('doomed.md'),
+        20_000,
+        () => proc.output(),
+      );
       const report = await fs.readFile(path.join(ws.settings.layout.reports, 'doomed.json'), 'utf8');
       assert.match(report, expected);
       await stopsWithin(proc);
@@ -115,7 +125,12 @@ test('during a gate run (slow tests): SIGTERM ends watch; the patch is back in a
     const head = (await execa('git', ['rev-parse', 'main'], { cwd: ws.repo })).stdout;
     const proc = await startWatchReady(ws.root);
     await approvePatch(ws.settings, 'gated');
-    await waitFor('a gate worktree', async () => (await list(layout.worktrees)).some((n) => n.startsWith('gate-')), 20_000, () => proc.output());
+    await waitFor(
+      'a gate worktree',
+      async () => (await list(layout.worktrees)).some((n) => n.startsWith('gate-')),
+      20_000,
+      () => proc.output(),
+    );
     await stopsWithin(proc);
     assert.ok((await list(layout.patches.approved)).includes('gated.patch'), `approved/: ${(await list(layout.patches.approved, { dot: true })).join(', ')}`);
     assert.equal(await list(layout.patches.rejected), []);
@@ -134,7 +149,12 @@ test('during a scheduled cycle (its task hangs in the model): SIGTERM ends watch
     const ws = await makeWorkspace({ llmUrl: llm.url, extra: [QUEUE, SCHEDULE].join('\n') });
     try {
       const proc = await startWatchReady(ws.root);
-      await waitFor('the cycle\'s task asked the model', () => llm.requests.some((r) => r.path.endsWith('/chat/completions')), 30_000, () => proc.output());
+      await waitFor(
+        "the cycle's task asked the model",
+        () => llm.requests.some((r) => r.path.endsWith('/chat/completions')),
+        30_000,
+        () => proc.output(),
+      );
       assert.equal((await list(path.join(ws.settings.layout.state, 'supervisor', 'running'))).length, 1, 'a cycle is running');
       await stopsWithin(proc);
       assert.equal(await list(ws.settings.layout.processing), []);
@@ -150,7 +170,7 @@ test('`schedule` in the foreground, during a cycle: SIGTERM ends it', async () =
     const ws = await makeWorkspace({ llmUrl: llm.url, extra: [QUEUE, SCHEDULE].join('\n') });
     const child = execa(process.execPath, [BIN, 'schedule', '--root', ws.root], { reject: false, all: true, stdin: 'ignore', env: { OPENAI_API_KEY: '' } });
     try {
-      await waitFor('the cycle\'s task asked the model', () => llm.requests.some((r) => r.path.endsWith('/chat/completions')), 30_000);
+      await waitFor("the cycle's task asked the model", () => llm.requests.some((r) => r.path.endsWith('/chat/completions')), 30_000);
       const started = Date.now();
       child.kill('SIGTERM');
       const result = await Promise.race([child, sleep(GRACE_S * 1000 + WIND_DOWN_MS).then(() => null)]);
@@ -172,7 +192,12 @@ test('`ui` with a browser connected to its event stream: SIGTERM ends it', async
   child.all?.on('data', (c: Buffer) => (out += c.toString()));
   const events = new AbortController();
   try {
-    await waitFor('the dashboard URL', () => /dashboard: (\S+)/.test(out), 20_000, () => out);
+    await waitFor(
+      'the dashboard URL',
+      () => /dashboard: (\S+)/.test(out),
+      20_000,
+      () => out,
+    );
     const url = new URL(/dashboard: (\S+)/.exec(out)![1]!);
     const stream = await fetch(`${url.origin}/api/events?token=${url.searchParams.get('token')}`, { signal: events.signal });
     assert.is(stream.status, 200, 'the event stream is open (positive control)');
@@ -195,9 +220,19 @@ test('a second signal ends watch at once (no grace) and the running task is back
     try {
       const proc = await startWatchReady(ws.root);
       await publish(ws.settings.layout.inbox, 'hang.md', taskText('wait forever'));
-      await waitFor('the model asked', () => llm.requests.some((r) => r.path.endsWith('/chat/completions')), 20_000, () => proc.output());
+      await waitFor(
+        'the model asked',
+        () => llm.requests.some((r) => r.path.endsWith('/chat/completions')),
+        20_000,
+        () => proc.output(),
+      );
       signal(proc, 'SIGINT');
-      await waitFor('the stop message', () => proc.output().includes('stopping:'), 5_000, () => proc.output());
+      await waitFor(
+        'the stop message',
+        () => proc.output().includes('stopping:'),
+        5_000,
+        () => proc.output(),
+      );
       await sleep(1000);
       assert.ok(proc.alive(), 'the first signal waits for the grace period (positive control)');
       await stopsWithin(proc, WIND_DOWN_MS, 'SIGINT');

@@ -13,11 +13,12 @@ import { ReportSchema } from '../src/contract/report.ts';
 import { openAIChatModel } from '../src/engines/chatModel.ts';
 import { runTask } from '../src/run/runTask.ts';
 import type { LlmSettings } from '../src/workspace/config.ts';
-import { finish, startFakeLlm, textReply, toChunks, toolCall, type FakeLlm, type Reply, type Script } from './helpers/fakeLlm.ts';
+import { finish, startFakeLlm, textReply, toChunks, toolCall, type Reply, type Script } from './helpers/fakeLlm.ts';
 import { capturedLog, llmSettings as baseSettings, withServer } from './helpers/llmCalls.ts';
 import { makeWorkspace, readJson, writeTask } from './helpers/workspace.ts';
 
-const llmSettings = (url: string, extra: Partial<LlmSettings> = {}): LlmSettings => baseSettings(url, { compat: { stream: true }, backoff: { baseMs: 20, capMs: 100 }, ...extra });
+const llmSettings = (url: string, extra: Partial<LlmSettings> = {}): LlmSettings =>
+  baseSettings(url, { compat: { stream: true }, backoff: { baseMs: 20, capMs: 100 }, ...extra });
 
 const TASK = `---
 project: bot
@@ -29,9 +30,6 @@ Keep it small.
 `;
 const EDIT = { path: 'bot/sizing.py', old: 'def position_size(', new: '# Inputs are validated below.\ndef position_size(' };
 const MESSAGES = [{ role: 'user' as const, content: 'hello' }];
-
-
-
 
 /** A text reply whose finish_reason is "stop", as servers send for one. */
 const stopReply = (content: string): Reply => {
@@ -76,15 +74,21 @@ async function runOnce(stream: boolean) {
 test('a streamed run gives the same patch, steps, summary and token usage as a whole-reply run', async () => {
   const whole = await runOnce(false);
   const streamed = await runOnce(true);
-  assert.ok(whole.requests.every((b) => !('stream' in b) && !('stream_options' in b)), 'whole replies unless llm.compat.stream');
-  assert.ok(streamed.requests.every((b) => b.stream === true && b.stream_options?.include_usage === true), 'every streamed request asks for usage');
+  assert.ok(
+    whole.requests.every((b) => !('stream' in b) && !('stream_options' in b)),
+    'whole replies unless llm.compat.stream',
+  );
+  assert.ok(
+    streamed.requests.every((b) => b.stream === true && b.stream_options?.include_usage === true),
+    'every streamed request asks for usage',
+  );
   assert.is(streamed.report.outcome, 'completed');
   assert.is(streamed.report.outcome, whole.report.outcome);
   assert.ok(streamed.diff.includes('+# Inputs are validated below.'), 'the edit is in the patch');
   assert.is(streamed.diff, whole.diff, 'the same diff');
   assert.is(streamed.report.summary, whole.report.summary);
   assert.is(streamed.report.steps, whole.report.steps);
-  assert.equal(streamed.report.usage, whole.report.usage, 'usage from the stream\'s usage chunk');
+  assert.equal(streamed.report.usage, whole.report.usage, "usage from the stream's usage chunk");
   assert.ok((streamed.report.usage?.prompt_tokens ?? 0) >= 2100, 'the scripted usage was counted');
   // The replies sent back to the model are the same too (what the model sees next).
   assert.equal(streamed.requests.at(-1).messages.length, whole.requests.at(-1).messages.length);
@@ -92,33 +96,45 @@ test('a streamed run gives the same patch, steps, summary and token usage as a w
 
 test('what real servers stream: Ollama\'s "" finish_reason and whole tool calls without index or type, no finish_reason at all', async () => {
   const ollama = (r: Reply): Reply => ({ ...r, chunks: toChunks(r.body, { style: 'ollama', includeUsage: true }) });
-  const noFinish = (r: Reply): Reply => ({ ...r, chunks: toChunks(r.body).map((c: any) => ({ ...c, choices: c.choices.map((ch: any) => ({ ...ch, finish_reason: null })) })) });
-  await withServer([ollama(twoCalls()), ollama(stopReply('Plain words.')), noFinish(toolCall('list_files', { path: '.' })), noFinish(textReply('done'))], async (llm) => {
-    const model = openAIChatModel(llmSettings(llm.url));
-    const signal = new AbortController().signal;
-    const first = await model.complete(MESSAGES, signal);
-    const calls = first.choices[0]!.message.tool_calls ?? [];
-    assert.is(calls.length, 2, 'two whole calls without index stay two calls');
-    assert.equal(calls.map((c) => c.type === 'function' && c.function.name), ['read_file', 'list_files']);
-    assert.equal(JSON.parse(calls[0]!.type === 'function' ? calls[0]!.function.arguments : ''), { path: 'bot/sizing.py' });
-    assert.is(first.choices[0]!.finish_reason, 'tool_calls');
-    assert.is(first.usage?.prompt_tokens, 100, 'usage from the usage chunk');
-    const text = await model.complete(MESSAGES, signal);
-    assert.is(text.choices[0]!.message.content, 'Plain words.');
-    assert.is(text.choices[0]!.finish_reason, 'stop', '"" is no finish_reason; the last chunk\'s "stop" is');
-    const inferred = await model.complete(MESSAGES, signal);
-    assert.is(inferred.choices[0]!.finish_reason, 'tool_calls', 'no finish_reason, whole arguments: taken as tool_calls');
-    const inferredText = await model.complete(MESSAGES, signal);
-    assert.is(inferredText.choices[0]!.finish_reason, 'stop');
-    assert.is(inferredText.choices[0]!.message.content, 'done');
-    assert.is(llm.requests.length, 4, 'none of these was retried');
+  const noFinish = (r: Reply): Reply => ({
+    ...r,
+    chunks: toChunks(r.body).map((c: any) => ({ ...c, choices: c.choices.map((ch: any) => ({ ...ch, finish_reason: null })) })),
   });
+  await withServer(
+    [ollama(twoCalls()), ollama(stopReply('Plain words.')), noFinish(toolCall('list_files', { path: '.' })), noFinish(textReply('done'))],
+    async (llm) => {
+      const model = openAIChatModel(llmSettings(llm.url));
+      const signal = new AbortController().signal;
+      const first = await model.complete(MESSAGES, signal);
+      const calls = first.choices[0]!.message.tool_calls ?? [];
+      assert.is(calls.length, 2, 'two whole calls without index stay two calls');
+      assert.equal(
+        calls.map((c) => c.type === 'function' && c.function.name),
+        ['read_file', 'list_files'],
+      );
+      assert.equal(JSON.parse(calls[0]!.type === 'function' ? calls[0]!.function.arguments : ''), { path: 'bot/sizing.py' });
+      assert.is(first.choices[0]!.finish_reason, 'tool_calls');
+      assert.is(first.usage?.prompt_tokens, 100, 'usage from the usage chunk');
+      const text = await model.complete(MESSAGES, signal);
+      assert.is(text.choices[0]!.message.content, 'Plain words.');
+      assert.is(text.choices[0]!.finish_reason, 'stop', '"" is no finish_reason; the last chunk\'s "stop" is');
+      const inferred = await model.complete(MESSAGES, signal);
+      assert.is(inferred.choices[0]!.finish_reason, 'tool_calls', 'no finish_reason, whole arguments: taken as tool_calls');
+      const inferredText = await model.complete(MESSAGES, signal);
+      assert.is(inferredText.choices[0]!.finish_reason, 'stop');
+      assert.is(inferredText.choices[0]!.message.content, 'done');
+      assert.is(llm.requests.length, 4, 'none of these was retried');
+    },
+  );
 });
 
 test('a server refusing stream_options: retried without it, kept for the run, logged; usage is then estimated', async () => {
   const script = (req: any): Reply =>
     'stream_options' in req.body
-      ? { status: 400, body: { error: { message: 'Unrecognized request argument supplied: stream_options', type: 'invalid_request_error', param: null, code: null } } }
+      ? {
+          status: 400,
+          body: { error: { message: 'Unrecognized request argument supplied: stream_options', type: 'invalid_request_error', param: null, code: null } },
+        }
       : toolCall('list_files', { path: '.' });
   await withServer(script, async (llm) => {
     const { log, lines } = capturedLog();
@@ -131,11 +147,26 @@ test('a server refusing stream_options: retried without it, kept for the run, lo
     assert.not.ok('stream_options' in llm.requests[2]!.body);
     assert.is(reply.choices[0]!.message.tool_calls?.length, 1);
     assert.ok((reply.usage?.prompt_tokens ?? 0) > 0 && (reply.usage?.completion_tokens ?? 0) > 0, 'estimated usage, so the token budget still counts');
-    assert.ok(lines.some((l) => l.param === 'stream_options' && l.level === 40), 'the choice is logged');
+    assert.ok(
+      lines.some((l) => l.param === 'stream_options' && l.level === 40),
+      'the choice is logged',
+    );
   });
   // A server refusing streaming itself: whole replies for the rest of the run.
   const noStream = (req: any): Reply =>
-    req.body.stream ? { status: 400, body: { error: { message: "Unsupported parameter: 'stream' is not supported with this model.", type: 'invalid_request_error', param: 'stream', code: 'unsupported_parameter' } } } : toolCall('list_files', { path: '.' });
+    req.body.stream
+      ? {
+          status: 400,
+          body: {
+            error: {
+              message: "Unsupported parameter: 'stream' is not supported with this model.",
+              type: 'invalid_request_error',
+              param: 'stream',
+              code: 'unsupported_parameter',
+            },
+          },
+        }
+      : toolCall('list_files', { path: '.' });
   await withServer(noStream, async (llm) => {
     const model = openAIChatModel(llmSettings(llm.url));
     await model.complete(MESSAGES, new AbortController().signal);

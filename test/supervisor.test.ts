@@ -45,7 +45,11 @@ type Step = Reply | ((req: RecordedRequest) => Reply);
 /** Each task's agent loop: edit one in-scope file, then finish. */
 const AGENTS: Record<string, Step[]> = {
   [ALPHA]: [
-    toolCall('edit_file', { path: 'bot/sizing.py', old: 'def position_size(', new: '# The inputs are validated below, before any division.\ndef position_size(' }),
+    toolCall('edit_file', {
+      path: 'bot/sizing.py',
+      old: 'def position_size(',
+      new: '# The inputs are validated below, before any division.\ndef position_size(',
+    }),
     finish('ALPHA: noted where the sizing inputs are validated.', 'low'),
   ],
   [BETA]: [
@@ -91,7 +95,8 @@ function llmScript(agents: Record<string, Step[]>, plans: string[] = []) {
 }
 
 const isPlannerRequest = (r: RecordedRequest) => Boolean(r.body?.response_format);
-const objectiveOf = (r: RecordedRequest) => Object.keys(AGENTS).find((o) => String(r.body?.messages?.[1]?.content ?? '').includes(`## Objective\n${o}`)) ?? null;
+const objectiveOf = (r: RecordedRequest) =>
+  Object.keys(AGENTS).find((o) => String(r.body?.messages?.[1]?.content ?? '').includes(`## Objective\n${o}`)) ?? null;
 
 // --- workspace helpers ----------------------------------------------------------------------
 
@@ -147,7 +152,7 @@ function runCycle(ws: TestWorkspace, goal: string, options: CycleOptions = {}): 
   return runSupervisorCycle(ws.settings, goal, 'daily', { pollMs: 100, ...options });
 }
 
-async function withLlm<T>(script: ReturnType<typeof llmScript>, fn: (llm: FakeLlm) => Promise<T>): Promise<T> {
+async function _withLlm<T>(script: ReturnType<typeof llmScript>, fn: (llm: FakeLlm) => Promise<T>): Promise<T> {
   const llm = await startFakeLlm(script);
   try {
     return await fn(llm);
@@ -185,15 +190,23 @@ test('an LLM plan turns "daily code audit" into two tasks; both run; the cycle r
     assert.is(report.goal, 'daily code audit');
     assert.is(report.error, null);
     assert.is(report.stopped, null);
-    assert.equal(report.planner, { source: 'llm', model: 'scripted-model', attempts: 1, usage: { requests: 1, prompt_tokens: 300, cached_tokens: 0, completion_tokens: 50, cost_usd: null } });
+    assert.equal(report.planner, {
+      source: 'llm',
+      model: 'scripted-model',
+      attempts: 1,
+      usage: { requests: 1, prompt_tokens: 300, cached_tokens: 0, completion_tokens: 50, cost_usd: null },
+    });
     assert.is(report.tasks.length, 2);
     const [t1, t2] = report.tasks;
     assert.is(t1!.task_id, `S1_bot_${report.cycle_id}`);
     assert.is(t2!.task_id, `S2_bot_${report.cycle_id}`);
-    assert.equal(report.tasks.map((t) => [t.objective, t.type, t.status, t.outcome, t.tests, t.dry_run]), [
-      [ALPHA, 'audit_code', 'ok', 'completed', 'passed', 'passed'],
-      [BETA, 'audit_code', 'ok', 'completed', 'passed', 'passed'],
-    ]);
+    assert.equal(
+      report.tasks.map((t) => [t.objective, t.type, t.status, t.outcome, t.tests, t.dry_run]),
+      [
+        [ALPHA, 'audit_code', 'ok', 'completed', 'passed', 'passed'],
+        [BETA, 'audit_code', 'ok', 'completed', 'passed', 'passed'],
+      ],
+    );
     assert.is(t1!.summary, 'ALPHA: noted where the sizing inputs are validated.');
     assert.is(t1!.tokens, 240);
     // Budget: the planner (350) and two tasks of 2 x 120 tokens.
@@ -202,7 +215,10 @@ test('an LLM plan turns "daily code audit" into two tasks; both run; the cycle r
 
     // Candidates: one patch each, with the commands to approve or reject them.
     assert.is(report.candidates.length, 2);
-    assert.equal(report.candidates.map((c) => c.files), [['bot/sizing.py'], ['bot/strategy.py']]);
+    assert.equal(
+      report.candidates.map((c) => c.files),
+      [['bot/sizing.py'], ['bot/strategy.py']],
+    );
     for (const c of report.candidates) {
       assert.is(c.patch, `patches/pending/${c.task_id}.patch`);
       assert.ok(await exists(path.join(ws.root, c.patch)), `${c.patch} exists`);
@@ -264,12 +280,18 @@ test('an invalid plan twice (5 tasks, then not JSON): the cycle ends with status
     assert.is(llm.requests.length, 2);
     assert.ok(llm.requests.every(isPlannerRequest));
     const retry = llm.requests[1]!.body.messages as Array<{ role: string; content: string }>;
-    assert.equal(retry.map((m) => m.role), ['system', 'user', 'assistant', 'user']);
+    assert.equal(
+      retry.map((m) => m.role),
+      ['system', 'user', 'assistant', 'user'],
+    );
     assert.is(retry[2]!.content, tooMany);
     assert.match(retry[3]!.content, /^That plan is invalid: tasks: .*3/);
     // Nothing reached the queue.
     assert.equal(await queueNames(ws), { inbox: [], processing: [], done: [], failed: [] });
-    assert.equal((await names(ws.settings.layout.reports)).filter((n) => n !== 'cycles'), []);
+    assert.equal(
+      (await names(ws.settings.layout.reports)).filter((n) => n !== 'cycles'),
+      [],
+    );
     const md = await fs.readFile(path.join(ws.settings.layout.reports, 'cycles', `${report.cycle_id}.md`), 'utf8');
     assert.match(md, /: ERROR/);
     assert.match(md, /\*\*Error\*\* \(llm\): .*invalid plan twice/);
@@ -323,11 +345,19 @@ test('an invalid plan once, then a valid one: the cycle goes on (planner.attempt
 test('a known routine goal (configured daily_maintenance) makes no planner request', async () => {
   const llm = await startFakeLlm(llmScript(AGENTS));
   // The configured routine replaces the built-in daily_maintenance (2 tasks) with one task.
-  const ws = await makeWorkspace({ llmUrl: llm.url, extra: supervisorYaml({ routine: [{ type: 'custom', objective: GAMMA, scope: [], tasks: ['Read README.md'] }] }) });
+  const ws = await makeWorkspace({
+    llmUrl: llm.url,
+    extra: supervisorYaml({ routine: [{ type: 'custom', objective: GAMMA, scope: [], tasks: ['Read README.md'] }] }),
+  });
   try {
     const report = await runCycle(ws, 'Daily Maintenance');
     assert.is(report.status, 'ok', report.summary);
-    assert.equal(report.planner, { source: 'routine', model: null, attempts: 0, usage: { requests: 0, prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, cost_usd: null } });
+    assert.equal(report.planner, {
+      source: 'routine',
+      model: null,
+      attempts: 0,
+      usage: { requests: 0, prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, cost_usd: null },
+    });
     assert.is(report.tasks.length, 1);
     assert.is(report.tasks[0]!.objective, GAMMA);
     // Only the agent's request: it has tools and no response_format.
@@ -362,7 +392,11 @@ test('risk_review without an LLM: the hand-computed numbers, the crossed thresho
   try {
     assert.is(ws.settings.llm.apiKey, undefined);
     assert.is(ws.settings.llm.baseURL, undefined);
-    const file = await writeTask(ws.settings.layout.inbox, 'risk.md', '---\nproject: bot\ntype: risk_review\nobjective: Review the risk numbers of the recent trades\nscope: []\n---\n');
+    const file = await writeTask(
+      ws.settings.layout.inbox,
+      'risk.md',
+      '---\nproject: bot\ntype: risk_review\nobjective: Review the risk numbers of the recent trades\nscope: []\n---\n',
+    );
     const result = await runTask(file, { settings: ws.settings });
     const report = ReportSchema.parse(await readJson(result.report_path));
     assert.is(report.status, 'ok', report.error?.message);
@@ -375,7 +409,10 @@ test('risk_review without an LLM: the hand-computed numbers, the crossed thresho
     assert.equal(report.next_actions, ['Look into the flagged numbers.']);
     assert.is(report.notes.length, 1);
     assert.match(report.notes[0]!, /^LLM commentary skipped: /);
-    assert.match(report.summary, /^Risk review of 6 trades: net pnl 80\.00, win rate 50\.0%, profit factor 1\.80, max drawdown 100\.50 \(9\.13%\)\. Flags: max_drawdown_pct 9\.13% exceeds 5%\.$/);
+    assert.match(
+      report.summary,
+      /^Risk review of 6 trades: net pnl 80\.00, win rate 50\.0%, profit factor 1\.80, max drawdown 100\.50 \(9\.13%\)\. Flags: max_drawdown_pct 9\.13% exceeds 5%\.$/,
+    );
     // No model was asked.
     assert.is(report.usage.requests, 0);
     assert.is(report.steps, 0);
@@ -469,7 +506,11 @@ async function retrainWorkspace(quality: string) {
   await fs.writeFile(path.join(ws.repo, 'models', 'model.pkl'), OLD_MODEL);
   assert.is(await git(ws.repo, ['status', '--porcelain']), '');
   const baseline = await readJson(path.join(ws.repo, 'models', 'metrics.json'));
-  const file = await writeTask(ws.settings.layout.inbox, 'retrain.md', '---\nproject: bot\ntype: retrain_model\nobjective: Weekly retrain on the latest data\nscope: ["models/**"]\n---\n');
+  const file = await writeTask(
+    ws.settings.layout.inbox,
+    'retrain.md',
+    '---\nproject: bot\ntype: retrain_model\nobjective: Weekly retrain on the latest data\nscope: ["models/**"]\n---\n',
+  );
   return { ws, baseline, file };
 }
 
@@ -485,8 +526,23 @@ test('retrain_model: a better model becomes a candidate with its artifact and pa
     assert.match(report.notes[0] ?? '', /^LLM commentary skipped/);
     assert.is(report.usage.requests, 0);
     const candidate = { sharpe: 0.9, net_pnl: 90, trades: 7 };
-    assert.equal(report.retrain?.steps.map((s) => [s.command, s.passed]), [['python3 tools/train.py', true], ['python3 tools/eval.py', true]]);
-    assert.equal(report.retrain?.comparison, { metric: 'sharpe', candidate: 0.9, baseline: 0.5115, margin: 0.1, higher_is_better: true, beats_baseline: true, candidate_metrics: candidate, baseline_metrics: baseline });
+    assert.equal(
+      report.retrain?.steps.map((s) => [s.command, s.passed]),
+      [
+        ['python3 tools/train.py', true],
+        ['python3 tools/eval.py', true],
+      ],
+    );
+    assert.equal(report.retrain?.comparison, {
+      metric: 'sharpe',
+      candidate: 0.9,
+      baseline: 0.5115,
+      margin: 0.1,
+      higher_is_better: true,
+      beats_baseline: true,
+      candidate_metrics: candidate,
+      baseline_metrics: baseline,
+    });
     assert.equal(report.retrain?.artifacts, ['models/model.pkl']);
     assert.is(report.risk_level, 'low');
     assert.match(report.summary, /candidate sharpe 0\.9 beats the baseline 0\.5115 \(margin 0\.1, higher is better\)/);
@@ -497,7 +553,10 @@ test('retrain_model: a better model becomes a candidate with its artifact and pa
     const pending = ws.settings.layout.patches.pending;
     const sidecar = PatchSidecarSchema.parse(await readJson(path.join(pending, 'retrain.patch.json')));
     assert.is(sidecar.retrain?.beats_baseline, true);
-    assert.equal(sidecar.artifacts.map((a) => [a.path, a.bytes]), [['models/model.pkl', Buffer.byteLength('model trained with quality 0.9\n')]]);
+    assert.equal(
+      sidecar.artifacts.map((a) => [a.path, a.bytes]),
+      [['models/model.pkl', Buffer.byteLength('model trained with quality 0.9\n')]],
+    );
     assert.is(await fs.readFile(path.join(pending, 'retrain.artifacts', 'models', 'model.pkl'), 'utf8'), 'model trained with quality 0.9\n');
     assert.match(await fs.readFile(path.join(pending, 'retrain.patch'), 'utf8'), /models\/metrics\.json/);
     // Nothing reached the real repo yet.
@@ -576,7 +635,14 @@ test('a cycle whose budget is spent stops creating tasks and says so in its repo
   const agents: Record<string, Step[]> = {
     ...AGENTS,
     // The first task finishes, but its last answer costs 4000 + 100 tokens: over the cycle's 3000.
-    [ALPHA]: [AGENTS[ALPHA]![0]!, toolCall('finish', { summary: 'ALPHA done, expensively.', risks: [], risk_level: 'low', next_actions: [] }, { usage: { prompt_tokens: 4000, completion_tokens: 100 } })],
+    [ALPHA]: [
+      AGENTS[ALPHA]![0]!,
+      toolCall(
+        'finish',
+        { summary: 'ALPHA done, expensively.', risks: [], risk_level: 'low', next_actions: [] },
+        { usage: { prompt_tokens: 4000, completion_tokens: 100 } },
+      ),
+    ],
   };
   const llm = await startFakeLlm(llmScript(agents));
   const ws = await makeWorkspace({ llmUrl: llm.url, extra: supervisorYaml({ routine: PLANNED, lines: ['budget_tokens: 3000'] }) });
@@ -590,12 +656,18 @@ test('a cycle whose budget is spent stops creating tasks and says so in its repo
     assert.is(report.status, 'partial');
     assert.match(report.summary, /stopped early: .*budget/);
     // Only the first task was created (and it got the cycle's budget as its token cap).
-    assert.equal(report.tasks.map((t) => [t.objective, t.status]), [[ALPHA, 'ok']]);
+    assert.equal(
+      report.tasks.map((t) => [t.objective, t.status]),
+      [[ALPHA, 'ok']],
+    );
     const id = report.tasks[0]!.task_id;
     assert.equal(await queueNames(ws), { inbox: [], processing: [], done: [`${id}.md`], failed: [] });
     const task = parseTask(await fs.readFile(path.join(ws.settings.layout.done, `${id}.md`), 'utf8'), `${id}.md`);
     assert.is(task.max_tokens, 3000);
-    assert.ok(llm.requests.every((r) => objectiveOf(r) === ALPHA), 'no request for the second task');
+    assert.ok(
+      llm.requests.every((r) => objectiveOf(r) === ALPHA),
+      'no request for the second task',
+    );
     const md = await fs.readFile(path.join(ws.settings.layout.reports, 'cycles', `${report.cycle_id}.md`), 'utf8');
     assert.match(md, /\*\*Stopped early:\*\* the cycle's budget is spent/);
     assert.match(md, /Budget: 4220 of 3000 tokens \(spent\)/);
@@ -608,7 +680,14 @@ test('a cycle whose budget is spent stops creating tasks and says so in its repo
 test("the cycle's remaining budget caps the task it creates: the agent stops at it", async () => {
   const agents: Record<string, Step[]> = {
     ...AGENTS,
-    [ALPHA]: [toolCall('edit_file', { path: 'bot/sizing.py', old: 'def position_size(', new: '# costly\ndef position_size(' }, { usage: { prompt_tokens: 3400, completion_tokens: 100 } }), AGENTS[ALPHA]![1]!],
+    [ALPHA]: [
+      toolCall(
+        'edit_file',
+        { path: 'bot/sizing.py', old: 'def position_size(', new: '# costly\ndef position_size(' },
+        { usage: { prompt_tokens: 3400, completion_tokens: 100 } },
+      ),
+      AGENTS[ALPHA]![1]!,
+    ],
   };
   const llm = await startFakeLlm(llmScript(agents));
   const ws = await makeWorkspace({ llmUrl: llm.url, extra: supervisorYaml({ routine: PLANNED, lines: ['budget_tokens: 3000'] }) });
@@ -640,7 +719,12 @@ function normalized(r: CycleReport, root: string) {
     summary: clean(r.summary),
     planner: r.planner,
     context: r.context,
-    tasks: r.tasks.map(({ duration_ms: _d, ...t }) => ({ ...t, task_id: clean(t.task_id), report: t.report && clean(t.report), patch: t.patch && clean(t.patch) })),
+    tasks: r.tasks.map(({ duration_ms: _d, ...t }) => ({
+      ...t,
+      task_id: clean(t.task_id),
+      report: t.report && clean(t.report),
+      patch: t.patch && clean(t.patch),
+    })),
     candidates: r.candidates.map((c) => ({ ...c, task_id: clean(c.task_id), patch: clean(c.patch), approve: clean(c.approve), reject: clean(c.reject) })),
     next_actions: r.next_actions.map(clean),
     budget: r.budget,
@@ -683,7 +767,8 @@ function watcherFirstLogger(inbox: string, events: string[]): Logger {
 async function cycleRun(mode: 'alone' | 'watcher' | 'watcher-first') {
   const llm = await startFakeLlm(llmScript(AGENTS));
   const ws = await makeWorkspace({ llmUrl: llm.url, extra: supervisorYaml({ routine: PLANNED }) });
-  const watcher = mode === 'alone' ? null : startWatching({ settings: ws.settings, log: silentLogger(), supervisorLog: silentLogger(), scanMs: 200, graceMs: 1000 });
+  const watcher =
+    mode === 'alone' ? null : startWatching({ settings: ws.settings, log: silentLogger(), supervisorLog: silentLogger(), scanMs: 200, graceMs: 1000 });
   try {
     await watcher?.ready;
     const tookOver: string[] = [];
@@ -692,7 +777,17 @@ async function cycleRun(mode: 'alone' | 'watcher' | 'watcher-first') {
     const ids = report.tasks.map((t) => t.task_id);
     const ledger = (await ledgerEntries(ws)).filter((e) => e.name.includes(report.cycle_id));
     const archive = (await names(ws.settings.layout.reportArchive)).filter((n) => n.includes(report.cycle_id));
-    return { report, normalized: normalized(report, ws.root), ids, ledger, archive, tookOver, requests: llm.requests.length, queue: await queueNames(ws), onDisk: await cycleFile(ws, report) };
+    return {
+      report,
+      normalized: normalized(report, ws.root),
+      ids,
+      ledger,
+      archive,
+      tookOver,
+      requests: llm.requests.length,
+      queue: await queueNames(ws),
+      onDisk: await cycleFile(ws, report),
+    };
   } finally {
     await watcher?.stop();
     await llm.close();
@@ -741,7 +836,10 @@ test('meta-agent supervise --goal daily_maintenance --json: exit 0, the cycle re
     assert.is(report.status, 'ok', report.summary);
     assert.is(report.goal, 'daily_maintenance');
     assert.is(report.planner.source, 'routine');
-    assert.equal(report.tasks.map((t) => [t.objective, t.status]), [[GAMMA, 'ok']]);
+    assert.equal(
+      report.tasks.map((t) => [t.objective, t.status]),
+      [[GAMMA, 'ok']],
+    );
     assert.equal(await cycleFile(ws, report), report);
     assert.is(llm.requests.length, 1);
     assert.ok(!isPlannerRequest(llm.requests[0]!));

@@ -26,7 +26,11 @@ function utf16(text: string, order: 'le' | 'be'): Buffer {
 }
 
 /** "Перевірити" in Windows-1251 (what Python writes with open(..., 'w') on a Ukrainian Windows). */
-const CP1251 = Buffer.concat([Buffer.from('---\nproject: bot\nobjective: '), Buffer.from([0xcf, 0xe5, 0xf0, 0xe5, 0xe2, 0xb3, 0xf0, 0xe8, 0xf2, 0xe8]), Buffer.from('\nscope: []\n---\n')]);
+const CP1251 = Buffer.concat([
+  Buffer.from('---\nproject: bot\nobjective: '),
+  Buffer.from([0xcf, 0xe5, 0xf0, 0xe5, 0xe2, 0xb3, 0xf0, 0xe8, 0xf2, 0xe8]),
+  Buffer.from('\nscope: []\n---\n'),
+]);
 
 test('ids from any file name: valid names unchanged, the rest a lower-case transliterated slug', () => {
   const cases: Array<[string, string]> = [
@@ -100,7 +104,16 @@ test('cp1251 and UTF-16 without a BOM are refused with one line naming the file 
 });
 
 test('end to end: Explorer names, Cyrillic and a UTF-16 file run through a real watch; cp1251 goes to failed/ with its reason', async () => {
-  const config = ['engine: command', 'command:', '  run: ["true"]', 'queue:', '  settle_ms: 100', '  scan_interval_ms: 200', '  lease_stale_s: 2', '  shutdown_grace_s: 1'].join('\n');
+  const config = [
+    'engine: command',
+    'command:',
+    '  run: ["true"]',
+    'queue:',
+    '  settle_ms: 100',
+    '  scan_interval_ms: 200',
+    '  lease_stale_s: 2',
+    '  shutdown_grace_s: 1',
+  ].join('\n');
   const ws = await makeWorkspace({ project: '    scope: ["**"]', extra: config });
   try {
     const { inbox, done, failed, reports } = ws.settings.layout;

@@ -45,7 +45,12 @@ const NEW_TEST = {
     '',
   ].join('\n'),
 };
-const FINISH = { summary: 'position_size rejects NaN equity too; a test covers zero, negative and NaN equity.', risks: ['none known'], risk_level: 'low', next_actions: ['review the patch'] };
+const FINISH = {
+  summary: 'position_size rejects NaN equity too; a test covers zero, negative and NaN equity.',
+  risks: ['none known'],
+  risk_level: 'low',
+  next_actions: ['review the patch'],
+};
 
 /** One text action: a thought, then the fenced block named after the tool. */
 const action = (tool: string, args: unknown, thought = 'Next step.') => textReply(`${thought}\n\n\`\`\`${tool}\n${JSON.stringify(args, null, 2)}\n\`\`\``);
@@ -58,7 +63,10 @@ const ACTIONS: Array<[string, unknown]> = [
   ['finish', FINISH],
 ];
 
-async function run(script: Reply[], options: { textMode: boolean; checks: boolean; name: string }): Promise<{ report: Report; patch: string | null; requests: any[] }> {
+async function run(
+  script: Reply[],
+  options: { textMode: boolean; checks: boolean; name: string },
+): Promise<{ report: Report; patch: string | null; requests: any[] }> {
   const llm = await startFakeLlm(script);
   const workspace: WorkspaceOptions = { llmUrl: llm.url };
   if (!options.checks) workspace.project = '    scope: ["**"]';
@@ -76,7 +84,7 @@ async function run(script: Reply[], options: { textMode: boolean; checks: boolea
   }
 }
 
-test('tool_mode: text completes the quick-start task with text actions, and its patch equals a native run\'s', async () => {
+test("tool_mode: text completes the quick-start task with text actions, and its patch equals a native run's", async () => {
   const text = await run(
     [
       // Two format errors on the way: two actions in one reply, then arguments that are not JSON.
@@ -89,7 +97,7 @@ test('tool_mode: text completes the quick-start task with text actions, and its 
   const { report, requests } = text;
   assert.is(report.outcome, 'completed', report.error?.message);
   assert.equal(report.changed_files, ['bot/sizing.py', 'tests/test_equity.py']);
-  assert.ok(report.tests?.passed, 'the project\'s tests pass with the new test');
+  assert.ok(report.tests?.passed, "the project's tests pass with the new test");
   assert.is(report.summary, FINISH.summary);
   assert.is(requests.length, 7);
 
@@ -121,7 +129,7 @@ test('tool_mode: text completes the quick-start task with text actions, and its 
   assert.is(native.report.outcome, 'completed', native.report.error?.message);
   assert.ok(text.patch && native.patch);
   assert.is(text.patch, native.patch, 'the same patch, byte for byte');
-  assert.match(text.patch!, /\+    if not equity > 0:/);
+  assert.match(text.patch!, /\+ {4}if not equity > 0:/);
   assert.match(text.patch!, /\+def test_non_positive_equity_is_rejected/);
 });
 

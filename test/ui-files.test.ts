@@ -31,7 +31,10 @@ test.after.each(async () => {
 
 /** A workspace with one real run of task `target`: its report and its pending patch. */
 async function withPendingPatch(): Promise<TestWorkspace> {
-  env.llm = await startFakeLlm([toolCall('edit_file', { path: 'bot/sizing.py', old: 'def position_size(', new: '# checked\ndef position_size(' }), finish('Documented sizing.', 'low')]);
+  env.llm = await startFakeLlm([
+    toolCall('edit_file', { path: 'bot/sizing.py', old: 'def position_size(', new: '# checked\ndef position_size(' }),
+    finish('Documented sizing.', 'low'),
+  ]);
   const ws = (env.ws = await makeWorkspace({ llmUrl: env.llm.url }));
   const file = path.join(ws.settings.layout.inbox, 'target.md');
   await fs.writeFile(file, '---\nproject: bot\nobjective: document sizing\nscope: ["bot/**"]\n---\n');
@@ -50,14 +53,24 @@ test('one damaged file is left out and logged; the rest of the dashboard is show
   await fs.writeFile(path.join(layout.patches.applied, 'old.patch'), 'diff --git a/x b/x\n');
   await fs.writeFile(path.join(layout.patches.applied, 'old.result.json'), '{"commit": 7}');
   await fs.writeFile(path.join(layout.patches.applied, 'fine.patch'), 'diff --git a/x b/x\n');
-  await fs.writeFile(path.join(layout.patches.applied, 'fine.result.json'), JSON.stringify({ task_id: 'fine', decision: 'applied', commit: 'abc123', at: '2026-01-01T00:00:00Z' }));
+  await fs.writeFile(
+    path.join(layout.patches.applied, 'fine.result.json'),
+    JSON.stringify({ task_id: 'fine', decision: 'applied', commit: 'abc123', at: '2026-01-01T00:00:00Z' }),
+  );
   await fs.writeFile(path.join(layout.processing, 'busy.md'), '---\nproject: bot\nobjective: x\n---\n');
-  const steps = [{ role: 'assistant', step: 1, usage: { prompt_tokens: 10, completion_tokens: 5 } }, { role: 'assistant', step: 2, usage: { prompt_tokens: 20, completion_tokens: 1 } }];
-  await fs.writeFile(path.join(layout.reports, 'busy.trajectory.jsonl'), steps.map((s) => JSON.stringify(s)).join('\n') + '\n{"role":"assistant","step":3,"us');
+  const steps = [
+    { role: 'assistant', step: 1, usage: { prompt_tokens: 10, completion_tokens: 5 } },
+    { role: 'assistant', step: 2, usage: { prompt_tokens: 20, completion_tokens: 1 } },
+  ];
+  await fs.writeFile(path.join(layout.reports, 'busy.trajectory.jsonl'), `${steps.map((s) => JSON.stringify(s)).join('\n')}\n{"role":"assistant","step":3,"us`);
 
   const { log, lines } = capturedLog();
   const state = await dashboardState(ws.settings, log);
-  assert.equal(state.reports.map((r) => r.task_id), ['target'], 'the good report is shown, the damaged ones are left out');
+  assert.equal(
+    state.reports.map((r) => r.task_id),
+    ['target'],
+    'the good report is shown, the damaged ones are left out',
+  );
   assert.equal(state.cycles, []);
   assert.equal(
     state.patches.applied.sort((a, b) => a.id.localeCompare(b.id)),
@@ -66,7 +79,11 @@ test('one damaged file is left out and logged; the rest of the dashboard is show
       { id: 'old', commit: null, at: null },
     ],
   );
-  assert.equal(state.processing.map(({ name, step, tokens }) => ({ name, step, tokens })), [{ name: 'busy.md', step: 2, tokens: 36 }], 'the line being written is skipped');
+  assert.equal(
+    state.processing.map(({ name, step, tokens }) => ({ name, step, tokens })),
+    [{ name: 'busy.md', step: 2, tokens: 36 }],
+    'the line being written is skipped',
+  );
   const skipped = lines.filter((l) => l.msg === 'the dashboard skipped a damaged file').map((l) => path.basename(String(l.file)));
   assert.equal(skipped.sort(), ['c1.json', 'old.result.json', 'truncated.json', 'wrong.json']);
   assert.match(JSON.stringify(lines), /wrong\.json: field \\"task_id\\"/, 'the log names the file and the field');
@@ -110,7 +127,11 @@ test("each action's body is checked by its schema: a bad one is a 400 naming the
   assert.is(badProject.status, 400);
   assert.match(badProject.error, 'field "project"');
   assert.equal(await fs.readdir(ws.settings.layout.inbox), []);
-  const created = await post('/api/tasks', form.create, JSON.stringify({ project: 'bot', type: 'custom', objective: 'Check the sizing', scope: 'bot/**', tasks: ['one', ''], name: 'from-form' }));
+  const created = await post(
+    '/api/tasks',
+    form.create,
+    JSON.stringify({ project: 'bot', type: 'custom', objective: 'Check the sizing', scope: 'bot/**', tasks: ['one', ''], name: 'from-form' }),
+  );
   assert.is(created.status, 201, created.error);
   const task = await fs.readFile(path.join(ws.settings.layout.inbox, 'from-form.md'), 'utf8');
   assert.match(task, 'Check the sizing');

@@ -36,7 +36,8 @@ interface Env {
 async function setup(env: Partial<Env>, options: { browser?: boolean; extra?: string } = {}): Promise<Env> {
   env.llm = await startFakeLlm((req) => {
     const done = (req.body.messages as Array<{ role: string }>).filter((m) => m.role === 'tool').length;
-    if (done === 0) return toolCall('edit_file', { path: 'bot/sizing.py', old: 'def position_size(', new: "# reviewed sizing\n'''it's reviewed'''\ndef position_size(" });
+    if (done === 0)
+      return toolCall('edit_file', { path: 'bot/sizing.py', old: 'def position_size(', new: "# reviewed sizing\n'''it's reviewed'''\ndef position_size(" });
     return finish('Documented sizing.', 'low');
   });
   env.ws = await makeWorkspace({ llmUrl: env.llm.url, ...(options.extra ? { extra: options.extra } : {}) });
@@ -80,7 +81,9 @@ test('a typed rejection reason survives two refreshes, a branch move and a live 
     const reason = 'sizing must stay as is until the audit on Monday';
     await page.click('#reject-reason');
     await page.keyboard.type(reason.slice(0, 20));
-    await page.evaluate(() => { (document.querySelector('#reject-reason') as HTMLInputElement & { marker?: number }).marker = 1; });
+    await page.evaluate(() => {
+      (document.querySelector('#reject-reason') as HTMLInputElement & { marker?: number }).marker = 1;
+    });
     await page.evaluate(() => window.scrollTo(0, 60));
     const scrollY = await page.evaluate(() => window.scrollY);
     assert.ok(scrollY > 0, 'the view is long enough to scroll');
@@ -118,9 +121,15 @@ test('a typed rejection reason survives two refreshes, a branch move and a live 
     const phone = await browser.newPage({ viewport: { width: 420, height: 860 } });
     await phone.goto(ui.url);
     await phone.waitForSelector('#live.on');
-    const boxes = await phone.locator('nav button').evaluateAll((buttons) => buttons.map((b) => { const r = b.getBoundingClientRect(); return { text: b.textContent?.trim(), left: r.left, right: r.right, top: r.top, bottom: r.bottom }; }));
+    const boxes = await phone.locator('nav button').evaluateAll((buttons) =>
+      buttons.map((b) => {
+        const r = b.getBoundingClientRect();
+        return { text: b.textContent?.trim(), left: r.left, right: r.right, top: r.top, bottom: r.bottom };
+      }),
+    );
     assert.is(boxes.length, 5);
-    for (const b of boxes) assert.ok(b.left >= 0 && b.right <= 420 && b.top >= 0 && b.bottom <= 860, `${b.text} is within the 420 px viewport: ${JSON.stringify(b)}`);
+    for (const b of boxes)
+      assert.ok(b.left >= 0 && b.right <= 420 && b.top >= 0 && b.bottom <= 860, `${b.text} is within the 420 px viewport: ${JSON.stringify(b)}`);
     assert.is(await phone.evaluate(() => document.documentElement.scrollWidth), 420, 'nothing runs off to the side');
     await phone.screenshot({ path: path.join(SHOTS, 'phone.png') });
     await phone.click('nav button[data-tab="patches"]');
@@ -174,7 +183,9 @@ test('failed tasks count once, show a failure badge, and retry needs its action 
     const { layout } = ws.settings;
     // A run that fails (its branch does not exist): a report with status error.
     await fs.writeFile(path.join(layout.inbox, 'broken.md'), '---\nproject: bot\nobjective: x\nscope: ["bot/**"]\n---\n');
-    const failedRun = await runTask(path.join(layout.inbox, 'broken.md'), { settings: { ...ws.settings, projects: { bot: { ...ws.settings.projects.bot!, branch: 'no-such-branch' } } } });
+    const failedRun = await runTask(path.join(layout.inbox, 'broken.md'), {
+      settings: { ...ws.settings, projects: { bot: { ...ws.settings.projects.bot!, branch: 'no-such-branch' } } },
+    });
     assert.is(failedRun.report.status, 'error');
     const page = await browser.newPage();
     await page.goto(ui.url);
@@ -190,7 +201,10 @@ test('failed tasks count once, show a failure badge, and retry needs its action 
     assert.equal(files, ['broken.md', 'broken.md.error.md', 'nope.md', 'nope.md.error.md']);
     const state = await dashboardState(ws.settings);
     assert.is(state.counts.failed, 2, 'x.md and x.md.error.md are one failed task');
-    assert.equal(state.failed.find((f) => f.name === 'nope.md'), { name: 'nope.md', age_s: state.failed.find((f) => f.name === 'nope.md')!.age_s, reason: 'the repo does not exist', retry_id: 'nope' });
+    assert.equal(
+      state.failed.find((f) => f.name === 'nope.md'),
+      { name: 'nope.md', age_s: state.failed.find((f) => f.name === 'nope.md')!.age_s, reason: 'the repo does not exist', retry_id: 'nope' },
+    );
     await page.click('nav button[data-tab="queue"]');
     await page.waitForSelector('#q-failed li[data-name="nope.md"]');
     assert.is((await page.textContent('#c-failed'))?.trim(), '(2)');
@@ -202,9 +216,16 @@ test('failed tasks count once, show a failure badge, and retry needs its action 
     const retried = await fetch(`${base}/api/failed/nope/retry`, { method: 'POST', headers: { ...headers, 'x-meta-agent-action': actions.retry }, body: '{}' });
     assert.is(retried.status, 200);
     assert.ok(await fs.stat(path.join(layout.inbox, 'nope.md')));
-    assert.equal((await fs.readdir(layout.failed)).filter((n) => !n.startsWith('.')).sort(), ['broken.md', 'broken.md.error.md'], 'the retried task and its stale note left failed/');
+    assert.equal(
+      (await fs.readdir(layout.failed)).filter((n) => !n.startsWith('.')).sort(),
+      ['broken.md', 'broken.md.error.md'],
+      'the retried task and its stale note left failed/',
+    );
     // The token was for one retry.
-    assert.is((await fetch(`${base}/api/failed/nope/retry`, { method: 'POST', headers: { ...headers, 'x-meta-agent-action': actions.retry }, body: '{}' })).status, 403);
+    assert.is(
+      (await fetch(`${base}/api/failed/nope/retry`, { method: 'POST', headers: { ...headers, 'x-meta-agent-action': actions.retry }, body: '{}' })).status,
+      403,
+    );
   } finally {
     await teardownDashboard(env);
   }
@@ -212,7 +233,10 @@ test('failed tasks count once, show a failure badge, and retry needs its action 
 
 test('the token is kept in the workspace (0600) and reused; ui.port is used; --port wins; --rotate-token makes a new one', async () => {
   const free = await new Promise<number>((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
   });
   const env: Partial<Env> = {};
   try {
@@ -233,7 +257,10 @@ test('the token is kept in the workspace (0600) and reused; ui.port is used; --p
         child.all!.on('data', (d: Buffer) => {
           out += d.toString();
           const m = /dashboard: (\S+)/.exec(out);
-          if (m) { clearTimeout(timer); resolve(m[1]!); }
+          if (m) {
+            clearTimeout(timer);
+            resolve(m[1]!);
+          }
         });
       });
       const ok = (await fetch(url)).status;

@@ -57,7 +57,10 @@ async function setup(env: Partial<Env>): Promise<Env> {
   const printer = `python3 -c "print('${TEST_OUTPUT}')"`;
   env.ws = await makeWorkspace({ llmUrl: env.llm.url, project: `    scope: ["**"]\n    test: ${JSON.stringify(printer)}` });
   const { layout } = env.ws.settings;
-  await fs.writeFile(path.join(layout.inbox, `${ID}.md`), `---\nproject: bot\nobjective: "Tidy up <img src=x onerror=window.__pwned='objective'>"\nscope: ["**"]\n---\n`);
+  await fs.writeFile(
+    path.join(layout.inbox, `${ID}.md`),
+    `---\nproject: bot\nobjective: "Tidy up <img src=x onerror=window.__pwned='objective'>"\nscope: ["**"]\n---\n`,
+  );
   const run = await runTask(path.join(layout.inbox, `${ID}.md`), { settings: env.ws.settings });
   assert.is(run.outcome, 'completed');
   const report = JSON.parse(await fs.readFile(path.join(layout.reports, `${ID}.json`), 'utf8')) as { tests: { passed: boolean; output_tail: string } };
@@ -65,7 +68,10 @@ async function setup(env: Partial<Env>): Promise<Env> {
   // A failed task whose name and error note are payloads, and one with a valid name (it can be opened).
   const failedName = `<img src=x onerror=window.__pwned=12>.md`;
   await fs.writeFile(path.join(layout.failed, failedName), 'objective: x\n');
-  await fs.writeFile(path.join(layout.failed, `${failedName}.error.md`), `# failed\n\n**What went wrong** (input): <script>window.__pwned='reason'</script> [fix](javascript:window.__pwned='reason-link')\n`);
+  await fs.writeFile(
+    path.join(layout.failed, `${failedName}.error.md`),
+    `# failed\n\n**What went wrong** (input): <script>window.__pwned='reason'</script> [fix](javascript:window.__pwned='reason-link')\n`,
+  );
   await fs.writeFile(path.join(layout.failed, 'broken.md'), 'objective: x\n');
   await fs.writeFile(path.join(layout.failed, 'broken.md.error.md'), `# broken failed\n\n**What went wrong** (input): see below\n\n${PAYLOADS}\n`);
   // A rejected patch whose reason is a payload.
@@ -76,11 +82,22 @@ async function setup(env: Partial<Env>): Promise<Env> {
   await fs.mkdir(cycles, { recursive: true });
   const usage = { requests: 0, prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, cost_usd: null };
   const cycle = {
-    cycle_id: 'c1', goal: `<svg onload="window.__pwned='goal'">`, mode: 'daily', project: 'bot', status: 'ok', summary: `<img src=x onerror="window.__pwned='cycle'">`,
-    started_at: '2026-01-01T00:00:00.000Z', finished_at: '2026-01-01T00:01:00.000Z',
+    cycle_id: 'c1',
+    goal: `<svg onload="window.__pwned='goal'">`,
+    mode: 'daily',
+    project: 'bot',
+    status: 'ok',
+    summary: `<img src=x onerror="window.__pwned='cycle'">`,
+    started_at: '2026-01-01T00:00:00.000Z',
+    finished_at: '2026-01-01T00:01:00.000Z',
     planner: { source: 'routine', model: null, attempts: 0, usage },
     context: { commits: 0, log_lines: 0, pending_patches: 1, rejected_reasons: 0, open_next_actions: 0, pnl: null },
-    tasks: [], candidates: [], next_actions: [], budget: { tokens: 1, usd: null, spent_tokens: 0, spent_usd: null, exhausted: false }, stopped: null, error: null,
+    tasks: [],
+    candidates: [],
+    next_actions: [],
+    budget: { tokens: 1, usd: null, spent_tokens: 0, spent_usd: null, exhausted: false },
+    stopped: null,
+    error: null,
   };
   await fs.writeFile(path.join(cycles, 'c1.json'), JSON.stringify(cycle));
   await fs.writeFile(path.join(cycles, 'c1.md'), `# Cycle\n\n${PAYLOADS}\n`);
@@ -99,9 +116,11 @@ async function assertInert(page: Page, where: string): Promise<void> {
       if (el.hasAttribute('style') && !el.matches('input, textarea, select')) bad.push(`${el.tagName} style`);
     }
     for (const s of Array.from(document.querySelectorAll('script'))) if (s.getAttribute('src') !== '/app.js') bad.push('script');
-    for (const tag of ['img', 'iframe', 'object', 'embed', 'form:not(#new-task)', 'circle']) for (const el of Array.from(document.querySelectorAll(tag))) bad.push(el.tagName);
+    for (const tag of ['img', 'iframe', 'object', 'embed', 'form:not(#new-task)', 'circle'])
+      for (const el of Array.from(document.querySelectorAll(tag))) bad.push(el.tagName);
     for (const svg of Array.from(document.querySelectorAll('svg'))) if (svg.id !== 'equity-chart') bad.push('svg');
-    for (const a of Array.from(document.querySelectorAll('a[href]'))) if (!/^(https?:|mailto:)/i.test((a as HTMLAnchorElement).href)) bad.push(`a ${a.getAttribute('href')}`);
+    for (const a of Array.from(document.querySelectorAll('a[href]')))
+      if (!/^(https?:|mailto:)/i.test((a as HTMLAnchorElement).href)) bad.push(`a ${a.getAttribute('href')}`);
     return bad;
   });
   assert.equal(found, [], `${where}: injected markup in the page`);
@@ -133,12 +152,15 @@ test('hostile report, finding, file names, test output, task names and reasons r
     const csp = res.headers.get('content-security-policy') ?? '';
     assert.not.match(csp, 'unsafe-inline');
     assert.not.match(csp, 'unsafe-eval');
-    for (const d of ["script-src 'self'", "style-src 'self'", "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'", "object-src 'none'"]) assert.match(csp, d);
+    for (const d of ["script-src 'self'", "style-src 'self'", "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'", "object-src 'none'"])
+      assert.match(csp, d);
     assert.not.match(await res.text(), /<script>|<style|\son\w+=|style=/i, 'the page itself has no inline script, style or handler');
 
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     const violations: string[] = [];
-    page.on('console', (m) => { if (/Content Security Policy/.test(m.text())) violations.push(m.text()); });
+    page.on('console', (m) => {
+      if (/Content Security Policy/.test(m.text())) violations.push(m.text());
+    });
     await page.goto(ui.url);
     await page.waitForSelector('#live.on');
 
@@ -147,7 +169,8 @@ test('hostile report, finding, file names, test output, task names and reasons r
     await page.click(`#reports tr[data-id="${ID}"]`);
     await page.waitForSelector('#report-view .md');
     const md = (await page.textContent('#report-view .md')) ?? '';
-    for (const shown of [`${TEST_OUTPUT}\n`, `onerror="window.__pwned='finding'"`, 'x<img src=x onerror=window.__pwned=7>.txt', 'open notes']) assert.match(md, shown, 'the payloads are shown as text');
+    for (const shown of [`${TEST_OUTPUT}\n`, `onerror="window.__pwned='finding'"`, 'x<img src=x onerror=window.__pwned=7>.txt', 'open notes'])
+      assert.match(md, shown, 'the payloads are shown as text');
     // Positive control: the ordinary https link is still a working link.
     assert.is(await page.getAttribute(`#report-view .md a[href="${SAFE_LINK}"]`, 'href'), SAFE_LINK);
     assert.is(await page.locator('#report-view .md a').count(), 1, 'the only link left is the https one');
@@ -189,7 +212,10 @@ test('hostile report, finding, file names, test output, task names and reasons r
     assert.is(page.url().startsWith(`http://127.0.0.1:${ui.port}/`), true, 'no click navigated the dashboard away');
     assert.equal(violations, [], 'no payload even reached the CSP');
     assert.ok(await fs.stat(path.join(layout.patches.pending, `${ID}.patch`)), 'the patch is still pending');
-    assert.equal((await fs.readdir(layout.patches.approved)).filter((n) => !n.startsWith('.')), []);
+    assert.equal(
+      (await fs.readdir(layout.patches.approved)).filter((n) => !n.startsWith('.')),
+      [],
+    );
 
     // Positive control for the last point: the dashboard's own Approve button does approve.
     await page.click('nav button[data-tab="patches"]');
@@ -210,7 +236,9 @@ test('a script holding only the session token cannot approve, reject or retry; f
     const { layout } = ws.settings;
     const page = await browser.newPage();
     const violations: string[] = [];
-    page.on('console', (m) => { if (/Content Security Policy/.test(m.text())) violations.push(m.text()); });
+    page.on('console', (m) => {
+      if (/Content Security Policy/.test(m.text())) violations.push(m.text());
+    });
     await page.goto(ui.url);
     await page.waitForSelector('#live.on');
     // What an injected script could do with everything the page's storage holds.

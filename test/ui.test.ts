@@ -110,7 +110,11 @@ test('create a task with the form, watch it run, open the report, approve the pa
     assert.match(await fs.readFile(path.join(ws.repo, 'bot', 'sizing.py'), 'utf8'), '# checked ONE');
     assert.is((await readJson(path.join(ws.settings.layout.reports, 'ui-first.json'))).source, 'gui');
     // A second tab (or a reload) cannot approve it again.
-    const again = await fetch(`http://127.0.0.1:${ui.port}/api/patches/ui-first/approve`, { method: 'POST', headers: { 'x-meta-agent-token': ui.token, 'content-type': 'application/json' }, body: '{}' });
+    const again = await fetch(`http://127.0.0.1:${ui.port}/api/patches/ui-first/approve`, {
+      method: 'POST',
+      headers: { 'x-meta-agent-token': ui.token, 'content-type': 'application/json' },
+      body: '{}',
+    });
     assert.is(again.status, 409);
     await page.click('nav button[data-tab="patches"]');
     await page.screenshot({ path: path.join(SHOTS, 'patches.png') });
@@ -157,10 +161,18 @@ test('without the token, or from another origin, nothing changes', async () => {
     await fs.writeFile(path.join(ws.settings.layout.inbox, 'target.md'), '---\nproject: bot\nobjective: MARK-T\nscope: ["bot/**"]\n---\n');
     const run = await runTask(path.join(ws.settings.layout.inbox, 'target.md'), { settings: ws.settings });
     assert.is(run.outcome, 'completed');
-    const snapshot = async () => JSON.stringify({ pending: await fs.readdir(ws.settings.layout.patches.pending), approved: await fs.readdir(ws.settings.layout.patches.approved), rejected: await fs.readdir(ws.settings.layout.patches.rejected), inbox: await fs.readdir(ws.settings.layout.inbox), repo: await repoFingerprint(ws.repo) });
+    const snapshot = async () =>
+      JSON.stringify({
+        pending: await fs.readdir(ws.settings.layout.patches.pending),
+        approved: await fs.readdir(ws.settings.layout.patches.approved),
+        rejected: await fs.readdir(ws.settings.layout.patches.rejected),
+        inbox: await fs.readdir(ws.settings.layout.inbox),
+        repo: await repoFingerprint(ws.repo),
+      });
     const before = await snapshot();
     const base = `http://127.0.0.1:${ui.port}`;
-    const post = (p: string, headers: Record<string, string>, body = '{}') => fetch(base + p, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+    const post = (p: string, headers: Record<string, string>, body = '{}') =>
+      fetch(base + p, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
     assert.is((await post('/api/patches/target/approve', {})).status, 401);
     assert.is((await post('/api/patches/target/approve', { 'x-meta-agent-token': 'wrong' })).status, 401);
     assert.is((await post('/api/patches/target/approve', { 'x-meta-agent-token': ui.token, origin: 'http://evil.example' })).status, 403);
@@ -168,20 +180,43 @@ test('without the token, or from another origin, nothing changes', async () => {
     assert.is((await post('/api/tasks', { origin: base }, '{"project":"bot","objective":"x"}')).status, 401);
     assert.is((await post('/api/tasks', { 'x-meta-agent-token': ui.token, origin: 'https://attacker.test' }, '{"project":"bot","objective":"x"}')).status, 403);
     // A form post from another site (no JSON content type) is refused too.
-    assert.is((await fetch(`${base}/api/patches/target/approve?token=${ui.token}`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{}' })).status, 415);
+    assert.is(
+      (await fetch(`${base}/api/patches/target/approve?token=${ui.token}`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{}' })).status,
+      415,
+    );
     // Ids are validated; no path from the browser is trusted.
     assert.is((await post('/api/patches/..%2F..%2Fetc/approve', { 'x-meta-agent-token': ui.token })).status, 400);
     assert.is((await fetch(`${base}/api/state`)).status, 401);
     // The session token and the right origin are not enough: a state change needs the action token
     // the patch view issued, for this action on this patch, once.
     assert.is((await post('/api/patches/target/approve', { 'x-meta-agent-token': ui.token, origin: base })).status, 403);
-    const view = (await (await fetch(`${base}/api/patches/target`, { headers: { 'x-meta-agent-token': ui.token } })).json()) as { actions: { approve: string; reject: string } };
-    assert.is((await post('/api/patches/target/approve', { 'x-meta-agent-token': ui.token, origin: base, 'x-meta-agent-action': view.actions.reject })).status, 403);
-    assert.is((await post('/api/patches/target/approve', { 'x-meta-agent-token': ui.token, origin: base, 'x-meta-agent-action': `${view.actions.approve}x` })).status, 403);
-    assert.is((await post('/api/tasks', { 'x-meta-agent-token': ui.token, origin: base, 'x-meta-agent-action': view.actions.approve }, '{"project":"bot","objective":"x"}')).status, 403);
+    const view = (await (await fetch(`${base}/api/patches/target`, { headers: { 'x-meta-agent-token': ui.token } })).json()) as {
+      actions: { approve: string; reject: string };
+    };
+    assert.is(
+      (await post('/api/patches/target/approve', { 'x-meta-agent-token': ui.token, origin: base, 'x-meta-agent-action': view.actions.reject })).status,
+      403,
+    );
+    assert.is(
+      (await post('/api/patches/target/approve', { 'x-meta-agent-token': ui.token, origin: base, 'x-meta-agent-action': `${view.actions.approve}x` })).status,
+      403,
+    );
+    assert.is(
+      (
+        await post(
+          '/api/tasks',
+          { 'x-meta-agent-token': ui.token, origin: base, 'x-meta-agent-action': view.actions.approve },
+          '{"project":"bot","objective":"x"}',
+        )
+      ).status,
+      403,
+    );
     assert.is(await snapshot(), before);
     // With the token, the right origin and the action token it works (the checks are not simply refusing all).
-    assert.is((await post('/api/patches/target/approve', { 'x-meta-agent-token': ui.token, origin: base, 'x-meta-agent-action': view.actions.approve })).status, 200);
+    assert.is(
+      (await post('/api/patches/target/approve', { 'x-meta-agent-token': ui.token, origin: base, 'x-meta-agent-action': view.actions.approve })).status,
+      200,
+    );
     assert.ok(await fs.stat(path.join(ws.settings.layout.patches.approved, 'target.patch')));
   } finally {
     await ui.close();

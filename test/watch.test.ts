@@ -67,9 +67,15 @@ test('stop() aborts a running task and returns it to inbox/ unharmed', async () 
     await waitFor(async () => (await fs.readdir(ws.settings.layout.processing)).includes('long.md'));
     await waitFor(() => llm.requests.length > 0);
     await watcher.stop();
-    assert.equal((await fs.readdir(ws.settings.layout.inbox)).filter((f) => f.endsWith('.md')), ['long.md']);
+    assert.equal(
+      (await fs.readdir(ws.settings.layout.inbox)).filter((f) => f.endsWith('.md')),
+      ['long.md'],
+    );
     assert.match(await fs.readFile(path.join(ws.settings.layout.inbox, 'long.md'), 'utf8'), 'objective: Long task');
-    assert.equal((await fs.readdir(ws.settings.layout.processing)).filter((f) => f !== '.gitkeep'), []);
+    assert.equal(
+      (await fs.readdir(ws.settings.layout.processing)).filter((f) => f !== '.gitkeep'),
+      [],
+    );
     assert.is(await worktreeCount(ws.repo), 0);
   } finally {
     await watcher.stop();

@@ -60,15 +60,25 @@ test('gitArgs: -c core.longpaths=true in front on win32 only', () => {
 test('on win32 every git process of a run (worktree add, add, diff, remove) gets core.longpaths=true', async () => {
   setGitPlatform('win32');
   const seen = await worktreeRound();
-  assert.ok(seen.some((c) => c.includes('worktree add')) && seen.some((c) => c.includes('worktree remove')) && seen.some((c) => c.includes('diff --cached --binary')), seen.join('\n'));
-  assert.equal(seen.filter((c) => !c.startsWith('-c core.longpaths=true ')), [], 'calls without core.longpaths');
+  assert.ok(
+    seen.some((c) => c.includes('worktree add')) && seen.some((c) => c.includes('worktree remove')) && seen.some((c) => c.includes('diff --cached --binary')),
+    seen.join('\n'),
+  );
+  assert.equal(
+    seen.filter((c) => !c.startsWith('-c core.longpaths=true ')),
+    [],
+    'calls without core.longpaths',
+  );
 });
 
 test('off Windows git calls are unchanged', async () => {
   setGitPlatform('linux');
   const seen = await worktreeRound();
   assert.ok(seen.length > 5);
-  assert.equal(seen.filter((c) => c.includes('core.longpaths')), []);
+  assert.equal(
+    seen.filter((c) => c.includes('core.longpaths')),
+    [],
+  );
 });
 
 test('every git spawn in src/ passes its arguments through gitArgs', () => {
@@ -78,9 +88,11 @@ test('every git spawn in src/ passes its arguments through gitArgs', () => {
       const full = path.join(dir, entry.name);
       if (entry.isDirectory()) walk(full);
       else if (entry.name.endsWith('.ts')) {
-        readFileSync(full, 'utf8').split('\n').forEach((line, i) => {
-          if (/(execa|\.pipe|spawn|execFile)\(\s*'git',(?!\s*gitArgs\()/.test(line)) offenders.push(`${path.relative(REPO_ROOT, full)}:${i + 1}`);
-        });
+        readFileSync(full, 'utf8')
+          .split('\n')
+          .forEach((line, i) => {
+            if (/(execa|\.pipe|spawn|execFile)\(\s*'git',(?!\s*gitArgs\()/.test(line)) offenders.push(`${path.relative(REPO_ROOT, full)}:${i + 1}`);
+          });
       }
     }
   };

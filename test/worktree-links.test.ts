@@ -57,7 +57,7 @@ async function assertOriginalsIntact(ws: TestWorkspace): Promise<void> {
   assert.not.ok(existsSync(followLog), `git saw links: ${existsSync(followLog) ? await fs.readFile(followLog, 'utf8') : ''}`);
 }
 
-test('control: the fake git deletes a linked folder\'s contents when a link reaches worktree remove', async () => {
+test("control: the fake git deletes a linked folder's contents when a link reaches worktree remove", async () => {
   const ws = await linkedWorkspace();
   try {
     const worktree = await openWorktree(ws.settings.projects.bot!, ws.settings.layout.worktrees, 'control');
@@ -70,7 +70,7 @@ test('control: the fake git deletes a linked folder\'s contents when a link reac
   }
 });
 
-test('a worktree\'s removal unlinks its links first: the originals survive', async () => {
+test("a worktree's removal unlinks its links first: the originals survive", async () => {
   const ws = await linkedWorkspace();
   try {
     const worktree = await openWorktree(ws.settings.projects.bot!, ws.settings.layout.worktrees, 'run-1');
@@ -84,13 +84,16 @@ test('a worktree\'s removal unlinks its links first: the originals survive', asy
   }
 });
 
-test('pruning a dead run\'s worktree at start unlinks its links first: the originals survive', async () => {
+test("pruning a dead run's worktree at start unlinks its links first: the originals survive", async () => {
   const ws = await linkedWorkspace();
   try {
     const worktree = await openWorktree(ws.settings.projects.bot!, ws.settings.layout.worktrees, 'gate-deadbeef');
     // The gate run died (kill -9): its worktree is left with its links in place.
     const removed = await pruneWorktrees(ws.settings, silent, { includeGate: true });
-    assert.equal(removed.map((d) => path.basename(d)), ['gate-deadbeef']);
+    assert.equal(
+      removed.map((d) => path.basename(d)),
+      ['gate-deadbeef'],
+    );
     assert.not.ok(existsSync(worktree.dir));
     await assertOriginalsIntact(ws);
   } finally {
@@ -121,7 +124,12 @@ test('makeLink: a file link Windows refuses (EPERM, no Developer Mode) becomes a
     assert.is(await makeLink(path.join(dir, 'venv'), path.join(dir, 'venv-link'), options), 'junction');
     assert.equal(asked, ['file', 'junction']);
     // Another error is not hidden behind a copy.
-    const full: LinkOps = { ...windowsWithoutDevMode, symlink: async () => { throw Object.assign(new Error('ENOSPC: no space left'), { code: 'ENOSPC' }); } };
+    const full: LinkOps = {
+      ...windowsWithoutDevMode,
+      symlink: async () => {
+        throw Object.assign(new Error('ENOSPC: no space left'), { code: 'ENOSPC' });
+      },
+    };
     try {
       await makeLink(path.join(dir, 'settings.ini'), path.join(dir, 'other.ini'), { platform: 'win32', ops: full });
       assert.unreachable('ENOSPC must be thrown');

@@ -35,14 +35,19 @@ class ActingEngine implements Engine {
 async function slotDirs(root: string): Promise<string[]> {
   const out: string[] = [];
   for (const project of await fs.readdir(root).catch(() => [] as string[])) {
-    for (const name of await fs.readdir(path.join(root, project)).catch(() => [] as string[])) if (/^slot-\d+$/.test(name)) out.push(path.join(root, project, name));
+    for (const name of await fs.readdir(path.join(root, project)).catch(() => [] as string[]))
+      if (/^slot-\d+$/.test(name)) out.push(path.join(root, project, name));
   }
   return out.sort();
 }
 
-const exists = (file: string) => fs.lstat(file).then(() => true, () => false);
+const exists = (file: string) =>
+  fs.lstat(file).then(
+    () => true,
+    () => false,
+  );
 
-test('kill -9 mid-run: the next run takes over the dead run\'s slot, and what the killed run wrote, committed or checked out is gone', async () => {
+test("kill -9 mid-run: the next run takes over the dead run's slot, and what the killed run wrote, committed or checked out is gone", async () => {
   if (process.platform === 'win32') return;
   const ws = await makeWorkspace({ project: '    scope: ["**"]', extra: QUEUE });
   const marker = path.join(ws.root, 'agent-wrote');
@@ -58,17 +63,25 @@ test('kill -9 mid-run: the next run takes over the dead run\'s slot, and what th
     `fs.writeFileSync(${JSON.stringify(marker)}, 'x');`,
     'setTimeout(() => {}, 60000);',
   ].join(' ');
-  await fs.appendFile(path.join(ws.root, 'meta-agent.yaml'), ['engine: command', 'command:', `  run: ${JSON.stringify([process.execPath, '-e', script])}`, '  sandbox: none'].join('\n') + '\n');
+  await fs.appendFile(
+    path.join(ws.root, 'meta-agent.yaml'),
+    `${['engine: command', 'command:', `  run: ${JSON.stringify([process.execPath, '-e', script])}`, '  sandbox: none'].join('\n')}\n`,
+  );
   const base = (await execa('git', ['rev-parse', 'HEAD'], { cwd: ws.repo })).stdout.trim();
   try {
     const proc = await startWatchReady(ws.root);
     await fs.writeFile(path.join(ws.settings.layout.inbox, 'killed.md'), TASK('Write and wait'));
-    await waitFor('the agent to write its files', () => exists(marker), 30_000, () => proc.output());
+    await waitFor(
+      'the agent to write its files',
+      () => exists(marker),
+      30_000,
+      () => proc.output(),
+    );
     await killHard(proc); // SIGKILL, the service and its agent together
 
     const [slot] = await slotDirs(poolRoot(ws.settings.layout));
     assert.ok(slot, 'the killed run used a pool slot');
-    assert.ok(await exists(path.join(slot!, 'killed.txt')), 'positive control: the killed run\'s file is in its slot');
+    assert.ok(await exists(path.join(slot!, 'killed.txt')), "positive control: the killed run's file is in its slot");
     assert.match(await fs.readFile(path.join(slot!, 'README.md'), 'utf8'), 'changed by the killed run');
 
     const engine = new ActingEngine(async (ctx) => {
@@ -78,12 +91,12 @@ test('kill -9 mid-run: the next run takes over the dead run\'s slot, and what th
     await fs.writeFile(path.join(ws.settings.layout.inbox, 'next.md'), TASK('Look around'));
     const result = await runTask(path.join(ws.settings.layout.inbox, 'next.md'), { settings: ws.settings, engine });
     assert.is(result.status, 'ok', result.report.error?.message);
-    assert.equal(engine.seen, [slot], 'the next run reused the dead run\'s slot');
+    assert.equal(engine.seen, [slot], "the next run reused the dead run's slot");
     assert.is(result.outcome, 'no_changes');
-    assert.equal(result.report.changed_files, [], 'nothing of the killed run is in the next run\'s diff');
+    assert.equal(result.report.changed_files, [], "nothing of the killed run is in the next run's diff");
     assert.is(result.report.base_commit, base);
     const head = await execa('git', ['symbolic-ref', '-q', 'HEAD'], { cwd: slot!, reject: false });
-    assert.is(head.exitCode, 1, 'the slot\'s HEAD is detached again');
+    assert.is(head.exitCode, 1, "the slot's HEAD is detached again");
     assert.is((await execa('git', ['rev-parse', 'HEAD'], { cwd: slot! })).stdout.trim(), base);
     assert.is((await execa('git', ['rev-parse', 'main'], { cwd: ws.repo })).stdout.trim(), base, 'the real branch never moved');
     assert.not.match(await fs.readFile(path.join(ws.repo, 'README.md'), 'utf8'), 'changed by the killed run', 'the real repo was never written');
@@ -94,7 +107,7 @@ test('kill -9 mid-run: the next run takes over the dead run\'s slot, and what th
   }
 });
 
-test('a link: path replaced by a run is linked again for the next run; a pruned slot\'s link is unlinked, the real folder kept', async () => {
+test("a link: path replaced by a run is linked again for the next run; a pruned slot's link is unlinked, the real folder kept", async () => {
   const ws = await makeWorkspace({ project: '    scope: ["**"]\n    link: ["market"]', extra: QUEUE });
   await fs.appendFile(path.join(ws.repo, '.gitignore'), 'market/\n');
   await execa('git', ['add', '.gitignore'], { cwd: ws.repo });
@@ -127,7 +140,10 @@ test('a link: path replaced by a run is linked again for the next run; a pruned 
     assert.ok((await fs.lstat(path.join(slot!, 'market'))).isSymbolicLink(), 'positive control: the slot holds the link before the prune');
 
     // Pruned as it no longer fits the config (the links changed): unlinked, not followed.
-    await fs.writeFile(path.join(ws.root, 'meta-agent.yaml'), (await fs.readFile(path.join(ws.root, 'meta-agent.yaml'), 'utf8')).replace('link: ["market"]', 'link: []'));
+    await fs.writeFile(
+      path.join(ws.root, 'meta-agent.yaml'),
+      (await fs.readFile(path.join(ws.root, 'meta-agent.yaml'), 'utf8')).replace('link: ["market"]', 'link: []'),
+    );
     const changed = await loadSettings(ws.root, { PATH: process.env.PATH, HOME: process.env.HOME });
     const removed = await prunePool(changed, silentLogger());
     assert.equal(removed, [slot]);
@@ -166,7 +182,7 @@ test('a slot in use by a live run is not taken: a second run beside it gets its 
     assert.is.not(beside.seen[0], slot, 'not the busy slot (concurrency 1: a fresh worktree)');
     releaseFirst();
     const firstResult = await running;
-    assert.equal(firstResult.report.changed_files, ['busy.txt'], 'the held run\'s own change is its diff');
+    assert.equal(firstResult.report.changed_files, ['busy.txt'], "the held run's own change is its diff");
     assert.is(await worktreeCount(ws.repo), 0, 'the fresh worktree was removed');
     assert.equal(await prunePool(ws.settings, silentLogger(), { all: true }), [slot], 'free again: pruned with all');
   } finally {

@@ -12,7 +12,7 @@ export interface Io {
   err: (text: string) => void;
 }
 
-export const defaultIo: Io = { out: (t) => process.stdout.write(t + '\n'), err: (t) => process.stderr.write(t + '\n') };
+export const defaultIo: Io = { out: (t) => process.stdout.write(`${t}\n`), err: (t) => process.stderr.write(`${t}\n`) };
 
 /**
  * What the console shows of the log: progress lines, or pino itself (META_AGENT_LOG=pretty|json|none, or --verbose).
@@ -45,7 +45,12 @@ export class CliContext {
   /** The log of a command: to logs/ always; to the console unless `quiet` (as the console mode says). */
   makeLog(settings: Settings, quiet?: boolean, prefix?: string): Logger {
     const redact = makeRedactor(settings.env, settings.llm.apiKey ? [settings.llm.apiKey] : []);
-    return createLogger({ logsDir: settings.layout.logs, ...(prefix ? { prefix } : {}), ...(quiet ? { console: 'none' as const } : this.consoleOf(redact)), redact });
+    return createLogger({
+      logsDir: settings.layout.logs,
+      ...(prefix ? { prefix } : {}),
+      ...(quiet ? { console: 'none' as const } : this.consoleOf(redact)),
+      redact,
+    });
   }
 
   private consoleOf(redact: Redactor): Pick<LoggerOptions, 'console' | 'consoleStream'> {

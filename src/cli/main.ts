@@ -63,14 +63,16 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
 
 /** The program and its global options; commander's own output (help, usage errors) goes to `io`. */
 function createProgram(io: Io): Command {
-  return new Command('meta-agent')
-    .description('Overnight code maintenance with an LLM coding agent, through a folder queue and a human approval gate.')
-    .version(packageVersion(), '--version', 'print the version and exit')
-    .option('--root <dir>', 'workspace folder (default: $META_AGENT_ROOT, then the current folder)')
-    .option('--verbose', 'show the log itself on the console (pino), not the progress lines (also: META_AGENT_LOG=pretty)')
-    // Every subcommand's help shows --root too (it may come before or after the subcommand).
-    .configureHelp({ showGlobalOptions: true })
-    .showHelpAfterError()
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
+  return (
+    new Command('meta-agent')
+      .description('Overnight code maintenance with an LLM coding agent, through a folder queue and a human approval gate.')
+      .version(packageVersion(), '--version', 'print the version and exit')
+      .option('--root <dir>', 'workspace folder (default: $META_AGENT_ROOT, then the current folder)')
+      .option('--verbose', 'show the log itself on the console (pino), not the progress lines (also: META_AGENT_LOG=pretty)')
+      // Every subcommand's help shows --root too (it may come before or after the subcommand).
+      .configureHelp({ showGlobalOptions: true })
+      .showHelpAfterError()
+      .exitOverride()
+      .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
+  );
 }

@@ -24,8 +24,12 @@ export function summaryLine(settings: Settings, r: RunTaskResult): string {
     rep.tests ? `  tests: ${rep.tests.passed ? 'passed' : 'FAILED'}${rep.dry_run ? `, dry run: ${rep.dry_run.passed ? 'passed' : 'FAILED'}` : ''}` : '',
     `  risk: ${rep.risk_level}; tokens: ${rep.usage.prompt_tokens + rep.usage.completion_tokens}${rep.usage.cost_usd !== null ? ` ($${rep.usage.cost_usd.toFixed(4)})` : ''}`,
     `  report: ${displayPath(settings.layout, r.report_md_path)}`,
-    r.patch_path ? `  patch: ${displayPath(settings.layout, r.patch_path)}${rep.incomplete ? ' (incomplete)' : ''} (approve: move it into patches/approved/)` : '',
-    r.patch_path && path.basename(r.patch_path) !== `${r.task_id}.patch` ? '  (filed beside an earlier patch of this task that still waits for review; decide on each)' : '',
+    r.patch_path
+      ? `  patch: ${displayPath(settings.layout, r.patch_path)}${rep.incomplete ? ' (incomplete)' : ''} (approve: move it into patches/approved/)`
+      : '',
+    r.patch_path && path.basename(r.patch_path) !== `${r.task_id}.patch`
+      ? '  (filed beside an earlier patch of this task that still waits for review; decide on each)'
+      : '',
   ];
   return parts.filter(Boolean).join('\n');
 }

@@ -55,16 +55,25 @@ export const RetrainConfigSchema = z.strictObject({
 
 export const ProjectConfigSchema = z.strictObject({
   repo: z.string().min(1).describe('Path of the target git repository (relative to the workspace root)'),
-  remote: z.string().min(1).optional().describe('With execution.engine bullmq: the git URL (or path) workers fetch the branch from; default: repo, when the workers can reach that path'),
+  remote: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('With execution.engine bullmq: the git URL (or path) workers fetch the branch from; default: repo, when the workers can reach that path'),
   init_from: z.string().optional().describe('If repo does not exist yet: copy this folder there and git init it (the demo)'),
-  branch: z.string().optional().describe('Branch the worktree starts from and the gate commits to; default: the repo\'s current branch'),
+  branch: z.string().optional().describe("Branch the worktree starts from and the gate commits to; default: the repo's current branch"),
   scope: globList.default(['**']).describe('Outer bound: a task may only change files matching both its scope and this'),
-  deny: globList.default([]).describe('Added to the default deny list (.env*, *secret*, *credential*, *.pem, *.key, ...); "!path" takes a file out of the default list'),
+  deny: globList
+    .default([])
+    .describe('Added to the default deny list (.env*, *secret*, *credential*, *.pem, *.key, ...); "!path" takes a file out of the default list'),
   test: CheckConfigSchema.nullable().default(null),
   dry_run: CheckConfigSchema.nullable().default(null),
   link: globList.default([]).describe('Git-ignored paths of the repo (.venv, data/) made available read-only inside worktrees'),
   risk: z.array(RiskRuleSchema).default([]),
-  env_allow: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).default([]).describe('Variables passed to test/dry_run besides PATH, HOME, LANG'),
+  env_allow: z
+    .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/))
+    .default([])
+    .describe('Variables passed to test/dry_run besides PATH, HOME, LANG'),
   trades: TradesConfigSchema.optional().describe('For risk_review: the trades CSV'),
   risk_thresholds: RiskThresholdsSchema.default(RiskThresholdsSchema.parse({})),
   retrain: RetrainConfigSchema.optional().describe('For retrain_model: the collect -> train -> eval chain'),
@@ -72,7 +81,9 @@ export const ProjectConfigSchema = z.strictObject({
   syntax_check: z
     .record(z.string().min(1), z.array(z.string().min(1)).min(1))
     .default({})
-    .describe('Glob -> command (program and arguments, "{file}" = the edited file) run after each agent edit of a matching file, like a check (sandboxed, no shell); e.g. {"*.ts": ["npx", "tsc", "--noEmit"]}'),
+    .describe(
+      'Glob -> command (program and arguments, "{file}" = the edited file) run after each agent edit of a matching file, like a check (sandboxed, no shell); e.g. {"*.ts": ["npx", "tsc", "--noEmit"]}',
+    ),
 });
 
 /** Request parameters some servers and models refuse; a 400 naming one also drops it for the run. */
@@ -88,15 +99,27 @@ export const LlmCompatSchema = z.strictObject({
   stream: z
     .boolean()
     .optional()
-    .describe('Stream replies (stream: true, with stream_options.include_usage) and put them back together; a slow local model then meets llm.request_timeout_s only as a silence between chunks. Default: false (whole replies)'),
+    .describe(
+      'Stream replies (stream: true, with stream_options.include_usage) and put them back together; a slow local model then meets llm.request_timeout_s only as a silence between chunks. Default: false (whole replies)',
+    ),
 });
 
 export const LlmConfigSchema = z.strictObject({
   model: z.string().min(1).default('gpt-4.1-mini'),
   base_url: z.string().url().optional().describe('OpenAI-compatible endpoint: Ollama, vLLM, LM Studio'),
   api_key_env: z.string().default('OPENAI_API_KEY'),
-  max_retries: z.number().int().min(0).max(1000).optional().describe('Most retries of one request (429, 5xx, no connection); default: as many as llm.retry_budget_s allows'),
-  retry_budget_s: z.number().nonnegative().default(300).describe('How long one request is retried (429, 5xx, no connection) with backoff before the run fails; 0: never retried'),
+  max_retries: z
+    .number()
+    .int()
+    .min(0)
+    .max(1000)
+    .optional()
+    .describe('Most retries of one request (429, 5xx, no connection); default: as many as llm.retry_budget_s allows'),
+  retry_budget_s: z
+    .number()
+    .nonnegative()
+    .default(300)
+    .describe('How long one request is retried (429, 5xx, no connection) with backoff before the run fails; 0: never retried'),
   request_timeout_s: z.number().positive().default(300),
   temperature: z.number().min(0).max(2).optional(),
   context_window: z
@@ -104,11 +127,13 @@ export const LlmConfigSchema = z.strictObject({
     .int()
     .min(2048)
     .default(128_000)
-    .describe("The model's context window in tokens (gpt-4.1: over 1M, local models often 8k-32k: set it to the server's num_ctx / max_model_len). Old tool results are elided to keep each request well under it"),
+    .describe(
+      "The model's context window in tokens (gpt-4.1: over 1M, local models often 8k-32k: set it to the server's num_ctx / max_model_len). Old tool results are elided to keep each request well under it",
+    ),
   tool_mode: z
     .enum(['native', 'text'])
     .default('native')
-    .describe('native: the API\'s tool calls; text: one fenced action block per reply (for models and servers without tool calling)'),
+    .describe("native: the API's tool calls; text: one fenced action block per reply (for models and servers without tool calling)"),
   compat: LlmCompatSchema.default(LlmCompatSchema.parse({})),
   prices: z
     .strictObject({
@@ -122,25 +147,54 @@ export const LlmConfigSchema = z.strictObject({
 
 export const CommandEngineConfigSchema = z
   .strictObject({
-    preset: z.enum(PRESET_NAMES).optional().describe('A known agent CLI started with the right flags, llm: as its model and provider, and a private HOME (see docs/engines.md)'),
+    preset: z
+      .enum(PRESET_NAMES)
+      .optional()
+      .describe('A known agent CLI started with the right flags, llm: as its model and provider, and a private HOME (see docs/engines.md)'),
     program: z.string().min(1).optional().describe("The preset's executable, when it is not on PATH under its usual name (codex, aider, claude)"),
     run: z
       .union([z.string().min(1), z.array(z.string()).min(1)])
       .optional()
-      .describe('Any other agent: the program and its arguments (no shell); the prompt is on stdin; {prompt_file}, {worktree} and {last_message_file} (where the agent may leave its last message, e.g. Codex\'s --output-last-message) are replaced'),
+      .describe(
+        "Any other agent: the program and its arguments (no shell); the prompt is on stdin; {prompt_file}, {worktree} and {last_message_file} (where the agent may leave its last message, e.g. Codex's --output-last-message) are replaced",
+      ),
     timeout_s: z.number().positive().default(1800).describe('Longest run of the agent; then it is stopped with every process it started'),
-    idle_timeout_s: z.number().positive().default(300).describe('No output and no file change in the worktree for this long: the agent is stopped with every process it started (outcome limit_reached)'),
+    idle_timeout_s: z
+      .number()
+      .positive()
+      .default(300)
+      .describe('No output and no file change in the worktree for this long: the agent is stopped with every process it started (outcome limit_reached)'),
     sandbox: z
       .enum(['auto', 'bwrap', 'none'])
       .default('auto')
-      .describe('auto and bwrap: the agent runs under bubblewrap (the worktree writable, the system read-only, a private $HOME and /tmp, the network on) and the engine refuses to run without it; none: unsandboxed, it can read every file this user can (every report says so)'),
-    env_allow: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).default([]).describe('Variables of the service\'s environment the agent sees besides PATH, the locale and TZ'),
-    api_key_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional().describe('The variable holding the agent\'s API key (default: the preset\'s, else llm.api_key_env); the only secret it gets'),
-    home_files: z.array(z.string().min(1)).default([]).describe('Files or folders of your home (relative, e.g. ".codex/config.toml") copied into the agent\'s private $HOME; nothing else of your home is visible'),
-    reads_agents_md: z.boolean().optional().describe('The agent reads the repository\'s AGENTS.md itself, so the prompt leaves it out (default: false; a preset knows)'),
+      .describe(
+        'auto and bwrap: the agent runs under bubblewrap (the worktree writable, the system read-only, a private $HOME and /tmp, the network on) and the engine refuses to run without it; none: unsandboxed, it can read every file this user can (every report says so)',
+      ),
+    env_allow: z
+      .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/))
+      .default([])
+      .describe("Variables of the service's environment the agent sees besides PATH, the locale and TZ"),
+    api_key_env: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
+      .optional()
+      .describe("The variable holding the agent's API key (default: the preset's, else llm.api_key_env); the only secret it gets"),
+    home_files: z
+      .array(z.string().min(1))
+      .default([])
+      .describe(
+        'Files or folders of your home (relative, e.g. ".codex/config.toml") copied into the agent\'s private $HOME; nothing else of your home is visible',
+      ),
+    reads_agents_md: z
+      .boolean()
+      .optional()
+      .describe("The agent reads the repository's AGENTS.md itself, so the prompt leaves it out (default: false; a preset knows)"),
   })
   .refine((c) => (c.preset === undefined) !== (c.run === undefined), { message: 'give exactly one of "preset" and "run"' })
-  .refine((c) => c.program === undefined || c.preset !== undefined, { message: '"program" goes with "preset" ("run" names its program itself)', path: ['program'] });
+  .refine((c) => c.program === undefined || c.preset !== undefined, {
+    message: '"program" goes with "preset" ("run" names its program itself)',
+    path: ['program'],
+  });
 export type CommandEngineConfig = z.infer<typeof CommandEngineConfigSchema>;
 
 export const LimitsSchema = z.strictObject({
@@ -170,17 +224,41 @@ export const ToolsSchema = z.strictObject({
   shell: z
     .enum(SHELL_MODES)
     .default('sandboxed')
-    .describe("The agent's run_command tool. sandboxed: offered only where the checks' sandbox (bubblewrap) runs; unsandboxed: offered everywhere and run without a sandbox (the command can do what this user can); off: never offered"),
+    .describe(
+      "The agent's run_command tool. sandboxed: offered only where the checks' sandbox (bubblewrap) runs; unsandboxed: offered everywhere and run without a sandbox (the command can do what this user can); off: never offered",
+    ),
 });
 
 export const QueueSchema = z.strictObject({
   lease_stale_s: z.number().positive().default(30).describe('A claim whose lease is not refreshed for this long belongs to a dead worker'),
-  settle_ms: z.number().int().nonnegative().default(100).describe('A file copied in (not renamed in) must stay unchanged this long, and parse to a complete task, before it is taken; network or polled folders wait at least 1500 ms'),
-  incomplete_grace_s: z.number().nonnegative().default(600).describe('A file copied in (not renamed in) that is not yet a complete task (front matter open, a required field missing) is waited for this long after its last change before it is taken and failed'),
+  settle_ms: z
+    .number()
+    .int()
+    .nonnegative()
+    .default(100)
+    .describe(
+      'A file copied in (not renamed in) must stay unchanged this long, and parse to a complete task, before it is taken; network or polled folders wait at least 1500 ms',
+    ),
+  incomplete_grace_s: z
+    .number()
+    .nonnegative()
+    .default(600)
+    .describe(
+      'A file copied in (not renamed in) that is not yet a complete task (front matter open, a required field missing) is waited for this long after its last change before it is taken and failed',
+    ),
   scan_interval_ms: z.number().int().positive().default(2000).describe('Period of the reconcile scan of the folders'),
-  poll: z.union([z.boolean(), z.literal('auto')]).default('auto').describe('Poll instead of OS events: auto = on network folders'),
+  poll: z
+    .union([z.boolean(), z.literal('auto')])
+    .default('auto')
+    .describe('Poll instead of OS events: auto = on network folders'),
   shutdown_grace_s: z.number().nonnegative().default(20).describe('On SIGINT/SIGTERM, how long running tasks may finish before they are returned to inbox/'),
-  busy_retry_s: z.number().nonnegative().default(30).describe('How long a move of a file that another program holds open (an antivirus, OneDrive, an editor; EBUSY, and on Windows EPERM/EACCES) is retried before it fails'),
+  busy_retry_s: z
+    .number()
+    .nonnegative()
+    .default(30)
+    .describe(
+      'How long a move of a file that another program holds open (an antivirus, OneDrive, an editor; EBUSY, and on Windows EPERM/EACCES) is retried before it fails',
+    ),
 });
 
 export const GateSchema = z.strictObject({
@@ -197,8 +275,14 @@ const PlannedTaskSchema = z.strictObject({
 
 export const TradingWindowSchema = z.strictObject({
   days: z.array(z.enum(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'])).default(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun']),
-  start: z.string().regex(/^\d{2}:\d{2}$/).describe('HH:MM local time'),
-  end: z.string().regex(/^\d{2}:\d{2}$/).describe('HH:MM local time; before start = over midnight'),
+  start: z
+    .string()
+    .regex(/^\d{2}:\d{2}$/)
+    .describe('HH:MM local time'),
+  end: z
+    .string()
+    .regex(/^\d{2}:\d{2}$/)
+    .describe('HH:MM local time; before start = over midnight'),
 });
 
 export const ScheduleJobSchema = z.strictObject({
@@ -209,15 +293,22 @@ export const ScheduleJobSchema = z.strictObject({
 });
 
 export const SupervisorSchema = z.strictObject({
-  routines: z.record(z.string(), z.array(PlannedTaskSchema).min(1).max(3)).default({}).describe('Goals that map to fixed task lists without an LLM (daily_maintenance, weekly_retrain, ...)'),
+  routines: z
+    .record(z.string(), z.array(PlannedTaskSchema).min(1).max(3))
+    .default({})
+    .describe('Goals that map to fixed task lists without an LLM (daily_maintenance, weekly_retrain, ...)'),
   budget_tokens: z.number().int().positive().default(300_000).describe('Token budget of one cycle (planner + tasks)'),
   budget_usd: z.number().positive().optional(),
-  wait_timeout_s: z.number().positive().default(7200).describe('How long a cycle waits for its tasks\' reports'),
+  wait_timeout_s: z.number().positive().default(7200).describe("How long a cycle waits for its tasks' reports"),
   max_log_lines: z.number().int().positive().default(200),
   timezone: z.string().default('Europe/Kyiv'),
   schedule: z.array(ScheduleJobSchema).default([]),
   trading_windows: z.array(TradingWindowSchema).default([]).describe('No cycle starts inside one; a running cycle stops creating tasks'),
-  catch_up_s: z.number().nonnegative().default(6 * 3600).describe('A run missed while the machine slept runs at start if it is at most this old'),
+  catch_up_s: z
+    .number()
+    .nonnegative()
+    .default(6 * 3600)
+    .describe('A run missed while the machine slept runs at start if it is at most this old'),
   tick_s: z.number().positive().default(15).describe('How often the scheduler looks at the clock'),
 });
 
@@ -231,7 +322,11 @@ export const PatchLimitsSchema = z.strictObject({
   max_bytes: z.number().int().positive().default(1_000_000),
   max_files: z.number().int().positive().default(50),
   protected: globList.default([]).describe('Files no patch may touch, in any project'),
-  executable: globList.default([]).describe('Files a patch may make executable (mode 100755), anchored at the repo root like a scope, e.g. ["scripts/*.sh"]; default: none. Symlinks and submodules are never changed by a patch'),
+  executable: globList
+    .default([])
+    .describe(
+      'Files a patch may make executable (mode 100755), anchored at the repo root like a scope, e.g. ["scripts/*.sh"]; default: none. Symlinks and submodules are never changed by a patch',
+    ),
 });
 
 export const UiSchema = z.strictObject({
@@ -243,21 +338,39 @@ const QUEUE_NAME = /^[A-Za-z0-9._-]+$/;
 
 /** Where tasks run: in the watch process (local), or on BullMQ workers on any number of machines (docs/scale-out.md). */
 export const ExecutionSchema = z.strictObject({
-  engine: z.enum(['local', 'bullmq']).default('local').describe('local: watch runs tasks itself (no set-up); bullmq: watch files results, `meta-agent worker` processes run tasks (needs Redis)'),
-  redis_url_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).default('REDIS_URL').describe('The variable holding the Redis URL (redis://:password@host:6379/0, rediss://..., or unix:///path/redis.sock?password=...)'),
+  engine: z
+    .enum(['local', 'bullmq'])
+    .default('local')
+    .describe('local: watch runs tasks itself (no set-up); bullmq: watch files results, `meta-agent worker` processes run tasks (needs Redis)'),
+  redis_url_env: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
+    .default('REDIS_URL')
+    .describe('The variable holding the Redis URL (redis://:password@host:6379/0, rediss://..., or unix:///path/redis.sock?password=...)'),
   queue: z.string().regex(QUEUE_NAME).default('meta-agent').describe('The queue tasks go to unless a route names another'),
-  routes: z.partialRecord(z.enum(TASK_TYPES), z.string().regex(QUEUE_NAME)).default({}).describe('Task type -> queue, e.g. {retrain_model: gpu}: workers started with --queue gpu take those'),
+  routes: z
+    .partialRecord(z.enum(TASK_TYPES), z.string().regex(QUEUE_NAME))
+    .default({})
+    .describe('Task type -> queue, e.g. {retrain_model: gpu}: workers started with --queue gpu take those'),
   lock_s: z.number().positive().default(30).describe('A worker that has not renewed its job lock for this long is dead: its job runs again'),
   max_stalled: z.number().int().min(0).default(1).describe('How often a job may lose its worker and run again; once more and the task goes to failed/'),
   keep_results_days: z.number().positive().default(7).describe('How long Redis keeps finished jobs, so a folder host that crashed files them without a re-run'),
-  max_in_flight: z.number().int().positive().default(64).describe('Most tasks claimed from inbox/ and queued at once (limits.concurrency is per worker with bullmq)'),
+  max_in_flight: z
+    .number()
+    .int()
+    .positive()
+    .default(64)
+    .describe('Most tasks claimed from inbox/ and queued at once (limits.concurrency is per worker with bullmq)'),
 });
 
 export const ConfigSchema = z.strictObject({
   llm: LlmConfigSchema.default(LlmConfigSchema.parse({})),
   engine: EngineNameSchema.default('openai'),
   command: CommandEngineConfigSchema.optional(),
-  sandbox: z.enum(['auto', 'bwrap', 'none']).default('auto').describe('auto and bwrap: checks run under bubblewrap, and refuse to run without it; none: unsandboxed (see the README, "What `sandbox: none` means")'),
+  sandbox: z
+    .enum(['auto', 'bwrap', 'none'])
+    .default('auto')
+    .describe('auto and bwrap: checks run under bubblewrap, and refuse to run without it; none: unsandboxed (see the README, "What `sandbox: none` means")'),
   projects: z.record(z.string().regex(/^[A-Za-z0-9._-]+$/), ProjectConfigSchema).refine((p) => Object.keys(p).length > 0, 'at least one project is required'),
   limits: LimitsSchema.default(LimitsSchema.parse({})),
   tools: ToolsSchema.default(ToolsSchema.parse({})),

@@ -61,10 +61,24 @@ export const CycleReportSchema = z.object({
   }),
   tasks: z.array(CycleTaskSchema),
   candidates: z.array(
-    z.object({ task_id: z.string(), patch: z.string(), files: z.array(z.string()), risk_level: RiskLevelSchema, approve: z.string(), reject: z.string(), incomplete: z.boolean().default(false) }),
+    z.object({
+      task_id: z.string(),
+      patch: z.string(),
+      files: z.array(z.string()),
+      risk_level: RiskLevelSchema,
+      approve: z.string(),
+      reject: z.string(),
+      incomplete: z.boolean().default(false),
+    }),
   ),
   next_actions: z.array(z.string()),
-  budget: z.object({ tokens: z.number().int(), usd: z.number().nullable(), spent_tokens: z.number().int(), spent_usd: z.number().nullable(), exhausted: z.boolean() }),
+  budget: z.object({
+    tokens: z.number().int(),
+    usd: z.number().nullable(),
+    spent_tokens: z.number().int(),
+    spent_usd: z.number().nullable(),
+    exhausted: z.boolean(),
+  }),
   stopped: z.string().nullable().describe('Why the cycle created fewer tasks than planned (budget spent, trading window), if it did'),
   error: ErrorInfoSchema.nullable(),
 });

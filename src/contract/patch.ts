@@ -5,7 +5,10 @@ import { RegressionSchema, RetrainComparisonSchema, RiskLevelSchema } from './re
 export const PatchSidecarSchema = z.object({
   task_id: z.string(),
   run_id: z.string(),
-  regressions: z.array(RegressionSchema).default([]).describe('Checks or tests that passed on base_commit and fail with this patch (the agent finished anyway)'),
+  regressions: z
+    .array(RegressionSchema)
+    .default([])
+    .describe('Checks or tests that passed on base_commit and fail with this patch (the agent finished anyway)'),
   project: z.string(),
   branch: z.string(),
   base_commit: z.string(),
@@ -22,7 +25,10 @@ export const PatchSidecarSchema = z.object({
     .describe('Files kept next to the patch in <id>.artifacts/ (e.g. a model); the gate installs them into the repo'),
   retrain: RetrainComparisonSchema.nullable().default(null).describe('retrain_model: the gate applies the patch only if the candidate beats the baseline'),
   checks_unsandboxed: z.boolean().default(false).describe('true with `sandbox: none`: the checks of this patch ran without a sandbox'),
-  incomplete: z.boolean().default(false).describe('true: the run was stopped before the agent called finish; this is its work so far (the gate tests it like any patch)'),
-  stopped_because: z.string().nullable().default(null).describe('With incomplete: why the run stopped (the report\'s error)'),
+  incomplete: z
+    .boolean()
+    .default(false)
+    .describe('true: the run was stopped before the agent called finish; this is its work so far (the gate tests it like any patch)'),
+  stopped_because: z.string().nullable().default(null).describe("With incomplete: why the run stopped (the report's error)"),
 });
 export type PatchSidecar = z.infer<typeof PatchSidecarSchema>;

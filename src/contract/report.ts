@@ -32,7 +32,10 @@ export type CheckName = (typeof CHECK_NAMES)[number];
 
 export const RegressionSchema = z.object({
   check: z.enum(CHECK_NAMES),
-  test: z.string().nullable().describe('The failing test as the runner names it (pytest: path::test); null when the output names no tests and the whole check is counted'),
+  test: z
+    .string()
+    .nullable()
+    .describe('The failing test as the runner names it (pytest: path::test); null when the output names no tests and the whole check is counted'),
 });
 export type Regression = z.infer<typeof RegressionSchema>;
 
@@ -121,7 +124,10 @@ export const ReportSchema = z.object({
   patch_files: z.array(z.string()).describe('Workspace-relative paths of the patch and its sidecar; empty when there is no patch'),
   changed_files: z.array(z.string()).describe('Repo-relative files the change touches'),
   scope_violations: z.array(z.string()).describe('Changed files outside the scope or on the deny list'),
-  findings: z.array(FindingSchema).default([]).describe('Structured findings the agent gave to finish (audit_code, risk_review), each location checked against the worktree'),
+  findings: z
+    .array(FindingSchema)
+    .default([])
+    .describe('Structured findings the agent gave to finish (audit_code, risk_review), each location checked against the worktree'),
   risks: z.array(z.string()),
   risk_level: RiskLevelSchema,
   risk_reasons: z.array(z.string()).describe('Why risk_level is what it is (agent claim and matching risk rules)'),
@@ -150,13 +156,23 @@ export const ReportSchema = z.object({
     .default(null)
     .describe('retrain_model: the collect -> train -> eval chain and the comparison with the baseline'),
   notes: z.array(z.string()).default([]).describe('What the run decided to skip and why (e.g. LLM commentary without an LLM)'),
-  secrets_redacted: z.number().int().nonnegative().default(0).describe('How many secrets the run replaced by [REDACTED] in what went to the model, the report and the trajectory'),
+  secrets_redacted: z
+    .number()
+    .int()
+    .nonnegative()
+    .default(0)
+    .describe('How many secrets the run replaced by [REDACTED] in what went to the model, the report and the trajectory'),
   checks_unsandboxed: z.boolean().default(false).describe('true with `sandbox: none`: the checks ran without a sandbox (README, "What `sandbox: none` means")'),
-  shell: z.enum(SHELL_MODES).default('off').describe("The agent's run_command tool: sandboxed (like the checks), unsandboxed (tools.shell: unsandboxed), or off (not offered)"),
+  shell: z
+    .enum(SHELL_MODES)
+    .default('off')
+    .describe("The agent's run_command tool: sandboxed (like the checks), unsandboxed (tools.shell: unsandboxed), or off (not offered)"),
   approval: ApprovalSchema.nullable().default(null).describe('Set by the approval gate, or when a person rejects the patch'),
   incomplete: z
     .boolean()
     .default(false)
-    .describe('true when the run was stopped (limit, timeout, model failure, Ctrl-C) after it changed files: the change so far is in patch_files, `error` says why it stopped, `notes` what ran on it'),
+    .describe(
+      'true when the run was stopped (limit, timeout, model failure, Ctrl-C) after it changed files: the change so far is in patch_files, `error` says why it stopped, `notes` what ran on it',
+    ),
 });
 export type Report = z.infer<typeof ReportSchema>;

@@ -18,7 +18,10 @@ export const LedgerRunSchema = z.object({
     .optional()
     .describe('Set once the report is written: where the task file goes next'),
   finalized_at: z.string().optional(),
-  recovered: z.enum(['returned_to_inbox', 'failed_interrupted_twice', 'finalized_from_ledger']).optional().describe("Set when a crashed run's task was recovered"),
+  recovered: z
+    .enum(['returned_to_inbox', 'failed_interrupted_twice', 'finalized_from_ledger'])
+    .optional()
+    .describe("Set when a crashed run's task was recovered"),
 });
 export type LedgerRun = z.infer<typeof LedgerRunSchema>;
 

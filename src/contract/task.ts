@@ -31,14 +31,14 @@ const stringList = z.preprocess(
 
 export const TaskSchema = z.strictObject({
   id: TaskIdSchema.describe('Unique task id; defaults to the file name without .md, or its slug when that is not an id ("Задача 1.md" -> zadacha-1)'),
-  project: z.string().trim().min(1, 'must not be empty').describe('A key of the config\'s `projects`'),
+  project: z.string().trim().min(1, 'must not be empty').describe("A key of the config's `projects`"),
   type: z.enum(TASK_TYPES).default('custom'),
   objective: z.string().trim().min(1, 'must not be empty').describe('What the agent should achieve'),
   scope: stringList.default([]).describe('Globs (relative to the repo root) that may be changed; empty = report only'),
   tasks: stringList.default([]).describe('Concrete sub-tasks'),
   output: z.string().trim().default('').describe('What is expected back'),
   source: z.enum(TASK_SOURCES).default('human'),
-  engine: EngineNameSchema.optional().describe('Overrides the config\'s engine'),
+  engine: EngineNameSchema.optional().describe("Overrides the config's engine"),
   created: z.preprocess((v) => (v instanceof Date ? v.toISOString() : v), z.string().optional()),
   max_tokens: z.number().int().positive().optional().describe('Caps limits.max_tokens for this task (the supervisor sets it from its budget)'),
   body: z.string().default('').describe('Free Markdown for the model (front matter form: the body)'),
@@ -51,7 +51,9 @@ export const MAX_BODY_OBJECTIVE_CHARS = 2000;
 export const TaskFrontMatterSchema = TaskSchema.extend({
   objective: TaskSchema.shape.objective
     .optional()
-    .describe(`What the agent should achieve. Left out: the Markdown body is the objective (the whole body up to ${MAX_BODY_OBJECTIVE_CHARS} characters, else its first heading and paragraph)`),
+    .describe(
+      `What the agent should achieve. Left out: the Markdown body is the objective (the whole body up to ${MAX_BODY_OBJECTIVE_CHARS} characters, else its first heading and paragraph)`,
+    ),
 });
 
 export type Task = z.infer<typeof TaskSchema>;
@@ -94,7 +96,8 @@ export function defaultIdFor(fileName: string): string {
 
 function decodeTaskText(input: string | Buffer, name: string): string {
   const bytes = Buffer.isBuffer(input) ? input.length : Buffer.byteLength(input);
-  if (bytes > MAX_TASK_BYTES) throw new MetaAgentError('input', `the file is ${bytes} bytes; a task file may be at most ${MAX_TASK_BYTES} bytes`, { file: name });
+  if (bytes > MAX_TASK_BYTES)
+    throw new MetaAgentError('input', `the file is ${bytes} bytes; a task file may be at most ${MAX_TASK_BYTES} bytes`, { file: name });
   // UTF-16 with a BOM (PowerShell's `>`) is text; other bytes must be UTF-8, never guessed at (cp1251 would come out garbled).
   let text: string | null = null;
   try {
@@ -104,14 +107,25 @@ function decodeTaskText(input: string | Buffer, name: string): string {
   }
   if (text === null) {
     const bytes = input as Buffer;
-    if (bytes.includes(0)) throw new MetaAgentError('input', 'the file is binary (contains NUL bytes; UTF-16 without a byte-order mark looks like this too); save it as UTF-8 text', { file: name });
+    if (bytes.includes(0))
+      throw new MetaAgentError(
+        'input',
+        'the file is binary (contains NUL bytes; UTF-16 without a byte-order mark looks like this too); save it as UTF-8 text',
+        { file: name },
+      );
     const invalidAt = invalidUtf8Offset(bytes);
-    if (invalidAt >= 0) throw new MetaAgentError('input', `the file is not valid UTF-8 (at byte offset ${invalidAt}), perhaps a legacy code page such as Windows-1251; save it as UTF-8 text (Notepad: Save as, Encoding UTF-8)`, { file: name });
+    if (invalidAt >= 0)
+      throw new MetaAgentError(
+        'input',
+        `the file is not valid UTF-8 (at byte offset ${invalidAt}), perhaps a legacy code page such as Windows-1251; save it as UTF-8 text (Notepad: Save as, Encoding UTF-8)`,
+        { file: name },
+      );
     text = bytes.toString('utf8');
   }
   if (text.includes('\0')) throw new MetaAgentError('input', 'the file is binary (contains NUL characters); save it as UTF-8 text', { file: name });
   const normalized = text.replace(/^\uFEFF/, '').replace(/\r\n?/g, '\n');
-  if (normalized.trim() === '') throw new MetaAgentError('input', 'the file is empty; expected a task (front matter or PROJECT:/OBJECTIVE: headers)', { file: name });
+  if (normalized.trim() === '')
+    throw new MetaAgentError('input', 'the file is empty; expected a task (front matter or PROJECT:/OBJECTIVE: headers)', { file: name });
   return normalized;
 }
 
@@ -134,7 +148,11 @@ function parseFrontMatter(raw: string, name: string): Partial<Record<keyof TaskI
   if (fields.objective === undefined || fields.objective === null) {
     // As in GitHub Agentic Workflows, the body can be the prompt: a person writes a heading and a paragraph, not a YAML key.
     const fromBody = objectiveFromBody(String(fields.body));
-    if (!fromBody) throw new MetaAgentError('input', 'is required: set objective: in the front matter, or write what to do in the Markdown body below it', { file: name, field: 'objective' });
+    if (!fromBody)
+      throw new MetaAgentError('input', 'is required: set objective: in the front matter, or write what to do in the Markdown body below it', {
+        file: name,
+        field: 'objective',
+      });
     fields.objective = fromBody.objective;
     // The whole body became the objective: the model need not read it twice.
     if (fromBody.whole) fields.body = '';
@@ -189,7 +207,10 @@ function parseHeaderForm(raw: string, name: string): Partial<Record<keyof TaskIn
     if (current) sections.get(current)!.push(line);
   }
   if (sections.size === 0) {
-    throw new MetaAgentError('input', 'no task found: expected YAML front matter (---) or headers PROJECT:, OBJECTIVE:, SCOPE:, TASKS:, OUTPUT:', { file: name, field: 'project' });
+    throw new MetaAgentError('input', 'no task found: expected YAML front matter (---) or headers PROJECT:, OBJECTIVE:, SCOPE:, TASKS:, OUTPUT:', {
+      file: name,
+      field: 'project',
+    });
   }
   const fields: Partial<Record<keyof TaskInput, unknown>> = {};
   for (const [key, lines] of sections) {
@@ -220,7 +241,9 @@ function zodToTaskError(error: z.ZodError, name: string): MetaAgentError {
   let message = issue.message;
   if (issue.code === 'unrecognized_keys') {
     field = issue.keys.join(', ');
-    message = `unknown field; known fields are ${Object.keys(TaskSchema.shape).filter((k) => k !== 'body').join(', ')}`;
+    message = `unknown field; known fields are ${Object.keys(TaskSchema.shape)
+      .filter((k) => k !== 'body')
+      .join(', ')}`;
   } else if (issue.code === 'invalid_value' && 'values' in issue) {
     message = `expected one of ${issue.values.join(', ')}`;
   } else if (issue.code === 'invalid_type' && issue.input === undefined) {

@@ -22,7 +22,9 @@ const VALID_ID = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
 export function idFromFileName(fileName: string): string {
   const stem = path.basename(fileName).replace(/\.md$/i, '');
   if (VALID_ID.test(stem) && !stem.includes('..') && stem.length <= MAX_TASK_ID_CHARS) return stem;
-  const slug = slugify(stem, { decamelize: false, preserveCharacters: ['_'] }).slice(0, MAX_TASK_ID_CHARS).replace(/[-_]+$/, '');
+  const slug = slugify(stem, { decamelize: false, preserveCharacters: ['_'] })
+    .slice(0, MAX_TASK_ID_CHARS)
+    .replace(/[-_]+$/, '');
   return slug || `task-${createHash('sha256').update(stem).digest('hex').slice(0, 8)}`;
 }
 

@@ -22,9 +22,7 @@ export type AppliedResult = z.infer<typeof AppliedResultSchema>;
 export const TrajectoryProgressSchema = z.object({
   role: z.string().optional(),
   step: z.number().int().nonnegative().optional(),
-  usage: z
-    .object({ prompt_tokens: z.number().nonnegative().optional(), completion_tokens: z.number().nonnegative().optional() })
-    .nullish(),
+  usage: z.object({ prompt_tokens: z.number().nonnegative().optional(), completion_tokens: z.number().nonnegative().optional() }).nullish(),
 });
 export type TrajectoryProgress = z.infer<typeof TrajectoryProgressSchema>;
 

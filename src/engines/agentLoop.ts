@@ -50,7 +50,10 @@ export class AgentLoop {
     private readonly model: ChatModel,
   ) {
     // Text mode: the protocol goes after the system prompt, the same bytes every call.
-    this.system = ctx.settings.llm.toolMode === 'text' ? `${ctx.prompt.system}\n\n${textProtocolPrompt(toolDefinitions({ shell: ctx.shell ?? 'off' }))}` : ctx.prompt.system;
+    this.system =
+      ctx.settings.llm.toolMode === 'text'
+        ? `${ctx.prompt.system}\n\n${textProtocolPrompt(toolDefinitions({ shell: ctx.shell ?? 'off' }))}`
+        : ctx.prompt.system;
     this.messages = [
       { role: 'system', content: this.system },
       { role: 'user', content: ctx.prompt.user },
@@ -61,7 +64,13 @@ export class AgentLoop {
     const carried = ctx.usage;
     if (carried.requests > 0) {
       const perCall = (n: number) => Math.ceil(n / carried.requests);
-      this.lastCall = { prompt: perCall(carried.prompt_tokens), cached: 0, completion: perCall(carried.completion_tokens), messages: this.messages.length, version: 0 };
+      this.lastCall = {
+        prompt: perCall(carried.prompt_tokens),
+        cached: 0,
+        completion: perCall(carried.completion_tokens),
+        messages: this.messages.length,
+        version: 0,
+      };
     }
   }
 
@@ -99,7 +108,11 @@ export class AgentLoop {
       if (extraStep) this.steps++;
       const { content, finished, malformed } =
         extraStep && this.steps > max_steps
-          ? { content: `ERROR: not run: each run_command costs one step, and the step limit (${max_steps}, limits.max_steps) is reached`, finished: null, malformed: false }
+          ? {
+              content: `ERROR: not run: each run_command costs one step, and the step limit (${max_steps}, limits.max_steps) is reached`,
+              finished: null,
+              malformed: false,
+            }
           : await this.observe(call.name, call.arguments);
       usable ||= !malformed;
       if (call.id) await this.answer(call, content);
@@ -116,7 +129,10 @@ export class AgentLoop {
   /** mini-swe-agent's rule: a few replies in a row without a usable tool call end the run. */
   private countFormatError(problem: string): void {
     this.formatErrors++;
-    this.ctx.log.warn({ step: this.steps, format_errors: this.formatErrors }, `format error ${this.formatErrors} of ${MAX_FORMAT_ERRORS}: ${problem.split('\n')[0]}`);
+    this.ctx.log.warn(
+      { step: this.steps, format_errors: this.formatErrors },
+      `format error ${this.formatErrors} of ${MAX_FORMAT_ERRORS}: ${problem.split('\n')[0]}`,
+    );
     if (this.formatErrors >= MAX_FORMAT_ERRORS) throw formatFailure(problem, this.ctx.settings.llm.toolMode);
   }
 
@@ -157,7 +173,16 @@ export class AgentLoop {
     const prices = this.ctx.settings.llm.prices;
     const last = this.lastCall;
     const lastCallTokens = last ? weightedTokens({ prompt_tokens: last.prompt, cached_tokens: last.cached, completion_tokens: last.completion }, prices) : 0;
-    const warning = wrapUpWarning({ steps: this.steps, maxSteps: limits.max_steps, spentTokens: weightedTokens(u, prices), maxTokens: limits.max_tokens, lastCallTokens, deadline: this.ctx.deadline, timeoutMs: limits.task_timeout_s * 1000, now: performance.now() });
+    const warning = wrapUpWarning({
+      steps: this.steps,
+      maxSteps: limits.max_steps,
+      spentTokens: weightedTokens(u, prices),
+      maxTokens: limits.max_tokens,
+      lastCallTokens,
+      deadline: this.ctx.deadline,
+      timeoutMs: limits.task_timeout_s * 1000,
+      now: performance.now(),
+    });
     if (!warning) return;
     this.warned = true;
     await this.say(warning);
@@ -174,13 +199,35 @@ export class AgentLoop {
     // Keep only what the API accepts back; some servers add extra fields.
     this.messages.push({ role: 'assistant', content: message.content ?? null, ...(message.tool_calls?.length ? { tool_calls: message.tool_calls } : {}) });
     const usage = response.usage;
-    this.lastCall = { prompt: usage?.prompt_tokens ?? 0, cached: usage?.prompt_tokens_details?.cached_tokens ?? 0, completion: usage?.completion_tokens ?? 0, messages: this.messages.length, version: this.context.version };
-    await this.ctx.record({ role: 'assistant', step: this.steps, content: message.content ?? null, tool_calls: message.tool_calls ?? [], finish_reason: choice.finish_reason ?? null, usage: response.usage ?? null });
+    this.lastCall = {
+      prompt: usage?.prompt_tokens ?? 0,
+      cached: usage?.prompt_tokens_details?.cached_tokens ?? 0,
+      completion: usage?.completion_tokens ?? 0,
+      messages: this.messages.length,
+      version: this.context.version,
+    };
+    await this.ctx.record({
+      role: 'assistant',
+      step: this.steps,
+      content: message.content ?? null,
+      tool_calls: message.tool_calls ?? [],
+      finish_reason: choice.finish_reason ?? null,
+      usage: response.usage ?? null,
+    });
     const cutAt = response.usage?.completion_tokens ?? (replyCap <= SENT_REPLY_CAP ? replyCap : null);
     const reply = readReply(message, choice.finish_reason, cutAt, this.ctx.settings.llm.toolMode);
     const u = this.ctx.usage;
     const calls = reply.kind === 'calls' ? reply.calls.map((c) => ({ tool: c.name, target: toolTarget(c.arguments) })) : [];
-    this.ctx.log.info({ step: this.steps, max_steps: this.ctx.settings.config.limits.max_steps, tools: calls.map((c) => c.tool), targets: calls.map((c) => c.target), tokens: u.prompt_tokens + u.completion_tokens }, `step ${this.steps}`);
+    this.ctx.log.info(
+      {
+        step: this.steps,
+        max_steps: this.ctx.settings.config.limits.max_steps,
+        tools: calls.map((c) => c.tool),
+        targets: calls.map((c) => c.target),
+        tokens: u.prompt_tokens + u.completion_tokens,
+      },
+      `step ${this.steps}`,
+    );
     return reply;
   }
 
@@ -209,7 +256,10 @@ export class AgentLoop {
     if (!elision) return;
     const { elided, tokensBefore, tokensAfter, reason } = elision;
     const why = reason === 'overflow' ? 'the endpoint said the request is longer than the context window' : 'the conversation passed half the context window';
-    this.ctx.log.info({ step: this.steps, elided, tokens_before: tokensBefore, tokens_after: tokensAfter, context_window: this.context.contextWindow, reason }, `elided ${elided} old tool result(s): ${why}`);
+    this.ctx.log.info(
+      { step: this.steps, elided, tokens_before: tokensBefore, tokens_after: tokensAfter, context_window: this.context.contextWindow, reason },
+      `elided ${elided} old tool result(s): ${why}`,
+    );
     await this.ctx.record({ role: 'context', step: this.steps, event: 'elided', ...elision, context_window: this.context.contextWindow });
   }
 
@@ -239,7 +289,11 @@ export class AgentLoop {
       if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not a JSON object');
       args = parsed as Record<string, unknown>;
     } catch (error) {
-      return { content: `ERROR: the arguments of ${name} are not valid JSON (${(error as Error).message}); call the tool again with a JSON object`, finished: null, malformed: true };
+      return {
+        content: `ERROR: the arguments of ${name} are not valid JSON (${(error as Error).message}); call the tool again with a JSON object`,
+        finished: null,
+        malformed: true,
+      };
     }
     try {
       if (name === 'finish') return await this.finish(args);
@@ -251,7 +305,6 @@ export class AgentLoop {
       throw error;
     }
   }
-
 
   /** Accepted unless the verifier refuses it (a check that passed on the base fails now): then the model gets its turn back. */
   private async finish(args: Record<string, unknown>): Promise<{ content: string; finished: FinishArgs | null }> {
@@ -267,4 +320,3 @@ export class AgentLoop {
     };
   }
 }
-

@@ -86,7 +86,10 @@ export function apiKeyValue(
 
 /** A path inside the home: relative, no "..", so a declared file can never name one outside it. */
 function homeRelative(rel: string, field: string): string {
-  const parts = rel.replace(/\\/g, '/').split('/').filter((p) => p && p !== '.');
+  const parts = rel
+    .replace(/\\/g, '/')
+    .split('/')
+    .filter((p) => p && p !== '.');
   if (rel.startsWith('/') || /^[A-Za-z]:/.test(rel) || parts.length === 0 || parts.includes('..')) {
     throw new MetaAgentError('config', `"${rel}" must be a path inside the home folder (relative, no "..")`, { file: CONFIG_FILE, field });
   }

@@ -92,9 +92,12 @@ export async function runAgentProcess(options: AgentProcessOptions): Promise<Age
     killTimer ??= setTimeout(() => void kill('SIGKILL'), KILL_GRACE_MS);
   };
   const timer = setTimeout(() => stop('timeout'), options.timeoutMs);
-  const idleCheck = setInterval(() => {
-    if (performance.now() - lastActivity >= options.idleMs) stop('idle');
-  }, Math.max(50, Math.min(1000, options.idleMs / 4)));
+  const idleCheck = setInterval(
+    () => {
+      if (performance.now() - lastActivity >= options.idleMs) stop('idle');
+    },
+    Math.max(50, Math.min(1000, options.idleMs / 4)),
+  );
   const onAbort = () => stop('aborted');
   options.signal.addEventListener('abort', onAbort, { once: true });
   if (options.signal.aborted) onAbort();

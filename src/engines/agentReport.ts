@@ -10,11 +10,20 @@ import type { RiskLevel } from '../contract/report.ts';
 const MAX_TEXT = 4000;
 const MAX_ITEMS = 20;
 
-const text = z.string().trim().min(1).transform((s) => s.slice(0, MAX_TEXT));
+const text = z
+  .string()
+  .trim()
+  .min(1)
+  .transform((s) => s.slice(0, MAX_TEXT));
 const list = z
   .array(z.unknown())
   .default([])
-  .transform((items) => items.filter((i): i is string => typeof i === 'string' && i.trim() !== '').map((i) => i.trim().slice(0, MAX_TEXT)).slice(0, MAX_ITEMS));
+  .transform((items) =>
+    items
+      .filter((i): i is string => typeof i === 'string' && i.trim() !== '')
+      .map((i) => i.trim().slice(0, MAX_TEXT))
+      .slice(0, MAX_ITEMS),
+  );
 
 /** The block an external agent ends with; extra keys are ignored, a bad risk_level is dropped. */
 export const AgentReportBlockSchema = z.object({
@@ -47,7 +56,14 @@ export function readAgentReport(output: string, lastMessage: string | null, prog
   for (const source of [lastMessage, output]) {
     const block = source ? lastBlock(source) : null;
     if (block) {
-      return { summary: block.summary, risks: block.risks, risk_level: block.risk_level ?? 'medium', next_actions: block.next_actions, rawFindings: block.findings, fromBlock: true };
+      return {
+        summary: block.summary,
+        risks: block.risks,
+        risk_level: block.risk_level ?? 'medium',
+        next_actions: block.next_actions,
+        rawFindings: block.findings,
+        fromBlock: true,
+      };
     }
   }
   const message = (lastMessage?.trim() || lastParagraph(output)).slice(0, MAX_TEXT);
@@ -107,6 +123,10 @@ function jsonObjects(text: string): string[] {
 
 /** The last block of non-empty lines (CRLF tolerated). */
 function lastParagraph(output: string): string {
-  const paragraphs = output.replace(/\r\n?/g, '\n').split(/\n[ \t]*\n/).map((p) => p.trim()).filter(Boolean);
+  const paragraphs = output
+    .replace(/\r\n?/g, '\n')
+    .split(/\n[ \t]*\n/)
+    .map((p) => p.trim())
+    .filter(Boolean);
   return paragraphs.at(-1) ?? '';
 }

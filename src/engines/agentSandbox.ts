@@ -25,7 +25,16 @@ import type { CommandEngineConfig } from '../contract/config.ts';
 import { MetaAgentError } from '../contract/errors.ts';
 import { scrubbedEnv } from '../safety/env.ts';
 import { CHECK_MARKER } from '../safety/processes.ts';
-import { bwrapCommand, CHECK_GID, CHECK_UID, dropsPrivileges, sandboxStatus, sandboxTools, type SandboxSettings, type SandboxStatus } from '../safety/sandbox.ts';
+import {
+  bwrapCommand,
+  CHECK_GID,
+  CHECK_UID,
+  dropsPrivileges,
+  sandboxStatus,
+  sandboxTools,
+  type SandboxSettings,
+  type SandboxStatus,
+} from '../safety/sandbox.ts';
 import type { Settings } from '../workspace/config.ts';
 import { apiKeyValue, fillPlaceholders, type AgentNeeds } from './agentNeeds.ts';
 import { handOver, sandboxPlan, type Session } from './shellTool.ts';
@@ -69,7 +78,12 @@ export async function fillHome(home: string, needs: AgentNeeds, userHome: string
     }
     const from = userHome ? path.join(userHome, ...(file.copyFrom ?? file.path).split('/')) : null;
     // Links are copied as links (they lead nowhere in the sandbox): never a file outside what was named.
-    const copied = from ? await fs.cp(from, target, { recursive: true, dereference: false, errorOnExist: false }).then(() => true, () => false) : false;
+    const copied = from
+      ? await fs.cp(from, target, { recursive: true, dereference: false, errorOnExist: false }).then(
+          () => true,
+          () => false,
+        )
+      : false;
     if (!copied) missing.push(file.copyFrom ?? file.path);
   }
   return missing;
@@ -131,14 +145,24 @@ export interface AgentCommand {
  * bubblewrap, the run_command sandbox with the network on, plus the prompt folder, the
  * files named in `command.run`, and the resolver's config read-only.
  */
-export async function agentCommand(ctx: EngineContext, session: Session, mode: AgentSandboxMode, program: string, argv: string[], env: Record<string, string>, home: string, promptDir: string, named: string[]): Promise<AgentCommand> {
+export async function agentCommand(
+  ctx: EngineContext,
+  session: Session,
+  mode: AgentSandboxMode,
+  program: string,
+  argv: string[],
+  env: Record<string, string>,
+  home: string,
+  promptDir: string,
+  named: string[],
+): Promise<AgentCommand> {
   if (mode === 'none') return { file: program, args: argv.slice(1), restore: async () => undefined };
   const plan = await sandboxPlan(ctx, session, program, env, home);
   plan.network = true;
   plan.readOnly.push(promptDir, ...named, ...(await resolverFiles()));
   // The agent's own install folder (and a script's folder) are in plan.readOnly through its program.
   const [file, args] = bwrapCommand(await sandboxTools(ctx.settings), plan, [program, ...argv.slice(1)]);
-  let restore = async () => undefined as void;
+  let restore: () => Promise<void> = async () => {};
   if (dropsPrivileges()) {
     await chownTree(home);
     restore = await handOver(session.worktree, home);

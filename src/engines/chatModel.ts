@@ -122,7 +122,11 @@ export function openAIChatModel(llm: LlmSettings, log: Logger = silentLogger(), 
             // A fresh signal per request: the client adds a listener to it and never removes it.
             () =>
               extra.stream
-                ? readStreamedReply((s) => client.chat.completions.create({ ...request, ...extra, stream: true }, { signal: s }), AbortSignal.any([signal]), llm.requestTimeoutMs)
+                ? readStreamedReply(
+                    (s) => client.chat.completions.create({ ...request, ...extra, stream: true }, { signal: s }),
+                    AbortSignal.any([signal]),
+                    llm.requestTimeoutMs,
+                  )
                 : client.chat.completions.create(request, { signal: AbortSignal.any([signal]) }),
             {
               policy,
@@ -172,7 +176,9 @@ export function toLlmError(error: unknown, llm: LlmSettings, signal: AbortSignal
     return new MetaAgentError('llm', `the model endpoint ${where} denied access (403): ${firstLine(error.message)}`, { field: 'llm' });
   }
   if (error instanceof OpenAI.NotFoundError) {
-    return new MetaAgentError('llm', `model "${llm.model}" not found at ${where} (404); set llm.model or META_AGENT_MODEL to a model the server has`, { field: 'llm.model' });
+    return new MetaAgentError('llm', `model "${llm.model}" not found at ${where} (404); set llm.model or META_AGENT_MODEL to a model the server has`, {
+      field: 'llm.model',
+    });
   }
   if (error instanceof OpenAI.RateLimitError) {
     return new MetaAgentError('llm', `rate limited by ${where} (429)${after}: ${firstLine(error.message)}`, { cause: error });
@@ -184,11 +190,15 @@ export function toLlmError(error: unknown, llm: LlmSettings, signal: AbortSignal
     return new MetaAgentError('llm', `no answer from ${where} within llm.request_timeout_s${after}`);
   }
   if (error instanceof OpenAI.APIConnectionError) {
-    return new MetaAgentError('llm', `cannot reach ${where}${after}: ${firstLine(error.message)}; is the server running and llm.base_url right?`, { field: 'llm.base_url' });
+    return new MetaAgentError('llm', `cannot reach ${where}${after}: ${firstLine(error.message)}; is the server running and llm.base_url right?`, {
+      field: 'llm.base_url',
+    });
   }
   if (error instanceof OpenAI.APIError) {
     // The cause lets the loop tell a "context length exceeded" answer apart (history.ts).
-    return new MetaAgentError('llm', `the model endpoint ${where} answered ${error.status ?? 'an error'}${after}: ${firstLine(error.message)}`, { cause: error });
+    return new MetaAgentError('llm', `the model endpoint ${where} answered ${error.status ?? 'an error'}${after}: ${firstLine(error.message)}`, {
+      cause: error,
+    });
   }
   return error instanceof Error ? error : new Error(String(error));
 }

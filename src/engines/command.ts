@@ -35,7 +35,10 @@ export class CommandEngine implements Engine {
   async run(ctx: EngineContext): Promise<EngineResult> {
     const config = ctx.settings.config.command;
     if (!config) {
-      throw new MetaAgentError('config', `engine "command" needs a "command:" section with "preset" or "run" (e.g. ${COMMAND_EXAMPLE})`, { file: 'meta-agent.yaml', field: 'command' });
+      throw new MetaAgentError('config', `engine "command" needs a "command:" section with "preset" or "run" (e.g. ${COMMAND_EXAMPLE})`, {
+        file: 'meta-agent.yaml',
+        field: 'command',
+      });
     }
     // A preset (presets/) knows its program, flags, home files and key; `run` is any other agent.
     const resolved = resolveCommand(config, ctx.settings.llm);
@@ -47,9 +50,15 @@ export class CommandEngine implements Engine {
       ctx.log.warn(UNSANDBOXED_WARNING);
       ctx.note?.(`${UNSANDBOXED_WARNING}.`);
     }
-    const prompt = await externalPrompt({ task: ctx.promptTask ?? ctx.task, worktree: ctx.worktree, denied: ctx.denied, redact: ctx.redact, readsAgentsMd: needs.readsAgentsMd });
+    const prompt = await externalPrompt({
+      task: ctx.promptTask ?? ctx.task,
+      worktree: ctx.worktree,
+      denied: ctx.denied,
+      redact: ctx.redact,
+      readsAgentsMd: needs.readsAgentsMd,
+    });
     const session = await sessionFor(ctx);
-    let restore = async () => undefined as void;
+    let restore: () => Promise<void> = async () => {};
     try {
       const home = path.join(session.root, 'agent-home');
       const tmp = path.join(session.root, 'agent-tmp');
@@ -70,7 +79,11 @@ export class CommandEngine implements Engine {
       const env = agentEnv({ ctx, session, needs, config, mode, home, tmp, promptFile, marker });
       const program = await findProgram(argv[0]!, session.worktree, env.PATH ?? '', env.PATHEXT);
       if (!program) {
-        throw new MetaAgentError('config', `the engine program "${argv[0]}" is not found (on the PATH the agent gets${/[\\/]/.test(argv[0]!) ? ', or at that path' : ''}); install it or fix ${programField}`, { file: 'meta-agent.yaml', field: programField });
+        throw new MetaAgentError(
+          'config',
+          `the engine program "${argv[0]}" is not found (on the PATH the agent gets${/[\\/]/.test(argv[0]!) ? ', or at that path' : ''}); install it or fix ${programField}`,
+          { file: 'meta-agent.yaml', field: programField },
+        );
       }
       const command = await agentCommand(ctx, session, mode, program, argv, env, home, promptDir, await namedFiles(configured));
       restore = command.restore;
@@ -106,14 +119,31 @@ export class CommandEngine implements Engine {
     }
   }
 
-  private async judge(ctx: EngineContext, config: CommandEngineConfig, ran: Awaited<ReturnType<typeof runAgentProcess>>, output: string, fullOutput: string, lastMessage: string | null, program: string, mode: 'bwrap' | 'none'): Promise<EngineResult> {
+  private async judge(
+    ctx: EngineContext,
+    config: CommandEngineConfig,
+    ran: Awaited<ReturnType<typeof runAgentProcess>>,
+    output: string,
+    fullOutput: string,
+    lastMessage: string | null,
+    program: string,
+    mode: 'bwrap' | 'none',
+  ): Promise<EngineResult> {
     if (ctx.signal.aborted) throw ctx.signal.reason;
-    if (ran.stopped === 'timeout') throw new MetaAgentError('timeout', `the command engine ran longer than command.timeout_s (${config.timeout_s} s) and was stopped with every process it started`);
+    if (ran.stopped === 'timeout')
+      throw new MetaAgentError(
+        'timeout',
+        `the command engine ran longer than command.timeout_s (${config.timeout_s} s) and was stopped with every process it started`,
+      );
     if (ran.stopped === 'idle') {
-      throw new MetaAgentError('timeout', `the command engine was idle (no output and no file change) for command.idle_timeout_s (${config.idle_timeout_s} s) and was stopped with every process it started; an unreachable model or a prompt it waits on looks like this`);
+      throw new MetaAgentError(
+        'timeout',
+        `the command engine was idle (no output and no file change) for command.idle_timeout_s (${config.idle_timeout_s} s) and was stopped with every process it started; an unreachable model or a prompt it waits on looks like this`,
+      );
     }
     if (ran.startError) throw new MetaAgentError('engine', `${program} could not start (${ran.startError})`);
-    if (mode === 'bwrap' && ran.exitCode === 1 && output.startsWith('bwrap: ')) throw new MetaAgentError('engine', `the sandbox could not start ${program}: ${output.split('\n')[0]}`);
+    if (mode === 'bwrap' && ran.exitCode === 1 && output.startsWith('bwrap: '))
+      throw new MetaAgentError('engine', `the sandbox could not start ${program}: ${output.split('\n')[0]}`);
     if (ran.exitCode !== 0) {
       const why = ran.exitCode === null ? `was killed by ${ran.signal ?? 'a signal'}` : `exited with code ${ran.exitCode}`;
       throw new MetaAgentError('engine', `${program} ${why}; output tail: ${output.trim().split('\n').slice(-3).join(' | ')}`);

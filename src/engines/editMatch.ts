@@ -65,10 +65,24 @@ function withoutLineNumbers(lines: string[], consecutive: boolean): string[] | n
 // ---- unicode punctuation a model "prettifies"
 
 const UNICODE_ASCII: Record<string, string> = {
-  '\u201c': '"', '\u201d': '"', '\u201e': '"', '\u201f': '"', '\u2033': '"',
-  '\u2018': "'", '\u2019': "'", '\u201a': "'", '\u201b': "'", '\u2032': "'",
-  '\u2010': '-', '\u2011': '-', '\u2012': '-', '\u2013': '-', '\u2014': '-', '\u2212': '-',
-  '\u2026': '...', '\u00a0': ' ',
+  '\u201c': '"',
+  '\u201d': '"',
+  '\u201e': '"',
+  '\u201f': '"',
+  '\u2033': '"',
+  '\u2018': "'",
+  '\u2019': "'",
+  '\u201a': "'",
+  '\u201b': "'",
+  '\u2032': "'",
+  '\u2010': '-',
+  '\u2011': '-',
+  '\u2012': '-',
+  '\u2013': '-',
+  '\u2014': '-',
+  '\u2212': '-',
+  '\u2026': '...',
+  '\u00a0': ' ',
 };
 const UNICODE_RE = /[\u201c-\u201f\u2033\u2018\u2019\u2032\u2010-\u2014\u2212\u2026\u00a0]/g;
 
@@ -233,7 +247,9 @@ function lineStage(file: SplitText, oldLines: string[], newLines: string[], rule
   const rewrite = matches.get(start)!;
   // A line of "new" that is a line of "old" unchanged stays the file's line, byte for byte (no whitespace-only diff noise).
   const fileLineOf = new Map<string, string | null>();
-  oldLines.forEach((o, k) => fileLineOf.set(o, fileLineOf.has(o) && fileLineOf.get(o) !== window[k] ? null : window[k]!));
+  oldLines.forEach((o, k) => {
+    fileLineOf.set(o, fileLineOf.has(o) && fileLineOf.get(o) !== window[k] ? null : window[k]!);
+  });
   const written = newLines.map((line) => fileLineOf.get(line) ?? rewrite(line));
   const offsetOf = (lineIdx: number) => lines.slice(0, lineIdx).reduce((sum, l) => sum + l.length + 1, 0);
   let begin = offsetOf(start);
@@ -246,11 +262,35 @@ function lineStage(file: SplitText, oldLines: string[], newLines: string[], rule
   return { starts, replacement: { start: begin, end, insert: written.join('\n') } };
 }
 
-const STAGES: Array<{ strategy: Strategy; looser: string; run: (file: SplitText, oldLf: string, newLf: string, oldLines: string[], newLines: string[]) => Found }> = [
+const STAGES: Array<{
+  strategy: Strategy;
+  looser: string;
+  run: (file: SplitText, oldLf: string, newLf: string, oldLines: string[], newLines: string[]) => Found;
+}> = [
   { strategy: 'exact', looser: '', run: (f, o, n) => exactStage(f, o, n) },
   { strategy: 'trailing whitespace', looser: 'ignoring trailing whitespace', run: (f, _o, _n, ol, nl) => lineStage(f, ol, nl, [trailingWhitespace]) },
-  { strategy: 'indentation', looser: 'ignoring indentation', run: (f, _o, _n, ol, nl) => lineStage(f, ol, nl, [4, 8, 2].map((w) => relativeIndent(w, false))) },
-  { strategy: 'unicode punctuation', looser: 'ignoring indentation and quote/dash styles', run: (f, _o, _n, ol, nl) => lineStage(f, ol, nl, [4, 8, 2].map((w) => relativeIndent(w, true))) },
+  {
+    strategy: 'indentation',
+    looser: 'ignoring indentation',
+    run: (f, _o, _n, ol, nl) =>
+      lineStage(
+        f,
+        ol,
+        nl,
+        [4, 8, 2].map((w) => relativeIndent(w, false)),
+      ),
+  },
+  {
+    strategy: 'unicode punctuation',
+    looser: 'ignoring indentation and quote/dash styles',
+    run: (f, _o, _n, ol, nl) =>
+      lineStage(
+        f,
+        ol,
+        nl,
+        [4, 8, 2].map((w) => relativeIndent(w, true)),
+      ),
+  },
 ];
 
 /**
@@ -265,7 +305,11 @@ export function applyEdit(text: string, edit: Edit, file: string): Applied {
   if (strippedOld) {
     const strippedNew = withoutLineNumbers(modelLines(edit.new), false);
     const newline = (original: string) => (/\r?\n$/.test(original) ? '\n' : '');
-    attempts.push({ old: strippedOld.join('\n') + newline(edit.old), new: strippedNew ? strippedNew.join('\n') + newline(edit.new) : edit.new, stripped: true });
+    attempts.push({
+      old: strippedOld.join('\n') + newline(edit.old),
+      new: strippedNew ? strippedNew.join('\n') + newline(edit.new) : edit.new,
+      stripped: true,
+    });
   }
   // Aider's observation: models add a blank line above or below the text they quote.
   for (const attempt of [...attempts]) {
@@ -302,7 +346,10 @@ function withoutBlankEdges(old: string, replacement: string): { old: string; new
   if (head + tail === 0 || head + tail === oldLines.length) return null;
   const newHead = newLines.slice(0, head).every(blank) ? Math.min(head, newLines.length) : 0;
   const newTail = newLines.slice(newHead).slice(-tail).every(blank) ? Math.min(tail, newLines.length - newHead) : 0;
-  return { old: oldLines.slice(head, oldLines.length - tail).join('\n') + '\n', new: newLines.slice(newHead, newLines.length - newTail).join('\n') + (newLines.length - newTail > newHead ? '\n' : '') };
+  return {
+    old: `${oldLines.slice(head, oldLines.length - tail).join('\n')}\n`,
+    new: newLines.slice(newHead, newLines.length - newTail).join('\n') + (newLines.length - newTail > newHead ? '\n' : ''),
+  };
 }
 
 /** Applies edits one after the other, all or none; a failure names the edit by its 1-based index. */
@@ -316,7 +363,9 @@ export function applyEdits(text: string, edits: Edit[], file: string): { text: s
       current = done.text;
     } catch (error) {
       if (!(error instanceof EditMismatch) || edits.length === 1) throw error;
-      throw new EditMismatch(`edit ${i + 1} of ${edits.length} failed, so none of the ${edits.length} edits was applied (${file} is unchanged): ${error.message}`);
+      throw new EditMismatch(
+        `edit ${i + 1} of ${edits.length} failed, so none of the ${edits.length} edits was applied (${file} is unchanged): ${error.message}`,
+      );
     }
   });
   return { text: current, applied };

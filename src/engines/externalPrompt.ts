@@ -18,7 +18,7 @@ const FINDINGS_HOW =
 const TYPE_GUIDANCE: Record<Task['type'], string> = {
   audit_code: `Audit the code in scope: read it, look for real bugs (wrong results, unhandled errors, edge cases, unsafe input). ${FINDINGS_HOW} Fix only clear bugs, and only inside the scope, with a test.`,
   propose_features: 'Propose improvements ranked by expected effect, each with its risk. Implement at most the best one, inside the scope, with tests.',
-  retrain_model: 'Work on the model pipeline: data collection, training, evaluation. Never claim metrics you did not compute with the project\'s own scripts.',
+  retrain_model: "Work on the model pipeline: data collection, training, evaluation. Never claim metrics you did not compute with the project's own scripts.",
   risk_review: `Review trading risk: position sizing, stop losses, exposure limits, error handling around orders. ${FINDINGS_HOW}`,
   custom: 'Do what the task asks, inside the scope.',
 };
@@ -73,7 +73,7 @@ export async function externalPrompt(input: ExternalPromptInput): Promise<string
       'If you could not make the change, say so in "summary" and why.',
     ].join('\n'),
   );
-  return input.redact(parts.join('\n\n')) + '\n';
+  return `${input.redact(parts.join('\n\n'))}\n`;
 }
 
 function scopeRule(scope: readonly string[]): string {

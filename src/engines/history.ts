@@ -211,7 +211,7 @@ export class ConversationWindow {
 const STUB_TAIL = 'elided to save context; call the tool again if you need it]';
 
 function stubFor(call: ChatCompletionMessageToolCall | undefined): string {
-  if (!call || call.type !== 'function') return `[tool output ${STUB_TAIL}`;
+  if (call?.type !== 'function') return `[tool output ${STUB_TAIL}`;
   const target = toolTarget(call.function.arguments);
   return `[output of ${call.function.name}${target ? ` ${target}` : ''} ${STUB_TAIL}`;
 }

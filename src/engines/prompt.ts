@@ -15,10 +15,9 @@ const FINDINGS_HOW =
 
 const TYPE_GUIDANCE: Record<Task['type'], string> = {
   audit_code: `Audit the code in scope: read it, look for real bugs (wrong results, unhandled errors, edge cases, unsafe input). ${FINDINGS_HOW} Fix only clear bugs, and only inside the scope, with a test.`,
-  propose_features:
-    'Propose improvements ranked by expected effect, each with its risk. Implement at most the best one, inside the scope, with tests.',
+  propose_features: 'Propose improvements ranked by expected effect, each with its risk. Implement at most the best one, inside the scope, with tests.',
   retrain_model:
-    'Work on the model pipeline: data collection, training, evaluation. Never claim metrics you did not compute with run_checks or the project\'s scripts.',
+    "Work on the model pipeline: data collection, training, evaluation. Never claim metrics you did not compute with run_checks or the project's scripts.",
   risk_review: `Review trading risk: position sizing, stop losses, exposure limits, error handling around orders. ${FINDINGS_HOW}`,
   custom: 'Do what the task asks, inside the scope.',
 };
@@ -99,7 +98,9 @@ export async function readAgentsMd(input: Pick<PromptInput, 'denied' | 'worktree
  * folders (two levels) with file counts, and says so, and how to see the rest.
  */
 async function repoMap(input: PromptInput): Promise<string> {
-  const files = input.files ? input.files.filter((f) => !input.denied(f)) : await listRepoFiles({ worktree: input.worktree, denied: input.denied, inScope: input.inScope, redact: input.redact });
+  const files = input.files
+    ? input.files.filter((f) => !input.denied(f))
+    : await listRepoFiles({ worktree: input.worktree, denied: input.denied, inScope: input.inScope, redact: input.redact });
   const mark = (f: string) => (input.inScope(f) ? ' *' : '');
   const legend = '(* = in scope)';
   if (files.length <= MAP_MAX_FILES) return `${files.length} files ${legend}\n${files.map((f) => f + mark(f)).join('\n')}`;
@@ -111,7 +112,7 @@ async function repoMap(input: PromptInput): Promise<string> {
       top.push(f + mark(f));
       continue;
     }
-    const key = parts.slice(0, Math.min(2, parts.length - 1)).join('/') + '/';
+    const key = `${parts.slice(0, Math.min(2, parts.length - 1)).join('/')}/`;
     const entry = folders.get(key) ?? { files: 0, inScope: 0 };
     entry.files++;
     if (input.inScope(f)) entry.inScope++;

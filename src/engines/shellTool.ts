@@ -34,7 +34,20 @@ import { venvInterpreters } from '../repo/checks.ts';
 import { scrubbedEnv } from '../safety/env.ts';
 import { toPosix } from '../safety/globs.ts';
 import { runBounded, type BoundedResult } from '../safety/processes.ts';
-import { CHECK_GID, CHECK_UID, bwrapCommand, dropsPrivileges, findProgram, sandboxStatus, sandboxTools, toolchainDirs, userHomes, withRealPaths, type SandboxPlan, type SandboxSettings } from '../safety/sandbox.ts';
+import {
+  CHECK_GID,
+  CHECK_UID,
+  bwrapCommand,
+  dropsPrivileges,
+  findProgram,
+  sandboxStatus,
+  sandboxTools,
+  toolchainDirs,
+  userHomes,
+  withRealPaths,
+  type SandboxPlan,
+  type SandboxSettings,
+} from '../safety/sandbox.ts';
 import { cutOutput } from './toolbox.ts';
 import { ToolError } from './tools.ts';
 import type { EngineContext } from './types.ts';
@@ -147,7 +160,7 @@ async function openSession(ctx: EngineContext): Promise<Session> {
   await fs.writeFile(gitFile, made ? `gitdir: ${gitDir}\n` : '');
   const excludesFile = path.join(root, 'exclude');
   const links = ctx.project.link.map((l) => `/${toPosix(l).replace(/\/+$/, '')}`);
-  await fs.writeFile(excludesFile, [...ALWAYS_EXCLUDED, ...links].join('\n') + '\n');
+  await fs.writeFile(excludesFile, `${[...ALWAYS_EXCLUDED, ...links].join('\n')}\n`);
   return { root, worktree, gitDir: made ? gitDir : null, historyNote, gitFile, excludesFile, commands: 0 };
 }
 
@@ -160,7 +173,8 @@ async function openSession(ctx: EngineContext): Promise<Session> {
  * differ from the real ones, and the returned note says so.
  */
 async function snapshotHistory(ctx: EngineContext, worktree: string, gitDir: string): Promise<string | null> {
-  const git = (args: string[], input?: string) => execa('git', gitArgs(args), { env: { GIT_TERMINAL_PROMPT: '0' }, ...(input === undefined ? { stdin: 'ignore' as const } : { input }) });
+  const git = (args: string[], input?: string) =>
+    execa('git', gitArgs(args), { env: { GIT_TERMINAL_PROMPT: '0' }, ...(input === undefined ? { stdin: 'ignore' as const } : { input }) });
   const fetched = `${gitDir}.fetched`;
   await git(['init', '--quiet', '--bare', fetched]);
   await git(['--git-dir', fetched, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', ctx.project.repoPath, ctx.baseCommit]);
@@ -171,7 +185,22 @@ async function snapshotHistory(ctx: EngineContext, worktree: string, gitDir: str
   if (secrets.length === 0) await fs.rename(fetched, gitDir);
   else {
     await git(['init', '--quiet', '--bare', gitDir]);
-    const exported = execa('git', gitArgs(['--git-dir', fetched, 'fast-export', '--signed-tags=strip', '--tag-of-filtered-object=drop', '--reencode=yes', 'refs/heads/base', '--', '.', ...secrets.map((rel) => `:(exclude,literal)${rel}`)]), { stdin: 'ignore', buffer: false });
+    const exported = execa(
+      'git',
+      gitArgs([
+        '--git-dir',
+        fetched,
+        'fast-export',
+        '--signed-tags=strip',
+        '--tag-of-filtered-object=drop',
+        '--reencode=yes',
+        'refs/heads/base',
+        '--',
+        '.',
+        ...secrets.map((rel) => `:(exclude,literal)${rel}`),
+      ]),
+      { stdin: 'ignore', buffer: false },
+    );
     await exported.pipe('git', gitArgs(['--git-dir', gitDir, 'fast-import', '--quiet']));
     await fs.rm(fetched, { recursive: true, force: true });
     // In the worktree those files are there (empty): git here does not call them new.
@@ -184,7 +213,7 @@ async function snapshotHistory(ctx: EngineContext, worktree: string, gitDir: str
   await git(['--git-dir', gitDir, '--work-tree', worktree, 'read-tree', 'HEAD']);
   // Denied files read as empty in the sandbox: git there does not call them changed.
   const tracked = (await git(['--git-dir', gitDir, 'ls-files', '-z'])).stdout.split('\0').filter((rel) => rel && ctx.denied(rel));
-  if (tracked.length) await git(['--git-dir', gitDir, 'update-index', '--skip-worktree', '-z', '--stdin'], tracked.join('\0') + '\0');
+  if (tracked.length) await git(['--git-dir', gitDir, 'update-index', '--skip-worktree', '-z', '--stdin'], `${tracked.join('\0')}\0`);
   await git(['--git-dir', gitDir, '--work-tree', worktree, 'update-index', '-q', '--refresh']).catch(() => undefined);
   return note;
 }
@@ -217,14 +246,19 @@ export async function runCommand(ctx: EngineContext, args: { command?: unknown; 
     : ran.aborted
       ? 'stopped: the run was interrupted'
       : `exit code ${ran.exitCode ?? `none (signal ${ran.signal ?? 'unknown'})`}`;
-  parts.push(`$ ${args.command}\n${status} in ${(ran.ms / 1000).toFixed(1)} s${asked > timeoutS ? ` (timeout_s ${asked} lowered to ${timeoutS}, limits.command_timeout_s)` : ''}`);
+  parts.push(
+    `$ ${args.command}\n${status} in ${(ran.ms / 1000).toFixed(1)} s${asked > timeoutS ? ` (timeout_s ${asked} lowered to ${timeoutS}, limits.command_timeout_s)` : ''}`,
+  );
   const bodyLimit = Math.max(1000, limits.tool_output_chars - NOTES_CHARS);
   parts.push(ran.output.trim() ? cutOutput(ran.output, bodyLimit) : '(no output)');
-  if (ran.output.length > bodyLimit) parts.push('[meta-agent: to see the cut part, run the command again with its output narrowed: | head -n N, | tail -n N, | grep PATTERN]');
+  if (ran.output.length > bodyLimit)
+    parts.push('[meta-agent: to see the cut part, run the command again with its output narrowed: | head -n N, | tail -n N, | grep PATTERN]');
   if (undone.length) {
     const shown = undone.slice(0, LISTED_FILES).join(', ');
     const more = undone.length > LISTED_FILES ? ` and ${undone.length - LISTED_FILES} more` : '';
-    parts.push(`[meta-agent undid the command's changes outside this task's scope or to files on the deny list: ${shown}${more}. Only files in the task scope may change.]`);
+    parts.push(
+      `[meta-agent undid the command's changes outside this task's scope or to files on the deny list: ${shown}${more}. Only files in the task scope may change.]`,
+    );
   }
   if (session.historyNote && /\bgit\b/.test(args.command)) parts.push(`[meta-agent: ${session.historyNote}]`);
   return parts.join('\n');
@@ -239,7 +273,15 @@ interface Ran {
   ms: number;
 }
 
-async function execute(ctx: EngineContext, session: Session, mode: 'sandboxed' | 'unsandboxed', command: string, timeoutS: number, home: string, tmp: string): Promise<Ran> {
+async function execute(
+  ctx: EngineContext,
+  session: Session,
+  mode: 'sandboxed' | 'unsandboxed',
+  command: string,
+  timeoutS: number,
+  home: string,
+  tmp: string,
+): Promise<Ran> {
   const started = performance.now();
   const windows = process.platform === 'win32';
   const sandboxed = mode === 'sandboxed';
@@ -268,7 +310,7 @@ async function execute(ctx: EngineContext, session: Session, mode: 'sandboxed' |
   if (!windows && !shell) throw new ToolError('no "sh" on the PATH of the commands; run_command cannot run here');
   let file: string;
   let argv: string[];
-  let restore = async () => undefined as void;
+  let restore: () => Promise<void> = async () => {};
   if (sandboxed) {
     const plan = await sandboxPlan(ctx, session, shell!, env, home);
     [file, argv] = bwrapCommand(await sandboxTools(ctx.settings), plan, [shell!, '-c', command]);
@@ -298,7 +340,14 @@ async function execute(ctx: EngineContext, session: Session, mode: 'sandboxed' |
   };
   let ran: BoundedResult;
   try {
-    ran = await runBounded(file, argv, { cwd: session.worktree, env, timeoutMs: timeoutS * 1000, signal: ctx.signal, onOutput: keep, windowsVerbatimArguments: windows && !sandboxed });
+    ran = await runBounded(file, argv, {
+      cwd: session.worktree,
+      env,
+      timeoutMs: timeoutS * 1000,
+      signal: ctx.signal,
+      onOutput: keep,
+      windowsVerbatimArguments: windows && !sandboxed,
+    });
   } finally {
     await restore();
   }
@@ -340,7 +389,10 @@ export async function sandboxPlan(ctx: EngineContext, session: Session, shell: s
  * folders pinned (bound onto themselves), so a command can neither read nor move it.
  */
 async function deniedMasks(ctx: EngineContext, worktree: string): Promise<NonNullable<SandboxPlan['over']>> {
-  const { stdout } = await execa('git', gitArgs(['ls-files', '-z', '--cached', '--others', '--exclude-standard']), { cwd: worktree, env: { GIT_OPTIONAL_LOCKS: '0' } });
+  const { stdout } = await execa('git', gitArgs(['ls-files', '-z', '--cached', '--others', '--exclude-standard']), {
+    cwd: worktree,
+    env: { GIT_OPTIONAL_LOCKS: '0' },
+  });
   const pins = new Set<string>();
   const masks: string[] = [];
   for (const rel of new Set(stdout.split('\0').filter(Boolean))) {
@@ -384,7 +436,11 @@ async function undoOutOfScope(ctx: EngineContext, session: Session): Promise<str
   const { worktree } = session;
   const undone: string[] = [];
   const git = (args: string[], env: Record<string, string> = {}) =>
-    execa('git', gitArgs(['-c', `core.excludesFile=${session.excludesFile}`, ...args]), { cwd: worktree, stdin: 'ignore', env: { GIT_OPTIONAL_LOCKS: '0', GIT_TERMINAL_PROMPT: '0', ...env } });
+    execa('git', gitArgs(['-c', `core.excludesFile=${session.excludesFile}`, ...args]), {
+      cwd: worktree,
+      stdin: 'ignore',
+      env: { GIT_OPTIONAL_LOCKS: '0', GIT_TERMINAL_PROMPT: '0', ...env },
+    });
   for (let round = 0; round < 3; round++) {
     const { stdout } = await git(['status', '--porcelain=v1', '-z', '--untracked-files=all', '--no-renames']);
     const entries = stdout
@@ -434,8 +490,13 @@ async function clearWay(worktree: string, rel: string): Promise<void> {
 
 async function removeEmptyParents(worktree: string, dir: string): Promise<void> {
   while (dir !== worktree && dir.startsWith(worktree + path.sep)) {
-    if (!(await fs.rmdir(dir).then(() => true, () => false))) return;
+    if (
+      !(await fs.rmdir(dir).then(
+        () => true,
+        () => false,
+      ))
+    )
+      return;
     dir = path.dirname(dir);
   }
 }
-

@@ -58,7 +58,8 @@ export class ReplyAssembler {
       else this.calls.push(call);
     }
     if (part.id) call.id = part.id;
-    if (part.function?.name) call.name += call.name && part.function.name.startsWith(call.name) ? part.function.name.slice(call.name.length) : part.function.name;
+    if (part.function?.name)
+      call.name += call.name && part.function.name.startsWith(call.name) ? part.function.name.slice(call.name.length) : part.function.name;
     if (part.function?.arguments) call.arguments += part.function.arguments;
   }
 
@@ -142,13 +143,18 @@ export async function readStreamedReply(
         // An error event inside the stream (the server failed mid-reply): re-sending the request is safe.
         throw new OpenAI.APIConnectionError({ message: `the reply stream ended with an error: ${error.message}`, cause: error });
       } else if (!(error instanceof OpenAI.APIError)) {
-        throw new OpenAI.APIConnectionError({ message: `the reply stream broke off: ${error instanceof Error ? error.message : String(error)}`, cause: error instanceof Error ? error : undefined });
+        throw new OpenAI.APIConnectionError({
+          message: `the reply stream broke off: ${error instanceof Error ? error.message : String(error)}`,
+          cause: error instanceof Error ? error : undefined,
+        });
       } else throw error;
     }
     // The SDK ends the iteration quietly on an abort: say why it ended.
     if (signal.aborted) throw new OpenAI.APIUserAbortError();
-    if (stalled) throw new OpenAI.APIConnectionTimeoutError({ message: `the reply stream stalled: no chunk for ${Math.round(idleMs / 1000)} s (llm.request_timeout_s)` });
-    if (!reply.looksComplete()) throw new OpenAI.APIConnectionError({ message: `the reply stream ended before the reply did (${reply.chunks} chunks, no finish_reason)` });
+    if (stalled)
+      throw new OpenAI.APIConnectionTimeoutError({ message: `the reply stream stalled: no chunk for ${Math.round(idleMs / 1000)} s (llm.request_timeout_s)` });
+    if (!reply.looksComplete())
+      throw new OpenAI.APIConnectionError({ message: `the reply stream ended before the reply did (${reply.chunks} chunks, no finish_reason)` });
     return reply.completion();
   } finally {
     clearTimeout(timer);

@@ -68,7 +68,13 @@ type Problem = { error: string } | { note: string } | null;
 async function builtInCheck(ctx: SyntaxCheckContext, rel: string, before: string | null, after: string): Promise<string | null> {
   const ext = path.extname(rel).toLowerCase();
   const check =
-    ext === '.py' ? (text: string) => pythonProblem(ctx, rel, text) : ext === '.json' && !JSONC(rel) ? jsonProblem(rel) : ext === '.yaml' || ext === '.yml' ? yamlProblem(rel) : null;
+    ext === '.py'
+      ? (text: string) => pythonProblem(ctx, rel, text)
+      : ext === '.json' && !JSONC(rel)
+        ? jsonProblem(rel)
+        : ext === '.yaml' || ext === '.yml'
+          ? yamlProblem(rel)
+          : null;
   if (!check) return null;
   const now = await check(after);
   if (!now) return null;
@@ -107,7 +113,8 @@ async function pythonProblem(ctx: SyntaxCheckContext, rel: string, text: string)
   const env = scrubbedEnv(ctx.settings.env, []);
   // The first Python 3 that really runs (a Windows Store alias does not), else the project's venv.
   const python = await findPython({ env, repo: ctx.project.repoPath });
-  if (!python) return { note: `(syntax of ${rel} not checked: no Python 3 runs here: not python3, python or py -3 on PATH, nor ${venvPython()} in the repository)` };
+  if (!python)
+    return { note: `(syntax of ${rel} not checked: no Python 3 runs here: not python3, python or py -3 on PATH, nor ${venvPython()} in the repository)` };
   const result = await execa(python.file, [...python.pre, '-I', '-B', '-c', PY_COMPILE, rel], {
     input: text,
     cwd: os.tmpdir(),
@@ -120,7 +127,12 @@ async function pythonProblem(ctx: SyntaxCheckContext, rel: string, text: string)
   if (result.exitCode === 0) return null;
   const out = String(result.stdout ?? '').trim();
   if (result.exitCode === 1 && out.startsWith(`${rel}:`)) return { error: out };
-  const why = result.timedOut ? 'timed out' : (String(result.stderr ?? '').trim().split('\n').at(-1) ?? `exit code ${result.exitCode}`);
+  const why = result.timedOut
+    ? 'timed out'
+    : (String(result.stderr ?? '')
+        .trim()
+        .split('\n')
+        .at(-1) ?? `exit code ${result.exitCode}`);
   return { note: `(syntax of ${rel} not checked: ${python.file} failed: ${why})` };
 }
 

@@ -43,12 +43,21 @@ export function cutReply(tokens: number | null): string {
 export function formatFailure(lastProblem: string, mode: 'native' | 'text'): MetaAgentError {
   const last = (lastProblem.split('\n')[0] ?? '').slice(0, 160);
   const advice = mode === 'native' ? 'a model that calls tools reliably, or llm.tool_mode: text' : 'a stronger model';
-  return new MetaAgentError('format', `the model's last ${MAX_FORMAT_ERRORS} replies in a row had no usable tool call (the last: ${last}); try ${advice}`, { field: 'llm.tool_mode' });
+  return new MetaAgentError('format', `the model's last ${MAX_FORMAT_ERRORS} replies in a row had no usable tool call (the last: ${last}); try ${advice}`, {
+    field: 'llm.tool_mode',
+  });
 }
 
 /** How one reply is taken: the calls to run, or what to tell the model instead. */
-export function readReply(message: ChatCompletionMessage, finishReason: string | null | undefined, completionTokens: number | null, mode: 'native' | 'text'): ReplyReading {
-  const native: ParsedToolCall[] = (message.tool_calls ?? []).flatMap((c) => (c.type === 'function' ? [{ id: c.id, name: c.function.name, arguments: c.function.arguments }] : []));
+export function readReply(
+  message: ChatCompletionMessage,
+  finishReason: string | null | undefined,
+  completionTokens: number | null,
+  mode: 'native' | 'text',
+): ReplyReading {
+  const native: ParsedToolCall[] = (message.tool_calls ?? []).flatMap((c) =>
+    c.type === 'function' ? [{ id: c.id, name: c.function.name, arguments: c.function.arguments }] : [],
+  );
   if (finishReason === 'length') return { kind: 'format_error', message: cutReply(completionTokens), answer: native };
   const text = message.content ?? '';
   if (mode === 'text') {
@@ -121,7 +130,10 @@ function actionFormatError(problem: string): string {
 export function textProtocolPrompt(definitions: ChatCompletionTool[] = TOOL_DEFINITIONS): string {
   const tools = definitions.flatMap((t) => {
     if (t.type !== 'function') return [];
-    const params = (t.function.parameters ?? {}) as { properties?: Record<string, { type?: string; description?: string; items?: { type?: string } }>; required?: string[] };
+    const params = (t.function.parameters ?? {}) as {
+      properties?: Record<string, { type?: string; description?: string; items?: { type?: string } }>;
+      required?: string[];
+    };
     const fields = Object.entries(params.properties ?? {}).map(([name, p]) => {
       const type = p.type === 'array' ? `${p.items?.type ?? 'any'}[]` : (p.type ?? 'any');
       return `"${name}": ${type}${params.required?.includes(name) ? '' : ' (optional)'}${p.description ? ` - ${p.description}` : ''}`;

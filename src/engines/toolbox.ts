@@ -14,11 +14,20 @@ const str = (description: string) => ({ type: 'string', description }) as const;
 const strList = (description: string) => ({ type: 'array', items: { type: 'string' }, description }) as const;
 
 export const TOOL_DEFINITIONS: ChatCompletionTool[] = [
-  fn('list_files', 'List the files under a folder of the repository (recursive; ignored files are not shown).', { path: str('Folder, relative to the repo root; "." for all') }, ['path']),
+  fn(
+    'list_files',
+    'List the files under a folder of the repository (recursive; ignored files are not shown).',
+    { path: str('Folder, relative to the repo root; "." for all') },
+    ['path'],
+  ),
   fn(
     'read_file',
     'Read a text file as numbered lines, each prefixed with its line number and a bar: "  12| text". The first line of the answer says how many lines the file has and which are shown; a long file is cut at a line, with a note giving the start_line to read on. Line numbers are 1-based; both ends of the range are included.',
-    { path: str('File, relative to the repo root'), start_line: { type: 'integer', minimum: 1, description: 'First line to show (default 1)' }, end_line: { type: 'integer', minimum: 1, description: 'Last line to show (default: the end)' } },
+    {
+      path: str('File, relative to the repo root'),
+      start_line: { type: 'integer', minimum: 1, description: 'First line to show (default 1)' },
+      end_line: { type: 'integer', minimum: 1, description: 'Last line to show (default: the end)' },
+    },
     ['path'],
   ),
   fn(
@@ -47,7 +56,12 @@ export const TOOL_DEFINITIONS: ChatCompletionTool[] = [
       edits: {
         type: 'array',
         description: 'Instead of old/new: several replacements in this file, applied in order; if one fails, none is applied',
-        items: { type: 'object', properties: { old: str('Text to replace'), new: str('Replacement text') }, required: ['old', 'new'], additionalProperties: false },
+        items: {
+          type: 'object',
+          properties: { old: str('Text to replace'), new: str('Replacement text') },
+          required: ['old', 'new'],
+          additionalProperties: false,
+        },
       },
     },
     ['path'],
@@ -65,7 +79,8 @@ export const TOOL_DEFINITIONS: ChatCompletionTool[] = [
       summary: str('What you found and changed, for the human reviewer'),
       findings: {
         type: 'array',
-        description: 'Concrete findings, one per problem, each at a file and line you read (read_file shows line numbers). Locations are checked; a wrong one is marked in the report.',
+        description:
+          'Concrete findings, one per problem, each at a file and line you read (read_file shows line numbers). Locations are checked; a wrong one is marked in the report.',
         items: {
           type: 'object',
           properties: {
@@ -142,7 +157,9 @@ function formatChecks(outcome: Awaited<ReturnType<EngineContext['runChecks']>>):
   const parts: string[] = [];
   for (const check of [outcome.tests, outcome.dry_run]) {
     if (!check) continue;
-    parts.push(`$ ${check.command}\nexit code ${check.exit_code ?? 'none'}${check.timed_out ? ' (timed out)' : ''} - ${check.passed ? 'PASSED' : 'FAILED'} in ${check.duration_ms} ms\n${check.output_tail}`);
+    parts.push(
+      `$ ${check.command}\nexit code ${check.exit_code ?? 'none'}${check.timed_out ? ' (timed out)' : ''} - ${check.passed ? 'PASSED' : 'FAILED'} in ${check.duration_ms} ms\n${check.output_tail}`,
+    );
   }
   return parts.length ? parts.join('\n\n') : 'this project has no test or dry_run command configured';
 }

@@ -107,7 +107,10 @@ const MAX_LINE_CHARS = 2000;
  * says how many lines it has and which are shown; long outputs stop at a line, with the
  * start_line that reads on.
  */
-export async function readFile(ctx: Ctx & Partial<Pick<EngineContext, 'settings'>>, args: { path?: unknown; start_line?: unknown; end_line?: unknown }): Promise<string> {
+export async function readFile(
+  ctx: Ctx & Partial<Pick<EngineContext, 'settings'>>,
+  args: { path?: unknown; start_line?: unknown; end_line?: unknown },
+): Promise<string> {
   const target = await resolve(ctx, args.path);
   refuseDenied(ctx, target.rel);
   const stat = await fs.stat(target.abs).catch(toolErrorFor(target.rel));
@@ -168,7 +171,8 @@ const MAX_MATCH_CHARS = 300;
  */
 export async function search(ctx: Ctx, args: { pattern?: unknown; path?: unknown; glob?: unknown }): Promise<string> {
   if (typeof args.pattern !== 'string' || args.pattern === '') throw new ToolError('"pattern" must be a non-empty string (a Perl-style regular expression)');
-  if (args.glob !== undefined && (typeof args.glob !== 'string' || args.glob === '')) throw new ToolError('"glob" must be a non-empty string such as "*.py" or "bot/**/*.py"');
+  if (args.glob !== undefined && (typeof args.glob !== 'string' || args.glob === ''))
+    throw new ToolError('"glob" must be a non-empty string such as "*.py" or "bot/**/*.py"');
   const pattern = args.pattern;
   const target = await resolve(ctx, args.path ?? '.');
   const inGlob = typeof args.glob === 'string' ? globMatcher([args.glob]) : () => true;
@@ -194,8 +198,11 @@ export async function search(ctx: Ctx, args: { pattern?: unknown; path?: unknown
   const kept = matches.filter(([file]) => !ctx.denied(file) && inGlob(file));
   const where = `${target.rel ? ` in ${target.rel}` : ''}${typeof args.glob === 'string' ? ` (files matching ${args.glob})` : ''}`;
   if (kept.length === 0) return `no matches for /${pattern}/${where}${dialect}`;
-  const shown = kept.slice(0, MAX_MATCHES).map(([file, line, text]) => ctx.redact(`${file}:${line}: ${text.length > MAX_MATCH_CHARS ? `${text.slice(0, MAX_MATCH_CHARS)}...` : text}`));
-  const cut = kept.length > shown.length ? `\n[${kept.length - shown.length} more matches not shown (${kept.length} in all); narrow the pattern, path or glob]` : '';
+  const shown = kept
+    .slice(0, MAX_MATCHES)
+    .map(([file, line, text]) => ctx.redact(`${file}:${line}: ${text.length > MAX_MATCH_CHARS ? `${text.slice(0, MAX_MATCH_CHARS)}...` : text}`));
+  const cut =
+    kept.length > shown.length ? `\n[${kept.length - shown.length} more matches not shown (${kept.length} in all); narrow the pattern, path or glob]` : '';
   return shown.join('\n') + cut + dialect;
 }
 
@@ -210,9 +217,12 @@ async function searchInProcess(ctx: Ctx, pattern: string, under: string): Promis
   for (const file of await listRepoFiles(ctx, under)) {
     const buffer = await fs.readFile(path.join(ctx.worktree, file)).catch(() => null);
     if (!buffer || buffer.length > MAX_READ_BYTES || buffer.includes(0)) continue;
-    buffer.toString('utf8').split(/\r?\n/).forEach((line, i) => {
-      if (re.test(line)) found.push([file, i + 1, line]);
-    });
+    buffer
+      .toString('utf8')
+      .split(/\r?\n/)
+      .forEach((line, i) => {
+        if (re.test(line)) found.push([file, i + 1, line]);
+      });
     if (found.length > MAX_MATCHES * 10) break;
   }
   return found;
@@ -231,7 +241,7 @@ export async function writeFile(ctx: WriteCtx, args: { path?: unknown; content?:
   if (args.content.includes(REDACTED)) refuseMarker(args.content, before ?? '', target.rel);
   await fs.mkdir(path.dirname(target.abs), { recursive: true }).catch(toolErrorFor(target.rel));
   // The file's line endings (and BOM) stay as they were: in a CRLF repository an LF rewrite would be a whole-file diff.
-  const style = before !== null && before.includes('\n') ? null : await eolForNewFile(ctx.worktree, target.rel);
+  const style = before?.includes('\n') ? null : await eolForNewFile(ctx.worktree, target.rel);
   const content = before !== null ? inStyleOf(before, args.content, style ?? '\n') : withEol(args.content, style!);
   await fs.writeFile(target.abs, content).catch(toolErrorFor(target.rel));
   return withSyntaxCheck(ctx, target.rel, before, content, `wrote ${target.rel} (${Buffer.byteLength(content)} bytes)`);
@@ -271,7 +281,9 @@ export async function editFile(ctx: WriteCtx, args: { path?: unknown; old?: unkn
     const marked = edits.findIndex((e) => e.old.includes(REDACTED));
     if (marked !== -1 && / not found /.test(error.message)) {
       const which = edits.length > 1 ? `edit ${marked + 1}: ` : '';
-      throw new ToolError(`${which}"old" was not found in ${target.rel}: it contains ${REDACTED}, where meta-agent hid a secret from you; the file has the real value there. Choose "old" from text around it, without ${REDACTED}`);
+      throw new ToolError(
+        `${which}"old" was not found in ${target.rel}: it contains ${REDACTED}, where meta-agent hid a secret from you; the file has the real value there. Choose "old" from text around it, without ${REDACTED}`,
+      );
     }
     throw new ToolError(error.message);
   }
@@ -279,7 +291,8 @@ export async function editFile(ctx: WriteCtx, args: { path?: unknown; old?: unkn
     try {
       refuseMarker(edit.new, edit.old, target.rel);
     } catch (error) {
-      if (error instanceof ToolError && edits.length > 1) throw new ToolError(`edit ${i + 1} of ${edits.length}: ${error.message}; none of the edits was applied`);
+      if (error instanceof ToolError && edits.length > 1)
+        throw new ToolError(`edit ${i + 1} of ${edits.length}: ${error.message}; none of the edits was applied`);
       throw error;
     }
   });
@@ -293,7 +306,8 @@ export async function editFile(ctx: WriteCtx, args: { path?: unknown; old?: unkn
 
 function editsOf(args: { old?: unknown; new?: unknown; edits?: unknown }): Edit[] {
   const one = (e: { old?: unknown; new?: unknown }, which: string): Edit => {
-    if (typeof e.old !== 'string' || e.old === '') throw new ToolError(`${which}"old" must be a non-empty string: the exact lines to replace, copied from read_file`);
+    if (typeof e.old !== 'string' || e.old === '')
+      throw new ToolError(`${which}"old" must be a non-empty string: the exact lines to replace, copied from read_file`);
     if (typeof e.new !== 'string') throw new ToolError(`${which}"new" must be a string (empty to delete "old")`);
     return { old: e.old, new: e.new };
   };

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { FINDING_SEVERITIES, type CheckName, type CheckResult, type Finding, type Regression } from '../contract/report.ts';
 import { toPosix, type PathMatcher } from '../safety/globs.ts';
-import { PathRefused, resolveInside } from '../safety/paths.ts';
+import { PathRefused, resolveInside, type ResolvedPath } from '../safety/paths.ts';
 import type { ChecksOutcome } from './types.ts';
 import { gitArgs } from '../workspace/gitArgs.ts';
 
@@ -42,7 +42,13 @@ const LABEL: Record<CheckName, string> = { tests: 'tests', dry_run: 'dry run' };
  */
 export function failedTests(output: string): string[] | null {
   const lines = output.split(/\r?\n/);
-  const summary = [...lines].reverse().find((l) => /^=*\s*(?:\d+ (?:failed|passed|errors?|skipped|xfailed|xpassed|warnings?|deselected|rerun)(?:, )?)+.* in [\d.]+s\b/.test(l.trim()) || /^=*\s*no tests ran\b/.test(l.trim()));
+  const summary = [...lines]
+    .reverse()
+    .find(
+      (l) =>
+        /^=*\s*(?:\d+ (?:failed|passed|errors?|skipped|xfailed|xpassed|warnings?|deselected|rerun)(?:, )?)+.* in [\d.]+s\b/.test(l.trim()) ||
+        /^=*\s*no tests ran\b/.test(l.trim()),
+    );
   if (!summary) return null;
   const count = (word: string) => Number(new RegExp(`(\\d+) ${word}`).exec(summary)?.[1] ?? 0);
   const expected = count('failed') + count('errors?');
@@ -80,12 +86,16 @@ export function describeRegression(r: Regression): string {
 
 /** The worktree's state: HEAD, the status, the diff against the base and the untracked files' contents. */
 export async function worktreeFingerprint(worktree: string, baseCommit: string): Promise<string> {
-  const git = (args: string[]) => execa('git', gitArgs(args), { cwd: worktree, encoding: 'buffer', maxBuffer: 256 * 1024 * 1024 }).then((r) => r.stdout as Uint8Array);
+  const git = (args: string[]) =>
+    execa('git', gitArgs(args), { cwd: worktree, encoding: 'buffer', maxBuffer: 256 * 1024 * 1024 }).then((r) => r.stdout as Uint8Array);
   const hash = createHash('sha256');
   hash.update(await git(['rev-parse', 'HEAD']));
   hash.update(await git(['status', '--porcelain=v1', '-z', '--untracked-files=all']));
   hash.update(await git(['diff', '--binary', baseCommit, '--']));
-  const untracked = Buffer.from(await git(['ls-files', '--others', '--exclude-standard', '-z'])).toString('utf8').split('\0').filter(Boolean);
+  const untracked = Buffer.from(await git(['ls-files', '--others', '--exclude-standard', '-z']))
+    .toString('utf8')
+    .split('\0')
+    .filter(Boolean);
   for (const file of untracked) {
     hash.update(`\0${file}\0`);
     hash.update(await fs.readFile(path.join(worktree, file)).catch(() => Buffer.from('(unreadable)')));
@@ -145,7 +155,8 @@ export class Verifier {
   /** The `run_checks` tool: each check now beside the same check on the base commit. */
   async checksTool(which: CheckName | null): Promise<string> {
     if (this.names().length === 0) return 'This project has no test or dry_run command configured; there is nothing to run.';
-    if (which && !this.deps.configured[which]) return `This project has no ${which === 'tests' ? 'test' : 'dry_run'} command configured; run_checks can run: ${this.names().join(', ')}.`;
+    if (which && !this.deps.configured[which])
+      return `This project has no ${which === 'tests' ? 'test' : 'dry_run'} command configured; run_checks can run: ${this.names().join(', ')}.`;
     const { outcome } = await this.run(which);
     const baselines = await this.deps.baselines();
     const parts: string[] = [];
@@ -154,7 +165,8 @@ export class Verifier {
       if (now) parts.push(formatCheck(name, now, baselines[name]));
     }
     const regressions = regressionsOf(outcome, baselines);
-    if (regressions.length) parts.push(`REGRESSIONS (passed on the base commit, fail now):\n${regressions.map((r) => `- ${describeRegression(r)}`).join('\n')}`);
+    if (regressions.length)
+      parts.push(`REGRESSIONS (passed on the base commit, fail now):\n${regressions.map((r) => `- ${describeRegression(r)}`).join('\n')}`);
     else parts.push(which ? `No regressions in ${LABEL[which]}.` : 'No regressions: nothing that passed on the base commit fails now.');
     return parts.join('\n\n');
   }
@@ -169,7 +181,9 @@ export class Verifier {
     const fingerprint = await worktreeFingerprint(this.deps.worktree, this.deps.baseCommit);
     if (fingerprint === this.cleanFingerprint) return null;
     const stale = this.names().some((n) => this.last.get(n)?.fingerprint !== fingerprint);
-    const outcome = stale ? (await this.run(null)).outcome : { tests: this.last.get('tests')?.result ?? null, dry_run: this.last.get('dry_run')?.result ?? null };
+    const outcome = stale
+      ? (await this.run(null)).outcome
+      : { tests: this.last.get('tests')?.result ?? null, dry_run: this.last.get('dry_run')?.result ?? null };
     const regressions = regressionsOf(outcome, await this.deps.baselines());
     if (regressions.length === 0) return null;
     this.refusals++;
@@ -194,7 +208,12 @@ export class Verifier {
 
 function formatCheck(name: CheckName, now: CheckResult, base: BaselineResult | null): string {
   const verdict = (passed: boolean) => (passed ? 'PASSED' : 'FAILED');
-  const before = base === null ? 'unknown (did not finish)' : base.passed ? 'PASSED' : `FAILED${base.failed_tests?.length ? ` (${base.failed_tests.length} failing: ${base.failed_tests.slice(0, 10).join(', ')}${base.failed_tests.length > 10 ? ', ...' : ''})` : ''}`;
+  const before =
+    base === null
+      ? 'unknown (did not finish)'
+      : base.passed
+        ? 'PASSED'
+        : `FAILED${base.failed_tests?.length ? ` (${base.failed_tests.length} failing: ${base.failed_tests.slice(0, 10).join(', ')}${base.failed_tests.length > 10 ? ', ...' : ''})` : ''}`;
   return [
     `## ${LABEL[name]}: now ${verdict(now.passed)}, on the base commit ${before}`,
     `$ ${now.command}`,
@@ -225,7 +244,7 @@ export async function checkFindings(ctx: { worktree: string; denied: PathMatcher
 
 async function locationProblem(ctx: { worktree: string; denied: PathMatcher }, file: string, line: number | null): Promise<string | null> {
   if (!file) return 'no file given';
-  let target;
+  let target: ResolvedPath;
   try {
     target = await resolveInside(ctx.worktree, file);
   } catch (error) {

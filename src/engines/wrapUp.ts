@@ -34,7 +34,8 @@ export function wrapUpWarning(left: BudgetLeft): string | null {
   // 15% of the budget, or what pays for only WRAP_UP_STEPS more calls of the last one's size
   // (each call re-sends the conversation, so a long run's calls may each take more than 15%).
   const tokensLeft = left.maxTokens - left.spentTokens;
-  if (tokensLeft <= Math.max(left.maxTokens * WRAP_UP_SHARE, left.lastCallTokens * WRAP_UP_STEPS)) reasons.push(`${Math.max(0, Math.round((tokensLeft / left.maxTokens) * 100))}% of the token budget left`);
+  if (tokensLeft <= Math.max(left.maxTokens * WRAP_UP_SHARE, left.lastCallTokens * WRAP_UP_STEPS))
+    reasons.push(`${Math.max(0, Math.round((tokensLeft / left.maxTokens) * 100))}% of the token budget left`);
   if (left.deadline !== undefined) {
     const msLeft = left.deadline - left.now;
     if (msLeft <= left.timeoutMs * WRAP_UP_SHARE) reasons.push(`about ${Math.max(0, Math.round(msLeft / 1000))} s of the time limit left`);

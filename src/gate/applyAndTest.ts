@@ -25,7 +25,11 @@ export interface Tested {
 /** Applies the patch in `worktree` (checked out at `head`) and tests it there; a rejection if either fails. */
 export async function applyAndTest(run: GateRun, admission: Admission, worktree: string, head: string): Promise<Tested | RejectedVerdict> {
   const { edited } = admission;
-  const applied = await execa('git', gitArgs(['apply', '--3way', '--index', '--whitespace=nowarn', run.state.snapshot]), { cwd: worktree, reject: false, all: true });
+  const applied = await execa('git', gitArgs(['apply', '--3way', '--index', '--whitespace=nowarn', run.state.snapshot]), {
+    cwd: worktree,
+    reject: false,
+    all: true,
+  });
   if (applied.exitCode !== 0) return conflictVerdict(run, admission, worktree, head, String(applied.all ?? ''));
   // The modes as applied, not as the text said: a patch without mode lines can still retarget a symlink.
   const modes = modeProblems(await stagedModeChanges(worktree, head), admission.rules.executable);
@@ -36,7 +40,10 @@ export async function applyAndTest(run: GateRun, admission: Admission, worktree:
   const failed = [tested.tests, tested.dry_run].find((c) => c && !c.passed);
   if (failed) {
     const which = failed === tested.tests ? 'the tests' : 'the dry run';
-    return rejected(`${which} failed on ${admission.sidecar.branch} with the patch applied (exit ${failed.exit_code ?? 'none'}${failed.timed_out ? ', timed out' : ''}):\n\n\`\`\`\n${failed.output_tail}\n\`\`\``, { ...tested, edited });
+    return rejected(
+      `${which} failed on ${admission.sidecar.branch} with the patch applied (exit ${failed.exit_code ?? 'none'}${failed.timed_out ? ', timed out' : ''}):\n\n\`\`\`\n${failed.output_tail}\n\`\`\``,
+      { ...tested, edited },
+    );
   }
   return tested;
 }

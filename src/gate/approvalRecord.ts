@@ -22,12 +22,12 @@ export async function readReport(settings: Settings, id: string, log?: Logger): 
 export async function recordApproval(settings: Settings, id: string, approval: Approval, runId: string | null, log?: Logger): Promise<void> {
   const file = reportPaths(settings.layout, id).json;
   const report = await readReport(settings, id, log);
-  if (report && (!runId || report.run_id === runId)) return replaceFile(file, JSON.stringify({ ...report, approval }, null, 2) + '\n');
+  if (report && (!runId || report.run_id === runId)) return replaceFile(file, `${JSON.stringify({ ...report, approval }, null, 2)}\n`);
   // A later run of the task (its patch filed beside this one) moved this run's report into the archive.
   if (!runId) return;
   const archived = archivedReportPath(settings.layout, id, runId);
   const earlier = await readGateFile(archived, ReportSchema, log);
-  if (earlier?.run_id === runId) await replaceFile(archived, JSON.stringify({ ...earlier, approval }, null, 2) + '\n');
+  if (earlier?.run_id === runId) await replaceFile(archived, `${JSON.stringify({ ...earlier, approval }, null, 2)}\n`);
 }
 
 /** A person moved a patch into rejected/ (Explorer, the CLI, the dashboard): record it in the report. */

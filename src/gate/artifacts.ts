@@ -57,7 +57,8 @@ export async function installArtifacts(repo: string, artifacts: Artifact[], log:
     // model.pkl -> model.previous.pkl: the backup keeps the extension, so the repo's ignore rules still match it.
     const ext = path.extname(target);
     // A program holding the model open (a Python GUI) blocks the copy and the replace for a while: both retry (files.ts).
-    if (current) await retryBusy(() => faulty('copy', target, () => fs.copyFile(target, `${target.slice(0, target.length - ext.length)}.previous${ext}`)), target);
+    if (current)
+      await retryBusy(() => faulty('copy', target, () => fs.copyFile(target, `${target.slice(0, target.length - ext.length)}.previous${ext}`)), target);
     await replaceFile(target, a.data);
     log.info({ artifact: a.path }, 'installed artifact');
   }

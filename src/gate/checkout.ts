@@ -33,7 +33,8 @@ export async function refreshStaleCheckout(repo: string, branch: string, commit:
   if ((await checkedOutBranch(repo)) !== branch || files.length === 0) return;
   if ((await git(repo, ['rev-parse', `refs/heads/${branch}`])).trim() !== commit) return;
   const matchesParent = async (cached: boolean) =>
-    (await execa('git', gitArgs(['diff', '--quiet', ...(cached ? ['--cached'] : []), `${commit}^`, '--', ...files]), { cwd: repo, reject: false })).exitCode === 0;
+    (await execa('git', gitArgs(['diff', '--quiet', ...(cached ? ['--cached'] : []), `${commit}^`, '--', ...files]), { cwd: repo, reject: false })).exitCode ===
+    0;
   if ((await matchesParent(false)) && (await matchesParent(true))) await updateCheckout(repo, branch, commit, files, log);
 }
 
@@ -43,6 +44,9 @@ export async function updateCheckout(repo: string, branch: string, commit: strin
   try {
     await git(repo, ['restore', `--source=${commit}`, '--staged', '--worktree', '--', ...files]);
   } catch (error) {
-    log.warn({ err: toErrorInfo(error) }, 'the commit is on the branch, but the checkout could not be updated; run "git restore --staged --worktree ." for those files');
+    log.warn(
+      { err: toErrorInfo(error) },
+      'the commit is on the branch, but the checkout could not be updated; run "git restore --staged --worktree ." for those files',
+    );
   }
 }

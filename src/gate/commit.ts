@@ -25,19 +25,37 @@ export interface CommitProgress {
  * Commits the tested worktree and moves the branch from `head` to it. 'raced': someone else
  * moved the branch meanwhile (the patch is tested again on the new head).
  */
-export async function commitOnBranch(run: GateRun, admission: Admission, worktree: string, head: string, tested: Tested, progress: CommitProgress): Promise<Verdict | 'raced'> {
+export async function commitOnBranch(
+  run: GateRun,
+  admission: Admission,
+  worktree: string,
+  head: string,
+  tested: Tested,
+  progress: CommitProgress,
+): Promise<Verdict | 'raced'> {
   const { settings, log, id } = run;
   const { project, sidecar, files, artifacts, edited } = admission;
   const { branch } = sidecar;
-  await git(worktree, ['-c', 'user.name=meta-agent', '-c', 'user.email=meta-agent@localhost', '-c', 'commit.gpgsign=false', 'commit', '--quiet', '--no-verify', '-F', '-'], { input: commitMessage(sidecar, run.sha256) });
+  await git(
+    worktree,
+    ['-c', 'user.name=meta-agent', '-c', 'user.email=meta-agent@localhost', '-c', 'commit.gpgsign=false', 'commit', '--quiet', '--no-verify', '-F', '-'],
+    { input: commitMessage(sidecar, run.sha256) },
+  );
   const commit = (await git(worktree, ['rev-parse', 'HEAD'])).trim();
   const dirty = await dirtyFilesInCheckout(project.repoPath, branch, files);
-  if (dirty.length) return rejected(`the repository got uncommitted changes in ${dirty.join(', ')} while the patch was tested; commit or stash them, then approve again`, { ...tested, edited });
+  if (dirty.length)
+    return rejected(`the repository got uncommitted changes in ${dirty.join(', ')} while the patch was tested; commit or stash them, then approve again`, {
+      ...tested,
+      edited,
+    });
   // Kept until the decision is filed: a crash after update-ref still records what was tested.
   const saved: GateChecks = { commit, tests: tested.tests, dry_run: tested.dry_run };
-  await replaceFile(run.state.checks, JSON.stringify(saved) + '\n');
+  await replaceFile(run.state.checks, `${JSON.stringify(saved)}\n`);
   const moved = await inRepo(settings, project.repoPath, branch, async () => {
-    const ref = await execa('git', gitArgs(['update-ref', '-m', `meta-agent: apply ${id}`, `refs/heads/${branch}`, commit, head]), { cwd: project.repoPath, reject: false });
+    const ref = await execa('git', gitArgs(['update-ref', '-m', `meta-agent: apply ${id}`, `refs/heads/${branch}`, commit, head]), {
+      cwd: project.repoPath,
+      reject: false,
+    });
     if (ref.exitCode !== 0) return false;
     progress.branchMoved = true;
     await updateCheckout(project.repoPath, branch, commit, files, log);

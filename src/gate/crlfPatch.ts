@@ -36,8 +36,10 @@ export function undoCrlfResave(text: string, storedCrlf: StoredCrlf, newFilesCrl
   lines.forEach((line, i) => {
     if (oldLeft > 0 || newLeft > 0) {
       const c = line[0];
-      if (c === ' ' || line === '') (oldLeft--, newLeft--);
-      else if (c === '-') oldLeft--;
+      if (c === ' ' || line === '') {
+        oldLeft--;
+        newLeft--;
+      } else if (c === '-') oldLeft--;
       else if (c === '+') newLeft--;
       const beforeNoNewline = (lines[i + 1] ?? last).startsWith('\\');
       out.push(line + (keepCr && !beforeNoNewline ? '\r\n' : '\n'));
@@ -53,7 +55,7 @@ export function undoCrlfResave(text: string, storedCrlf: StoredCrlf, newFilesCrl
       oldLeft = hunk[1] === undefined ? 1 : Number(hunk[1]);
       newLeft = hunk[2] === undefined ? 1 : Number(hunk[2]);
     }
-    out.push(line + '\n');
+    out.push(`${line}\n`);
   });
   return out.join('') + last;
 }

@@ -29,7 +29,7 @@ async function fileApplied(run: GateRun, verdict: AppliedVerdict): Promise<GateR
   // the next run finds the commit and finishes the filing.
   const slot = await appliedSlot(run, dir, verdict.commit);
   const record: AppliedRecord = { task_id: id, ...approval };
-  if (!slot.recorded) await publishFile(path.join(dir, `${slot.stem}.result.json`), JSON.stringify(record, null, 2) + '\n');
+  if (!slot.recorded) await publishFile(path.join(dir, `${slot.stem}.result.json`), `${JSON.stringify(record, null, 2)}\n`);
   await restoreSnapshot(run, dir, slot.stem);
   const movedTo = await fileWithCompanions(settings, { ...run, name: slot.name }, dir, run.log);
   return { decision: 'applied', task_id: id, patch: run.name, commit: verdict.commit, reason, already_applied: verdict.alreadyApplied, moved_to: movedTo };

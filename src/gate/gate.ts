@@ -72,7 +72,9 @@ export async function processApprovedPatch(settings: Settings, patchFile: string
   // Lost only when this process was frozen past the lock's staleness and another host took
   // it over: the run stops (as on a stop) instead of racing the other gate.
   const lost = new AbortController();
-  const release = (await gateLock(settings, true, (error) => lost.abort(new MetaAgentError('interrupted', `the gate lock was lost (${error.message}); the patch is gated again later`))))!;
+  const release = (await gateLock(settings, true, (error) =>
+    lost.abort(new MetaAgentError('interrupted', `the gate lock was lost (${error.message}); the patch is gated again later`)),
+  ))!;
   const runSignal = signal ? AbortSignal.any([signal, lost.signal]) : lost.signal;
   try {
     await restoreInterrupted(settings, log);
@@ -80,7 +82,9 @@ export async function processApprovedPatch(settings: Settings, patchFile: string
     if (!taken) return skipped(patchFile);
     return await gatePatch(settings, taken, path.basename(patchFile), log, runSignal);
   } finally {
-    await release().catch((error: unknown) => log.warn({ err: toErrorInfo(error) }, 'could not release the gate lock; the next gate run takes it over once it is stale'));
+    await release().catch((error: unknown) =>
+      log.warn({ err: toErrorInfo(error) }, 'could not release the gate lock; the next gate run takes it over once it is stale'),
+    );
   }
 }
 
@@ -104,7 +108,15 @@ async function restoreInterrupted(settings: Settings, log: Logger): Promise<void
 }
 
 function skipped(patchFile: string): GateResult {
-  return { decision: 'skipped', task_id: '', patch: path.basename(patchFile), commit: null, reason: 'taken by another gate run', already_applied: false, moved_to: null };
+  return {
+    decision: 'skipped',
+    task_id: '',
+    patch: path.basename(patchFile),
+    commit: null,
+    reason: 'taken by another gate run',
+    already_applied: false,
+    moved_to: null,
+  };
 }
 
 async function gatePatch(settings: Settings, taken: string, name: string, log: Logger, signal?: AbortSignal): Promise<GateResult> {
@@ -142,7 +154,8 @@ async function decideOnPatch(run: GateRun): Promise<GateResult> {
   if (already) return fileDecision(run, already);
   // The user's checkout: their uncommitted changes in the patch's files are never touched.
   const dirty = await dirtyFilesInCheckout(project.repoPath, sidecar.branch, admission.files);
-  if (dirty.length) return fileDecision(run, rejected(`the repository has uncommitted changes in ${dirty.join(', ')}; commit or stash them, then approve again`));
+  if (dirty.length)
+    return fileDecision(run, rejected(`the repository has uncommitted changes in ${dirty.join(', ')}; commit or stash them, then approve again`));
   return testAndCommit(run, admission);
 }
 

@@ -47,8 +47,10 @@ export function inspectPatch(text: string, rules: PatchRules): PatchInspection {
   for (const line of lines) {
     if (oldLeft > 0 || newLeft > 0) {
       const c = line[0];
-      if (c === ' ' || line === '') (oldLeft--, newLeft--);
-      else if (c === '-') oldLeft--;
+      if (c === ' ' || line === '') {
+        oldLeft--;
+        newLeft--;
+      } else if (c === '-') oldLeft--;
       else if (c === '+') newLeft--;
       continue;
     }
@@ -63,8 +65,13 @@ export function inspectPatch(text: string, rules: PatchRules): PatchInspection {
       const [, kind, value] = mode;
       if (kind === 'old mode') block.oldMode = value!;
       else if (kind === 'new mode') block.newMode = value!;
-      else if (kind === 'new file mode') (block.added = true, block.newMode = value!);
-      else (block.deleted = true, block.oldMode = value!);
+      else if (kind === 'new file mode') {
+        block.added = true;
+        block.newMode = value!;
+      } else {
+        block.deleted = true;
+        block.oldMode = value!;
+      }
       continue;
     }
     if (mode) problems.push(`a "${mode[1]}" line outside a "diff --git" header`);

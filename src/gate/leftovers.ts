@@ -58,7 +58,10 @@ export async function tidyAfterFiledRuns(settings: Settings, log: Logger): Promi
       for (const id of [stem, stem.replace(/-\d+$/, '')]) if (await followFiledPatch(settings, id, filed)) break;
     }
     await Promise.all(states.filter((n) => n.startsWith(sha)).map((n) => fs.rm(path.join(stateDir, n), { force: true })));
-    log.warn({ sha256: sha.slice(0, 12), filed: filed ? path.relative(settings.layout.root, filed) : null }, 'a gate run killed after filing its patch: finished tidying up');
+    log.warn(
+      { sha256: sha.slice(0, 12), filed: filed ? path.relative(settings.layout.root, filed) : null },
+      'a gate run killed after filing its patch: finished tidying up',
+    );
   }
 }
 

@@ -16,7 +16,13 @@ import { readGateFile, type GateStateFiles } from './gateRun.ts';
  * Drops the redo task at most once per patch: a marker is published (never overwritten) before
  * the task, so the run after a crash between the two reuses it instead of dropping another.
  */
-export async function dropRedoTaskOnce(settings: Settings, state: GateStateFiles, sidecar: PatchSidecar, conflicts: string[], log: Logger): Promise<string | null> {
+export async function dropRedoTaskOnce(
+  settings: Settings,
+  state: GateStateFiles,
+  sidecar: PatchSidecar,
+  conflicts: string[],
+  log: Logger,
+): Promise<string | null> {
   try {
     await publishFile(state.redo, markerText({ task: null }));
   } catch (error) {
@@ -29,13 +35,15 @@ export async function dropRedoTaskOnce(settings: Settings, state: GateStateFiles
   }
   const file = await dropRedoTask(settings, sidecar, conflicts, log);
   if (file) {
-    await replaceFile(state.redo, markerText({ task: file })).catch((error: unknown) => log.warn({ err: toErrorInfo(error) }, 'could not note the follow-up task; a crash before the filing would leave it unnamed'));
+    await replaceFile(state.redo, markerText({ task: file })).catch((error: unknown) =>
+      log.warn({ err: toErrorInfo(error) }, 'could not note the follow-up task; a crash before the filing would leave it unnamed'),
+    );
   }
   return file;
 }
 
 function markerText(marker: RedoMarker): string {
-  return JSON.stringify(marker) + '\n';
+  return `${JSON.stringify(marker)}\n`;
 }
 
 async function dropRedoTask(settings: Settings, sidecar: PatchSidecar, conflicts: string[], log: Logger): Promise<string | null> {

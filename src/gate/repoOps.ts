@@ -22,13 +22,16 @@ const notePath = (settings: Settings) => path.join(settings.layout.state, 'gate-
 
 /** Whether a gate run was writing into a repository when it died (or is writing now). */
 export async function repoOpNoted(settings: Settings): Promise<boolean> {
-  return fs.stat(notePath(settings)).then(() => true, () => false);
+  return fs.stat(notePath(settings)).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** Runs `work` (git in the person's repository) with the note in place; the note goes when it is done. */
 export async function inRepo<T>(settings: Settings, repo: string, branch: string, work: () => Promise<T>): Promise<T> {
   const note: RepoOpNote = { host: os.hostname(), pid: process.pid, repo, branch, started_ms: Date.now() };
-  await replaceFile(notePath(settings), JSON.stringify(note) + '\n');
+  await replaceFile(notePath(settings), `${JSON.stringify(note)}\n`);
   try {
     return await work();
   } finally {

@@ -18,7 +18,12 @@ export type TaskSource = (typeof TASK_SOURCES)[number];
  * @param source who creates it; recorded in the file
  * @returns the path of the new file in inbox/
  */
-export async function createTask(settings: Settings, name: string, body: string | Omit<TaskInput, 'source' | 'id'> & { id?: string }, source: TaskSource): Promise<{ path: string; task: Task }> {
+export async function createTask(
+  settings: Settings,
+  name: string,
+  body: string | (Omit<TaskInput, 'source' | 'id'> & { id?: string }),
+  source: TaskSource,
+): Promise<{ path: string; task: Task }> {
   if (!TASK_SOURCES.includes(source)) throw new MetaAgentError('input', `expected one of ${TASK_SOURCES.join(', ')}`, { field: 'source' });
   const stem = safeStem(name);
   const fileName = `${stem}.md`;
@@ -31,7 +36,11 @@ export async function createTask(settings: Settings, name: string, body: string 
 }
 
 function safeStem(name: string): string {
-  const stem = path.basename(name.trim()).replace(/\.md$/i, '').replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[._]+/, '');
+  const stem = path
+    .basename(name.trim())
+    .replace(/\.md$/i, '')
+    .replace(/[^A-Za-z0-9._-]+/g, '_')
+    .replace(/^[._]+/, '');
   if (!stem) throw new MetaAgentError('input', 'a task name needs at least one letter or digit', { field: 'name' });
   return stem.slice(0, 100);
 }

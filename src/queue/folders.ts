@@ -80,7 +80,10 @@ export async function claimTask(layout: Layout, inboxFile: string, runId: string
     const code = (error as NodeJS.ErrnoException).code;
     if (code && PERMANENT.has(code)) {
       // Will fail the same way every time: failed/, with the reason, instead of an endless loop through inbox/.
-      await moveClaimed(layout, target, name, { status: 'error', explanation: `# ${name} failed\n\n**What went wrong** (input): the task could not be claimed: ${(error as Error).message}\n\n**How to fix it:** give the file a shorter, plain name and drop it into inbox/ again.\n` }).catch(() => undefined);
+      await moveClaimed(layout, target, name, {
+        status: 'error',
+        explanation: `# ${name} failed\n\n**What went wrong** (input): the task could not be claimed: ${(error as Error).message}\n\n**How to fix it:** give the file a shorter, plain name and drop it into inbox/ again.\n`,
+      }).catch(() => undefined);
       await lease?.release().catch(() => undefined);
       throw new MetaAgentError('input', `could not be claimed (${code}); moved to failed/`, { file: name });
     }
@@ -126,14 +129,21 @@ export type Disposition = { status: 'ok' } | { status: 'error'; explanation: str
 export async function markReported(layout: Layout, claim: Pick<Claim, 'key' | 'name' | 'sha256' | 'runId'>, disposition: Disposition): Promise<void> {
   await ledgerFor(layout).update(claim.key, { key: claim.key, name: claim.name, sha256: claim.sha256 }, (entry) => {
     const run = entry.runs.find((r) => r.run_id === claim.runId);
-    if (run) run.reported = { status: disposition.status, at: new Date().toISOString(), ...('explanation' in disposition ? { explanation: disposition.explanation } : {}) };
+    if (run)
+      run.reported = {
+        status: disposition.status,
+        at: new Date().toISOString(),
+        ...('explanation' in disposition ? { explanation: disposition.explanation } : {}),
+      };
   });
 }
 
 /** Moves a claimed task to done/, failed/ (+ `<name>.error.md`) or back to inbox/. Returns its new path. */
 export async function settleClaim(layout: Layout, claim: Claim, disposition: Disposition): Promise<string> {
   if (!claim.lease.owned()) {
-    throw new MetaAgentError('internal', 'the claim was lost (its lease went stale); another worker may have taken the task over, so it is left alone', { file: claim.name });
+    throw new MetaAgentError('internal', 'the claim was lost (its lease went stale); another worker may have taken the task over, so it is left alone', {
+      file: claim.name,
+    });
   }
   const final = await moveClaimed(layout, claim.file, claim.name, disposition);
   await ledgerFor(layout).update(claim.key, { key: claim.key, name: claim.name, sha256: claim.sha256 }, (entry) => {

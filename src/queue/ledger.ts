@@ -44,7 +44,7 @@ export class Ledger {
     const entry = (await this.get(key)) ?? { ...init, runs: [] };
     change(entry);
     await fs.mkdir(this.dir, { recursive: true });
-    await replaceFile(this.file(key), JSON.stringify(entry, null, 2) + '\n');
+    await replaceFile(this.file(key), `${JSON.stringify(entry, null, 2)}\n`);
     return entry;
   }
 

@@ -96,7 +96,11 @@ export class InboxPickup {
     const { log, loggedNonTask } = this;
     if (isIgnoredName(name)) {
       // Our own temps live for milliseconds; anything else a person may wonder about.
-      if (!loggedNonTask.has(name) && tempWriterPid(name) === null && name !== '.gitkeep') log.info({ file: name }, 'ignored: names starting with "." or "~$" and temp/partial files (.tmp, .part, .crdownload, .swp) are never taken; rename it to take it');
+      if (!loggedNonTask.has(name) && tempWriterPid(name) === null && name !== '.gitkeep')
+        log.info(
+          { file: name },
+          'ignored: names starting with "." or "~$" and temp/partial files (.tmp, .part, .crdownload, .swp) are never taken; rename it to take it',
+        );
       loggedNonTask.add(name);
       return false;
     }
@@ -133,7 +137,8 @@ export class InboxPickup {
     const incomplete = stat.size <= MAX_TASK_BYTES ? incompleteReason(content, name) : null;
     const age = Date.now() - stat.mtimeMs; // "in the future" (the clock went back): old
     if (incomplete && age >= 0 && age < this.incompleteGraceMs) {
-      if (!this.waitingLogged.has(name)) this.log.info({ file: name, reason: incomplete }, `not a complete task yet (${incomplete}); waiting for its writer (queue.incomplete_grace_s)`);
+      if (!this.waitingLogged.has(name))
+        this.log.info({ file: name, reason: incomplete }, `not a complete task yet (${incomplete}); waiting for its writer (queue.incomplete_grace_s)`);
       this.waitingLogged.add(name);
       return null;
     }

@@ -25,7 +25,8 @@ async function claimedRunIds(settings: Settings, log: Logger): Promise<{ live: S
     // A dead owner's `git worktree add` may outlive it (kill -9 mid-add on a slow disk) and
     // finish after this prune: stop what it left running first, or the worktree it makes
     // stays for good (the soak's night 15, seed 14).
-    if (killLeftoverGroup(owner)) log.warn({ task_file: name, pgid: owner.pgid }, 'killed what the dead worker left running (its process group) before removing its worktree');
+    if (killLeftoverGroup(owner))
+      log.warn({ task_file: name, pgid: owner.pgid }, 'killed what the dead worker left running (its process group) before removing its worktree');
     dead.add(owner.run_id);
   }
   return { live, dead };
@@ -66,7 +67,13 @@ export async function pruneWorktrees(settings: Settings, log: Logger, options: {
     const base = name.replace(/\.exclude$/, '');
     if (isLive(base)) continue;
     const leftover = path.join(root, name);
-    if (!(await removeLinks(leftover, allLinks).then(() => true, () => false))) continue;
+    if (
+      !(await removeLinks(leftover, allLinks).then(
+        () => true,
+        () => false,
+      ))
+    )
+      continue;
     await fs.rm(leftover, { recursive: true, force: true });
   }
   // Prompt files of dead runs, as the command engine wrote them before it moved them into the run's private temp folder (an upgraded workspace).

@@ -34,7 +34,10 @@ function ageOf(file: string, timeMs: number, log: Logger): number {
   if (age >= 0) return age;
   if (!jumpsLogged.has(file)) {
     jumpsLogged.add(file);
-    log.warn({ file, ahead_s: Math.round(-age / 1000) }, `a file time is ${Math.round(-age / 1000)} s in the future: the clock went back (or another machine's runs ahead); treated as old`);
+    log.warn(
+      { file, ahead_s: Math.round(-age / 1000) },
+      `a file time is ${Math.round(-age / 1000)} s in the future: the clock went back (or another machine's runs ahead); treated as old`,
+    );
   }
   return Infinity;
 }
@@ -48,7 +51,8 @@ export async function recoverOrphans(layout: Layout, staleMs: number, log: Logge
     if (entry.startsWith('.taken-')) {
       // A recoverer died between taking a file and moving it: give it its name back.
       const stat = await fs.stat(path.join(layout.processing, entry)).catch(() => null);
-      if (stat && ageOf(path.join(layout.processing, entry), stat.ctimeMs, log) > staleMs) await moveUnique(path.join(layout.processing, entry), layout.processing, entry.replace(/^\.taken-[0-9a-f]+-/, ''));
+      if (stat && ageOf(path.join(layout.processing, entry), stat.ctimeMs, log) > staleMs)
+        await moveUnique(path.join(layout.processing, entry), layout.processing, entry.replace(/^\.taken-[0-9a-f]+-/, ''));
       continue;
     }
     if (entry.startsWith('.') || !entry.toLowerCase().endsWith('.md')) continue;
@@ -81,7 +85,10 @@ export async function recoverOrphans(layout: Layout, staleMs: number, log: Logge
       recovered = 'finalized_from_ledger';
     } else if (lastRun?.reported && !lastRun.finalized_at && lastRun.reported.status !== 'interrupted') {
       // The report is written: only the move was lost. Finish it; do not run again.
-      disposition = lastRun.reported.status === 'ok' ? { status: 'ok' } : { status: 'error', explanation: lastRun.reported.explanation ?? 'The run failed; see its report.' };
+      disposition =
+        lastRun.reported.status === 'ok'
+          ? { status: 'ok' }
+          : { status: 'error', explanation: lastRun.reported.explanation ?? 'The run failed; see its report.' };
       recovered = 'finalized_from_ledger';
     } else if (entryBefore && Ledger.crashes(entryBefore) >= 1) {
       disposition = {
@@ -98,9 +105,21 @@ export async function recoverOrphans(layout: Layout, staleMs: number, log: Logge
       // The ledger first: once the file is back in inbox/, a new claim writes the same entry.
       await ledger.update(key, { key, name, sha256 }, (e) => {
         const run = owner ? e.runs.find((r) => r.run_id === owner.run_id) : e.runs.at(-1);
-        if (run && fromReport) run.reported = { status: fromReport.status, at: new Date().toISOString(), ...('explanation' in fromReport ? { explanation: fromReport.explanation } : {}) };
+        if (run && fromReport)
+          run.reported = {
+            status: fromReport.status,
+            at: new Date().toISOString(),
+            ...('explanation' in fromReport ? { explanation: fromReport.explanation } : {}),
+          };
         if (run) run.recovered = recovered;
-        else e.runs.push({ run_id: owner?.run_id ?? 'unknown', started_at: new Date(stat.ctimeMs).toISOString(), host: owner?.host ?? '?', pid: owner?.pid ?? 0, recovered });
+        else
+          e.runs.push({
+            run_id: owner?.run_id ?? 'unknown',
+            started_at: new Date(stat.ctimeMs).toISOString(),
+            host: owner?.host ?? '?',
+            pid: owner?.pid ?? 0,
+            recovered,
+          });
       });
       moved = await moveClaimed(layout, taken, name, disposition);
     } catch (error) {
@@ -130,7 +149,13 @@ async function clearOrphanedLeases(layout: Layout, entries: string[], staleMs: n
   }
   for (const task of orphans) {
     const file = path.join(layout.processing, task);
-    if (await fs.stat(file).then(() => true, () => false)) continue; // claimed since the listing
+    if (
+      await fs.stat(file).then(
+        () => true,
+        () => false,
+      )
+    )
+      continue; // claimed since the listing
     if (await leaseAlive(file, staleMs)) continue;
     await clearLease(file);
     log.info({ task_file: task }, 'removed the lease of a task that was already settled by a dead worker');
@@ -163,7 +188,13 @@ export async function removeDeadTemps(layout: Layout, staleMs: number): Promise<
       // Written "in the future" (the clock went back since): old, not young.
       const age = stat ? Date.now() - stat.mtimeMs : 0;
       if (!stat || (age >= 0 && age < staleMs)) continue;
-      if (await fs.rm(file, { force: true }).then(() => true, () => false)) removed.push(file);
+      if (
+        await fs.rm(file, { force: true }).then(
+          () => true,
+          () => false,
+        )
+      )
+        removed.push(file);
     }
   };
   await visit(layout.root, 0);
@@ -180,7 +211,11 @@ async function reportOfRun(layout: Layout, content: Buffer, name: string, runId:
   try {
     id = parseTask(content, name).id;
   } catch {
-    id = defaultIdFor(name).replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[.]+/, '_').replace(/\.\./g, '_') || 'invalid-task';
+    id =
+      defaultIdFor(name)
+        .replace(/[^A-Za-z0-9._-]/g, '_')
+        .replace(/^[.]+/, '_')
+        .replace(/\.\./g, '_') || 'invalid-task';
   }
   const names = await fs.readdir(layout.reports).catch(() => [] as string[]);
   const candidates = names.filter((n) => n === `${id}.json` || (n.startsWith(`${id}.`) && /^\d+\.json$/.test(n.slice(id.length + 1))));

@@ -81,7 +81,8 @@ export async function applyRetention(settings: Settings, log: Logger): Promise<R
     result.reports.push(id);
   }
   result.cycles = await retireCycleReports(settings, limit, realNow);
-  if (result.temps.length) log.warn({ temps: result.temps.map((f) => path.relative(layout.root, f)) }, `removed ${result.temps.length} temp file(s) left by dead processes`);
+  if (result.temps.length)
+    log.warn({ temps: result.temps.map((f) => path.relative(layout.root, f)) }, `removed ${result.temps.length} temp file(s) left by dead processes`);
   if (result.logs.length || result.reports.length || result.cycles.length) {
     log.info(
       { logs: result.logs.length, reports: result.reports.length, cycles: result.cycles.length, action: config.retention.action },

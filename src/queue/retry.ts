@@ -47,7 +47,11 @@ export async function retryFailedTask(layout: Layout, id: string, options: { for
   const waiting = options.force ? [] : await pendingPatchesOf(layout, path.basename(from, '.md'));
   if (waiting.length) {
     const names = waiting.map((f) => `patches/pending/${path.basename(f)}`).join(', ');
-    throw new MetaAgentError('input', `${names} of this task ${waiting.length === 1 ? 'is' : 'are'} waiting for review; approve or reject ${waiting.length === 1 ? 'it' : 'them'} first, or retry with --force (the new patch is then filed beside ${waiting.length === 1 ? 'it' : 'them'})`, { field: 'id' });
+    throw new MetaAgentError(
+      'input',
+      `${names} of this task ${waiting.length === 1 ? 'is' : 'are'} waiting for review; approve or reject ${waiting.length === 1 ? 'it' : 'them'} first, or retry with --force (the new patch is then filed beside ${waiting.length === 1 ? 'it' : 'them'})`,
+      { field: 'id' },
+    );
   }
   const to = path.join(layout.inbox, path.basename(from));
   await fs.mkdir(layout.inbox, { recursive: true });

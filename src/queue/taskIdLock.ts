@@ -17,7 +17,13 @@ const locksDir = (layout: Layout) => path.join(layout.state, 'runs');
  * After `maxWaitMs` (longer than any run may take) it goes on without the lock, as before it:
  * a lock never released by a bug must not hold back every later run of the id.
  */
-export async function holdTaskId(layout: Layout, id: string, staleMs: number, signal: AbortSignal | undefined, maxWaitMs: number): Promise<() => Promise<void>> {
+export async function holdTaskId(
+  layout: Layout,
+  id: string,
+  staleMs: number,
+  signal: AbortSignal | undefined,
+  maxWaitMs: number,
+): Promise<() => Promise<void>> {
   const target = path.join(locksDir(layout), id);
   const deadline = performance.now() + maxWaitMs;
   for (;;) {

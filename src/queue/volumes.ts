@@ -9,7 +9,11 @@ export async function assertOneVolume(dirs: string[]): Promise<void> {
   const first = devices[0];
   const other = devices.find((d) => d.dev !== first?.dev);
   if (first && other) {
-    throw new MetaAgentError('config', `${other.dir} is on a different volume than ${first.dir}; all queue folders must be on one volume (a rename between volumes is a copy, not atomic)`, { field: 'root' });
+    throw new MetaAgentError(
+      'config',
+      `${other.dir} is on a different volume than ${first.dir}; all queue folders must be on one volume (a rename between volumes is a copy, not atomic)`,
+      { field: 'root' },
+    );
   }
 }
 
@@ -26,7 +30,7 @@ export async function isNetworkFolder(dir: string): Promise<boolean> {
     const [, point, type] = line.split(' ');
     if (!point || !type) continue;
     const mount = point.replace(/\\040/g, ' ');
-    if ((abs === mount || abs.startsWith(mount.endsWith('/') ? mount : mount + '/')) && mount.length >= best.point.length) best = { point: mount, type };
+    if ((abs === mount || abs.startsWith(mount.endsWith('/') ? mount : `${mount}/`)) && mount.length >= best.point.length) best = { point: mount, type };
   }
   return NETWORK_FS.has(best.type);
 }

@@ -59,7 +59,9 @@ export async function makeCheckCopy(worktree: string, project: Project, options:
     const listed = await git(worktree, ['ls-files', '-z', '--cached', '--others', '--exclude-standard', ...ALWAYS_EXCLUDED.map((p) => `--exclude=${p}`)]);
     const underLink = (rel: string) => links.some((l) => rel === l || rel.startsWith(`${l}/`));
     const denied = options.denied ?? (() => false);
-    const files = [...new Set([...listed.split('\0').filter(Boolean), ...(options.extra ?? [])])].filter((rel) => !underLink(rel) && safeRelative(rel) && !denied(rel));
+    const files = [...new Set([...listed.split('\0').filter(Boolean), ...(options.extra ?? [])])].filter(
+      (rel) => !underLink(rel) && safeRelative(rel) && !denied(rel),
+    );
     let copied = 0;
     const made = new Set<string>([dir]);
     await inBatches(files, async (rel) => {
@@ -69,7 +71,8 @@ export async function makeCheckCopy(worktree: string, project: Project, options:
       if (!stat) return; // deleted by the change, or an extra that is not there
       await mkdirOnce(path.dirname(to), made);
       if (stat.isSymbolicLink()) await fs.symlink(await fs.readlink(from), to);
-      else if (stat.isDirectory()) await mkdirOnce(to, made); // a submodule's folder
+      else if (stat.isDirectory())
+        await mkdirOnce(to, made); // a submodule's folder
       else if (stat.isFile()) await fs.copyFile(from, to);
       else return;
       copied++;
@@ -78,7 +81,14 @@ export async function makeCheckCopy(worktree: string, project: Project, options:
     for (const rel of links) {
       const source = await fs.realpath(path.join(project.repoPath, rel)).catch(() => null);
       const target = path.join(dir, rel);
-      if (!source || (await fs.lstat(target).then(() => true, () => false))) continue;
+      if (
+        !source ||
+        (await fs.lstat(target).then(
+          () => true,
+          () => false,
+        ))
+      )
+        continue;
       await mkdirOnce(path.dirname(target), made);
       await makeLink(source, target); // a junction on Windows; a copy where file symlinks are refused
       linkSources.push(source);
@@ -133,4 +143,3 @@ async function removeDeadCopies(): Promise<void> {
     await fs.rm(path.join(os.tmpdir(), name), { recursive: true, force: true }).catch(() => undefined);
   }
 }
-

@@ -18,7 +18,19 @@ import type { Check, Project, Settings } from '../workspace/config.ts';
 import { scrubbedEnv } from '../safety/env.ts';
 import { denyMatcher } from '../safety/globs.ts';
 import type { Redactor } from '../safety/redact.ts';
-import { CHECK_GID, CHECK_UID, bwrapCommand, dropsPrivileges, findProgram, requireSandbox, sandboxTools, toolchainDirs, userHomes, withRealPaths, type SandboxMode } from '../safety/sandbox.ts';
+import {
+  CHECK_GID,
+  CHECK_UID,
+  bwrapCommand,
+  dropsPrivileges,
+  findProgram,
+  requireSandbox,
+  sandboxTools,
+  toolchainDirs,
+  userHomes,
+  withRealPaths,
+  type SandboxMode,
+} from '../safety/sandbox.ts';
 import { runBounded } from '../safety/processes.ts';
 import { makeCheckCopy, type CheckCopy } from './checkCopy.ts';
 
@@ -66,7 +78,14 @@ export async function preflightChecks(settings: Settings, project: Project, work
 }
 
 /** Runs one check in `copy`; a failing command is a result, a command that cannot start is a config error. */
-export async function runCheck(check: Check, copy: CheckCopy, settings: Settings, project: Project, redact: Redactor, signal?: AbortSignal): Promise<CheckResult> {
+export async function runCheck(
+  check: Check,
+  copy: CheckCopy,
+  settings: Settings,
+  project: Project,
+  redact: Redactor,
+  signal?: AbortSignal,
+): Promise<CheckResult> {
   // The monotonic clock: a wall clock set back during the check (NTP, a person) would make the
   // duration negative, and a record the gate reads back after a crash would fail its schema.
   const started = performance.now();
@@ -120,7 +139,14 @@ function checkEnv(settings: Settings, project: Project, check: Check, copy: Pick
   });
 }
 
-async function sandboxed(check: Check, program: string, env: Record<string, string>, copy: CheckCopy, settings: Settings, project: Project): Promise<[string, string[]]> {
+async function sandboxed(
+  check: Check,
+  program: string,
+  env: Record<string, string>,
+  copy: CheckCopy,
+  settings: Settings,
+  project: Project,
+): Promise<[string, string[]]> {
   const tools = await sandboxTools(settings);
   // Each by its literal and its real path: a workspace or home reached through a symlink
   // (~/bots -> /opt/bots) must not show up under a system folder the sandbox binds.
@@ -164,10 +190,14 @@ function programMissing(check: Check, project: Project): MetaAgentError {
 }
 
 function cannotStart(check: Check, project: Project, why: string): MetaAgentError {
-  return new MetaAgentError('config', `the ${check.label} command "${check.command}" cannot start: ${why}; fix the command (a missing program is not a failing ${check.label})`, {
-    file: 'meta-agent.yaml',
-    field: fieldOf(check, project),
-  });
+  return new MetaAgentError(
+    'config',
+    `the ${check.label} command "${check.command}" cannot start: ${why}; fix the command (a missing program is not a failing ${check.label})`,
+    {
+      file: 'meta-agent.yaml',
+      field: fieldOf(check, project),
+    },
+  );
 }
 
 export function tail(text: string, lines = TAIL_LINES, chars = TAIL_CHARS): string {
@@ -180,7 +210,10 @@ export class BaselineCache {
   constructor(private readonly dir: string) {}
 
   private fileFor(project: Project, commit: string, check: Check): string {
-    const key = createHash('sha256').update(JSON.stringify([project.name, commit, check.argv, check.cwd, check.env])).digest('hex').slice(0, 32);
+    const key = createHash('sha256')
+      .update(JSON.stringify([project.name, commit, check.argv, check.cwd, check.env]))
+      .digest('hex')
+      .slice(0, 32);
     return path.join(this.dir, `${key}.json`);
   }
 
@@ -201,7 +234,10 @@ export class BaselineCache {
     await fs.mkdir(this.dir, { recursive: true });
     const file = this.fileFor(project, commit, check);
     const temp = `${file}.${process.pid}.tmp`;
-    await fs.writeFile(temp, JSON.stringify({ project: project.name, commit, command: check.command, passed, failed_tests: failedTests } satisfies BaselineCacheEntry) + '\n');
+    await fs.writeFile(
+      temp,
+      `${JSON.stringify({ project: project.name, commit, command: check.command, passed, failed_tests: failedTests } satisfies BaselineCacheEntry)}\n`,
+    );
     await fs.rename(temp, file);
   }
 }
@@ -211,6 +247,9 @@ export async function loggedCheck(log: Pick<Logger, 'info'>, check: Check, run: 
   log.info({ check: check.label }, `check started: ${check.label}`);
   const result = await run();
   const tail = result.output_tail.split('\n').slice(-20).join('\n');
-  log.info({ check: check.label, passed: result.passed, exit_code: result.exit_code, timed_out: result.timed_out, duration_ms: result.duration_ms, tail }, `check finished: ${check.label}`);
+  log.info(
+    { check: check.label, passed: result.passed, exit_code: result.exit_code, timed_out: result.timed_out, duration_ms: result.duration_ms, tail },
+    `check finished: ${check.label}`,
+  );
   return result;
 }

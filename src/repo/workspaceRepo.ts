@@ -49,7 +49,7 @@ export async function openWorktree(project: Project, worktreesDir: string, name:
   };
   try {
     await linkPaths(project, dir, linked);
-    await fs.writeFile(excludesFile, [...ALWAYS_EXCLUDED, ...linked.map((l) => `/${l}`)].join('\n') + '\n');
+    await fs.writeFile(excludesFile, `${[...ALWAYS_EXCLUDED, ...linked.map((l) => `/${l}`)].join('\n')}\n`);
     return { dir, branch, baseCommit, excludesFile, remove };
   } catch (error) {
     await remove();

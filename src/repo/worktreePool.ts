@@ -55,7 +55,10 @@ function normalizedLinks(project: Project): string[] {
 }
 
 function fingerprintOf(project: Project): string {
-  return createHash('sha256').update(JSON.stringify({ v: 1, repo: path.resolve(project.repoPath), link: normalizedLinks(project) })).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(JSON.stringify({ v: 1, repo: path.resolve(project.repoPath), link: normalizedLinks(project) }))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 const slotPaths = (dir: string, i: number) => ({
@@ -75,7 +78,11 @@ async function readState(file: string): Promise<PoolSlotState | null> {
 
 /** Removes each of `links` ("/" paths) in `dir` by unlinking it, never following it (links.ts). */
 export async function unlinkLinks(dir: string, links: Iterable<string>, platform: NodeJS.Platform = process.platform): Promise<void> {
-  await removeLinks(dir, [...new Set(links)].map((rel) => path.join(...rel.split('/'))), platform);
+  await removeLinks(
+    dir,
+    [...new Set(links)].map((rel) => path.join(...rel.split('/'))),
+    platform,
+  );
 }
 
 /**
@@ -126,12 +133,12 @@ async function prepareSlot(project: Project, paths: ReturnType<typeof slotPaths>
     await addWorktree(project.repoPath, paths.dir, base);
     const made = await fs.readFile(path.join(paths.dir, '.git'), 'utf8');
     // Written before any link exists: a crash while linking leaves a state that names them all.
-    await replaceFile(paths.state, JSON.stringify({ fingerprint, git_file: made, links: configured } satisfies PoolSlotState) + '\n');
+    await replaceFile(paths.state, `${JSON.stringify({ fingerprint, git_file: made, links: configured } satisfies PoolSlotState)}\n`);
   } else if (state && state.links.join('\0') !== configured.join('\0')) {
-    await replaceFile(paths.state, JSON.stringify({ ...state, links: configured } satisfies PoolSlotState) + '\n');
+    await replaceFile(paths.state, `${JSON.stringify({ ...state, links: configured } satisfies PoolSlotState)}\n`);
   }
   const linked = await linkPaths(project, paths.dir);
-  await fs.writeFile(paths.exclude, [...ALWAYS_EXCLUDED, ...linked.map((l) => `/${l}`)].join('\n') + '\n');
+  await fs.writeFile(paths.exclude, `${[...ALWAYS_EXCLUDED, ...linked.map((l) => `/${l}`)].join('\n')}\n`);
 }
 
 /**
@@ -177,7 +184,9 @@ export async function prunePool(settings: Settings, log: Logger, options: { all?
   for (const projectDir of await fs.readdir(root).catch(() => [] as string[])) {
     const dir = path.join(root, projectDir);
     const project = byDir.get(projectDir) ?? null;
-    const slots = new Set((await fs.readdir(dir).catch(() => [] as string[])).map((n) => /^slot-(\d+)/.exec(n)?.[1]).filter((n): n is string => n !== undefined));
+    const slots = new Set(
+      (await fs.readdir(dir).catch(() => [] as string[])).map((n) => /^slot-(\d+)/.exec(n)?.[1]).filter((n): n is string => n !== undefined),
+    );
     let kept = 0;
     for (const n of slots) {
       const i = Number(n);

@@ -40,7 +40,10 @@ export async function baselinesOf(target: BaselineTarget, signal: AbortSignal): 
   const cache = new BaselineCache(path.join(settings.layout.cache, 'baseline'));
   const found: Baselines = { tests: null, dry_run: null };
   const pending: Array<[CheckName, Check]> = [];
-  for (const [name, check] of [['tests', project.test], ['dry_run', project.dry_run]] as const) {
+  for (const [name, check] of [
+    ['tests', project.test],
+    ['dry_run', project.dry_run],
+  ] as const) {
     if (!check) continue;
     const cached = await cache.detail(project, baseCommit, check);
     if (cached !== undefined) found[name] = cached;

@@ -34,7 +34,11 @@ export interface ChecksWindow {
  * The signal the checks of an incomplete patch run under. `runSignal` is the run's own
  * (aborted on its timeout or on `outer`); `outer` is the caller's (Ctrl-C, service stop).
  */
-export function checksWindow(runSignal: AbortSignal, stops: { outer?: AbortSignal | undefined; hurry?: AbortSignal | undefined; stopGraceS?: number | undefined }, checkTimeoutS: number): ChecksWindow {
+export function checksWindow(
+  runSignal: AbortSignal,
+  stops: { outer?: AbortSignal | undefined; hurry?: AbortSignal | undefined; stopGraceS?: number | undefined },
+  checkTimeoutS: number,
+): ChecksWindow {
   const { outer, hurry } = stops;
   const interrupted = (runSignal.reason as { kind?: string } | undefined)?.kind === 'interrupted' || Boolean(outer?.aborted);
   const graceS = !runSignal.aborted ? null : Math.min(checkTimeoutS, interrupted ? (stops.stopGraceS ?? INTERRUPT_GRACE_S) : TIMEOUT_GRACE_S);
@@ -64,7 +68,10 @@ export function checksWindow(runSignal: AbortSignal, stops: { outer?: AbortSigna
  */
 export function stoppedWithWork(why: ErrorInfo): ErrorInfo {
   if (why.kind !== 'interrupted') return why;
-  return { ...why, message: 'the run was interrupted (Ctrl-C or service shutdown) after it changed files; the task waits in failed/ beside its incomplete patch' };
+  return {
+    ...why,
+    message: 'the run was interrupted (Ctrl-C or service shutdown) after it changed files; the task waits in failed/ beside its incomplete patch',
+  };
 }
 
 /** When the agent had called finish, the stop came while its change was being checked. */
@@ -72,17 +79,33 @@ const stopMoment = (agentFinished: boolean) => (agentFinished ? 'while its finis
 
 /** The first line of the sidecar's summary becomes the commit subject if the patch is applied. */
 export function incompleteSummary(taskId: string, objective: string, why: ErrorInfo, agentSummary: string | null): string {
-  return [`Incomplete change for ${taskId}: ${objective}`.trim(), '', `The run stopped ${stopMoment(agentSummary !== null)}: ${why.message}`, ...(agentSummary ? ['', agentSummary] : [])].join('\n');
+  return [
+    `Incomplete change for ${taskId}: ${objective}`.trim(),
+    '',
+    `The run stopped ${stopMoment(agentSummary !== null)}: ${why.message}`,
+    ...(agentSummary ? ['', agentSummary] : []),
+  ].join('\n');
 }
 
 /** What the report says about an incomplete patch: saved where, and whether the checks ran. */
-export function incompleteNotes(x: { patch: string; files: string[]; why: ErrorInfo; agentFinished: boolean; checks: 'ran' | 'none configured' | { skipped: string }; graceS: number | null; cut: boolean }): string[] {
-  const notDone = x.agentFinished ? 'the checks of the finished change (run again below, in the time left)' : 'whatever the agent had still planned; it gave no summary of its own';
+export function incompleteNotes(x: {
+  patch: string;
+  files: string[];
+  why: ErrorInfo;
+  agentFinished: boolean;
+  checks: 'ran' | 'none configured' | { skipped: string };
+  graceS: number | null;
+  cut: boolean;
+}): string[] {
+  const notDone = x.agentFinished
+    ? 'the checks of the finished change (run again below, in the time left)'
+    : 'whatever the agent had still planned; it gave no summary of its own';
   const notes = [
     `Incomplete: the run stopped (${x.why.kind}: ${x.why.message}) ${stopMoment(x.agentFinished)}. What it had changed so far (${x.files.length} file${x.files.length === 1 ? '' : 's'}: ${x.files.join(', ')}) is saved as ${x.patch}, marked incomplete. Not done: ${notDone}.`,
   ];
   const within = x.graceS === null ? 'in the time left of the run' : `in a ${x.graceS} s grace after the run's end`;
-  if (x.checks === 'ran') notes.push(x.cut ? `The checks on it were cut short (${within}): see Tests / Dry run.` : `The checks ran on it (${within}): see Tests / Dry run.`);
+  if (x.checks === 'ran')
+    notes.push(x.cut ? `The checks on it were cut short (${within}): see Tests / Dry run.` : `The checks ran on it (${within}): see Tests / Dry run.`);
   else if (x.checks === 'none configured') notes.push('No checks ran on it: the project has no test or dry_run configured.');
   else notes.push(`The checks did not run on it: ${x.checks.skipped}.`);
   return notes;
@@ -95,5 +118,9 @@ export function incompleteNextAction(patch: string, taskId: string): string {
 /** Marks a check the grace stopped, so a cut-short run is not read as a failing test. */
 export function markCutShort(check: CheckResult | null, graceS: number | null): CheckResult | null {
   if (!check || check.passed || check.timed_out || check.exit_code !== null) return check;
-  return { ...check, timed_out: true, output_tail: `${check.output_tail}\n[meta-agent: stopped at the end of the ${graceS ?? 0} s grace for checks on an incomplete run]` };
+  return {
+    ...check,
+    timed_out: true,
+    output_tail: `${check.output_tail}\n[meta-agent: stopped at the end of the ${graceS ?? 0} s grace for checks on an incomplete run]`,
+  };
 }

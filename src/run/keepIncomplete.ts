@@ -22,7 +22,14 @@ import type { Worktree } from '../repo/workspaceRepo.ts';
  * change the gate would refuse is reported, not saved. The patch is written before the
  * checks run, so a stop during them never loses it.
  */
-export async function keepIncompleteWork(rc: RunContext, worktree: Worktree, stopped: ErrorInfo, result: EngineResult | null, extras: TypeExtras, runSignal: AbortSignal) {
+export async function keepIncompleteWork(
+  rc: RunContext,
+  worktree: Worktree,
+  stopped: ErrorInfo,
+  result: EngineResult | null,
+  extras: TypeExtras,
+  runSignal: AbortSignal,
+) {
   const { layout } = rc.settings;
   const diff = await collectDiff(worktree.dir, worktree.baseCommit, worktree.excludesFile).catch((error: unknown) => {
     extras.notes.push(`The change so far could not be read, so it was not saved: ${toErrorInfo(error).message}`);
@@ -53,7 +60,10 @@ export async function keepIncompleteWork(rc: RunContext, worktree: Worktree, sto
     else {
       checks = await runChecks(rc, worktree, window.signal);
       if (!window.signal.aborted) {
-        baseline = await baselinesOf({ settings: rc.settings, project: rc.project, runId: rc.runId, baseCommit: worktree.baseCommit, redact: rc.redact, log: rc.log }, window.signal);
+        baseline = await baselinesOf(
+          { settings: rc.settings, project: rc.project, runId: rc.runId, baseCommit: worktree.baseCommit, redact: rc.redact, log: rc.log },
+          window.signal,
+        );
         markBaselines(checks, baseline);
       }
     }
@@ -64,7 +74,9 @@ export async function keepIncompleteWork(rc: RunContext, worktree: Worktree, sto
   }
   const cut = window.signal.aborted;
   if (cut) checks = { tests: markCutShort(checks.tests, window.graceS), dry_run: markCutShort(checks.dry_run, window.graceS) };
-  extras.notes.push(...incompleteNotes({ patch: patchFiles[0]!, files: diff.files, why, agentFinished: result !== null, checks: ran, graceS: window.graceS, cut }));
+  extras.notes.push(
+    ...incompleteNotes({ patch: patchFiles[0]!, files: diff.files, why, agentFinished: result !== null, checks: ran, graceS: window.graceS, cut }),
+  );
   noteFiledBeside(extras, await pendingPatchesOf(layout, rc.task.id), files[0]!, layout);
   // What passed on the base and fails now, said first as for a finished run. The patch was
   // filed before the checks ran: its sidecar learns of them now (unless a person already moved it).

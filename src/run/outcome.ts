@@ -15,7 +15,21 @@ import { noExtras, type TypeExtras } from './pipelines.ts';
 import { assessRisk } from './risk.ts';
 
 /** Everything in a report that the run decides; the rest (ids, times, paths) is added when it is written. */
-export type Outcome = Omit<Report, 'task_id' | 'run_id' | 'started_at' | 'finished_at' | 'duration_ms' | 'task_file' | 'report_md' | 'usage' | 'approval' | 'secrets_redacted' | 'checks_unsandboxed' | 'shell'>;
+export type Outcome = Omit<
+  Report,
+  | 'task_id'
+  | 'run_id'
+  | 'started_at'
+  | 'finished_at'
+  | 'duration_ms'
+  | 'task_file'
+  | 'report_md'
+  | 'usage'
+  | 'approval'
+  | 'secrets_redacted'
+  | 'checks_unsandboxed'
+  | 'shell'
+>;
 
 /** What every outcome states; the rest defaults to what a run that got nowhere reports. */
 type OutcomeFacts = Pick<Outcome, 'project' | 'type' | 'source' | 'objective' | 'engine' | 'status' | 'outcome' | 'summary'> & Partial<Outcome>;
@@ -157,7 +171,9 @@ function checkRisks(tests: Report['tests'], dryRun: Report['dry_run']): string[]
   const risks: string[] = [];
   for (const check of [tests, dryRun]) {
     if (check && !check.passed) {
-      risks.push(`${check === tests ? 'Tests' : 'The dry run'} failed after the change${check.baseline_passed === false ? ' (and already failed before it)' : ''}.`);
+      risks.push(
+        `${check === tests ? 'Tests' : 'The dry run'} failed after the change${check.baseline_passed === false ? ' (and already failed before it)' : ''}.`,
+      );
     }
   }
   return risks;

@@ -54,11 +54,17 @@ export async function runTypePipeline(
 
 async function riskReview(project: Project, worktree: string): Promise<TypeExtras> {
   if (!project.trades) {
-    throw new MetaAgentError('config', 'risk_review needs the trades CSV: set trades.path (and time_column, pnl_column, starting_equity)', { file: 'meta-agent.yaml', field: `projects.${project.name}.trades` });
+    throw new MetaAgentError('config', 'risk_review needs the trades CSV: set trades.path (and time_column, pnl_column, starting_equity)', {
+      file: 'meta-agent.yaml',
+      field: `projects.${project.name}.trades`,
+    });
   }
   const file = path.join(worktree, project.trades.path);
   const text = await fs.readFile(file, 'utf8').catch(() => {
-    throw new MetaAgentError('config', `the trades CSV ${project.trades!.path} is not in the repo (or a link path)`, { file: 'meta-agent.yaml', field: `projects.${project.name}.trades.path` });
+    throw new MetaAgentError('config', `the trades CSV ${project.trades!.path} is not in the repo (or a link path)`, {
+      file: 'meta-agent.yaml',
+      field: `projects.${project.name}.trades.path`,
+    });
   });
   const metrics = computeTradeMetrics(text, project.trades);
   const flags = riskFlags(metrics, project.risk_thresholds);
@@ -75,7 +81,10 @@ async function riskReview(project: Project, worktree: string): Promise<TypeExtra
 async function retrain(project: Project, settings: Settings, target: CheckTarget, redact: Redactor, signal: AbortSignal): Promise<TypeExtras> {
   const chain = project.retrain;
   if (!chain) {
-    throw new MetaAgentError('config', 'retrain_model needs the chain: set retrain.train, retrain.eval, retrain.metrics, retrain.baseline, retrain.metric', { file: 'meta-agent.yaml', field: `projects.${project.name}.retrain` });
+    throw new MetaAgentError('config', 'retrain_model needs the chain: set retrain.train, retrain.eval, retrain.metrics, retrain.baseline, retrain.metric', {
+      file: 'meta-agent.yaml',
+      field: `projects.${project.name}.retrain`,
+    });
   }
   const steps: CheckResult[] = [];
   // The chain runs in one throwaway copy; what it produced (metrics, artifacts) is brought back.
@@ -85,7 +94,10 @@ async function retrain(project: Project, settings: Settings, target: CheckTarget
       const result = await runCheck(step, copy, settings, project, redact, signal);
       steps.push(result);
       if (!result.passed) {
-        throw new RetrainFailed(`the retrain step "${step.label}" (${step.command}) failed with exit ${result.exit_code ?? 'none'}${result.timed_out ? ' (timed out)' : ''}: ${result.output_tail.split('\n').slice(-3).join(' | ')}`, steps);
+        throw new RetrainFailed(
+          `the retrain step "${step.label}" (${step.command}) failed with exit ${result.exit_code ?? 'none'}${result.timed_out ? ' (timed out)' : ''}: ${result.output_tail.split('\n').slice(-3).join(' | ')}`,
+          steps,
+        );
       }
     }
     const compared = await compare(chain, copy.dir);
@@ -98,7 +110,14 @@ async function retrain(project: Project, settings: Settings, target: CheckTarget
     await fs.copyFile(path.join(target.worktree, chain.metrics), path.join(target.worktree, chain.baseline));
   }
   const artifacts: string[] = [];
-  for (const a of chain.artifacts) if (await fs.stat(path.join(target.worktree, a)).then((s) => s.isFile(), () => false)) artifacts.push(a);
+  for (const a of chain.artifacts)
+    if (
+      await fs.stat(path.join(target.worktree, a)).then(
+        (s) => s.isFile(),
+        () => false,
+      )
+    )
+      artifacts.push(a);
   const verdict = comparison.beats_baseline ? 'beats' : 'does NOT beat';
   const line = `candidate ${comparison.metric} ${fmt(comparison.candidate)} ${verdict} the baseline ${fmt(comparison.baseline)} (margin ${comparison.margin}, ${comparison.higher_is_better ? 'higher' : 'lower'} is better)`;
   return {
@@ -142,5 +161,14 @@ async function compare(chain: RetrainChain, worktree: string): Promise<RetrainCo
   if (c === null) throw new MetaAgentError('engine', `${chain.metrics} has no number "${chain.metric}"`, { field: 'retrain.metric' });
   // No baseline yet: the first model is better than nothing.
   const beats = b === null ? true : chain.higher_is_better ? c >= b + chain.margin && c > b : c <= b - chain.margin && c < b;
-  return { metric: chain.metric, candidate: c, baseline: b, margin: chain.margin, higher_is_better: chain.higher_is_better, beats_baseline: beats, candidate_metrics: candidate, baseline_metrics: baseline };
+  return {
+    metric: chain.metric,
+    candidate: c,
+    baseline: b,
+    margin: chain.margin,
+    higher_is_better: chain.higher_is_better,
+    beats_baseline: beats,
+    candidate_metrics: candidate,
+    baseline_metrics: baseline,
+  };
 }

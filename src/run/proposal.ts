@@ -44,7 +44,11 @@ function writesRedactionMarker(patch: Buffer): string | null {
 }
 
 /** Why a change cannot be proposed (the gate would refuse it too), or null. */
-export async function refusedChange(rc: RunContext, worktree: Worktree, diff: { patch: Buffer; files: string[] }): Promise<{ message: string; violations: string[] } | null> {
+export async function refusedChange(
+  rc: RunContext,
+  worktree: Worktree,
+  diff: { patch: Buffer; files: string[] },
+): Promise<{ message: string; violations: string[] } | null> {
   const { config } = rc.settings;
   const denied = denyMatcher([...rc.project.deny, ...config.patch.protected]);
   const inScope = scopeMatcher(rc.task.scope, rc.project.scope);
@@ -60,14 +64,23 @@ export async function refusedChange(rc: RunContext, worktree: Worktree, diff: { 
   const message = marker
     ? `the change writes ${REDACTED} (the marker the agent saw in place of a secret) into ${marker}: it would replace the real value in the bot's code`
     : modeIssues.length
-    ? `the change cannot be proposed: ${modeIssues.join('; ')}`
-    : violations.length
-      ? `the change touches files outside the task scope or on the deny list: ${violations.join(', ')}`
-      : `the change is too large to propose (${diff.files.length} files, ${diff.patch.length} bytes; patch.max_files ${config.patch.max_files}, patch.max_bytes ${config.patch.max_bytes})`;
+      ? `the change cannot be proposed: ${modeIssues.join('; ')}`
+      : violations.length
+        ? `the change touches files outside the task scope or on the deny list: ${violations.join(', ')}`
+        : `the change is too large to propose (${diff.files.length} files, ${diff.patch.length} bytes; patch.max_files ${config.patch.max_files}, patch.max_bytes ${config.patch.max_bytes})`;
   return { message, violations };
 }
 
-export async function writePatch(rc: RunContext, diff: { patch: Buffer; files: string[] }, worktree: Worktree, risk: RiskLevel, summary: string, extras: TypeExtras, regressions: Regression[], stopped: ErrorInfo | null = null): Promise<string[]> {
+export async function writePatch(
+  rc: RunContext,
+  diff: { patch: Buffer; files: string[] },
+  worktree: Worktree,
+  risk: RiskLevel,
+  summary: string,
+  extras: TypeExtras,
+  regressions: Regression[],
+  stopped: ErrorInfo | null = null,
+): Promise<string[]> {
   const { layout } = rc.settings;
   // A patch of this task still waiting for review is never replaced: the new one goes beside it.
   const patchFile = await publishUnique(layout.patches.pending, await patchStemFor(layout, rc.task.id, rc.runId), '.patch', diff.patch);
@@ -100,7 +113,7 @@ export async function writePatch(rc: RunContext, diff: { patch: Buffer; files: s
     incomplete: stopped !== null,
     stopped_because: stopped ? rc.redact(stopped.message) : null,
   };
-  const sidecarFile = await publishUnique(layout.patches.pending, path.basename(patchFile), '.json', JSON.stringify(sidecar, null, 2) + '\n');
+  const sidecarFile = await publishUnique(layout.patches.pending, path.basename(patchFile), '.json', `${JSON.stringify(sidecar, null, 2)}\n`);
   return [patchFile, sidecarFile];
 }
 
@@ -108,7 +121,7 @@ export async function writePatch(rc: RunContext, diff: { patch: Buffer; files: s
 export async function noteRegressions(sidecarFile: string, regressions: Regression[], risk: RiskLevel, log: Logger): Promise<void> {
   try {
     const sidecar = await readJsonFile(sidecarFile, PatchSidecarSchema);
-    await replaceFile(sidecarFile, JSON.stringify({ ...sidecar, regressions, risk_level: risk }, null, 2) + '\n');
+    await replaceFile(sidecarFile, `${JSON.stringify({ ...sidecar, regressions, risk_level: risk }, null, 2)}\n`);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') log.warn('the incomplete patch moved before its regressions could be noted in its sidecar');
     else log.warn({ err: toErrorInfo(error).message }, 'the regressions could not be noted in the sidecar of the incomplete patch');
@@ -118,5 +131,8 @@ export async function noteRegressions(sidecarFile: string, regressions: Regressi
 /** A patch filed beside others of the task still waiting for review says so. */
 export function noteFiledBeside(extras: TypeExtras, pending: string[], filed: string, layout: Settings['layout']): void {
   const beside = pending.filter((f) => f !== filed);
-  if (beside.length) extras.notes.push(`Filed beside ${beside.map((f) => displayPath(layout, f)).join(', ')}, which ${beside.length === 1 ? 'is' : 'are'} still waiting for review; approve or reject each on its own.`);
+  if (beside.length)
+    extras.notes.push(
+      `Filed beside ${beside.map((f) => displayPath(layout, f)).join(', ')}, which ${beside.length === 1 ? 'is' : 'are'} still waiting for review; approve or reject each on its own.`,
+    );
 }

@@ -86,7 +86,11 @@ export async function pendingPatchRefusal(layout: Layout, id: string): Promise<M
   const pending = await pendingPatchesOf(layout, id);
   if (pending.length === 0) return null;
   const names = pending.map((f) => `patches/pending/${path.basename(f)}`).join(', ');
-  return new MetaAgentError('input', `${names} ${pending.length === 1 ? 'is' : 'are'} waiting for review; approve or reject ${pending.length === 1 ? 'it' : 'them'} first, or re-run with --force (the new patch is then filed beside ${pending.length === 1 ? 'it' : 'them'})`, { field: '--task-id' });
+  return new MetaAgentError(
+    'input',
+    `${names} ${pending.length === 1 ? 'is' : 'are'} waiting for review; approve or reject ${pending.length === 1 ? 'it' : 'them'} first, or re-run with --force (the new patch is then filed beside ${pending.length === 1 ? 'it' : 'them'})`,
+    { field: '--task-id' },
+  );
 }
 
 /** The usage a trajectory line records (the model's own numbers, as the API returned them). */
@@ -131,11 +135,26 @@ export class TrajectoryWriter {
 
   async record(entry: Record<string, unknown>): Promise<void> {
     await fs.mkdir(path.dirname(this.file), { recursive: true });
-    await fs.appendFile(this.file, JSON.stringify(redactDeep({ ts: new Date().toISOString(), ...entry }, this.redact)) + '\n');
+    await fs.appendFile(this.file, `${JSON.stringify(redactDeep({ ts: new Date().toISOString(), ...entry }, this.redact))}\n`);
   }
 }
 
-type ReportText = Pick<Report, 'summary' | 'objective' | 'findings' | 'risks' | 'risk_reasons' | 'next_actions' | 'notes' | 'flags' | 'error' | 'tests' | 'dry_run' | 'engine_output_tail' | 'retrain'>;
+type ReportText = Pick<
+  Report,
+  | 'summary'
+  | 'objective'
+  | 'findings'
+  | 'risks'
+  | 'risk_reasons'
+  | 'next_actions'
+  | 'notes'
+  | 'flags'
+  | 'error'
+  | 'tests'
+  | 'dry_run'
+  | 'engine_output_tail'
+  | 'retrain'
+>;
 
 /**
  * The free text of a run's outcome (the agent's words, the task's, check output, error
@@ -166,7 +185,7 @@ export async function writeReport(layout: Layout, report: Report): Promise<{ jso
   const checked = ReportSchema.parse(report);
   const paths = reportPaths(layout, report.task_id);
   const md = await publishOrSuffix(paths.md, renderMarkdown(checked));
-  const json = await publishOrSuffix(paths.json, JSON.stringify(checked, null, 2) + '\n');
+  const json = await publishOrSuffix(paths.json, `${JSON.stringify(checked, null, 2)}\n`);
   return { json, md };
 }
 
@@ -178,7 +197,7 @@ async function publishOrSuffix(file: string, text: string): Promise<string> {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     const ext = file.endsWith('_report.md') ? '_report.md' : path.extname(file);
-    const other = file.slice(0, -ext.length) + `.${Date.now()}${ext}`;
+    const other = `${file.slice(0, -ext.length)}.${Date.now()}${ext}`;
     await publishFile(other, text);
     return other;
   }
@@ -191,8 +210,11 @@ export function renderMarkdown(r: Report): string {
   lines.push(`# ${r.task_id}: ${icon} (${r.outcome.replace('_', ' ')}${broke})`, '');
   if (r.regressions.length) {
     // First, before anything else: the agent finished although this broke what passed before.
-    lines.push(`> **Regressions: this change breaks ${r.regressions.length === 1 ? 'a check' : 'checks'} that passed on the base commit** (the agent was told, and finished anyway; risk raised to high):`);
-    for (const reg of r.regressions) lines.push(`> - ${reg.check === 'tests' ? 'tests' : 'dry run'}: ${reg.test === null ? '(the whole check)' : `\`${inlineCode(reg.test)}\``}`);
+    lines.push(
+      `> **Regressions: this change breaks ${r.regressions.length === 1 ? 'a check' : 'checks'} that passed on the base commit** (the agent was told, and finished anyway; risk raised to high):`,
+    );
+    for (const reg of r.regressions)
+      lines.push(`> - ${reg.check === 'tests' ? 'tests' : 'dry run'}: ${reg.test === null ? '(the whole check)' : `\`${inlineCode(reg.test)}\``}`);
     lines.push('');
   }
   lines.push(`| | |`, `|---|---|`);
@@ -200,40 +222,82 @@ export function renderMarkdown(r: Report): string {
   lines.push(`| Type / source | ${r.type} / ${r.source} |`);
   lines.push(`| Risk | **${r.risk_level}** |`);
   lines.push(`| Engine | ${r.engine}${r.model ? ` (${r.model})` : ''}, ${r.steps} steps |`);
-  lines.push(`| Usage | ${r.usage.requests} requests, ${r.usage.prompt_tokens} prompt (${r.usage.cached_tokens} cached) + ${r.usage.completion_tokens} completion tokens${r.usage.cost_usd !== null ? `, $${r.usage.cost_usd.toFixed(4)}` : ''} |`);
+  lines.push(
+    `| Usage | ${r.usage.requests} requests, ${r.usage.prompt_tokens} prompt (${r.usage.cached_tokens} cached) + ${r.usage.completion_tokens} completion tokens${r.usage.cost_usd !== null ? `, $${r.usage.cost_usd.toFixed(4)}` : ''} |`,
+  );
   if (r.secrets_redacted > 0) lines.push(`| Secrets redacted | ${r.secrets_redacted} (shown as [REDACTED] to the model and here) |`);
   lines.push(`| Time | ${r.started_at} -> ${r.finished_at} (${(r.duration_ms / 1000).toFixed(1)} s) |`);
   lines.push(`| Run | ${r.run_id} |`, '');
-  if (r.checks_unsandboxed) lines.push('> **Warning: checks ran unsandboxed** (`sandbox: none`): the tests and the dry run of this change could read any file of this user and reach the network. See the README, "What `sandbox: none` means".', '');
-  if (r.shell === 'unsandboxed') lines.push('> **Warning: the agent\'s run_command ran unsandboxed** (`tools.shell: unsandboxed`): its commands could read any file of this user and reach the network.', '');
+  if (r.checks_unsandboxed)
+    lines.push(
+      '> **Warning: checks ran unsandboxed** (`sandbox: none`): the tests and the dry run of this change could read any file of this user and reach the network. See the README, "What `sandbox: none` means".',
+      '',
+    );
+  if (r.shell === 'unsandboxed')
+    lines.push(
+      "> **Warning: the agent's run_command ran unsandboxed** (`tools.shell: unsandboxed`): its commands could read any file of this user and reach the network.",
+      '',
+    );
   lines.push('## Objective', '', r.objective || '(none)', '');
   lines.push('## Summary', '', r.summary || '(none)', '');
   if (r.findings.length) lines.push(...renderFindings(r.findings));
   if (r.error) lines.push('## Error', '', `**${r.error.kind}**: ${r.error.message}`, '');
-  if (r.changed_files.length) lines.push('## Changed files', '', ...r.changed_files.map((f) => `- \`${f}\`${r.scope_violations.includes(f) ? ' (outside scope or denied)' : ''}`), '');
+  if (r.changed_files.length)
+    lines.push('## Changed files', '', ...r.changed_files.map((f) => `- \`${f}\`${r.scope_violations.includes(f) ? ' (outside scope or denied)' : ''}`), '');
   if (r.patch_files.length) {
-    lines.push(r.incomplete ? '## Patch (incomplete: the run stopped before the agent called finish)' : '## Patch', '', ...r.patch_files.map((f) => `- \`${f}\``), '');
+    lines.push(
+      r.incomplete ? '## Patch (incomplete: the run stopped before the agent called finish)' : '## Patch',
+      '',
+      ...r.patch_files.map((f) => `- \`${f}\``),
+      '',
+    );
     lines.push(`Approve by moving \`${path.basename(r.patch_files[0]!)}\` into \`patches/approved/\`; reject by moving it into \`patches/rejected/\`.`, '');
   }
-  lines.push('## Risks', '', ...(r.risks.length ? r.risks.map((x) => `- ${x}`) : ['- (none stated)']), '', `Risk level: **${r.risk_level}** (${r.risk_reasons.join('; ')})`, '');
+  lines.push(
+    '## Risks',
+    '',
+    ...(r.risks.length ? r.risks.map((x) => `- ${x}`) : ['- (none stated)']),
+    '',
+    `Risk level: **${r.risk_level}** (${r.risk_reasons.join('; ')})`,
+    '',
+  );
   if (r.metrics) {
     const m = r.metrics;
     const f = (n: number | null, d = 2) => (n === null ? 'n/a' : n.toFixed(d));
     lines.push('## Risk numbers (computed in code)', '', '| metric | value |', '|---|---|');
-    lines.push(`| trades | ${m.trades} |`, `| net_pnl | ${f(m.net_pnl)} |`, `| win_rate | ${f(m.win_rate, 3)} |`, `| profit_factor | ${f(m.profit_factor, 3)} |`);
-    lines.push(`| avg_win / avg_loss | ${f(m.avg_win)} / ${f(m.avg_loss)} |`, `| max_drawdown | ${f(m.max_drawdown)} (${f(m.max_drawdown_pct)}%) |`, `| worst_day | ${m.worst_day ? `${m.worst_day.date}: ${f(m.worst_day.pnl)}` : 'n/a'} |`, '');
+    lines.push(
+      `| trades | ${m.trades} |`,
+      `| net_pnl | ${f(m.net_pnl)} |`,
+      `| win_rate | ${f(m.win_rate, 3)} |`,
+      `| profit_factor | ${f(m.profit_factor, 3)} |`,
+    );
+    lines.push(
+      `| avg_win / avg_loss | ${f(m.avg_win)} / ${f(m.avg_loss)} |`,
+      `| max_drawdown | ${f(m.max_drawdown)} (${f(m.max_drawdown_pct)}%) |`,
+      `| worst_day | ${m.worst_day ? `${m.worst_day.date}: ${f(m.worst_day.pnl)}` : 'n/a'} |`,
+      '',
+    );
     lines.push(r.flags.length ? `Flags:\n${r.flags.map((x) => `- **${x}**`).join('\n')}` : 'No thresholds crossed.', '');
   }
   if (r.retrain) {
     lines.push('## Retrain', '');
     const c = r.retrain.comparison;
-    if (c) lines.push(`Candidate ${c.metric} **${c.candidate}** vs baseline **${c.baseline ?? 'none'}** (margin ${c.margin}, ${c.higher_is_better ? 'higher' : 'lower'} is better): ${c.beats_baseline ? '**beats the baseline**' : '**does not beat the baseline** (the gate will not install it)'}.`, '');
-    for (const step of r.retrain.steps) lines.push(`- \`${step.command}\`: ${step.passed ? 'ok' : 'FAILED'} (exit ${step.exit_code ?? 'none'}, ${step.duration_ms} ms)`);
+    if (c)
+      lines.push(
+        `Candidate ${c.metric} **${c.candidate}** vs baseline **${c.baseline ?? 'none'}** (margin ${c.margin}, ${c.higher_is_better ? 'higher' : 'lower'} is better): ${c.beats_baseline ? '**beats the baseline**' : '**does not beat the baseline** (the gate will not install it)'}.`,
+        '',
+      );
+    for (const step of r.retrain.steps)
+      lines.push(`- \`${step.command}\`: ${step.passed ? 'ok' : 'FAILED'} (exit ${step.exit_code ?? 'none'}, ${step.duration_ms} ms)`);
     if (r.retrain.artifacts.length) lines.push('', `Artifacts next to the patch: ${r.retrain.artifacts.map((a) => `\`${a}\``).join(', ')}`);
     lines.push('');
   }
   if (r.notes.length) lines.push('## Notes', '', ...r.notes.map((n) => `- ${n}`), '');
-  for (const [title, check] of [['Tests', r.tests], ['Dry run', r.dry_run]] as const) lines.push(...renderCheck(title, check));
+  for (const [title, check] of [
+    ['Tests', r.tests],
+    ['Dry run', r.dry_run],
+  ] as const)
+    lines.push(...renderCheck(title, check));
   if (r.engine_output_tail) lines.push('## Engine output (tail)', '', '```', r.engine_output_tail, '```', '');
   lines.push('## Next actions', '', ...(r.next_actions.length ? r.next_actions.map((x) => `- ${x}`) : ['- (none)']), '');
   if (r.trajectory) lines.push(`Conversation with the model: \`${r.trajectory}\``, '');
@@ -259,13 +323,21 @@ function renderFindings(findings: Finding[]): string[] {
     '|---|---|---|',
     ...rows,
     '',
-    ...(unchecked ? [`${unchecked} finding${unchecked === 1 ? '' : 's'} name${unchecked === 1 ? 's' : ''} a location that does not exist in the repository (marked "not found").`, ''] : []),
+    ...(unchecked
+      ? [
+          `${unchecked} finding${unchecked === 1 ? '' : 's'} name${unchecked === 1 ? 's' : ''} a location that does not exist in the repository (marked "not found").`,
+          '',
+        ]
+      : []),
   ];
 }
 
 /** A table cell: one line, no column breaks, no HTML or Markdown emphasis from the agent. */
 function cell(text: string): string {
-  return text.replace(/\r?\n|\r/g, ' ').replace(/([\\|*_`[\]<>])/g, '\\$1').trim();
+  return text
+    .replace(/\r?\n|\r/g, ' ')
+    .replace(/([\\|*_`[\]<>])/g, '\\$1')
+    .trim();
 }
 
 /** Text inside a code span: no backticks to end it early, one line. */

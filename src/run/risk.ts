@@ -9,7 +9,12 @@ export function maxRisk(a: RiskLevel, b: RiskLevel): RiskLevel {
   return ORDER[a] >= ORDER[b] ? a : b;
 }
 
-export function assessRisk(agentLevel: RiskLevel, changedFiles: readonly string[], project: Pick<Project, 'risk'>, platform: NodeJS.Platform = process.platform): { level: RiskLevel; reasons: string[] } {
+export function assessRisk(
+  agentLevel: RiskLevel,
+  changedFiles: readonly string[],
+  project: Pick<Project, 'risk'>,
+  platform: NodeJS.Platform = process.platform,
+): { level: RiskLevel; reasons: string[] } {
   let level = agentLevel;
   const reasons = [`agent: ${agentLevel}`];
   for (const rule of project.risk) {
@@ -26,5 +31,11 @@ export function assessRisk(agentLevel: RiskLevel, changedFiles: readonly string[
 export function withRegressions(risk: { level: RiskLevel; reasons: string[] }, regressions: readonly Regression[]): { level: RiskLevel; reasons: string[] } {
   if (regressions.length === 0) return risk;
   const what = regressions.map((r) => r.test ?? `${r.check === 'tests' ? 'the tests' : 'the dry run'}`);
-  return { level: 'high', reasons: [...risk.reasons, `regressions: ${what.slice(0, 5).join(', ')}${what.length > 5 ? `, ... (${what.length})` : ''} passed on the base commit and fail now`] };
+  return {
+    level: 'high',
+    reasons: [
+      ...risk.reasons,
+      `regressions: ${what.slice(0, 5).join(', ')}${what.length > 5 ? `, ... (${what.length})` : ''} passed on the base commit and fail now`,
+    ],
+  };
 }

@@ -37,7 +37,8 @@ export async function runChecks(rc: RunContext, worktree: Worktree, signal: Abor
   const wanted = (name: CheckName) => which === null || which === name;
   // One throwaway copy for both (the dry run sees what the tests left, as in a checkout).
   const { tests, dry_run } = await withCheckCopy({ worktree: worktree.dir }, rc.settings, rc.project, async (copy) => {
-    const run = (check: Check | null) => (check ? loggedCheck(rc.log, check, () => runCheck(check, copy, rc.settings, rc.project, rc.redact, signal)) : Promise.resolve(null));
+    const run = (check: Check | null) =>
+      check ? loggedCheck(rc.log, check, () => runCheck(check, copy, rc.settings, rc.project, rc.redact, signal)) : Promise.resolve(null);
     return { tests: await run(wanted('tests') ? rc.project.test : null), dry_run: await run(wanted('dry_run') ? rc.project.dry_run : null) };
   });
   rc.log.info({ tests: tests?.passed ?? null, dry_run: dry_run?.passed ?? null }, 'checks ran');

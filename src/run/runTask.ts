@@ -76,7 +76,10 @@ export interface RunTaskResult {
 }
 
 export function newRunId(now = new Date()): string {
-  return `${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
+  return `${now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
 }
 
 export async function runTask(taskPath: string, options: RunTaskOptions): Promise<RunTaskResult> {
@@ -91,10 +94,17 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
 }
 
 /** Where a run's task file goes, by its report: shared with the BullMQ folder host (service/bullmq/fileResult.ts). */
-export function dispositionOf(fileName: string, taskId: string, report: Pick<Report, 'status' | 'error' | 'incomplete' | 'patch_files' | 'report_md'>): Disposition {
+export function dispositionOf(
+  fileName: string,
+  taskId: string,
+  report: Pick<Report, 'status' | 'error' | 'incomplete' | 'patch_files' | 'report_md'>,
+): Disposition {
   if (report.error?.kind === 'interrupted' && !report.incomplete) return { status: 'interrupted' };
   if (report.status === 'ok') return { status: 'ok' };
-  return { status: 'error', explanation: errorExplanation(fileName, taskId, report.error, report.report_md, report.incomplete ? report.patch_files[0] ?? null : null) };
+  return {
+    status: 'error',
+    explanation: errorExplanation(fileName, taskId, report.error, report.report_md, report.incomplete ? (report.patch_files[0] ?? null) : null),
+  };
 }
 
 /** One call of runTask: what it was given, and what it has learnt so far (the task once read, the task id once held). */
@@ -133,7 +143,9 @@ async function claimRun(taskPath: string, options: RunTaskOptions): Promise<Task
   const inputFile = path.resolve(taskPath);
   const fileName = path.basename(inputFile);
   const log = (options.log ?? silentLogger()).child({ run_id: runId, task_file: fileName });
-  const claim = isDirectlyIn(layout.inbox, inputFile) ? await claimTask(layout, inputFile, runId, settings.config.queue.lease_stale_s * 1000, options.expectSha256) : null;
+  const claim = isDirectlyIn(layout.inbox, inputFile)
+    ? await claimTask(layout, inputFile, runId, settings.config.queue.lease_stale_s * 1000, options.expectSha256)
+    : null;
   // A lost lease (another worker took the task over while this process was frozen) stops the run.
   const signal = claim ? (options.signal ? AbortSignal.any([options.signal, claim.lease.lost]) : claim.lease.lost) : options.signal;
   return {
@@ -172,7 +184,13 @@ async function runClaimed(run: TaskRun): Promise<Outcome> {
     throw new MetaAgentError('config', llmMissingMessage(settings.llm), { file: 'meta-agent.yaml', field: 'llm' });
   }
   // Another run of the same id (a second file with that id:) finishes first: one report and trajectory per run.
-  run.releaseTaskId = await holdTaskId(settings.layout, task.id, settings.config.queue.lease_stale_s * 1000, run.signal, (settings.config.limits.task_timeout_s + 120) * 1000);
+  run.releaseTaskId = await holdTaskId(
+    settings.layout,
+    task.id,
+    settings.config.queue.lease_stale_s * 1000,
+    run.signal,
+    (settings.config.limits.task_timeout_s + 120) * 1000,
+  );
   await archiveEarlierAttempt(run, task.id);
   run.log.info({ project: project.name, type: task.type, engine: engine.name }, `run started: ${task.id}`);
   const useEngine = engine.name !== 'openai' || llmConfigured;
@@ -209,7 +227,10 @@ async function archiveEarlierAttempt(run: TaskRun, taskId: string): Promise<void
   if (earlier.unfinishedUsage) {
     // Attempts that died or were interrupted spent tokens too: they count against this task's limit.
     carryUsage(run.usage, earlier.unfinishedUsage);
-    run.log.info({ carried_tokens: earlier.unfinishedUsage.prompt_tokens + earlier.unfinishedUsage.completion_tokens }, 'an unfinished earlier attempt spent tokens; counted in this run');
+    run.log.info(
+      { carried_tokens: earlier.unfinishedUsage.prompt_tokens + earlier.unfinishedUsage.completion_tokens },
+      'an unfinished earlier attempt spent tokens; counted in this run',
+    );
   }
 }
 
@@ -237,7 +258,10 @@ async function fileRun(run: TaskRun, outcome: Outcome): Promise<RunTaskResult> {
   }
   const report = completeReport(run, redacted, { taskId, taskFile: displayPath(layout, predictedTaskFile), reportMd });
   const { written, taskFile } = await recordRun(run, report, disposition, predictedTaskFile);
-  run.log.info({ status: report.status, outcome: report.outcome, risk: report.risk_level, tokens: report.usage.prompt_tokens + report.usage.completion_tokens }, `run finished: ${report.outcome}`);
+  run.log.info(
+    { status: report.status, outcome: report.outcome, risk: report.risk_level, tokens: report.usage.prompt_tokens + report.usage.completion_tokens },
+    `run finished: ${report.outcome}`,
+  );
   return {
     task_id: taskId,
     run_id: run.runId,
@@ -273,7 +297,12 @@ function completeReport(run: TaskRun, outcome: Outcome, where: { taskId: string;
 }
 
 /** Writes the report, then settles the claim (the ledger, the task file's move); the task id is let go either way. */
-async function recordRun(run: TaskRun, report: Report, disposition: Disposition, predictedTaskFile: string): Promise<{ written: { json: string; md: string }; taskFile: string }> {
+async function recordRun(
+  run: TaskRun,
+  report: Report,
+  disposition: Disposition,
+  predictedTaskFile: string,
+): Promise<{ written: { json: string; md: string }; taskFile: string }> {
   const { layout } = run.settings;
   const { claim } = run;
   try {
@@ -285,14 +314,18 @@ async function recordRun(run: TaskRun, report: Report, disposition: Disposition,
     const taskFile = await settleClaim(layout, claim, disposition);
     if (taskFile !== predictedTaskFile) {
       report.task_file = displayPath(layout, taskFile);
-      await replaceFile(written.json, JSON.stringify(report, null, 2) + '\n');
+      await replaceFile(written.json, `${JSON.stringify(report, null, 2)}\n`);
     }
     return { written, taskFile };
   } catch (error) {
     // The disk is full or gone: the run cannot be recorded. Let go of the claim; crash
     // recovery returns the task to inbox/ once, and fails it if this happens again.
     run.log.error({ err: toErrorInfo(error) }, 'the run could not be recorded; the claim is released for recovery');
-    await claim?.lease.release().catch((releaseError: unknown) => run.log.warn({ err: toErrorInfo(releaseError) }, 'could not release the claim; recovery takes it over once it is stale'));
+    await claim?.lease
+      .release()
+      .catch((releaseError: unknown) =>
+        run.log.warn({ err: toErrorInfo(releaseError) }, 'could not release the claim; recovery takes it over once it is stale'),
+      );
     throw error;
   } finally {
     await releaseTaskId(run);
@@ -399,7 +432,8 @@ class WorktreeStages {
       inScope,
       denied,
       runChecks: () => runChecks(rc, worktree, abort.signal),
-      runSyntaxCheck: (check) => withCheckCopy({ worktree: worktree.dir }, settings, project, (copy) => runCheck(check, copy, settings, project, redact, abort.signal)),
+      runSyntaxCheck: (check) =>
+        withCheckCopy({ worktree: worktree.dir }, settings, project, (copy) => runCheck(check, copy, settings, project, redact, abort.signal)),
       verifier: this.verifier,
       redact,
       log: rc.log,
@@ -412,7 +446,18 @@ class WorktreeStages {
         await this.trajectory.record(entry);
       },
       // The worktree is a clean checkout of the base commit here, unless a retrain pipeline wrote into it.
-      prompt: { system: systemPrompt(), user: await userPrompt({ task: promptTask, worktree: worktree.dir, scopeGlobs: task.scope, denied, inScope, redact, ...(task.type === 'retrain_model' ? {} : { files: await filesAtCommit(project.repoPath, worktree.baseCommit) }) }) },
+      prompt: {
+        system: systemPrompt(),
+        user: await userPrompt({
+          task: promptTask,
+          worktree: worktree.dir,
+          scopeGlobs: task.scope,
+          denied,
+          inScope,
+          redact,
+          ...(task.type === 'retrain_model' ? {} : { files: await filesAtCommit(project.repoPath, worktree.baseCommit) }),
+        }),
+      },
       promptTask,
       note: (text) => extras.notes.push(text),
       outputTail: (text) => {
@@ -443,7 +488,14 @@ class WorktreeStages {
     const diff = await collectDiff(worktree.dir, worktree.baseCommit, worktree.excludesFile);
     if (diff.files.length === 0) return worktreeOutcome(this.facts(), { result, extras });
     const refusal = await refusedChange(rc, worktree, diff);
-    if (refusal) return worktreeOutcome(this.facts(), { result, extras, changed: diff.files, violations: refusal.violations, error: new MetaAgentError('scope', refusal.message).toInfo() });
+    if (refusal)
+      return worktreeOutcome(this.facts(), {
+        result,
+        extras,
+        changed: diff.files,
+        violations: refusal.violations,
+        error: new MetaAgentError('scope', refusal.message).toInfo(),
+      });
 
     // The checks `finish` ran on this very state are not run again.
     const checks = (await this.verifier.current()) ?? (await runChecks(rc, worktree, abort.signal));
@@ -459,7 +511,15 @@ class WorktreeStages {
     const risk = withRegressions(assessRisk(result.risk_level, diff.files, rc.project), regressions);
     const patchFiles = await writePatch(rc, diff, worktree, risk.level, result.summary, extras, regressions);
     noteFiledBeside(extras, await pendingPatchesOf(layout, rc.task.id), patchFiles[0]!, layout);
-    return worktreeOutcome(this.facts(), { result, extras, changed: diff.files, checks, risk, regressions, patchFiles: patchFiles.map((f) => displayPath(layout, f)) });
+    return worktreeOutcome(this.facts(), {
+      result,
+      extras,
+      changed: diff.files,
+      checks,
+      risk,
+      regressions,
+      patchFiles: patchFiles.map((f) => displayPath(layout, f)),
+    });
   }
 
   private facts(): WorktreeFacts {
@@ -491,7 +551,12 @@ function engineFor(name: Engine['name']): Engine {
 
 function fallbackId(fileName: string): string {
   const id = defaultIdFor(fileName);
-  return TaskIdSchema.safeParse(id).success ? id : id.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[.]+/, '_').replace(/\.\./g, '_') || 'invalid-task';
+  return TaskIdSchema.safeParse(id).success
+    ? id
+    : id
+        .replace(/[^A-Za-z0-9._-]/g, '_')
+        .replace(/^[.]+/, '_')
+        .replace(/\.\./g, '_') || 'invalid-task';
 }
 
 function carryUsage(into: Usage, from: Usage): void {
@@ -519,7 +584,8 @@ function linkedAbort(outer: AbortSignal | undefined, timeoutS: number) {
   );
   // The run's own work keeps the process alive; this timer alone never should.
   timer.unref();
-  const onOuter = () => controller.abort(new MetaAgentError('interrupted', 'the run was interrupted (Ctrl-C or service shutdown); the task was returned to inbox/'));
+  const onOuter = () =>
+    controller.abort(new MetaAgentError('interrupted', 'the run was interrupted (Ctrl-C or service shutdown); the task was returned to inbox/'));
   if (outer?.aborted) onOuter();
   outer?.addEventListener('abort', onOuter, { once: true });
   return {
@@ -540,7 +606,10 @@ function errorExplanation(fileName: string, taskId: string, error: ErrorInfo | n
     `**What went wrong** (${info.kind}): ${info.message}`,
     '',
     ...(incompletePatch
-      ? [`**Work saved:** what the agent changed before it stopped is in \`${incompletePatch}\`, marked incomplete. Review it: approve it if it stands on its own, or reject it and retry the task (\`meta-agent retry ${taskId}\`).`, '']
+      ? [
+          `**Work saved:** what the agent changed before it stopped is in \`${incompletePatch}\`, marked incomplete. Review it: approve it if it stands on its own, or reject it and retry the task (\`meta-agent retry ${taskId}\`).`,
+          '',
+        ]
       : []),
     `**How to fix it:** ${info.kind === 'interrupted' && incompletePatch ? 'Decide on the incomplete patch first; the task was not put back in inbox/, so that it does not run again on its own.' : hintFor(info)}`,
     '',
@@ -548,4 +617,3 @@ function errorExplanation(fileName: string, taskId: string, error: ErrorInfo | n
     '',
   ].join('\n');
 }
-

@@ -52,5 +52,5 @@ async function stageFile(stage: unknown, index: number, stagesFile: string, opti
     const created = await createTask(options.settings, id, fields as never, 'cli');
     return created.path;
   }
-  throw new MetaAgentError('input', 'a stage is a task file path, {task: path}, or a task\'s fields', { file: name, field: `stages[${index}]` });
+  throw new MetaAgentError('input', "a stage is a task file path, {task: path}, or a task's fields", { file: name, field: `stages[${index}]` });
 }

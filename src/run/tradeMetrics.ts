@@ -24,8 +24,10 @@ export function computeTradeMetrics(csvText: string, config: TradesConfig, file 
   const trades = rows.map((row, i) => {
     const time = row[config.time_column];
     const rawPnl = row[config.pnl_column];
-    if (time === undefined) throw new MetaAgentError('input', `column "${config.time_column}" is missing (set trades.time_column)`, { file, field: config.time_column });
-    if (rawPnl === undefined) throw new MetaAgentError('input', `column "${config.pnl_column}" is missing (set trades.pnl_column)`, { file, field: config.pnl_column });
+    if (time === undefined)
+      throw new MetaAgentError('input', `column "${config.time_column}" is missing (set trades.time_column)`, { file, field: config.time_column });
+    if (rawPnl === undefined)
+      throw new MetaAgentError('input', `column "${config.pnl_column}" is missing (set trades.pnl_column)`, { file, field: config.pnl_column });
     // An empty cell is not a break-even trade.
     const pnl = rawPnl.trim() === '' ? NaN : Number(rawPnl);
     if (!Number.isFinite(pnl)) {
@@ -50,8 +52,14 @@ export function computeTradeMetrics(csvText: string, config: TradesConfig, file 
   const curve: TradeMetrics['equity_curve'] = [];
   for (const { t, pnl } of trades) {
     equity += pnl;
-    if (pnl > 0) (wins++, (grossWin += pnl));
-    if (pnl < 0) (losses++, (grossLoss += pnl));
+    if (pnl > 0) {
+      wins++;
+      grossWin += pnl;
+    }
+    if (pnl < 0) {
+      losses++;
+      grossLoss += pnl;
+    }
     const day = new Date(t).toISOString().slice(0, 10);
     days.set(day, (days.get(day) ?? 0) + pnl);
     if (equity > peak) peak = equity;
@@ -83,10 +91,13 @@ export function computeTradeMetrics(csvText: string, config: TradesConfig, file 
 /** Human-readable flags for every configured threshold the numbers cross. */
 export function riskFlags(m: TradeMetrics, th: RiskThresholds): string[] {
   const flags: string[] = [];
-  if (th.max_drawdown_pct !== undefined && m.max_drawdown_pct > th.max_drawdown_pct) flags.push(`max_drawdown_pct ${m.max_drawdown_pct.toFixed(2)}% exceeds ${th.max_drawdown_pct}%`);
+  if (th.max_drawdown_pct !== undefined && m.max_drawdown_pct > th.max_drawdown_pct)
+    flags.push(`max_drawdown_pct ${m.max_drawdown_pct.toFixed(2)}% exceeds ${th.max_drawdown_pct}%`);
   if (th.min_win_rate !== undefined && m.win_rate < th.min_win_rate) flags.push(`win_rate ${m.win_rate.toFixed(3)} is below ${th.min_win_rate}`);
-  if (th.min_profit_factor !== undefined && m.profit_factor !== null && m.profit_factor < th.min_profit_factor) flags.push(`profit_factor ${m.profit_factor.toFixed(3)} is below ${th.min_profit_factor}`);
-  if (th.worst_day_pnl !== undefined && m.worst_day && m.worst_day.pnl < th.worst_day_pnl) flags.push(`worst day ${m.worst_day.date} lost ${m.worst_day.pnl.toFixed(2)}, beyond ${th.worst_day_pnl}`);
+  if (th.min_profit_factor !== undefined && m.profit_factor !== null && m.profit_factor < th.min_profit_factor)
+    flags.push(`profit_factor ${m.profit_factor.toFixed(3)} is below ${th.min_profit_factor}`);
+  if (th.worst_day_pnl !== undefined && m.worst_day && m.worst_day.pnl < th.worst_day_pnl)
+    flags.push(`worst day ${m.worst_day.date} lost ${m.worst_day.pnl.toFixed(2)}, beyond ${th.worst_day_pnl}`);
   if (th.min_net_pnl !== undefined && m.net_pnl < th.min_net_pnl) flags.push(`net_pnl ${m.net_pnl.toFixed(2)} is below ${th.min_net_pnl}`);
   return flags;
 }

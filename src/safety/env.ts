@@ -46,7 +46,14 @@ export function scrubbedEnv(
     if (value !== undefined) env[name] = value;
   }
   const privateHome = extra.HOME;
-  const userFolders: Record<string, string> = windows && privateHome ? { USERPROFILE: privateHome, APPDATA: path.win32.join(privateHome, 'AppData', 'Roaming'), LOCALAPPDATA: path.win32.join(privateHome, 'AppData', 'Local') } : {};
+  const userFolders: Record<string, string> =
+    windows && privateHome
+      ? {
+          USERPROFILE: privateHome,
+          APPDATA: path.win32.join(privateHome, 'AppData', 'Roaming'),
+          LOCALAPPDATA: path.win32.join(privateHome, 'AppData', 'Local'),
+        }
+      : {};
   // Keep the worktree clean of byte-code caches, make output readable, and let Python write
   // any character to a pipe (Windows' ANSI code page crashes `print` on an emoji); the
   // project's own setting (env_allow, a check's env) wins.

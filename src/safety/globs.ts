@@ -106,9 +106,15 @@ export function anchoredMatcher(patterns: readonly string[], options: { nocase?:
  * .git/ nor from the project's own entries).
  */
 export function denyMatcher(extra: readonly string[]): PathMatcher {
-  const exempt = globMatcher(extra.filter((p) => p.startsWith('!')).map((p) => p.slice(1)), { nocase: true });
+  const exempt = globMatcher(
+    extra.filter((p) => p.startsWith('!')).map((p) => p.slice(1)),
+    { nocase: true },
+  );
   const byDefault = globMatcher(DEFAULT_DENY, { nocase: true });
-  const byProject = globMatcher(extra.filter((p) => !p.startsWith('!')), { nocase: true });
+  const byProject = globMatcher(
+    extra.filter((p) => !p.startsWith('!')),
+    { nocase: true },
+  );
   return (rel) => {
     const p = toPosix(rel);
     const lower = p.toLowerCase();

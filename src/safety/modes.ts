@@ -35,7 +35,16 @@ function modeProblem(path: string, oldMode: string | null, newMode: string | nul
     return `the patch ${oldMode === null ? 'adds' : newMode === null ? 'removes' : 'changes'} the submodule (gitlink) "${path}"; a patch never changes submodules`;
   }
   if (oldMode === SYMLINK || newMode === SYMLINK) {
-    const what = oldMode === null ? 'adds the symlink' : newMode === null ? 'removes the symlink' : oldMode === newMode ? 'retargets the symlink' : oldMode === SYMLINK ? 'replaces the symlink' : 'turns into a symlink';
+    const what =
+      oldMode === null
+        ? 'adds the symlink'
+        : newMode === null
+          ? 'removes the symlink'
+          : oldMode === newMode
+            ? 'retargets the symlink'
+            : oldMode === SYMLINK
+              ? 'replaces the symlink'
+              : 'turns into a symlink';
     return `the patch ${what} "${path}"; a patch never adds or changes symlinks`;
   }
   for (const mode of [oldMode, newMode]) {

@@ -53,7 +53,10 @@ export async function resolveInside(root: string, requested: string): Promise<Re
  * short name (`GIT~1`). Refused everywhere: no real file needs such a name.
  */
 function isGitName(segment: string): boolean {
-  const name = segment.replace(/:.*$/, '').replace(/[. ]+$/, '').toLowerCase();
+  const name = segment
+    .replace(/:.*$/, '')
+    .replace(/[. ]+$/, '')
+    .toLowerCase();
   return name === '.git' || /^git~\d+$/.test(name);
 }
 

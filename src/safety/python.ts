@@ -84,7 +84,7 @@ export async function pythonVersion(file: string, pre: string[], env: Readonly<R
     timeout: VERSION_TIMEOUT_MS,
     windowsHide: true,
   }).catch(() => null);
-  if (!result || result.exitCode !== 0) return null;
+  if (result?.exitCode !== 0) return null;
   // Python 2 printed its version on stderr.
   const said = `${String(result.stdout ?? '')}\n${String(result.stderr ?? '')}`.trim();
   const version = /^Python 3\.\S+/m.exec(said)?.[0];

@@ -31,9 +31,7 @@ export interface Redactor {
 }
 
 export function makeRedactor(env: Readonly<Record<string, string | undefined>>, extraSecrets: readonly string[] = []): Redactor {
-  const known = new Set(
-    [...extraSecrets, ...envSecrets(env)].filter((v) => v.length >= MIN_VALUE),
-  );
+  const known = new Set([...extraSecrets, ...envSecrets(env)].filter((v) => v.length >= MIN_VALUE));
   // Longest first, so a value that contains another is replaced whole.
   let values = sorted(known);
   let hits = 0;

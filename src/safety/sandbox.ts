@@ -111,15 +111,29 @@ async function runProbe(searchPath: string): Promise<{ tools: Tools | null; erro
   const prlimit = await findOnPath('prlimit', searchPath);
   const setpriv = await findOnPath('setpriv', searchPath);
   if (!prlimit || (dropsPrivileges() && !setpriv)) {
-    return { tools: null, error: `the sandbox needs ${!prlimit ? 'prlimit' : 'setpriv'} (util-linux) for its process and memory limits: install util-linux, or set "sandbox: none" knowing what it means (${NONE_MEANS})` };
+    return {
+      tools: null,
+      error: `the sandbox needs ${!prlimit ? 'prlimit' : 'setpriv'} (util-linux) for its process and memory limits: install util-linux, or set "sandbox: none" knowing what it means (${NONE_MEANS})`,
+    };
   }
   const tools: Tools = { bwrap, prlimit, setpriv: dropsPrivileges() ? setpriv : null };
   // The real shape of a check (namespaces, limits, the uid drop) running `true`.
-  const [file, args] = bwrapCommand(tools, { cwd: '/', writable: [], readOnly: [], hidden: [], limits: { processes: 64, memoryBytes: 1 << 30 } }, [tools.prlimit, '--version']);
-  const result = await execa(file, args, { reject: false, timeout: 15_000, env: { PATH: searchPath }, extendEnv: false, stdin: 'ignore' }).catch((error: Error) => ({ exitCode: -1, stderr: error.message, stdout: '' }));
+  const [file, args] = bwrapCommand(tools, { cwd: '/', writable: [], readOnly: [], hidden: [], limits: { processes: 64, memoryBytes: 1 << 30 } }, [
+    tools.prlimit,
+    '--version',
+  ]);
+  const result = await execa(file, args, { reject: false, timeout: 15_000, env: { PATH: searchPath }, extendEnv: false, stdin: 'ignore' }).catch(
+    (error: Error) => ({ exitCode: -1, stderr: error.message, stdout: '' }),
+  );
   if (result.exitCode !== 0) {
-    const why = String(result.stderr || result.stdout || '').trim().split('\n')[0] ?? '';
-    return { tools: null, error: `bubblewrap is installed (${bwrap}) but cannot create its sandbox here (${why || `exit ${result.exitCode}`}); allow user namespaces (sysctl kernel.unprivileged_userns_clone=1, or an AppArmor profile for bwrap), or ${fix}` };
+    const why =
+      String(result.stderr || result.stdout || '')
+        .trim()
+        .split('\n')[0] ?? '';
+    return {
+      tools: null,
+      error: `bubblewrap is installed (${bwrap}) but cannot create its sandbox here (${why || `exit ${result.exitCode}`}); allow user namespaces (sysctl kernel.unprivileged_userns_clone=1, or an AppArmor profile for bwrap), or ${fix}`,
+    };
   }
   return { tools, error: null };
 }
@@ -136,7 +150,13 @@ export async function sandboxTools(settings: SandboxSettings): Promise<Tools> {
  * bare name on `searchPath`, with the `pathext` extensions on Windows. Null if nowhere.
  * `platform` is the host's; tests pass another to show Windows' rules.
  */
-export async function findProgram(program: string, cwd: string, searchPath: string, pathext = '', platform: NodeJS.Platform = process.platform): Promise<string | null> {
+export async function findProgram(
+  program: string,
+  cwd: string,
+  searchPath: string,
+  pathext = '',
+  platform: NodeJS.Platform = process.platform,
+): Promise<string | null> {
   if (program.includes('/') || program.includes('\\')) {
     const file = path.resolve(cwd, program);
     return (await isExecutable(file, platform)) ? file : null;
@@ -148,7 +168,10 @@ async function findOnPath(name: string, searchPath: string, pathext = '', platfo
   const windows = platform === 'win32';
   const exts = windows ? ['', ...(pathext || '.COM;.EXE;.BAT;.CMD').split(';').filter(Boolean)] : [''];
   // Windows allows quoted PATH entries ("C:\Program Files\x").
-  for (const dir of searchPath.split(windows ? ';' : ':').filter(Boolean).map((d) => d.replace(/^"(.*)"$/, '$1'))) {
+  for (const dir of searchPath
+    .split(windows ? ';' : ':')
+    .filter(Boolean)
+    .map((d) => d.replace(/^"(.*)"$/, '$1'))) {
     for (const ext of exts) {
       const file = path.join(dir, name + ext);
       if (await isExecutable(file, platform)) return file;

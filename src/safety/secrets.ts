@@ -53,7 +53,9 @@ export function findSecrets(text: string): SecretHit[] {
  * The comment filter is left out on purpose: it honours `secretlint-disable` comments, and
  * the repository is hostile input (a comment must not switch the detector off).
  */
-const RULES = secretlintRules.filter((rule) => rule.meta.id !== '@secretlint/secretlint-rule-filter-comments' && rule.meta.supportedContentTypes.some((t) => t === 'text' || t === 'all'));
+const RULES = secretlintRules.filter(
+  (rule) => rule.meta.id !== '@secretlint/secretlint-rule-filter-comments' && rule.meta.supportedContentTypes.some((t) => t === 'text' || t === 'all'),
+);
 /** Options per rule: AWS access key ids are off by default in secretlint. */
 const RULE_OPTIONS: Record<string, unknown> = { '@secretlint/secretlint-rule-aws': { enableIDScanRule: true } };
 
@@ -68,7 +70,10 @@ function ruleSetHits(content: string): SecretHit[] {
       ignore: () => undefined,
     };
     try {
-      const handler = (rule.create as (context: SecretLintRuleContext, options: unknown) => { file?: (source: SecretLintSourceCode) => unknown })(context, RULE_OPTIONS[rule.meta.id] ?? {});
+      const handler = (rule.create as (context: SecretLintRuleContext, options: unknown) => { file?: (source: SecretLintSourceCode) => unknown })(
+        context,
+        RULE_OPTIONS[rule.meta.id] ?? {},
+      );
       const pending = handler.file?.(source);
       // Only the binary (PKCS#12) checks are async; text never reaches them. Keep a rejection from going unhandled.
       if (pending instanceof Promise) pending.catch(() => undefined);
@@ -134,7 +139,12 @@ const FORMATS: Array<{ name: string; pattern: RegExp; group?: number; accept?: (
   { name: 'bearer', pattern: /\b(?:Bearer|Basic|Token)\s+([A-Za-z0-9._~+/-]{16,}=*)/g, group: 1, accept: randomLooking },
   // The password of a URL, whatever its length (secretlint wants a longer one): `https://user:pass@host`.
   // A reference in its place (`{password}`, `${DB_PASSWORD}`, `<password>`, `***`) is not one.
-  { name: 'url-password', pattern: /\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@"'`]*:([^\s@/"'`]+)@[^\s/"'`@]/gi, group: 1, accept: (value) => !/^(?:\$?\{.*\}|<.*>|\*+|%\(.*\)s|\$[A-Za-z_]\w*)$/.test(value) },
+  {
+    name: 'url-password',
+    pattern: /\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@"'`]*:([^\s@/"'`]+)@[^\s/"'`@]/gi,
+    group: 1,
+    accept: (value) => !/^(?:\$?\{.*\}|<.*>|\*+|%\(.*\)s|\$[A-Za-z_]\w*)$/.test(value),
+  },
 ];
 
 function formatHits(text: string): SecretHit[] {
@@ -155,13 +165,16 @@ function formatHits(text: string): SecretHit[] {
 
 /** A name, optionally quoted or subscripted (`"apiKey":`, `cfg["token"] =`); only names holding a secret word are candidates (speed), isSecretName decides. */
 const NAME = String.raw`(?<![\w$.]|[\w$.]-)(?<nq>["']?)(?<name>(?:[A-Za-z_$][\w$.-]*?)?(?:secret|token|pass|pwd|key|credential|mnemonic|auth|phrase)[\w$.-]*)\k<nq>\]?`;
-const SEPARATOR = String.raw`(?<sep>:=|=>|:(?!:)|(?<![=!<>])=(?![=>~]))`;
+const SEPARATOR = '(?<sep>:=|=>|:(?!:)|(?<![=!<>])=(?![=>~]))';
 /** A type annotation before a default: `api_key: str = `, `apiKey: string = `, `val token: String = `, `password: Optional[str] = `. */
 const ANNOTATED = String.raw`:[ \t]*[A-Za-z_&][\w.\[\]<>, |&?]*?[ \t]*(?<![=!<>])=(?![=>~])`;
 /** `NAME = "value"` in any language (kwargs, JSON, YAML, constants, object literals, annotated fields and parameters). */
 const QUOTED = new RegExp(String.raw`(?<head>${NAME}[ \t]*(?:${ANNOTATED}|${SEPARATOR})[ \t]*(?<q>["'\x60]))(?<value>(?:\\.|(?!\k<q>)[^\\\r\n])*)\k<q>`, 'gi');
 /** A whole `NAME: value` / `NAME=value` line (YAML, .env, INI), the value unquoted; a trailing ` # comment` is not part of it. */
-const UNQUOTED_LINE = new RegExp(String.raw`(?<head>^[ \t]*(?:export[ \t]+|-[ \t]+)?${NAME}(?<before>[ \t]*)${SEPARATOR}(?<after>[ \t]*))(?<value>[^\s"'\x60#][^\s]*?)[ \t]*(?:[ \t]#.*)?\r?$`, 'gim');
+const UNQUOTED_LINE = new RegExp(
+  String.raw`(?<head>^[ \t]*(?:export[ \t]+|-[ \t]+)?${NAME}(?<before>[ \t]*)${SEPARATOR}(?<after>[ \t]*))(?<value>[^\s"'\x60#][^\s]*?)[ \t]*(?:[ \t]#.*)?\r?$`,
+  'gim',
+);
 
 function assignmentHits(text: string): SecretHit[] {
   const hits: SecretHit[] = [];
@@ -193,8 +206,38 @@ function words(name: string): string[] {
     .filter(Boolean);
 }
 
-const SECRET_LAST_WORDS = new Set(['secret', 'secrets', 'token', 'password', 'passwd', 'pwd', 'pass', 'passphrase', 'credential', 'credentials', 'apikey', 'privatekey', 'mnemonic', 'authorization']);
-const KEY_KINDS = new Set(['api', 'private', 'secret', 'access', 'signing', 'sign', 'encryption', 'master', 'auth', 'client', 'app', 'consumer', 'webhook', 'hmac']);
+const SECRET_LAST_WORDS = new Set([
+  'secret',
+  'secrets',
+  'token',
+  'password',
+  'passwd',
+  'pwd',
+  'pass',
+  'passphrase',
+  'credential',
+  'credentials',
+  'apikey',
+  'privatekey',
+  'mnemonic',
+  'authorization',
+]);
+const KEY_KINDS = new Set([
+  'api',
+  'private',
+  'secret',
+  'access',
+  'signing',
+  'sign',
+  'encryption',
+  'master',
+  'auth',
+  'client',
+  'app',
+  'consumer',
+  'webhook',
+  'hmac',
+]);
 const PHRASE_KINDS = new Set(['seed', 'recovery', 'secret', 'pass']);
 
 /** Whether a name says its value is a secret: it ends in one of the words above, `<kind> key` or `<kind> phrase`. */
@@ -221,7 +264,8 @@ function judgeName(name: string): boolean {
   return last === 'phrase' && prev !== undefined && PHRASE_KINDS.has(prev);
 }
 
-const PLACEHOLDER = /\$\{|\{\{|%\(|^\$[A-Za-z_]\w*$|^<[^>]*>$|^\*+$|^x+$|^\.+$|changeme|change[_-]me|your[_-]|[_-]here$|example|placeholder|dummy|redacted|^(?:password|secret|token)s?$/i;
+const PLACEHOLDER =
+  /\$\{|\{\{|%\(|^\$[A-Za-z_]\w*$|^<[^>]*>$|^\*+$|^x+$|^\.+$|changeme|change[_-]me|your[_-]|[_-]here$|example|placeholder|dummy|redacted|^(?:password|secret|token)s?$/i;
 
 /** A quoted literal under a secret-ish name: long enough, not a placeholder, a reference, an env var's name, a path or a URL. */
 function literalLooksSecret(value: string, name: string): boolean {

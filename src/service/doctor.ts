@@ -71,7 +71,11 @@ export const DISK_WARN_BYTES = 1024 * MB;
 export const DISK_ERROR_BYTES = 100 * MB;
 
 /** Loads the workspace's config and checks everything; a config that does not load is the one finding. */
-export async function runDoctor(root: string, env: Record<string, string | undefined> = process.env, probes: Partial<DoctorProbes> = {}): Promise<DoctorReport> {
+export async function runDoctor(
+  root: string,
+  env: Record<string, string | undefined> = process.env,
+  probes: Partial<DoctorProbes> = {},
+): Promise<DoctorReport> {
   let settings: Settings;
   try {
     settings = await loadSettings(root, env);
@@ -111,7 +115,12 @@ async function checkRepo(project: Project, add: Add): Promise<void> {
     return add('error', project.name, field, `${project.repoPath} does not exist; fix the path in meta-agent.yaml (relative paths start at the workspace)`);
   }
   if (!stat.isDirectory() || !(await isGitRepo(project.repoPath))) {
-    return add('error', project.name, field, `${project.repoPath} is not a git repository; point "repo" at the repository's top folder, or run "git init" there and commit`);
+    return add(
+      'error',
+      project.name,
+      field,
+      `${project.repoPath} is not a git repository; point "repo" at the repository's top folder, or run "git init" there and commit`,
+    );
   }
   try {
     await resolveBranch(project.repoPath, project.branch);
@@ -119,7 +128,8 @@ async function checkRepo(project: Project, add: Add): Promise<void> {
     const field = `projects.${project.name}.branch`;
     const anyCommit = (await git(project.repoPath, ['rev-list', '-n', '1', '--all']).catch(() => '')).trim();
     if (!anyCommit) add('error', project.name, field, `${project.repoPath} has no commit yet; commit something first (the agent works from a commit)`);
-    else if (project.branch) add('error', project.name, field, `branch "${project.branch}" does not exist in ${project.repoPath}; create it or fix "branch" in meta-agent.yaml`);
+    else if (project.branch)
+      add('error', project.name, field, `branch "${project.branch}" does not exist in ${project.repoPath}; create it or fix "branch" in meta-agent.yaml`);
     else add('error', project.name, field, `${toErrorInfo(error).message}`);
   }
 }
@@ -132,15 +142,31 @@ async function checkProgram(settings: Settings, project: Project, check: Check, 
   const found = await findProgram(program, cwd, env.PATH ?? '', env.PATHEXT);
   const field = `projects.${project.name}.${check.label}`;
   if (!isPythonProgram(program)) {
-    if (!found) add('error', project.name, field, `the program "${program}" of "${check.command}" is not found (on PATH${/[\\/]/.test(program) ? `, or at ${path.resolve(cwd, program)}` : ''}); install it or fix the command`);
+    if (!found)
+      add(
+        'error',
+        project.name,
+        field,
+        `the program "${program}" of "${check.command}" is not found (on PATH${/[\\/]/.test(program) ? `, or at ${path.resolve(cwd, program)}` : ''}); install it or fix the command`,
+      );
     return;
   }
   // Python: found is not enough (Windows' Store alias python.exe only prints "Python was not found").
-  const pre = path.basename(program).toLowerCase().replace(/\.exe$/, '') === 'py' && check.argv[1] === '-3' ? ['-3'] : [];
+  const pre =
+    path
+      .basename(program)
+      .toLowerCase()
+      .replace(/\.exe$/, '') === 'py' && check.argv[1] === '-3'
+      ? ['-3']
+      : [];
   if (found && (await pythonVersion(found, pre, env))) return;
   const works = await findPython({ env, repo: project.repoPath });
-  const why = found ? `"${found} ${[...pre, '--version'].join(' ')}" does not answer "Python 3" (on Windows: the Microsoft Store alias, turned off under Settings > Apps > App execution aliases)` : 'is not found';
-  const fix = works ? `this machine's Python 3 is "${works.command}" (${works.version}): use it in the command` : `install Python 3 (python.org; on Windows it installs "python" and "py", not "python3") or fix the command`;
+  const why = found
+    ? `"${found} ${[...pre, '--version'].join(' ')}" does not answer "Python 3" (on Windows: the Microsoft Store alias, turned off under Settings > Apps > App execution aliases)`
+    : 'is not found';
+  const fix = works
+    ? `this machine's Python 3 is "${works.command}" (${works.version}): use it in the command`
+    : `install Python 3 (python.org; on Windows it installs "python" and "py", not "python3") or fix the command`;
   add('error', project.name, field, `the program "${program}" of "${check.command}" ${found ? 'is there but ' : ''}${why}; ${fix}`);
 }
 
@@ -155,25 +181,36 @@ async function checkEngine(settings: Settings, probes: DoctorProbes, add: Add): 
       add('error', null, field, `the engine program "${program}" is not found on PATH; install it or fix ${field}`);
     }
     // The agent runs only in its sandbox: said now, not at the first task.
-    const probe = (s: SandboxSettings, platform: NodeJS.Platform) => probes.sandbox({ ...settings, env: s.env, config: { ...settings.config, sandbox: s.config.sandbox } }, platform);
+    const probe = (s: SandboxSettings, platform: NodeJS.Platform) =>
+      probes.sandbox({ ...settings, env: s.env, config: { ...settings.config, sandbox: s.config.sandbox } }, platform);
     const mode = await agentSandboxMode(settings, config.command!, probes.platform, probe).catch((error: unknown) => toErrorInfo(error).message);
     if (mode === 'none') add('warning', null, 'command.sandbox', UNSANDBOXED_WARNING);
     else if (mode !== 'bwrap') add('error', null, 'command.sandbox', mode);
     const needs = agentNeeds(config.command, llm.apiKeyEnv, resolved.preset ? resolved.needs : null);
     if (resolved.preset && needs.apiKeyEnv && !apiKeyValue(needs, config.command, settings.env, llm)) {
-      add('error', null, config.command.api_key_env ? 'command.api_key_env' : 'llm.api_key_env', `the ${resolved.preset} preset reads its API key from ${needs.apiKeyEnv}, which is not set`);
+      add(
+        'error',
+        null,
+        config.command.api_key_env ? 'command.api_key_env' : 'llm.api_key_env',
+        `the ${resolved.preset} preset reads its API key from ${needs.apiKeyEnv}, which is not set`,
+      );
     }
     return;
   }
   if (!llm.model.trim()) return add('error', null, 'llm.model', 'no model configured; set llm.model in meta-agent.yaml (or META_AGENT_MODEL)');
   if (!llm.apiKey && !llm.baseURL) return add('error', null, 'llm', llmMissingMessage(llm));
   const base = (llm.baseURL ?? 'https://api.openai.com/v1').replace(/\/+$/, '');
-  if (!llm.apiKey && !isLocal(base)) return add('error', null, 'llm.api_key_env', `${base} is not on this machine and ${llm.apiKeyEnv} is not set; set it to the API key`);
+  if (!llm.apiKey && !isLocal(base))
+    return add('error', null, 'llm.api_key_env', `${base} is not on this machine and ${llm.apiKeyEnv} is not set; set it to the API key`);
   const answer = await probes
     .fetch(`${base}/models`, { headers: llm.apiKey ? { authorization: `Bearer ${llm.apiKey}` } : {}, signal: AbortSignal.timeout(probes.modelTimeoutMs) })
-    .then((r) => r.status, (error: unknown) => whyUnreachable(error, probes.modelTimeoutMs));
+    .then(
+      (r) => r.status,
+      (error: unknown) => whyUnreachable(error, probes.modelTimeoutMs),
+    );
   if (answer === 401 || answer === 403) add('error', null, 'llm.api_key_env', `${base} refused the key in ${llm.apiKeyEnv} (HTTP ${answer}); set a valid key`);
-  else if (typeof answer === 'string') add('warning', null, 'llm.base_url', `the model endpoint ${base} does not answer (${answer}); tasks fail until it does (fine if it is started later)`);
+  else if (typeof answer === 'string')
+    add('warning', null, 'llm.base_url', `the model endpoint ${base} does not answer (${answer}); tasks fail until it does (fine if it is started later)`);
 }
 
 /** `ECONNREFUSED`, `no answer in 3 s`, ...: fetch's own message ("fetch failed") says nothing. */
@@ -199,7 +236,12 @@ async function checkSandbox(settings: Settings, probes: DoctorProbes, add: Add):
   else if (status.warning) add('warning', null, 'sandbox', status.warning);
   // The agent's run_command follows the same rule: unsandboxed only when the config says so, and then loudly.
   if (settings.config.tools.shell === 'unsandboxed') {
-    add('warning', null, 'tools.shell', "tools.shell: unsandboxed: the agent's run_command runs without a sandbox, with the network and every file this user can read; every report says so (set tools.shell: sandboxed or off to stop it)");
+    add(
+      'warning',
+      null,
+      'tools.shell',
+      "tools.shell: unsandboxed: the agent's run_command runs without a sandbox, with the network and every file this user can read; every report says so (set tools.shell: sandboxed or off to stop it)",
+    );
   }
 }
 
@@ -215,8 +257,15 @@ async function checkDisk(settings: Settings, probes: DoctorProbes, add: Add): Pr
   const free = await probes.freeBytes(layout.root).catch(() => null);
   if (free === null) return;
   const shown = free >= 1024 * MB ? `${(free / 1024 / MB).toFixed(1)} GB` : `${Math.round(free / MB)} MB`;
-  if (free < DISK_ERROR_BYTES) add('error', null, 'disk', `only ${shown} free on the workspace's drive (${layout.root}); free some space (under 100 MB reports and patches cannot be written)`);
-  else if (free < DISK_WARN_BYTES) add('warning', null, 'disk', `only ${shown} free on the workspace's drive (${layout.root}); worktrees and logs need room, free some space`);
+  if (free < DISK_ERROR_BYTES)
+    add(
+      'error',
+      null,
+      'disk',
+      `only ${shown} free on the workspace's drive (${layout.root}); free some space (under 100 MB reports and patches cannot be written)`,
+    );
+  else if (free < DISK_WARN_BYTES)
+    add('warning', null, 'disk', `only ${shown} free on the workspace's drive (${layout.root}); worktrees and logs need room, free some space`);
 }
 
 function verdict(findings: Finding[], checked: string[]): DoctorReport {
@@ -231,6 +280,7 @@ export function findingLine(f: Finding): string {
 
 /** The short verdict (`watch` prints it at start, `starting` set). */
 export function verdictLine(report: DoctorReport, starting = false): string {
-  if (report.errors) return `doctor: ${report.errors} error(s)${report.warnings ? `, ${report.warnings} warning(s)` : ''}${starting ? '; not starting (fix them, then run "meta-agent doctor")' : ''}`;
+  if (report.errors)
+    return `doctor: ${report.errors} error(s)${report.warnings ? `, ${report.warnings} warning(s)` : ''}${starting ? '; not starting (fix them, then run "meta-agent doctor")' : ''}`;
   return `doctor: ok${report.warnings ? ` with ${report.warnings} warning(s)` : ''} (${report.checked.join(', ')})`;
 }

@@ -29,7 +29,13 @@ const WARNING = 'watcher error; the reconcile scan goes on';
  */
 export function watchFolder(ctx: FolderWatchContext, dir: string, handler: (name: string) => void): Promise<void> {
   const { layout, log, lifecycle, poll } = ctx;
-  const w = chokidarWatch(dir, { depth: 0, ignoreInitial: true, usePolling: poll, interval: 500, ignored: (f: string) => isIgnoredName(path.basename(f)) && !layoutDirs(layout).includes(f) });
+  const w = chokidarWatch(dir, {
+    depth: 0,
+    ignoreInitial: true,
+    usePolling: poll,
+    interval: 500,
+    ignored: (f: string) => isIgnoredName(path.basename(f)) && !layoutDirs(layout).includes(f),
+  });
   w.on('add', (f) => handler(path.basename(f)));
   w.on('change', (f) => handler(path.basename(f)));
   w.on('error', (error) => log.warn({ err: toErrorInfo(error), dir }, WARNING));

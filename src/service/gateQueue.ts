@@ -54,7 +54,8 @@ export class GateQueue {
     const dir = settings.layout.patches.rejected;
     const reason = await fs.readFile(path.join(dir, `${name.replace(/\.patch$/i, '')}.reason.md`), 'utf8').catch(() => null);
     try {
-      if (await recordHumanRejection(settings, path.join(dir, name), reason?.replace(/^#.*\n+/, '').trim() ?? null)) log.info({ patch: name }, 'recorded a rejection by a person');
+      if (await recordHumanRejection(settings, path.join(dir, name), reason?.replace(/^#.*\n+/, '').trim() ?? null))
+        log.info({ patch: name }, 'recorded a rejection by a person');
     } catch (error) {
       failures.fail(`could not record the rejection of ${name}`, error);
     }
@@ -82,7 +83,12 @@ export class GateQueue {
       const name = this.queue[0]!;
       try {
         const file = path.join(settings.layout.patches.approved, name);
-        if (await fs.stat(file).then(() => true, () => false)) {
+        if (
+          await fs.stat(file).then(
+            () => true,
+            () => false,
+          )
+        ) {
           const result = await processApprovedPatch(settings, file, log, lifecycle.signal);
           if (result.decision === 'rejected') failures.note(`${new Date().toISOString()} gate rejected ${name}: ${result.reason?.split('\n')[0]}`);
           if (result.decision !== 'skipped') onGate?.(result);
@@ -98,6 +104,8 @@ export class GateQueue {
 
   private async restoreInterrupted(): Promise<void> {
     if (this.draining) return; // still running: crash recovery at the next start
-    await recoverInterruptedGateRuns(this.options.settings, this.options.log).catch((error: unknown) => this.options.failures.fail('restoring an interrupted gate run failed', error));
+    await recoverInterruptedGateRuns(this.options.settings, this.options.log).catch((error: unknown) =>
+      this.options.failures.fail('restoring an interrupted gate run failed', error),
+    );
   }
 }

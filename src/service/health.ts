@@ -61,6 +61,9 @@ export async function readHealth(layout: Layout, work: { running: number; queued
 export function healthLine(lifecycle: Lifecycle, health: () => Promise<Health>, log: Logger): void {
   lifecycle.every(HEALTH_LINE_MS, async () => {
     const h = await health();
-    log.info({ health: h }, `health: inbox ${h.inbox}, running ${h.running}, pending patches ${h.pending_patches}${h.last_error ? `, last error: ${h.last_error}` : ''}`);
+    log.info(
+      { health: h },
+      `health: inbox ${h.inbox}, running ${h.running}, pending patches ${h.pending_patches}${h.last_error ? `, last error: ${h.last_error}` : ''}`,
+    );
   });
 }

@@ -94,9 +94,17 @@ export class InboxPump {
     try {
       const result = remote
         ? await remote.run(name, { ...(expectSha256 ? { expectSha256 } : {}) })
-        : await runTask(path.join(settings.layout.inbox, name), { settings, log, signal: lifecycle.signal, stopChecksGraceS: STOP_CHECKS_GRACE_S, ...(engine ? { engine } : {}), ...(expectSha256 ? { expectSha256 } : {}) });
+        : await runTask(path.join(settings.layout.inbox, name), {
+            settings,
+            log,
+            signal: lifecycle.signal,
+            stopChecksGraceS: STOP_CHECKS_GRACE_S,
+            ...(engine ? { engine } : {}),
+            ...(expectSha256 ? { expectSha256 } : {}),
+          });
       if (!result) return;
-      if (result.status !== 'ok' && result.report.error?.kind !== 'interrupted') failures.note(`${result.report.finished_at} ${result.task_id}: ${result.report.error?.message ?? result.outcome}`);
+      if (result.status !== 'ok' && result.report.error?.kind !== 'interrupted')
+        failures.note(`${result.report.finished_at} ${result.task_id}: ${result.report.error?.message ?? result.outcome}`);
       this.options.onResult?.(result);
     } catch (error) {
       // The claim rename failed with ENOENT: another worker (or a person) took it first.

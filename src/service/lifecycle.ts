@@ -75,7 +75,10 @@ export class Lifecycle {
    * up to SETTLE_MS for all of them. Added after they ran (a start-up that outlasted SETTLE_MS): closed at once.
    */
   addCloser(close: () => unknown): void {
-    if (this.closed) void Promise.resolve().then(close).catch(() => undefined);
+    if (this.closed)
+      void Promise.resolve()
+        .then(close)
+        .catch(() => undefined);
     else this.closers.push(close);
   }
 

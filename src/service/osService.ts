@@ -52,7 +52,11 @@ export const BIN = path.join(PACKAGE_ROOT, 'bin', 'meta-agent.js');
 export function serviceKind(platform: NodeJS.Platform = process.platform): ServiceKind {
   if (platform === 'win32') return 'windows';
   if (platform === 'linux') return 'linux';
-  throw new MetaAgentError('input', `"service" is built for Windows (Task Scheduler) and Linux (a systemd user unit), not ${platform}; run "meta-agent watch" under your system's service manager`, { field: 'service' });
+  throw new MetaAgentError(
+    'input',
+    `"service" is built for Windows (Task Scheduler) and Linux (a systemd user unit), not ${platform}; run "meta-agent watch" under your system's service manager`,
+    { field: 'service' },
+  );
 }
 
 function windowsUser(env: Readonly<Record<string, string | undefined>>): string | null {
@@ -154,7 +158,11 @@ function createArgs(file: string, name: string): string[] {
 async function must(runner: ServiceRunner, file: string, args: string[]): Promise<string> {
   const r = await runner(file, args);
   if (r.exitCode !== 0) {
-    throw new MetaAgentError('input', `${file} ${args.join(' ')} failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().split(/\r?\n/)[0]?.trim() ?? ''}`, { field: 'service' });
+    throw new MetaAgentError(
+      'input',
+      `${file} ${args.join(' ')} failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().split(/\r?\n/)[0]?.trim() ?? ''}`,
+      { field: 'service' },
+    );
   }
   return r.stdout;
 }
@@ -207,7 +215,7 @@ export async function uninstallService(settings: Settings, options: ServiceOptio
 }
 
 /** What the OS says about the service (a stopped or missing one is an answer, not an error). */
-export async function serviceStatus(settings: Settings, options: ServiceOptions = {}): Promise<{ installed: boolean; text: string }> {
+export async function serviceStatus(_settings: Settings, options: ServiceOptions = {}): Promise<{ installed: boolean; text: string }> {
   const kind = options.kind ?? serviceKind();
   const name = options.name ?? DEFAULT_NAME;
   const runner = options.runner ?? realRunner;

@@ -42,11 +42,12 @@ const AS_IS = /^(health: |starting cycle |cycle \S+: |catching up |not starting 
  * tabs and newlines stay.
  */
 export function printable(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: removing control characters from agent text is the point
   return stripVTControlCharacters(text).replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, '');
 }
 
 export function progressStream(options: ProgressOptions = {}): Writable {
-  const out = options.out ?? ((line: string) => void process.stdout.write(line + '\n'));
+  const out = options.out ?? ((line: string) => void process.stdout.write(`${line}\n`));
   const redact = options.redact ?? ((s: string) => s);
   const aliveEveryMs = options.aliveEveryMs ?? 30_000;
   const running = new Map<string, NodeJS.Timeout>();
@@ -73,7 +74,7 @@ export function progressStream(options: ProgressOptions = {}): Writable {
       if (e.gate) failedTests.set(e.gate, e.passed ? [] : names);
       return print(who + checkLine(e, names));
     }
-    const line = lineFor(e, who, e.gate ? failedTests.get(e.gate) ?? [] : []);
+    const line = lineFor(e, who, e.gate ? (failedTests.get(e.gate) ?? []) : []);
     if (line) print(line);
   };
 

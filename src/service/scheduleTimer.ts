@@ -25,9 +25,15 @@ export interface ScheduleTimerOptions {
 export async function startScheduleTimer(options: ScheduleTimerOptions): Promise<void> {
   const { settings, log, lifecycle, clock, engine } = options;
   const { layout, config } = settings;
-  const supervisorLog = options.supervisorLog ?? createLogger({ logsDir: layout.logs, prefix: 'supervisor', console: 'none', redact: makeRedactor(settings.env) });
+  const supervisorLog =
+    options.supervisorLog ?? createLogger({ logsDir: layout.logs, prefix: 'supervisor', console: 'none', redact: makeRedactor(settings.env) });
   // Like the queue's runs: a stopped cycle task's incomplete patch gets 5 s of checks.
-  const scheduler = startScheduler(settings, supervisorLog, { signal: lifecycle.signal, stopChecksGraceS: STOP_CHECKS_GRACE_S, ...(clock ? { clock } : {}), ...(engine ? { engine } : {}) });
+  const scheduler = startScheduler(settings, supervisorLog, {
+    signal: lifecycle.signal,
+    stopChecksGraceS: STOP_CHECKS_GRACE_S,
+    ...(clock ? { clock } : {}),
+    ...(engine ? { engine } : {}),
+  });
   if (!scheduler) return;
   lifecycle.onStop(() => scheduler.stop());
   await scheduler.start();

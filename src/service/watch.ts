@@ -102,7 +102,17 @@ function assemble(options: WatchOptions): Parts {
   const concurrency = remote?.maxInFlight ?? config.limits.concurrency;
   // Set at start from the folder's kind (pickupSettleMs); options.settleMs wins.
   const pickup = new InboxPickup(layout.inbox, log, options.settleMs ?? config.queue.settle_ms, config.queue.incomplete_grace_s * 1000);
-  const pump: InboxPump = new InboxPump({ settings, log, lifecycle, failures, pickup, remote, concurrency, engine: options.engine, onResult: options.onResult });
+  const pump: InboxPump = new InboxPump({
+    settings,
+    log,
+    lifecycle,
+    failures,
+    pickup,
+    remote,
+    concurrency,
+    engine: options.engine,
+    onResult: options.onResult,
+  });
   const gates: GateQueue = new GateQueue({ settings, log, lifecycle, failures, onGate: options.onGate });
   const reconciler = new Reconciler(
     [
@@ -150,7 +160,10 @@ async function start(options: WatchOptions, parts: Parts): Promise<void> {
   reconciler.start(options.scanMs ?? config.queue.scan_interval_ms);
   healthLine(lifecycle, parts.health, log);
   await reconciler.scan();
-  log.info({ root: layout.root, concurrency: parts.concurrency, polling: poll, settle_ms: pickup.settleMs }, 'watching inbox/, patches/approved/, patches/rejected/');
+  log.info(
+    { root: layout.root, concurrency: parts.concurrency, polling: poll, settle_ms: pickup.settleMs },
+    'watching inbox/, patches/approved/, patches/rejected/',
+  );
   if (lifecycle.stopping) return;
   await startScheduleTimer({ settings, log, lifecycle, supervisorLog: options.supervisorLog, clock: options.clock, engine: options.engine });
 }

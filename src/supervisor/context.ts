@@ -37,15 +37,18 @@ export async function readState(settings: Settings, project: string): Promise<Su
 
 export async function writeState(settings: Settings, project: string, state: SupervisorState): Promise<void> {
   await fs.mkdir(path.dirname(stateFile(settings, project)), { recursive: true });
-  await replaceFile(stateFile(settings, project), JSON.stringify(state, null, 2) + '\n');
+  await replaceFile(stateFile(settings, project), `${JSON.stringify(state, null, 2)}\n`);
 }
 
 export async function gatherContext(settings: Settings, project: Project, state: SupervisorState): Promise<CycleContext> {
   const { commit: head } = await resolveBranch(project.repoPath, project.branch).catch(() => ({ commit: null as string | null }));
   const range = state.last_head && head && state.last_head !== head ? [`${state.last_head}..${head}`] : head ? [head] : [];
-  const commits = range.length && state.last_head !== head
-    ? (await git(project.repoPath, ['log', '--format=%h %ad %s', '--date=short', '-n', String(MAX_COMMITS), ...range]).catch(() => '')).split('\n').filter(Boolean)
-    : [];
+  const commits =
+    range.length && state.last_head !== head
+      ? (await git(project.repoPath, ['log', '--format=%h %ad %s', '--date=short', '-n', String(MAX_COMMITS), ...range]).catch(() => ''))
+          .split('\n')
+          .filter(Boolean)
+      : [];
   const { lines: logLines, offsets } = await newLogLines(project, state.log_offsets, settings.config.supervisor.max_log_lines);
   return {
     commits,
@@ -124,7 +127,11 @@ export function contextMarkdown(ctx: CycleContext): string {
     section('New log lines (newest first)', ctx.logLines, '(none)'),
     `## PnL\n${ctx.pnl ?? '(no trades CSV configured)'}`,
     section('Open next actions from the previous cycle', ctx.openNextActions, '(none)'),
-    section('Patches still pending (do not propose them again)', ctx.pending.map((p) => `${p.id} (risk ${p.risk_level}): ${p.summary.split('\n')[0]}`), '(none)'),
+    section(
+      'Patches still pending (do not propose them again)',
+      ctx.pending.map((p) => `${p.id} (risk ${p.risk_level}): ${p.summary.split('\n')[0]}`),
+      '(none)',
+    ),
     section('Rejected patches and why (do not propose these ideas again)', ctx.rejectedReasons, '(none)'),
   ].join('\n\n');
 }

@@ -52,11 +52,20 @@ export interface CycleOptions {
 /** Tokens below which a cycle does not start another task. */
 const MIN_TASK_TOKENS = 2000;
 
-export async function runSupervisorCycle(settings: Settings, goal: string, mode: 'daily' | 'weekly' = 'daily', options: CycleOptions = {}): Promise<CycleReport> {
+export async function runSupervisorCycle(
+  settings: Settings,
+  goal: string,
+  mode: 'daily' | 'weekly' = 'daily',
+  options: CycleOptions = {},
+): Promise<CycleReport> {
   const started = (options.clock ?? settings.clock)();
   const project = pickProject(settings, options.project);
   const cycleId = `${started.toISOString().replace(/[-:]/g, '').slice(0, 13)}-${slug(goal)}-${randomBytes(2).toString('hex')}`;
-  return runCycle(settings, { cycle_id: cycleId, goal, mode, project: project.name, started_at: started.toISOString(), owner: thisProcess(), planned: null }, options);
+  return runCycle(
+    settings,
+    { cycle_id: cycleId, goal, mode, project: project.name, started_at: started.toISOString(), owner: thisProcess(), planned: null },
+    options,
+  );
 }
 
 /**
@@ -130,7 +139,9 @@ class Cycle {
       const go = await this.runPlannedTask(taskIds[i]!, planned, plan.tasks.length - i, { project, state, context });
       if (!go) break;
     }
-    await retryWrite(() => writeState(settings, project.name, { last_cycle_id: this.journal.cycle_id, last_head: context.head, log_offsets: context.logOffsets }));
+    await retryWrite(() =>
+      writeState(settings, project.name, { last_cycle_id: this.journal.cycle_id, last_head: context.head, log_offsets: context.logOffsets }),
+    );
   }
 
   /** The plan: the journal's when resuming, else made now and journaled before any task exists. */
@@ -163,7 +174,12 @@ class Cycle {
    * One planned task: a resumed cycle's task that exists already is run (if still in inbox/) or
    * awaited; else it is created and run, unless the cycle must stop. False: the cycle stops here.
    */
-  private async runPlannedTask(name: string, planned: Plan['tasks'][number], left: number, where: { project: Project; state: SupervisorState; context: CycleContext }): Promise<boolean> {
+  private async runPlannedTask(
+    name: string,
+    planned: Plan['tasks'][number],
+    left: number,
+    where: { project: Project; state: SupervisorState; context: CycleContext },
+  ): Promise<boolean> {
     const { settings, options, log } = this;
     const existing = this.resuming ? await findTask(settings, name) : null;
     let report: Report | null;
@@ -229,7 +245,10 @@ class Cycle {
     });
     await writeCycleReport(settings, report);
     await removeJournal(settings, journal.cycle_id);
-    this.log.info({ status: report.status, tasks: tasks.map((t) => `${t.task_id}:${t.status}`), report: `reports/cycles/${journal.cycle_id}.md` }, `cycle finished: ${report.summary}`);
+    this.log.info(
+      { status: report.status, tasks: tasks.map((t) => `${t.task_id}:${t.status}`), report: `reports/cycles/${journal.cycle_id}.md` },
+      `cycle finished: ${report.summary}`,
+    );
     return report;
   }
 }
@@ -258,18 +277,20 @@ async function makePlan(
   }
   const planner = options.planner ?? llmPlanner(settings);
   const signal = options.signal ?? new AbortController().signal;
-  const result = await planner.plan(
-    {
-      system:
-        'You plan the overnight maintenance of a trading bot\'s repository. Propose 1 to 3 focused tasks for a coding agent that works in an isolated copy and proposes patches a human reviews. Types: audit_code (find and fix bugs), propose_features (ranked improvements), retrain_model (the project\'s train/eval chain), risk_review (comments on trading-risk numbers computed in code; scope []), custom. scope lists glob patterns of files the task may change ([] = report only). Do not propose ideas that are pending or were rejected.',
-      user: `Goal: ${goal} (${mode})\nProject: ${project.name}\n\n${contextMarkdown(context)}`,
-    },
-    usage,
-    signal,
-  ).catch((error: unknown) => {
-    record({ source: 'llm', model: settings.llm.model, attempts: usage.requests, usage });
-    throw error;
-  });
+  const result = await planner
+    .plan(
+      {
+        system:
+          "You plan the overnight maintenance of a trading bot's repository. Propose 1 to 3 focused tasks for a coding agent that works in an isolated copy and proposes patches a human reviews. Types: audit_code (find and fix bugs), propose_features (ranked improvements), retrain_model (the project's train/eval chain), risk_review (comments on trading-risk numbers computed in code; scope []), custom. scope lists glob patterns of files the task may change ([] = report only). Do not propose ideas that are pending or were rejected.",
+        user: `Goal: ${goal} (${mode})\nProject: ${project.name}\n\n${contextMarkdown(context)}`,
+      },
+      usage,
+      signal,
+    )
+    .catch((error: unknown) => {
+      record({ source: 'llm', model: settings.llm.model, attempts: usage.requests, usage });
+      throw error;
+    });
   record({ source: 'llm', model: result.model, attempts: result.attempts, usage });
   return result.plan;
 }
@@ -277,7 +298,16 @@ async function makePlan(
 /** Writes a planned task into inbox/: its type's template (the user's own templates/<type>.md if there is one), filled with the period's context. */
 async function createPlannedTask(
   settings: Settings,
-  x: { name: string; planned: Plan['tasks'][number]; journal: CycleJournal; project: Project; state: SupervisorState; context: CycleContext; maxTokens: number; created: Date },
+  x: {
+    name: string;
+    planned: Plan['tasks'][number];
+    journal: CycleJournal;
+    project: Project;
+    state: SupervisorState;
+    context: CycleContext;
+    maxTokens: number;
+    created: Date;
+  },
 ): Promise<string> {
   const { name, planned, journal, project, state } = x;
   const { goal, mode } = journal;
@@ -302,7 +332,13 @@ async function createPlannedTask(
     output: template.output ? fillTemplate(template.output, vars) : 'report + patch proposal',
     max_tokens: x.maxTokens,
     created: x.created.toISOString(),
-    body: [`Created by the supervisor (cycle ${journal.cycle_id}, goal "${goal}", ${mode}).`, templateBody.includes(vars.context) ? '' : vars.context, templateBody].filter(Boolean).join('\n\n'),
+    body: [
+      `Created by the supervisor (cycle ${journal.cycle_id}, goal "${goal}", ${mode}).`,
+      templateBody.includes(vars.context) ? '' : vars.context,
+      templateBody,
+    ]
+      .filter(Boolean)
+      .join('\n\n'),
   };
   // Nothing is published unless the whole file is written, so a failed attempt can be retried.
   return (await retryWrite(() => createTask(settings, name, fields, 'supervisor'))).path;
@@ -315,7 +351,13 @@ async function createPlannedTask(
  */
 async function runOrAwait(settings: Settings, file: string, id: string, options: CycleOptions, log: Logger): Promise<Report | null> {
   try {
-    const result = await runTask(file, { settings, log, ...(options.signal ? { signal: options.signal } : {}), ...(options.engine ? { engine: options.engine } : {}), ...(options.stopChecksGraceS !== undefined ? { stopChecksGraceS: options.stopChecksGraceS } : {}) });
+    const result = await runTask(file, {
+      settings,
+      log,
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.engine ? { engine: options.engine } : {}),
+      ...(options.stopChecksGraceS !== undefined ? { stopChecksGraceS: options.stopChecksGraceS } : {}),
+    });
     if (result.report.error?.kind !== 'interrupted') return result.report;
   } catch (error) {
     if (error instanceof MetaAgentError && error.kind === 'input') log.info({ task: id }, 'a watcher took the task; waiting for its report');
@@ -337,7 +379,10 @@ async function findTask(settings: Settings, id: string): Promise<{ file: string;
     const name = (await fs.readdir(dir).catch(() => [] as string[])).find(isIt);
     if (name) return { file: path.join(dir, name), inInbox: dir === layout.inbox };
   }
-  const reported = await fs.stat(reportPaths(settings.layout, id).json).then(() => true, () => false);
+  const reported = await fs.stat(reportPaths(settings.layout, id).json).then(
+    () => true,
+    () => false,
+  );
   return reported ? { file: reportPaths(settings.layout, id).json, inInbox: false } : null;
 }
 
@@ -353,7 +398,7 @@ async function awaitReport(settings: Settings, id: string, options: CycleOptions
       if (report && (report.error?.kind !== 'interrupted' || report.incomplete)) return report;
     } catch (error) {
       // Not a report (yet): a later run of the task replaces it; until then, or the wait's end, keep waiting.
-      if (!warned) log.warn({ task: id, err: toErrorInfo(error) }, 'the task\'s report is not usable; waiting for another');
+      if (!warned) log.warn({ task: id, err: toErrorInfo(error) }, "the task's report is not usable; waiting for another");
       warned = true;
     }
     await new Promise((r) => setTimeout(r, options.pollMs ?? 500));
@@ -362,5 +407,11 @@ async function awaitReport(settings: Settings, id: string, options: CycleOptions
 }
 
 function slug(goal: string): string {
-  return goal.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 30) || 'cycle';
+  return (
+    goal
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '-')
+      .replace(/^-|-$/g, '')
+      .slice(0, 30) || 'cycle'
+  );
 }

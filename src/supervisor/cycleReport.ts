@@ -28,7 +28,11 @@ export function cycleTask(id: string, planned: Plan['tasks'][number], report: Re
     duration_ms: report?.duration_ms ?? 0,
     tokens: report ? report.usage.prompt_tokens + report.usage.completion_tokens : 0,
     cost_usd: report?.usage.cost_usd ?? null,
-    summary: report ? (report.error ? report.error.message : report.summary.split('\n')[0] ?? '') : 'no report before the wait timeout (supervisor.wait_timeout_s)',
+    summary: report
+      ? report.error
+        ? report.error.message
+        : (report.summary.split('\n')[0] ?? '')
+      : 'no report before the wait timeout (supervisor.wait_timeout_s)',
     report: report ? report.report_md : null,
     patch: report?.patch_files[0] ?? null,
     incomplete: report?.incomplete ?? false,
@@ -104,7 +108,7 @@ const cycleReportFile = (settings: Settings, cycleId: string, ext: 'md' | 'json'
 export async function writeCycleReport(settings: Settings, report: CycleReport): Promise<void> {
   await fs.mkdir(path.join(settings.layout.reports, 'cycles'), { recursive: true });
   await retryWrite(() => replaceFile(cycleReportFile(settings, report.cycle_id, 'md'), cycleMarkdown(report)));
-  await retryWrite(() => replaceFile(cycleReportFile(settings, report.cycle_id, 'json'), JSON.stringify(report, null, 2) + '\n'));
+  await retryWrite(() => replaceFile(cycleReportFile(settings, report.cycle_id, 'json'), `${JSON.stringify(report, null, 2)}\n`));
 }
 
 /**
@@ -136,14 +140,28 @@ export function cycleMarkdown(r: CycleReport): string {
   if (r.error) lines.push(`**Error** (${r.error.kind}): ${r.error.message}`, '');
   lines.push('## Tasks', '', '| task | type | status | risk | tests | dry run | duration | tokens |', '|---|---|---|---|---|---|---|---|');
   for (const t of r.tasks) {
-    lines.push(`| ${t.report ? `[${t.task_id}](../../${t.report})` : t.task_id} | ${t.type} | ${t.status}${t.outcome ? ` (${t.outcome})` : ''}${t.incomplete ? ' **incomplete patch**' : ''} | ${t.risk_level ?? '-'} | ${t.tests} | ${t.dry_run} | ${(t.duration_ms / 1000).toFixed(1)} s | ${t.tokens} |`);
+    lines.push(
+      `| ${t.report ? `[${t.task_id}](../../${t.report})` : t.task_id} | ${t.type} | ${t.status}${t.outcome ? ` (${t.outcome})` : ''}${t.incomplete ? ' **incomplete patch**' : ''} | ${t.risk_level ?? '-'} | ${t.tests} | ${t.dry_run} | ${(t.duration_ms / 1000).toFixed(1)} s | ${t.tokens} |`,
+    );
   }
   lines.push('');
   for (const t of r.tasks) lines.push(`- **${t.task_id}**: ${t.summary}`);
   lines.push('', '## Candidate changes', '');
   if (r.candidates.length === 0) lines.push('(none)');
   for (const c of r.candidates) {
-    lines.push(`### ${c.task_id} (risk ${c.risk_level}${c.incomplete ? ', INCOMPLETE' : ''})`, '', `Patch: \`${c.patch}\`${c.incomplete ? ' (incomplete: the run stopped before the agent finished; review what it did so far)' : ''}`, '', `Files: ${c.files.map((f) => `\`${f}\``).join(', ')}`, '', '```', c.approve, c.reject, '```', '');
+    lines.push(
+      `### ${c.task_id} (risk ${c.risk_level}${c.incomplete ? ', INCOMPLETE' : ''})`,
+      '',
+      `Patch: \`${c.patch}\`${c.incomplete ? ' (incomplete: the run stopped before the agent finished; review what it did so far)' : ''}`,
+      '',
+      `Files: ${c.files.map((f) => `\`${f}\``).join(', ')}`,
+      '',
+      '```',
+      c.approve,
+      c.reject,
+      '```',
+      '',
+    );
   }
   lines.push('', '## Next actions', '', ...(r.next_actions.length ? r.next_actions.map((a) => `- ${a}`) : ['(none)']), '');
   if (r.context.pnl) lines.push('## PnL at the start of the cycle', '', r.context.pnl, '');

@@ -24,7 +24,7 @@ export const thisProcess = (): CycleJournal['owner'] => ({ host: os.hostname(), 
 
 export async function saveJournal(settings: Settings, journal: CycleJournal): Promise<void> {
   await fs.mkdir(runningDir(settings), { recursive: true });
-  await retryWrite(() => replaceFile(journalFile(settings, journal.cycle_id), JSON.stringify(journal, null, 2) + '\n'));
+  await retryWrite(() => replaceFile(journalFile(settings, journal.cycle_id), `${JSON.stringify(journal, null, 2)}\n`));
 }
 
 export async function removeJournal(settings: Settings, cycleId: string): Promise<void> {

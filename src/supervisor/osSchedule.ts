@@ -45,7 +45,10 @@ export function printSchedule(settings: Settings, kind: 'cron' | 'systemd' | 'wi
     return [
       `# meta-agent supervisor, times in ${timezone} (cronie/systemd-cron honour CRON_TZ; otherwise convert to the machine's zone)`,
       `CRON_TZ=${timezone}`,
-      ...schedule.map((job) => `${fiveFields(job.cron).join(' ')} ${[node, BIN, ...superviseArgs(settings, job)].map(q).join(' ')} >> ${q(path.join(settings.layout.logs, 'cron.log'))} 2>&1`),
+      ...schedule.map(
+        (job) =>
+          `${fiveFields(job.cron).join(' ')} ${[node, BIN, ...superviseArgs(settings, job)].map(q).join(' ')} >> ${q(path.join(settings.layout.logs, 'cron.log'))} 2>&1`,
+      ),
       '',
     ].join('\n');
   }
@@ -71,7 +74,7 @@ export function printSchedule(settings: Settings, kind: 'cron' | 'systemd' | 'wi
     for (const [i, job] of schedule.entries()) {
       const t = simpleTimes(job.cron);
       const onCalendar = t
-        ? `${t.days ? t.days.map((d) => DOW[d]![0] + DOW[d]!.slice(1).toLowerCase()).join(',') + ' ' : ''}*-*-* ${String(t.hour).padStart(2, '0')}:${String(t.minute).padStart(2, '0')}:00 ${timezone}`
+        ? `${t.days ? `${t.days.map((d) => DOW[d]![0] + DOW[d]!.slice(1).toLowerCase()).join(',')} ` : ''}*-*-* ${String(t.hour).padStart(2, '0')}:${String(t.minute).padStart(2, '0')}:00 ${timezone}`
         : null;
       out.push(
         '',
@@ -89,9 +92,11 @@ export function printSchedule(settings: Settings, kind: 'cron' | 'systemd' | 'wi
         'WantedBy=timers.target',
       );
     }
-    return out.join('\n') + '\n';
+    return `${out.join('\n')}\n`;
   }
-  const out: string[] = [`# meta-agent supervisor for Windows Task Scheduler, one task per job. Times are the machine's local time; the config says ${timezone}.`];
+  const out: string[] = [
+    `# meta-agent supervisor for Windows Task Scheduler, one task per job. Times are the machine's local time; the config says ${timezone}.`,
+  ];
   for (const task of scheduleTasks(settings)) {
     if (!task.xml) {
       out.push(`# ${task.name}: "${task.cron}" has no simple Task Scheduler trigger; create the task in Task Scheduler by hand`);
@@ -100,7 +105,7 @@ export function printSchedule(settings: Settings, kind: 'cron' | 'systemd' | 'wi
     out.push(`schtasks /Create /F /XML ${windowsArg(task.file)} /TN ${windowsArg(task.name)}`);
   }
   out.push(`# The task files (UTF-16 task XML) are in ${path.join(settings.layout.state, 'service')}.`);
-  return out.join('\n') + '\n';
+  return `${out.join('\n')}\n`;
 }
 
 export interface ScheduleTask {

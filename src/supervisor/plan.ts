@@ -22,17 +22,35 @@ export interface PlanResult {
 /** Built-in routines; the config's `supervisor.routines` add to and override them. */
 export const DEFAULT_ROUTINES: Record<string, PlannedTask[]> = {
   daily_maintenance: [
-    { type: 'audit_code', objective: 'Daily audit: look for bugs and unsafe error handling in the code changed recently; fix clear bugs with tests.', scope: ['bot/**', 'tests/**'], tasks: ['Review recent commits', 'Report findings with file:line and severity'] },
-    { type: 'risk_review', objective: 'Daily risk review of the recent trades: comment on the computed numbers and flags.', scope: [], tasks: ['Explain the flags, if any', 'Point to code that could cause them'] },
+    {
+      type: 'audit_code',
+      objective: 'Daily audit: look for bugs and unsafe error handling in the code changed recently; fix clear bugs with tests.',
+      scope: ['bot/**', 'tests/**'],
+      tasks: ['Review recent commits', 'Report findings with file:line and severity'],
+    },
+    {
+      type: 'risk_review',
+      objective: 'Daily risk review of the recent trades: comment on the computed numbers and flags.',
+      scope: [],
+      tasks: ['Explain the flags, if any', 'Point to code that could cause them'],
+    },
   ],
   weekly_retrain: [
-    { type: 'retrain_model', objective: 'Weekly retrain on the latest data; compare with the current model.', scope: ['models/**'], tasks: ['Collect', 'Train', 'Evaluate against the baseline'] },
+    {
+      type: 'retrain_model',
+      objective: 'Weekly retrain on the latest data; compare with the current model.',
+      scope: ['models/**'],
+      tasks: ['Collect', 'Train', 'Evaluate against the baseline'],
+    },
     { type: 'risk_review', objective: 'Weekly risk review of the trades.', scope: [], tasks: ['Comment on the weekly numbers'] },
   ],
 };
 
 export function routineFor(settings: Settings, goal: string): PlannedTask[] | null {
-  const key = goal.trim().toLowerCase().replace(/[\s-]+/g, '_');
+  const key = goal
+    .trim()
+    .toLowerCase()
+    .replace(/[\s-]+/g, '_');
   return settings.config.supervisor.routines[key] ?? DEFAULT_ROUTINES[key] ?? null;
 }
 
@@ -57,7 +75,11 @@ export function llmPlanner(settings: Settings): Planner {
           const response = await withRetries(
             () =>
               client.chat.completions.create(
-                { model: llm.model, messages, response_format: { type: 'json_schema', json_schema: { name: 'supervisor_plan', strict: true, schema: schema as Record<string, unknown> } } },
+                {
+                  model: llm.model,
+                  messages,
+                  response_format: { type: 'json_schema', json_schema: { name: 'supervisor_plan', strict: true, schema: schema as Record<string, unknown> } },
+                },
                 { signal: AbortSignal.any([signal]) },
               ),
             { policy: retryPolicy(llm), signal },
@@ -72,7 +94,10 @@ export function llmPlanner(settings: Settings): Planner {
         }
         lastProblem = validatePlan(content);
         if (!lastProblem) return { plan: PlanSchema.parse(JSON.parse(content)), attempts: attempt, model: llm.model };
-        messages.push({ role: 'assistant', content }, { role: 'user', content: `That plan is invalid: ${lastProblem}. Answer again with JSON that matches the schema exactly.` });
+        messages.push(
+          { role: 'assistant', content },
+          { role: 'user', content: `That plan is invalid: ${lastProblem}. Answer again with JSON that matches the schema exactly.` },
+        );
       }
       throw new MetaAgentError('llm', `the planner returned an invalid plan twice (${lastProblem})`, { field: 'plan' });
     },

@@ -47,18 +47,35 @@ const formatters = new Map<string, Intl.DateTimeFormat>();
 export function localTime(date: Date, timeZone: string): LocalTime {
   let f = formatters.get(timeZone);
   if (!f) {
-    f = new Intl.DateTimeFormat('en-US', { timeZone, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', weekday: 'short' });
+    f = new Intl.DateTimeFormat('en-US', {
+      timeZone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: '2-digit',
+      day: '2-digit',
+      hour: '2-digit',
+      minute: '2-digit',
+      weekday: 'short',
+    });
     formatters.set(timeZone, f);
   }
   const p = Object.fromEntries(f.formatToParts(date).map((x) => [x.type, x.value]));
-  const t = { year: Number(p.year), month: Number(p.month), day: Number(p.day), hour: Number(p.hour), minute: Number(p.minute), dow: DAYS.indexOf(p.weekday!.toLowerCase().slice(0, 3) as (typeof DAYS)[number]) };
+  const t = {
+    year: Number(p.year),
+    month: Number(p.month),
+    day: Number(p.day),
+    hour: Number(p.hour),
+    minute: Number(p.minute),
+    dow: DAYS.indexOf(p.weekday!.toLowerCase().slice(0, 3) as (typeof DAYS)[number]),
+  };
   const pad = (n: number) => String(n).padStart(2, '0');
   return { ...t, key: `${t.year}-${pad(t.month)}-${pad(t.day)}T${pad(t.hour)}:${pad(t.minute)}` };
 }
 
 /** A cron expression compiled to a matcher of local wall-clock minutes. */
 export function compileCron(expression: string): (t: Omit<LocalTime, 'key'>) => boolean {
-  if (!cron.validate(expression)) throw new MetaAgentError('config', `"${expression}" is not a valid cron expression`, { file: 'meta-agent.yaml', field: 'supervisor.schedule.cron' });
+  if (!cron.validate(expression))
+    throw new MetaAgentError('config', `"${expression}" is not a valid cron expression`, { file: 'meta-agent.yaml', field: 'supervisor.schedule.cron' });
   const f = cron.parse(expression);
   const has = (list: Array<number | string>, v: number) => list.map(Number).includes(v);
   const domAll = f.dayOfMonth.length >= 31;
@@ -295,7 +312,10 @@ export class Scheduler {
       for (const journal of orphans) {
         try {
           const report = await resume(journal, this.shouldStop);
-          log.info({ job: journal.goal, cycle: report.cycle_id, status: report.status }, `cycle ${report.cycle_id} (finished after its process died): ${report.status}`);
+          log.info(
+            { job: journal.goal, cycle: report.cycle_id, status: report.status },
+            `cycle ${report.cycle_id} (finished after its process died): ${report.status}`,
+          );
         } catch (error) {
           log.error({ job: journal.goal, cycle: journal.cycle_id, err: toErrorInfo(error) }, 'finishing a cycle failed');
         }
@@ -346,6 +366,6 @@ export class Scheduler {
 
   private async writeState(state: ScheduleState): Promise<void> {
     await fs.mkdir(path.dirname(this.stateFile), { recursive: true });
-    await replaceFile(this.stateFile, JSON.stringify(state, null, 2) + '\n');
+    await replaceFile(this.stateFile, `${JSON.stringify(state, null, 2)}\n`);
   }
 }

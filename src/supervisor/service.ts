@@ -7,7 +7,11 @@ import { Scheduler } from './schedule.ts';
 import { hurrySwitch, windDown } from '../queue/windDown.ts';
 
 /** A scheduler for the config's jobs, or null when there are none. */
-export function startScheduler(settings: Settings, log: Logger, options: { clock?: Clock; engine?: Engine; signal?: AbortSignal; tickMs?: number; stopChecksGraceS?: number } = {}): Scheduler | null {
+export function startScheduler(
+  settings: Settings,
+  log: Logger,
+  options: { clock?: Clock; engine?: Engine; signal?: AbortSignal; tickMs?: number; stopChecksGraceS?: number } = {},
+): Scheduler | null {
   if (settings.config.supervisor.schedule.length === 0) return null;
   const cycleOptions = {
     log,
@@ -21,7 +25,8 @@ export function startScheduler(settings: Settings, log: Logger, options: { clock
     log,
     ...(options.clock ? { clock: options.clock } : {}),
     tickMs: options.tickMs ?? settings.config.supervisor.tick_s * 1000,
-    runCycle: (job, shouldStop) => runSupervisorCycle(settings, job.goal, job.mode, { ...cycleOptions, shouldStop, ...(job.project ? { project: job.project } : {}) }),
+    runCycle: (job, shouldStop) =>
+      runSupervisorCycle(settings, job.goal, job.mode, { ...cycleOptions, shouldStop, ...(job.project ? { project: job.project } : {}) }),
     resumeCycle: (journal, shouldStop) => resumeSupervisorCycle(settings, journal, { ...cycleOptions, shouldStop }),
   });
 }
@@ -48,7 +53,12 @@ export function startSchedulerService(settings: Settings, log: Logger): Schedule
       if (options.now) hurry();
       stopped ??= (async () => {
         const done = scheduler.stop();
-        await windDown(() => done, settings.config.queue.shutdown_grace_s * 1000, hurried, () => abort.abort());
+        await windDown(
+          () => done,
+          settings.config.queue.shutdown_grace_s * 1000,
+          hurried,
+          () => abort.abort(),
+        );
       })();
       return stopped;
     },

@@ -15,7 +15,10 @@
 // ui.port), so a bookmark of the bare page works too, and the address bar stays clean.
 function takeToken() {
   const params = new URLSearchParams(location.search);
-  if (params.get('token')) { localStorage.setItem('meta-agent-token', params.get('token')); history.replaceState(null, '', location.pathname); }
+  if (params.get('token')) {
+    localStorage.setItem('meta-agent-token', params.get('token'));
+    history.replaceState(null, '', location.pathname);
+  }
   return localStorage.getItem('meta-agent-token') || '';
 }
 const token = takeToken();
@@ -34,18 +37,23 @@ async function api(path, options = {}) {
 
 const $ = (s) => document.querySelector(s);
 const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
-const badge = (v, label) => v === null || v === undefined ? '' : `<span class="badge b-${esc(String(v).split(' ')[0])}">${esc(label ? `${label}: ${v}` : v)}</span>`;
-const age = (s) => s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : s < 172800 ? `${Math.round(s / 3600)}h` : `${Math.round(s / 86400)}d`;
+const badge = (v, label) =>
+  v === null || v === undefined ? '' : `<span class="badge b-${esc(String(v).split(' ')[0])}">${esc(label ? `${label}: ${v}` : v)}</span>`;
+const age = (s) => (s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : s < 172800 ? `${Math.round(s / 3600)}h` : `${Math.round(s / 86400)}d`);
 // A failed run has no risk worth showing: it gets a failure badge (and its error kind) instead.
 const failedBadge = (kind) => `<span class="badge b-failed">failed${kind ? `: ${esc(kind)}` : ''}</span>`;
 // A stopped run's work so far (a constant string: nothing from the files goes into it).
-const incompleteBadge = (on) => on === true ? '<span class="badge b-incomplete" title="The run stopped before the agent finished; this is its work so far">incomplete</span>' : '';
-const regressionsBadge = (n) => n ? `<span class="badge b-regressions">${Number(n)} regression${n === 1 ? '' : 's'}</span>` : '';
-const check = (c) => c ? (c.passed ? 'passed' : 'failed') : 'not run';
+const incompleteBadge = (on) =>
+  on === true ? '<span class="badge b-incomplete" title="The run stopped before the agent finished; this is its work so far">incomplete</span>' : '';
+const regressionsBadge = (n) => (n ? `<span class="badge b-regressions">${Number(n)} regression${n === 1 ? '' : 's'}</span>` : '');
+const check = (c) => (c ? (c.passed ? 'passed' : 'failed') : 'not run');
 const short = (sha) => esc(String(sha || '').slice(0, 10));
 // Counters the browser tests read to know a refresh or a live event went by.
 const counters = { refreshes: 0, events: 0 };
-const count = (k) => { counters[k] += 1; document.documentElement.dataset[k] = String(counters[k]); };
+const count = (k) => {
+  counters[k] += 1;
+  document.documentElement.dataset[k] = String(counters[k]);
+};
 
 /** A text field the person is in, or one holding text they typed: never replace it. */
 function holdsWork(el) {
@@ -58,14 +66,19 @@ const rendered = new WeakMap();
 /** Sets a region's HTML only when it changed and holds no work; keeps the scroll. Returns whether it changed. */
 function put(el, html) {
   if (!el || rendered.get(el) === html || holdsWork(el)) return false;
-  const x = scrollX, y = scrollY, inner = el.scrollTop;
+  const x = scrollX,
+    y = scrollY,
+    inner = el.scrollTop;
   el.innerHTML = html;
   rendered.set(el, html);
   el.scrollTop = inner;
   if (scrollX !== x || scrollY !== y) scrollTo(x, y);
   return true;
 }
-const say = (el, kind, text) => { el.className = `msg ${kind}`; el.textContent = text; };
+const say = (el, kind, text) => {
+  el.className = `msg ${kind}`;
+  el.textContent = text;
+};
 
 /** An element with text, and optionally a class. */
 function node(tag, text, cls) {
@@ -107,7 +120,10 @@ function onClick(ev) {
   if (act === 'cycle') return void showCycle(arg);
   if (act === 'failed') return void showFailed(arg);
   if (!ev.isTrusted) return;
-  if (act === 'open-patch') { show('patches'); return void showPatch(arg); }
+  if (act === 'open-patch') {
+    show('patches');
+    return void showPatch(arg);
+  }
   if (act === 'approve' || act === 'reject') return void decide(act);
   if (act === 'retry') return void retry(arg);
 }
@@ -120,7 +136,15 @@ async function refresh() {
   renderQueue(state);
   put($('#reports'), state.reports.map(reportRow).join(''));
   renderPatchLists(state.patches);
-  put($('#cycles'), state.cycles.map((c) => `<li data-act="cycle" data-arg="${esc(c.cycle_id)}" data-id="${esc(c.cycle_id)}" class="click">${esc(c.goal)} ${badge(c.status)}<div class="mute">${esc(c.finished_at)} \u00b7 ${esc(c.summary)}</div></li>`).join('') || '<li class="mute">no cycles yet</li>');
+  put(
+    $('#cycles'),
+    state.cycles
+      .map(
+        (c) =>
+          `<li data-act="cycle" data-arg="${esc(c.cycle_id)}" data-id="${esc(c.cycle_id)}" class="click">${esc(c.goal)} ${badge(c.status)}<div class="mute">${esc(c.finished_at)} \u00b7 ${esc(c.summary)}</div></li>`,
+      )
+      .join('') || '<li class="mute">no cycles yet</li>',
+  );
   const projects = $('#f-project');
   if (!projects.options.length) projects.innerHTML = state.projects.map((p) => `<option>${esc(p)}</option>`).join('');
   if (view.openReport) await showReport(view.openReport, true);
@@ -133,9 +157,25 @@ async function refresh() {
 
 function renderQueue(state) {
   for (const k of ['inbox', 'processing', 'done', 'failed']) $(`#c-${k}`).textContent = `(${state.counts[k]})`;
-  put($('#q-inbox'), state.inbox.map((e) => `<li data-name="${esc(e.name)}">${esc(e.name)} <span class="mute">${age(e.age_s)}</span></li>`).join('') || '<li class="mute">empty</li>');
-  put($('#q-processing'), state.processing.map((e) => `<li data-name="${esc(e.name)}">${esc(e.name)} <span class="mute">${e.step ? `step ${Number(e.step)}, ${Number(e.tokens)} tokens` : 'starting'}</span></li>`).join('') || '<li class="mute">idle</li>');
-  put($('#q-done'), state.done.map((e) => `<li data-name="${esc(e.name)}">${esc(e.name)} <span class="mute">${age(e.age_s)} ago</span></li>`).join('') || '<li class="mute">none</li>');
+  put(
+    $('#q-inbox'),
+    state.inbox.map((e) => `<li data-name="${esc(e.name)}">${esc(e.name)} <span class="mute">${age(e.age_s)}</span></li>`).join('') ||
+      '<li class="mute">empty</li>',
+  );
+  put(
+    $('#q-processing'),
+    state.processing
+      .map(
+        (e) =>
+          `<li data-name="${esc(e.name)}">${esc(e.name)} <span class="mute">${e.step ? `step ${Number(e.step)}, ${Number(e.tokens)} tokens` : 'starting'}</span></li>`,
+      )
+      .join('') || '<li class="mute">idle</li>',
+  );
+  put(
+    $('#q-done'),
+    state.done.map((e) => `<li data-name="${esc(e.name)}">${esc(e.name)} <span class="mute">${age(e.age_s)} ago</span></li>`).join('') ||
+      '<li class="mute">none</li>',
+  );
   put($('#q-failed'), state.failed.map(failedItem).join('') || '<li class="mute">none</li>');
 }
 
@@ -166,9 +206,14 @@ async function retry(id) {
     const { actions } = await api(`/api/failed/${encodeURIComponent(id)}`);
     const res = await api(`/api/failed/${encodeURIComponent(id)}/retry`, { method: 'POST', body: '{}', action: actions.retry });
     say(msg, 'ok', `Back in the queue: ${res.moved_to}`);
-    if (view.openFailed === id) { view.openFailed = null; $('#failed-view').hidden = true; }
+    if (view.openFailed === id) {
+      view.openFailed = null;
+      $('#failed-view').hidden = true;
+    }
     refresh().catch(() => {});
-  } catch (e) { say(msg, 'error', e.message); }
+  } catch (e) {
+    say(msg, 'error', e.message);
+  }
 }
 
 // ---- The report view ---------------------------------------------------------------------
@@ -191,7 +236,9 @@ async function showReport(id, quiet) {
       fillFindings($('#report-findings'), r.findings || []);
       replaceMarkdownFindings($('#report-view .md'), $('#report-findings'));
     }
-  } catch (e) { if (!quiet) put($('#report-view'), `<span class="msg error">${esc(e.message)}</span>`); }
+  } catch (e) {
+    if (!quiet) put($('#report-view'), `<span class="msg error">${esc(e.message)}</span>`);
+  }
 }
 
 /** The report's badges, chart and sanitized Markdown, with empty boxes fillRegressions and fillFindings fill. */
@@ -199,9 +246,11 @@ function reportHtml(r, html) {
   const u = r.usage;
   const verdict = r.status === 'error' ? failedBadge(r.error ? r.error.kind : null) : badge(r.risk_level, 'risk');
   const tokens = `<span class="badge">${Number(u.prompt_tokens) + Number(u.completion_tokens)} tokens${u.cost_usd !== null ? `, $${Number(u.cost_usd).toFixed(4)}` : ''}</span>`;
-  const regressions = r.regressions && r.regressions.length ? regressionsBadge(r.regressions.length) : '';
+  const regressions = r.regressions?.length ? regressionsBadge(r.regressions.length) : '';
   const badges = `${regressions}${badge(r.status)}${badge(r.outcome)}${incompleteBadge(r.incomplete)}${verdict}${badge(check(r.tests), 'tests')}${badge(check(r.dry_run), 'dry run')}${tokens}${r.approval ? badge(r.approval.decision, 'approval') : ''}`;
-  const openPatch = r.patch_files.length ? `<p><button type="button" class="act" id="open-patch" data-act="open-patch" data-arg="${esc(patchStem(r.patch_files[0]))}">Open the patch</button></p>` : '';
+  const openPatch = r.patch_files.length
+    ? `<p><button type="button" class="act" id="open-patch" data-act="open-patch" data-arg="${esc(patchStem(r.patch_files[0]))}">Open the patch</button></p>`
+    : '';
   return `<div id="report-regressions"></div><div id="report-badges">${badges}</div>${r.metrics ? chart(r.metrics) : ''}${openPatch}<div id="report-findings"></div><div class="md">${html}</div>`;
 }
 
@@ -209,15 +258,23 @@ function reportHtml(r, html) {
 function chart(metrics) {
   const pts = metrics.equity_curve;
   if (!pts || pts.length < 2) return '';
-  const W = 560, H = 160, P = 28;
+  const W = 560,
+    H = 160,
+    P = 28;
   const eq = pts.map((p) => Number(p.equity));
-  let peak = -Infinity; const dd = eq.map((e) => (peak = Math.max(peak, e), e - peak));
-  const min = Math.min(...eq), max = Math.max(...eq), ddMin = Math.min(...dd, -1e-9);
+  let peak = -Infinity;
+  const dd = eq.map((e) => {
+    peak = Math.max(peak, e);
+    return e - peak;
+  });
+  const min = Math.min(...eq),
+    max = Math.max(...eq),
+    ddMin = Math.min(...dd, -1e-9);
   const x = (i) => P + (i / (pts.length - 1)) * (W - 2 * P);
   const y = (v) => P + (1 - (v - min) / (max - min || 1)) * (H * 0.62 - P);
   const yd = (v) => H * 0.7 + (v / ddMin) * (H * 0.28);
   const line = eq.map((v, i) => `${i ? 'L' : 'M'}${x(i).toFixed(1)},${y(v).toFixed(1)}`).join('');
-  const area = `M${x(0)},${H * 0.7}` + dd.map((v, i) => `L${x(i).toFixed(1)},${yd(v).toFixed(1)}`).join('') + `L${x(dd.length - 1)},${H * 0.7}Z`;
+  const area = `M${x(0)},${H * 0.7}${dd.map((v, i) => `L${x(i).toFixed(1)},${yd(v).toFixed(1)}`).join('')}L${x(dd.length - 1)},${H * 0.7}Z`;
   return `<svg id="equity-chart" viewBox="0 0 ${W} ${H}" width="100%" role="img" aria-label="equity and drawdown"><path d="${line}" fill="none" stroke="#58a6ff" stroke-width="1.5"/><path d="${area}" fill="#f8514955" stroke="#f85149" stroke-width="1"/><text x="${P}" y="12">equity ${min.toFixed(0)}\u2013${max.toFixed(0)}</text><text x="${P}" y="${H - 4}">drawdown (max ${(-ddMin).toFixed(2)})</text></svg>`;
 }
 
@@ -226,9 +283,16 @@ function fillRegressions(box, regressions) {
   box.replaceChildren();
   if (!regressions.length) return;
   const notice = node('div', null, 'notice bad regressions');
-  notice.append(node('strong', `Regressions: ${regressions.length === 1 ? 'a check' : `${regressions.length} checks`} that passed on the base commit fail${regressions.length === 1 ? 's' : ''} with this change`), node('span', ' (the agent was told and finished anyway; risk raised to high)', 'mute'));
+  notice.append(
+    node(
+      'strong',
+      `Regressions: ${regressions.length === 1 ? 'a check' : `${regressions.length} checks`} that passed on the base commit fail${regressions.length === 1 ? 's' : ''} with this change`,
+    ),
+    node('span', ' (the agent was told and finished anyway; risk raised to high)', 'mute'),
+  );
   const list = node('ul');
-  for (const g of regressions) list.append(node('li', `${g.check === 'tests' ? 'tests' : 'dry run'}: ${g.test === null || g.test === undefined ? '(the whole check)' : g.test}`));
+  for (const g of regressions)
+    list.append(node('li', `${g.check === 'tests' ? 'tests' : 'dry run'}: ${g.test === null || g.test === undefined ? '(the whole check)' : g.test}`));
   notice.append(list);
   box.append(notice);
 }
@@ -274,7 +338,11 @@ function replaceMarkdownFindings(md, box) {
 }
 
 /** The patch a report names (`patches/pending/<id>.<run_id>.patch` when filed beside a pending one), as the id /api/patches takes. */
-const patchStem = (file) => String(file).split(/[\\/]/).pop().replace(/\.patch$/i, '');
+const patchStem = (file) =>
+  String(file)
+    .split(/[\\/]/)
+    .pop()
+    .replace(/\.patch$/i, '');
 
 // ---- The patch view ----------------------------------------------------------------------
 
@@ -282,28 +350,74 @@ function renderPatchLists(patches) {
   const pending = patches.pending;
   $('#pending-count').textContent = pending.length;
   const item = (p, rest) => `<li data-act="patch" data-arg="${esc(p.id)}" data-id="${esc(p.id)}" class="click">${esc(p.id)}${rest}</li>`;
-  put($('#patches-pending'), pending.map((p) => item(p, ` ${badge(p.risk_level)}${p.regressions ? regressionsBadge(p.regressions.length) : ''}${incompleteBadge(p.incomplete)}<div class="mute">${esc(p.files.join(', '))} \u00b7 ${age(p.age_s)} old</div>`)).join('') || '<li class="mute">nothing to review</li>');
-  put($('#patches-applied'), patches.applied.map((p) => item(p, ` <span class="mute">commit ${short(p.commit)}</span>`)).join('') || '<li class="mute">none</li>');
-  put($('#patches-rejected'), patches.rejected.map((p) => item(p, `<div class="mute">${esc((p.reason || '').slice(0, 200))}</div>`)).join('') || '<li class="mute">none</li>');
+  put(
+    $('#patches-pending'),
+    pending
+      .map((p) =>
+        item(
+          p,
+          ` ${badge(p.risk_level)}${p.regressions ? regressionsBadge(p.regressions.length) : ''}${incompleteBadge(p.incomplete)}<div class="mute">${esc(p.files.join(', '))} \u00b7 ${age(p.age_s)} old</div>`,
+        ),
+      )
+      .join('') || '<li class="mute">nothing to review</li>',
+  );
+  put(
+    $('#patches-applied'),
+    patches.applied.map((p) => item(p, ` <span class="mute">commit ${short(p.commit)}</span>`)).join('') || '<li class="mute">none</li>',
+  );
+  put(
+    $('#patches-rejected'),
+    patches.rejected.map((p) => item(p, `<div class="mute">${esc((p.reason || '').slice(0, 200))}</div>`)).join('') || '<li class="mute">none</li>',
+  );
 }
 
-const KW = /^(def|class|return|if|elif|else|for|while|import|from|as|with|try|except|finally|raise|None|True|False|and|or|not|in|is|lambda|const|let|function|async|await|new|export|yield|pass|break|continue)$/;
+const KW =
+  /^(def|class|return|if|elif|else|for|while|import|from|as|with|try|except|finally|raise|None|True|False|and|or|not|in|is|lambda|const|let|function|async|await|new|export|yield|pass|break|continue)$/;
 /** Tokenized before escaping (the `#` of an escaped `'` is no comment); every piece is escaped, also what no token matched. */
 function highlight(code) {
-  return code.replace(/(#.*$|\/\/.*$)|(".*?"|'.*?')|\b(\d+(?:\.\d+)?)\b|\b([a-zA-Z_]+)\b|([\s\S])/g, (m, com, str, num, word) => com ? `<span class="com">${esc(com)}</span>` : str ? `<span class="str">${esc(str)}</span>` : num ? `<span class="num">${num}</span>` : word ? (KW.test(word) ? `<span class="kw">${word}</span>` : word) : esc(m));
+  return code.replace(/(#.*$|\/\/.*$)|(".*?"|'.*?')|\b(\d+(?:\.\d+)?)\b|\b([a-zA-Z_]+)\b|([\s\S])/g, (m, com, str, num, word) =>
+    com
+      ? `<span class="com">${esc(com)}</span>`
+      : str
+        ? `<span class="str">${esc(str)}</span>`
+        : num
+          ? `<span class="num">${num}</span>`
+          : word
+            ? KW.test(word)
+              ? `<span class="kw">${word}</span>`
+              : word
+            : esc(m),
+  );
 }
 
 /** A unified diff with old and new line numbers (from the hunk headers). */
 function renderDiff(diff) {
   const out = [];
-  let inHunk = false, oldNo = 0, newNo = 0;
-  const row = (cls, o, n, sign, code) => `<div class="l ${cls}"><span class="ln">${o}</span><span class="ln">${n}</span><span class="sign">${sign}</span><span class="code">${code}</span></div>`;
+  let inHunk = false,
+    oldNo = 0,
+    newNo = 0;
+  const row = (cls, o, n, sign, code) =>
+    `<div class="l ${cls}"><span class="ln">${o}</span><span class="ln">${n}</span><span class="sign">${sign}</span><span class="code">${code}</span></div>`;
   for (const line of diff.replace(/\r$/gm, '').split('\n')) {
-    if (line.startsWith('diff --git ')) { inHunk = false; out.push(`<div class="file">${esc(line.replace(/^diff --git a\/(.*) b\/.*$/, '$1'))}</div>`); continue; }
+    if (line.startsWith('diff --git ')) {
+      inHunk = false;
+      out.push(`<div class="file">${esc(line.replace(/^diff --git a\/(.*) b\/.*$/, '$1'))}</div>`);
+      continue;
+    }
     const hunk = /^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@/.exec(line);
-    if (hunk) { inHunk = true; oldNo = Number(hunk[1]); newNo = Number(hunk[2]); out.push(row('hunk', '', '', '', esc(line))); continue; }
+    if (hunk) {
+      inHunk = true;
+      oldNo = Number(hunk[1]);
+      newNo = Number(hunk[2]);
+      out.push(row('hunk', '', '', '', esc(line)));
+      continue;
+    }
     if (!inHunk) {
-      if (/^(new file mode|deleted file mode|old mode|new mode|rename from|rename to|similarity index|Binary files)/.test(line) || /^index \S+ 1[26]0000$/.test(line)) out.push(`<div class="meta">${esc(line)}</div>`);
+      if (
+        /^(new file mode|deleted file mode|old mode|new mode|rename from|rename to|similarity index|Binary files)/.test(line) ||
+        /^index \S+ 1[26]0000$/.test(line)
+      )
+        out.push(`<div class="meta">${esc(line)}</div>`);
       continue;
     }
     if (line.startsWith('+')) out.push(row('add', '', newNo++, '+', highlight(line.slice(1))));
@@ -331,7 +445,10 @@ function baseNotice(b) {
 async function showPatch(id, quiet) {
   if (id !== view.openPatch) {
     // Another patch: start from an empty view (its own actions, no old message).
-    for (const s of ['#patch-head', '#patch-base', '#patch-actions', '#patch-diff']) { $(s).innerHTML = ''; rendered.delete($(s)); }
+    for (const s of ['#patch-head', '#patch-base', '#patch-actions', '#patch-diff']) {
+      $(s).innerHTML = '';
+      rendered.delete($(s));
+    }
     say($('#patch-message'), '', '');
   }
   view.openPatch = id;
@@ -344,14 +461,18 @@ async function showPatch(id, quiet) {
     put($('#patch-base'), baseNotice(p.base));
     put($('#patch-actions'), patchActionsHtml(p));
     put($('#patch-diff'), renderDiff(p.diff));
-  } catch (e) { if (!quiet) say($('#patch-message'), 'error', e.message); }
+  } catch (e) {
+    if (!quiet) say($('#patch-message'), 'error', e.message);
+  }
 }
 
 /** The patch's regressions first, then its id, risk, checks and summary. */
 function patchHead(id, p) {
   const r = p.report;
-  const broke = (p.sidecar && p.sidecar.regressions) || [];
-  const regressions = broke.length ? `<div class="notice bad regressions" id="patch-regressions"><strong>Regressions:</strong> ${esc(broke.map((g) => g.test === null || g.test === undefined ? (g.check === 'tests' ? 'the tests' : 'the dry run') : g.test).join(', '))} passed on the base commit and fail with this patch</div>` : '';
+  const broke = p.sidecar?.regressions || [];
+  const regressions = broke.length
+    ? `<div class="notice bad regressions" id="patch-regressions"><strong>Regressions:</strong> ${esc(broke.map((g) => (g.test === null || g.test === undefined ? (g.check === 'tests' ? 'the tests' : 'the dry run') : g.test)).join(', '))} passed on the base commit and fail with this patch</div>`
+    : '';
   return `${regressions}<h2>${esc(id)}</h2>${badge(p.sidecar?.risk_level, 'risk')}${incompleteBadge(p.sidecar?.incomplete)}${r ? badge(check(r.tests), 'tests') + badge(check(r.dry_run), 'dry run') : ''}<p>${esc(p.sidecar?.summary || r?.summary || '')}</p>`;
 }
 
@@ -373,7 +494,10 @@ async function decide(action) {
     say(msg, 'ok', `${action === 'approve' ? 'Approved: the gate tests and applies it' : 'Rejected'} (${res.moved_to})`);
     for (const b of document.querySelectorAll('#patch-actions button')) b.disabled = true;
     const input = $('#reject-reason');
-    if (input) { input.value = input.defaultValue; input.blur(); }
+    if (input) {
+      input.value = input.defaultValue;
+      input.blur();
+    }
   } catch (e) {
     say(msg, 'error', e.message);
     // A used or stale action token: fetch fresh ones, keeping what was typed.
@@ -397,23 +521,45 @@ async function submitTask(ev) {
   const msg = $('#form-message');
   try {
     const { actions } = await api('/api/tasks/new');
-    const body = JSON.stringify({ project: f.get('project'), type: f.get('type'), objective: f.get('objective'), scope: f.get('scope'), tasks: String(f.get('tasks') || '').split('\n'), name: f.get('name') });
+    const body = JSON.stringify({
+      project: f.get('project'),
+      type: f.get('type'),
+      objective: f.get('objective'),
+      scope: f.get('scope'),
+      tasks: String(f.get('tasks') || '').split('\n'),
+      name: f.get('name'),
+    });
     const res = await api('/api/tasks', { method: 'POST', action: actions.create, body });
     say(msg, 'ok', `Created ${res.file} (id ${res.id})`);
     ev.target.reset();
-  } catch (e) { say(msg, 'error', e.message); }
+  } catch (e) {
+    say(msg, 'error', e.message);
+  }
 }
 
 // ---- Live updates and start --------------------------------------------------------------
 
 function connect() {
   const es = new EventSource(`/api/events?token=${encodeURIComponent(token)}`);
-  es.addEventListener('hello', () => { $('#live').textContent = 'live'; $('#live').classList.add('on'); });
-  es.addEventListener('change', () => { count('events'); refresh().catch(() => {}); });
-  es.onerror = () => { $('#live').textContent = 'reconnecting'; $('#live').classList.remove('on'); };
+  es.addEventListener('hello', () => {
+    $('#live').textContent = 'live';
+    $('#live').classList.add('on');
+  });
+  es.addEventListener('change', () => {
+    count('events');
+    refresh().catch(() => {});
+  });
+  es.onerror = () => {
+    $('#live').textContent = 'reconnecting';
+    $('#live').classList.remove('on');
+  };
 }
 
 document.addEventListener('click', onClick);
 $('#new-task').addEventListener('submit', submitTask);
-refresh().then(connect).catch((e) => { document.querySelector('main').innerHTML = `<p class="msg error">${esc(e.message)}</p>`; });
+refresh()
+  .then(connect)
+  .catch((e) => {
+    document.querySelector('main').innerHTML = `<p class="msg error">${esc(e.message)}</p>`;
+  });
 setInterval(() => refresh().catch(() => {}), 5000);

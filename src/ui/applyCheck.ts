@@ -42,7 +42,11 @@ export function applyChecker(settings: Settings) {
       await fs.mkdir(path.join(temp, 'objects'));
       const patchFile = path.join(temp, 'checked.patch');
       await fs.writeFile(patchFile, patch);
-      const env = { GIT_INDEX_FILE: path.join(temp, 'index'), GIT_OBJECT_DIRECTORY: path.join(temp, 'objects'), GIT_ALTERNATE_OBJECT_DIRECTORIES: path.join(gitDir, 'objects') };
+      const env = {
+        GIT_INDEX_FILE: path.join(temp, 'index'),
+        GIT_OBJECT_DIRECTORY: path.join(temp, 'objects'),
+        GIT_ALTERNATE_OBJECT_DIRECTORIES: path.join(gitDir, 'objects'),
+      };
       const git = (args: string[]) => execa('git', gitArgs(args), { cwd: repo, env, reject: false, all: true });
       const read = await git(['read-tree', head]);
       if (read.exitCode !== 0) return { applies: 'unknown', detail: String(read.all ?? '').trim() };
@@ -52,8 +56,16 @@ export function applyChecker(settings: Settings) {
       const merged = await git(['apply', '--cached', '--check', '--3way', '--whitespace=nowarn', patchFile]);
       const out = String(merged.all ?? '').trim();
       if (merged.exitCode === 0 && !/with conflicts/.test(out)) return { applies: 'three_way', detail: '' };
-      const files = [...new Set([...out.matchAll(/Applied patch to '([^']+)' with conflicts|error: ([^:\n]+): (?:patch does not apply|does not exist in index|already exists in index)/g)].map((m) => m[1] ?? m[2]!))];
-      return { applies: 'conflicts', detail: files.length ? `conflicts in ${files.join(', ')}` : out.split('\n')[0] ?? '' };
+      const files = [
+        ...new Set(
+          [
+            ...out.matchAll(
+              /Applied patch to '([^']+)' with conflicts|error: ([^:\n]+): (?:patch does not apply|does not exist in index|already exists in index)/g,
+            ),
+          ].map((m) => m[1] ?? m[2]!),
+        ),
+      ];
+      return { applies: 'conflicts', detail: files.length ? `conflicts in ${files.join(', ')}` : (out.split('\n')[0] ?? '') };
     } finally {
       await fs.rm(temp, { recursive: true, force: true });
     }
@@ -71,7 +83,15 @@ export function applyChecker(settings: Settings) {
     if (!result) {
       // Checked as the gate applies it: a patch an editor re-saved with CRLF with git's line endings.
       const patch = (await normaliseResavedPatch(bytes, project.repoPath, head, sidecar.sha256).catch(() => null)) ?? bytes;
-      result = { ...base, head, moved: head !== sidecar.base_commit, ...(await check(project.repoPath, head, patch).catch((e: unknown) => ({ applies: 'unknown' as const, detail: String((e as Error).message).split('\n')[0] ?? '' }))) };
+      result = {
+        ...base,
+        head,
+        moved: head !== sidecar.base_commit,
+        ...(await check(project.repoPath, head, patch).catch((e: unknown) => ({
+          applies: 'unknown' as const,
+          detail: String((e as Error).message).split('\n')[0] ?? '',
+        }))),
+      };
       if (cache.size >= MAX_CACHE) cache.delete(cache.keys().next().value!);
       cache.set(key, result);
     }

@@ -17,7 +17,12 @@ export const CSP = [
   "frame-ancestors 'none'",
   "object-src 'none'",
 ].join('; ');
-export const SECURITY_HEADERS = { 'content-security-policy': CSP, 'x-frame-options': 'DENY', 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer' };
+export const SECURITY_HEADERS = {
+  'content-security-policy': CSP,
+  'x-frame-options': 'DENY',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+};
 
 const MAX_BODY = 256 * 1024;
 

@@ -80,8 +80,12 @@ function match(table: readonly Route[], method: string, pathname: string): { rou
   for (const route of table) {
     const pattern = segments(route.path);
     if (route.method !== method || pattern.length !== parts.length) continue;
+    if (!pattern.every((p, i) => p.startsWith(':') || p === parts[i])) continue;
     const raw: Record<string, string> = {};
-    if (pattern.every((p, i) => (p.startsWith(':') ? ((raw[p.slice(1)] = parts[i]!), true) : p === parts[i]))) return { route, raw };
+    pattern.forEach((p, i) => {
+      if (p.startsWith(':')) raw[p.slice(1)] = parts[i]!;
+    });
+    return { route, raw };
   }
   return null;
 }
@@ -119,14 +123,16 @@ function checkSession(ctx: UiContext, req: http.IncomingMessage, url: URL): void
 /** A change comes from the dashboard's own page, as JSON (a form post from another site is neither). */
 function checkSameOrigin(site: Site, req: http.IncomingMessage): void {
   const from = req.headers.origin;
-  if (from !== undefined && from !== siteOrigin(site) && from !== `http://localhost:${site.port}`) throw new HttpError(403, `requests from ${from} are not allowed`);
+  if (from !== undefined && from !== siteOrigin(site) && from !== `http://localhost:${site.port}`)
+    throw new HttpError(403, `requests from ${from} are not allowed`);
   if (!String(req.headers['content-type'] ?? '').startsWith('application/json')) throw new HttpError(415, 'send JSON (content-type: application/json)');
 }
 
 /** A state-changing request must echo a token issued for this action on this target. */
 function checkActionToken(ctx: UiContext, req: http.IncomingMessage, action: Action, target: string): void {
   const given = String(req.headers['x-meta-agent-action'] ?? '');
-  if (!ctx.tokens.consume(action, target, given)) throw new HttpError(403, `this ${action} needs a fresh action token from the dashboard (reload the page and try again)`);
+  if (!ctx.tokens.consume(action, target, given))
+    throw new HttpError(403, `this ${action} needs a fresh action token from the dashboard (reload the page and try again)`);
 }
 
 /** Answers one request from the table; throws an HttpError (or the handler's error) for the caller to send. */

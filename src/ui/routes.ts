@@ -85,8 +85,21 @@ async function createFromForm(ctx: UiContext, form: CreateTaskBody): Promise<Rep
   const type = (TASK_TYPES as readonly string[]).includes(form.type ?? '') ? (form.type as Task['type']) : template.type;
   const objective = form.objective ?? '';
   const project = form.project ?? '';
-  const name = form.name?.trim() ? form.name : `${type}-${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, '')}`;
-  const fields = { project, type, objective, scope: form.scope ?? template.scope, tasks: form.tasks ?? template.tasks, output: template.output, body: fillTemplate(template.body, { objective, project }) };
+  const name = form.name?.trim()
+    ? form.name
+    : `${type}-${new Date()
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, '')}`;
+  const fields = {
+    project,
+    type,
+    objective,
+    scope: form.scope ?? template.scope,
+    tasks: form.tasks ?? template.tasks,
+    output: template.output,
+    body: fillTemplate(template.body, { objective, project }),
+  };
   const { path: file, task } = await createTask(settings, name, fields, 'gui');
   ctx.log.info({ task: task.id }, 'task created from the dashboard');
   return { status: 201, json: { ok: true, id: task.id, file: path.relative(settings.layout.root, file) } };
@@ -110,8 +123,26 @@ export const ROUTES: readonly Route[] = [
   { kind: 'read', method: 'GET', path: '/api/patches/:id', handle: async (ctx, { params }) => ({ json: await patchView(ctx, params.id!) }) },
   { kind: 'read', method: 'GET', path: '/api/failed/:id', handle: (ctx, { params }) => failedView(ctx, params.id!) },
   { kind: 'read', method: 'GET', path: '/api/tasks/new', handle: (ctx) => ({ json: { actions: { create: ctx.tokens.issue('create', 'task') } } }) },
-  change({ path: '/api/patches/:id/approve', body: EmptyBodySchema, action: 'approve', target: (ctx, { id }) => pendingTarget(ctx, id!), handle: (ctx, { params }) => approve(ctx, params.id!) }),
-  change({ path: '/api/patches/:id/reject', body: RejectBodySchema, action: 'reject', target: (ctx, { id }) => pendingTarget(ctx, id!), handle: (ctx, { params, body }) => reject(ctx, params.id!, body.reason) }),
-  change({ path: '/api/failed/:id/retry', body: EmptyBodySchema, action: 'retry', target: (_ctx, { id }) => id!, handle: (ctx, { params }) => retry(ctx, params.id!) }),
+  change({
+    path: '/api/patches/:id/approve',
+    body: EmptyBodySchema,
+    action: 'approve',
+    target: (ctx, { id }) => pendingTarget(ctx, id!),
+    handle: (ctx, { params }) => approve(ctx, params.id!),
+  }),
+  change({
+    path: '/api/patches/:id/reject',
+    body: RejectBodySchema,
+    action: 'reject',
+    target: (ctx, { id }) => pendingTarget(ctx, id!),
+    handle: (ctx, { params, body }) => reject(ctx, params.id!, body.reason),
+  }),
+  change({
+    path: '/api/failed/:id/retry',
+    body: EmptyBodySchema,
+    action: 'retry',
+    target: (_ctx, { id }) => id!,
+    handle: (ctx, { params }) => retry(ctx, params.id!),
+  }),
   change({ path: '/api/tasks', body: CreateTaskBodySchema, action: 'create', target: () => 'task', handle: (ctx, { body }) => createFromForm(ctx, body) }),
 ];

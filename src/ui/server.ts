@@ -67,7 +67,9 @@ export async function startUi(options: UiOptions): Promise<UiServer> {
   };
   const server = http.createServer((req, res) => {
     dispatch(ROUTES, ctx, req, res).catch((error: unknown) =>
-      sendError(res, error, () => log.error({ err: toErrorInfo(error), url: new URL(req.url ?? '/', 'http://localhost').pathname }, 'dashboard request failed')),
+      sendError(res, error, () =>
+        log.error({ err: toErrorInfo(error), url: new URL(req.url ?? '/', 'http://localhost').pathname }, 'dashboard request failed'),
+      ),
     );
   });
   try {

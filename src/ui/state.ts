@@ -31,7 +31,19 @@ export interface DashboardState {
   done: QueueEntry[];
   /** `retry_id`: the id the dashboard's Retry button sends (null when the file name is not a valid id). */
   failed: Array<QueueEntry & { reason: string | null; retry_id: string | null }>;
-  reports: Array<Pick<Report, 'task_id' | 'project' | 'type' | 'status' | 'outcome' | 'risk_level' | 'summary' | 'finished_at'> & { tests: string; dry_run: string; tokens: number; cost_usd: number | null; approval: string | null; has_metrics: boolean; error_kind: string | null; regressions: number; incomplete: boolean }>;
+  reports: Array<
+    Pick<Report, 'task_id' | 'project' | 'type' | 'status' | 'outcome' | 'risk_level' | 'summary' | 'finished_at'> & {
+      tests: string;
+      dry_run: string;
+      tokens: number;
+      cost_usd: number | null;
+      approval: string | null;
+      has_metrics: boolean;
+      error_kind: string | null;
+      regressions: number;
+      incomplete: boolean;
+    }
+  >;
   patches: {
     pending: Awaited<ReturnType<typeof listPending>>;
     applied: Array<{ id: string; commit: string | null; at: string | null }>;
@@ -44,7 +56,10 @@ const MAX_LIST = 200;
 
 /** The newest MAX_LIST files of a folder, and how many there are. For `.md`, tasks, not files (taskNames: no error notes). */
 async function listed(dir: string, ext: string): Promise<{ total: number; list: QueueEntry[] }> {
-  const names = ext === '.md' ? await taskNames(dir) : (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => !n.startsWith('.') && n.toLowerCase().endsWith(ext));
+  const names =
+    ext === '.md'
+      ? await taskNames(dir)
+      : (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => !n.startsWith('.') && n.toLowerCase().endsWith(ext));
   const now = Date.now();
   const out = await Promise.all(
     names.map(async (name) => {
@@ -52,7 +67,13 @@ async function listed(dir: string, ext: string): Promise<{ total: number; list: 
       return { name, age_s: stat ? Math.round((now - stat.mtimeMs) / 1000) : 0, t: stat?.mtimeMs ?? 0 };
     }),
   );
-  return { total: names.length, list: out.sort((a, b) => b.t - a.t).slice(0, MAX_LIST).map(({ name, age_s }) => ({ name, age_s })) };
+  return {
+    total: names.length,
+    list: out
+      .sort((a, b) => b.t - a.t)
+      .slice(0, MAX_LIST)
+      .map(({ name, age_s }) => ({ name, age_s })),
+  };
 }
 
 async function entries(dir: string, ext: string): Promise<QueueEntry[]> {
@@ -179,18 +200,30 @@ async function patchLists(settings: Settings, log?: Logger): Promise<DashboardSt
 /** The four queue folders: counts, and the newest tasks of each with what the dashboard shows of them. */
 async function queueLists(settings: Settings): Promise<Pick<DashboardState, 'counts' | 'inbox' | 'processing' | 'done' | 'failed'>> {
   const { layout } = settings;
-  const [inbox, processing, done, failed] = await Promise.all([listed(layout.inbox, '.md'), listed(layout.processing, '.md'), listed(layout.done, '.md'), listed(layout.failed, '.md')]);
+  const [inbox, processing, done, failed] = await Promise.all([
+    listed(layout.inbox, '.md'),
+    listed(layout.processing, '.md'),
+    listed(layout.done, '.md'),
+    listed(layout.failed, '.md'),
+  ]);
   return {
     counts: { inbox: inbox.total, processing: processing.total, done: done.total, failed: failed.total },
     inbox: inbox.list,
     processing: await Promise.all(
-      processing.list.map(async (p) => ({ ...p, run_id: (await readOwner(path.join(layout.processing, p.name)))?.run_id ?? null, ...(await progress(settings, p.name)) })),
+      processing.list.map(async (p) => ({
+        ...p,
+        run_id: (await readOwner(path.join(layout.processing, p.name)))?.run_id ?? null,
+        ...(await progress(settings, p.name)),
+      })),
     ),
     done: done.list,
     failed: await Promise.all(
       failed.list.map(async (f) => ({
         ...f,
-        reason: (await fs.readFile(path.join(layout.failed, `${f.name}${ERROR_NOTE}`), 'utf8').catch(() => null))?.match(/\*\*What went wrong\*\*[^:]*:\s*(.*)/)?.[1] ?? null,
+        reason:
+          (await fs.readFile(path.join(layout.failed, `${f.name}${ERROR_NOTE}`), 'utf8').catch(() => null))?.match(
+            /\*\*What went wrong\*\*[^:]*:\s*(.*)/,
+          )?.[1] ?? null,
         retry_id: TaskIdSchema.safeParse(f.name.replace(/\.md$/i, '')).success ? f.name.replace(/\.md$/i, '') : null,
       })),
     ),

@@ -1,6 +1,5 @@
 /** Terminal views: `status`, `review`, and one-line results. */
 import { promises as fs } from 'node:fs';
-import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import type { Logger } from 'pino';
 import type { Settings } from '../workspace/config.ts';
@@ -18,7 +17,8 @@ export interface WorkspaceStatus {
 
 export async function workspaceStatus(settings: Settings): Promise<WorkspaceStatus> {
   const { layout } = settings;
-  const count = async (dir: string, ext: string) => (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => !n.startsWith('.') && n.endsWith(ext)).length;
+  const count = async (dir: string, ext: string) =>
+    (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => !n.startsWith('.') && n.endsWith(ext)).length;
   const counts: Record<string, number> = {
     inbox: await countTasks(layout.inbox),
     processing: await countTasks(layout.processing),
@@ -41,7 +41,8 @@ export function formatAge(seconds: number): string {
 
 export function gateLine(settings: Settings, r: GateResult): string {
   if (r.decision === 'applied') return `${r.task_id}: applied as ${r.commit?.slice(0, 10)}${r.already_applied ? ' (it was already applied)' : ''}`;
-  if (r.decision === 'rejected') return `${r.task_id}: REJECTED by the gate: ${r.reason?.split('\n')[0]}\n  details: ${r.moved_to ? displayPath(settings.layout, r.moved_to.replace(/\.patch$/, '.reason.md')) : ''}`;
+  if (r.decision === 'rejected')
+    return `${r.task_id}: REJECTED by the gate: ${r.reason?.split('\n')[0]}\n  details: ${r.moved_to ? displayPath(settings.layout, r.moved_to.replace(/\.patch$/, '.reason.md')) : ''}`;
   return `${r.patch}: skipped (${r.reason})`;
 }
 
@@ -54,7 +55,17 @@ const bold = color(1);
 export function colorDiff(diff: string): string {
   return diff
     .split('\n')
-    .map((line) => (line.startsWith('+++') || line.startsWith('---') ? bold(line) : line.startsWith('+') ? green(line) : line.startsWith('-') ? red(line) : line.startsWith('@@') ? cyan(line) : line))
+    .map((line) =>
+      line.startsWith('+++') || line.startsWith('---')
+        ? bold(line)
+        : line.startsWith('+')
+          ? green(line)
+          : line.startsWith('-')
+            ? red(line)
+            : line.startsWith('@@')
+              ? cyan(line)
+              : line,
+    )
     .join('\n');
 }
 
@@ -81,11 +92,19 @@ export async function review(settings: Settings, options: { io: { out: (t: strin
     for (const [i, patch] of pending.entries()) {
       // `<id>.<run_id>.patch` belongs to task <id>: the report is found through the sidecar.
       const report = await reportOfPatch(settings, patch.file);
-      io.out(bold(`\n[${i + 1}/${pending.length}] ${patch.id}  (${patch.project ?? '?'}, risk ${patch.risk_level ?? '?'}, ${formatAge(patch.age_s)} old)${patch.incomplete ? '  INCOMPLETE: the run stopped before the agent finished' : ''}`));
+      io.out(
+        bold(
+          `\n[${i + 1}/${pending.length}] ${patch.id}  (${patch.project ?? '?'}, risk ${patch.risk_level ?? '?'}, ${formatAge(patch.age_s)} old)${patch.incomplete ? '  INCOMPLETE: the run stopped before the agent finished' : ''}`,
+        ),
+      );
       // Test names come from the repository's test output: no escape sequence reaches the terminal.
-      if (patch.regressions.length) io.out(bold(`  REGRESSIONS: ${printable(patch.regressions.join(', '))} passed on the base commit and fail with this patch`));
+      if (patch.regressions.length)
+        io.out(bold(`  REGRESSIONS: ${printable(patch.regressions.join(', '))} passed on the base commit and fail with this patch`));
       if (report?.summary) io.out(report.summary);
-      if (report) io.out(`tests: ${report.tests ? (report.tests.passed ? 'passed' : 'FAILED') : 'not run'}; dry run: ${report.dry_run ? (report.dry_run.passed ? 'passed' : 'FAILED') : 'not run'}`);
+      if (report)
+        io.out(
+          `tests: ${report.tests ? (report.tests.passed ? 'passed' : 'FAILED') : 'not run'}; dry run: ${report.dry_run ? (report.dry_run.passed ? 'passed' : 'FAILED') : 'not run'}`,
+        );
       io.out(colorDiff(await fs.readFile(patch.file, 'utf8')));
       const answer = (await ask('[a]pprove, [r]eject, [s]kip, [q]uit?'))?.toLowerCase() ?? 'q';
       if (answer.startsWith('q')) break;

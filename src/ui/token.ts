@@ -23,7 +23,7 @@ export async function uiToken(layout: Layout, options: { rotate?: boolean } = {}
   await fs.mkdir(path.dirname(file), { recursive: true });
   // Write beside, then rename: a reader never sees half a token. The mode is set at creation.
   const temp = `${file}.${process.pid}.tmp`;
-  await fs.writeFile(temp, token + '\n', { mode: 0o600 });
+  await fs.writeFile(temp, `${token}\n`, { mode: 0o600 });
   await fs.chmod(temp, 0o600);
   await fs.rename(temp, file);
   return token;

@@ -6,7 +6,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import stringArgv from 'string-argv';
 import YAML from 'yaml';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { ConfigSchema, type CheckConfig, type Config, type ProjectConfig } from '../contract/config.ts';
 import { MetaAgentError } from '../contract/errors.ts';
 import { CONFIG_FILE, layoutFor, type Layout } from './layout.ts';
@@ -106,7 +106,10 @@ function configError(error: z.ZodError): MetaAgentError {
   const issue = error.issues[0]!;
   const field = issue.path.map(String).join('.') || '(top level)';
   const message = issue.code === 'unrecognized_keys' ? `unknown key(s) ${issue.keys.join(', ')}` : issue.message;
-  return new MetaAgentError('config', message, { file: CONFIG_FILE, field: issue.code === 'unrecognized_keys' && field === '(top level)' ? issue.keys.join(', ') : field });
+  return new MetaAgentError('config', message, {
+    file: CONFIG_FILE,
+    field: issue.code === 'unrecognized_keys' && field === '(top level)' ? issue.keys.join(', ') : field,
+  });
 }
 
 function resolveSettings(config: Config, layout: Layout, env: Record<string, string | undefined>): Settings {
@@ -133,7 +136,10 @@ function resolveSettings(config: Config, layout: Layout, env: Record<string, str
     };
   }
   if (config.limits.max_cost_usd !== undefined && !config.llm.prices) {
-    throw new MetaAgentError('config', 'max_cost_usd needs llm.prices (USD per million prompt, cached and completion tokens) to count what a run costs', { file: CONFIG_FILE, field: 'limits.max_cost_usd' });
+    throw new MetaAgentError('config', 'max_cost_usd needs llm.prices (USD per million prompt, cached and completion tokens) to count what a run costs', {
+      file: CONFIG_FILE,
+      field: 'limits.max_cost_usd',
+    });
   }
   const apiKey = env[config.llm.api_key_env] || env.OPENAI_API_KEY || undefined;
   const baseURL = env.OPENAI_BASE_URL || config.llm.base_url;
@@ -146,7 +152,11 @@ function resolveSettings(config: Config, layout: Layout, env: Record<string, str
     requestTimeoutMs: config.llm.request_timeout_s * 1000,
     contextWindow: config.llm.context_window,
     toolMode: config.llm.tool_mode,
-    compat: { ...(config.llm.compat.parallel_tool_calls !== undefined ? { parallel_tool_calls: config.llm.compat.parallel_tool_calls } : {}), ...(config.llm.compat.max_tokens_param ? { max_tokens_param: config.llm.compat.max_tokens_param } : {}), ...(config.llm.compat.stream !== undefined ? { stream: config.llm.compat.stream } : {}) },
+    compat: {
+      ...(config.llm.compat.parallel_tool_calls !== undefined ? { parallel_tool_calls: config.llm.compat.parallel_tool_calls } : {}),
+      ...(config.llm.compat.max_tokens_param ? { max_tokens_param: config.llm.compat.max_tokens_param } : {}),
+      ...(config.llm.compat.stream !== undefined ? { stream: config.llm.compat.stream } : {}),
+    },
     ...(baseURL ? { baseURL } : {}),
     ...(apiKey ? { apiKey } : {}),
     ...(config.llm.temperature !== undefined ? { temperature: config.llm.temperature } : {}),
@@ -170,7 +180,10 @@ function resolveCheck(label: Check['label'], check: CheckConfig | null, field: s
 export function projectFor(settings: Settings, name: string, file?: string): Project {
   const project = settings.projects[name];
   if (!project) {
-    throw new MetaAgentError('input', `unknown project "${name}"; configured projects: ${Object.keys(settings.projects).join(', ')}`, { file, field: 'project' });
+    throw new MetaAgentError('input', `unknown project "${name}"; configured projects: ${Object.keys(settings.projects).join(', ')}`, {
+      file,
+      field: 'project',
+    });
   }
   return project;
 }

@@ -21,7 +21,12 @@ let faultPoints = new Set<string>();
 let hostOverride: string | null = null;
 
 export function setFaultPoints(points: string | undefined): void {
-  faultPoints = new Set((points ?? '').split(',').map((p) => p.trim()).filter(Boolean));
+  faultPoints = new Set(
+    (points ?? '')
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean),
+  );
 }
 
 /** Kills this process with SIGKILL if `point` was named in META_AGENT_FAULT. */

@@ -139,7 +139,9 @@ export async function exists(file: string): Promise<boolean> {
 
 export async function sha256File(file: string): Promise<string> {
   const { createHash } = await import('node:crypto');
-  return createHash('sha256').update(await fs.readFile(file)).digest('hex');
+  return createHash('sha256')
+    .update(await fs.readFile(file))
+    .digest('hex');
 }
 
 /** One step of a move (files.ts and the callers that retry their own fs calls with retryBusy). */
@@ -201,7 +203,9 @@ export async function retryBusy<T>(action: () => Promise<T>, file?: string, opti
     if (!isBusy(error) || file === undefined) throw error;
     const code = (error as NodeJS.ErrnoException).code;
     throw Object.assign(
-      new Error(`${code}: ${file} stayed busy (held open by another program: an antivirus, OneDrive, an editor) for ${busyRetry.budgetMs / 1000} s of retries (queue.busy_retry_s); close it and try again`),
+      new Error(
+        `${code}: ${file} stayed busy (held open by another program: an antivirus, OneDrive, an editor) for ${busyRetry.budgetMs / 1000} s of retries (queue.busy_retry_s); close it and try again`,
+      ),
       { code, path: file, cause: error },
     );
   }

@@ -140,12 +140,17 @@ const PYTHON_MARKERS = ['pyproject.toml', 'setup.cfg', 'setup.py', 'pytest.ini',
  * Checks that `repo` is a git repository and reads what a config for it needs: its
  * current branch, and a test command when it is recognizably a Python project with tests.
  */
-export async function inspectRepo(repo: string, platform: NodeJS.Platform = process.platform, env: Readonly<Record<string, string | undefined>> = process.env): Promise<RepoFacts> {
+export async function inspectRepo(
+  repo: string,
+  platform: NodeJS.Platform = process.platform,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Promise<RepoFacts> {
   const stat = await fs.stat(repo).catch(() => null);
   if (!stat) throw new MetaAgentError('input', `--repo ${repo}: no such folder`);
   if (!stat.isDirectory()) throw new MetaAgentError('input', `--repo ${repo} is a file, not a folder`);
   const inside = await execa('git', gitArgs(['rev-parse', '--is-inside-work-tree']), { cwd: repo, reject: false });
-  if (inside.stdout.trim() !== 'true') throw new MetaAgentError('input', `--repo ${repo} is not a git repository (run "git init" there and commit, then init again)`);
+  if (inside.stdout.trim() !== 'true')
+    throw new MetaAgentError('input', `--repo ${repo} is not a git repository (run "git init" there and commit, then init again)`);
   const head = await execa('git', gitArgs(['symbolic-ref', '--quiet', '--short', 'HEAD']), { cwd: repo, reject: false });
   const branch = head.exitCode === 0 && head.stdout.trim() ? head.stdout.trim() : null;
   const found: string[] = [];
@@ -155,7 +160,7 @@ export async function inspectRepo(repo: string, platform: NodeJS.Platform = proc
   if (!(isPython && hasTests) && !(hasTests && (await hasPythonTests(repo, found)))) return { branch, test: null, testReason: null };
   // The Python that runs here: python.org's Windows installer makes "python" and "py", never "python3".
   const python = await findPython({ env, repo, platform });
-  const reason = `a Python project (${found.join(', ')})${python ? `; ${python.version} as "${python.command}"` : '; no Python 3 runs on this machine yet (not python3, python or py -3, nor the repository\'s .venv): install it, then check this command'}`;
+  const reason = `a Python project (${found.join(', ')})${python ? `; ${python.version} as "${python.command}"` : "; no Python 3 runs on this machine yet (not python3, python or py -3, nor the repository's .venv): install it, then check this command"}`;
   return { branch, test: `${python?.command ?? defaultPython(platform)} -m pytest -q`, testReason: reason, usesVenv: python?.command === venvPython(platform) };
 }
 
@@ -261,7 +266,12 @@ patch:
 function demoProject(layout: Layout, python: string): string {
   return `    # A git repo made from the bundled example bot on first use (git-ignored).
     repo: .meta-agent/demo-repo
-    init_from: ${JSON.stringify(path.relative(layout.root, path.join(PACKAGE_ROOT, 'examples', 'scalper-bot')).split(path.sep).join('/') || '.')}
+    init_from: ${JSON.stringify(
+      path
+        .relative(layout.root, path.join(PACKAGE_ROOT, 'examples', 'scalper-bot'))
+        .split(path.sep)
+        .join('/') || '.',
+    )}
     # branch: main                      # default: the repo's current branch
     scope: ["**"]                       # outer bound for every task's scope
     deny: []                            # added to .env*, *.pem, *.key, secrets/**

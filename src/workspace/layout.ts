@@ -50,16 +50,7 @@ export function layoutFor(root: string): Layout {
 
 /** Every folder `init` creates, in order. */
 export function layoutDirs(layout: Layout): string[] {
-  return [
-    layout.inbox,
-    layout.processing,
-    layout.done,
-    layout.failed,
-    layout.reports,
-    ...Object.values(layout.patches),
-    layout.logs,
-    layout.templates,
-  ];
+  return [layout.inbox, layout.processing, layout.done, layout.failed, layout.reports, ...Object.values(layout.patches), layout.logs, layout.templates];
 }
 
 /** `rel` for people: workspace-relative with forward slashes when inside the workspace. */

@@ -39,7 +39,14 @@ const lockPath = (file: string) => path.join(path.dirname(file), `.${path.basena
 const ownerPath = (file: string) => path.join(path.dirname(file), `.${path.basename(file)}.owner.json`);
 
 function myNote(runId: string): OwnerNote {
-  return { host: thisHost(), pid: process.pid, pid_started: processStartTime(process.pid), pgid: processGroupOf(process.pid), run_id: runId, since: new Date().toISOString() };
+  return {
+    host: thisHost(),
+    pid: process.pid,
+    pid_started: processStartTime(process.pid),
+    pgid: processGroupOf(process.pid),
+    run_id: runId,
+    since: new Date().toISOString(),
+  };
 }
 
 export async function takeLease(file: string, runId: string, staleMs: number): Promise<Lease> {
@@ -58,7 +65,13 @@ export async function takeLease(file: string, runId: string, staleMs: number): P
     return Boolean(note && note.run_id === runId && note.host === thisHost() && note.pid === process.pid && existsSync(file));
   };
   const lose = (why: string) => {
-    if (!lostController.signal.aborted) lostController.abort(new MetaAgentError('interrupted', `the lease of ${path.basename(file)} was lost (${why}); another worker may have taken the task over, so this run files nothing`));
+    if (!lostController.signal.aborted)
+      lostController.abort(
+        new MetaAgentError(
+          'interrupted',
+          `the lease of ${path.basename(file)} was lost (${why}); another worker may have taken the task over, so this run files nothing`,
+        ),
+      );
   };
   const onCompromised = async (error: Error) => {
     if (released || lostController.signal.aborted) return;
@@ -104,7 +117,7 @@ export async function takeLease(file: string, runId: string, staleMs: number): P
  */
 async function writeNoteOrUnlock(file: string, note: OwnerNote, release: () => Promise<void>): Promise<void> {
   try {
-    await fs.writeFile(ownerPath(file), JSON.stringify(note) + '\n');
+    await fs.writeFile(ownerPath(file), `${JSON.stringify(note)}\n`);
   } catch (error) {
     await fs.rm(ownerPath(file), { force: true }).catch(() => undefined);
     await release().catch(() => undefined);
@@ -237,8 +250,16 @@ export async function lockActivity(
     try {
       const note = await readOwner(target);
       // proper-lockfile would take a stale lock over by itself: not from a live owner on this host.
-      if (note && note.pid !== process.pid && ownerOnThisHost(note) === 'alive') throw Object.assign(new Error('held by a live process on this host'), { code: 'ELOCKED' });
-      const release = await lockfile.lock(target, { stale: options.staleMs, update: Math.max(1000, Math.floor(options.staleMs / 3)), realpath: false, lockfilePath: lockPath(target), retries: 0, onCompromised });
+      if (note && note.pid !== process.pid && ownerOnThisHost(note) === 'alive')
+        throw Object.assign(new Error('held by a live process on this host'), { code: 'ELOCKED' });
+      const release = await lockfile.lock(target, {
+        stale: options.staleMs,
+        update: Math.max(1000, Math.floor(options.staleMs / 3)),
+        realpath: false,
+        lockfilePath: lockPath(target),
+        retries: 0,
+        onCompromised,
+      });
       await writeNoteOrUnlock(target, myNote('lock'), release);
       return async () => {
         if (lost) return; // the lock and its note are someone else's now

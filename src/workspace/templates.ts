@@ -37,7 +37,11 @@ export async function loadTemplate(settings: Settings, name: string): Promise<Te
   }
   const data = parsed.data as Partial<Record<string, unknown>>;
   const list = (v: unknown) => (Array.isArray(v) ? v.map(String) : typeof v === 'string' && v ? [v] : []);
-  const type = (TASK_TYPES as readonly string[]).includes(String(data.type)) ? (data.type as Task['type']) : (TASK_TYPES as readonly string[]).includes(name) ? (name as Task['type']) : 'custom';
+  const type = (TASK_TYPES as readonly string[]).includes(String(data.type))
+    ? (data.type as Task['type'])
+    : (TASK_TYPES as readonly string[]).includes(name)
+      ? (name as Task['type'])
+      : 'custom';
   return {
     name,
     type,

@@ -10,7 +10,16 @@ import { chromium, type Browser } from 'playwright-core';
 const SYSTEM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'];
 // Without the background-networking flags Chromium keeps dialing Google's hosts, which this
 // machine's closed network refuses.
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'];
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-quic',
+];
 
 export async function launchBrowser(): Promise<Browser> {
   const wanted = process.env.META_AGENT_TEST_CHROMIUM;

@@ -43,7 +43,12 @@ async function install(): Promise<string | null> {
     await fs.rm(staging, { recursive: true, force: true });
     const output = String(result.all ?? result.message);
     if (UNREACHABLE.test(output)) {
-      console.warn(`\n  NOTE: the npm registry is unreachable, so the tests with the real Codex CLI ${CODEX_VERSION_CHECKED} are SKIPPED (${output.split('\n').find((l) => UNREACHABLE.test(l))?.trim()})\n`);
+      console.warn(
+        `\n  NOTE: the npm registry is unreachable, so the tests with the real Codex CLI ${CODEX_VERSION_CHECKED} are SKIPPED (${output
+          .split('\n')
+          .find((l) => UNREACHABLE.test(l))
+          ?.trim()})\n`,
+      );
       return null;
     }
     throw new Error(`npm install @openai/codex@${CODEX_VERSION_CHECKED} failed: ${output.slice(-2000)}`);

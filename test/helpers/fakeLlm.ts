@@ -41,7 +41,10 @@ let callCounter = 0;
 
 export function toolCall(name: string, args: unknown, options: { rawArguments?: string; usage?: Partial<Usage> } = {}): Reply {
   const id = `call_${++callCounter}`;
-  return completion({ role: 'assistant', content: null, tool_calls: [{ id, type: 'function', function: { name, arguments: options.rawArguments ?? JSON.stringify(args) } }] }, options.usage);
+  return completion(
+    { role: 'assistant', content: null, tool_calls: [{ id, type: 'function', function: { name, arguments: options.rawArguments ?? JSON.stringify(args) } }] },
+    options.usage,
+  );
 }
 
 export function textReply(content: string): Reply {
@@ -68,7 +71,12 @@ function completion(message: unknown, usage: Partial<Usage> = {}): Reply {
       created: Math.floor(Date.now() / 1000),
       model: 'scripted-model',
       choices: [{ index: 0, message, finish_reason: 'tool_calls', logprobs: null }],
-      usage: { prompt_tokens: prompt, completion_tokens: completionTokens, total_tokens: prompt + completionTokens, prompt_tokens_details: { cached_tokens: usage.cached ?? 40 } },
+      usage: {
+        prompt_tokens: prompt,
+        completion_tokens: completionTokens,
+        total_tokens: prompt + completionTokens,
+        prompt_tokens_details: { cached_tokens: usage.cached ?? 40 },
+      },
     },
   };
 }
@@ -144,7 +152,13 @@ export function toChunks(completion: any, options: { includeUsage?: boolean; sty
   const style = options.style ?? 'openai';
   const size = options.pieceChars ?? 7;
   const empty = style === 'ollama' ? '' : null;
-  const chunk = (delta: unknown, finish: string | null = empty) => ({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }] });
+  const chunk = (delta: unknown, finish: string | null = empty) => ({
+    id,
+    object: 'chat.completion.chunk',
+    created,
+    model,
+    choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
+  });
   const pieces = (text: string) => (text.match(new RegExp(`[\\s\\S]{1,${size}}`, 'g')) ?? []) as string[];
   const out: unknown[] = [chunk({ role: 'assistant', content: style === 'ollama' ? (message.content ?? '') : '' })];
   if (style !== 'ollama') for (const piece of pieces(message.content ?? '')) out.push(chunk({ content: piece }));

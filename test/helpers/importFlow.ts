@@ -7,7 +7,22 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
 
-export const FLOW = ['contract', 'safety', 'log', 'workspace', 'repo', 'engines', 'queue', 'run', 'gate', 'supervisor', 'service', 'ui', 'index', 'cli'] as const;
+export const FLOW = [
+  'contract',
+  'safety',
+  'log',
+  'workspace',
+  'repo',
+  'engines',
+  'queue',
+  'run',
+  'gate',
+  'supervisor',
+  'service',
+  'ui',
+  'index',
+  'cli',
+] as const;
 
 export interface FlowViolation {
   from: string;
@@ -17,7 +32,10 @@ export interface FlowViolation {
 }
 
 function layerOf(srcRoot: string, file: string): number {
-  const top = path.relative(srcRoot, file).split(path.sep)[0]!.replace(/\.(ts|js)$/, '');
+  const top = path
+    .relative(srcRoot, file)
+    .split(path.sep)[0]!
+    .replace(/\.(ts|js)$/, '');
   const index = FLOW.indexOf(top as (typeof FLOW)[number]);
   if (index < 0) throw new Error(`${path.relative(srcRoot, file)}: the folder "${top}" has no place in the flow (test/helpers/importFlow.ts FLOW)`);
   return index;

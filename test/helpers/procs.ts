@@ -89,7 +89,12 @@ export function startMetaAgent(args: string[], env: Record<string, string> = {})
 /** Starts a watch process and waits until it printed that it is watching (start-up scan done). */
 export async function startWatchReady(root: string, env: Record<string, string> = {}, ms = 30_000): Promise<WatchProc> {
   const proc = startWatch(root, env);
-  await waitFor('"watching" from the watch process', () => proc.output().includes('watching ') || !proc.alive(), ms, () => proc.output());
+  await waitFor(
+    '"watching" from the watch process',
+    () => proc.output().includes('watching ') || !proc.alive(),
+    ms,
+    () => proc.output(),
+  );
   if (!proc.alive()) throw new Error(`watch exited at start:\n${proc.output()}`);
   return proc;
 }

@@ -59,7 +59,9 @@ export function assistantMessage(text: string): OutputItem {
 /** The text of every function call's output the agent sent back (what its tools returned). */
 export function toolOutputs(request: RecordedRequest): string[] {
   const input: any[] = Array.isArray(request.body?.input) ? request.body.input : [];
-  return input.filter((item) => item?.type === 'function_call_output').map((item) => (typeof item.output === 'string' ? item.output : JSON.stringify(item.output)));
+  return input
+    .filter((item) => item?.type === 'function_call_output')
+    .map((item) => (typeof item.output === 'string' ? item.output : JSON.stringify(item.output)));
 }
 
 function sse(event: Record<string, unknown>): string {

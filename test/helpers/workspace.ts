@@ -57,7 +57,7 @@ export async function makeWorkspace(options: WorkspaceOptions = {}): Promise<Tes
     project,
     options.extra ?? '',
   ].join('\n');
-  await fs.writeFile(path.join(root, 'meta-agent.yaml'), yaml + '\n');
+  await fs.writeFile(path.join(root, 'meta-agent.yaml'), `${yaml}\n`);
   const env = options.env ?? { PATH: process.env.PATH, HOME: process.env.HOME };
   const settings = await loadSettings(root, env);
   return { root, repo, settings, cleanup: () => fs.rm(root, { recursive: true, force: true }) };
@@ -80,7 +80,11 @@ export async function repoFingerprint(repo: string): Promise<string> {
       if (rel === '.git') continue;
       if (entry.isDirectory()) await walk(full);
       else if (entry.isSymbolicLink()) hash.update(`L ${rel} ${await fs.readlink(full)}\n`);
-      else hash.update(`F ${rel} `).update(await fs.readFile(full)).update('\n');
+      else
+        hash
+          .update(`F ${rel} `)
+          .update(await fs.readFile(full))
+          .update('\n');
     }
   };
   await walk(repo);

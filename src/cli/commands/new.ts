@@ -20,11 +20,11 @@ interface NewOptions {
 export function registerNew(program: Command, cli: CliContext): void {
   program
     .command('new')
-    .description('create a task file in inbox/ (from the type\'s template)')
+    .description("create a task file in inbox/ (from the type's template)")
     .requiredOption('--project <name>', 'a project of meta-agent.yaml')
     .requiredOption('--objective <text>', 'what the agent should achieve')
     .addOption(new Option('--type <type>', 'task type').choices([...TASK_TYPES]))
-    .option('--template <name>', 'start from templates/<name>.md (default: the type\'s template)')
+    .option('--template <name>', "start from templates/<name>.md (default: the type's template)")
     .option('--scope <globs...>', 'files that may change (default: the template\'s); "none" for report only')
     .option('--task <text...>', 'sub-tasks')
     .option('--output <text>', 'expected output')
@@ -37,7 +37,12 @@ async function newTask(cli: CliContext, opts: NewOptions): Promise<void> {
   const template = await loadTemplate(settings, opts.template ?? opts.type ?? 'custom');
   const type = opts.type ?? template.type;
   const scope = opts.scope ? (opts.scope.length === 1 && opts.scope[0] === 'none' ? [] : opts.scope) : template.scope;
-  const name = opts.name ?? `${type}-${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, '')}`;
+  const name =
+    opts.name ??
+    `${type}-${new Date()
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d+Z$/, '')}`;
   const { path: file, task } = await createTask(
     settings,
     name,

@@ -42,13 +42,17 @@ async function run(cli: CliContext, opts: RunOptions): Promise<void> {
   if (chosen !== 1) throw new MetaAgentError('input', 'give exactly one of --task FILE, --task-id ID, --stages FILE', { field: 'run' });
   const settings = await cli.settings();
   const say = opts.json ? io.err : io.out;
-  const taskFile = opts.stages ? null : await taskToRun(settings, opts.task ? { file: path.resolve(opts.task) } : { id: opts.taskId! }, Boolean(opts.force), say);
+  const taskFile = opts.stages
+    ? null
+    : await taskToRun(settings, opts.task ? { file: path.resolve(opts.task) } : { id: opts.taskId! }, Boolean(opts.force), say);
   const log = cli.makeLog(settings, opts.json);
   const controller = new AbortController();
   const hurry = new AbortController();
   const offSignal = onStopSignal(
     () => {
-      io.err('stopping: the run is being wound down (the task goes back to inbox/; if it changed files, they are saved as an incomplete patch and checked: Ctrl-C again to skip the checks)...');
+      io.err(
+        'stopping: the run is being wound down (the task goes back to inbox/; if it changed files, they are saved as an incomplete patch and checked: Ctrl-C again to skip the checks)...',
+      );
       controller.abort();
     },
     () => hurry.abort(),
@@ -78,7 +82,10 @@ async function taskToRun(settings: Settings, what: { id: string } | { file: stri
   const file = 'id' in what ? await taskById(settings, what.id, say) : await taskFileAt(what.file);
   if (!force) {
     // A task that does not parse is reported by the run itself.
-    const id = await fs.readFile(file).then((text) => parseTask(text, path.basename(file)).id).catch(() => null);
+    const id = await fs
+      .readFile(file)
+      .then((text) => parseTask(text, path.basename(file)).id)
+      .catch(() => null);
     const refusal = id ? await pendingPatchRefusal(layout, id) : null;
     if (refusal) throw refusal;
   }
@@ -111,6 +118,14 @@ async function taskFileAt(file: string): Promise<string> {
 }
 
 async function firstExisting(files: Array<string | null>): Promise<string | null> {
-  for (const file of files) if (file && (await fs.stat(file).then((s) => s.isFile(), () => false))) return file;
+  for (const file of files)
+    if (
+      file &&
+      (await fs.stat(file).then(
+        (s) => s.isFile(),
+        () => false,
+      ))
+    )
+      return file;
   return null;
 }

@@ -33,7 +33,8 @@ function printNextRuns(cli: CliContext, settings: Settings, count: number): void
   const { supervisor } = settings.config;
   for (const job of supervisor.schedule) {
     cli.io.out(`${job.goal} (${job.cron}, ${supervisor.timezone}):`);
-    for (const d of nextRuns(job.cron, supervisor.timezone, new Date(), count)) cli.io.out(`  ${localTime(d, supervisor.timezone).key.replace('T', ' ')}  (${d.toISOString()})`);
+    for (const d of nextRuns(job.cron, supervisor.timezone, new Date(), count))
+      cli.io.out(`  ${localTime(d, supervisor.timezone).key.replace('T', ' ')}  (${d.toISOString()})`);
   }
 }
 
@@ -43,7 +44,11 @@ async function runScheduler(cli: CliContext, settings: Settings): Promise<void> 
   const service = startSchedulerService(settings, log);
   if (!service) throw new MetaAgentError('config', 'no jobs in supervisor.schedule', { file: 'meta-agent.yaml', field: 'supervisor.schedule' });
   // Signals are taken from here on: a catch-up cycle at start is stoppable too.
-  const stopped = untilStopSignal((how) => service.stop(how), cli.io, 'stopping: no new cycles; a running one gets the grace period (Ctrl-C again: at once)...');
+  const stopped = untilStopSignal(
+    (how) => service.stop(how),
+    cli.io,
+    'stopping: no new cycles; a running one gets the grace period (Ctrl-C again: at once)...',
+  );
   await service.scheduler.start();
   cli.io.out(`scheduler running (${supervisor.schedule.length} job(s), ${supervisor.timezone}); Ctrl-C to stop`);
   await stopped;

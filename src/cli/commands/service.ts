@@ -12,10 +12,14 @@ interface InstallOptions {
 }
 
 export function registerService(program: Command, cli: CliContext): void {
-  const service = program.command('service').description('run "watch" as this machine\'s service: a Task Scheduler task on Windows, a systemd user unit on Linux');
+  const service = program
+    .command('service')
+    .description('run "watch" as this machine\'s service: a Task Scheduler task on Windows, a systemd user unit on Linux');
   service
     .command('install')
-    .description('install (or replace) and start the service: it starts at logon (Windows) or with your user session (Linux), restarts on failure, has no time limit')
+    .description(
+      'install (or replace) and start the service: it starts at logon (Windows) or with your user session (Linux), restarts on failure, has no time limit',
+    )
     .option('--print', 'show the task XML / unit file and the commands, and install nothing')
     .addOption(new Option('--for <os>', 'with --print: show it for another system').choices(['windows', 'linux']))
     .option('--when-logged-off', 'Windows: start at boot and run whether or not you are logged on (no password stored; network shares are out of reach)')
@@ -45,6 +49,7 @@ async function install(cli: CliContext, opts: InstallOptions): Promise<void> {
   const settings = await cli.settings();
   const options = { name: opts.name, whenLoggedOff: Boolean(opts.whenLoggedOff), ...(opts.for ? { kind: opts.for } : {}) };
   if (opts.print) return cli.io.out(printService(settings, options).trimEnd());
-  if (opts.for && opts.for !== serviceKind()) throw new MetaAgentError('input', `--for ${opts.for} works only with --print (this is ${process.platform})`, { field: 'service install' });
+  if (opts.for && opts.for !== serviceKind())
+    throw new MetaAgentError('input', `--for ${opts.for} works only with --print (this is ${process.platform})`, { field: 'service install' });
   for (const line of await installService(settings, options)) cli.io.out(line);
 }

@@ -13,7 +13,11 @@ export function registerStatus(program: Command, cli: CliContext): void {
       const { io } = cli;
       const status = await workspaceStatus(await cli.settings());
       if (opts.json) return printJson(io, status);
-      io.out(Object.entries(status.counts).map(([k, v]) => `${k}: ${v}`).join('   '));
+      io.out(
+        Object.entries(status.counts)
+          .map(([k, v]) => `${k}: ${v}`)
+          .join('   '),
+      );
       if (status.pending.length === 0) io.out('no pending patches');
       for (const p of status.pending) io.out(pendingLine(p));
     });

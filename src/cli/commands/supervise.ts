@@ -31,7 +31,11 @@ async function supervise(cli: CliContext, opts: SuperviseOptions): Promise<void>
   const controller = new AbortController();
   const offSignal = onStopSignal(() => controller.abort());
   try {
-    const report = await runSupervisorCycle(settings, opts.goal, opts.mode, { log, signal: controller.signal, ...(opts.project ? { project: opts.project } : {}) });
+    const report = await runSupervisorCycle(settings, opts.goal, opts.mode, {
+      log,
+      signal: controller.signal,
+      ...(opts.project ? { project: opts.project } : {}),
+    });
     if (opts.json) printJson(io, report);
     else {
       io.out(`${report.cycle_id}: ${report.status.toUpperCase()}: ${report.summary}`);

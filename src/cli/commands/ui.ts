@@ -18,7 +18,13 @@ export function registerUi(program: Command, cli: CliContext): void {
       const log = cli.makeLog(settings);
       const token = await uiToken(settings.layout, { rotate: opts.rotateToken === true });
       if (opts.rotateToken) io.out('made a new dashboard token; old bookmarks no longer work');
-      const ui = await startUi({ settings, log, token, port: opts.port ? Number(opts.port) : settings.config.ui.port, host: opts.host ?? settings.config.ui.host });
+      const ui = await startUi({
+        settings,
+        log,
+        token,
+        port: opts.port ? Number(opts.port) : settings.config.ui.port,
+        host: opts.host ?? settings.config.ui.host,
+      });
       io.out(`dashboard: ${ui.url}`);
       await untilStopSignal(() => ui.close(), io, 'stopping the dashboard...');
     });

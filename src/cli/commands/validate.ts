@@ -11,7 +11,7 @@ import { printJson } from '../output.ts';
 export function registerValidate(program: Command, cli: CliContext): void {
   program
     .command('validate')
-    .description('check task files against the contract and the workspace\'s config (one line per file; exit 2 if any fails)')
+    .description("check task files against the contract and the workspace's config (one line per file; exit 2 if any fails)")
     .argument('<files...>')
     .option('--json', 'print the parsed tasks as JSON (to stdout; the verdicts go to stderr)')
     .action((files: string[], opts: { json?: boolean }) => validate(cli, files, Boolean(opts.json)));
@@ -25,7 +25,9 @@ async function validate(cli: CliContext, files: string[], json: boolean): Promis
     try {
       const task = await validateTaskFile(settings, file);
       parsed.push(task);
-      (json ? io.err : io.out)(`${file}: ok (id ${task.id}, project ${task.project}, type ${task.type}, scope ${task.scope.length ? task.scope.join(' ') : 'none (report only)'})`);
+      (json ? io.err : io.out)(
+        `${file}: ok (id ${task.id}, project ${task.project}, type ${task.type}, scope ${task.scope.length ? task.scope.join(' ') : 'none (report only)'})`,
+      );
     } catch (error) {
       io.err(`${file}: ${toErrorInfo(error).message.replace(`${path.basename(file)}: `, '')}`);
       cli.exitCode = 2;

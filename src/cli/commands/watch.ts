@@ -33,11 +33,23 @@ async function watch(cli: CliContext, opts: WatchOptions): Promise<void> {
   const ui = opts.ui ? await startUi({ settings, log, port: opts.port ? Number(opts.port) : settings.config.ui.port }) : null;
   if (ui) io.out(`dashboard: ${ui.url}`);
   const supervisorLog = cli.makeLog(settings, false, 'supervisor');
-  const watcher = startWatching({ settings, log, supervisorLog, ...(opts.poll ? { usePolling: true } : {}), onResult: (r) => io.out(summaryLine(settings, r)) });
+  const watcher = startWatching({
+    settings,
+    log,
+    supervisorLog,
+    ...(opts.poll ? { usePolling: true } : {}),
+    onResult: (r) => io.out(summaryLine(settings, r)),
+  });
   // Signals are taken from here on: the first scan at start may already claim tasks.
-  const stopped = untilStopSignal((how) => watcher.stop(how).then(() => ui?.close()), io, 'stopping: no new claims; running work gets the grace period, then goes back to inbox/ (Ctrl-C again: at once)...');
+  const stopped = untilStopSignal(
+    (how) => watcher.stop(how).then(() => ui?.close()),
+    io,
+    'stopping: no new claims; running work gets the grace period, then goes back to inbox/ (Ctrl-C again: at once)...',
+  );
   await watcher.ready;
-  io.out(`watching ${displayPath(settings.layout, settings.layout.inbox) || settings.layout.inbox}/ in ${settings.layout.root}; drop task .md files there (Ctrl-C to stop)`);
+  io.out(
+    `watching ${displayPath(settings.layout, settings.layout.inbox) || settings.layout.inbox}/ in ${settings.layout.root}; drop task .md files there (Ctrl-C to stop)`,
+  );
   await stopped;
   log.flush();
 }

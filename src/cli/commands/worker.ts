@@ -14,8 +14,10 @@ export function registerWorker(program: Command, cli: CliContext): void {
     .action(async (opts: { concurrency?: string; queue?: string }) => {
       const settings = await cli.settings();
       const concurrency = opts.concurrency === undefined ? undefined : Number(opts.concurrency);
-      if (concurrency !== undefined && !(Number.isInteger(concurrency) && concurrency > 0)) throw new MetaAgentError('input', '--concurrency must be a positive whole number', { field: '--concurrency' });
-      if (opts.queue !== undefined && !/^[A-Za-z0-9._-]+$/.test(opts.queue)) throw new MetaAgentError('input', '--queue: letters, digits, ".", "_" and "-" only', { field: '--queue' });
+      if (concurrency !== undefined && !(Number.isInteger(concurrency) && concurrency > 0))
+        throw new MetaAgentError('input', '--concurrency must be a positive whole number', { field: '--concurrency' });
+      if (opts.queue !== undefined && !/^[A-Za-z0-9._-]+$/.test(opts.queue))
+        throw new MetaAgentError('input', '--queue: letters, digits, ".", "_" and "-" only', { field: '--queue' });
       const log = cli.makeLog(settings, false, 'worker');
       const worker = await startWorker({ settings, log, ...(concurrency ? { concurrency } : {}), ...(opts.queue ? { queue: opts.queue } : {}) });
       const stopped = untilStopSignal(() => worker.stop(), cli.io, 'stopping: running jobs are stopped and go back to the queue...');

@@ -55,6 +55,7 @@ export function parseClaudeResult(stdout: string): AgentOutput {
     .split(/\r?\n/)
     .reverse()
     .find((l) => l.trim().startsWith('{'));
+  // biome-ignore lint/suspicious/noExplicitAny: the CLI's JSON result, read field by field with ?. and typeof checks
   let result: any = null;
   try {
     result = line ? JSON.parse(line) : null;

@@ -25,7 +25,7 @@ const str = (value: string) => JSON.stringify(value);
 export function codexConfigToml(llm: LlmSettings): string {
   const retries = llm.maxRetries === undefined ? [] : [`request_max_retries = ${llm.maxRetries}`, `stream_max_retries = ${llm.maxRetries}`];
   return [
-    '# Written by meta-agent for one run; the user\'s ~/.codex is never read.',
+    "# Written by meta-agent for one run; the user's ~/.codex is never read.",
     `model = ${str(llm.model)}`,
     `model_provider = ${str(PROVIDER_ID)}`,
     'approval_policy = "never"',
@@ -103,6 +103,7 @@ export function parseCodexEvents(stdout: string): AgentOutput {
   const problems: string[] = [];
   for (const line of stdout.split(/\r?\n/)) {
     if (!line.startsWith('{')) continue;
+    // biome-ignore lint/suspicious/noExplicitAny: an event from the CLI's JSON output, read field by field with ?. and String()
     let event: any;
     try {
       event = JSON.parse(line);
@@ -123,6 +124,7 @@ export function parseCodexEvents(stdout: string): AgentOutput {
     } else if (event?.type === 'item.completed' && item?.type === 'agent_message' && typeof item.text === 'string') {
       lastMessage = item.text;
     } else if (event?.type === 'item.completed' && item?.type === 'file_change' && item.status === 'failed') {
+      // biome-ignore lint/suspicious/noExplicitAny: an event from the CLI's JSON output, read field by field with ?. and String()
       const files = Array.isArray(item.changes) ? item.changes.map((c: any) => String(c?.path)).join(', ') : '';
       problems.push(`edit failed${files ? `: ${files}` : ''}`);
     }

@@ -27,7 +27,11 @@ const PRESETS: Record<PresetName, PresetBuilder> = { codex: codexPreset, aider: 
 /** What the command engine starts for this config: a preset's, or the `run` command's. */
 export function resolveCommand(config: CommandConfig, llm: LlmSettings): ResolvedCommand {
   if (config.preset) return PRESETS[config.preset]({ preset: config.preset, program: config.program }, llm);
-  if (!config.run) throw new MetaAgentError('config', 'the command engine needs "command.preset" (codex, aider or claude) or "command.run"', { file: 'meta-agent.yaml', field: 'command' });
+  if (!config.run)
+    throw new MetaAgentError('config', 'the command engine needs "command.preset" (codex, aider or claude) or "command.run"', {
+      file: 'meta-agent.yaml',
+      field: 'command',
+    });
   const argv = Array.isArray(config.run) ? config.run : stringArgv(config.run);
   if (argv.length === 0) throw new MetaAgentError('config', 'command.run is empty', { file: 'meta-agent.yaml', field: 'command.run' });
   return {
@@ -41,5 +45,8 @@ export function resolveCommand(config: CommandConfig, llm: LlmSettings): Resolve
 /** argv and needs.env values with the placeholders replaced (home files are written as they are). */
 export function fillPresetPlaceholders(resolved: ResolvedCommand, values: Placeholders): { argv: [string, ...string[]]; env: Record<string, string> } {
   const fill = (text: string) => fillPlaceholders(text, values);
-  return { argv: resolved.argv.map(fill) as [string, ...string[]], env: Object.fromEntries(Object.entries(resolved.needs.env).map(([key, value]) => [key, fill(value)])) };
+  return {
+    argv: resolved.argv.map(fill) as [string, ...string[]],
+    env: Object.fromEntries(Object.entries(resolved.needs.env).map(([key, value]) => [key, fill(value)])),
+  };
 }

@@ -22,12 +22,20 @@ export function redisTarget(settings: Settings, forWorker: boolean): RedisTarget
   const variable = settings.config.execution.redis_url_env;
   const raw = settings.env[variable];
   const field = 'execution.redis_url_env';
-  if (!raw) throw new MetaAgentError('config', `execution.engine is bullmq, but ${variable} is not set: set it to the Redis URL (redis://:password@host:6379/0 or unix:///path/redis.sock); see docs/scale-out.md`, { file: 'meta-agent.yaml', field });
+  if (!raw)
+    throw new MetaAgentError(
+      'config',
+      `execution.engine is bullmq, but ${variable} is not set: set it to the Redis URL (redis://:password@host:6379/0 or unix:///path/redis.sock); see docs/scale-out.md`,
+      { file: 'meta-agent.yaml', field },
+    );
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw new MetaAgentError('config', `${variable} is not a URL (expected redis://:password@host:6379/0, rediss://... or unix:///path/redis.sock)`, { file: 'meta-agent.yaml', field });
+    throw new MetaAgentError('config', `${variable} is not a URL (expected redis://:password@host:6379/0, rediss://... or unix:///path/redis.sock)`, {
+      file: 'meta-agent.yaml',
+      field,
+    });
   }
   const common = {
     // BullMQ's workers need this; commands wait for the connection instead of failing after 20 tries.
@@ -40,10 +48,16 @@ export function redisTarget(settings: Settings, forWorker: boolean): RedisTarget
   const username = decodeURIComponent(url.username) || undefined;
   const auth = { ...(password ? { password } : {}), ...(username ? { username } : {}) };
   if (url.protocol === 'unix:') {
-    return { connection: { ...common, db: Number(url.searchParams.get('db') ?? 0) || 0, path: decodeURIComponent(url.pathname), ...auth }, where: `unix:${decodeURIComponent(url.pathname)}` };
+    return {
+      connection: { ...common, db: Number(url.searchParams.get('db') ?? 0) || 0, path: decodeURIComponent(url.pathname), ...auth },
+      where: `unix:${decodeURIComponent(url.pathname)}`,
+    };
   }
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
-    throw new MetaAgentError('config', `${variable} must start with redis://, rediss:// or unix:// (got ${url.protocol}//)`, { file: 'meta-agent.yaml', field });
+    throw new MetaAgentError('config', `${variable} must start with redis://, rediss:// or unix:// (got ${url.protocol}//)`, {
+      file: 'meta-agent.yaml',
+      field,
+    });
   }
   const port = Number(url.port || 6379);
   return {

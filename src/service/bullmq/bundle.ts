@@ -15,7 +15,12 @@ import type { Layout } from '../../workspace/layout.ts';
 /** The result of a run, read back from the job's workspace. */
 export async function bundleOf(layout: Layout, report: Report): Promise<Bundle> {
   const read = (rel: string) => fs.readFile(path.join(layout.root, rel));
-  const trajectory = report.trajectory ? await read(report.trajectory).then((b) => b.toString('utf8'), () => null) : null;
+  const trajectory = report.trajectory
+    ? await read(report.trajectory).then(
+        (b) => b.toString('utf8'),
+        () => null,
+      )
+    : null;
   const [patchRel, sidecarRel] = report.patch_files;
   const patch = patchRel && sidecarRel ? await patchOf(layout, patchRel, sidecarRel) : null;
   return { report, trajectory, patch, worker: { host: thisHost(), pid: process.pid } };
@@ -28,9 +33,15 @@ async function patchOf(layout: Layout, patchRel: string, sidecarRel: string): Pr
   const sidecar = parseJsonText(sidecarText, PatchSidecarSchema, sidecarFile);
   const total = sidecar.artifacts.reduce((sum, a) => sum + a.bytes, 0);
   if (total > MAX_BUNDLE_ARTIFACT_BYTES) {
-    throw new MetaAgentError('config', `the run's artifacts are ${total} bytes; a BullMQ result carries at most ${MAX_BUNDLE_ARTIFACT_BYTES} (an artifact store for larger ones is not built): use execution.engine local for this task type`, { file: 'meta-agent.yaml', field: 'execution' });
+    throw new MetaAgentError(
+      'config',
+      `the run's artifacts are ${total} bytes; a BullMQ result carries at most ${MAX_BUNDLE_ARTIFACT_BYTES} (an artifact store for larger ones is not built): use execution.engine local for this task type`,
+      { file: 'meta-agent.yaml', field: 'execution' },
+    );
   }
   const artifactDir = path.join(layout.root, patchRel.replace(/\.patch$/, '.artifacts'));
-  const artifacts = await Promise.all(sidecar.artifacts.map(async (a) => ({ path: a.path, base64: (await fs.readFile(path.join(artifactDir, a.path))).toString('base64') })));
+  const artifacts = await Promise.all(
+    sidecar.artifacts.map(async (a) => ({ path: a.path, base64: (await fs.readFile(path.join(artifactDir, a.path))).toString('base64') })),
+  );
   return { patch: (await fs.readFile(path.join(layout.root, patchRel))).toString('base64'), sidecar: sidecarText, artifacts };
 }

@@ -46,9 +46,12 @@ export class ResultFiler {
     const taskFile = await settleClaim(layout, claim, disposition);
     if (displayPath(layout, taskFile) !== report.task_file) {
       report = { ...report, task_file: displayPath(layout, taskFile) };
-      await replaceFile(filed.json, JSON.stringify(report, null, 2) + '\n');
+      await replaceFile(filed.json, `${JSON.stringify(report, null, 2)}\n`);
     }
-    this.log.info({ task_id: id, run_id: claim.runId, worker: bundle.worker, status: report.status, outcome: report.outcome }, `run finished on ${bundle.worker.host}: ${report.outcome}`);
+    this.log.info(
+      { task_id: id, run_id: claim.runId, worker: bundle.worker, status: report.status, outcome: report.outcome },
+      `run finished on ${bundle.worker.host}: ${report.outcome}`,
+    );
     return {
       task_id: id,
       run_id: claim.runId,
@@ -87,7 +90,10 @@ export class ResultFiler {
       earlier = await readJsonFileOrNull(paths.json, ReportSchema);
     } catch (error) {
       if (!(error instanceof MetaAgentError)) throw error;
-      this.log.warn({ err: toErrorInfo(error), task_file: claim.name }, `the report already there is damaged (${error.message}): it is archived and this run's report filed`);
+      this.log.warn(
+        { err: toErrorInfo(error), task_file: claim.name },
+        `the report already there is damaged (${error.message}): it is archived and this run's report filed`,
+      );
       return null;
     }
     return earlier?.run_id === claim.runId ? { report: earlier, json: paths.json, md: paths.md } : null;
@@ -128,7 +134,8 @@ export class ResultFiler {
     await publishFile(`${stem}.json`, patch.sidecar).catch(ignoreExisting);
     for (const artifact of patch.artifacts) {
       const file = path.join(`${stem}.artifacts`, artifact.path);
-      if (!file.startsWith(`${stem}.artifacts${path.sep}`)) throw new MetaAgentError('input', `the worker's artifact path ${artifact.path} leaves the artifacts folder`, { file: name });
+      if (!file.startsWith(`${stem}.artifacts${path.sep}`))
+        throw new MetaAgentError('input', `the worker's artifact path ${artifact.path} leaves the artifacts folder`, { file: name });
       await fs.mkdir(path.dirname(file), { recursive: true });
       await replaceFile(file, Buffer.from(artifact.base64, 'base64'));
     }
@@ -143,7 +150,11 @@ export class ResultFiler {
 function acceptedTaskId(claim: Claim, bundle: Bundle): string {
   const id = TaskIdSchema.safeParse(bundle.report.task_id).success ? bundle.report.task_id : null;
   if (!id || bundle.report.run_id !== claim.runId) {
-    throw new MetaAgentError('input', `the worker's result for ${claim.name} names task "${bundle.report.task_id}", run ${bundle.report.run_id} (expected run ${claim.runId}); not filed`, { file: claim.name });
+    throw new MetaAgentError(
+      'input',
+      `the worker's result for ${claim.name} names task "${bundle.report.task_id}", run ${bundle.report.run_id} (expected run ${claim.runId}); not filed`,
+      { file: claim.name },
+    );
   }
   return id;
 }

@@ -102,7 +102,10 @@ export class JobFollower {
         const job = await answered(queue.getJob(spec.id));
         this.queues.reachable();
         if (!job) {
-          this.log.warn({ job: spec.id, task_file: claim.name }, 'the job is gone from Redis (it lost its data or was flushed): added again; the task may run once more');
+          this.log.warn(
+            { job: spec.id, task_file: claim.name },
+            'the job is gone from Redis (it lost its data or was flushed): added again; the task may run once more',
+          );
           added = false;
           continue;
         }
@@ -123,7 +126,10 @@ export class JobFollower {
     if (job.failedReason) return this.filer.fileFailure(claim, job.failedReason);
     const bundle = BundleSchema.safeParse(job.returnvalue);
     if (!bundle.success) {
-      return this.filer.fileFailure(claim, `the worker's result is not a meta-agent bundle (${bundle.error.issues[0]?.message ?? 'invalid'}); is the worker another version?`);
+      return this.filer.fileFailure(
+        claim,
+        `the worker's result is not a meta-agent bundle (${bundle.error.issues[0]?.message ?? 'invalid'}); is the worker another version?`,
+      );
     }
     faultPoint('bullmq-before-filing');
     return this.filer.fileBundle(claim, bundle.data);

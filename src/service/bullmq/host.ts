@@ -50,7 +50,9 @@ export function startRemoteExecution(settings: Settings, log: Logger): RemoteExe
     async adopt() {
       for await (const claim of orphanedClaims(layout, staleMs, (file) => follower.stopped || follower.isFollowing(file))) {
         log.warn({ task_file: claim.name, run_id: claim.runId }, 'a task left in processing/ by a stopped or dead folder host: following its job again');
-        const followed = follower.follow(claim).catch((error: unknown) => log.error({ err: toErrorInfo(error), task_file: claim.name }, 'filing an adopted task failed'));
+        const followed = follower
+          .follow(claim)
+          .catch((error: unknown) => log.error({ err: toErrorInfo(error), task_file: claim.name }, 'filing an adopted task failed'));
         adopted.add(followed);
         void followed.finally(() => adopted.delete(followed));
       }

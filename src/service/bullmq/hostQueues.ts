@@ -43,7 +43,10 @@ export class HostQueues {
     const why = toErrorInfo(error).message;
     this.outage = why;
     const where = this.target.where;
-    this.log.error({ redis: where, err: why }, `Redis at ${where} is unreachable (${why}); claimed tasks wait in processing/ and are sent, or their results filed, when it is back`);
+    this.log.error(
+      { redis: where, err: why },
+      `Redis at ${where} is unreachable (${why}); claimed tasks wait in processing/ and are sent, or their results filed, when it is back`,
+    );
   }
 
   reachable(): void {

@@ -50,7 +50,13 @@ export class JobHandler {
       const taskFile = await this.writeTask(root, data);
       jobLog.info({ task_file: data.name, attempt: job.attemptsStarted }, 'job started');
       const engine = this.options.engine;
-      const result = await runTask(taskFile, { settings, log: jobLog, signal: AbortSignal.any([this.stopping.signal, own.signal]), runId: data.run_id, ...(engine ? { engine } : {}) });
+      const result = await runTask(taskFile, {
+        settings,
+        log: jobLog,
+        signal: AbortSignal.any([this.stopping.signal, own.signal]),
+        runId: data.run_id,
+        ...(engine ? { engine } : {}),
+      });
       if (own.signal.aborted && !this.stopping.signal.aborted) throw own.signal.reason;
       if (this.stopping.signal.aborted) {
         // SIGTERM: back to wait for another worker (or this one's next start), not a stall.

@@ -33,7 +33,12 @@ export class Mirrors {
     const remote = remoteOf(project, this.settings.layout);
     const run = (args: string[], cwd?: string) => execa('git', gitArgs(args), { cwd, timeout: GIT_TIMEOUT_MS, reject: true });
     try {
-      if (await fs.stat(mirror).then(() => false, () => true)) {
+      if (
+        await fs.stat(mirror).then(
+          () => false,
+          () => true,
+        )
+      ) {
         await fs.mkdir(this.dir, { recursive: true });
         // Not bare (runTask wants a work tree repo), never checked out: only its worktrees are.
         await run(['clone', '--no-checkout', '--quiet', remote, mirror]);
@@ -42,8 +47,15 @@ export class Mirrors {
       // Each job's worktree lives in a temp workspace removed after it: forget those registrations.
       await run(['worktree', 'prune'], mirror);
     } catch (error) {
-      const detail = String((error as { stderr?: string }).stderr || toErrorInfo(error).message).trim().split('\n').slice(-2).join(' ');
-      throw new MetaAgentError('git', `could not fetch project ${project.name} from ${remote}: ${detail}`, { file: 'meta-agent.yaml', field: `projects.${project.name}.remote` });
+      const detail = String((error as { stderr?: string }).stderr || toErrorInfo(error).message)
+        .trim()
+        .split('\n')
+        .slice(-2)
+        .join(' ');
+      throw new MetaAgentError('git', `could not fetch project ${project.name} from ${remote}: ${detail}`, {
+        file: 'meta-agent.yaml',
+        field: `projects.${project.name}.remote`,
+      });
     }
   }
 }

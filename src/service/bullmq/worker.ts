@@ -79,7 +79,10 @@ function logWorkerEvents(worker: Worker, log: Logger, target: RedisTarget): void
   worker.on('error', (error) => {
     if (outage) return;
     outage = true;
-    log.error({ redis: target.where, err: toErrorInfo(error).message }, `Redis at ${target.where}: ${toErrorInfo(error).message}; the worker waits for it and goes on`);
+    log.error(
+      { redis: target.where, err: toErrorInfo(error).message },
+      `Redis at ${target.where}: ${toErrorInfo(error).message}; the worker waits for it and goes on`,
+    );
   });
   worker.on('ready', () => {
     if (outage) log.info({ redis: target.where }, `Redis at ${target.where} is reachable again`);
