@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * The test command's runner: the type check, the schema check and one uvu process per test
+ * The test command's runner: the type check, the schema check, the linter and formatter check
+ * (Biome), the function-length check and one uvu process per test
  * file, as many at a time as there are cores; then the timing-sensitive files alone, one
  * after another. Prints one line per file as it ends (its whole output when it failed),
  * kills a file's process group when it runs past its time limit, and always exits: 0 when
@@ -99,6 +100,10 @@ const checks = pattern
   : [
       { name: 'typecheck', argv: [node, path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '--noEmit'] },
       { name: 'schema:check', argv: [node, '--import', 'tsx', path.join(ROOT, 'scripts', 'export-schema.ts'), '--check'] },
+      // Biome: formatting and lint rules (biome.jsonc), read-only; `npm run format` fixes the formatting.
+      { name: 'lint', argv: [node, path.join(ROOT, 'node_modules', '@biomejs', 'biome', 'bin', 'biome'), 'ci', '--colors=off', ROOT] },
+      // No function over 80 lines in src/ (issue 17): a long one is split by job.
+      { name: 'function-lengths', argv: [node, path.join(ROOT, 'scripts', 'function-lengths.mjs'), path.join(ROOT, 'src'), '80'] },
     ];
 const files = readdirSync(TEST_DIR)
   .filter((f) => f.endsWith('.test.ts') && (!pattern || pattern.test(f)))
