@@ -45,6 +45,8 @@ import {
 } from './invariants.ts';
 import { FOUND_BUGS } from './found.ts';
 import { renderReport } from './report.ts';
+import { Redis, WorkerSlot, workerConfig, type JobEvent } from './cluster.ts';
+import { checkFiledOnce, checkWorkerRuns, type Interruption } from './invariants.ts';
 
 export interface SoakOptions {
   nights: number;
@@ -60,12 +62,23 @@ export interface SoakOptions {
   log?: (line: string) => void;
   /** The command line to print as "reproduce with". */
   command?: string;
+  /**
+   * The BullMQ mode (issue 18) with this many `meta-agent worker` processes: `watch` is the
+   * folder host, a real redis-server runs in the temp folder (soak/cluster.ts). 0: the local mode.
+   */
+  workers?: number;
 }
+
+/** execution.lock_s of the BullMQ mode: a killed worker's job runs again after this (and one stalled check). */
+const LOCK_S = 8;
 
 /** How long a frozen service stays stopped: past the soak's lease_stale_s (3 s) and proper-lockfile's floor. */
 const FREEZE_MS = 5000;
 
-export type FaultKind = 'kill_mid_task_night' | 'kill_mid_task_day' | 'kill_mid_gate' | 'kill_gate_after_commit' | 'clock_jump' | 'enospc_window' | 'human_conflicting_commit' | 'freeze_mid_task' | 'stalled_writer' | 'clock_back_mid_task';
+export type FaultKind = 'kill_mid_task_night' | 'kill_mid_task_day' | 'kill_mid_gate' | 'kill_gate_after_commit' | 'clock_jump' | 'enospc_window' | 'human_conflicting_commit' | 'freeze_mid_task' | 'stalled_writer' | 'clock_back_mid_task' | ClusterFaultKind;
+
+/** The BullMQ mode's own faults. */
+export type ClusterFaultKind = 'worker_kill_mid_task' | 'worker_sigterm_mid_task' | 'redis_restart' | 'redis_restart_empty';
 
 export interface NightRecord {
   night: number;
@@ -99,6 +112,8 @@ export interface SoakStats {
   serviceStarts: number;
   /** The meta-agent commit under test. */
   version: string;
+  /** The BullMQ mode's figures (null: the local mode). */
+  cluster: null | { workers: number; workerStarts: number; redisStarts: number; jobStarts: number; extraRuns: number; lockS: number };
 }
 
 export interface Observation {
@@ -124,6 +139,13 @@ const BUDGET_TOKENS = 6000;
 /** queue.lease_stale_s (3 s, soak/workspace.ts) plus the sweep's own second and a scan or two. */
 const TEMP_SWEEP_MS = 5500;
 const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+
+/** The BullMQ mode's faults of one night (drawn from their own stream: the local mode's plan stays what it was for a seed). */
+interface ClusterPlan {
+  workerKill: null | { phase: 'night' | 'day'; delayMs: number };
+  workerTerm: null | { phase: 'night' | 'day'; delayMs: number };
+  redis: null | { phase: 'night' | 'day'; delayMs: number; withData: boolean };
+}
 
 interface NightPlan {
   killTask: null | 'night' | 'day';
@@ -153,8 +175,8 @@ interface Armed {
   busy: boolean;
 }
 
-/** Runs in progress, for emergencyCleanup(). */
-const active = new Set<{ base: string; pid: () => number | null }>();
+/** Runs in progress, for emergencyCleanup(): the process groups to kill (the service, workers) and Redis. */
+const active = new Set<{ base: string; pid: () => number | null; groups?: () => number[]; redis?: () => number | null }>();
 
 export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const soak = new Soak(options);
@@ -167,10 +189,18 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
  */
 export function emergencyCleanup(): void {
   for (const run of active) {
-    const pid = run.pid();
-    if (pid) {
+    for (const pid of [run.pid(), ...(run.groups?.() ?? [])]) {
+      if (!pid) continue;
       try {
         process.kill(-pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    const redis = run.redis?.();
+    if (redis) {
+      try {
+        process.kill(redis, 'SIGKILL');
       } catch {
         // gone
       }
@@ -215,6 +245,13 @@ class Soak {
   private commitCount = 0;
   private readonly observations: Observation[] = [];
   private conflicts = 0;
+  /** The BullMQ mode: Redis and the worker machines (null/empty in the local mode). */
+  private redis: Redis | null = null;
+  private slots: WorkerSlot[] = [];
+  /** Worker kills and Redis restarts, with the runs each could make run once more. */
+  private readonly interruptions: Interruption[] = [];
+  /** Real time the current night started (Date.now()). */
+  private nightStartedAt = 0;
 
   constructor(private readonly options: SoakOptions) {
     this.log = options.log ?? ((line) => console.log(line));
@@ -224,7 +261,7 @@ class Soak {
   async run(): Promise<SoakResult> {
     const { nights, seed } = this.options;
     const base = await fs.mkdtemp(path.join(os.tmpdir(), 'meta-agent-soak-'));
-    const handle = { base, pid: () => this.service?.pid ?? null };
+    const handle = { base, pid: () => this.service?.pid ?? null, groups: () => this.slots.map((w) => w.pid ?? 0), redis: () => this.redis?.pid ?? null };
     if (!this.options.keep) active.add(handle);
     let result: SoakResult | null = null;
     try {
@@ -238,8 +275,23 @@ class Soak {
         retentionLogsDays: RETENTION.logs_days,
         retentionReportsDays: RETENTION.reports_days,
         timezone: TZ,
+        ...(this.options.workers ? { bullmq: { lockS: LOCK_S, maxStalled: 1 } } : {}),
       };
       this.ws = await makeSoakWorkspace(base, config);
+      const clusterEnv: Record<string, string> = {};
+      if (this.options.workers) {
+        this.redis = new Redis(base);
+        await this.redis.start();
+        clusterEnv.REDIS_URL = this.redis.url;
+        const hostYaml = await fs.readFile(path.join(this.ws.root, 'meta-agent.yaml'), 'utf8');
+        for (let i = 1; i <= this.options.workers; i++) {
+          const root = path.join(base, 'workers', `w${i}`);
+          await fs.mkdir(root, { recursive: true });
+          await fs.writeFile(path.join(root, 'meta-agent.yaml'), workerConfig(hostYaml, this.ws.repo));
+          // The same simulated time as the folder host (machines whose clocks agree); its own disk: no ENOSPC flag.
+          this.slots.push(new WorkerSlot(`w${i}`, root, { ...clusterEnv, META_AGENT_CLOCK_FILE: this.ws.clockFile, OPENAI_BASE_URL: '', META_AGENT_MODEL: '', OPENAI_API_KEY: '' }));
+        }
+      }
       this.layout = layoutFor(this.ws.root);
       const start = firstFriday(new Date(), TZ);
       const eve = addDays(start, -1);
@@ -253,8 +305,11 @@ class Soak {
         OPENAI_BASE_URL: '',
         META_AGENT_MODEL: '',
         OPENAI_API_KEY: '',
+        ...clusterEnv,
       });
       await this.service.start();
+      for (const w of this.slots) await w.start();
+      if (this.slots.length) this.log(`[soak] BullMQ mode: ${this.slots.length} worker(s), redis-server pid ${this.redis!.pid} on ${this.redis!.socket}`);
       this.lastMain = await this.mainRef();
       this.startPollers();
 
@@ -272,6 +327,8 @@ class Soak {
       this.stopPollers();
       await fs.rm(this.ws?.enospcFlag ?? path.join(base, 'enospc.flag'), { force: true }).catch(() => undefined);
       await this.service?.stop().catch(() => undefined);
+      await Promise.all(this.slots.map((w) => w.stop().catch(() => undefined)));
+      await this.redis?.stop().catch(() => undefined);
       await this.model?.close().catch(() => undefined);
       active.delete(handle);
       if (this.options.keep) this.log(`[soak] kept ${base}`);
@@ -305,9 +362,45 @@ class Soak {
     return { ...base, freeze, stall, clockBack };
   }
 
+  private clusterPlan(n: number): ClusterPlan {
+    const none: ClusterPlan = { workerKill: null, workerTerm: null, redis: null };
+    if (!this.options.workers || this.options.noFaults) return none;
+    const r = this.prng.fork(`bullmq-night-${n}`);
+    // As in plan(): each kind forced once in every block of three nights, plus chance.
+    const pos = (n - 1) % 3;
+    const forced = (k: number) => pos === (k + this.options.seed) % 3;
+    const phase = () => (r.chance(0.5) ? ('night' as const) : ('day' as const));
+    const workerKill = forced(0) || r.chance(0.3) ? { phase: phase(), delayMs: r.int(0, 1500) } : null;
+    const workerTerm = forced(1) || r.chance(0.3) ? { phase: phase(), delayMs: r.int(0, 1500) } : null;
+    // The forced Redis restart of a block alternates: with its data (appendonly), then without (every job lost).
+    const block = Math.floor((n - 1) / 3);
+    const redisForced = forced(2);
+    const redis = redisForced || r.chance(0.2) ? { phase: phase(), delayMs: r.int(0, 1500), withData: redisForced ? (block + this.options.seed) % 2 === 0 : r.chance(0.6) } : null;
+    return { workerKill, workerTerm, redis };
+  }
+
+  /** Arms this phase's BullMQ faults: worker ones when a worker runs a job, Redis ones when a task is claimed. */
+  private armCluster(plan: ClusterPlan, phase: 'night' | 'day', n: number): void {
+    if (plan.workerKill?.phase === phase) this.arm('worker_kill_mid_task', n, async () => (await this.busyWorker()) !== null, plan.workerKill.delayMs);
+    if (plan.workerTerm?.phase === phase) this.arm('worker_sigterm_mid_task', n, async () => (await this.busyWorker()) !== null, plan.workerTerm.delayMs);
+    if (plan.redis?.phase === phase) this.arm(plan.redis.withData ? 'redis_restart' : 'redis_restart_empty', n, () => this.hasClaim(), plan.redis.delayMs);
+  }
+
+  /** A worker whose current process runs a job (by its log), the first in a seeded order. */
+  private async busyWorker(): Promise<{ slot: WorkerSlot; running: JobEvent[] } | null> {
+    for (const slot of this.slots) {
+      if (!slot.proc) continue;
+      const running = await slot.running();
+      if (running.length) return { slot, running };
+    }
+    return null;
+  }
+
   private async runNight(n: number, date: LocalDate): Promise<Breach[]> {
     const started = Date.now();
+    this.nightStartedAt = started;
     const plan = this.plan(n);
+    const cplan = this.clusterPlan(n);
     const human = this.prng.fork(`human-${n}`);
     this.nightFaults = [];
     this.faultsByNight.set(n, this.nightFaults);
@@ -321,6 +414,7 @@ class Soak {
     await sleep(1200);
     if (plan.killTask === 'night') this.arm('kill_mid_task_night', n, () => this.hasClaim(), plan.killTaskDelayMs);
     if (plan.enospc?.phase === 'night') this.enospc(plan.enospc.afterMs, plan.enospc.durationMs, 'night');
+    this.armCluster(cplan, 'night', n);
     await this.clock.set(this.at(date, 2, 31));
     const expected = [{ goal: 'daily_maintenance', from: this.at(date, 2, 29), to: this.at(date, 4, 0) }];
     await this.waitCycle(n, 'daily_maintenance', this.at(date, 2, 30));
@@ -347,6 +441,7 @@ class Soak {
     if (plan.killGate === 'random') this.arm('kill_mid_gate', n, () => this.gateBusy(), plan.killGateDelayMs);
     if (plan.killGate === 'commit') this.arm('kill_gate_after_commit', n, () => this.gateJustCommitted(), 0);
     if (plan.enospc?.phase === 'day') this.enospc(plan.enospc.afterMs, plan.enospc.durationMs, 'day');
+    this.armCluster(cplan, 'day', n);
 
     const middle: Array<() => Promise<void>> = [];
     const doCommit = async () => {
@@ -457,6 +552,7 @@ class Soak {
       checkCommits(n, this.layout, this.ws.repo, this.tracking),
       checkLeftovers(n, this.layout, this.ws.repo),
       checkBuildGreen(n, this.ws.repo),
+      ...(this.slots.length ? [this.jobEvents().then((events) => checkWorkerRuns(n, events, this.interruptions)), checkFiledOnce(n, this.layout, this.nightStartedAt)] : []),
     ];
     for (const c of checks) this.breaches.push(...(await c));
     // Retention runs in a scan after the clock move: give it a few seconds to be done.
@@ -503,6 +599,7 @@ class Soak {
     await Promise.all(this.enospcRuns);
     this.enospcRuns = [];
     await this.service.settled();
+    for (const w of this.slots) await w.settled();
   }
 
   private enospc(afterMs: number, durationMs: number, phase: 'night' | 'day'): void {
@@ -525,6 +622,12 @@ class Soak {
       if (a.delayMs) await sleep(a.delayMs);
       if (a.fired || !(await a.condition())) return; // the moment passed: wait for the next one
       a.fired = true;
+      if (a.kind === 'worker_kill_mid_task' || a.kind === 'worker_sigterm_mid_task' || a.kind === 'redis_restart' || a.kind === 'redis_restart_empty') {
+        const what = await this.fireCluster(a.kind);
+        if (what === null) a.fired = false;
+        else this.fault(a.kind, what);
+        return;
+      }
       const what = await this.describeMoment();
       if (a.kind === 'freeze_mid_task') await this.service.freeze(FREEZE_MS);
       else if (a.kind === 'clock_back_mid_task') await fs.writeFile(this.clockSkewFile(), `${-3_600_000}\n`);
@@ -533,6 +636,41 @@ class Soak {
     } finally {
       a.busy = false;
     }
+  }
+
+  /**
+   * A BullMQ fault, recorded with the runs it may make run once more: a worker's running jobs
+   * (by its log), or for Redis every run in flight (claimed in processing/, or running on a
+   * worker). Null: the moment passed.
+   */
+  private async fireCluster(kind: ClusterFaultKind): Promise<string | null> {
+    if (kind === 'worker_kill_mid_task' || kind === 'worker_sigterm_mid_task') {
+      const busy = await this.busyWorker();
+      if (!busy) return null;
+      const runIds = busy.running.map((e) => e.runId);
+      const jobs = busy.running.map((e) => `${e.taskFile} (job ${e.job})`).join(', ');
+      this.interruptions.push({ night: this.night, kind, runIds, at: Date.now() });
+      const pid = busy.slot.pid;
+      if (kind === 'worker_kill_mid_task') {
+        await busy.slot.killAndRestart();
+        return `kill -9 of worker ${busy.slot.name} (pid ${pid}) running ${jobs}`;
+      }
+      const how = await busy.slot.stopAndRestart();
+      return `SIGTERM to worker ${busy.slot.name} (pid ${pid}, ${how}) running ${jobs}`;
+    }
+    const redis = this.redis!;
+    const processing = (await names(this.layout.processing)).filter((x) => x.endsWith('.md'));
+    const runIds = new Set<string>();
+    for (const name of processing) {
+      const note = await fs.readFile(path.join(this.layout.processing, `.${name}.owner.json`), 'utf8').then((t) => JSON.parse(t) as { run_id?: string }, () => null);
+      if (note?.run_id) runIds.add(note.run_id);
+    }
+    for (const slot of this.slots) for (const e of await slot.running()) runIds.add(e.runId);
+    this.interruptions.push({ night: this.night, kind, runIds: [...runIds], at: Date.now() });
+    const pid = redis.pid;
+    const t0 = Date.now();
+    await redis.restart(kind === 'redis_restart');
+    return `redis-server pid ${pid} stopped (SIGTERM) and started again as pid ${redis.pid} in ${Date.now() - t0} ms${kind === 'redis_restart_empty' ? ', its append-only files removed' : ''}; processing: ${processing.join(' ') || '-'}`;
   }
 
   private async describeMoment(): Promise<string> {
@@ -694,6 +832,14 @@ class Soak {
   private async restartIfDied(n: number): Promise<void> {
     await this.service.settled();
     for (const failure of this.service.failedStarts.splice(0)) this.breaches.push({ night: n, invariant: 'service-start-failed', detail: failure });
+    for (const w of this.slots) {
+      await w.settled();
+      for (const failure of w.failedStarts.splice(0)) this.breaches.push({ night: n, invariant: 'worker-start-failed', detail: failure });
+      if (!w.unexpectedExit) continue;
+      this.breaches.push({ night: n, invariant: 'worker-died', detail: w.unexpectedExit });
+      w.unexpectedExit = null;
+      await w.killAndRestart();
+    }
     if (!this.service.unexpectedExit) return;
     this.breaches.push({ night: n, invariant: 'service-died', detail: this.service.unexpectedExit });
     this.service.unexpectedExit = null;
@@ -793,8 +939,22 @@ class Soak {
       wallMs: Date.now() - this.t0,
       serviceStarts: this.service.starts,
       version: '',
+      cluster: null,
     };
-    const command = this.options.command ?? `npm run soak -- --nights ${this.options.nights} --seed ${this.options.seed}`;
+    if (this.slots.length) {
+      const starts = (await this.jobEvents()).filter((e) => e.kind === 'started');
+      const byRun = new Map<string, number>();
+      for (const e of starts) byRun.set(e.runId, (byRun.get(e.runId) ?? 0) + 1);
+      stats.cluster = {
+        workers: this.slots.length,
+        workerStarts: this.slots.reduce((sum, w) => sum + w.starts, 0),
+        redisStarts: this.redis?.starts ?? 0,
+        jobStarts: starts.length,
+        extraRuns: [...byRun.values()].reduce((sum, k) => sum + k - 1, 0),
+        lockS: LOCK_S,
+      };
+    }
+    const command = this.options.command ?? `npm run soak -- --nights ${this.options.nights} --seed ${this.options.seed}${this.options.workers ? ` --workers ${this.options.workers}` : ''}`;
     const head = await execa('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_ROOT, reject: false });
     const dirty = await execa('git', ['status', '--porcelain', '--', 'src', 'bin'], { cwd: REPO_ROOT, reject: false });
     stats.version = head.exitCode === 0 ? `${head.stdout.trim()}${dirty.stdout.trim() ? ' (src/ or bin/ modified)' : ''}` : 'unknown (not a git checkout)';
@@ -805,6 +965,11 @@ class Soak {
       await fs.writeFile(this.options.out, markdown);
     }
     return { ok, observations: this.observations, failing, stats, nights: this.nights, markdown, command };
+  }
+
+  /** Every job start and end on every worker, from their logs. */
+  private async jobEvents(): Promise<JobEvent[]> {
+    return (await Promise.all(this.slots.map((w) => w.events()))).flat();
   }
 
   private async serviceLogs(): Promise<string> {

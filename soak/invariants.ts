@@ -5,6 +5,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { execa } from 'execa';
 import { poolRoot } from '../src/run/worktreePool.ts';
 import type { Layout } from '../src/workspace/layout.ts';
@@ -380,3 +381,84 @@ export async function checkBuildGreen(night: number, repo: string): Promise<Brea
 }
 
 export { ledgerKey };
+
+// --- the BullMQ mode (soak/cluster.ts) ------------------------------------------------------------
+
+/** A worker kill or SIGTERM, or a Redis restart, and the ledger runs it may make run once more. */
+export interface Interruption {
+  night: number;
+  kind: string;
+  runIds: string[];
+  at: number;
+}
+
+/**
+ * At most one extra run per worker kill or Redis restart: a ledger run (one BullMQ job) was
+ * started by workers at most 1 + (the kills and SIGTERMs of a worker running it) + (the
+ * Redis restarts while it was in flight) times. A folder-host kill gives no allowance: the
+ * restarted host adds the same job id, which BullMQ ignores. (Claims themselves are
+ * counted by checkLedger, as in the local mode.)
+ */
+export function checkWorkerRuns(night: number, events: ReadonlyArray<{ kind: string; runId: string; job: string; pid: number; taskFile: string; time: string }>, interruptions: readonly Interruption[]): Breach[] {
+  const starts = new Map<string, typeof events[number][]>();
+  for (const e of events) if (e.kind === 'started') starts.set(e.runId, [...(starts.get(e.runId) ?? []), e]);
+  const breaches: Breach[] = [];
+  for (const [runId, list] of starts) {
+    const allowed = interruptions.filter((i) => i.runIds.includes(runId));
+    if (list.length > 1 + allowed.length) {
+      breaches.push({
+        night,
+        invariant: 'run-count',
+        detail: `run ${runId} of ${list[0]!.taskFile} (job ${list[0]!.job}) started ${list.length} times on workers (${list.map((e) => `pid ${e.pid} at ${e.time}`).join(', ')}); allowed ${1 + allowed.length}: 1 + ${allowed.length} interruption(s)${allowed.length ? ` (${allowed.map((i) => `${i.kind} night ${i.night}`).join(', ')})` : ''}`,
+      });
+    }
+  }
+  return breaches;
+}
+
+/**
+ * Exactly one filed result per claim: no two reports of one ledger run (in reports/, or in
+ * reports/archive/<id>/<run>/ where a later run moves an earlier one), and a run the ledger
+ * says was reported ok (this night) has its report.
+ */
+export async function checkFiledOnce(night: number, layout: Layout, since: number): Promise<Breach[]> {
+  const reports = new Map<string, string[]>();
+  const add = async (file: string, rel: string) => {
+    const r = await readJson<{ run_id?: string }>(file);
+    if (r?.run_id) reports.set(r.run_id, [...(reports.get(r.run_id) ?? []), rel]);
+  };
+  for (const n of (await names(layout.reports)).filter((x) => x.endsWith('.json'))) await add(path.join(layout.reports, n), `reports/${n}`);
+  for (const id of await names(layout.reportArchive)) {
+    if (id === 'expired') {
+      // Retention's archive: reports/archive/expired/<YYYY-MM>/<id>[.<n>].json.gz.
+      for (const month of await names(path.join(layout.reportArchive, id))) {
+        for (const n of (await names(path.join(layout.reportArchive, id, month))).filter((x) => x.endsWith('.json.gz'))) {
+          const data = await fs.readFile(path.join(layout.reportArchive, id, month, n)).catch(() => null);
+          let r: { run_id?: string } | null = null;
+          try {
+            r = data ? (JSON.parse(gunzipSync(data).toString('utf8')) as { run_id?: string }) : null;
+          } catch {
+            r = null;
+          }
+          if (r?.run_id) reports.set(r.run_id, [...(reports.get(r.run_id) ?? []), `reports/archive/expired/${month}/${n}`]);
+        }
+      }
+      continue;
+    }
+    for (const run of await names(path.join(layout.reportArchive, id))) {
+      for (const n of (await names(path.join(layout.reportArchive, id, run))).filter((x) => x.endsWith('.json'))) await add(path.join(layout.reportArchive, id, run, n), `reports/archive/${id}/${run}/${n}`);
+    }
+  }
+  const breaches: Breach[] = [];
+  for (const [runId, files] of reports) if (files.length > 1) breaches.push({ night, invariant: 'filed-twice', detail: `run ${runId} has ${files.length} reports: ${files.join(', ')}` });
+  // Only this night's runs (reported since `since`, real time): with action: delete, older ones may be gone.
+  const dir = path.join(layout.state, 'ledger');
+  for (const n of (await names(dir)).filter((x) => x.endsWith('.json'))) {
+    const entry = await readJson<LedgerEntry>(path.join(dir, n));
+    for (const run of entry?.runs ?? []) {
+      if (run.reported?.status !== 'ok' || Date.parse(run.reported.at) < since) continue;
+      if (!reports.has(run.run_id)) breaches.push({ night, invariant: 'filed-result-missing', detail: `${entry!.name}: the ledger says run ${run.run_id} was reported ok at ${run.reported.at}, but no report of that run is in reports/` });
+    }
+  }
+  return breaches;
+}

@@ -27,6 +27,10 @@ const FAULT_TEXT: Record<string, string> = {
   freeze_mid_task: 'SIGSTOP of the service for 5 s (past lease_stale_s) while a task was in processing/, then SIGCONT',
   stalled_writer: 'a task copied in by a writer that stalled 1.5 s (5x settle_ms) inside its front matter',
   clock_back_mid_task: "the service's wall clock set back an hour while a task was in processing/ (set right at the end of the day)",
+  worker_kill_mid_task: 'kill -9 of a `meta-agent worker` (its process group) while it ran a job; a new worker started in its place',
+  worker_sigterm_mid_task: 'SIGTERM to a `meta-agent worker` while it ran a job (its jobs go back to the queue); a new worker started in its place',
+  redis_restart: 'redis-server stopped by pid (SIGTERM) and started again on the same socket and folder (appendonly: the queue survives) while a task was claimed',
+  redis_restart_empty: 'the same, with its append-only files removed in between: a Redis restarted without persistence (every job gone) while a task was claimed',
   llm_429: 'a 429 (burst within llm.max_retries)',
   llm_429_exhausted: 'a 429 burst longer than llm.max_retries (the task fails)',
   llm_500: 'a 500 from the model endpoint',
@@ -40,7 +44,8 @@ const duration = (ms: number) => (ms >= 120_000 ? `${Math.floor(ms / 60_000)} mi
 export function renderReport(x: ReportInput): string {
   const s = x.stats;
   const lines: string[] = [];
-  lines.push('# Soak test: unattended nights', '');
+  const c = s.cluster;
+  lines.push(c ? `# Soak test: unattended nights, BullMQ mode (${c.workers} workers)` : '# Soak test: unattended nights', '');
   lines.push(
     `**Result: ${x.ok ? 'PASS' : 'FAIL'}**: ${s.nightsRun} of ${s.nights} simulated night(s), seed ${s.seed}, ${duration(s.wallMs)} wall time.`,
     '',
@@ -52,6 +57,20 @@ export function renderReport(x: ReportInput): string {
     'OpenAI-compatible model on 127.0.0.1 and a scripted person; all its random decisions come from the seed.',
     '',
   );
+  if (c) {
+    lines.push(
+      `**The BullMQ mode** (\`--workers ${c.workers}\`, issue 18, [scale-out.md](scale-out.md)): \`meta-agent watch\` is the folder host with`,
+      `\`execution: {engine: bullmq, lock_s: ${c.lockS}, max_stalled: 1}\`; a real \`redis-server\` runs on a unix socket in the temp folder`,
+      '(`appendonly yes`, `noeviction`), and the tasks run on ' + `${c.workers} real \`meta-agent worker\` processes, each with a workspace of its own`,
+      "whose project `remote` is the bot's repository (they never see the folders). On top of the local mode's faults, workers",
+      'are killed (kill -9) and stopped (SIGTERM) mid-job and Redis is restarted, with and without its data. The local mode\'s',
+      'faults all run here too, on the folder host (its disk, its clock, its process): the model\'s faults reach the workers,',
+      'which call it. The local 30-night run is [soak.md](soak.md).',
+      '',
+    );
+  } else {
+    lines.push('The same soak with BullMQ workers, worker kills and Redis restarts: [soak-bullmq.md](soak-bullmq.md) (`--workers 2`).', '');
+  }
 
   lines.push('## Figures', '', '| | |', '|---|---|');
   lines.push(`| meta-agent | ${s.version} |`);
@@ -62,6 +81,11 @@ export function renderReport(x: ReportInput): string {
   lines.push(`| patches | ${s.patches.produced} proposed; ${s.patches.applied} applied (committed by the gate); ${s.patches.rejectedByGate} rejected by the gate (${s.patches.conflicts} conflicts); ${s.patches.rejectedByHuman} rejected by the person; ${s.patches.pending} still pending |`);
   lines.push(`| commits | ${s.commits.meta} by the gate, ${s.commits.human} by the person |`);
   lines.push(`| model requests | ${s.llm.requests} |`);
+  if (c) {
+    lines.push(`| mode | BullMQ: the folder host, ${c.workers} workers, redis-server ${'(appendonly)'} |`);
+    lines.push(`| workers | ${c.workerStarts} worker start(s); ${c.jobStarts} job start(s) on workers for ${s.runs} ledger run(s): ${c.extraRuns} extra (each after a worker kill, a SIGTERM or a Redis restart: checked) |`);
+    lines.push(`| Redis | ${c.redisStarts} start(s) |`);
+  }
   lines.push(`| service | ${s.serviceStarts} start(s); peak RSS ${(s.peakRssKb / 1024).toFixed(1)} MB (VmHWM, max over all starts) |`);
   lines.push(`| disk | ${mb(s.diskBytes)} used by the workspace (queue, reports, logs, ledger, the bot's repo) at the end |`);
   lines.push(`| wall time | ${duration(s.wallMs)} |`);
@@ -149,7 +173,21 @@ export function renderReport(x: ReportInput): string {
     '  commits never fail because of meta-agent);',
     `- logs/ and reports/ within the retention (${x.retention.logs_days} and ${x.retention.reports_days} days, by the simulated clock);`,
     '- the service never exits by itself.',
-    '',
+    ...(c
+      ? [
+          '',
+          '**In the BullMQ mode, also** (read from the workers\' own log files and the folder host\'s reports):',
+          '',
+          '- at most one extra run per worker kill or Redis restart: each ledger run (one BullMQ job) was started on workers at most',
+          '  1 + (kills and SIGTERMs of a worker while it ran that job) + (Redis restarts while it was claimed or running) times;',
+          '  a kill of the folder host gives no allowance (it adds the same job id again, which BullMQ ignores). The ledger check',
+          '  above (claims) is the local mode\'s, unchanged;',
+          '- exactly one filed result per claim: no ledger run has two reports (in `reports/` or moved to `reports/archive/<id>/<run>/`),',
+          '  and every run the ledger says was reported ok that night has its report;',
+          '- no worker exits by itself or fails to start.',
+          '',
+        ]
+      : []),
   );
   return lines.join('\n');
 }

@@ -18,6 +18,8 @@ export interface SoakConfig {
   retentionReportsDays: number;
   retentionLogsDays: number;
   timezone: string;
+  /** The BullMQ mode (soak/cluster.ts): `execution.engine: bullmq` with this lock_s. */
+  bullmq?: { lockS: number; maxStalled: number };
 }
 
 export interface SoakWorkspace {
@@ -94,5 +96,5 @@ retention:
   logs_days: ${c.retentionLogsDays}
   reports_days: ${c.retentionReportsDays}
   action: archive
-`;
+${c.bullmq ? `execution:\n  engine: bullmq\n  lock_s: ${c.bullmq.lockS}\n  max_stalled: ${c.bullmq.maxStalled}\n` : ''}`;
 }
