@@ -389,6 +389,8 @@ export interface Interruption {
   night: number;
   kind: string;
   runIds: string[];
+  /** Their task files. */
+  tasks: string[];
   at: number;
 }
 

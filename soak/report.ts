@@ -153,7 +153,7 @@ export function renderReport(x: ReportInput): string {
     '  some (`<id>.reason.md`, then the rename), drops tasks by hand (some copied in slowly, in chunks), sometimes drops the',
     '  same task again, and commits their own change to the bot (sometimes in `bot/sizing.py`, where pending patches change',
     '  things: conflicts, and redo tasks from the gate). Then 18:00: retention runs, and everything is checked.',
-    `- **Configuration**: \`limits: {max_steps: 6, task_timeout_s: 40}\`, \`queue: {settle_ms: 300, scan_interval_ms: 300, lease_stale_s: 3, shutdown_grace_s: 1}\`, \`supervisor: {tick_s: 0.5, budget_tokens: ${x.budget}, wait_timeout_s: 45}\`, \`retention: {logs_days: ${x.retention.logs_days}, reports_days: ${x.retention.reports_days}}\`, \`llm: {max_retries: 2, request_timeout_s: 2}\`; the scripted model reports ${x.stepTokens} tokens per answer.`,
+    `- **Configuration**: \`limits: {max_steps: 6, task_timeout_s: ${c?.taskTimeoutS ?? 40}}\`, \`queue: {settle_ms: 300, scan_interval_ms: 300, lease_stale_s: 3, shutdown_grace_s: 1}\`, \`supervisor: {tick_s: 0.5, budget_tokens: ${x.budget}, wait_timeout_s: ${c?.waitTimeoutS ?? 45}}\`, \`retention: {logs_days: ${x.retention.logs_days}, reports_days: ${x.retention.reports_days}}\`, \`llm: {max_retries: 2, request_timeout_s: 2}\`; the scripted model reports ${x.stepTokens} tokens per answer.`,
     '',
     '**Checked after every night** (any breach fails the run, naming the night and the seed):',
     '',
