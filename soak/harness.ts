@@ -184,7 +184,7 @@ interface Armed {
 }
 
 /** Runs in progress, for emergencyCleanup(): the process groups to kill (the service, workers) and Redis. */
-const active = new Set<{ base: string; pid: () => number | null; groups?: () => number[]; redis?: () => number | null }>();
+const active = new Set<{ base: string; keep: boolean; pid: () => number | null; groups?: () => number[]; redis?: () => number | null }>();
 
 export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const soak = new Soak(options);
@@ -213,6 +213,7 @@ export function emergencyCleanup(): void {
         // gone
       }
     }
+    if (run.keep) continue;
     try {
       rmSync(run.base, { recursive: true, force: true });
     } catch {
@@ -269,8 +270,9 @@ class Soak {
   async run(): Promise<SoakResult> {
     const { nights, seed } = this.options;
     const base = await fs.mkdtemp(path.join(os.tmpdir(), 'meta-agent-soak-'));
-    const handle = { base, pid: () => this.service?.pid ?? null, groups: () => this.slots.map((w) => w.pid ?? 0), redis: () => this.redis?.pid ?? null };
-    if (!this.options.keep) active.add(handle);
+    const handle = { base, keep: Boolean(this.options.keep), pid: () => this.service?.pid ?? null, groups: () => this.slots.map((w) => w.pid ?? 0), redis: () => this.redis?.pid ?? null };
+    // With --keep too: the processes go, the folder stays.
+    active.add(handle);
     let result: SoakResult | null = null;
     try {
       this.model = await startScriptedModel({ seed, maxRetries: 2, ...(this.options.noFaults ? { rates: { p429: 0, p500: 0, hang: 0, malformed: 0 } } : {}) });
