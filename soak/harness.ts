@@ -259,6 +259,8 @@ class Soak {
   private slots: WorkerSlot[] = [];
   /** Worker kills and Redis restarts, with the runs each could make run once more. */
   private readonly interruptions: Interruption[] = [];
+  /** Claims (name@run) the stuck-claim check saw, and when (Date.now()). */
+  private readonly claimsSeen = new Map<string, number>();
   /** Real time the current night started (Date.now()). */
   private nightStartedAt = 0;
 
@@ -839,7 +841,12 @@ class Soak {
     const stuck: string[] = [];
     for (const name of (await names(l.processing)).filter((x) => x.endsWith('.md'))) {
       const note = await fs.readFile(path.join(l.processing, `.${name}.owner.json`), 'utf8').then((t) => JSON.parse(t) as { pid: number; run_id: string; since: string }).catch(() => null); // half-written: looked at again
-      if (!note || note.pid !== this.service.pid || Date.now() - Date.parse(note.since) < 10_000) continue;
+      if (!note || note.pid !== this.service.pid) continue;
+      // Its age by the harness's clock: `since` is the service's, which clock_back_mid_task sets an hour back
+      // (a claim made then looked an hour old at once: seed 18's BullMQ night 2).
+      const seen = this.claimsSeen.get(`${name}@${note.run_id}`) ?? Date.now();
+      this.claimsSeen.set(`${name}@${note.run_id}`, seen);
+      if (Date.now() - seen < 10_000) continue;
       let recorded = false;
       for (const f of known.split('\n').filter((x) => x.startsWith(name.replace(/[^A-Za-z0-9._-]/g, '_')))) {
         if ((await fs.readFile(path.join(ledger, f), 'utf8').catch(() => '')).includes(note.run_id)) recorded = true;
