@@ -63,14 +63,14 @@ interface Rig {
   env: Record<string, string>;
 }
 
-async function makeRig(): Promise<Rig> {
+async function makeRig(scanMs = 200): Promise<Rig> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'meta-agent-scaleout-'));
   const marks = path.join(dir, 'marks');
   await fs.mkdir(marks);
   const agent = path.join(dir, 'agent.cjs');
   await fs.writeFile(agent, AGENT);
   const execution = (lockS: number) => `execution:\n  engine: bullmq\n  lock_s: ${lockS}\n  max_stalled: 1`;
-  const common = ['engine: command', `command:\n  run: ["${process.execPath}", ${JSON.stringify(agent)}]\n  sandbox: none\n  env_allow: ["MARKS"]`, 'queue:\n  scan_interval_ms: 200\n  settle_ms: 0'];
+  const common = ['engine: command', `command:\n  run: ["${process.execPath}", ${JSON.stringify(agent)}]\n  sandbox: none\n  env_allow: ["MARKS"]`, `queue:\n  scan_interval_ms: ${scanMs}\n  settle_ms: 0`];
   const ws = await makeWorkspace({ project: '    scope: ["**"]', extra: [...common, execution(2)].join('\n') });
   // The worker's own workspace: no shared folders, the project fetched from the host's repo as its remote.
   const workerRoot = path.join(dir, 'worker-machine');
@@ -157,8 +157,8 @@ test('20 tasks, 2 worker processes: each runs exactly once, and the folder host 
 });
 
 /** One task's life with a rig and a running Redis; cleans up whatever happens. */
-async function withRig(body: (rig: Rig, redis: { current: Redis | null }) => Promise<void>, startRedisFirst = true): Promise<void> {
-  const rig = await makeRig();
+async function withRig(body: (rig: Rig, redis: { current: Redis | null }) => Promise<void>, startRedisFirst = true, scanMs = 200): Promise<void> {
+  const rig = await makeRig(scanMs);
   const redis = { current: startRedisFirst ? await startRedis(path.join(rig.dir, 'redis')) : null };
   try {
     await body(rig, redis);
@@ -267,6 +267,29 @@ for (const point of ['bullmq-before-add', 'after-report', 'after-ledger', 'bullm
     });
   });
 }
+
+// Found by the soak's BullMQ mode (seed 18, night 2): scans overlap when one takes longer than
+// scan_interval_ms, and two of them adopted the same task (two followers; one failed to file).
+test('a restarted folder host whose scans overlap adopts a left task once, and files it once', async () => {
+  await withRig(
+    async (rig) => {
+      const { layout } = rig.ws.settings;
+      const crashing = await startWatchReady(rig.ws.root, { ...rig.env, META_AGENT_FAULT: 'bullmq-before-filing' });
+      const w1 = startWorker(rig);
+      await publish(layout.inbox, 'o1.md', task('o1'));
+      assert.is((await crashing.exited).signal, 'SIGKILL', crashing.output());
+      const host = await startWatchReady(rig.ws.root, rig.env);
+      await waitIn(rig, layout.done, 'o1.md', [host, w1]);
+      const adopted = host.output().split('\n').filter((l) => l.includes('following its job again'));
+      assert.is(adopted.length, 1, host.output());
+      assert.not.match(host.output(), /filing an adopted task failed/);
+      assert.is(await runsOf(rig, 'o1'), 1);
+      await assertFiledOnce(rig, 'o1');
+    },
+    true,
+    5,
+  );
+});
 
 test('Redis flushed mid-run: the job is added again; at most one extra run, one filed result', async () => {
   await withRig(async (rig, redis) => {

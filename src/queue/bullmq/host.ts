@@ -241,34 +241,44 @@ export function startRemoteExecution(settings: Settings, log: Logger): RemoteExe
     return null;
   };
 
+  /** Follows again the tasks a dead or stopped folder host left in processing/ (adopt()). */
+  const adoptLeftTasks = async (): Promise<void> => {
+    const names = await fs.readdir(layout.processing).catch(() => [] as string[]);
+    for (const entry of names) {
+      if (entry.startsWith('.') || !entry.toLowerCase().endsWith('.md')) continue;
+      const file = path.join(layout.processing, entry);
+      if (following.has(file) || stop.signal.aborted) continue;
+      const owner = await readOwner(file);
+      // No owner note: killed between the claim and its lease; crash recovery returns it to inbox/.
+      if (!owner || (await leaseAlive(file, staleMs))) continue;
+      const content = await fs.readFile(file).catch(() => null);
+      if (!content) continue;
+      const name = entry.replace(`.${owner.run_id}`, '');
+      const { key, sha256 } = ledgerKey(name, content);
+      const run = (await ledgerFor(layout).get(key))?.runs.find((r) => r.run_id === owner.run_id);
+      if (!run || run.finalized_at) continue;
+      await clearLease(file);
+      const lease = await takeLease(file, owner.run_id, staleMs);
+      log.warn({ task_file: name, run_id: owner.run_id }, 'a task left in processing/ by a stopped or dead folder host: following its job again');
+      const followed = follow({ file, name, runId: owner.run_id, key, sha256, content, lease }).catch((error: unknown) => log.error({ err: toErrorInfo(error), task_file: name }, 'filing an adopted task failed'));
+      adopted.add(followed);
+      void followed.finally(() => adopted.delete(followed));
+    }
+  };
+  let adopting: Promise<void> | null = null;
+
   return {
     maxInFlight: config.execution.max_in_flight,
     async run(name, options) {
       const claim = await claimTask(layout, path.join(layout.inbox, name), newRunId(), staleMs, options.expectSha256);
       return follow(claim);
     },
-    async adopt() {
-      const names = await fs.readdir(layout.processing).catch(() => [] as string[]);
-      for (const entry of names) {
-        if (entry.startsWith('.') || !entry.toLowerCase().endsWith('.md')) continue;
-        const file = path.join(layout.processing, entry);
-        if (following.has(file) || stop.signal.aborted) continue;
-        const owner = await readOwner(file);
-        // No owner note: killed between the claim and its lease; crash recovery returns it to inbox/.
-        if (!owner || (await leaseAlive(file, staleMs))) continue;
-        const content = await fs.readFile(file).catch(() => null);
-        if (!content) continue;
-        const name = entry.replace(`.${owner.run_id}`, '');
-        const { key, sha256 } = ledgerKey(name, content);
-        const run = (await ledgerFor(layout).get(key))?.runs.find((r) => r.run_id === owner.run_id);
-        if (!run || run.finalized_at) continue;
-        await clearLease(file);
-        const lease = await takeLease(file, owner.run_id, staleMs);
-        log.warn({ task_file: name, run_id: owner.run_id }, 'a task left in processing/ by a stopped or dead folder host: following its job again');
-        const followed = follow({ file, name, runId: owner.run_id, key, sha256, content, lease }).catch((error: unknown) => log.error({ err: toErrorInfo(error), task_file: name }, 'filing an adopted task failed'));
-        adopted.add(followed);
-        void followed.finally(() => adopted.delete(followed));
-      }
+    adopt() {
+      // One adoption at a time: scans overlap (one can take longer than scan_interval_ms), and two
+      // adoptions followed the same run twice, or one left the file to crash recovery while the
+      // other took its lease over (the soak's BullMQ mode). A second caller waits for the first.
+      adopting ??= adoptLeftTasks().finally(() => (adopting = null));
+      return adopting;
     },
     async close() {
       stop.abort();
