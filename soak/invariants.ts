@@ -419,9 +419,10 @@ export function checkWorkerRuns(night: number, events: ReadonlyArray<{ kind: str
 }
 
 /**
- * Exactly one filed result per claim: no two reports of one ledger run (in reports/, or in
- * reports/archive/<id>/<run>/ where a later run moves an earlier one), and a run the ledger
- * says was reported ok (this night) has its report.
+ * Exactly one filed result per claim: no two reports of one ledger run (in reports/, in
+ * reports/archive/<id>/<run>/ where a later run moves an earlier one, or expired by retention),
+ * a run the ledger says was reported ok (this night) has its report, and a filed patch has
+ * the sidecar the gate reads (no rejection for want of one).
  */
 export async function checkFiledOnce(night: number, layout: Layout, since: number): Promise<Breach[]> {
   const reports = new Map<string, string[]>();
@@ -434,7 +435,8 @@ export async function checkFiledOnce(night: number, layout: Layout, since: numbe
     if (id === 'expired') {
       // Retention's archive: reports/archive/expired/<YYYY-MM>/<id>[.<n>].json.gz.
       for (const month of await names(path.join(layout.reportArchive, id))) {
-        for (const n of (await names(path.join(layout.reportArchive, id, month))).filter((x) => x.endsWith('.json.gz'))) {
+        // <id>.json.gz, or <id>.json.2.gz when that name was taken.
+        for (const n of (await names(path.join(layout.reportArchive, id, month))).filter((x) => /\.json(\.\d+)?\.gz$/.test(x))) {
           const data = await fs.readFile(path.join(layout.reportArchive, id, month, n)).catch(() => null);
           let r: { run_id?: string } | null = null;
           try {
@@ -452,6 +454,14 @@ export async function checkFiledOnce(night: number, layout: Layout, since: numbe
     }
   }
   const breaches: Breach[] = [];
+  // A result is filed whole: a patch with its sidecar <id>.patch.json, which the gate reads.
+  for (const n of (await names(layout.patches.pending)).filter((x) => x.endsWith('.patch'))) {
+    if (!(await fs.stat(path.join(layout.patches.pending, `${n}.json`)).catch(() => null))) breaches.push({ night, invariant: 'patch-without-sidecar', detail: `patches/pending/${n} has no ${n}.json` });
+  }
+  for (const n of (await names(layout.patches.rejected)).filter((x) => x.endsWith('.reason.md'))) {
+    const reason = await fs.readFile(path.join(layout.patches.rejected, n), 'utf8').catch(() => '');
+    if (/no sidecar/.test(reason)) breaches.push({ night, invariant: 'patch-without-sidecar', detail: `patches/rejected/${n}: ${reason.split('\n').filter(Boolean)[1] ?? ''}` });
+  }
   for (const [runId, files] of reports) if (files.length > 1) breaches.push({ night, invariant: 'filed-twice', detail: `run ${runId} has ${files.length} reports: ${files.join(', ')}` });
   // Only this night's runs (reported since `since`, real time): with action: delete, older ones may be gone.
   const dir = path.join(layout.state, 'ledger');

@@ -142,6 +142,9 @@ test('20 tasks, 2 worker processes: each runs exactly once, and the folder host 
       assert.is(report.outcome, 'completed', id);
       assert.equal(report.changed_files, ['README.md']);
       assert.ok(existsSync(path.join(layout.root, report.patch_files[0])), `${id}: the patch the report names is filed`);
+      // The sidecar the gate reads, <id>.patch.json (the soak's BullMQ mode found it filed as <id>.json: every patch was rejected).
+      assert.is(report.patch_files[1], `${report.patch_files[0]}.json`, id);
+      assert.ok(existsSync(path.join(layout.root, `${report.patch_files[0]}.json`)), `${id}: the sidecar is filed beside the patch`);
       assert.ok(existsSync(path.join(layout.reports, `${id}.trajectory.jsonl`)), `${id}: trajectory filed`);
       assert.match(await fs.readFile(path.join(layout.root, report.patch_files[0]), 'utf8'), `note from ${id}`);
     }
@@ -182,6 +185,7 @@ async function assertFiledOnce(rig: Rig, id: string): Promise<void> {
   assert.equal(await list(layout.failed), []);
   assert.equal(await list(layout.processing), []);
   assert.equal((await list(layout.patches.pending)).filter((n) => n.endsWith('.patch')), [path.basename(report.patch_files[0])]);
+  assert.equal((await list(layout.patches.pending)).filter((n) => !n.endsWith('.patch')), [`${path.basename(report.patch_files[0])}.json`], 'the patch and its sidecar <id>.patch.json, nothing else');
   assert.equal(await list(layout.reportArchive), [], 'no earlier report of this task was archived: one report');
   const ledger = path.join(layout.state, 'ledger');
   const names = (await fs.readdir(ledger)).filter((n) => n.endsWith('.json') && !n.startsWith('.'));

@@ -172,7 +172,7 @@ export function startRemoteExecution(settings: Settings, log: Logger): RemoteExe
       let text = JSON.stringify(bundle.report);
       if (workerStem && stem) text = text.replaceAll(`patches/pending/${workerStem}.`, `patches/pending/${stem}.`);
       report = JSON.parse(text) as Report;
-      report.patch_files = stem ? [`${stem}.patch`, `${stem}.json`].map((n) => displayPath(layout, path.join(layout.patches.pending, n))) : [];
+      report.patch_files = stem ? [`${stem}.patch`, `${stem}.patch.json`].map((n) => displayPath(layout, path.join(layout.patches.pending, n))) : [];
       const disposition = dispositionOf(claim.name, id, { ...report, report_md: displayPath(layout, paths.md) });
       const destination = { ok: layout.done, error: layout.failed, interrupted: layout.inbox }[disposition.status];
       report = {
@@ -214,7 +214,7 @@ export function startRemoteExecution(settings: Settings, log: Logger): RemoteExe
     for (const dir of Object.values(layout.patches)) if (await exists(path.join(dir, name))) return;
     const patchFile = path.join(layout.root, patchRel);
     const stem = patchFile.replace(/\.patch$/, '');
-    await publishFile(`${stem}.json`, patch.sidecar).catch(ignoreExisting);
+    await publishFile(`${patchFile}.json`, patch.sidecar).catch(ignoreExisting);
     for (const artifact of patch.artifacts) {
       const file = path.join(`${stem}.artifacts`, artifact.path);
       if (!file.startsWith(`${stem}.artifacts${path.sep}`)) throw new MetaAgentError('input', `the worker's artifact path ${artifact.path} leaves the artifacts folder`, { file: name });
