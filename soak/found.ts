@@ -146,3 +146,19 @@ export const FOUND_BUGS: FoundBug[] = [
     test: 'test/crash-leftovers.test.ts: recovery cut short by a full disk; test/cycle-recovery.test.ts: a resumed cycle whose task is under a recoverer\'s private name',
   },
 ];
+
+/** What the BullMQ mode (`--workers N`, docs/soak-bullmq.md) found in the engine's folder host. */
+export const FOUND_BUGS_BULLMQ: FoundBug[] = [
+  {
+    id: 'M1',
+    found: "Every patch a worker made was rejected by the gate (\"no sidecar <id>.patch.json\"): the folder host filed the sidecar as <id>.json, and left it in pending/ for good. Seen in the figures of the first 10-night run (0 applied, 24 rejected); the mode now checks it (patch-without-sidecar).",
+    fix: 'queue/bullmq/host.ts: the sidecar is filed as <patch>.json, and the report names it so.',
+    test: 'test/scaleout.test.ts: 20 tasks, 2 worker processes (the report names <patch>.json and it is there); assertFiledOnce (nothing else in pending/)',
+  },
+  {
+    id: 'M2',
+    found: "A folder host restarted after a kill adopted the same left task in two overlapping scans (scans overlap when one takes longer than scan_interval_ms): two followers of one run, one failing to file (\"the claim was lost\"), or the file left to crash recovery while the other took its lease (a second ledger run). Seen in the host's log on night 2 of the first run.",
+    fix: 'queue/bullmq/host.ts adopt(): one adoption at a time; a second caller waits for the first.',
+    test: 'test/scaleout.test.ts: a restarted folder host whose scans overlap adopts a left task once, and files it once (scan_interval_ms 5: failed 3 of 3 runs before the fix)',
+  },
+];

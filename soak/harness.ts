@@ -43,7 +43,7 @@ import {
   type Breach,
   type Tracking,
 } from './invariants.ts';
-import { FOUND_BUGS } from './found.ts';
+import { FOUND_BUGS, FOUND_BUGS_BULLMQ } from './found.ts';
 import type { CycleReport } from '../src/contract/cycle.ts';
 import { renderReport } from './report.ts';
 import { Redis, WorkerSlot, workerConfig, type JobEvent } from './cluster.ts';
@@ -992,7 +992,7 @@ class Soak {
     const dirty = await execa('git', ['status', '--porcelain', '--', 'src', 'bin'], { cwd: REPO_ROOT, reject: false });
     stats.version = head.exitCode === 0 ? `${head.stdout.trim()}${dirty.stdout.trim() ? ' (src/ or bin/ modified)' : ''}` : 'unknown (not a git checkout)';
     const ok = failing.length === 0 && this.nights.length === this.options.nights;
-    const markdown = renderReport({ ok, observations: this.observations, stats, nights: this.nights, failing, command, foundBugs: FOUND_BUGS, retention: RETENTION, budget: BUDGET_TOKENS, stepTokens: STEP_TOKENS });
+    const markdown = renderReport({ ok, observations: this.observations, stats, nights: this.nights, failing, command, foundBugs: this.slots.length ? FOUND_BUGS_BULLMQ : FOUND_BUGS, retention: RETENTION, budget: BUDGET_TOKENS, stepTokens: STEP_TOKENS });
     if (this.options.out) {
       await fs.mkdir(path.dirname(this.options.out), { recursive: true });
       await fs.writeFile(this.options.out, markdown);
