@@ -119,8 +119,9 @@ export function renderReport(x: ReportInput): string {
     lines.push(
       '## Product bugs the soak found (fixed)',
       '',
-      'Each was a breach of an invariant above in an earlier run; each fix has a regression test that fails without it',
-      '(`soak/found.ts`). No breach is excused: any breach fails the run.',
+      ...(c
+        ? ['Seen in earlier runs of this mode (their figures, the folder host\'s log); each fix has a regression test that fails', 'without it (`soak/found.ts`). No breach is excused: any breach fails the run.']
+        : ['Each was a breach of an invariant above in an earlier run; each fix has a regression test that fails without it', '(`soak/found.ts`). No breach is excused: any breach fails the run.']),
       '',
       '| | found | fix | regression test |',
       '|---|---|---|---|',
