@@ -184,7 +184,8 @@ export function renderReport(x: ReportInput): string {
           '  a kill of the folder host gives no allowance (it adds the same job id again, which BullMQ ignores). The ledger check',
           '  above (claims) is the local mode\'s, unchanged;',
           '- exactly one filed result per claim: no ledger run has two reports (in `reports/` or moved to `reports/archive/<id>/<run>/`),',
-          '  and every run the ledger says was reported ok that night has its report;',
+          '  every run the ledger says was reported ok that night has its report, and every filed patch has its sidecar',
+          '  `<id>.patch.json` (no patch rejected for want of one);',
           '- no worker exits by itself or fails to start.',
           '',
         ]
