@@ -43,8 +43,11 @@ import {
   type Breach,
   type Tracking,
 } from './invariants.ts';
-import { FOUND_BUGS } from './found.ts';
+import { FOUND_BUGS, FOUND_BUGS_BULLMQ } from './found.ts';
+import type { CycleReport } from '../src/contract/cycle.ts';
 import { renderReport } from './report.ts';
+import { Redis, WorkerSlot, workerConfig, type JobEvent } from './cluster.ts';
+import { checkFiledOnce, checkWorkerRuns, type Interruption } from './invariants.ts';
 
 export interface SoakOptions {
   nights: number;
@@ -60,12 +63,41 @@ export interface SoakOptions {
   log?: (line: string) => void;
   /** The command line to print as "reproduce with". */
   command?: string;
+  /**
+   * The BullMQ mode (issue 18) with this many `meta-agent worker` processes: `watch` is the
+   * folder host, a real redis-server runs in the temp folder (soak/cluster.ts). 0: the local mode.
+   */
+  workers?: number;
 }
+
+/** execution.lock_s of the BullMQ mode: a killed worker's job runs again after this (and one stalled check). */
+const LOCK_S = 8;
+/**
+ * The BullMQ mode's limits: a worker's run also fetches the repository and its job waits for
+ * a free worker, and a killed worker's job starts again only after lock_s and a stalled check;
+ * with the local mode's 40/45 s, on a loaded 2-core machine, cycles gave up on tasks that
+ * were still running (a cycle-report breach that says nothing about the engine).
+ */
+const CLUSTER_TIMEOUTS = { taskTimeoutS: 90, waitTimeoutS: 180 };
 
 /** How long a frozen service stays stopped: past the soak's lease_stale_s (3 s) and proper-lockfile's floor. */
 const FREEZE_MS = 5000;
 
-export type FaultKind = 'kill_mid_task_night' | 'kill_mid_task_day' | 'kill_mid_gate' | 'kill_gate_after_commit' | 'clock_jump' | 'enospc_window' | 'human_conflicting_commit' | 'freeze_mid_task' | 'stalled_writer' | 'clock_back_mid_task';
+export type FaultKind =
+  | 'kill_mid_task_night'
+  | 'kill_mid_task_day'
+  | 'kill_mid_gate'
+  | 'kill_gate_after_commit'
+  | 'clock_jump'
+  | 'enospc_window'
+  | 'human_conflicting_commit'
+  | 'freeze_mid_task'
+  | 'stalled_writer'
+  | 'clock_back_mid_task'
+  | ClusterFaultKind;
+
+/** The BullMQ mode's own faults. */
+export type ClusterFaultKind = 'worker_kill_mid_task' | 'worker_sigterm_mid_task' | 'redis_restart' | 'redis_restart_empty';
 
 export interface NightRecord {
   night: number;
@@ -99,6 +131,17 @@ export interface SoakStats {
   serviceStarts: number;
   /** The meta-agent commit under test. */
   version: string;
+  /** The BullMQ mode's figures (null: the local mode). */
+  cluster: null | {
+    workers: number;
+    workerStarts: number;
+    redisStarts: number;
+    jobStarts: number;
+    extraRuns: number;
+    lockS: number;
+    taskTimeoutS: number;
+    waitTimeoutS: number;
+  };
 }
 
 export interface Observation {
@@ -124,6 +167,13 @@ const BUDGET_TOKENS = 6000;
 /** queue.lease_stale_s (3 s, soak/workspace.ts) plus the sweep's own second and a scan or two. */
 const TEMP_SWEEP_MS = 5500;
 const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+
+/** The BullMQ mode's faults of one night (drawn from their own stream: the local mode's plan stays what it was for a seed). */
+interface ClusterPlan {
+  workerKill: null | { phase: 'night' | 'day'; delayMs: number };
+  workerTerm: null | { phase: 'night' | 'day'; delayMs: number };
+  redis: null | { phase: 'night' | 'day'; delayMs: number; withData: boolean };
+}
 
 interface NightPlan {
   killTask: null | 'night' | 'day';
@@ -153,8 +203,8 @@ interface Armed {
   busy: boolean;
 }
 
-/** Runs in progress, for emergencyCleanup(). */
-const active = new Set<{ base: string; pid: () => number | null }>();
+/** Runs in progress, for emergencyCleanup(): the process groups to kill (the service, workers) and Redis. */
+const active = new Set<{ base: string; keep: boolean; pid: () => number | null; groups?: () => number[]; redis?: () => number | null }>();
 
 export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const soak = new Soak(options);
@@ -167,14 +217,23 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
  */
 export function emergencyCleanup(): void {
   for (const run of active) {
-    const pid = run.pid();
-    if (pid) {
+    for (const pid of [run.pid(), ...(run.groups?.() ?? [])]) {
+      if (!pid) continue;
       try {
         process.kill(-pid, 'SIGKILL');
       } catch {
         // gone
       }
     }
+    const redis = run.redis?.();
+    if (redis) {
+      try {
+        process.kill(redis, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    if (run.keep) continue;
     try {
       rmSync(run.base, { recursive: true, force: true });
     } catch {
@@ -214,7 +273,15 @@ class Soak {
   private readonly t0 = Date.now();
   private commitCount = 0;
   private readonly observations: Observation[] = [];
-  private conflicts = 0;
+  /** The BullMQ mode: Redis and the worker machines (null/empty in the local mode). */
+  private redis: Redis | null = null;
+  private slots: WorkerSlot[] = [];
+  /** Worker kills and Redis restarts, with the runs each could make run once more. */
+  private readonly interruptions: Interruption[] = [];
+  /** Claims (name@run) the stuck-claim check saw, and when (Date.now()). */
+  private readonly claimsSeen = new Map<string, number>();
+  /** Real time the current night started (Date.now()). */
+  private nightStartedAt = 0;
 
   constructor(private readonly options: SoakOptions) {
     this.log = options.log ?? ((line) => console.log(line));
@@ -224,22 +291,52 @@ class Soak {
   async run(): Promise<SoakResult> {
     const { nights, seed } = this.options;
     const base = await fs.mkdtemp(path.join(os.tmpdir(), 'meta-agent-soak-'));
-    const handle = { base, pid: () => this.service?.pid ?? null };
-    if (!this.options.keep) active.add(handle);
+    const handle = {
+      base,
+      keep: Boolean(this.options.keep),
+      pid: () => this.service?.pid ?? null,
+      groups: () => this.slots.map((w) => w.pid ?? 0),
+      redis: () => this.redis?.pid ?? null,
+    };
+    // With --keep too: the processes go, the folder stays.
+    active.add(handle);
     let result: SoakResult | null = null;
     try {
       this.model = await startScriptedModel({ seed, maxRetries: 2, ...(this.options.noFaults ? { rates: { p429: 0, p500: 0, hang: 0, malformed: 0 } } : {}) });
       const config: SoakConfig = {
         llmUrl: this.model.llm.url,
         budgetTokens: BUDGET_TOKENS,
-        waitTimeoutS: 45,
-        taskTimeoutS: 40,
+        waitTimeoutS: this.options.workers ? CLUSTER_TIMEOUTS.waitTimeoutS : 45,
+        taskTimeoutS: this.options.workers ? CLUSTER_TIMEOUTS.taskTimeoutS : 40,
         maxSteps: 6,
         retentionLogsDays: RETENTION.logs_days,
         retentionReportsDays: RETENTION.reports_days,
         timezone: TZ,
+        ...(this.options.workers ? { bullmq: { lockS: LOCK_S, maxStalled: 1 } } : {}),
       };
       this.ws = await makeSoakWorkspace(base, config);
+      const clusterEnv: Record<string, string> = {};
+      if (this.options.workers) {
+        this.redis = new Redis(base);
+        await this.redis.start();
+        clusterEnv.REDIS_URL = this.redis.url;
+        const hostYaml = await fs.readFile(path.join(this.ws.root, 'meta-agent.yaml'), 'utf8');
+        for (let i = 1; i <= this.options.workers; i++) {
+          const root = path.join(base, 'workers', `w${i}`);
+          await fs.mkdir(root, { recursive: true });
+          await fs.writeFile(path.join(root, 'meta-agent.yaml'), workerConfig(hostYaml, this.ws.repo));
+          // The same simulated time as the folder host (machines whose clocks agree); its own disk: no ENOSPC flag.
+          this.slots.push(
+            new WorkerSlot(`w${i}`, root, {
+              ...clusterEnv,
+              META_AGENT_CLOCK_FILE: this.ws.clockFile,
+              OPENAI_BASE_URL: '',
+              META_AGENT_MODEL: '',
+              OPENAI_API_KEY: '',
+            }),
+          );
+        }
+      }
       this.layout = layoutFor(this.ws.root);
       const start = firstFriday(new Date(), TZ);
       const eve = addDays(start, -1);
@@ -253,8 +350,11 @@ class Soak {
         OPENAI_BASE_URL: '',
         META_AGENT_MODEL: '',
         OPENAI_API_KEY: '',
+        ...clusterEnv,
       });
       await this.service.start();
+      for (const w of this.slots) await w.start();
+      if (this.slots.length) this.log(`[soak] BullMQ mode: ${this.slots.length} worker(s), redis-server pid ${this.redis!.pid} on ${this.redis!.socket}`);
       this.lastMain = await this.mainRef();
       this.startPollers();
 
@@ -272,6 +372,8 @@ class Soak {
       this.stopPollers();
       await fs.rm(this.ws?.enospcFlag ?? path.join(base, 'enospc.flag'), { force: true }).catch(() => undefined);
       await this.service?.stop().catch(() => undefined);
+      await Promise.all(this.slots.map((w) => w.stop().catch(() => undefined)));
+      await this.redis?.stop().catch(() => undefined);
       await this.model?.close().catch(() => undefined);
       active.delete(handle);
       if (this.options.keep) this.log(`[soak] kept ${base}`);
@@ -293,11 +395,25 @@ class Soak {
     const forced = (k: number) => !none && pos === (k + this.options.seed) % 3;
     const killTask = forced(0) || (!none && r.chance(0.2)) ? (r.chance(0.5) ? 'night' : 'day') : null;
     const killGate = forced(1) || (!none && r.chance(0.2)) ? (r.chance(0.5) ? 'commit' : 'random') : null;
-    const enospc = forced(2) || (!none && r.chance(0.15)) ? { phase: r.chance(0.5) ? ('night' as const) : ('day' as const), afterMs: r.int(0, 3000), durationMs: r.int(1000, 3000) } : null;
+    const enospc =
+      forced(2) || (!none && r.chance(0.15))
+        ? { phase: r.chance(0.5) ? ('night' as const) : ('day' as const), afterMs: r.int(0, 3000), durationMs: r.int(1000, 3000) }
+        : null;
     const clockJump = forced(1) || (!none && r.chance(0.2)) ? { hours: r.int(2, 5), minutes: r.int(0, 59) } : null;
     const commit = r.chance(0.6) ? (r.chance(0.5) ? 'conflicting' : 'elsewhere') : null;
     const drops = Array.from({ length: r.int(0, 2) }, () => ({ slow: r.chance(0.4), type: r.chance(0.5) ? ('custom' as const) : ('audit_code' as const) }));
-    const base: Omit<NightPlan, 'freeze' | 'stall' | 'clockBack'> = { killTask, killTaskDelayMs: r.int(0, 1500), killGate, killGateDelayMs: r.int(0, 1500), enospc, clockJump, commit, commitFirst: r.chance(0.5), drops, redrop: r.chance(0.15) };
+    const base: Omit<NightPlan, 'freeze' | 'stall' | 'clockBack'> = {
+      killTask,
+      killTaskDelayMs: r.int(0, 1500),
+      killGate,
+      killGateDelayMs: r.int(0, 1500),
+      enospc,
+      clockJump,
+      commit,
+      commitFirst: r.chance(0.5),
+      drops,
+      redrop: r.chance(0.15),
+    };
     // Drawn last, so the faults above stay what they were for a seed.
     const freeze = forced(0) || (!none && r.chance(0.2));
     const stall = !none && (forced(2) || r.chance(0.3));
@@ -305,14 +421,81 @@ class Soak {
     return { ...base, freeze, stall, clockBack };
   }
 
+  private clusterPlan(n: number): ClusterPlan {
+    const none: ClusterPlan = { workerKill: null, workerTerm: null, redis: null };
+    if (!this.options.workers || this.options.noFaults) return none;
+    const r = this.prng.fork(`bullmq-night-${n}`);
+    // As in plan(): each kind forced once in every block of three nights, plus chance.
+    const pos = (n - 1) % 3;
+    const forced = (k: number) => pos === (k + this.options.seed) % 3;
+    const phase = () => (r.chance(0.5) ? ('night' as const) : ('day' as const));
+    const workerKill = forced(0) || r.chance(0.3) ? { phase: phase(), delayMs: r.int(0, 1500) } : null;
+    const workerTerm = forced(1) || r.chance(0.3) ? { phase: phase(), delayMs: r.int(0, 1500) } : null;
+    // The forced Redis restart of a block alternates: with its data (appendonly), then without (every job lost).
+    const block = Math.floor((n - 1) / 3);
+    const redisForced = forced(2);
+    const redis =
+      redisForced || r.chance(0.2)
+        ? { phase: phase(), delayMs: r.int(0, 1500), withData: redisForced ? (block + this.options.seed) % 2 === 0 : r.chance(0.6) }
+        : null;
+    return { workerKill, workerTerm, redis };
+  }
+
+  /** Arms this phase's BullMQ faults: worker ones when a worker runs a job, Redis ones when a task is claimed. */
+  private armCluster(plan: ClusterPlan, phase: 'night' | 'day', n: number): void {
+    if (plan.workerKill?.phase === phase) this.arm('worker_kill_mid_task', n, async () => (await this.busyWorker()) !== null, plan.workerKill.delayMs);
+    if (plan.workerTerm?.phase === phase) this.arm('worker_sigterm_mid_task', n, async () => (await this.busyWorker()) !== null, plan.workerTerm.delayMs);
+    if (plan.redis?.phase === phase) this.arm(plan.redis.withData ? 'redis_restart' : 'redis_restart_empty', n, () => this.hasClaim(), plan.redis.delayMs);
+  }
+
+  /** A worker whose current process runs a job (by its log), the first in a seeded order. */
+  private async busyWorker(): Promise<{ slot: WorkerSlot; running: JobEvent[] } | null> {
+    // Only runs still claimed in processing/: a run whose job Redis lost goes on where it was,
+    // and its end is not always logged; the host filed the re-run's result long ago.
+    const claimed = new Set(await this.claimedRuns());
+    for (const slot of this.slots) {
+      if (!slot.proc) continue;
+      const running = (await slot.running()).filter((e) => claimed.has(e.runId));
+      if (running.length) return { slot, running };
+    }
+    return null;
+  }
+
+  /** The run ids of the claims in processing/ (their owner notes). */
+  private async claimedRuns(): Promise<string[]> {
+    const out: string[] = [];
+    for (const name of (await names(this.layout.processing)).filter((x) => x.endsWith('.md'))) {
+      const note = await fs.readFile(path.join(this.layout.processing, `.${name}.owner.json`), 'utf8').then(
+        (t) => JSON.parse(t) as { run_id?: string },
+        () => null,
+      );
+      if (note?.run_id) out.push(note.run_id);
+    }
+    return out;
+  }
+
   private async runNight(n: number, date: LocalDate): Promise<Breach[]> {
     const started = Date.now();
+    this.nightStartedAt = started;
     const plan = this.plan(n);
+    const cplan = this.clusterPlan(n);
     const human = this.prng.fork(`human-${n}`);
     this.nightFaults = [];
     this.faultsByNight.set(n, this.nightFaults);
     const saturday = date.dow === 6;
-    const record: NightRecord = { night: n, date: iso(date), weekday: WEEKDAYS[date.dow]!, cycles: [], faults: this.nightFaults, approved: 0, rejected: 0, dropped: 0, commits: 0, breaches: 0, wallMs: 0 };
+    const record: NightRecord = {
+      night: n,
+      date: iso(date),
+      weekday: WEEKDAYS[date.dow]!,
+      cycles: [],
+      faults: this.nightFaults,
+      approved: 0,
+      rejected: 0,
+      dropped: 0,
+      commits: 0,
+      breaches: 0,
+      wallMs: 0,
+    };
     const before = this.breaches.length;
 
     // --- the night: the schedule runs daily_maintenance (and weekly_retrain on Saturdays).
@@ -321,6 +504,7 @@ class Soak {
     await sleep(1200);
     if (plan.killTask === 'night') this.arm('kill_mid_task_night', n, () => this.hasClaim(), plan.killTaskDelayMs);
     if (plan.enospc?.phase === 'night') this.enospc(plan.enospc.afterMs, plan.enospc.durationMs, 'night');
+    this.armCluster(cplan, 'night', n);
     await this.clock.set(this.at(date, 2, 31));
     const expected = [{ goal: 'daily_maintenance', from: this.at(date, 2, 29), to: this.at(date, 4, 0) }];
     await this.waitCycle(n, 'daily_maintenance', this.at(date, 2, 30));
@@ -335,8 +519,16 @@ class Soak {
 
     // --- the morning: the cycle reports.
     const { breaches: cycleBreaches, reports } = await checkCycles(n, this.layout, expected, STEP_TOKENS, this.model.served);
-    this.breaches.push(...cycleBreaches);
-    record.cycles = reports.map((r) => ({ cycle_id: r.cycle_id, goal: r.goal, status: r.status, tasks: r.tasks.length, spent: r.budget.spent_tokens, served: r.tasks.reduce((sum, x) => sum + (this.model.served.get(x.task_id) ?? 0), 0), budget: r.budget.tokens }));
+    this.breaches.push(...this.budgetOfExtraRuns(cycleBreaches, reports));
+    record.cycles = reports.map((r) => ({
+      cycle_id: r.cycle_id,
+      goal: r.goal,
+      status: r.status,
+      tasks: r.tasks.length,
+      spent: r.budget.spent_tokens,
+      served: r.tasks.reduce((sum, x) => sum + (this.model.served.get(x.task_id) ?? 0), 0),
+      budget: r.budget.tokens,
+    }));
 
     // --- the day: the person reviews, drops tasks, commits; faults around the gate.
     await this.clock.set(this.at(date, 10, 0));
@@ -347,6 +539,7 @@ class Soak {
     if (plan.killGate === 'random') this.arm('kill_mid_gate', n, () => this.gateBusy(), plan.killGateDelayMs);
     if (plan.killGate === 'commit') this.arm('kill_gate_after_commit', n, () => this.gateJustCommitted(), 0);
     if (plan.enospc?.phase === 'day') this.enospc(plan.enospc.afterMs, plan.enospc.durationMs, 'day');
+    this.armCluster(cplan, 'day', n);
 
     const middle: Array<() => Promise<void>> = [];
     const doCommit = async () => {
@@ -429,7 +622,8 @@ class Soak {
     await sleep(1500);
     await this.waitIdle(n, 'the evening');
     await this.checkEvening(n, this.at(date, 18, 0), retentionFrom);
-    for (const id of (await names(this.layout.patches.pending)).filter((x) => x.endsWith('.patch')).map((x) => x.slice(0, -'.patch'.length))) if (!this.pendingSince.has(id)) this.pendingSince.set(id, n);
+    for (const id of (await names(this.layout.patches.pending)).filter((x) => x.endsWith('.patch')).map((x) => x.slice(0, -'.patch'.length)))
+      if (!this.pendingSince.has(id)) this.pendingSince.set(id, n);
 
     record.breaches = this.breaches.length - before;
     record.wallMs = Date.now() - started;
@@ -457,6 +651,9 @@ class Soak {
       checkCommits(n, this.layout, this.ws.repo, this.tracking),
       checkLeftovers(n, this.layout, this.ws.repo),
       checkBuildGreen(n, this.ws.repo),
+      ...(this.slots.length
+        ? [this.jobEvents().then((events) => checkWorkerRuns(n, events, this.interruptions)), checkFiledOnce(n, this.layout, this.nightStartedAt)]
+        : []),
     ];
     for (const c of checks) this.breaches.push(...(await c));
     // Retention runs in a scan after the clock move: give it a few seconds to be done.
@@ -503,6 +700,7 @@ class Soak {
     await Promise.all(this.enospcRuns);
     this.enospcRuns = [];
     await this.service.settled();
+    for (const w of this.slots) await w.settled();
   }
 
   private enospc(afterMs: number, durationMs: number, phase: 'night' | 'day'): void {
@@ -525,6 +723,12 @@ class Soak {
       if (a.delayMs) await sleep(a.delayMs);
       if (a.fired || !(await a.condition())) return; // the moment passed: wait for the next one
       a.fired = true;
+      if (a.kind === 'worker_kill_mid_task' || a.kind === 'worker_sigterm_mid_task' || a.kind === 'redis_restart' || a.kind === 'redis_restart_empty') {
+        const what = await this.fireCluster(a.kind);
+        if (what === null) a.fired = false;
+        else this.fault(a.kind, what);
+        return;
+      }
       const what = await this.describeMoment();
       if (a.kind === 'freeze_mid_task') await this.service.freeze(FREEZE_MS);
       else if (a.kind === 'clock_back_mid_task') await fs.writeFile(this.clockSkewFile(), `${-3_600_000}\n`);
@@ -533,6 +737,43 @@ class Soak {
     } finally {
       a.busy = false;
     }
+  }
+
+  /**
+   * A BullMQ fault, recorded with the runs it may make run once more: a worker's running jobs
+   * (by its log), or for Redis every run in flight (claimed in processing/, or running on a
+   * worker). Null: the moment passed.
+   */
+  private async fireCluster(kind: ClusterFaultKind): Promise<string | null> {
+    if (kind === 'worker_kill_mid_task' || kind === 'worker_sigterm_mid_task') {
+      const busy = await this.busyWorker();
+      if (!busy) return null;
+      const runIds = busy.running.map((e) => e.runId);
+      const jobs = busy.running.map((e) => `${e.taskFile} (job ${e.job})`).join(', ');
+      this.interruptions.push({ night: this.night, kind, runIds, tasks: busy.running.map((e) => e.taskFile), at: Date.now() });
+      const pid = busy.slot.pid;
+      if (kind === 'worker_kill_mid_task') {
+        await busy.slot.killAndRestart();
+        return `kill -9 of worker ${busy.slot.name} (pid ${pid}) running ${jobs}`;
+      }
+      const how = await busy.slot.stopAndRestart();
+      return `SIGTERM to worker ${busy.slot.name} (pid ${pid}, ${how}) running ${jobs}`;
+    }
+    const redis = this.redis!;
+    const processing = (await names(this.layout.processing)).filter((x) => x.endsWith('.md'));
+    const runIds = new Set(await this.claimedRuns());
+    const tasks = new Set(processing);
+    for (const slot of this.slots) {
+      for (const e of await slot.running()) {
+        runIds.add(e.runId);
+        tasks.add(e.taskFile);
+      }
+    }
+    this.interruptions.push({ night: this.night, kind, runIds: [...runIds], tasks: [...tasks], at: Date.now() });
+    const pid = redis.pid;
+    const t0 = Date.now();
+    await redis.restart(kind === 'redis_restart');
+    return `redis-server pid ${pid} stopped (SIGTERM) and started again as pid ${redis.pid} in ${Date.now() - t0} ms${kind === 'redis_restart_empty' ? ', its append-only files removed' : ''}; processing: ${processing.join(' ') || '-'}`;
   }
 
   private async describeMoment(): Promise<string> {
@@ -598,7 +839,9 @@ class Soak {
   private startPollers(): void {
     this.poller = setInterval(() => void this.poll(), 100);
     this.fastPoller = setInterval(() => {
-      for (const a of this.armed) if (a.kind === 'kill_gate_after_commit' && !a.fired && !a.busy) void this.fire(a).catch((error: unknown) => this.log(`[soak] fault ${a.kind} failed: ${String(error)}`));
+      for (const a of this.armed)
+        if (a.kind === 'kill_gate_after_commit' && !a.fired && !a.busy)
+          void this.fire(a).catch((error: unknown) => this.log(`[soak] fault ${a.kind} failed: ${String(error)}`));
     }, 5);
   }
 
@@ -660,7 +903,10 @@ class Soak {
   private async cycleRunning(): Promise<boolean> {
     const dir = path.join(this.layout.state, 'supervisor');
     if (!(await fs.stat(path.join(dir, '.scheduler.lock')).catch(() => null))) return false;
-    const owner = await fs.readFile(path.join(dir, '.scheduler.owner.json'), 'utf8').then((t) => JSON.parse(t) as { pid?: number }, () => null);
+    const owner = await fs.readFile(path.join(dir, '.scheduler.owner.json'), 'utf8').then(
+      (t) => JSON.parse(t) as { pid?: number },
+      () => null,
+    );
     return owner?.pid === this.service.pid;
   }
 
@@ -675,8 +921,16 @@ class Soak {
     const known = (await names(ledger)).join('\n');
     const stuck: string[] = [];
     for (const name of (await names(l.processing)).filter((x) => x.endsWith('.md'))) {
-      const note = await fs.readFile(path.join(l.processing, `.${name}.owner.json`), 'utf8').then((t) => JSON.parse(t) as { pid: number; run_id: string; since: string }).catch(() => null); // half-written: looked at again
-      if (!note || note.pid !== this.service.pid || Date.now() - Date.parse(note.since) < 10_000) continue;
+      const note = await fs
+        .readFile(path.join(l.processing, `.${name}.owner.json`), 'utf8')
+        .then((t) => JSON.parse(t) as { pid: number; run_id: string; since: string })
+        .catch(() => null); // half-written: looked at again
+      if (!note || note.pid !== this.service.pid) continue;
+      // Its age by the harness's clock: `since` is the service's, which clock_back_mid_task sets an hour back
+      // (a claim made then looked an hour old at once: seed 18's BullMQ night 2).
+      const seen = this.claimsSeen.get(`${name}@${note.run_id}`) ?? Date.now();
+      this.claimsSeen.set(`${name}@${note.run_id}`, seen);
+      if (Date.now() - seen < 10_000) continue;
       let recorded = false;
       for (const f of known.split('\n').filter((x) => x.startsWith(name.replace(/[^A-Za-z0-9._-]/g, '_')))) {
         if ((await fs.readFile(path.join(ledger, f), 'utf8').catch(() => '')).includes(note.run_id)) recorded = true;
@@ -694,6 +948,14 @@ class Soak {
   private async restartIfDied(n: number): Promise<void> {
     await this.service.settled();
     for (const failure of this.service.failedStarts.splice(0)) this.breaches.push({ night: n, invariant: 'service-start-failed', detail: failure });
+    for (const w of this.slots) {
+      await w.settled();
+      for (const failure of w.failedStarts.splice(0)) this.breaches.push({ night: n, invariant: 'worker-start-failed', detail: failure });
+      if (!w.unexpectedExit) continue;
+      this.breaches.push({ night: n, invariant: 'worker-died', detail: w.unexpectedExit });
+      w.unexpectedExit = null;
+      await w.killAndRestart();
+    }
     if (!this.service.unexpectedExit) return;
     this.breaches.push({ night: n, invariant: 'service-died', detail: this.service.unexpectedExit });
     this.service.unexpectedExit = null;
@@ -747,16 +1009,23 @@ class Soak {
     const failing = this.breaches;
     const ledgerDir = path.join(l.state, 'ledger');
     const entries: LedgerEntry[] = [];
-    for (const n of (await names(ledgerDir)).filter((x) => x.endsWith('.json'))) entries.push(JSON.parse(await fs.readFile(path.join(ledgerDir, n), 'utf8')) as LedgerEntry);
+    for (const n of (await names(ledgerDir)).filter((x) => x.endsWith('.json')))
+      entries.push(JSON.parse(await fs.readFile(path.join(ledgerDir, n), 'utf8')) as LedgerEntry);
     const recoveries: Record<string, number> = {};
     for (const e of entries) for (const r of e.runs) if (r.recovered) recoveries[r.recovered] = (recoveries[r.recovered] ?? 0) + 1;
     const logText = await this.serviceLogs();
     const count = (re: RegExp) => (logText.match(re) ?? []).length;
     recoveries.gate_run_resumed = count(/an interrupted gate run left this patch/g);
     recoveries.orphaned_worktrees_removed = count(/removed \d+ orphaned worktree/g);
-    const results = await Promise.all((await names(l.patches.applied)).filter((x) => x.endsWith('.result.json')).map(async (x) => JSON.parse(await fs.readFile(path.join(l.patches.applied, x), 'utf8')) as { reason: string | null }));
+    const results = await Promise.all(
+      (await names(l.patches.applied))
+        .filter((x) => x.endsWith('.result.json'))
+        .map(async (x) => JSON.parse(await fs.readFile(path.join(l.patches.applied, x), 'utf8')) as { reason: string | null }),
+    );
     recoveries.gate_already_applied = results.filter((r) => /already applied/.test(r.reason ?? '')).length;
-    const reasons = await Promise.all((await names(l.patches.rejected)).filter((x) => x.endsWith('.reason.md')).map((x) => fs.readFile(path.join(l.patches.rejected, x), 'utf8')));
+    const reasons = await Promise.all(
+      (await names(l.patches.rejected)).filter((x) => x.endsWith('.reason.md')).map((x) => fs.readFile(path.join(l.patches.rejected, x), 'utf8')),
+    );
     const taskNames = [...(await names(l.done)), ...(await names(l.failed))].filter((x) => x.endsWith('.md') && !x.endsWith('.error.md'));
     await trackLedger(l, this.tracking);
     const inboxSeen = [...this.tracking.inboxSeen.keys()];
@@ -793,13 +1062,41 @@ class Soak {
       wallMs: Date.now() - this.t0,
       serviceStarts: this.service.starts,
       version: '',
+      cluster: null,
     };
-    const command = this.options.command ?? `npm run soak -- --nights ${this.options.nights} --seed ${this.options.seed}`;
+    if (this.slots.length) {
+      const starts = (await this.jobEvents()).filter((e) => e.kind === 'started');
+      const byRun = new Map<string, number>();
+      for (const e of starts) byRun.set(e.runId, (byRun.get(e.runId) ?? 0) + 1);
+      stats.cluster = {
+        workers: this.slots.length,
+        workerStarts: this.slots.reduce((sum, w) => sum + w.starts, 0),
+        redisStarts: this.redis?.starts ?? 0,
+        jobStarts: starts.length,
+        extraRuns: [...byRun.values()].reduce((sum, k) => sum + k - 1, 0),
+        lockS: LOCK_S,
+        ...CLUSTER_TIMEOUTS,
+      };
+    }
+    const command =
+      this.options.command ??
+      `npm run soak -- --nights ${this.options.nights} --seed ${this.options.seed}${this.options.workers ? ` --workers ${this.options.workers}` : ''}`;
     const head = await execa('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_ROOT, reject: false });
     const dirty = await execa('git', ['status', '--porcelain', '--', 'src', 'bin'], { cwd: REPO_ROOT, reject: false });
     stats.version = head.exitCode === 0 ? `${head.stdout.trim()}${dirty.stdout.trim() ? ' (src/ or bin/ modified)' : ''}` : 'unknown (not a git checkout)';
     const ok = failing.length === 0 && this.nights.length === this.options.nights;
-    const markdown = renderReport({ ok, observations: this.observations, stats, nights: this.nights, failing, command, foundBugs: FOUND_BUGS, retention: RETENTION, budget: BUDGET_TOKENS, stepTokens: STEP_TOKENS });
+    const markdown = renderReport({
+      ok,
+      observations: this.observations,
+      stats,
+      nights: this.nights,
+      failing,
+      command,
+      foundBugs: this.slots.length ? FOUND_BUGS_BULLMQ : FOUND_BUGS,
+      retention: RETENTION,
+      budget: BUDGET_TOKENS,
+      stepTokens: STEP_TOKENS,
+    });
     if (this.options.out) {
       await fs.mkdir(path.dirname(this.options.out), { recursive: true });
       await fs.writeFile(this.options.out, markdown);
@@ -807,9 +1104,41 @@ class Soak {
     return { ok, observations: this.observations, failing, stats, nights: this.nights, markdown, command };
   }
 
+  /**
+   * The BullMQ mode allows one extra run per worker kill or Redis restart (checkWorkerRuns),
+   * and an extra run of a cycle's task spends tokens again: the attempt lost with a killed
+   * worker (or still running after Redis lost its job) is on another machine, so its spend
+   * cannot be carried into the re-run as the local mode does (B19). For a cycle one of whose
+   * tasks was interrupted so, what the model served may pass the budget: an observation.
+   * The report's own spend (budget.spent_tokens) stays a breach, and so does every other cycle.
+   */
+  private budgetOfExtraRuns(breaches: Breach[], reports: CycleReport[]): Breach[] {
+    if (!this.slots.length) return breaches;
+    return breaches.filter((b) => {
+      if (b.invariant !== 'budget') return true;
+      const cycle = reports.find((r) => b.detail.startsWith(`cycle ${r.cycle_id}: the model served`));
+      const hit = cycle?.tasks.find((t) => this.interruptions.some((i) => i.tasks.some((f) => f === `${t.task_id}.md` || f.startsWith(`${t.task_id}-`))));
+      if (!cycle || !hit) return true;
+      this.observe(
+        'budget_extra_run',
+        `${b.detail} (an extra run of ${hit.task_id} after ${this.interruptions
+          .filter((i) => i.tasks.some((f) => f.startsWith(hit.task_id)))
+          .map((i) => i.kind)
+          .join(', ')})`,
+      );
+      return false;
+    });
+  }
+
+  /** Every job start and end on every worker, from their logs. */
+  private async jobEvents(): Promise<JobEvent[]> {
+    return (await Promise.all(this.slots.map((w) => w.events()))).flat();
+  }
+
   private async serviceLogs(): Promise<string> {
     const parts: string[] = [];
-    for (const n of (await names(this.layout.logs)).filter((x) => x.endsWith('.log'))) parts.push(await fs.readFile(path.join(this.layout.logs, n), 'utf8').catch(() => ''));
+    for (const n of (await names(this.layout.logs)).filter((x) => x.endsWith('.log')))
+      parts.push(await fs.readFile(path.join(this.layout.logs, n), 'utf8').catch(() => ''));
     return parts.join('');
   }
 }

@@ -15,7 +15,13 @@ export const sha256 = (data: string | Buffer) => createHash('sha256').update(dat
 async function renameIfThere(from: string, to: string): Promise<boolean> {
   try {
     // Like Explorer, never silently replace a file of the same name (the person would be asked).
-    if (await fs.stat(to).then(() => true, () => false)) return false;
+    if (
+      await fs.stat(to).then(
+        () => true,
+        () => false,
+      )
+    )
+      return false;
     await fs.rename(from, to);
     return true;
   } catch (error) {
@@ -28,7 +34,13 @@ async function renameIfThere(from: string, to: string): Promise<boolean> {
 export async function approveByHand(layout: Layout, id: string): Promise<boolean> {
   const { pending, approved } = layout.patches;
   // A name already taken in approved/ (an earlier run's patch is still being gated): not now.
-  if (await fs.stat(path.join(approved, `${id}.patch`)).then(() => true, () => false)) return false;
+  if (
+    await fs.stat(path.join(approved, `${id}.patch`)).then(
+      () => true,
+      () => false,
+    )
+  )
+    return false;
   await renameIfThere(path.join(pending, `${id}.patch.json`), path.join(approved, `${id}.patch.json`));
   await renameIfThere(path.join(pending, `${id}.artifacts`), path.join(approved, `${id}.artifacts`));
   return renameIfThere(path.join(pending, `${id}.patch`), path.join(approved, `${id}.patch`));
@@ -39,7 +51,13 @@ export async function rejectByHand(layout: Layout, id: string, reason: string): 
   const { pending, rejected } = layout.patches;
   if (!(await fs.stat(path.join(pending, `${id}.patch`)).catch(() => null))) return false;
   // An earlier proposal of the same task was rejected already: the person would be asked to replace it; not now.
-  if (await fs.stat(path.join(rejected, `${id}.patch`)).then(() => true, () => false)) return false;
+  if (
+    await fs.stat(path.join(rejected, `${id}.patch`)).then(
+      () => true,
+      () => false,
+    )
+  )
+    return false;
   await publish(rejected, `${id}.reason.md`, `# ${id}.patch rejected by a person\n\n${reason}\n`);
   await renameIfThere(path.join(pending, `${id}.patch.json`), path.join(rejected, `${id}.patch.json`));
   await renameIfThere(path.join(pending, `${id}.artifacts`), path.join(rejected, `${id}.artifacts`));
@@ -88,10 +106,14 @@ export async function commitByHand(repo: string, kind: 'conflicting' | 'elsewher
   for (let attempt = 1; ; attempt++) {
     // A careful person starts from the committed file (never from a half-updated one).
     const text = (await execa('git', ['show', `HEAD:${rel}`], { cwd: repo, stripFinalNewline: false })).stdout;
-    const next = kind === 'conflicting' ? text.replace('def position_size(', `# human note ${tag}: reviewed by hand.\ndef position_size(`) : `${text.trimEnd()}\n\nHuman note ${tag}.\n`;
+    const next =
+      kind === 'conflicting'
+        ? text.replace('def position_size(', `# human note ${tag}: reviewed by hand.\ndef position_size(`)
+        : `${text.trimEnd()}\n\nHuman note ${tag}.\n`;
     await fs.writeFile(file, next);
     const add = await execa('git', ['add', '--', rel], { cwd: repo, reject: false });
-    const commit = add.exitCode === 0 ? await execa('git', [...GIT_ID, 'commit', '--quiet', '-m', `Human note ${tag}`, '--', rel], { cwd: repo, reject: false }) : add;
+    const commit =
+      add.exitCode === 0 ? await execa('git', [...GIT_ID, 'commit', '--quiet', '-m', `Human note ${tag}`, '--', rel], { cwd: repo, reject: false }) : add;
     if (commit.exitCode === 0) return { sha: (await execa('git', ['rev-parse', 'HEAD'], { cwd: repo })).stdout.trim() };
     await execa('git', ['reset', '--quiet', 'HEAD', '--', rel], { cwd: repo, reject: false });
     await execa('git', ['checkout', '--', rel], { cwd: repo, reject: false });

@@ -127,12 +127,26 @@ export async function startScriptedModel(options: ScriptOptions): Promise<Script
       const newTest = keyed(options.seed, `kind:${key}`).chance(0.5) || editFailed;
       if (malformed) {
         faults.llm_malformed++;
-        return toolCall(newTest ? 'write_file' : 'edit_file', null, { rawArguments: '{"path": "bot/sizing.py", "old": "def position_size(', usage: usage.usage });
+        return toolCall(newTest ? 'write_file' : 'edit_file', null, {
+          rawArguments: '{"path": "bot/sizing.py", "old": "def position_size(',
+          usage: usage.usage,
+        });
       }
       answered.edits++;
       return newTest
-        ? toolCall('write_file', { path: `tests/test_soak_${tag}.py`, content: `"""Added by the soak's scripted agent (${key})."""\n\n\ndef test_soak_${tag}():\n    assert True\n` }, usage)
-        : toolCall('edit_file', { path: 'bot/sizing.py', old: 'def position_size(', new: `# soak note ${tag}: the inputs are validated below.\ndef position_size(` }, usage);
+        ? toolCall(
+            'write_file',
+            {
+              path: `tests/test_soak_${tag}.py`,
+              content: `"""Added by the soak's scripted agent (${key})."""\n\n\ndef test_soak_${tag}():\n    assert True\n`,
+            },
+            usage,
+          )
+        : toolCall(
+            'edit_file',
+            { path: 'bot/sizing.py', old: 'def position_size(', new: `# soak note ${tag}: the inputs are validated below.\ndef position_size(` },
+            usage,
+          );
     }
     if (malformed) {
       faults.llm_malformed++;

@@ -58,7 +58,7 @@ export class SimClock {
   async set(date: Date): Promise<void> {
     this.current = date;
     const temp = path.join(path.dirname(this.file), `.${path.basename(this.file)}.${process.pid}.tmp`);
-    await fs.writeFile(temp, JSON.stringify({ now: date.toISOString() }) + '\n');
+    await fs.writeFile(temp, `${JSON.stringify({ now: date.toISOString() })}\n`);
     await fs.rename(temp, this.file);
   }
 }

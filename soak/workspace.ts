@@ -18,6 +18,8 @@ export interface SoakConfig {
   retentionReportsDays: number;
   retentionLogsDays: number;
   timezone: string;
+  /** The BullMQ mode (soak/cluster.ts): `execution.engine: bullmq` with this lock_s. */
+  bullmq?: { lockS: number; maxStalled: number };
 }
 
 export interface SoakWorkspace {
@@ -33,7 +35,10 @@ export async function makeSoakWorkspace(base: string, config: SoakConfig): Promi
   const root = path.join(base, 'ws');
   const repo = path.join(root, 'target-repo');
   await fs.mkdir(root, { recursive: true });
-  await fs.cp(EXAMPLE_BOT, repo, { recursive: true, filter: (src) => !/(__pycache__|\.pytest_cache|\.benchmarks)$/.test(src) && path.basename(src) !== '.env' });
+  await fs.cp(EXAMPLE_BOT, repo, {
+    recursive: true,
+    filter: (src) => !/(__pycache__|\.pytest_cache|\.benchmarks)$/.test(src) && path.basename(src) !== '.env',
+  });
   const g = (args: string[]) => execa('git', args, { cwd: repo });
   await g(['init', '--quiet', '--initial-branch', 'main']);
   await g(['add', '--all']);
@@ -94,5 +99,5 @@ retention:
   logs_days: ${c.retentionLogsDays}
   reports_days: ${c.retentionReportsDays}
   action: archive
-`;
+${c.bullmq ? `execution:\n  engine: bullmq\n  lock_s: ${c.bullmq.lockS}\n  max_stalled: ${c.bullmq.maxStalled}\n` : ''}`;
 }

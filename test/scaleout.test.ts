@@ -67,7 +67,7 @@ interface Rig {
   env: Record<string, string>;
 }
 
-async function makeRig(): Promise<Rig> {
+async function makeRig(scanMs = 200): Promise<Rig> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'meta-agent-scaleout-'));
   const marks = path.join(dir, 'marks');
   await fs.mkdir(marks);
@@ -77,7 +77,7 @@ async function makeRig(): Promise<Rig> {
   const common = [
     'engine: command',
     `command:\n  run: ["${process.execPath}", ${JSON.stringify(agent)}]\n  sandbox: none\n  env_allow: ["MARKS"]`,
-    'queue:\n  scan_interval_ms: 200\n  settle_ms: 0',
+    `queue:\n  scan_interval_ms: ${scanMs}\n  settle_ms: 0`,
   ];
   const ws = await makeWorkspace({ project: '    scope: ["**"]', extra: [...common, execution(2)].join('\n') });
   // The worker's own workspace: no shared folders, the project fetched from the host's repo as its remote.
@@ -163,6 +163,9 @@ test('20 tasks, 2 worker processes: each runs exactly once, and the folder host 
       assert.is(report.outcome, 'completed', id);
       assert.equal(report.changed_files, ['README.md']);
       assert.ok(existsSync(path.join(layout.root, report.patch_files[0])), `${id}: the patch the report names is filed`);
+      // The sidecar the gate reads, <id>.patch.json (the soak's BullMQ mode found it filed as <id>.json: every patch was rejected).
+      assert.is(report.patch_files[1], `${report.patch_files[0]}.json`, id);
+      assert.ok(existsSync(path.join(layout.root, `${report.patch_files[0]}.json`)), `${id}: the sidecar is filed beside the patch`);
       assert.ok(existsSync(path.join(layout.reports, `${id}.trajectory.jsonl`)), `${id}: trajectory filed`);
       assert.match(await fs.readFile(path.join(layout.root, report.patch_files[0]), 'utf8'), `note from ${id}`);
     }
@@ -178,8 +181,8 @@ test('20 tasks, 2 worker processes: each runs exactly once, and the folder host 
 });
 
 /** One task's life with a rig and a running Redis; cleans up whatever happens. */
-async function withRig(body: (rig: Rig, redis: { current: Redis | null }) => Promise<void>, startRedisFirst = true): Promise<void> {
-  const rig = await makeRig();
+async function withRig(body: (rig: Rig, redis: { current: Redis | null }) => Promise<void>, startRedisFirst = true, scanMs = 200): Promise<void> {
+  const rig = await makeRig(scanMs);
   const redis = { current: startRedisFirst ? await startRedis(path.join(rig.dir, 'redis')) : null };
   try {
     await body(rig, redis);
@@ -217,6 +220,11 @@ async function assertFiledOnce(rig: Rig, id: string): Promise<void> {
   assert.equal(
     (await list(layout.patches.pending)).filter((n) => n.endsWith('.patch')),
     [path.basename(report.patch_files[0])],
+  );
+  assert.equal(
+    (await list(layout.patches.pending)).filter((n) => !n.endsWith('.patch')),
+    [`${path.basename(report.patch_files[0])}.json`],
+    'the patch and its sidecar <id>.patch.json, nothing else',
   );
   assert.equal(await list(layout.reportArchive), [], 'no earlier report of this task was archived: one report');
   const ledger = path.join(layout.state, 'ledger');
@@ -310,6 +318,32 @@ for (const point of ['bullmq-before-add', 'after-report', 'after-ledger', 'bullm
     });
   });
 }
+
+// Found by the soak's BullMQ mode (seed 18, night 2): scans overlap when one takes longer than
+// scan_interval_ms, and two of them adopted the same task (two followers; one failed to file).
+test('a restarted folder host whose scans overlap adopts a left task once, and files it once', async () => {
+  await withRig(
+    async (rig) => {
+      const { layout } = rig.ws.settings;
+      const crashing = await startWatchReady(rig.ws.root, { ...rig.env, META_AGENT_FAULT: 'bullmq-before-filing' });
+      const w1 = startWorker(rig);
+      await publish(layout.inbox, 'o1.md', task('o1'));
+      assert.is((await crashing.exited).signal, 'SIGKILL', crashing.output());
+      const host = await startWatchReady(rig.ws.root, rig.env);
+      await waitIn(rig, layout.done, 'o1.md', [host, w1]);
+      const adopted = host
+        .output()
+        .split('\n')
+        .filter((l) => l.includes('following its job again'));
+      assert.is(adopted.length, 1, host.output());
+      assert.not.match(host.output(), /filing an adopted task failed/);
+      assert.is(await runsOf(rig, 'o1'), 1);
+      await assertFiledOnce(rig, 'o1');
+    },
+    true,
+    5,
+  );
+});
 
 test('Redis flushed mid-run: the job is added again; at most one extra run, one filed result', async () => {
   await withRig(async (rig, redis) => {

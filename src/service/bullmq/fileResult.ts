@@ -110,7 +110,7 @@ export class ResultFiler {
     let text = JSON.stringify(bundle.report);
     if (workerStem && stem) text = text.replaceAll(`patches/pending/${workerStem}.`, `patches/pending/${stem}.`);
     let report = parseJsonText(text, ReportSchema, `the worker's report for ${claim.name}`);
-    report.patch_files = stem ? [`${stem}.patch`, `${stem}.json`].map((n) => displayPath(layout, path.join(layout.patches.pending, n))) : [];
+    report.patch_files = stem ? [`${stem}.patch`, `${stem}.patch.json`].map((n) => displayPath(layout, path.join(layout.patches.pending, n))) : [];
     const disposition = dispositionOf(claim.name, id, { ...report, report_md: displayPath(layout, paths.md) });
     const destination = { ok: layout.done, error: layout.failed, interrupted: layout.inbox }[disposition.status];
     report = {
@@ -131,7 +131,8 @@ export class ResultFiler {
     for (const dir of Object.values(this.layout.patches)) if (await exists(path.join(dir, name))) return;
     const patchFile = path.join(this.layout.root, patchRel);
     const stem = patchFile.replace(/\.patch$/, '');
-    await publishFile(`${stem}.json`, patch.sidecar).catch(ignoreExisting);
+    // The sidecar is <id>.patch.json, where the gate and the dashboard look for it.
+    await publishFile(`${patchFile}.json`, patch.sidecar).catch(ignoreExisting);
     for (const artifact of patch.artifacts) {
       const file = path.join(`${stem}.artifacts`, artifact.path);
       if (!file.startsWith(`${stem}.artifacts${path.sep}`))

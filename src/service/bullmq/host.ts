@@ -40,6 +40,19 @@ export function startRemoteExecution(settings: Settings, log: Logger): RemoteExe
   const queues = new HostQueues(settings, log);
   const follower = new JobFollower(settings, log, queues, new ResultFiler(layout, log));
   const adopted = new Set<Promise<unknown>>();
+  let adopting: Promise<void> | null = null;
+
+  /** Follows again the tasks a dead or stopped folder host left in processing/. */
+  const adoptLeftTasks = async (): Promise<void> => {
+    for await (const claim of orphanedClaims(layout, staleMs, (file) => follower.stopped || follower.isFollowing(file))) {
+      log.warn({ task_file: claim.name, run_id: claim.runId }, 'a task left in processing/ by a stopped or dead folder host: following its job again');
+      const followed = follower
+        .follow(claim)
+        .catch((error: unknown) => log.error({ err: toErrorInfo(error), task_file: claim.name }, 'filing an adopted task failed'));
+      adopted.add(followed);
+      void followed.finally(() => adopted.delete(followed));
+    }
+  };
 
   return {
     maxInFlight: config.execution.max_in_flight,
@@ -47,15 +60,13 @@ export function startRemoteExecution(settings: Settings, log: Logger): RemoteExe
       const claim = await claimTask(layout, path.join(layout.inbox, name), newRunId(), staleMs, options.expectSha256);
       return follower.follow(claim);
     },
-    async adopt() {
-      for await (const claim of orphanedClaims(layout, staleMs, (file) => follower.stopped || follower.isFollowing(file))) {
-        log.warn({ task_file: claim.name, run_id: claim.runId }, 'a task left in processing/ by a stopped or dead folder host: following its job again');
-        const followed = follower
-          .follow(claim)
-          .catch((error: unknown) => log.error({ err: toErrorInfo(error), task_file: claim.name }, 'filing an adopted task failed'));
-        adopted.add(followed);
-        void followed.finally(() => adopted.delete(followed));
-      }
+    adopt() {
+      // One adoption at a time: scans overlap when one takes longer than scan_interval_ms, and
+      // two adoptions of one left task followed its run twice (found by the soak's BullMQ mode).
+      adopting ??= adoptLeftTasks().finally(() => {
+        adopting = null;
+      });
+      return adopting;
     },
     async close() {
       follower.close();
