@@ -17,7 +17,7 @@ import { MetaAgentError } from '../contract/errors.ts';
 import { tail } from '../repo/checks.ts';
 import { readAgentWrittenFile } from '../safety/paths.ts';
 import { findProgram } from '../safety/sandbox.ts';
-import { agentNeeds, fillPlaceholders } from './agentNeeds.ts';
+import { type AgentNeeds, agentNeeds, fillPlaceholders } from './agentNeeds.ts';
 import { runAgentProcess } from './agentProcess.ts';
 import { readAgentReport } from './agentReport.ts';
 import { agentCommand, agentEnv, agentSandboxMode, fillHome, namedFiles, UNSANDBOXED_WARNING, userHome } from './agentSandbox.ts';
@@ -28,6 +28,31 @@ import type { Engine, EngineContext, EngineResult } from './types.ts';
 import { checkFindings } from './verify.ts';
 
 export const COMMAND_EXAMPLE = 'preset: codex, or run: "my-agent --prompt-file {prompt_file}"';
+
+/** The agent's private home, temp folder and prompt file, outside the worktree so they never become part of the diff. */
+async function agentFolders(ctx: EngineContext, root: string, prompt: string, needs: AgentNeeds) {
+  const home = path.join(root, 'agent-home');
+  const tmp = path.join(root, 'agent-tmp');
+  const promptDir = path.join(root, 'agent-prompt');
+  await Promise.all([home, tmp, promptDir].map((d) => fs.mkdir(d, { recursive: true, mode: 0o755 })));
+  await fs.chmod(promptDir, 0o755);
+  const promptFile = path.join(promptDir, 'prompt.md');
+  await fs.writeFile(promptFile, prompt, { mode: 0o644 });
+  const missing = await fillHome(home, needs, userHome(ctx.settings));
+  if (missing.length) ctx.log.warn({ missing }, 'command.home_files: not found in your home, not copied');
+  return { home, tmp, promptDir, promptFile };
+}
+
+/** The agent's program on the PATH it gets (or at its path), or a config error naming the field to fix. */
+async function requireProgram(name: string, worktree: string, env: NodeJS.ProcessEnv, field: string): Promise<string> {
+  const program = await findProgram(name, worktree, env.PATH ?? '', env.PATHEXT);
+  if (program) return program;
+  const where = /[\\/]/.test(name) ? ', or at that path' : '';
+  throw new MetaAgentError('config', `the engine program "${name}" is not found (on the PATH the agent gets${where}); install it or fix ${field}`, {
+    file: 'meta-agent.yaml',
+    field,
+  });
+}
 
 export class CommandEngine implements Engine {
   readonly name = 'command' as const;
@@ -60,16 +85,7 @@ export class CommandEngine implements Engine {
     const session = await sessionFor(ctx);
     let restore: () => Promise<void> = async () => {};
     try {
-      const home = path.join(session.root, 'agent-home');
-      const tmp = path.join(session.root, 'agent-tmp');
-      const promptDir = path.join(session.root, 'agent-prompt');
-      await Promise.all([home, tmp, promptDir].map((d) => fs.mkdir(d, { recursive: true, mode: 0o755 })));
-      await fs.chmod(promptDir, 0o755);
-      // Outside the worktree, so it never becomes part of the diff.
-      const promptFile = path.join(promptDir, 'prompt.md');
-      await fs.writeFile(promptFile, prompt, { mode: 0o644 });
-      const missing = await fillHome(home, needs, userHome(ctx.settings));
-      if (missing.length) ctx.log.warn({ missing }, 'command.home_files: not found in your home, not copied');
+      const { home, tmp, promptDir, promptFile } = await agentFolders(ctx, session.root, prompt, needs);
 
       const configured = resolved.argv;
       // In the private home: writable by the agent, outside the worktree (never part of the diff).
@@ -77,14 +93,7 @@ export class CommandEngine implements Engine {
       const argv = configured.map((a) => fillPlaceholders(a, { home, worktree: session.worktree, promptFile, lastMessageFile }));
       const marker = randomBytes(12).toString('hex');
       const env = agentEnv({ ctx, session, needs, config, mode, home, tmp, promptFile, marker });
-      const program = await findProgram(argv[0]!, session.worktree, env.PATH ?? '', env.PATHEXT);
-      if (!program) {
-        throw new MetaAgentError(
-          'config',
-          `the engine program "${argv[0]}" is not found (on the PATH the agent gets${/[\\/]/.test(argv[0]!) ? ', or at that path' : ''}); install it or fix ${programField}`,
-          { file: 'meta-agent.yaml', field: programField },
-        );
-      }
+      const program = await requireProgram(argv[0]!, session.worktree, env, programField);
       const command = await agentCommand(ctx, session, mode, program, argv, env, home, promptDir, await namedFiles(configured));
       restore = command.restore;
       await ctx.record({ role: 'command', argv, sandbox: mode, env: Object.keys(env).sort(), prompt });

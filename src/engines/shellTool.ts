@@ -273,20 +273,10 @@ interface Ran {
   ms: number;
 }
 
-async function execute(
-  ctx: EngineContext,
-  session: Session,
-  mode: 'sandboxed' | 'unsandboxed',
-  command: string,
-  timeoutS: number,
-  home: string,
-  tmp: string,
-): Promise<Ran> {
-  const started = performance.now();
-  const windows = process.platform === 'win32';
-  const sandboxed = mode === 'sandboxed';
+/** The environment of an agent's command: scrubbed, a private home and temp, and git kept inside the worktree. */
+function commandEnv(ctx: EngineContext, session: Session, sandboxed: boolean, home: string, tmp: string): Record<string, string> {
   const privateTmp = sandboxed ? '/tmp' : tmp;
-  const env = scrubbedEnv(ctx.settings.env, ctx.project.env_allow, {
+  return scrubbedEnv(ctx.settings.env, ctx.project.env_allow, {
     HOME: home,
     TMPDIR: privateTmp,
     TEMP: privateTmp,
@@ -304,6 +294,21 @@ async function execute(
     // Unsandboxed, the worktree's .git leads into the real repository: git uses the snapshot.
     ...(sandboxed ? {} : { GIT_DIR: session.gitDir ?? path.join(session.root, 'no-history'), GIT_WORK_TREE: session.worktree }),
   });
+}
+
+async function execute(
+  ctx: EngineContext,
+  session: Session,
+  mode: 'sandboxed' | 'unsandboxed',
+  command: string,
+  timeoutS: number,
+  home: string,
+  tmp: string,
+): Promise<Ran> {
+  const started = performance.now();
+  const windows = process.platform === 'win32';
+  const sandboxed = mode === 'sandboxed';
+  const env = commandEnv(ctx, session, sandboxed, home, tmp);
   // Windows programs expect their per-user folders (inside the private home, see safety/env.ts) to exist.
   for (const dir of [env.APPDATA, env.LOCALAPPDATA]) if (dir && windows) await fs.mkdir(dir, { recursive: true });
   const shell = windows ? null : await findProgram('sh', session.worktree, env.PATH ?? '');

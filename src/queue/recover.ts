@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Layout } from '../workspace/layout.ts';
-import { Ledger, ledgerKey, type LedgerRun } from './ledger.ts';
+import { Ledger, type LedgerEntry, ledgerKey, type LedgerRun } from './ledger.ts';
 import { clearDeadTaskIdLocks } from './taskIdLock.ts';
 import { clearLease, killLeftoverGroup, leaseAlive, pidAlive, readOwner } from '../workspace/lease.ts';
 import { renameBusy, tempWriterPid } from '../workspace/files.ts';
@@ -49,10 +49,7 @@ export async function recoverOrphans(layout: Layout, staleMs: number, log: Logge
   const names = await fs.readdir(layout.processing).catch(() => [] as string[]);
   for (const entry of names) {
     if (entry.startsWith('.taken-')) {
-      // A recoverer died between taking a file and moving it: give it its name back.
-      const stat = await fs.stat(path.join(layout.processing, entry)).catch(() => null);
-      if (stat && ageOf(path.join(layout.processing, entry), stat.ctimeMs, log) > staleMs)
-        await moveUnique(path.join(layout.processing, entry), layout.processing, entry.replace(/^\.taken-[0-9a-f]+-/, ''));
+      await restoreTakenName(layout, entry, staleMs, log);
       continue;
     }
     if (entry.startsWith('.') || !entry.toLowerCase().endsWith('.md')) continue;
@@ -78,28 +75,7 @@ export async function recoverOrphans(layout: Layout, staleMs: number, log: Logge
     // The report itself says whether the dead run got that far (a kill between writing it and
     // telling the ledger): its run id is the owner note's.
     const fromReport = owner && !lastRun?.reported ? await reportOfRun(layout, content, name, owner.run_id) : null;
-    let disposition: Disposition;
-    let recovered: NonNullable<LedgerRun['recovered']>;
-    if (fromReport) {
-      disposition = fromReport;
-      recovered = 'finalized_from_ledger';
-    } else if (lastRun?.reported && !lastRun.finalized_at && lastRun.reported.status !== 'interrupted') {
-      // The report is written: only the move was lost. Finish it; do not run again.
-      disposition =
-        lastRun.reported.status === 'ok'
-          ? { status: 'ok' }
-          : { status: 'error', explanation: lastRun.reported.explanation ?? 'The run failed; see its report.' };
-      recovered = 'finalized_from_ledger';
-    } else if (entryBefore && Ledger.crashes(entryBefore) >= 1) {
-      disposition = {
-        status: 'error',
-        explanation: `# ${name} failed\n\n**What went wrong** (interrupted): the worker running this task died twice (crash, kill or power loss), so it is not retried again automatically.\n\n**How to fix it:** check logs/ for what happened around the crashes; move the file back into inbox/ to try once more.\n`,
-      };
-      recovered = 'failed_interrupted_twice';
-    } else {
-      disposition = { status: 'interrupted' };
-      recovered = 'returned_to_inbox';
-    }
+    const { disposition, recovered } = recoveryOf(name, fromReport, lastRun, entryBefore);
     let moved: string;
     try {
       // The ledger first: once the file is back in inbox/, a new claim writes the same entry.
@@ -133,6 +109,37 @@ export async function recoverOrphans(layout: Layout, staleMs: number, log: Logge
   }
   await clearOrphanedLeases(layout, names, staleMs, log);
   return result;
+}
+
+/** A recoverer died between taking a file and moving it: give it its name back. */
+async function restoreTakenName(layout: Layout, entry: string, staleMs: number, log: Logger): Promise<void> {
+  const stat = await fs.stat(path.join(layout.processing, entry)).catch(() => null);
+  if (stat && ageOf(path.join(layout.processing, entry), stat.ctimeMs, log) > staleMs)
+    await moveUnique(path.join(layout.processing, entry), layout.processing, entry.replace(/^\.taken-[0-9a-f]+-/, ''));
+}
+
+/** What recovery does with a dead run's task: finish it from its report or the ledger, fail it after a second crash, or put it back. */
+function recoveryOf(
+  name: string,
+  fromReport: Disposition | null,
+  lastRun: LedgerRun | undefined,
+  entryBefore: LedgerEntry | null | undefined,
+): { disposition: Disposition; recovered: NonNullable<LedgerRun['recovered']> } {
+  if (fromReport) return { disposition: fromReport, recovered: 'finalized_from_ledger' };
+  if (lastRun?.reported && !lastRun.finalized_at && lastRun.reported.status !== 'interrupted') {
+    // The report is written: only the move was lost. Finish it; do not run again.
+    const disposition: Disposition =
+      lastRun.reported.status === 'ok' ? { status: 'ok' } : { status: 'error', explanation: lastRun.reported.explanation ?? 'The run failed; see its report.' };
+    return { disposition, recovered: 'finalized_from_ledger' };
+  }
+  if (entryBefore && Ledger.crashes(entryBefore) >= 1) {
+    const disposition: Disposition = {
+      status: 'error',
+      explanation: `# ${name} failed\n\n**What went wrong** (interrupted): the worker running this task died twice (crash, kill or power loss), so it is not retried again automatically.\n\n**How to fix it:** check logs/ for what happened around the crashes; move the file back into inbox/ to try once more.\n`,
+    };
+    return { disposition, recovered: 'failed_interrupted_twice' };
+  }
+  return { disposition: { status: 'interrupted' }, recovered: 'returned_to_inbox' };
 }
 
 /**

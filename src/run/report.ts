@@ -204,6 +204,45 @@ async function publishOrSuffix(file: string, text: string): Promise<string> {
 }
 
 export function renderMarkdown(r: Report): string {
+  const lines: string[] = [...renderHead(r)];
+  lines.push('## Objective', '', r.objective || '(none)', '');
+  lines.push('## Summary', '', r.summary || '(none)', '');
+  if (r.findings.length) lines.push(...renderFindings(r.findings));
+  if (r.error) lines.push('## Error', '', `**${r.error.kind}**: ${r.error.message}`, '');
+  if (r.changed_files.length)
+    lines.push('## Changed files', '', ...r.changed_files.map((f) => `- \`${f}\`${r.scope_violations.includes(f) ? ' (outside scope or denied)' : ''}`), '');
+  if (r.patch_files.length) {
+    lines.push(
+      r.incomplete ? '## Patch (incomplete: the run stopped before the agent called finish)' : '## Patch',
+      '',
+      ...r.patch_files.map((f) => `- \`${f}\``),
+      '',
+    );
+    lines.push(`Approve by moving \`${path.basename(r.patch_files[0]!)}\` into \`patches/approved/\`; reject by moving it into \`patches/rejected/\`.`, '');
+  }
+  lines.push(
+    '## Risks',
+    '',
+    ...(r.risks.length ? r.risks.map((x) => `- ${x}`) : ['- (none stated)']),
+    '',
+    `Risk level: **${r.risk_level}** (${r.risk_reasons.join('; ')})`,
+    '',
+  );
+  lines.push(...renderMetrics(r), ...renderRetrain(r));
+  if (r.notes.length) lines.push('## Notes', '', ...r.notes.map((n) => `- ${n}`), '');
+  for (const [title, check] of [
+    ['Tests', r.tests],
+    ['Dry run', r.dry_run],
+  ] as const)
+    lines.push(...renderCheck(title, check));
+  if (r.engine_output_tail) lines.push('## Engine output (tail)', '', '```', r.engine_output_tail, '```', '');
+  lines.push('## Next actions', '', ...(r.next_actions.length ? r.next_actions.map((x) => `- ${x}`) : ['- (none)']), '');
+  if (r.trajectory) lines.push(`Conversation with the model: \`${r.trajectory}\``, '');
+  return lines.join('\n');
+}
+
+/** The title, any regressions (first: the agent finished although this broke what passed before), the facts table and the sandbox warnings. */
+function renderHead(r: Report): string[] {
   const lines: string[] = [];
   const icon = r.status === 'ok' ? 'OK' : 'ERROR';
   const broke = `${r.incomplete ? ', INCOMPLETE patch saved' : ''}${r.regressions.length ? `, ${r.regressions.length} REGRESSION${r.regressions.length === 1 ? '' : 'S'}` : ''}`;
@@ -238,29 +277,12 @@ export function renderMarkdown(r: Report): string {
       "> **Warning: the agent's run_command ran unsandboxed** (`tools.shell: unsandboxed`): its commands could read any file of this user and reach the network.",
       '',
     );
-  lines.push('## Objective', '', r.objective || '(none)', '');
-  lines.push('## Summary', '', r.summary || '(none)', '');
-  if (r.findings.length) lines.push(...renderFindings(r.findings));
-  if (r.error) lines.push('## Error', '', `**${r.error.kind}**: ${r.error.message}`, '');
-  if (r.changed_files.length)
-    lines.push('## Changed files', '', ...r.changed_files.map((f) => `- \`${f}\`${r.scope_violations.includes(f) ? ' (outside scope or denied)' : ''}`), '');
-  if (r.patch_files.length) {
-    lines.push(
-      r.incomplete ? '## Patch (incomplete: the run stopped before the agent called finish)' : '## Patch',
-      '',
-      ...r.patch_files.map((f) => `- \`${f}\``),
-      '',
-    );
-    lines.push(`Approve by moving \`${path.basename(r.patch_files[0]!)}\` into \`patches/approved/\`; reject by moving it into \`patches/rejected/\`.`, '');
-  }
-  lines.push(
-    '## Risks',
-    '',
-    ...(r.risks.length ? r.risks.map((x) => `- ${x}`) : ['- (none stated)']),
-    '',
-    `Risk level: **${r.risk_level}** (${r.risk_reasons.join('; ')})`,
-    '',
-  );
+  return lines;
+}
+
+/** The risk numbers computed in code from the bot's trades. */
+function renderMetrics(r: Report): string[] {
+  const lines: string[] = [];
   if (r.metrics) {
     const m = r.metrics;
     const f = (n: number | null, d = 2) => (n === null ? 'n/a' : n.toFixed(d));
@@ -279,6 +301,11 @@ export function renderMarkdown(r: Report): string {
     );
     lines.push(r.flags.length ? `Flags:\n${r.flags.map((x) => `- **${x}**`).join('\n')}` : 'No thresholds crossed.', '');
   }
+  return lines;
+}
+
+function renderRetrain(r: Report): string[] {
+  const lines: string[] = [];
   if (r.retrain) {
     lines.push('## Retrain', '');
     const c = r.retrain.comparison;
@@ -292,16 +319,7 @@ export function renderMarkdown(r: Report): string {
     if (r.retrain.artifacts.length) lines.push('', `Artifacts next to the patch: ${r.retrain.artifacts.map((a) => `\`${a}\``).join(', ')}`);
     lines.push('');
   }
-  if (r.notes.length) lines.push('## Notes', '', ...r.notes.map((n) => `- ${n}`), '');
-  for (const [title, check] of [
-    ['Tests', r.tests],
-    ['Dry run', r.dry_run],
-  ] as const)
-    lines.push(...renderCheck(title, check));
-  if (r.engine_output_tail) lines.push('## Engine output (tail)', '', '```', r.engine_output_tail, '```', '');
-  lines.push('## Next actions', '', ...(r.next_actions.length ? r.next_actions.map((x) => `- ${x}`) : ['- (none)']), '');
-  if (r.trajectory) lines.push(`Conversation with the model: \`${r.trajectory}\``, '');
-  return lines.join('\n');
+  return lines;
 }
 
 const SEVERITY_ORDER: Record<Finding['severity'], number> = { high: 0, medium: 1, low: 2, info: 3 };
