@@ -14,7 +14,7 @@
  */
 import { createHash } from 'node:crypto';
 import { execa } from 'execa';
-import { splitDiffGit } from './inspect.ts';
+import { HunkLines, splitDiffGit } from './inspect.ts';
 import { gitArgs } from '../workspace/gitArgs.ts';
 
 /** Every line ends in CRLF (and there is at least one line break). */
@@ -29,18 +29,12 @@ export type StoredCrlf = (path: string) => boolean | null;
 export function undoCrlfResave(text: string, storedCrlf: StoredCrlf, newFilesCrlf: boolean): string {
   const lines = text.split('\r\n');
   const last = lines.pop()!; // '' when the patch ends with a line break
-  let oldLeft = 0;
-  let newLeft = 0;
+  const hunk = new HunkLines();
   let keepCr = false;
   const out: string[] = [];
   lines.forEach((line, i) => {
-    if (oldLeft > 0 || newLeft > 0) {
-      const c = line[0];
-      if (c === ' ' || line === '') {
-        oldLeft--;
-        newLeft--;
-      } else if (c === '-') oldLeft--;
-      else if (c === '+') newLeft--;
+    if (hunk.inside) {
+      hunk.take(line);
       const beforeNoNewline = (lines[i + 1] ?? last).startsWith('\\');
       out.push(line + (keepCr && !beforeNoNewline ? '\r\n' : '\n'));
       return;
@@ -50,11 +44,7 @@ export function undoCrlfResave(text: string, storedCrlf: StoredCrlf, newFilesCrl
       const stored = from ? storedCrlf(from) : null;
       keepCr = stored ?? newFilesCrlf;
     }
-    const hunk = /^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@/.exec(line);
-    if (hunk) {
-      oldLeft = hunk[1] === undefined ? 1 : Number(hunk[1]);
-      newLeft = hunk[2] === undefined ? 1 : Number(hunk[2]);
-    }
+    hunk.start(line);
     out.push(`${line}\n`);
   });
   return out.join('') + last;

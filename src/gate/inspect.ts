@@ -35,31 +35,48 @@ interface Block {
   deleted: boolean;
 }
 
+/** The lines left in the current hunk, from its @@ header: hunk lines are content, never headers. */
+export class HunkLines {
+  private oldLeft = 0;
+  private newLeft = 0;
+
+  get inside(): boolean {
+    return this.oldLeft > 0 || this.newLeft > 0;
+  }
+
+  /** One content line of the hunk. */
+  take(line: string): void {
+    const c = line[0];
+    if (c === ' ' || line === '') {
+      this.oldLeft--;
+      this.newLeft--;
+    } else if (c === '-') this.oldLeft--;
+    else if (c === '+') this.newLeft--;
+  }
+
+  /** Starts a hunk when `line` is its @@ header; false for any other line. */
+  start(line: string): boolean {
+    const header = /^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@/.exec(line);
+    if (!header) return false;
+    this.oldLeft = header[1] === undefined ? 1 : Number(header[1]);
+    this.newLeft = header[2] === undefined ? 1 : Number(header[2]);
+    return true;
+  }
+}
+
 export function inspectPatch(text: string, rules: PatchRules): PatchInspection {
   const files = new Set<string>();
   const problems: string[] = [];
   const blocks: Block[] = [];
   const lines = text.split(/\r?\n/);
-  // Lines left in the current hunk, from its @@ header: hunk lines are content, never headers.
-  let oldLeft = 0;
-  let newLeft = 0;
+  const hunk = new HunkLines();
   let block: Block | null = null;
   for (const line of lines) {
-    if (oldLeft > 0 || newLeft > 0) {
-      const c = line[0];
-      if (c === ' ' || line === '') {
-        oldLeft--;
-        newLeft--;
-      } else if (c === '-') oldLeft--;
-      else if (c === '+') newLeft--;
+    if (hunk.inside) {
+      hunk.take(line);
       continue;
     }
-    const hunk = /^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@/.exec(line);
-    if (hunk) {
-      oldLeft = hunk[1] === undefined ? 1 : Number(hunk[1]);
-      newLeft = hunk[2] === undefined ? 1 : Number(hunk[2]);
-      continue;
-    }
+    if (hunk.start(line)) continue;
     const mode = MODE_LINE.exec(line);
     if (mode && block) {
       const [, kind, value] = mode;
