@@ -98,10 +98,10 @@ test("the host files a worker's bundle under its own names; a damaged report alr
   assert.is(result.outcome, 'completed');
   const filed = ReportSchema.parse(JSON.parse(await fs.readFile(reportFile, 'utf8')));
   assert.is(filed.run_id, RUN_ID);
-  assert.equal(filed.patch_files, [`patches/pending/${id}.patch`, `patches/pending/${id}.json`]);
+  assert.equal(filed.patch_files, [`patches/pending/${id}.patch`, `patches/pending/${id}.patch.json`]);
   assert.is(filed.task_file, 'done/note.md');
   assert.ok(await fs.readFile(path.join(host.layout.patches.pending, `${id}.patch`), 'utf8').then((t) => t.includes('NOTE.md')));
-  assert.is(await fs.readFile(path.join(host.layout.patches.pending, `${id}.json`), 'utf8'), bundle.patch!.sidecar);
+  assert.is(await fs.readFile(path.join(host.layout.patches.pending, `${id}.patch.json`), 'utf8'), bundle.patch!.sidecar);
   const archived = await fs.readdir(path.join(host.layout.reportArchive, id));
   assert.is(archived.length, 1, 'the damaged report was archived, not overwritten');
   assert.is(await fs.readFile(path.join(host.layout.reportArchive, id, archived[0]!, `${id}.json`), 'utf8'), '{"run_id": "20261129T');
@@ -116,7 +116,7 @@ test('the host keeps the report of this run it filed before a crash (positive co
   const before = {
     ...worker.report,
     summary: 'filed before the crash',
-    patch_files: [`patches/pending/${id}.patch`, `patches/pending/${id}.json`],
+    patch_files: [`patches/pending/${id}.patch`, `patches/pending/${id}.patch.json`],
     task_file: 'done/note.md',
   };
   await fs.writeFile(reportFile, `${JSON.stringify(before, null, 2)}\n`);
