@@ -1,18 +1,16 @@
 /**
- * What the dashboard reads that no other contract file describes: the gate's record of an
- * applied patch, the part of a trajectory line that shows a run's progress, and the JSON
+ * What the dashboard reads: a lenient view of the gate's record of an applied patch, the part of a trajectory line that shows a run's progress, and the JSON
  * bodies of the dashboard's requests (one schema per action).
  */
 import { z } from 'zod';
-import { ApprovalSchema } from './report.ts';
+import { AppliedRecordSchema } from './gateFiles.ts';
 
 /**
- * `patches/applied/<stem>.result.json`: the gate's approval record with the task id. Lenient
- * (every field optional), since older gates wrote fewer fields and the dashboard shows only
- * the commit and the time.
+ * `patches/applied/<stem>.result.json`, the gate's AppliedRecordSchema made lenient (every
+ * field optional), since older gates wrote fewer fields and the dashboard shows only the
+ * commit and the time.
  */
-export const AppliedResultSchema = ApprovalSchema.partial().extend({
-  task_id: z.string().optional(),
+export const AppliedResultSchema = AppliedRecordSchema.partial().extend({
   commit: z.string().nullable().default(null),
   at: z.string().nullable().default(null),
 });
