@@ -11,9 +11,9 @@
  * next start's recovery kills that group (queue/recover.ts), the agent with it; bwrap's
  * --die-with-parent ends a sandboxed agent at once.
  */
-import { watch, type FSWatcher } from 'node:fs';
 import { execa } from 'execa';
 import { killMarked, killTree } from '../safety/processes.ts';
+import { watchActivity } from './activityWatch.ts';
 
 const KILL_GRACE_MS = 2000;
 /** Output kept (its tail): enough for the last message and its JSON block. */
@@ -72,15 +72,9 @@ export async function runAgentProcess(options: AgentProcessOptions): Promise<Age
     output += chunk.toString();
     if (output.length > 2 * KEEP_CHARS) output = output.slice(-KEEP_CHARS);
   });
-  let watcher: FSWatcher | null = null;
-  try {
-    watcher = watch(options.watchDir, { recursive: true }, () => {
-      lastActivity = performance.now();
-    });
-    watcher.on('error', () => undefined);
-  } catch {
-    // No file watching here: output alone keeps the agent alive.
-  }
+  const watcher = watchActivity(options.watchDir, () => {
+    lastActivity = performance.now();
+  });
   const kill = async (signal: NodeJS.Signals) => {
     if (windows) return killTree(child.pid, signal); // taskkill /T /F: the whole tree
     signalPid(child.pid, signal);
@@ -112,7 +106,7 @@ export async function runAgentProcess(options: AgentProcessOptions): Promise<Age
     clearInterval(idleCheck);
     clearTimeout(killTimer);
     options.signal.removeEventListener('abort', onAbort);
-    watcher?.close();
+    watcher.close();
     // Whatever it left behind dies with it (a background process of an agent that exited, too).
     await kill('SIGKILL');
   }

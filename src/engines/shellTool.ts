@@ -50,6 +50,7 @@ import {
 } from '../safety/sandbox.ts';
 import { cutOutput } from './toolbox.ts';
 import { ToolError } from './tools.ts';
+import { openRunHistory } from './historySnapshot.ts';
 import type { EngineContext } from './types.ts';
 import { gitArgs } from '../workspace/gitArgs.ts';
 
@@ -110,6 +111,8 @@ export interface Session {
   worktree: string;
   /** The throwaway repository with the base commit's history; null if it could not be made. */
   gitDir: string | null;
+  /** The cached history the run's repository reads its objects from (historySnapshot.ts); bound read-only. */
+  snapshotDir: string | null;
   /** Why there is no history (told to the model with its first command); null when there is. */
   historyNote: string | null;
   /** "gitdir: <gitDir>", bound over the worktree's `.git` in the sandbox. */
@@ -145,9 +148,11 @@ async function openSession(ctx: EngineContext): Promise<Session> {
   const worktree = await fs.realpath(ctx.worktree);
   const gitDir = path.join(root, 'history.git');
   let historyNote: string | null = null;
-  const made = await snapshotHistory(ctx, worktree, gitDir).then(
-    (note) => {
-      historyNote = note;
+  let snapshotDir: string | null = null;
+  const made = await openRunHistory(ctx, worktree, gitDir).then(
+    (history) => {
+      historyNote = history.note;
+      snapshotDir = history.snapshotDir;
       return true;
     },
     (error: Error) => {
@@ -161,61 +166,7 @@ async function openSession(ctx: EngineContext): Promise<Session> {
   const excludesFile = path.join(root, 'exclude');
   const links = ctx.project.link.map((l) => `/${toPosix(l).replace(/\/+$/, '')}`);
   await fs.writeFile(excludesFile, `${[...ALWAYS_EXCLUDED, ...links].join('\n')}\n`);
-  return { root, worktree, gitDir: made ? gitDir : null, historyNote, gitFile, excludesFile, commands: 0 };
-}
-
-/**
- * A repository of its own with the base commit's history (fetched from the real one) and
- * an index of the base commit, so git in the sandbox works without seeing the real `.git`.
- * The history holds every version of every file: a file on the deny list that was ever
- * committed would be one `git show` away, so such files are filtered out of all of it
- * (fast-export limited to the other paths, into a fresh repository); the commit ids then
- * differ from the real ones, and the returned note says so.
- */
-async function snapshotHistory(ctx: EngineContext, worktree: string, gitDir: string): Promise<string | null> {
-  const git = (args: string[], input?: string) =>
-    execa('git', gitArgs(args), { env: { GIT_TERMINAL_PROMPT: '0' }, ...(input === undefined ? { stdin: 'ignore' as const } : { input }) });
-  const fetched = `${gitDir}.fetched`;
-  await git(['init', '--quiet', '--bare', fetched]);
-  await git(['--git-dir', fetched, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', ctx.project.repoPath, ctx.baseCommit]);
-  await git(['--git-dir', fetched, 'update-ref', 'refs/heads/base', ctx.baseCommit]);
-  const everCommitted = new Set((await git(['--git-dir', fetched, 'log', '--name-only', '--format=', '-z', 'refs/heads/base'])).stdout.split(/\0|\n/));
-  const secrets = [...everCommitted].filter((rel) => rel && ctx.denied(rel)).sort();
-  let note: string | null = null;
-  if (secrets.length === 0) await fs.rename(fetched, gitDir);
-  else {
-    await git(['init', '--quiet', '--bare', gitDir]);
-    const exported = execa(
-      'git',
-      gitArgs([
-        '--git-dir',
-        fetched,
-        'fast-export',
-        '--signed-tags=strip',
-        '--tag-of-filtered-object=drop',
-        '--reencode=yes',
-        'refs/heads/base',
-        '--',
-        '.',
-        ...secrets.map((rel) => `:(exclude,literal)${rel}`),
-      ]),
-      { stdin: 'ignore', buffer: false },
-    );
-    await exported.pipe('git', gitArgs(['--git-dir', gitDir, 'fast-import', '--quiet']));
-    await fs.rm(fetched, { recursive: true, force: true });
-    // In the worktree those files are there (empty): git here does not call them new.
-    await fs.mkdir(path.join(gitDir, 'info'), { recursive: true });
-    await fs.appendFile(path.join(gitDir, 'info', 'exclude'), secrets.map((rel) => `/${rel.replace(/([*?[\]\\!#])/g, '\\$1')}\n`).join(''));
-    note = `git history here leaves out the ${secrets.length} file(s) on the deny list that were ever committed, so commit ids differ from the real repository's`;
-  }
-  await git(['--git-dir', gitDir, 'config', 'core.bare', 'false']);
-  await git(['--git-dir', gitDir, 'symbolic-ref', 'HEAD', 'refs/heads/base']);
-  await git(['--git-dir', gitDir, '--work-tree', worktree, 'read-tree', 'HEAD']);
-  // Denied files read as empty in the sandbox: git there does not call them changed.
-  const tracked = (await git(['--git-dir', gitDir, 'ls-files', '-z'])).stdout.split('\0').filter((rel) => rel && ctx.denied(rel));
-  if (tracked.length) await git(['--git-dir', gitDir, 'update-index', '--skip-worktree', '-z', '--stdin'], `${tracked.join('\0')}\0`);
-  await git(['--git-dir', gitDir, '--work-tree', worktree, 'update-index', '-q', '--refresh']).catch(() => undefined);
-  return note;
+  return { root, worktree, gitDir: made ? gitDir : null, snapshotDir, historyNote, gitFile, excludesFile, commands: 0 };
 }
 
 export async function runCommand(ctx: EngineContext, args: { command?: unknown; timeout_s?: unknown }): Promise<string> {
@@ -382,7 +333,7 @@ export async function sandboxPlan(ctx: EngineContext, session: Session, shell: s
   return {
     cwd: session.worktree,
     writable: [session.worktree, home],
-    readOnly: [...links, ...(session.gitDir ? [session.gitDir] : []), ...toolchains],
+    readOnly: [...links, ...(session.gitDir ? [session.gitDir] : []), ...(session.snapshotDir ? [session.snapshotDir] : []), ...toolchains],
     hidden: [realRepo, ...workspace, ...homes],
     limits: { processes: limits.check_processes, memoryBytes: limits.check_memory_mb * 1024 * 1024 },
     over: [{ source: session.gitFile, target: path.join(session.worktree, '.git') }, ...(await deniedMasks(ctx, session.worktree))],

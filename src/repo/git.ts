@@ -33,11 +33,20 @@ export async function isGitRepo(dir: string): Promise<boolean> {
 
 /** The branch a project works on: configured, or the repo's current branch. */
 export async function resolveBranch(repo: string, configured?: string): Promise<{ branch: string; commit: string }> {
-  const branch = configured ?? (await git(repo, ['symbolic-ref', '--quiet', '--short', 'HEAD']).catch(() => '')).trim();
+  const branch = configured ?? (await currentBranch(repo));
   if (!branch) throw new MetaAgentError('config', `the repo ${repo} has a detached HEAD; set "branch" for this project`, { field: 'branch' });
   const commit = (await git(repo, ['rev-parse', '--verify', '--quiet', `refs/heads/${branch}^{commit}`]).catch(() => '')).trim();
   if (!commit) throw new MetaAgentError('config', `branch "${branch}" has no commit in ${repo}`, { field: 'branch' });
   return { branch, commit };
+}
+
+/** The branch HEAD is on ('' when detached): read from .git/HEAD when it is a plain repository's, else asked of git. */
+async function currentBranch(repo: string): Promise<string> {
+  // Every run asks; reading the file saves a git process in the common case.
+  const head = await fs.readFile(path.join(repo, '.git', 'HEAD'), 'utf8').catch(() => null);
+  const onBranch = head ? /^ref: refs\/heads\/([^\n]+)\n?$/.exec(head) : null;
+  if (onBranch) return onBranch[1]!;
+  return (await git(repo, ['symbolic-ref', '--quiet', '--short', 'HEAD']).catch(() => '')).trim();
 }
 
 /** `git worktree add --detach` outside the target repo. */

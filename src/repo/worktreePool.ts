@@ -145,21 +145,27 @@ async function prepareSlot(project: Project, paths: ReturnType<typeof slotPaths>
  * Back to `base`, as a fresh checkout would be: HEAD detached at base (an agent's commit or
  * checkout undone), tracked files as in base, every untracked and ignored file gone
  * (`-ff`: nested repositories too). A dead run's index.lock is removed first: the slot's
- * lock says its owner is gone.
+ * lock says its owner is gone. A slot already clean at `base` (the last run changed
+ * nothing) is left as it is: `status` sees what `reset --hard` would rewrite.
  */
 async function resetSlot(dir: string, gitFile: string, base: string): Promise<void> {
   const gitDir = path.resolve(dir, gitFile.replace(/^gitdir:\s*/, '').trim());
   await fs.rm(path.join(gitDir, 'index.lock'), { force: true });
   const head = await fs.readFile(path.join(gitDir, 'HEAD'), 'utf8').catch(() => '');
+  const dirt = () => git(dir, ['status', '--porcelain', '--ignored', '--untracked-files=all']).then((out) => out.trim());
+  if (head.trim() === base && !(await dirt())) return;
   // Attached to a branch (an agent ran `git checkout -b`): detach first, so the reset moves no branch.
   if (head.startsWith('ref:')) await git(dir, ['update-ref', '--no-deref', 'HEAD', base]);
-  // Cleaned before the reset too: an untracked .gitattributes the last run left would steer
+  // Cleaned before the reset: an untracked .gitattributes the last run left would steer
   // the reset's checkout (its line endings) and carry that run's change into the next patch.
   await git(dir, ['clean', '-ffdxq']);
   await git(dir, ['reset', '--hard', '--quiet', base]);
-  await git(dir, ['clean', '-ffdxq']);
-  const left = await git(dir, ['status', '--porcelain', '--ignored', '--untracked-files=all']);
-  if (left.trim()) throw new Error(`the slot is not clean after the reset: ${left.trim().split('\n').slice(0, 3).join('; ')}`);
+  let left = await dirt();
+  if (left) {
+    await git(dir, ['clean', '-ffdxq']);
+    left = await dirt();
+  }
+  if (left) throw new Error(`the slot is not clean after the reset: ${left.split('\n').slice(0, 3).join('; ')}`);
 }
 
 /** Removes a slot's worktree: links unlinked first, so no removal ever reaches through one. */

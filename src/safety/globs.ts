@@ -106,6 +106,38 @@ export function anchoredMatcher(patterns: readonly string[], options: { nocase?:
  * .git/ nor from the project's own entries).
  */
 export function denyMatcher(extra: readonly string[]): PathMatcher {
+  const key = JSON.stringify(extra);
+  let matcher = denyMatchers.get(key);
+  if (!matcher) {
+    matcher = remembering(buildDenyMatcher(extra));
+    if (denyMatchers.size >= 16) denyMatchers.clear();
+    denyMatchers.set(key, matcher);
+  }
+  return matcher;
+}
+
+/**
+ * One matcher per deny list, remembering its answers: every run asks it about every file
+ * of the repository (the history snapshot, the sandbox's masks, the repo map), and the
+ * files change little from one run to the next.
+ */
+const denyMatchers = new Map<string, PathMatcher>();
+const REMEMBERED_PATHS = 100_000;
+
+function remembering(matcher: PathMatcher): PathMatcher {
+  const answers = new Map<string, boolean>();
+  return (rel) => {
+    let answer = answers.get(rel);
+    if (answer === undefined) {
+      answer = matcher(rel);
+      if (answers.size >= REMEMBERED_PATHS) answers.clear();
+      answers.set(rel, answer);
+    }
+    return answer;
+  };
+}
+
+function buildDenyMatcher(extra: readonly string[]): PathMatcher {
   const exempt = globMatcher(
     extra.filter((p) => p.startsWith('!')).map((p) => p.slice(1)),
     { nocase: true },
