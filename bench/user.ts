@@ -34,7 +34,10 @@ const arg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
 };
-const SIZES = arg('files', '5000,50000').split(',').map(Number);
+const SIZES = arg('files', '5000,50000')
+  .split(',')
+  .map(Number)
+  .filter((n) => n > 0);
 const DROPS = Number(arg('drops', '10'));
 const BURST = Number(arg('burst', '1000'));
 const BASELINE = arg('baseline', 'd6f0f55');
@@ -117,6 +120,10 @@ async function startService(name: string, codeDir: string, root: string, repo: s
     'engine: command',
     'command:',
     '  run: ["true"]',
+    // The agent unsandboxed, as on Windows (no bubblewrap there), and as the code at the
+    // baseline ran it (it had no agent sandbox); this checkout's sandbox would add a bwrap
+    // start and, as root, handing the worktree to nobody.
+    ...(codeDir === PKG_ROOT ? ['  sandbox: none'] : []),
     'sandbox: none',
     'projects:',
     '  bench:',

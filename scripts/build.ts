@@ -21,6 +21,10 @@ await build({
   platform: 'node',
   target: 'node20',
   format: 'esm',
+  // Modules loaded with import() (BullMQ, the OpenAI engine, the Markdown renderer) become
+  // chunks of their own, loaded only by the commands and configs that use them.
+  splitting: true,
+  chunkNames: 'chunks/[name]-[hash]',
   packages: 'external',
   sourcemap: true,
   logLevel: 'warning',

@@ -8,7 +8,7 @@ import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import pino, { type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import { createRequire } from 'node:module';
 import { redactDeep, type Redactor } from './safety/redact.ts';
 
 export type { Logger };
@@ -60,6 +60,8 @@ export function createLogger(options: LoggerOptions): Logger {
   if (options.consoleStream) {
     streams.push({ stream: options.consoleStream, level: 'info' });
   } else if (mode === 'pretty') {
+    // Loaded only for a terminal: pino-pretty is ~10 MB a service writing to a file does not carry.
+    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
     streams.push({ stream: pretty({ destination: 2, colorize: process.stderr.isTTY, ignore: 'pid,hostname', translateTime: 'HH:MM:ss' }), level: 'info' });
   } else if (mode === 'json') {
     streams.push({ stream: process.stderr, level: 'info' });

@@ -15,7 +15,6 @@ import { MetaAgentError, toErrorInfo, type ErrorInfo } from '../contract/errors.
 import type { Report, ShellMode, Usage } from '../contract/report.ts';
 import { defaultIdFor, parseTask, TaskIdSchema, type Task } from '../contract/task.ts';
 import { CommandEngine } from '../engines/command.ts';
-import { OpenAIEngine } from '../engines/openai.ts';
 import { systemPrompt, userPrompt } from '../engines/prompt.ts';
 import { decideShell } from '../engines/shellTool.ts';
 import type { Engine, EngineResult } from '../engines/types.ts';
@@ -546,7 +545,9 @@ async function readTaskFile(file: string, name: string): Promise<Buffer> {
 }
 
 function engineFor(name: Engine['name']): Engine {
-  return name === 'command' ? new CommandEngine() : new OpenAIEngine();
+  if (name === 'command') return new CommandEngine();
+  // Loaded on first use: the OpenAI client is ~15 MB a service running another engine does not carry.
+  return { name: 'openai', run: async (ctx) => new (await import('../engines/openai.ts')).OpenAIEngine().run(ctx) };
 }
 
 function fallbackId(fileName: string): string {

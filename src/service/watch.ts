@@ -20,7 +20,7 @@
 import type { Logger } from 'pino';
 import type { Engine } from '../engines/types.ts';
 import { gateLock, type GateResult } from '../gate/gate.ts';
-import { startRemoteExecution, type RemoteExecution } from './bullmq/host.ts';
+import type { RemoteExecution } from './bullmq/host.ts';
 import { InboxPickup } from '../queue/pickup.ts';
 import { pruneWorktrees } from '../queue/prune.ts';
 import { recoverOrphans } from '../queue/recover.ts';
@@ -134,7 +134,15 @@ function assemble(options: WatchOptions): Parts {
 /** execution.engine bullmq: tasks run on BullMQ workers; this process claims and files (bullmq/host.ts). */
 function startRemote(settings: Settings, log: Logger, lifecycle: Lifecycle): RemoteExecution | null {
   if (settings.config.execution.engine !== 'bullmq') return null;
-  const remote = startRemoteExecution(settings, log);
+  // Loaded only here: BullMQ and its Redis client are ~30 MB a local service does not carry.
+  const started = import('./bullmq/host.ts').then((host) => host.startRemoteExecution(settings, log));
+  started.catch(() => undefined);
+  const remote: RemoteExecution = {
+    maxInFlight: settings.config.execution.max_in_flight,
+    run: async (name, options) => (await started).run(name, options),
+    adopt: async () => (await started).adopt(),
+    close: async () => (await started).close(),
+  };
   // Queued jobs go on without this process: the next start files them.
   lifecycle.onStop(() => remote.close());
   return remote;

@@ -8,8 +8,6 @@ import type { PlannedTask } from '../contract/config.ts';
 import { PlanSchema, type Plan } from '../contract/cycle.ts';
 import { MetaAgentError } from '../contract/errors.ts';
 import type { Usage } from '../contract/report.ts';
-import { openAIClient, retryPolicy, toLlmError } from '../engines/chatModel.ts';
-import { withRetries } from '../engines/llmRetry.ts';
 import type { Settings } from '../workspace/config.ts';
 
 export interface PlanResult {
@@ -62,6 +60,11 @@ export function llmPlanner(settings: Settings): Planner {
   return {
     async plan(prompt, usage, signal) {
       const llm = settings.llm;
+      // Loaded on first use, like the engine's (runTask.ts engineFor).
+      const [{ openAIClient, retryPolicy, toLlmError }, { withRetries }] = await Promise.all([
+        import('../engines/chatModel.ts'),
+        import('../engines/llmRetry.ts'),
+      ]);
       const client = openAIClient(llm);
       const schema = z.toJSONSchema(PlanSchema, { target: 'draft-7' });
       const messages: Array<{ role: 'system' | 'user' | 'assistant'; content: string }> = [

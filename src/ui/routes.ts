@@ -13,7 +13,6 @@ import { createTask } from '../queue/createTask.ts';
 import { ERROR_NOTE, findFailedTask, retryFailedTask } from '../queue/retry.ts';
 import { fillTemplate, loadTemplate } from '../workspace/templates.ts';
 import { HttpError, type Reply } from './http.ts';
-import { renderUntrusted } from './markdown.ts';
 import { patchView, pendingTarget } from './patchView.ts';
 import { change, type Route, type UiContext } from './routeTable.ts';
 import { dashboardState, readReport } from './state.ts';
@@ -40,13 +39,13 @@ async function reportView(ctx: UiContext, id: string): Promise<Reply> {
   const report = await readReport(ctx.settings, id, ctx.log);
   if (!report) throw new HttpError(404, `no report ${id}`);
   const md = (await textOrNull(path.join(ctx.settings.layout.reports, `${id}_report.md`))) ?? '';
-  return { json: { report, html: await renderUntrusted(md) } };
+  return { json: { report, html: await renderUntrustedLazily(md) } };
 }
 
 async function cycleView(ctx: UiContext, id: string): Promise<Reply> {
   const md = await textOrNull(path.join(ctx.settings.layout.reports, 'cycles', `${id}.md`));
   if (md === null) throw new HttpError(404, `no cycle ${id}`);
-  return { json: { html: await renderUntrusted(md) } };
+  return { json: { html: await renderUntrustedLazily(md) } };
 }
 
 /** A failed task's error note, and the token its Retry button needs. */
@@ -55,7 +54,7 @@ async function failedView(ctx: UiContext, id: string): Promise<Reply> {
   const name = id.endsWith('.md') ? id : `${id}.md`;
   if (!(await findFailedTask(layout, id))) throw new HttpError(404, `no failed task ${id}`);
   const note = await textOrNull(path.join(layout.failed, `${name}${ERROR_NOTE}`));
-  return { json: { id, html: note === null ? '' : await renderUntrusted(note), actions: { retry: ctx.tokens.issue('retry', id) } } };
+  return { json: { id, html: note === null ? '' : await renderUntrustedLazily(note), actions: { retry: ctx.tokens.issue('retry', id) } } };
 }
 
 async function approve(ctx: UiContext, id: string): Promise<Reply> {
@@ -146,3 +145,8 @@ export const ROUTES: readonly Route[] = [
   }),
   change({ path: '/api/tasks', body: CreateTaskBodySchema, action: 'create', target: () => 'task', handle: (ctx, { body }) => createFromForm(ctx, body) }),
 ];
+
+/** The Markdown renderer and sanitizer (~20 MB) are loaded when a page first needs them, not with the service. */
+async function renderUntrustedLazily(markdown: string): Promise<string> {
+  return (await import('./markdown.ts')).renderUntrusted(markdown);
+}

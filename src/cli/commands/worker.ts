@@ -1,7 +1,6 @@
 /** `meta-agent worker`: runs the jobs a folder host queued (execution.engine: bullmq), until a stop signal. */
 import type { Command } from 'commander';
 import { MetaAgentError } from '../../contract/errors.ts';
-import { startWorker } from '../../service/bullmq/worker.ts';
 import type { CliContext } from '../context.ts';
 import { untilStopSignal } from '../signals.ts';
 
@@ -19,6 +18,8 @@ export function registerWorker(program: Command, cli: CliContext): void {
       if (opts.queue !== undefined && !/^[A-Za-z0-9._-]+$/.test(opts.queue))
         throw new MetaAgentError('input', '--queue: letters, digits, ".", "_" and "-" only', { field: '--queue' });
       const log = cli.makeLog(settings, false, 'worker');
+      // Loaded when asked for: BullMQ is ~30 MB the other commands do not carry.
+      const { startWorker } = await import('../../service/bullmq/worker.ts');
       const worker = await startWorker({ settings, log, ...(concurrency ? { concurrency } : {}), ...(opts.queue ? { queue: opts.queue } : {}) });
       const stopped = untilStopSignal(() => worker.stop(), cli.io, 'stopping: running jobs are stopped and go back to the queue...');
       await worker.ready;
