@@ -188,7 +188,7 @@ export class ResultFiler {
     if (sidecar.artifacts.length === 0 && patch.artifacts.length === 0) return null;
     const listed = (list: { path: string }[]) => JSON.stringify(list.map((a) => a.path).sort());
     if (listed(sidecar.artifacts) !== listed(patch.artifacts) || new Set(patch.artifacts.map((a) => a.path)).size !== patch.artifacts.length)
-      throw new MetaAgentError('input', `the worker's artifacts of ${claim.name} are not the ones its sidecar lists`, { file: claim.name });
+      throw new MetaAgentError('input', `the worker's artifacts of ${claim.name} are not the ones its sidecar lists`);
     const stage = path.join(this.layout.state, 'filing', claim.runId);
     await fs.rm(stage, { recursive: true, force: true });
     try {
@@ -196,7 +196,7 @@ export class ResultFiler {
         const expected = sidecar.artifacts.find((a) => a.path === artifact.path)!;
         await this.stageArtifact(stage, artifact, expected).catch((error: unknown) => {
           if (!(error instanceof MetaAgentError)) throw error;
-          throw new MetaAgentError('input', `the worker's artifact ${artifact.path} of ${claim.name}: ${error.message}`, { file: claim.name });
+          throw new MetaAgentError('input', `the worker's artifact ${artifact.path} of ${claim.name}: ${error.message}`);
         });
       }
       return stage;
