@@ -367,6 +367,28 @@ test('a retrain task on a worker: its 2 MiB model goes through the store and the
   assert.ok(existsSync(path.join(rig.store, 'sha256', sha(expected).slice(0, 2), sha(expected))));
 });
 
+test('the folder host killed after the report, before the patch: the next start copies the model out of the store again and files it once', async () => {
+  const rig = await makeRig(2 * MiB);
+  const { layout } = rig.ws.settings;
+  const crashing = await startWatchReady(rig.ws.root, { ...rig.env, META_AGENT_FAULT: 'after-ledger' });
+  const worker = startWorker(rig);
+  await publish(layout.inbox, 'retrain.md', TASK);
+  assert.is((await crashing.exited).signal, 'SIGKILL', crashing.output());
+  assert.ok(existsSync(path.join(layout.reports, 'retrain.json')), 'killed after the report');
+  assert.equal(await list(layout.patches.pending, { dot: true }), [], 'and before anything reached patches/');
+
+  const host = await startWatchReady(rig.ws.root, rig.env);
+  await waitFor(
+    'retrain.md in done/',
+    () => existsSync(path.join(layout.done, 'retrain.md')),
+    90_000,
+    () => `${host.output()}\n---\n${worker.output()}`,
+  );
+  assert.ok((await fs.readFile(path.join(layout.patches.pending, 'retrain.artifacts', MODEL))).equals(modelBytes(2 * MiB)));
+  assert.equal(await list(layout.patches.pending), ['retrain.artifacts', 'retrain.patch', 'retrain.patch.json']);
+  assert.equal(await list(path.join(layout.state, 'filing')), [], 'the staging folder is gone');
+});
+
 test('a blob changed in the store before the host files it: the task goes to failed/ with the reason, nothing in patches/', async () => {
   const rig = await makeRig(2 * MiB);
   const { layout } = rig.ws.settings;

@@ -160,7 +160,11 @@ export class ResultFiler {
   private async filePatch(patchRel: string, patch: NonNullable<Bundle['patch']>, staged: string | null): Promise<void> {
     const name = path.basename(patchRel);
     // Filed before a crash, and perhaps already moved on by a person or the gate.
-    for (const dir of Object.values(this.layout.patches)) if (await exists(path.join(dir, name))) return;
+    for (const dir of Object.values(this.layout.patches)) {
+      if (!(await exists(path.join(dir, name)))) continue;
+      if (staged) await fs.rm(staged, { recursive: true, force: true });
+      return;
+    }
     const patchFile = path.join(this.layout.root, patchRel);
     // The sidecar is <id>.patch.json, where the gate and the dashboard look for it.
     await publishFile(`${patchFile}.json`, patch.sidecar).catch(ignoreExisting);
