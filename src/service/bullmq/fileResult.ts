@@ -172,7 +172,12 @@ export class ResultFiler {
       const artifactDir = `${patchFile.replace(/\.patch$/, '')}.artifacts`;
       // Left by a crash before the patch arrived: this run's own, staged again.
       await fs.rm(artifactDir, { recursive: true, force: true });
-      await renameBusy(staged, artifactDir);
+      // .meta-agent/ on another volume than patches/ (a link): copied, not renamed.
+      await renameBusy(staged, artifactDir).catch(async (error: NodeJS.ErrnoException) => {
+        if (error.code !== 'EXDEV') throw error;
+        await fs.cp(staged, artifactDir, { recursive: true });
+        await fs.rm(staged, { recursive: true, force: true });
+      });
     }
     await publishFile(patchFile, Buffer.from(patch.patch, 'base64')).catch(ignoreExisting);
   }
