@@ -129,6 +129,12 @@ test('put is idempotent: the same bytes twice give one blob at sha256/<2 hex>/<h
   const data = modelBytes(300_000);
   const file = path.join(dir, 'model.pkl');
   await fs.writeFile(file, data);
+  // A share that is not mounted is not made into a local folder.
+  const unmounted = await rejection(store.put(file));
+  assert.is(unmounted.field, 'execution.artifact_store');
+  assert.match(unmounted.message, /is not a folder here \(is the share mounted\?\)/);
+  assert.not.ok(existsSync(store.dir));
+  await fs.mkdir(store.dir);
 
   const first = await store.put(file);
   assert.equal(first, { sha256: sha(data), bytes: data.length });
@@ -149,6 +155,7 @@ test('put is idempotent: the same bytes twice give one blob at sha256/<2 hex>/<h
 test('copyOut checks the blob: a byte-identical copy (positive control); changed, missing, wrong size or a bad hash each refused, nothing left', async () => {
   const dir = await tempDir('meta-agent-store-');
   const store = new ArtifactStore(path.join(dir, 'store'));
+  await fs.mkdir(store.dir);
   const data = modelBytes(100_000);
   await fs.writeFile(path.join(dir, 'm'), data);
   const ref = await store.put(path.join(dir, 'm'));
@@ -203,6 +210,7 @@ test('retention removes blobs not used for keep_results_days, and keeps the othe
   const ws = await makeWorkspace({ project: RETRAIN, extra: 'execution:\n  engine: bullmq\n  artifact_store: store\n  keep_results_days: 2' });
   cleanups.push(() => ws.cleanup());
   const store = artifactPolicy(ws.settings).store!;
+  await fs.mkdir(store.dir);
   const files = ['old', 'new'].map((n) => path.join(ws.root, n));
   for (const f of files) await fs.writeFile(f, f);
   const [old, fresh] = [await store.put(files[0]!), await store.put(files[1]!)];
@@ -317,6 +325,7 @@ interface Rig {
 async function makeRig(size: number): Promise<Rig> {
   const dir = await tempDir('meta-agent-artifacts-');
   const store = path.join(dir, 'shared-store');
+  await fs.mkdir(store);
   const redis = await startRedis(path.join(dir, 'redis'));
   cleanups.push(() => redis.stop());
   const execution = `execution:\n  engine: bullmq\n  lock_s: 5\n  artifact_store: ${JSON.stringify(store)}`;

@@ -36,6 +36,7 @@ export class ArtifactStore {
 
   /** Stores `file` under its hash; a blob of that hash already there is kept (and marked used now, so retention spares it). */
   async put(file: string): Promise<BlobRef> {
+    await this.mustExist();
     const incoming = path.join(this.dir, 'incoming');
     await fs.mkdir(incoming, { recursive: true });
     const temp = tempNameFor(path.join(incoming, 'blob'));
@@ -70,8 +71,10 @@ export class ArtifactStore {
       await pipeline(createReadStream(blob), counter, createWriteStream(destination, { flags: 'wx' }));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') await fs.rm(destination, { force: true });
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT' && (error as NodeJS.ErrnoException).path === blob)
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT' && (error as NodeJS.ErrnoException).path === blob) {
+        await this.mustExist();
         throw new MetaAgentError('input', `its blob ${ref.sha256} is not in the artifact store ${this.dir}`);
+      }
       throw error;
     }
     const problem =
@@ -84,6 +87,15 @@ export class ArtifactStore {
       await fs.rm(destination, { force: true });
       throw new MetaAgentError('input', problem);
     }
+  }
+
+  /** The store's folder is never made here: a share that is not mounted must not become a local folder nobody else sees. */
+  private async mustExist(): Promise<void> {
+    if ((await fs.stat(this.dir).catch(() => null))?.isDirectory()) return;
+    throw new MetaAgentError('config', `the artifact store ${this.dir} is not a folder here (is the share mounted?)`, {
+      file: 'meta-agent.yaml',
+      field: 'execution.artifact_store',
+    });
   }
 
   /** Removes blobs (and dead workers' temp files) not used for `days`: a blob is needed only until the host filed it. */
