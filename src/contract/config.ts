@@ -367,7 +367,7 @@ export const ExecutionSchema = z.strictObject({
     .refine((v) => !/^[A-Za-z][A-Za-z0-9+.-]+:/.test(v) || /^file:/i.test(v), 'a folder or a file: URL (http(s) and other URL stores are not built)')
     .optional()
     .describe(
-      'With bullmq: a folder (absolute, or relative to the workspace root) or file: URL shared by the folder host and the workers (an SMB/NFS share); retrain artifacts over inline_artifact_bytes travel through it, content-addressed, instead of inside the job result',
+      'With bullmq: a folder (absolute, or relative to the workspace root) or file: URL shared by the folder host and the workers (an SMB/NFS share; it must exist); retrain artifacts over inline_artifact_bytes travel through it, content-addressed, instead of inside the job result',
     ),
   inline_artifact_bytes: z
     .number()
