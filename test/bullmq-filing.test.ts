@@ -93,7 +93,7 @@ test("the host files a worker's bundle under its own names; a damaged report alr
   const reportFile = path.join(host.layout.reports, `${id}.json`);
   await fs.writeFile(reportFile, '{"run_id": "20261129T');
 
-  const result = await new ResultFiler(host.layout, silentLogger()).fileBundle(host.claim, bundle);
+  const result = (await new ResultFiler(host.layout, silentLogger()).fileBundle(host.claim, bundle))!;
 
   assert.is(result.outcome, 'completed');
   const filed = ReportSchema.parse(JSON.parse(await fs.readFile(reportFile, 'utf8')));
@@ -121,7 +121,7 @@ test('the host keeps the report of this run it filed before a crash (positive co
   };
   await fs.writeFile(reportFile, `${JSON.stringify(before, null, 2)}\n`);
 
-  const result = await new ResultFiler(host.layout, silentLogger()).fileBundle(host.claim, bundle);
+  const result = (await new ResultFiler(host.layout, silentLogger()).fileBundle(host.claim, bundle))!;
 
   assert.is(result.report.summary, 'filed before the crash');
   assert.is(ReportSchema.parse(JSON.parse(await fs.readFile(reportFile, 'utf8'))).summary, 'filed before the crash');

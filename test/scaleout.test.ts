@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 import { promises as fs, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execa } from 'execa';
+import { startRedis, type Redis } from './helpers/redis.ts';
 import { makeWorkspace, type TestWorkspace } from './helpers/workspace.ts';
 import { killAll, killHard, list, publish, signal, startMetaAgent, startWatchReady, waitFor, waitForProgress, type WatchProc } from './helpers/procs.ts';
 
@@ -24,39 +24,6 @@ const held = () => fs.existsSync(path.join(marks, 'hold')) && !fs.existsSync(pat
 const finish = () => { fs.appendFileSync('README.md', '\\nnote from ' + id + '\\n'); console.log('done ' + id); };
 (function wait() { if (held()) setTimeout(wait, 50); else finish(); })();
 `;
-
-interface Redis {
-  pid: number;
-  url: string;
-  socket: string;
-  stop(): Promise<void>;
-  flush(): Promise<void>;
-}
-
-/** A Debian redis-server on a unix socket, with the settings docs/scale-out.md asks for. */
-async function startRedis(dir: string): Promise<Redis> {
-  await fs.mkdir(dir, { recursive: true });
-  const socket = path.join(dir, 'redis.sock');
-  const child = execa(
-    'redis-server',
-    ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--save', '', '--appendonly', 'yes', '--dir', dir, '--maxmemory-policy', 'noeviction'],
-    { reject: false, stdio: 'ignore' },
-  );
-  const cli = (...args: string[]) => execa('redis-cli', ['-s', socket, ...args], { reject: false });
-  await waitFor('redis-server to answer', async () => existsSync(socket) && (await cli('ping')).stdout.trim() === 'PONG', 20_000);
-  return {
-    pid: child.pid!,
-    url: `unix://${socket}`,
-    socket,
-    async stop() {
-      process.kill(child.pid!, 'SIGTERM');
-      await child;
-    },
-    async flush() {
-      assert.is((await cli('FLUSHALL')).stdout.trim(), 'OK');
-    },
-  };
-}
 
 interface Rig {
   ws: TestWorkspace;

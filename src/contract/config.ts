@@ -361,6 +361,20 @@ export const ExecutionSchema = z.strictObject({
     .positive()
     .default(64)
     .describe('Most tasks claimed from inbox/ and queued at once (limits.concurrency is per worker with bullmq)'),
+  artifact_store: z
+    .string()
+    .min(1)
+    .refine((v) => !/^[A-Za-z][A-Za-z0-9+.-]+:/.test(v) || /^file:/i.test(v), 'a folder or a file: URL (http(s) and other URL stores are not built)')
+    .optional()
+    .describe(
+      'With bullmq: a folder (absolute, or relative to the workspace root) or file: URL shared by the folder host and the workers (an SMB/NFS share; it must exist); retrain artifacts over inline_artifact_bytes travel through it, content-addressed, instead of inside the job result',
+    ),
+  inline_artifact_bytes: z
+    .number()
+    .int()
+    .nonnegative()
+    .default(1024 * 1024)
+    .describe('With artifact_store: artifacts bigger than this go to the store; smaller ones travel inside the job result'),
 });
 
 export const ConfigSchema = z.strictObject({

@@ -5,7 +5,8 @@
  * settings' clock: a log by the date in its name, a report (of a task or of a cycle) by its
  * finished_at (a cycle report without one by its mtime). Files in use are never touched:
  * today's log, anything modified in the last hour, reports whose patch is still pending.
- * Temp files that dead processes left anywhere in the workspace are removed too.
+ * Temp files that dead processes left anywhere in the workspace are removed too, and blobs of
+ * the artifact store (execution.artifact_store) not used for keep_results_days.
  */
 import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -16,6 +17,7 @@ import { readJsonFile } from '../contract/readJson.ts';
 import { CycleFinishedAtSchema } from '../contract/stateFiles.ts';
 import type { Settings } from '../workspace/config.ts';
 import { exists, faulty, renameBusy, retryBusy, tempNameFor } from '../workspace/files.ts';
+import { artifactPolicy } from './bullmq/artifactStore.ts';
 import { pendingPatchesOf } from './pendingPatches.ts';
 import { removeDeadTemps } from './recover.ts';
 
@@ -26,6 +28,8 @@ export interface RetentionResult {
   cycles: string[];
   /** Temp files of dead processes, removed. */
   temps: string[];
+  /** Files removed from execution.artifact_store (not used for keep_results_days). */
+  blobs: string[];
 }
 
 const DAY = 86_400_000;
@@ -51,7 +55,7 @@ export async function applyRetention(settings: Settings, log: Logger): Promise<R
   const { layout, config } = settings;
   const now = settings.clock().getTime();
   const realNow = Date.now();
-  const result: RetentionResult = { logs: [], reports: [], cycles: [], temps: [] };
+  const result: RetentionResult = { logs: [], reports: [], cycles: [], temps: [], blobs: [] };
   // First, so a retention run killed mid-gzip does not leave its temp behind forever.
   result.temps = await removeDeadTemps(layout, config.queue.lease_stale_s * 1000);
   const today = new Date().toISOString().slice(0, 10);
@@ -81,6 +85,9 @@ export async function applyRetention(settings: Settings, log: Logger): Promise<R
     result.reports.push(id);
   }
   result.cycles = await retireCycleReports(settings, limit, realNow);
+  // A blob is needed until the folder host filed it; a job result naming it lives keep_results_days in Redis.
+  result.blobs = (await artifactPolicy(settings).store?.prune(config.execution.keep_results_days, now)) ?? [];
+  if (result.blobs.length) log.info({ blobs: result.blobs.length }, `retention: removed ${result.blobs.length} blob(s) from the artifact store`);
   if (result.temps.length)
     log.warn({ temps: result.temps.map((f) => path.relative(layout.root, f)) }, `removed ${result.temps.length} temp file(s) left by dead processes`);
   if (result.logs.length || result.reports.length || result.cycles.length) {

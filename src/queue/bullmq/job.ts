@@ -20,7 +20,13 @@ export const JobDataSchema = z.strictObject({
 });
 export type JobData = z.infer<typeof JobDataSchema>;
 
-const FileSchema = z.strictObject({ path: z.string().min(1), base64: z.string() });
+/** An artifact inside the result (base64), or a reference to its blob in the artifact store (artifactStore.ts). */
+const ArtifactSchema = z.union([
+  z.strictObject({ path: z.string().min(1), base64: z.string() }),
+  // The hash is checked where it is used (it becomes a path): a bad one fails filing with the artifact named.
+  z.strictObject({ path: z.string().min(1), sha256: z.string(), bytes: z.number().int().nonnegative() }),
+]);
+export type BundleArtifact = z.infer<typeof ArtifactSchema>;
 
 export const BundleSchema = z.strictObject({
   report: ReportSchema,
@@ -31,12 +37,12 @@ export const BundleSchema = z.strictObject({
       /** base64: a patch is bytes (a file in another encoding). */
       patch: z.string(),
       sidecar: z.string(),
-      artifacts: z.array(FileSchema),
+      artifacts: z.array(ArtifactSchema),
     })
     .nullable(),
   worker: z.strictObject({ host: z.string(), pid: z.number().int() }),
 });
 export type Bundle = z.infer<typeof BundleSchema>;
 
-/** Most bytes of retrain artifacts a bundle carries; larger ones would need an artifact store (not built). */
+/** Most bytes of retrain artifacts a bundle carries inline; beyond that they need execution.artifact_store. */
 export const MAX_BUNDLE_ARTIFACT_BYTES = 16 * 1024 * 1024;

@@ -15,6 +15,7 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { toErrorInfo } from '../../contract/errors.ts';
+import { artifactPolicy } from '../../queue/bullmq/artifactStore.ts';
 import { claimTask } from '../../queue/folders.ts';
 import { newRunId, type RunTaskResult } from '../../run/runTask.ts';
 import type { Settings } from '../../workspace/config.ts';
@@ -38,7 +39,7 @@ export function startRemoteExecution(settings: Settings, log: Logger): RemoteExe
   const { layout, config } = settings;
   const staleMs = config.queue.lease_stale_s * 1000;
   const queues = new HostQueues(settings, log);
-  const follower = new JobFollower(settings, log, queues, new ResultFiler(layout, log));
+  const follower = new JobFollower(settings, log, queues, new ResultFiler(layout, log, artifactPolicy(settings).store));
   const adopted = new Set<Promise<unknown>>();
   let adopting: Promise<void> | null = null;
 

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { WaitingError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { MetaAgentError } from '../../contract/errors.ts';
+import { artifactPolicy } from '../../queue/bullmq/artifactStore.ts';
 import { JobDataSchema, type Bundle, type JobData } from '../../queue/bullmq/job.ts';
 import type { Engine } from '../../engines/types.ts';
 import { runTask } from '../../run/runTask.ts';
@@ -64,7 +65,7 @@ export class JobHandler {
         jobLog.info('stopped: the job went back to the queue');
         throw new WaitingError();
       }
-      return await bundleOf(layout, result.report);
+      return await bundleOf(layout, result.report, artifactPolicy(this.options.settings));
     } finally {
       if (keepLock) clearInterval(keepLock);
       if (this.active.get(id) === own) this.active.delete(id);
