@@ -20,7 +20,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { toPosix } from '../safety/globs.ts';
+import { toPosix, type PathMatcher } from '../safety/globs.ts';
 import type { EngineContext } from './types.ts';
 import { gitArgs } from '../workspace/gitArgs.ts';
 
@@ -61,8 +61,23 @@ async function buildOnce(dir: string, build: (tmp: string) => Promise<void>): Pr
   }
 }
 
+/** The files on the deny list among those ever committed, per snapshot and deny list (the matcher is shared per list). */
+const deniedByMatcher = new WeakMap<PathMatcher, Map<string, string[]>>();
+
+async function deniedInHistory(raw: { dir: string; everCommitted: () => Promise<string[]> }, denied: PathMatcher): Promise<string[]> {
+  const known = deniedByMatcher.get(denied) ?? new Map<string, string[]>();
+  deniedByMatcher.set(denied, known);
+  let secrets = known.get(raw.dir);
+  if (!secrets) {
+    secrets = (await raw.everCommitted()).filter((rel) => denied(rel)).sort();
+    if (known.size >= 8) known.clear();
+    known.set(raw.dir, secrets);
+  }
+  return secrets;
+}
+
 /** The base commit's history as fetched (unfiltered), with the list of every path ever committed in it. */
-async function rawSnapshot(ctx: EngineContext, cacheDir: string): Promise<{ dir: string; everCommitted: string[] }> {
+async function rawSnapshot(ctx: EngineContext, cacheDir: string): Promise<{ dir: string; everCommitted: () => Promise<string[]> }> {
   const dir = path.join(cacheDir, `${ctx.baseCommit}.git`);
   await buildOnce(dir, async (tmp) => {
     await git(['init', '--quiet', '--bare', tmp]);
@@ -75,7 +90,7 @@ async function rawSnapshot(ctx: EngineContext, cacheDir: string): Promise<{ dir:
     await fs.writeFile(path.join(tmp, EVER_COMMITTED), paths.join('\0'));
     await fs.writeFile(path.join(tmp, TIP), `${ctx.baseCommit}\n`);
   });
-  const everCommitted = (await fs.readFile(path.join(dir, EVER_COMMITTED), 'utf8')).split('\0').filter(Boolean);
+  const everCommitted = async () => (await fs.readFile(path.join(dir, EVER_COMMITTED), 'utf8')).split('\0').filter(Boolean);
   return { dir, everCommitted };
 }
 
@@ -152,7 +167,7 @@ export async function openRunHistory(ctx: EngineContext, worktree: string, gitDi
   const cacheDir = projectCacheDir(ctx);
   await fs.mkdir(cacheDir, { recursive: true });
   const raw = await rawSnapshot(ctx, cacheDir);
-  const secrets = raw.everCommitted.filter((rel) => ctx.denied(rel)).sort();
+  const secrets = await deniedInHistory(raw, ctx.denied);
   const snapshotDir = secrets.length ? await filteredSnapshot(raw.dir, cacheDir, ctx.baseCommit, secrets) : raw.dir;
   const now = new Date();
   await fs.utimes(snapshotDir, now, now).catch(() => undefined);

@@ -84,6 +84,20 @@ export function caseInsensitiveFs(platform: NodeJS.Platform = process.platform):
 
 /** The task's scope bounded by the project's scope. Empty task scope: nothing is writable. */
 export function scopeMatcher(taskScope: readonly string[], projectScope: readonly string[], platform: NodeJS.Platform = process.platform): PathMatcher {
+  // One per scope, like denyMatcher: runs with the same scope share its answers (and the repo map built with it).
+  const key = JSON.stringify([taskScope, projectScope, platform]);
+  let matcher = scopeMatchers.get(key);
+  if (!matcher) {
+    matcher = remembering(buildScopeMatcher(taskScope, projectScope, platform));
+    if (scopeMatchers.size >= 64) scopeMatchers.clear();
+    scopeMatchers.set(key, matcher);
+  }
+  return matcher;
+}
+
+const scopeMatchers = new Map<string, PathMatcher>();
+
+function buildScopeMatcher(taskScope: readonly string[], projectScope: readonly string[], platform: NodeJS.Platform): PathMatcher {
   if (taskScope.length === 0) return () => false;
   const nocase = caseInsensitiveFs(platform);
   const inTask = anchoredMatcher(taskScope, { nocase });
