@@ -24,7 +24,21 @@ import { silentLogger } from '../src/log.ts';
 import { userPrompt } from '../src/engines/prompt.ts';
 import { denyMatcher, scopeMatcher } from '../src/safety/globs.ts';
 import { makeRedactor } from '../src/safety/redact.ts';
-import { fmt, makeBenchWorkspace, makeTargetRepo, mdFiles, NoopEngine, progress, sleep, stageTasks, stats, taskText, waitFor, type Stats } from './lib.ts';
+import {
+  fmt,
+  otherBenchmarkSections,
+  makeBenchWorkspace,
+  makeTargetRepo,
+  mdFiles,
+  NoopEngine,
+  progress,
+  sleep,
+  stageTasks,
+  stats,
+  taskText,
+  waitFor,
+  type Stats,
+} from './lib.ts';
 
 const PKG_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** `--out <file>` writes the report elsewhere (default docs/benchmarks.md). */
@@ -761,7 +775,8 @@ async function main(): Promise<void> {
 
     const totalS = (performance.now() - tStart) / 1000;
     await fs.mkdir(path.dirname(DOC), { recursive: true });
-    await fs.writeFile(DOC, render(info, totalS, floor, pickup, overhead, burst));
+    const kept = await otherBenchmarkSections();
+    await fs.writeFile(DOC, `${render(info, totalS, floor, pickup, overhead, burst).trimEnd()}\n${kept ? `\n${kept}\n` : ''}`);
     progress(`wrote ${path.relative(process.cwd(), DOC) || DOC} (${totalS.toFixed(0)} s in all)`);
   } finally {
     await cleanup();
