@@ -6,13 +6,16 @@
  * A worker writes its run's usage so far (carried attempts included) into the job's progress
  * after each model step. BullMQ keeps progress across a stalled or returned attempt, so the
  * next attempt reads it there and carries it. The folder host follows it too: when Redis lost
- * the job, the host adds it again with the last spend it saw in the job data.
+ * the job, the host adds it again with the last spend it saw (recorded in the ledger run, so
+ * a restarted host has it too) in the job data.
  */
 import type { Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { UsageSchema, type Usage } from '../../contract/report.ts';
 import type { JobData } from '../../queue/bullmq/job.ts';
+import { ledgerFor, type Claim } from '../../queue/folders.ts';
+import type { Layout } from '../../workspace/layout.ts';
 
 const ProgressSchema = z.object({ usage: UsageSchema });
 
@@ -26,6 +29,22 @@ export function spendOf(progress: unknown): Usage | null {
 function carriedSpend(job: Job, data: JobData): Usage | null {
   const spent = spendOf(job.progress) ?? data.carried_usage ?? null;
   return spent && spent.requests > 0 ? spent : null;
+}
+
+/** The spend the ledger run records (null: none yet). */
+export async function recordedSpend(layout: Layout, claim: Claim): Promise<Usage | null> {
+  const entry = await ledgerFor(layout).get(claim.key);
+  return entry?.runs.find((r) => r.run_id === claim.runId)?.spent ?? null;
+}
+
+/** Records `spent` in the ledger run when it differs from `known`; returns what is recorded now. */
+export async function recordSpend(layout: Layout, claim: Claim, spent: Usage | null, known: Usage | null): Promise<Usage | null> {
+  if (!spent || JSON.stringify(spent) === JSON.stringify(known)) return known;
+  await ledgerFor(layout).update(claim.key, { key: claim.key, name: claim.name, sha256: claim.sha256 }, (entry) => {
+    const run = entry.runs.find((r) => r.run_id === claim.runId);
+    if (run) run.spent = spent;
+  });
+  return spent;
 }
 
 /** The job's data, re-added after Redis lost it, with what its attempts spent. */

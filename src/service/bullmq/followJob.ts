@@ -7,7 +7,6 @@
 import type { Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { MetaAgentError } from '../../contract/errors.ts';
-import type { Usage } from '../../contract/report.ts';
 import { parseTask } from '../../contract/task.ts';
 import { queueFor } from '../../queue/bullmq/connection.ts';
 import { BundleSchema, type JobData } from '../../queue/bullmq/job.ts';
@@ -15,7 +14,7 @@ import { ledgerFor, type Claim } from '../../queue/folders.ts';
 import type { RunTaskResult } from '../../run/runTask.ts';
 import type { Settings } from '../../workspace/config.ts';
 import { faultPoint } from '../../workspace/faults.ts';
-import { carryingSpend, spendOf } from './attemptSpend.ts';
+import { carryingSpend, recordedSpend, recordSpend, spendOf } from './attemptSpend.ts';
 import { answered, type HostQueues } from './hostQueues.ts';
 import type { ResultFiler } from './fileResult.ts';
 
@@ -90,7 +89,7 @@ export class JobFollower {
     const removeAfter = { age: this.keepS };
     let added = false;
     let data = spec.data;
-    let lastSpend: Usage | null = null;
+    let lastSpend = await recordedSpend(this.settings.layout, claim);
     // While Redis has never answered, BullMQ's calls wait for it: one add at a time, awaited in slices.
     let adding: Promise<unknown> | null = null;
     while (!this.stop.signal.aborted) {
@@ -115,7 +114,7 @@ export class JobFollower {
           added = false;
           continue;
         }
-        lastSpend = spendOf(job.progress) ?? lastSpend;
+        lastSpend = await recordSpend(this.settings.layout, claim, spendOf(job.progress), lastSpend);
         if (job.finishedOn) return await this.fileFinished(claim, job);
       } catch (error) {
         if (error instanceof MetaAgentError) throw error;
