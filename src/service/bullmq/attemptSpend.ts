@@ -39,7 +39,7 @@ export async function recordedSpend(layout: Layout, claim: Claim): Promise<Usage
 
 /** Records `spent` in the ledger run when it differs from `known`; returns what is recorded now. */
 export async function recordSpend(layout: Layout, claim: Claim, spent: Usage | null, known: Usage | null): Promise<Usage | null> {
-  if (!spent || JSON.stringify(spent) === JSON.stringify(known)) return known;
+  if (!spent || spent.requests === 0 || JSON.stringify(spent) === JSON.stringify(known)) return known;
   await ledgerFor(layout).update(claim.key, { key: claim.key, name: claim.name, sha256: claim.sha256 }, (entry) => {
     const run = entry.runs.find((r) => r.run_id === claim.runId);
     if (run) run.spent = spent;
@@ -64,7 +64,8 @@ function spendReporter(job: Job, log: Logger): (usage: Usage) => void {
   let last = '';
   return (usage) => {
     const text = JSON.stringify(usage);
-    if (text === last) return;
+    // No model call yet (or an engine without one, like `command`): nothing to carry.
+    if (usage.requests === 0 || text === last) return;
     last = text;
     // The lock decides whether this attempt still owns the job; a failed update is only a less exact count.
     job.updateProgress({ usage: { ...usage } }).catch((error: unknown) => log.debug({ err: String(error) }, 'could not record the spend in the job'));
