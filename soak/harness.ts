@@ -1106,10 +1106,11 @@ class Soak {
 
   /**
    * The BullMQ mode allows one extra run per worker kill or Redis restart (checkWorkerRuns),
-   * and an extra run of a cycle's task spends tokens again: the attempt lost with a killed
-   * worker (or still running after Redis lost its job) is on another machine, so its spend
-   * cannot be carried into the re-run as the local mode does (B19). For a cycle one of whose
-   * tasks was interrupted so, what the model served may pass the budget: an observation.
+   * and an extra run of a cycle's task spends tokens again: the steps the lost attempt recorded
+   * (job progress, then the ledger) are carried into the re-run as the local mode does (B19),
+   * but not the model call a killed worker died waiting for, nor what a worker spent after the
+   * folder host's last look before Redis lost the job. For a cycle one of whose tasks was
+   * interrupted so, what the model served may pass the budget: an observation.
    * The report's own spend (budget.spent_tokens) stays a breach, and so does every other cycle.
    */
   private budgetOfExtraRuns(breaches: Breach[], reports: CycleReport[]): Breach[] {

@@ -209,8 +209,8 @@ export function renderReport(x: ReportInput): string {
           '  every run the ledger says was reported ok that night has its report, and every filed patch has its sidecar',
           '  `<id>.patch.json` (no patch rejected for want of one);',
           "- the budget: the report's `budget.spent_tokens` as above; what the model served, as above too, except for a cycle one of",
-          "  whose tasks was re-run after a worker kill or Redis restart: the lost attempt's tokens are on the dead worker and are",
-          '  not carried into the re-run (docs/scale-out.md, Not built), so that overshoot is an observation (`budget_extra_run`);',
+          "  whose tasks was re-run after a worker kill or Redis restart: the lost attempt's recorded steps are carried into the",
+          '  re-run, but not the model call it died waiting for (docs/scale-out.md), so that overshoot is an observation (`budget_extra_run`);',
           '- no worker exits by itself or fails to start.',
           '',
         ]

@@ -349,11 +349,13 @@ test('Redis unreachable at start: a clear error, and the task runs once Redis is
     await publish(rig.ws.settings.layout.inbox, 'u1.md', task('u1'));
     await waitFor(
       'the unreachable error',
-      () => host.output().includes('is unreachable'),
+      // The folder host's own line once it tried to send the claimed task (the doctor's warning at start says so earlier).
+      () => host.output().includes('claimed tasks wait in processing/'),
       60_000,
       () => state(rig, [host, w1]),
     );
     assert.match(host.output(), /Redis at unix:.*redis\.sock is unreachable/);
+    assert.match(host.output(), /warning: redis: Redis at unix:.*redis\.sock is unreachable/, "the doctor's warning at start");
     assert.equal(await list(rig.ws.settings.layout.processing), ['u1.md'], 'claimed and kept, not lost');
     redis.current = await startRedis(path.join(rig.dir, 'redis'));
     await waitIn(rig, rig.ws.settings.layout.done, 'u1.md', [host, w1]);

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { CycleModeSchema, CycleReportSchema, PlanSchema } from './cycle.ts';
-import { RetrainComparisonSchema } from './report.ts';
+import { RetrainComparisonSchema, UsageSchema } from './report.ts';
 
 /** `.meta-agent/ledger/<key>.json`: one task instance (name + content hash) and its runs. */
 export const LedgerRunSchema = z.object({
@@ -22,6 +22,9 @@ export const LedgerRunSchema = z.object({
     .enum(['returned_to_inbox', 'failed_interrupted_twice', 'finalized_from_ledger'])
     .optional()
     .describe("Set when a crashed run's task was recovered"),
+  spent: UsageSchema.optional().describe(
+    "BullMQ: what the run's attempts spent so far, as its worker last recorded it in the job; a job Redis lost is added again with it, so the re-run counts it",
+  ),
 });
 export type LedgerRun = z.infer<typeof LedgerRunSchema>;
 

@@ -27,6 +27,8 @@ export interface RunContext {
   shell: ShellMode;
   hurry: AbortSignal | undefined;
   stopChecksGraceS: number | undefined;
+  /** After each trajectory record: the usage so far (RunTaskOptions.onStep). */
+  onStep?: ((usage: Usage) => void) | undefined;
   /** Checked just before a patch is filed: false when the task's lease was lost. */
   mayFile?: (() => Promise<boolean>) | undefined;
 }

@@ -58,6 +58,10 @@ export interface RunTaskOptions {
   runId?: string;
   /** The hash of the task bytes the watcher judged complete: a claim of other bytes is put back (queue/folders.ts). */
   expectSha256?: string;
+  /** What attempts of this run lost with their BullMQ worker spent: counted in this run, as an unfinished earlier attempt's is. */
+  carriedUsage?: Usage;
+  /** Called after each trajectory record with the run's usage so far (a BullMQ worker reports it to the folder host). */
+  onStep?: (usage: Usage) => void;
 }
 
 export interface RunTaskResult {
@@ -210,6 +214,7 @@ async function runClaimed(run: TaskRun): Promise<Outcome> {
     shell: run.shell,
     hurry: options.hurry,
     stopChecksGraceS: options.stopChecksGraceS,
+    onStep: options.onStep,
   });
 }
 
@@ -223,11 +228,12 @@ function withTaskLimits(settings: Settings, task: Task): Settings {
 async function archiveEarlierAttempt(run: TaskRun, taskId: string): Promise<void> {
   const earlier = await archiveEarlierRun(run.settings.layout, taskId);
   run.archived = true;
-  if (earlier.unfinishedUsage) {
-    // Attempts that died or were interrupted spent tokens too: they count against this task's limit.
-    carryUsage(run.usage, earlier.unfinishedUsage);
+  // Attempts that died or were interrupted spent tokens too (here, or on a BullMQ worker): they count against this task's limit.
+  for (const unfinished of [earlier.unfinishedUsage, run.options.carriedUsage]) {
+    if (!unfinished) continue;
+    carryUsage(run.usage, unfinished);
     run.log.info(
-      { carried_tokens: earlier.unfinishedUsage.prompt_tokens + earlier.unfinishedUsage.completion_tokens },
+      { carried_tokens: unfinished.prompt_tokens + unfinished.completion_tokens },
       'an unfinished earlier attempt spent tokens; counted in this run',
     );
   }
@@ -443,6 +449,7 @@ class WorktreeStages {
       record: async (entry) => {
         this.trajectoryUsed = true;
         await this.trajectory.record(entry);
+        rc.onStep?.(rc.usage);
       },
       // The worktree is a clean checkout of the base commit here, unless a retrain pipeline wrote into it.
       prompt: {

@@ -20,6 +20,7 @@ import { llmMissingMessage, loadSettings, type Check, type Project, type Setting
 import { layoutDirs } from '../workspace/layout.ts';
 import { resolveCommand } from '../engines/presets/index.ts';
 import { agentNeeds, apiKeyValue } from '../engines/agentNeeds.ts';
+import { checkRedis } from './doctorRedis.ts';
 
 export type Level = 'error' | 'warning';
 
@@ -52,6 +53,8 @@ export interface DoctorProbes {
   oneVolume: (dirs: string[]) => Promise<void>;
   fetch: typeof fetch;
   modelTimeoutMs: number;
+  /** How long Redis may take to answer (execution.engine: bullmq). */
+  redisTimeoutMs: number;
 }
 
 export const defaultProbes: DoctorProbes = {
@@ -64,6 +67,7 @@ export const defaultProbes: DoctorProbes = {
   oneVolume: assertOneVolume,
   fetch: (...args) => fetch(...args),
   modelTimeoutMs: 3000,
+  redisTimeoutMs: 3000,
 };
 
 const MB = 1024 * 1024;
@@ -85,8 +89,11 @@ export async function runDoctor(
   return diagnose(settings, probes);
 }
 
-/** Checks loaded settings (for `watch`, which has them already). */
-export async function diagnose(settings: Settings, overrides: Partial<DoctorProbes> = {}): Promise<DoctorReport> {
+/**
+ * Checks loaded settings (for `watch`, which has them already). `starting`: `watch` at start,
+ * where an unreachable Redis is a warning (the folder host waits for it), not an error.
+ */
+export async function diagnose(settings: Settings, overrides: Partial<DoctorProbes> = {}, starting = false): Promise<DoctorReport> {
   const probes = { ...defaultProbes, ...overrides };
   const findings: Finding[] = [];
   const checked: string[] = ['config'];
@@ -101,6 +108,7 @@ export async function diagnose(settings: Settings, overrides: Partial<DoctorProb
   await checkEngine(settings, probes, add);
   await checkSandbox(settings, probes, add);
   await checkDisk(settings, probes, add);
+  if (settings.config.execution.engine === 'bullmq' && (await checkRedis(settings, { timeoutMs: probes.redisTimeoutMs, starting }, add))) checked.push('redis');
   return verdict(findings, checked);
 }
 

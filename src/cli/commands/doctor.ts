@@ -9,7 +9,9 @@ import { printJson } from '../output.ts';
 export function registerDoctor(program: Command, cli: CliContext): void {
   program
     .command('doctor')
-    .description('check the workspace before a night: config, repos and branches, check programs, model, sandbox, disk (exit 2 on errors)')
+    .description(
+      'check the workspace before a night: config, repos and branches, check programs, model, sandbox, disk, Redis with execution.engine bullmq (exit 2 on errors)',
+    )
     .option('--json', 'machine-readable')
     .option('--fix', 'also remove the reusable worktrees (pool slots) no run is using; the next runs make them afresh')
     .action(async (opts: { json?: boolean; fix?: boolean }) => {

@@ -3,7 +3,7 @@
  * Zod checks both ends (a worker of another version, a tampered Redis).
  */
 import { z } from 'zod';
-import { ReportSchema } from '../../contract/report.ts';
+import { ReportSchema, UsageSchema } from '../../contract/report.ts';
 
 export const JobDataSchema = z.strictObject({
   /** The task file's name in processing/ terms (the default task id comes from it). */
@@ -17,6 +17,8 @@ export const JobDataSchema = z.strictObject({
   run_id: z.string().min(1),
   /** Empty for a task file that does not parse: the worker's runTask then files its failure report. */
   project: z.string(),
+  /** What attempts lost with a Redis that lost the job spent (the folder host saw it in the job's progress). */
+  carried_usage: UsageSchema.optional(),
 });
 export type JobData = z.infer<typeof JobDataSchema>;
 

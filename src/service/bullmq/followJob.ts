@@ -14,6 +14,7 @@ import { ledgerFor, type Claim } from '../../queue/folders.ts';
 import type { RunTaskResult } from '../../run/runTask.ts';
 import type { Settings } from '../../workspace/config.ts';
 import { faultPoint } from '../../workspace/faults.ts';
+import { carryingSpend, recordedSpend, recordSpend, spendOf } from './attemptSpend.ts';
 import { answered, type HostQueues } from './hostQueues.ts';
 import type { ResultFiler } from './fileResult.ts';
 
@@ -87,6 +88,8 @@ export class JobFollower {
     const queue = this.queues.get(spec.queue);
     const removeAfter = { age: this.keepS };
     let added = false;
+    let data = spec.data;
+    let lastSpend = await recordedSpend(this.settings.layout, claim);
     // While Redis has never answered, BullMQ's calls wait for it: one add at a time, awaited in slices.
     let adding: Promise<unknown> | null = null;
     while (!this.stop.signal.aborted) {
@@ -94,7 +97,7 @@ export class JobFollower {
         if (!added) {
           faultPoint('bullmq-before-add');
           // The same id again (after a crash, or a Redis that lost the job) is ignored by BullMQ if the job is there.
-          adding ??= queue.add('task', spec.data, { jobId: spec.id, attempts: 1, removeOnComplete: removeAfter, removeOnFail: removeAfter });
+          adding ??= queue.add('task', data, { jobId: spec.id, attempts: 1, removeOnComplete: removeAfter, removeOnFail: removeAfter });
           await answered(adding.finally(() => (adding = null)));
           added = true;
           this.log.debug({ job: spec.id, queue: spec.queue }, 'job added');
@@ -102,6 +105,8 @@ export class JobFollower {
         const job = await answered(queue.getJob(spec.id));
         this.queues.reachable();
         if (!job) {
+          // What the lost job's attempts spent (its last progress seen) goes with it: the re-run counts it.
+          data = carryingSpend(data, lastSpend);
           this.log.warn(
             { job: spec.id, task_file: claim.name },
             'the job is gone from Redis (it lost its data or was flushed): added again; the task may run once more',
@@ -109,6 +114,7 @@ export class JobFollower {
           added = false;
           continue;
         }
+        lastSpend = await recordSpend(this.settings.layout, claim, spendOf(job.progress), lastSpend);
         if (job.finishedOn) return await this.fileFinished(claim, job);
       } catch (error) {
         if (error instanceof MetaAgentError) throw error;

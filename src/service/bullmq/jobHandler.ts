@@ -15,6 +15,7 @@ import type { Engine } from '../../engines/types.ts';
 import { runTask } from '../../run/runTask.ts';
 import type { Settings } from '../../workspace/config.ts';
 import { layoutDirs, layoutFor, type Layout } from '../../workspace/layout.ts';
+import { withSpend } from './attemptSpend.ts';
 import { bundleOf } from './bundle.ts';
 import type { Mirrors } from './mirrors.ts';
 
@@ -57,6 +58,7 @@ export class JobHandler {
         signal: AbortSignal.any([this.stopping.signal, own.signal]),
         runId: data.run_id,
         ...(engine ? { engine } : {}),
+        ...withSpend(job, data, jobLog),
       });
       if (own.signal.aborted && !this.stopping.signal.aborted) throw own.signal.reason;
       if (this.stopping.signal.aborted) {
