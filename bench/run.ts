@@ -19,6 +19,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { runTask } from '../src/run/runTask.ts';
+import { SERVICE_NODE_FLAGS } from '../src/workspace/launch.ts';
 import { startWatching } from '../src/service/watch.ts';
 import { silentLogger } from '../src/log.ts';
 import { userPrompt } from '../src/engines/prompt.ts';
@@ -391,7 +392,7 @@ async function measureBurst(dir: string, repo: string): Promise<BurstResult> {
   const ws = await makeBenchWorkspace(dir, repo, { concurrency, settleMs: SETTLE_MS, scanMs: SCAN_MS, commandTrue: true });
   const { layout } = ws.settings;
   const names = await stageTasks(ws.staging, 'burst', BURST_TASKS);
-  const child = spawn(process.execPath, [path.join(PKG_ROOT, 'bin', 'meta-agent.js'), '--root', ws.root, 'watch'], {
+  const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, path.join(PKG_ROOT, 'bin', 'meta-agent.js'), '--root', ws.root, 'watch'], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { PATH: process.env.PATH, HOME: process.env.HOME, LANG: process.env.LANG ?? 'C.UTF-8' },
   });
@@ -701,7 +702,7 @@ function render(
 
   L.push(`## 3. Burst of ${burst.tasks} tasks`, '');
   L.push(
-    `The real service as a child process: \`node bin/meta-agent.js --root <ws> watch\` with \`engine: command\`,`,
+    `The real service as a child process, started as \`npm start\` starts it: \`node ${SERVICE_NODE_FLAGS.join(' ')} bin/meta-agent.js --root <ws> watch\` with \`engine: command\`,`,
     `\`command.run: ["true"]\`, \`limits.concurrency: ${burst.concurrency}\`, on a ${SMALL_REPO_FILES}-file repo. All ${burst.tasks} task files are renamed into`,
     '`inbox/` in one loop; the time runs from the first rename to the last result line the service prints.',
     '',

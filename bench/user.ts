@@ -17,7 +17,7 @@
  * counted inside each service by a preload (bench/countSpawns.mjs), start-up excluded.
  *
  *   node --import tsx bench/user.ts [--files 5000,50000] [--drops 10] [--burst 1000] [--heap-cap] [--baseline <ref>]
- * (--heap-cap: a second burst with NODE_OPTIONS=--max-old-space-size=96, to compare)
+ * (--heap-cap: a second burst with node's default heap sizes, to compare with the shipped flags, workspace/launch.ts)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, promises as fs, readdirSync, readFileSync, watch as fsWatch } from 'node:fs';
@@ -26,6 +26,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { initWorkspace } from '../src/workspace/init.ts';
+import { SERVICE_NODE_FLAGS } from '../src/workspace/launch.ts';
 import { fmt, writeBenchmarkSection, makeTargetRepo, progress, sleep, stats, taskText, waitFor, type Stats } from './lib.ts';
 
 const PKG_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -112,7 +113,15 @@ interface Service {
   stop(): Promise<void>;
 }
 
-async function startService(name: string, codeDir: string, root: string, repo: string, concurrency = 2, env: Record<string, string> = {}): Promise<Service> {
+/** `nodeFlags`: node's flags for the service; by default what `npm start` and `service install` use for this checkout, none for the baseline's code. */
+async function startService(
+  name: string,
+  codeDir: string,
+  root: string,
+  repo: string,
+  concurrency = 2,
+  nodeFlags: readonly string[] = codeDir === PKG_ROOT ? SERVICE_NODE_FLAGS : [],
+): Promise<Service> {
   await initWorkspace(root, { withConfig: false });
   await fs.mkdir(path.join(root, 'staging'), { recursive: true });
   const yaml = [
@@ -138,11 +147,11 @@ async function startService(name: string, codeDir: string, root: string, repo: s
   const statsFile = path.join(root, 'service-stats.json');
   const child = spawn(
     process.execPath,
-    ['--import', path.join(PKG_ROOT, 'bench', 'countSpawns.mjs'), path.join(codeDir, 'bin', 'meta-agent.js'), '--root', root, 'watch'],
+    [...nodeFlags, '--import', path.join(PKG_ROOT, 'bench', 'countSpawns.mjs'), path.join(codeDir, 'bin', 'meta-agent.js'), '--root', root, 'watch'],
     {
       cwd: codeDir,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, LANG: process.env.LANG ?? 'C.UTF-8', BENCH_STATS_FILE: statsFile, ...env },
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, LANG: process.env.LANG ?? 'C.UTF-8', BENCH_STATS_FILE: statsFile },
     },
   );
   children.add(child);
@@ -298,12 +307,12 @@ interface BurstResult {
   env: string;
 }
 
-async function measureBurst(env: Record<string, string>, label: string): Promise<BurstResult> {
+async function measureBurst(nodeFlags: readonly string[], label: string): Promise<BurstResult> {
   const dir = path.join(tmpRoot, `burst-${label}`);
   const repo = path.join(dir, 'target');
   await makeTargetRepo(repo, 20);
   const root = path.join(dir, 'ws');
-  const svc = await startService('burst', PKG_ROOT, root, repo, 2, env);
+  const svc = await startService('burst', PKG_ROOT, root, repo, 2, nodeFlags);
   try {
     const staging = path.join(root, 'staging');
     for (let i = 0; i < BURST; i++) await fs.writeFile(path.join(staging, `b${String(i).padStart(4, '0')}.md`), taskText(i));
@@ -340,10 +349,7 @@ async function measureBurst(env: Record<string, string>, label: string): Promise
       peakMb: (peakKb * 1024) / 1e6,
       cpuPerTaskMs: (after.self_ms + after.children_ms - before.self_ms - before.children_ms) / BURST,
       spawnsPerTask: (after.spawns - before.spawns) / BURST,
-      env:
-        Object.entries(env)
-          .map(([k, v]) => `${k}=${v}`)
-          .join(' ') || '(none)',
+      env: nodeFlags.length ? `node ${nodeFlags.join(' ')} (as shipped: npm start, service install)` : "node's defaults (no flags)",
       checks: [
         { what: 'files in done/', expected: BURST, actual: await count() },
         { what: 'reports, status ok', expected: BURST, actual: okReports },
@@ -375,10 +381,10 @@ async function main(): Promise<void> {
   const bursts: BurstResult[] = [];
   if (BURST > 0) {
     progress('burst, default heap');
-    bursts.push(await measureBurst({}, 'plain'));
+    bursts.push(await measureBurst(SERVICE_NODE_FLAGS, 'shipped'));
     if (process.argv.includes('--heap-cap')) {
-      progress('burst, heap capped by NODE_OPTIONS=--max-old-space-size=96');
-      bursts.push(await measureBurst({ NODE_OPTIONS: '--max-old-space-size=96' }, 'capped'));
+      progress("burst, node's default heap sizes (no flags), to compare");
+      bursts.push(await measureBurst([], 'defaults'));
     }
   }
   const load1 = os.loadavg()[0]!;
@@ -425,7 +431,7 @@ async function main(): Promise<void> {
   }
   for (const b of bursts) {
     lines.push(
-      `### Burst of ${b.tasks} renamed-in tasks into "now" (20-file repo), environment ${b.env}`,
+      `### Burst of ${b.tasks} renamed-in tasks into "now" (20-file repo), ${b.env}`,
       '',
       `${b.seconds.toFixed(1)} s (${((b.tasks / b.seconds) * 60).toFixed(0)} tasks/min); **peak RSS (VmHWM) ${b.peakMb.toFixed(1)} MB** (goal under 150 MB: **${b.peakMb < 150 ? 'met' : 'not met'}**);`,
       `CPU per task ${b.cpuPerTaskMs.toFixed(0)} ms (service + children); ${b.spawnsPerTask.toFixed(1)} spawns per task.`,

@@ -3,14 +3,9 @@
 // source file; otherwise the TypeScript sources directly through tsx, so an edited checkout
 // never runs stale code.
 import { readdirSync, statSync } from 'node:fs';
-import v8 from 'node:v8';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleUrl } from './bundle-url.js';
-
-// A small young generation: a burst of 1,000 dropped files otherwise grows the heap by
-// ~100 MB of short-lived garbage (measured in bench/; no loss of throughput).
-v8.setFlagsFromString('--max-semi-space-size=2');
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const bundle = path.join(root, 'dist', 'cli.js');

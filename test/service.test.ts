@@ -12,7 +12,9 @@ import path from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { installService, printService, serviceStatus, uninstallService, unitPath, type ServiceRunner } from '../src/service/osService.ts';
+import { BIN, installService, printService, serviceStatus, uninstallService, unitPath, type ServiceRunner } from '../src/service/osService.ts';
+import { SERVICE_NODE_FLAGS } from '../src/workspace/launch.ts';
+import { execa } from 'execa';
 import { printSchedule, scheduleTasks, writeScheduleTasks } from '../src/supervisor/osSchedule.ts';
 import { STOP_SIGNALS } from '../src/cli.ts';
 import { loadSettings } from '../src/workspace/config.ts';
@@ -82,7 +84,7 @@ test('service install on Windows: a UTF-16 task XML a parser reads back (path wi
     assert.is(task.Triggers.LogonTrigger.UserId, 'DESKTOP-1\\anna');
     // The parser gives back the very paths: & and < survived, quoted where they hold a space.
     assert.is(task.Actions.Exec.Command, 'C:\\Program Files\\nodejs\\node.exe');
-    assert.is(task.Actions.Exec.Arguments, `C:\\R&D\\meta-agent\\bin\\meta-agent.js watch --root "${root}"`);
+    assert.is(task.Actions.Exec.Arguments, `--max-semi-space-size=2 --max-old-space-size=128 C:\\R&D\\meta-agent\\bin\\meta-agent.js watch --root "${root}"`);
     assert.is(task.Actions.Exec.WorkingDirectory, root);
 
     // Run whether or not logged on: S4U at boot.
@@ -153,7 +155,7 @@ test('service install on Linux: a systemd user unit (Restart=on-failure) in ~/.c
     const text = await fs.readFile(unit, 'utf8');
     assert.match(text, /^Restart=on-failure$/m);
     assert.match(text, /^WantedBy=default\.target$/m);
-    assert.match(text, `ExecStart=/usr/bin/node "/opt/meta agent/bin/meta-agent.js" watch --root "${root}"`);
+    assert.match(text, `ExecStart=/usr/bin/node --max-semi-space-size=2 --max-old-space-size=128 "/opt/meta agent/bin/meta-agent.js" watch --root "${root}"`);
     assert.match(text, `WorkingDirectory="${root}"`);
     assert.match(printService(settings, { kind: 'linux', env }), /systemctl --user enable --now meta-agent\.service/);
 
@@ -220,6 +222,33 @@ test('stop signals: SIGHUP and SIGBREAK (what Windows sends) are handled like SI
     await killAll();
     await ws.cleanup();
   }
+});
+
+test('the service starts node with its heap flags on every path: npm start, the systemd unit, the Task Scheduler task, the schedule unit; and they take effect only there', async () => {
+  const pkg = JSON.parse(await fs.readFile(path.join(import.meta.dirname, '..', 'package.json'), 'utf8')) as { scripts: { start: string } };
+  assert.ok(pkg.scripts.start.includes(`node ${SERVICE_NODE_FLAGS.join(' ')} bin/meta-agent.js watch`), pkg.scripts.start);
+  const ws = await makeWorkspace();
+  try {
+    const linux = printService(ws.settings, { kind: 'linux', env: { HOME: ws.root } });
+    assert.match(linux, `${SERVICE_NODE_FLAGS.join(' ')} ${BIN} watch`);
+    assert.match(printService(ws.settings, { kind: 'windows', env: { USERNAME: 'me' } }), SERVICE_NODE_FLAGS.join(' '));
+  } finally {
+    await fs.rm(ws.root, { recursive: true, force: true });
+  }
+  // On node's command line the young generation is 2 MiB per semi-space and the heap capped;
+  // set from inside the process (what bin/ did before) nothing changes.
+  const measure =
+    "const a = []; for (let i = 0; i < 2e6; i++) { a.push({ i }); if (a.length > 1e5) a.length = 0; } console.log(JSON.stringify({ young: v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size, limit: v8.getHeapStatistics().heap_size_limit }))";
+  const run = async (flags: readonly string[], before = '') =>
+    JSON.parse((await execa(process.execPath, [...flags, '--input-type=module', '-e', `import v8 from 'node:v8'; ${before} ${measure}`])).stdout) as {
+      young: number;
+      limit: number;
+    };
+  const flagged = await run(SERVICE_NODE_FLAGS);
+  const inside = await run([], `v8.setFlagsFromString(${JSON.stringify(SERVICE_NODE_FLAGS.join(' '))});`);
+  assert.ok(flagged.young <= 8 * 1024 * 1024, `young generation with the flags: ${flagged.young}`);
+  assert.ok(flagged.limit < 400 * 1024 * 1024, `heap limit with the flags: ${flagged.limit}`);
+  assert.ok(inside.young > 8 * 1024 * 1024, `control: set from inside, the young generation stays large (${inside.young})`);
 });
 
 test.run();

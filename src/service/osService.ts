@@ -19,6 +19,7 @@ import { execa } from 'execa';
 import { MetaAgentError } from '../contract/errors.ts';
 import type { Settings } from '../workspace/config.ts';
 import { PACKAGE_ROOT } from '../workspace/init.ts';
+import { SERVICE_NODE_FLAGS } from '../workspace/launch.ts';
 import { taskXml, utf16le, windowsArg, xmlText } from '../supervisor/taskXml.ts';
 
 export type ServiceKind = 'windows' | 'linux';
@@ -77,7 +78,7 @@ export function watchTaskXml(settings: Settings, options: ServiceOptions = {}): 
     description: `meta-agent watch: the folder queue of ${settings.layout.root}`,
     triggers: trigger.join('\r\n'),
     command: options.node ?? process.execPath,
-    args: [options.bin ?? BIN, 'watch', '--root', settings.layout.root],
+    args: [...SERVICE_NODE_FLAGS, options.bin ?? BIN, 'watch', '--root', settings.layout.root],
     workingDirectory: settings.layout.root,
     user,
     whenLoggedOff,
@@ -111,7 +112,7 @@ export function systemdUnit(settings: Settings, options: ServiceOptions = {}): s
     `WorkingDirectory=${systemdWord(root)}`,
     // The API key and other variables: one NAME=value per line (optional file; chmod 600 it).
     'EnvironmentFile=-%h/.config/meta-agent/env',
-    `ExecStart=${[options.node ?? process.execPath, options.bin ?? BIN, 'watch', '--root', root].map(systemdWord).join(' ')}`,
+    `ExecStart=${[options.node ?? process.execPath, ...SERVICE_NODE_FLAGS, options.bin ?? BIN, 'watch', '--root', root].map(systemdWord).join(' ')}`,
     'Restart=on-failure',
     'RestartSec=30',
     'KillSignal=SIGTERM',

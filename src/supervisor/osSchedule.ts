@@ -9,6 +9,7 @@ import cron from 'node-cron';
 import { MetaAgentError } from '../contract/errors.ts';
 import type { Settings } from '../workspace/config.ts';
 import { PACKAGE_ROOT } from '../workspace/init.ts';
+import { SERVICE_NODE_FLAGS } from '../workspace/launch.ts';
 import type { ScheduleJob } from './schedule.ts';
 import { taskXml, utf16le, windowsArg } from './taskXml.ts';
 
@@ -60,7 +61,7 @@ export function printSchedule(settings: Settings, kind: 'cron' | 'systemd' | 'wi
       '',
       '[Service]',
       `WorkingDirectory=${settings.layout.root}`,
-      `ExecStart=${node} ${BIN} watch --root ${settings.layout.root}`,
+      `ExecStart=${[node, ...SERVICE_NODE_FLAGS, BIN].join(' ')} watch --root ${settings.layout.root}`,
       'Restart=on-failure',
       'KillSignal=SIGTERM',
       'TimeoutStopSec=60',
