@@ -380,7 +380,7 @@ async function main(): Promise<void> {
   for (const files of SIZES) results.push(await measureSize(files, oldCode));
   const bursts: BurstResult[] = [];
   if (BURST > 0) {
-    progress('burst, default heap');
+    progress('burst, the service started as shipped (workspace/launch.ts flags)');
     bursts.push(await measureBurst(SERVICE_NODE_FLAGS, 'shipped'));
     if (process.argv.includes('--heap-cap')) {
       progress("burst, node's default heap sizes (no flags), to compare");

@@ -4,7 +4,7 @@
  * stopped by pid. Every other check sees a healthy machine, so each Redis setting is the one
  * finding, or none.
  */
-import { promises as fs, existsSync } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -13,6 +13,7 @@ import * as assert from 'uvu/assert';
 import { makeWorkspace, type TestWorkspace } from './helpers/workspace.ts';
 import { BIN, killAll, startWatch, waitFor } from './helpers/procs.ts';
 import { startFakeLlm, type FakeLlm } from './helpers/fakeLlm.ts';
+import { startRedis as startRedisIn, type Redis } from './helpers/redis.ts';
 import { diagnose, type DoctorProbes, type DoctorReport } from '../src/service/doctor.ts';
 import { loadSettings } from '../src/workspace/config.ts';
 
@@ -31,47 +32,9 @@ test.after(async () => {
   await fs.rm(dir, { recursive: true, force: true });
 });
 
-interface Redis {
-  socket: string;
-  stop(): Promise<void>;
-}
-
 let servers = 0;
-/** A redis-server on a unix socket with the settings docs/scale-out.md asks for, `args` overriding them. */
-async function startRedis(args: string[] = []): Promise<Redis> {
-  const home = path.join(dir, `redis-${++servers}`);
-  await fs.mkdir(home);
-  const socket = path.join(home, 'redis.sock');
-  const child = execa(
-    'redis-server',
-    [
-      '--port',
-      '0',
-      '--unixsocket',
-      socket,
-      '--unixsocketperm',
-      '700',
-      '--save',
-      '',
-      '--dir',
-      home,
-      '--appendonly',
-      'yes',
-      '--maxmemory-policy',
-      'noeviction',
-      ...args,
-    ],
-    { reject: false, stdio: 'ignore' },
-  );
-  await waitFor('redis-server to listen', () => existsSync(socket), 20_000);
-  return {
-    socket,
-    async stop() {
-      process.kill(child.pid!, 'SIGTERM');
-      await child;
-    },
-  };
-}
+/** The shared helper's redis-server (helpers/redis.ts), each in a folder of its own. */
+const startRedis = (args: string[] = []): Promise<Redis> => startRedisIn(path.join(dir, `redis-${++servers}`), args);
 
 async function workspace(): Promise<TestWorkspace> {
   return makeWorkspace({ llmUrl: llm.url, extra: 'execution:\n  engine: bullmq\nsandbox: none' });

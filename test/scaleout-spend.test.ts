@@ -16,6 +16,7 @@ import { execa } from 'execa';
 import { makeWorkspace, type TestWorkspace } from './helpers/workspace.ts';
 import { finish, startFakeLlm, toolCall, type FakeLlm, type Reply } from './helpers/fakeLlm.ts';
 import { killAll, killHard, publish, signal, startMetaAgent, startWatchReady, waitFor, type WatchProc } from './helpers/procs.ts';
+import { startRedis } from './helpers/redis.ts';
 
 const STEP1 = { prompt_tokens: 1000, completion_tokens: 100 };
 const STEP2 = { prompt_tokens: 2000, completion_tokens: 200 };
@@ -62,30 +63,8 @@ async function makeRig(): Promise<Rig> {
     path.join(workerRoot, 'meta-agent.yaml'),
     `${[...llmYaml, 'projects:', '  bot:', '    repo: ./absent', `    remote: ${JSON.stringify(ws.repo)}`, '    scope: ["**"]', ...common].join('\n')}\n`,
   );
-  const redisDir = path.join(dir, 'redis');
-  await fs.mkdir(redisDir);
-  const socket = path.join(redisDir, 'redis.sock');
-  const redis = execa(
-    'redis-server',
-    [
-      '--port',
-      '0',
-      '--unixsocket',
-      socket,
-      '--unixsocketperm',
-      '700',
-      '--save',
-      '',
-      '--appendonly',
-      'yes',
-      '--dir',
-      redisDir,
-      '--maxmemory-policy',
-      'noeviction',
-    ],
-    { reject: false, stdio: 'ignore' },
-  );
-  await waitFor('redis-server to listen', () => existsSync(socket), 20_000);
+  const redis = await startRedis(path.join(dir, 'redis'));
+  const { socket } = redis;
   return {
     ws,
     dir,
@@ -96,10 +75,7 @@ async function makeRig(): Promise<Rig> {
     answer,
     calls: () => calls,
     workers: [],
-    async stopRedis() {
-      process.kill(redis.pid!, 'SIGTERM');
-      await redis;
-    },
+    stopRedis: () => redis.stop(),
   };
 }
 

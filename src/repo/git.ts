@@ -35,7 +35,8 @@ export async function isGitRepo(dir: string): Promise<boolean> {
 export async function resolveBranch(repo: string, configured?: string): Promise<{ branch: string; commit: string }> {
   const branch = configured ?? (await currentBranch(repo));
   if (!branch) throw new MetaAgentError('config', `the repo ${repo} has a detached HEAD; set "branch" for this project`, { field: 'branch' });
-  const commit = (await git(repo, ['rev-parse', '--verify', '--quiet', `refs/heads/${branch}^{commit}`]).catch(() => '')).trim();
+  const commit =
+    (await branchHead(repo, branch)) ?? (await git(repo, ['rev-parse', '--verify', '--quiet', `refs/heads/${branch}^{commit}`]).catch(() => '')).trim();
   if (!commit) throw new MetaAgentError('config', `branch "${branch}" has no commit in ${repo}`, { field: 'branch' });
   return { branch, commit };
 }
@@ -47,6 +48,19 @@ async function currentBranch(repo: string): Promise<string> {
   const onBranch = head ? /^ref: refs\/heads\/([^\n]+)\n?$/.exec(head) : null;
   if (onBranch) return onBranch[1]!;
   return (await git(repo, ['symbolic-ref', '--quiet', '--short', 'HEAD']).catch(() => '')).trim();
+}
+
+/**
+ * The commit a branch points at, read from its loose ref file in a plain repository; null
+ * when there is none to read (a packed ref, a worktree, a file that is not a plain commit
+ * id), and git is asked. Every run asks: this saves a git process in the common case.
+ */
+async function branchHead(repo: string, branch: string): Promise<string | null> {
+  if (branch.split('/').some((part) => part === '..' || part === '.' || part === '')) return null;
+  const text = await fs.readFile(path.join(repo, '.git', 'refs', 'heads', ...branch.split('/')), 'utf8').catch(() => null);
+  const id = text?.trim() ?? '';
+  // A branch holds a commit id (git's own commands keep it so); anything else goes to git.
+  return /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/.test(id) ? id : null;
 }
 
 /** `git worktree add --detach` outside the target repo. */

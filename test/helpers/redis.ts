@@ -13,17 +13,34 @@ export interface Redis {
   flush(): Promise<void>;
 }
 
-/** A Debian redis-server on a unix socket, with the settings docs/scale-out.md asks for. */
-export async function startRedis(dir: string): Promise<Redis> {
+/** A Debian redis-server on a unix socket, with the settings docs/scale-out.md asks for; `args` add to or override them. */
+export async function startRedis(dir: string, args: readonly string[] = []): Promise<Redis> {
   await fs.mkdir(dir, { recursive: true });
   const socket = path.join(dir, 'redis.sock');
   const child = execa(
     'redis-server',
-    ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--save', '', '--appendonly', 'yes', '--dir', dir, '--maxmemory-policy', 'noeviction'],
+    [
+      '--port',
+      '0',
+      '--unixsocket',
+      socket,
+      '--unixsocketperm',
+      '700',
+      '--save',
+      '',
+      '--appendonly',
+      'yes',
+      '--dir',
+      dir,
+      '--maxmemory-policy',
+      'noeviction',
+      ...args,
+    ],
     { reject: false, stdio: 'ignore' },
   );
   const cli = (...args: string[]) => execa('redis-cli', ['-s', socket, ...args], { reject: false });
-  await waitFor('redis-server to answer', async () => existsSync(socket) && (await cli('ping')).stdout.trim() === 'PONG', 20_000);
+  // Answering is enough: with requirepass the answer is NOAUTH.
+  await waitFor('redis-server to answer', async () => existsSync(socket) && /PONG|NOAUTH/.test((await cli('ping')).stdout), 20_000);
   return {
     pid: child.pid!,
     url: `unix://${socket}`,
