@@ -288,6 +288,32 @@ for (const point of ['bullmq-before-add', 'after-report', 'after-ledger', 'bullm
 
 // Found by the soak's BullMQ mode (seed 18, night 2): scans overlap when one takes longer than
 // scan_interval_ms, and two of them adopted the same task (two followers; one failed to file).
+test('two folder hosts (two workspaces) on one Redis, the same task file in each: each runs it and files its own result', async () => {
+  await withRig(async (rig) => {
+    // A second workspace using the same Redis and queue (found by the scale-out benchmark: the
+    // same name and content made the same job id, and the second host took the first one's job).
+    const other = await makeRig();
+    try {
+      const hostA = await startWatchReady(rig.ws.root, rig.env);
+      const hostB = await startWatchReady(other.ws.root, { ...other.env, REDIS_URL: rig.redisUrl });
+      const w1 = startWorker(rig);
+      await publish(rig.ws.settings.layout.inbox, 'same.md', task('same'));
+      await waitIn(rig, rig.ws.settings.layout.done, 'same.md', [hostA, w1]);
+      await publish(other.ws.settings.layout.inbox, 'same.md', task('same'));
+      await waitIn(other, other.ws.settings.layout.done, 'same.md', [hostB, w1]);
+      // The worker ran it once for each workspace (its marks are the worker's, rig's).
+      assert.is(await runsOf(rig, 'same'), 2);
+      await assertFiledOnce(rig, 'same');
+      const report = JSON.parse(await fs.readFile(path.join(other.ws.settings.layout.reports, 'same.json'), 'utf8'));
+      assert.is(report.status, 'ok', JSON.stringify(report.error));
+      assert.ok(report.run_id !== JSON.parse(await fs.readFile(path.join(rig.ws.settings.layout.reports, 'same.json'), 'utf8')).run_id);
+    } finally {
+      await other.ws.cleanup();
+      await fs.rm(other.dir, { recursive: true, force: true });
+    }
+  });
+});
+
 test('a restarted folder host whose scans overlap adopts a left task once, and files it once', async () => {
   await withRig(
     async (rig) => {

@@ -1,12 +1,14 @@
 /**
  * The folder host follows the job of one ledger run: it adds the job under the id the ledger
- * gives (`<ledger key>-<run number>`, so the same run always adds the same job and BullMQ
+ * gives (`<workspace id>-<ledger key>-<run number>`, so the same run always adds the same job and BullMQ
  * ignores a duplicate), polls Redis until the job is finished (adding it again if Redis lost
  * it), then hands the failure or the worker's bundle to the filer.
  */
 import type { Job } from 'bullmq';
+import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import { MetaAgentError } from '../../contract/errors.ts';
+import { workspaceInstanceId } from '../../workspace/instanceId.ts';
 import { parseTask } from '../../contract/task.ts';
 import { queueFor } from '../../queue/bullmq/connection.ts';
 import { BundleSchema, type JobData } from '../../queue/bullmq/job.ts';
@@ -41,6 +43,8 @@ export class JobFollower {
     private readonly filer: ResultFiler,
   ) {
     this.keepS = Math.round(settings.config.execution.keep_results_days * 86400);
+    // Every followed job waits on this signal between polls: up to max_in_flight listeners at once, not a leak.
+    setMaxListeners(settings.config.execution.max_in_flight + 16, this.stop.signal);
   }
 
   get stopped(): boolean {
@@ -77,7 +81,7 @@ export class JobFollower {
     const runNumber = (entry?.runs.findIndex((r) => r.run_id === claim.runId) ?? -1) + 1;
     if (runNumber === 0) throw new MetaAgentError('internal', `the ledger has no run ${claim.runId}`, { file: claim.name });
     return {
-      id: `${claim.key}-${runNumber}`,
+      id: `${await workspaceInstanceId(this.settings.layout)}-${claim.key}-${runNumber}`,
       queue: queueFor(this.settings, task?.type ?? ''),
       data: { name: claim.name, content: claim.content.toString('base64'), run_id: claim.runId, project: task?.project ?? '' },
     };

@@ -5,7 +5,7 @@
  * what the worker returns (fileResult.ts) with the same functions runTask files with.
  * Workers never touch the folders.
  *
- * Crash safety comes from the job id, `<ledger key>-<run number>`: whatever this process
+ * Crash safety comes from the job id, `<workspace id>-<ledger key>-<run number>`: whatever this process
  * was doing when it died, the next start finds the task in processing/ under a dead lease,
  * takes the lease over for the same run (adopt.ts) and adds the same job again. BullMQ ignores
  * the duplicate; a job already done is filed from its stored result (kept keep_results_days),
