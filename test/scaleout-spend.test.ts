@@ -135,6 +135,9 @@ async function lostAttemptCounted(how: 'SIGKILL' | 'SIGTERM' | 'FLUSHALL'): Prom
     const outputs = () => [host, ...rig.workers].map((p) => p.output().slice(-3000)).join('\n-----\n');
     await waitFor("the first attempt's two steps recorded in the job", async () => (await recordedSpend(rig))?.requests === 2, 90_000, outputs);
     assert.equal(await recordedSpend(rig), { requests: 2, prompt_tokens: 3000, cached_tokens: 80, completion_tokens: 300, cost_usd: null });
+    // Its third call is asked and never answered: the attempt is lost while it waits (on a busy machine the
+    // kill could otherwise come before the call, and the count below would be one short).
+    await waitFor('the lost attempt to make its third call', () => rig.calls() === 3, 60_000, outputs);
     if (how === 'SIGKILL') await killHard(w1);
     else if (how === 'SIGTERM') {
       signal(w1, 'SIGTERM');

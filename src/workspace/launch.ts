@@ -6,7 +6,7 @@
  *
  * - A small young generation: each run's short-lived objects (git output, parsed files, log
  *   lines) otherwise fill 16 MiB semi-spaces and are promoted; a 1,000-task burst then peaks
- *   near 200 MB instead of ~115 MB, at the same throughput (docs/benchmarks.md).
+ *   at 195 MB instead of 110 MB, at the same throughput (docs/benchmarks.md).
  * - A heap cap, so a runaway (a bug, a hostile input that slips past a limit) ends the
  *   process, which the service manager restarts and the queue recovers from, instead of
  *   taking the machine's memory. 128 MB is three times the live heap of a run on a
