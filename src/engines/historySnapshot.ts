@@ -48,14 +48,15 @@ function projectCacheDir(ctx: EngineContext): string {
 }
 
 /** Runs `build(tmp)` and renames tmp to `dir`, unless `dir` exists (made by another run, now or before). */
-async function buildOnce(dir: string, build: (tmp: string) => Promise<void>): Promise<void> {
-  if (await fs.stat(dir).catch(() => null)) return;
+async function buildOnce(dir: string, build: (tmp: string) => Promise<void>): Promise<boolean> {
+  if (await fs.stat(dir).catch(() => null)) return false;
   const tmp = `${dir}.tmp-${randomBytes(4).toString('hex')}`;
   try {
     await build(tmp);
     await fs.rename(tmp, dir).catch(async (error: NodeJS.ErrnoException) => {
       if (!(await fs.stat(dir).catch(() => null))) throw error;
     });
+    return true;
   } finally {
     await fs.rm(tmp, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
   }
@@ -77,9 +78,9 @@ async function deniedInHistory(raw: { dir: string; everCommitted: () => Promise<
 }
 
 /** The base commit's history as fetched (unfiltered), with the list of every path ever committed in it. */
-async function rawSnapshot(ctx: EngineContext, cacheDir: string): Promise<{ dir: string; everCommitted: () => Promise<string[]> }> {
+async function rawSnapshot(ctx: EngineContext, cacheDir: string): Promise<{ dir: string; everCommitted: () => Promise<string[]>; built: boolean }> {
   const dir = path.join(cacheDir, `${ctx.baseCommit}.git`);
-  await buildOnce(dir, async (tmp) => {
+  const built = await buildOnce(dir, async (tmp) => {
     await git(['init', '--quiet', '--bare', tmp]);
     await git(['--git-dir', tmp, 'config', 'gc.auto', '0']);
     await git(['--git-dir', tmp, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', ctx.project.repoPath, ctx.baseCommit]);
@@ -91,7 +92,7 @@ async function rawSnapshot(ctx: EngineContext, cacheDir: string): Promise<{ dir:
     await fs.writeFile(path.join(tmp, TIP), `${ctx.baseCommit}\n`);
   });
   const everCommitted = async () => (await fs.readFile(path.join(dir, EVER_COMMITTED), 'utf8')).split('\0').filter(Boolean);
-  return { dir, everCommitted };
+  return { dir, everCommitted, built };
 }
 
 /** The history without `secrets` (every version of them), from the raw snapshot. */
@@ -194,7 +195,8 @@ export async function openRunHistory(ctx: EngineContext, worktree: string, gitDi
     await git(['--git-dir', gitDir, '--work-tree', worktree, 'read-tree', 'HEAD']);
     await git(['--git-dir', gitDir, '--work-tree', worktree, 'update-index', '-q', '--refresh']).catch(() => undefined);
   }
-  await pruneSnapshots(cacheDir, new Set([raw.dir, snapshotDir]));
+  // Only when a new base commit's history was made: not a folder scan on every run.
+  if (raw.built) await pruneSnapshots(cacheDir, new Set([raw.dir, snapshotDir]));
   const note = secrets.length
     ? `git history here leaves out the ${secrets.length} file(s) on the deny list that were ever committed, so commit ids differ from the real repository's`
     : null;
