@@ -39,7 +39,7 @@ async function worktreeRound(): Promise<string[]> {
       await resolveBranch(ws.repo, 'main');
       const worktree = await openWorktree(project, ws.settings.layout.worktrees, 'run-long');
       await fs.writeFile(path.join(worktree.dir, 'NOTES.md'), 'x\n');
-      const diff = await collectDiff(worktree.dir, worktree.baseCommit, worktree.excludesFile);
+      const diff = await collectDiff(worktree);
       assert.equal(diff.files, ['NOTES.md']);
       await git(worktree.dir, ['status', '--porcelain']);
       await worktree.remove();

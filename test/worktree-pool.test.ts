@@ -137,6 +137,11 @@ test("a link: path replaced by a run is linked again for the next run; a pruned 
     assert.is(result.status, 'ok', result.report.error?.message);
     assert.equal(second.seen, first.seen, 'the same slot');
     const [slot] = await slotDirs(poolRoot(settings.layout));
+    // Given back after the run: reset, its links unlinked first (the reset never reaches through one).
+    assert.not.ok(await exists(path.join(slot!, 'market')), 'the slot holds no link between runs');
+    assert.is(await fs.readFile(path.join(ws.repo, 'market', 'prices.csv'), 'utf8'), 'real data\n', 'the reset left the real folder alone');
+    // A run killed mid-way leaves its link in the slot.
+    await fs.symlink(path.join(ws.repo, 'market'), path.join(slot!, 'market'));
     assert.ok((await fs.lstat(path.join(slot!, 'market'))).isSymbolicLink(), 'positive control: the slot holds the link before the prune');
 
     // Pruned as it no longer fits the config (the links changed): unlinked, not followed.

@@ -3,6 +3,15 @@
  * published by rename (createTask, temp+rename), or unchanged for the settle time and
  * parsing to a complete task (a copy in progress), or unchanged for queue.incomplete_grace_s
  * (then it fails). Names the queue never takes are logged once each.
+ *
+ * "Published by rename" has two proofs. Its ctime after its mtime (it was renamed after its
+ * last write) fails for a fast writer: the kernel's timestamp tick is ~4 ms, so a file
+ * written and renamed at once has ctime == mtime. The inbox's own events tell (Linux
+ * inotify, `fs.watch` on a local disk): a file renamed in makes one "rename" event and no
+ * "change", where every write into a file in the folder makes a "change" (copy, cp, Explorer,
+ * an editor, a chunked writer). A name that appeared with its bytes already in it and was
+ * not written since EVENT_PROOF_MS later, and that parses to a complete task, was renamed in
+ * whole: taken at once, its bytes pinned for the claim (sha256).
  */
 import { promises as fs } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -34,12 +43,31 @@ export type PickupVerdict = { take: true; expectSha256?: string } | { take: fals
 
 const LEAVE: PickupVerdict = { take: false };
 
+/**
+ * How long after a name's "rename" event its events are trusted to have said everything:
+ * a writer's "change" is queued by the kernel in the same write() that makes its bytes
+ * visible, so any write before the stat is heard by then.
+ */
+export const EVENT_PROOF_MS = 10;
+
+/** What the inbox's events said of a file (only fed where they are complete: see `eventEvidence`). */
+export type InboxEvent = 'rename' | 'change';
+
 export class InboxPickup {
   /** Size and mtime when first seen, for the settle time. */
   private readonly seen = new Map<string, { size: number; mtimeMs: number; since: number }>();
   private readonly loggedNonTask = new Set<string>();
   private readonly waitingLogged = new Set<string>();
   private readonly changedAfterClaim = new Set<string>();
+  /** The last "rename" event of each name (performance.now()), and the names written ("change") since. */
+  private readonly appeared = new Map<string, number>();
+  private readonly written = new Set<string>();
+  /**
+   * Whether `noteEvent` hears every event of inbox/: set by the service for `fs.watch` on a
+   * local disk on Linux (inotify). Not for polling, network shares (remote writes make no
+   * local event), or other platforms' watchers, which coalesce events (untested here).
+   */
+  eventEvidence = false;
 
   constructor(
     private readonly inbox: string,
@@ -60,8 +88,12 @@ export class InboxPickup {
     if (skip()) return LEAVE;
     if (!stat?.isFile()) {
       this.seen.delete(name);
+      this.forgetEvents(name);
       return LEAVE;
     }
+    const renamedIn = await this.renamedInByEvents(file, name, stat);
+    if (renamedIn && 'take' in renamedIn) return renamedIn;
+    if (renamedIn) return this.taken(name, renamedIn.sha256);
     // Renamed in after being written: complete at once (unless it was put back because it
     // changed after a claim: its writer may still be at it).
     const publishedByRename = stat.ctimeMs - stat.mtimeMs > 1 && !this.changedAfterClaim.has(name);
@@ -75,10 +107,48 @@ export class InboxPickup {
       if (!checked) return LEAVE;
       expectSha256 = checked.sha256;
     }
+    return this.taken(name, expectSha256);
+  }
+
+  /** What the inbox's events said of `name` (a "rename": it appeared or left; a "change": it was written). */
+  noteEvent(name: string, event: InboxEvent): void {
+    if (!this.eventEvidence) return;
+    if (event === 'rename') {
+      this.appeared.set(name, performance.now());
+      this.written.delete(name);
+    } else this.written.add(name);
+  }
+
+  private taken(name: string, expectSha256: string | undefined): PickupVerdict {
     this.seen.delete(name);
     this.waitingLogged.delete(name);
     this.changedAfterClaim.delete(name);
+    this.forgetEvents(name);
     return expectSha256 ? { take: true, expectSha256 } : { take: true };
+  }
+
+  private forgetEvents(name: string): void {
+    this.appeared.delete(name);
+    this.written.delete(name);
+  }
+
+  /**
+   * The event proof (see the top): `{ sha256 }` when the file was renamed in whole; a verdict
+   * to look again once EVENT_PROOF_MS have passed since it appeared; null when the events
+   * prove nothing (the settle decides).
+   */
+  private async renamedInByEvents(file: string, name: string, stat: { size: number }): Promise<{ sha256: string } | PickupVerdict | null> {
+    const appearedAt = this.appeared.get(name);
+    const unproven = () => this.written.has(name) || this.changedAfterClaim.has(name);
+    if (!this.eventEvidence || appearedAt === undefined || stat.size === 0 || stat.size > MAX_TASK_BYTES || unproven()) return null;
+    const wait = appearedAt + EVENT_PROOF_MS - performance.now();
+    if (wait > 0) return { take: false, recheckInMs: Math.ceil(wait) };
+    const content = await fs.readFile(file).catch(() => null);
+    if (!content || content.length !== stat.size || incompleteReason(content, name) !== null) return null;
+    // One turn of the event loop after the read: events queued before it are delivered by then.
+    await new Promise((resolve) => setImmediate(resolve));
+    if (unproven()) return null;
+    return { sha256: createHash('sha256').update(content).digest('hex') };
   }
 
   /** The claim found the file changed or gone: if it comes back, its writer may still be at it. */

@@ -107,17 +107,36 @@ export interface Diff {
   files: string[];
 }
 
+/** A checkout whose change is collected. */
+export interface DiffSource {
+  dir: string;
+  baseCommit: string;
+  /** Lists paths that are never part of a change. */
+  excludesFile: string;
+  /**
+   * True while its index is known to be the base's (a fresh checkout or a reset pool slot,
+   * nothing staged since): then nothing staged means no change, without a diff. Cleared by
+   * collectDiff once it stages anything.
+   */
+  indexAtBase?: boolean;
+}
+
 /**
- * Everything that changed in the worktree since `base`, new and deleted files included,
- * as `git diff --binary`. `excludesFile` lists paths that are never part of a change.
+ * Everything that changed in the checkout since its base, new and deleted files included,
+ * as `git diff --binary`.
  */
-export async function collectDiff(worktree: string, base: string, excludesFile: string): Promise<Diff> {
-  await git(worktree, ['-c', `core.excludesFile=${excludesFile}`, 'add', '--all']);
-  const names = await git(worktree, ['diff', '--cached', '--no-renames', '--name-only', '-z', base]);
+export async function collectDiff(source: DiffSource): Promise<Diff> {
+  const { dir, baseCommit: base } = source;
+  // --verbose names each path it stages (content, mode, a deletion): none, onto an index at
+  // base, is no change, and the diff processes are not needed (most no-op runs).
+  const staged = await git(dir, ['-c', `core.excludesFile=${source.excludesFile}`, 'add', '--all', '--verbose']);
+  if (source.indexAtBase && staged === '') return { patch: Buffer.alloc(0), files: [] };
+  source.indexAtBase = false;
+  const names = await git(dir, ['diff', '--cached', '--no-renames', '--name-only', '-z', base]);
   const files = names.split('\0').filter(Boolean);
   if (files.length === 0) return { patch: Buffer.alloc(0), files };
   const result = await execa('git', gitArgs(['diff', '--cached', '--binary', '--no-renames', '--no-color', '--no-ext-diff', '--full-index', base]), {
-    cwd: worktree,
+    cwd: dir,
     encoding: 'buffer',
     stripFinalNewline: false,
   });

@@ -5,7 +5,7 @@ import { MetaAgentError } from '../contract/errors.ts';
 import type { Project } from '../workspace/config.ts';
 import { exists } from '../workspace/files.ts';
 import { makeLink } from '../workspace/links.ts';
-import { ALWAYS_EXCLUDED, addWorktree, initRepoFrom, isGitRepo, removeWorktree, resolveBranch } from './git.ts';
+import { ALWAYS_EXCLUDED, addWorktree, type DiffSource, initRepoFrom, isGitRepo, removeWorktree, resolveBranch } from './git.ts';
 
 /** Repos already found to be git repositories: asked once per process, not once per task. */
 const knownRepos = new Set<string>();
@@ -25,12 +25,8 @@ export async function ensureRepo(project: Project): Promise<void> {
   knownRepos.add(project.repoPath);
 }
 
-export interface Worktree {
-  dir: string;
+export interface Worktree extends DiffSource {
   branch: string;
-  baseCommit: string;
-  /** Lists paths that never belong in a patch (cache artefacts, linked paths). */
-  excludesFile: string;
   remove(): Promise<void>;
 }
 
@@ -50,7 +46,7 @@ export async function openWorktree(project: Project, worktreesDir: string, name:
   try {
     await linkPaths(project, dir, linked);
     await fs.writeFile(excludesFile, `${[...ALWAYS_EXCLUDED, ...linked.map((l) => `/${l}`)].join('\n')}\n`);
-    return { dir, branch, baseCommit, excludesFile, remove };
+    return { dir, branch, baseCommit, excludesFile, indexAtBase: true, remove };
   } catch (error) {
     await remove();
     throw error;

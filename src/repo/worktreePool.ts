@@ -1,9 +1,18 @@
 /**
  * A pool of reusable worktrees per project: `limits.concurrency` slots, each created on
- * first use and reset to the run's base commit (`git reset --hard` + `git clean -ffdx`) at
- * the start of every run that takes it. A fresh `git worktree add` writes every file of
- * the repo (seconds on a large repo or a slow disk); a reset rewrites only what the last
- * run changed.
+ * first use and reset to the base commit (`git reset --hard` + `git clean -ffdx`) for every
+ * run that takes it. A fresh `git worktree add` writes every file of the repo (seconds on a
+ * large repo or a slow disk); a reset rewrites only what the last run changed.
+ *
+ * The reset is done when a run gives its slot back (after its report is filed: runTask),
+ * so the next run starts at once. The slot is then marked ready: in this process's memory,
+ * with a random token in `slot-<n>.ready` that every taker deletes. A ready slot is taken
+ * without a git process when this process made the mark, the token on disk is still its own
+ * (no other process used the slot since), and the base is the same; else, and after a crash
+ * or a restart (no mark in memory), it is reset when taken, as it always was. What the
+ * mark trusts: that no process of the last run outlived it to write into the slot, which
+ * holds in the sandbox (its processes die with it) and for the marked processes the engines
+ * kill after an unsandboxed run.
  *
  * Ownership is a lock with an owner note, like a claim (workspace/lease.ts lockActivity): a
  * slot held by a live process is never taken; a slot of a dead one (kill -9, power loss)
@@ -23,7 +32,7 @@
  * burst), and a fresh checkout shares nothing with earlier agent runs, whose output is
  * hostile input.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -66,7 +75,38 @@ const slotPaths = (dir: string, i: number) => ({
   owner: path.join(dir, `slot-${i}.owner`),
   state: path.join(dir, `slot-${i}.json`),
   exclude: path.join(dir, `slot-${i}.exclude`),
+  ready: path.join(dir, `slot-${i}.ready`),
 });
+
+type SlotPaths = ReturnType<typeof slotPaths>;
+
+/** Slots this process reset when their run ended: the base they are clean at and the token written beside them. */
+const readySlots = new Map<string, { base: string; token: string }>();
+
+/**
+ * The base a slot is ready at, when this process left it clean there and nobody took it
+ * since (see the top); null otherwise. Either way the mark is used up.
+ */
+async function takeReadyMark(paths: SlotPaths): Promise<string | null> {
+  const mark = readySlots.get(paths.dir);
+  readySlots.delete(paths.dir);
+  const token = await fs.readFile(paths.ready, 'utf8').catch(() => null);
+  if (token !== null) await fs.rm(paths.ready, { force: true });
+  return mark && token === mark.token ? mark.base : null;
+}
+
+/** Resets a slot whose run ended and marks it ready; a slot that cannot be reset is reset (or made again) when next taken. */
+async function tidySlot(paths: SlotPaths, gitFile: string, links: string[], base: string, log?: Logger): Promise<void> {
+  try {
+    await unlinkLinks(paths.dir, links);
+    await resetSlot(paths.dir, gitFile, base);
+    const token = randomBytes(16).toString('hex');
+    await fs.writeFile(paths.ready, token);
+    readySlots.set(paths.dir, { base, token });
+  } catch (error) {
+    log?.debug({ slot: paths.dir, err: (error as Error).message }, 'a pool slot was not reset after its run; the next run resets it');
+  }
+}
 
 /**
  * What a slot was made with; a slot whose state differs from the config is made again. Null
@@ -87,7 +127,7 @@ export async function unlinkLinks(dir: string, links: Iterable<string>, platform
 
 /**
  * A worktree for one run at the branch head: a pool slot when one is free, else a fresh
- * worktree. `remove()` gives the slot back (its content stays until the next run resets it).
+ * worktree. `remove()` resets the slot and gives it back.
  */
 export async function openPooledWorktree(settings: Settings, project: Project, runId: string, log?: Logger): Promise<Worktree> {
   const { layout, config } = settings;
@@ -101,8 +141,12 @@ export async function openPooledWorktree(settings: Settings, project: Project, r
     if (!release) continue;
     try {
       const { branch, commit } = await resolveBranch(project.repoPath, project.branch);
-      await prepareSlot(project, paths, commit, log);
-      return { dir: paths.dir, branch, baseCommit: commit, excludesFile: paths.exclude, remove: release };
+      const { gitFile, links } = await prepareSlot(project, paths, commit, log);
+      const remove = async () => {
+        await tidySlot(paths, gitFile, links, commit, log);
+        await release();
+      };
+      return { dir: paths.dir, branch, baseCommit: commit, excludesFile: paths.exclude, indexAtBase: true, remove };
     } catch (error) {
       await release();
       throw error;
@@ -112,17 +156,21 @@ export async function openPooledWorktree(settings: Settings, project: Project, r
   return openWorktree(project, layout.worktrees, runId);
 }
 
-/** Makes the slot a clean checkout of `base` with the current links; recreates it when it cannot be trusted or reset. */
-async function prepareSlot(project: Project, paths: ReturnType<typeof slotPaths>, base: string, log?: Logger): Promise<void> {
+/**
+ * Makes the slot a clean checkout of `base` with the current links (a ready slot is already
+ * one); recreates it when it cannot be trusted or reset. Returns its `.git` file and links.
+ */
+async function prepareSlot(project: Project, paths: SlotPaths, base: string, log?: Logger): Promise<{ gitFile: string; links: string[] }> {
   const fingerprint = fingerprintOf(project);
   const configured = normalizedLinks(project);
+  const readyAt = await takeReadyMark(paths);
   const state = await readState(paths.state);
-  const gitFile = await fs.readFile(path.join(paths.dir, '.git'), 'utf8').catch(() => null);
+  let gitFile = await fs.readFile(path.join(paths.dir, '.git'), 'utf8').catch(() => null);
   let reused = false;
   if (state && state.fingerprint === fingerprint && gitFile !== null && gitFile === state.git_file) {
     try {
       await unlinkLinks(paths.dir, [...state.links, ...configured]);
-      await resetSlot(paths.dir, gitFile, base);
+      if (readyAt !== base) await resetSlot(paths.dir, gitFile, base);
       reused = true;
     } catch (error) {
       log?.warn({ slot: paths.dir, err: (error as Error).message }, 'a pool slot could not be reset; it is made again');
@@ -131,14 +179,15 @@ async function prepareSlot(project: Project, paths: ReturnType<typeof slotPaths>
   if (!reused) {
     await discardSlot(project.repoPath, paths, state, configured);
     await addWorktree(project.repoPath, paths.dir, base);
-    const made = await fs.readFile(path.join(paths.dir, '.git'), 'utf8');
+    gitFile = await fs.readFile(path.join(paths.dir, '.git'), 'utf8');
     // Written before any link exists: a crash while linking leaves a state that names them all.
-    await replaceFile(paths.state, `${JSON.stringify({ fingerprint, git_file: made, links: configured } satisfies PoolSlotState)}\n`);
+    await replaceFile(paths.state, `${JSON.stringify({ fingerprint, git_file: gitFile, links: configured } satisfies PoolSlotState)}\n`);
   } else if (state && state.links.join('\0') !== configured.join('\0')) {
     await replaceFile(paths.state, `${JSON.stringify({ ...state, links: configured } satisfies PoolSlotState)}\n`);
   }
   const linked = await linkPaths(project, paths.dir);
   await fs.writeFile(paths.exclude, `${[...ALWAYS_EXCLUDED, ...linked.map((l) => `/${l}`)].join('\n')}\n`);
+  return { gitFile: gitFile!, links: configured };
 }
 
 /**
@@ -169,12 +218,13 @@ async function resetSlot(dir: string, gitFile: string, base: string): Promise<vo
 }
 
 /** Removes a slot's worktree: links unlinked first, so no removal ever reaches through one. */
-async function discardSlot(repo: string, paths: ReturnType<typeof slotPaths>, state: PoolSlotState | null, configured: string[] = []): Promise<void> {
+async function discardSlot(repo: string, paths: SlotPaths, state: PoolSlotState | null, configured: string[] = []): Promise<void> {
   await unlinkLinks(paths.dir, [...(state?.links ?? []), ...configured]).catch(() => undefined);
   await fs.rm(paths.state, { force: true });
   // Also when the folder is gone: its registration in the repo is pruned, or `worktree add` refuses the path.
   await removeWorktree(repo, paths.dir);
   await fs.rm(paths.exclude, { force: true });
+  await fs.rm(paths.ready, { force: true });
 }
 
 /**
@@ -217,6 +267,7 @@ export async function prunePool(settings: Settings, log: Logger, options: { all?
           await fs.rm(paths.dir, { recursive: true, force: true });
           await fs.rm(paths.state, { force: true });
           await fs.rm(paths.exclude, { force: true });
+          await fs.rm(paths.ready, { force: true });
         }
         removed.push(paths.dir);
       } finally {

@@ -31,7 +31,7 @@ export async function keepIncompleteWork(
   runSignal: AbortSignal,
 ) {
   const { layout } = rc.settings;
-  const diff = await collectDiff(worktree.dir, worktree.baseCommit, worktree.excludesFile).catch((error: unknown) => {
+  const diff = await collectDiff(worktree).catch((error: unknown) => {
     extras.notes.push(`The change so far could not be read, so it was not saved: ${toErrorInfo(error).message}`);
     return null;
   });

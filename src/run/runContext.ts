@@ -29,6 +29,8 @@ export interface RunContext {
   stopChecksGraceS: number | undefined;
   /** After each trajectory record: the usage so far (RunTaskOptions.onStep). */
   onStep?: ((usage: Usage) => void) | undefined;
+  /** Hands over the worktree's removal, done once the run is filed (its report first). */
+  removeAfterFiling: (remove: () => Promise<void>) => void;
   /** Checked just before a patch is filed: false when the task's lease was lost. */
   mayFile?: (() => Promise<boolean>) | undefined;
 }

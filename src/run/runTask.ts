@@ -93,7 +93,15 @@ export async function runTask(taskPath: string, options: RunTaskOptions): Promis
   } catch (error) {
     outcome = failedOutcome(error, run.task, run.engineName);
   }
-  return fileRun(run, outcome);
+  try {
+    return await fileRun(run, outcome);
+  } finally {
+    // The worktree goes after the report: the report is what a person waits for, the
+    // worktree's removal (a pool slot's reset) is not.
+    await run
+      .removeWorktree?.()
+      .catch((error: unknown) => run.log.warn({ err: toErrorInfo(error) }, 'the run is filed, but its worktree could not be removed'));
+  }
 }
 
 /** Where a run's task file goes, by its report: shared with the BullMQ folder host (service/bullmq/fileResult.ts). */
@@ -133,6 +141,8 @@ interface TaskRun {
   /** The outputs of an earlier run of this id were moved into the archive. */
   archived: boolean;
   releaseTaskId: (() => Promise<void>) | null;
+  /** The run's worktree, removed once the run is filed. */
+  removeWorktree?: () => Promise<void>;
 }
 
 /** Claims the task file if it is in inbox/. Throws when another worker has it: this run did not happen (no report, no move). */
@@ -211,6 +221,9 @@ async function runClaimed(run: TaskRun): Promise<Outcome> {
     usage: run.usage,
     signal: run.signal,
     mayFile: claim ? () => claim.lease.verify() : undefined,
+    removeAfterFiling: (remove) => {
+      run.removeWorktree = remove;
+    },
     shell: run.shell,
     hurry: options.hurry,
     stopChecksGraceS: options.stopChecksGraceS,
@@ -341,7 +354,7 @@ async function releaseTaskId(run: TaskRun): Promise<void> {
   await run.releaseTaskId?.().catch((error: unknown) => run.log.warn({ err: toErrorInfo(error) }, 'could not let go of the task id; its lock goes stale'));
 }
 
-/** The part of a run that needs the worktree; the worktree is gone when it returns. */
+/** The part of a run that needs the worktree; the worktree is removed after the run is filed. */
 async function runInWorktree(rc: RunContext): Promise<Outcome> {
   const { project, settings, log } = rc;
   await ensureRepo(project);
@@ -361,8 +374,10 @@ async function runInWorktree(rc: RunContext): Promise<Outcome> {
     return await stages.propose(result);
   } finally {
     abort.dispose();
-    await worktree.remove();
-    log.debug('worktree removed');
+    rc.removeAfterFiling(async () => {
+      await worktree.remove();
+      log.debug('worktree removed');
+    });
   }
 }
 
@@ -491,7 +506,7 @@ class WorktreeStages {
   async propose(result: EngineResult): Promise<Outcome> {
     const { rc, worktree, extras, abort } = this;
     const { layout } = rc.settings;
-    const diff = await collectDiff(worktree.dir, worktree.baseCommit, worktree.excludesFile);
+    const diff = await collectDiff(worktree);
     if (diff.files.length === 0) return worktreeOutcome(this.facts(), { result, extras });
     const refusal = await refusedChange(rc, worktree, diff);
     if (refusal)

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { watch as chokidarWatch } from 'chokidar';
 import type { Logger } from 'pino';
 import { toErrorInfo } from '../contract/errors.ts';
-import { isIgnoredName } from '../queue/pickup.ts';
+import { type InboxEvent, isIgnoredName } from '../queue/pickup.ts';
 import { layoutDirs, type Layout } from '../workspace/layout.ts';
 import type { Lifecycle } from './lifecycle.ts';
 
@@ -46,12 +46,13 @@ export function watchFolder(ctx: FolderWatchContext, dir: string, handler: (name
 /**
  * inbox/ with OS events (not polled): fs.watch names the file, where chokidar reads the
  * whole folder again on each event (seconds of CPU in a burst of 1,000). Our own temps and
- * names that left are sorted out by the pickup; lost events by the scan.
+ * names that left are sorted out by the pickup; lost events by the scan. The event's kind
+ * ("rename": appeared or left; "change": written) goes along; polling has none.
  */
-export function watchInbox(ctx: FolderWatchContext, dir: string, handler: (name: string) => void): Promise<void> {
+export function watchInbox(ctx: FolderWatchContext, dir: string, handler: (name: string, event?: InboxEvent) => void): Promise<void> {
   if (ctx.poll) return watchFolder(ctx, dir, handler);
-  const w = fsWatch(dir, (_event, name) => {
-    if (name) handler(name.toString());
+  const w = fsWatch(dir, (event, name) => {
+    if (name) handler(name.toString(), event === 'change' ? 'change' : 'rename');
   });
   w.on('error', (error) => ctx.log.warn({ err: toErrorInfo(error), dir }, WARNING));
   ctx.lifecycle.addCloser(() => w.close());

@@ -156,12 +156,17 @@ async function start(options: WatchOptions, parts: Parts): Promise<void> {
   const network = await isNetworkFolder(layout.root);
   const poll = options.usePolling ?? (config.queue.poll === 'auto' ? network : config.queue.poll);
   if (options.settleMs === undefined) pickup.settleMs = pickupSettleMs(config.queue.settle_ms, { network, polled: poll });
+  // inotify hears every local write into inbox/ (pickup.ts: the event proof of a rename).
+  pickup.eventEvidence = !poll && !network && process.platform === 'linux';
   await pruneDeadWorktrees(settings, log, parts.failures);
   // Stopped while starting: start nothing more (stop() is not waiting for what comes next).
   if (lifecycle.stopping) return;
   const watching = { layout, log, lifecycle, poll };
   await Promise.all([
-    watchInbox(watching, layout.inbox, (n) => void pump.consider(n)),
+    watchInbox(watching, layout.inbox, (n, event) => {
+      if (event) pickup.noteEvent(n, event);
+      void pump.consider(n);
+    }),
     watchFolder(watching, layout.patches.approved, gates.considerApproved),
     watchFolder(watching, layout.patches.rejected, (n) => void gates.considerRejected(n)),
   ]);
