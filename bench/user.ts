@@ -403,6 +403,8 @@ async function main(): Promise<void> {
     'A first drop to each service is not measured. **Chunks**: a file copied into `inbox/` in 3 chunks 300 ms apart, the',
     'front matter closed by the last; time from the last chunk to the report. Spawns and CPU (the service and its',
     'children: git, the engine) are counted inside each service (bench/countSpawns.mjs), start-up excluded.',
+    '"now" takes a renamed-in file by the inbox events (Linux), and resets its pool slot after the report is written:',
+    'that reset is not in rename -> report, but it is in the spawns and CPU per task.',
     '',
   ];
   for (const r of results) {

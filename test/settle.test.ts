@@ -139,6 +139,13 @@ test('InboxPickup event proof: only a name that appeared whole, was not written 
     await sleep(EVENT_PROOF_MS + 5);
     assert.equal((await open.judge('open.md', never)).take, false);
 
+    // Events of a name the scan found gone are forgotten (no growth over months of tasks).
+    const gone = fresh();
+    gone.noteEvent('a.md', 'rename');
+    gone.forgetAbsent(new Set());
+    await sleep(EVENT_PROOF_MS + 5);
+    assert.equal((await gone.judge('a.md', never)).take, false, 'its event proof was forgotten');
+
     // Polling, a network share, another platform: events prove nothing.
     const off = new InboxPickup(dir, silentLogger(), 60_000, 600_000);
     off.noteEvent('a.md', 'rename');

@@ -112,7 +112,7 @@ export class InboxPickup {
 
   /** What the inbox's events said of `name` (a "rename": it appeared or left; a "change": it was written). */
   noteEvent(name: string, event: InboxEvent): void {
-    if (!this.eventEvidence) return;
+    if (!this.eventEvidence || isIgnoredName(name) || !name.toLowerCase().endsWith('.md')) return;
     if (event === 'rename') {
       this.appeared.set(name, performance.now());
       this.written.delete(name);
@@ -159,6 +159,10 @@ export class InboxPickup {
   /** Forgets names no longer in inbox/ (`present`), so each is logged again if it comes back. */
   forgetAbsent(present: Set<string>): void {
     for (const n of this.loggedNonTask) if (!present.has(n)) this.loggedNonTask.delete(n);
+    // Events of names that left unjudged (claimed while queued, deleted): at worst a name
+    // that just arrived loses its event proof and waits the settle.
+    for (const n of this.appeared.keys()) if (!present.has(n)) this.forgetEvents(n);
+    for (const n of this.written) if (!present.has(n)) this.written.delete(n);
   }
 
   /** A name that may be a task; other names are logged once (our own temps not at all). */
