@@ -12,7 +12,7 @@ import { execa } from 'execa';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { collectDiff } from '../src/repo/git.ts';
-import { poolRoot } from '../src/repo/worktreePool.ts';
+import { poolRoot, runsEndTheirProcesses } from '../src/repo/worktreePool.ts';
 import { openWorktree } from '../src/repo/workspaceRepo.ts';
 import { runTask } from '../src/run/runTask.ts';
 import type { Engine, EngineContext, EngineResult } from '../src/engines/types.ts';
@@ -57,7 +57,9 @@ const slotOf = async (ws: TestWorkspace) => {
   const [project] = await fs.readdir(poolRoot(ws.settings.layout));
   return path.join(poolRoot(ws.settings.layout), project!, 'slot-0');
 };
-const status = async (dir: string) => (await execa('git', ['status', '--porcelain', '--ignored', '--untracked-files=all'], { cwd: dir })).stdout;
+// Read-only, as the service's own status calls are (a plain `status` may rewrite the index's stat cache).
+const status = async (dir: string) =>
+  (await execa('git', ['status', '--porcelain', '--ignored', '--untracked-files=all'], { cwd: dir, env: { GIT_OPTIONAL_LOCKS: '0' } })).stdout;
 const isResetCall = (line: string) => / (status|reset|clean|worktree add)\b/.test(line);
 
 test('a slot is reset after its run is filed, and the next run in this process takes it without a git process before its engine', async () => {
@@ -140,7 +142,47 @@ test('a ready mark is not trusted when another process took the slot since (its 
   }
 });
 
-test('collectDiff: nothing staged onto an index at base is no change (one git process); a mode change counts; a second collect keeps what the first staged', async () => {
+test("where a run's processes may outlive it (not Linux), a slot is reset after its run but not marked: the next run checks it again", async () => {
+  const ws = await makeWorkspace({ project: '    scope: ["**"]', extra: QUEUE });
+  process.env.REPORTS_DIR = ws.settings.layout.reports;
+  const platform = Object.getOwnPropertyDescriptor(process, 'platform')!;
+  try {
+    assert.ok(runsEndTheirProcesses('linux'));
+    Object.defineProperty(process, 'platform', { ...platform, value: 'darwin' });
+    await run(ws, 'one', async (ctx) => fs.writeFile(path.join(ctx.worktree, 'left.txt'), 'x'));
+    const slot = await slotOf(ws);
+    assert.is(await status(slot), '', 'reset after the run all the same');
+    assert.not.ok(await fs.stat(`${slot}.ready`).catch(() => null), 'not marked ready');
+    const second = await run(ws, 'two');
+    assert.ok(
+      second.before.some((l) => / status /.test(l)),
+      `checked when taken: ${second.before.join(' | ')}`,
+    );
+  } finally {
+    Object.defineProperty(process, 'platform', platform);
+    await ws.cleanup();
+  }
+});
+
+test('a slot whose lock was lost during its run (another host took it over) is neither reset nor marked by that run', async () => {
+  const ws = await makeWorkspace({ project: '    scope: ["**"]', extra: QUEUE });
+  process.env.REPORTS_DIR = ws.settings.layout.reports;
+  try {
+    await run(ws, 'one', async (ctx) => {
+      await fs.writeFile(path.join(ctx.worktree, 'theirs.txt'), 'x');
+      // The lock taken away under the run, as a host does with a lock stale past lease_stale_s.
+      await fs.rm(path.join(path.dirname(ctx.worktree), `.${path.basename(ctx.worktree)}.owner.lock`), { recursive: true, force: true });
+      await new Promise((r) => setTimeout(r, 1500));
+    });
+    const slot = await slotOf(ws);
+    assert.ok(await fs.stat(path.join(slot, 'theirs.txt')), "not reset: the slot is the other host's now");
+    assert.not.ok(await fs.stat(`${slot}.ready`).catch(() => null), 'not marked ready');
+  } finally {
+    await ws.cleanup();
+  }
+});
+
+test('collectDiff: nothing staged onto an untouched index at base is no change (one git process); a mode change counts; a second collect keeps what the first staged; staged or committed through the checkout is found', async () => {
   const ws = await makeWorkspace({ project: '    scope: ["**"]' });
   process.env.REPORTS_DIR = '';
   const project = ws.settings.projects.bot!;
@@ -159,13 +201,19 @@ test('collectDiff: nothing staged onto an index at base is no change (one git pr
     assert.equal(second.files, ['README.md']);
     assert.equal(second.patch, first.patch);
 
-    // Control: an index not known to be at base is always diffed.
+    // Staged through the checkout's own .git (an unsandboxed agent can): `add` stages nothing
+    // new, and the change is still found.
     const other = await openWorktree(project, ws.settings.layout.worktrees, 'diff-check-2');
     await fs.appendFile(path.join(other.dir, 'README.md'), 'x\n');
     await execa('git', ['add', 'README.md'], { cwd: other.dir });
-    other.indexAtBase = false;
     assert.equal((await collectDiff(other)).files, ['README.md'], 'staged before: found by the diff');
+    // Committed through it: HEAD moved, the index matches it, the change is still found.
+    const third = await openWorktree(project, ws.settings.layout.worktrees, 'diff-check-3');
+    await fs.appendFile(path.join(third.dir, 'README.md'), 'y\n');
+    await execa('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qam', 'agent'], { cwd: third.dir });
+    assert.equal((await collectDiff(third)).files, ['README.md'], 'committed: found by the diff');
     await other.remove();
+    await third.remove();
   } finally {
     await worktree.remove();
     await ws.cleanup();

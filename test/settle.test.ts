@@ -10,7 +10,7 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startWatching } from '../src/service/watch.ts';
-import { pickupSettleMs, REMOTE_SETTLE_MS } from '../src/queue/volumes.ts';
+import { hearsEveryWrite, pickupSettleMs, REMOTE_SETTLE_MS } from '../src/queue/volumes.ts';
 import { EVENT_PROOF_MS, InboxPickup } from '../src/queue/pickup.ts';
 import { silentLogger } from '../src/log.ts';
 import type { RunTaskResult } from '../src/run/runTask.ts';
@@ -64,7 +64,10 @@ test('default settle: a file copied in 3 chunks over 2 s runs once, after the la
 const COMPLETE = '---\nproject: bot\nobjective: Review sizing\nscope: []\n---\nThe body.\n';
 
 test('Linux: a task written and renamed in at once (mtime not before ctime: no timestamp can tell) is taken by what the inbox events say, without the settle; one written in place waits for it', async () => {
-  if (process.platform !== 'linux') return;
+  if (!(await hearsEveryWrite(os.tmpdir()))) {
+    console.error('skipped: the temp folder is not on a local Linux file system (no event proof there)');
+    return;
+  }
   const ws = await makeWorkspace({
     project: '    scope: ["**"]',
     extra: ['engine: command', 'command:', '  run: ["true"]', 'queue:', '  settle_ms: 4000', '  scan_interval_ms: 200'].join('\n'),
@@ -146,7 +149,8 @@ test('InboxPickup event proof: only a name that appeared whole, was not written 
     await sleep(EVENT_PROOF_MS + 5);
     assert.equal((await gone.judge('a.md', never)).take, false, 'its event proof was forgotten');
 
-    // Polling, a network share, another platform: events prove nothing.
+    // Polling, a network share, a fuse or proc mount, another platform: events prove nothing.
+    assert.not.ok(await hearsEveryWrite('/proc/self'), 'procfs is not a local disk');
     const off = new InboxPickup(dir, silentLogger(), 60_000, 600_000);
     off.noteEvent('a.md', 'rename');
     await sleep(EVENT_PROOF_MS + 5);

@@ -87,7 +87,10 @@ export function describeRegression(r: Regression): string {
 /** The worktree's state: HEAD, the status, the diff against the base and the untracked files' contents. */
 export async function worktreeFingerprint(worktree: string, baseCommit: string): Promise<string> {
   const git = (args: string[]) =>
-    execa('git', gitArgs(args), { cwd: worktree, encoding: 'buffer', maxBuffer: 256 * 1024 * 1024 }).then((r) => r.stdout as Uint8Array);
+    // Read-only: no index refresh (collectDiff takes an untouched index as one still at base).
+    execa('git', gitArgs(args), { cwd: worktree, encoding: 'buffer', maxBuffer: 256 * 1024 * 1024, env: { GIT_OPTIONAL_LOCKS: '0' } }).then(
+      (r) => r.stdout as Uint8Array,
+    );
   const hash = createHash('sha256');
   hash.update(await git(['rev-parse', 'HEAD']));
   hash.update(await git(['status', '--porcelain=v1', '-z', '--untracked-files=all']));

@@ -10,10 +10,15 @@
  * inotify, `fs.watch` on a local disk): a file renamed in makes one "rename" event and no
  * "change", where every write into a file in the folder makes a "change" (copy, cp, Explorer,
  * an editor, a chunked writer). A name that appeared with its bytes already in it and was
- * not written since EVENT_PROOF_MS later, and that parses to a complete task, was renamed in
- * whole: taken at once, its bytes pinned for the claim (sha256).
+ * not written since EVENT_PROOF_MS later, that is the same untouched file after its bytes
+ * were read, and that parses to a complete task, was renamed in whole: taken at once, its
+ * bytes pinned for the claim (sha256). What this trusts: inotify delivers every event. A
+ * queue overflow (16,384 events unread, e.g. a huge build in a watched worktree while the
+ * service is stalled) loses events without a word from libuv; a file then written in place
+ * whose first part already parses as a complete task could be taken early. Writes through
+ * mmap make no event either. Writers that care rename in, which is always safe.
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, type Stats } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -64,8 +69,9 @@ export class InboxPickup {
   private readonly written = new Set<string>();
   /**
    * Whether `noteEvent` hears every event of inbox/: set by the service for `fs.watch` on a
-   * local disk on Linux (inotify). Not for polling, network shares (remote writes make no
-   * local event), or other platforms' watchers, which coalesce events (untested here).
+   * local Linux file system (inotify; volumes.ts hearsEveryWrite). Not for polling, network
+   * shares or fuse/virtiofs mounts (writes made elsewhere make no local event), or other
+   * platforms' watchers, which coalesce events (untested here).
    */
   eventEvidence = false;
 
@@ -137,7 +143,7 @@ export class InboxPickup {
    * to look again once EVENT_PROOF_MS have passed since it appeared; null when the events
    * prove nothing (the settle decides).
    */
-  private async renamedInByEvents(file: string, name: string, stat: { size: number }): Promise<{ sha256: string } | PickupVerdict | null> {
+  private async renamedInByEvents(file: string, name: string, stat: Stats): Promise<{ sha256: string } | PickupVerdict | null> {
     const appearedAt = this.appeared.get(name);
     const unproven = () => this.written.has(name) || this.changedAfterClaim.has(name);
     if (!this.eventEvidence || appearedAt === undefined || stat.size === 0 || stat.size > MAX_TASK_BYTES || unproven()) return null;
@@ -145,9 +151,12 @@ export class InboxPickup {
     if (wait > 0) return { take: false, recheckInMs: Math.ceil(wait) };
     const content = await fs.readFile(file).catch(() => null);
     if (!content || content.length !== stat.size || incompleteReason(content, name) !== null) return null;
-    // One turn of the event loop after the read: events queued before it are delivered by then.
+    // One turn of the event loop after the read: events queued before it are delivered by
+    // then. The same file, untouched, must still be there (no event is the only evidence).
     await new Promise((resolve) => setImmediate(resolve));
-    if (unproven()) return null;
+    const after = await fs.stat(file).catch(() => null);
+    const same = after && after.ino === stat.ino && after.size === stat.size && after.mtimeMs === stat.mtimeMs && after.ctimeMs === stat.ctimeMs;
+    if (!same || unproven()) return null;
     return { sha256: createHash('sha256').update(content).digest('hex') };
   }
 

@@ -24,6 +24,25 @@ export async function isNetworkFolder(dir: string): Promise<boolean> {
   const abs = path.resolve(dir);
   if (process.platform === 'win32') return abs.startsWith('\\\\');
   if (process.platform !== 'linux') return false;
+  return NETWORK_FS.has(await mountTypeOf(abs));
+}
+
+/**
+ * Linux file systems whose every write is made through this kernel, so inotify hears it
+ * (overlay: a container's own layer). Not fuse, virtiofs, 9p, vboxsf or drvfs: a host or
+ * a daemon writes there without a local event.
+ */
+const LOCAL_FS = new Set(['ext2', 'ext3', 'ext4', 'xfs', 'btrfs', 'tmpfs', 'f2fs', 'zfs', 'bcachefs', 'jfs', 'reiserfs', 'nilfs2', 'overlay']);
+
+/** Whether every write into `dir` makes a local inotify event (Linux only): its real path is on a LOCAL_FS mount. */
+export async function hearsEveryWrite(dir: string): Promise<boolean> {
+  if (process.platform !== 'linux') return false;
+  const real = await fs.realpath(dir).catch(() => null);
+  return real !== null && LOCAL_FS.has(await mountTypeOf(real));
+}
+
+/** The type of the mount holding `abs` ('' when unknown), from /proc/mounts (the longest mount point that holds it). */
+async function mountTypeOf(abs: string): Promise<string> {
   const mounts = await fs.readFile('/proc/mounts', 'utf8').catch(() => '');
   let best = { point: '', type: '' };
   for (const line of mounts.split('\n')) {
@@ -32,7 +51,7 @@ export async function isNetworkFolder(dir: string): Promise<boolean> {
     const mount = point.replace(/\\040/g, ' ');
     if ((abs === mount || abs.startsWith(mount.endsWith('/') ? mount : `${mount}/`)) && mount.length >= best.point.length) best = { point: mount, type };
   }
-  return NETWORK_FS.has(best.type);
+  return best.type;
 }
 
 /**

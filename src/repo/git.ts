@@ -114,11 +114,26 @@ export interface DiffSource {
   /** Lists paths that are never part of a change. */
   excludesFile: string;
   /**
-   * True while its index is known to be the base's (a fresh checkout or a reset pool slot,
-   * nothing staged since): then nothing staged means no change, without a diff. Cleared by
-   * collectDiff once it stages anything.
+   * The checkout's indexStamp while its index was the base's (a fresh checkout, a reset pool
+   * slot). Still the same at collect time, nothing staged means no change, without a diff.
+   * Cleared by collectDiff once it stages anything.
    */
-  indexAtBase?: boolean;
+  baseIndex?: string | null;
+}
+
+/**
+ * What changes when anything stages, commits or checks out in a worktree: its index file's
+ * identity, size and times, and its HEAD. Null when they cannot be read.
+ */
+export async function indexStamp(dir: string): Promise<string | null> {
+  const dotGit = await fs.readFile(path.join(dir, '.git'), 'utf8').catch(() => null);
+  if (dotGit === null || !dotGit.startsWith('gitdir:')) return null;
+  const gitDir = path.resolve(dir, dotGit.slice('gitdir:'.length).trim());
+  const [index, head] = await Promise.all([
+    fs.stat(path.join(gitDir, 'index')).catch(() => null),
+    fs.readFile(path.join(gitDir, 'HEAD'), 'utf8').catch(() => null),
+  ]);
+  return index && head !== null ? `${index.ino}:${index.size}:${index.mtimeMs}:${index.ctimeMs}:${head.trim()}` : null;
 }
 
 /**
@@ -127,11 +142,14 @@ export interface DiffSource {
  */
 export async function collectDiff(source: DiffSource): Promise<Diff> {
   const { dir, baseCommit: base } = source;
-  // --verbose names each path it stages (content, mode, a deletion): none, onto an index at
-  // base, is no change, and the diff processes are not needed (most no-op runs).
+  // Nobody staged, committed or checked out since the index was the base's (an unsandboxed
+  // agent can, through the checkout's own .git): then what `add` stages is the whole change.
+  const untouched = typeof source.baseIndex === 'string' && (await indexStamp(dir)) === source.baseIndex;
+  // --verbose names each path it stages (content, mode, a deletion): none is no change, and
+  // the diff processes are not needed (most no-op runs).
   const staged = await git(dir, ['-c', `core.excludesFile=${source.excludesFile}`, 'add', '--all', '--verbose']);
-  if (source.indexAtBase && staged === '') return { patch: Buffer.alloc(0), files: [] };
-  source.indexAtBase = false;
+  if (untouched && staged === '') return { patch: Buffer.alloc(0), files: [] };
+  source.baseIndex = null;
   const names = await git(dir, ['diff', '--cached', '--no-renames', '--name-only', '-z', base]);
   const files = names.split('\0').filter(Boolean);
   if (files.length === 0) return { patch: Buffer.alloc(0), files };

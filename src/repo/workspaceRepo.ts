@@ -5,7 +5,7 @@ import { MetaAgentError } from '../contract/errors.ts';
 import type { Project } from '../workspace/config.ts';
 import { exists } from '../workspace/files.ts';
 import { makeLink } from '../workspace/links.ts';
-import { ALWAYS_EXCLUDED, addWorktree, type DiffSource, initRepoFrom, isGitRepo, removeWorktree, resolveBranch } from './git.ts';
+import { ALWAYS_EXCLUDED, addWorktree, type DiffSource, indexStamp, initRepoFrom, isGitRepo, removeWorktree, resolveBranch } from './git.ts';
 
 /** Repos already found to be git repositories: asked once per process, not once per task. */
 const knownRepos = new Set<string>();
@@ -46,7 +46,7 @@ export async function openWorktree(project: Project, worktreesDir: string, name:
   try {
     await linkPaths(project, dir, linked);
     await fs.writeFile(excludesFile, `${[...ALWAYS_EXCLUDED, ...linked.map((l) => `/${l}`)].join('\n')}\n`);
-    return { dir, branch, baseCommit, excludesFile, indexAtBase: true, remove };
+    return { dir, branch, baseCommit, excludesFile, baseIndex: await indexStamp(dir), remove };
   } catch (error) {
     await remove();
     throw error;

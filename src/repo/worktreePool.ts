@@ -11,13 +11,14 @@
  * (no other process used the slot since), and the base is the same; else, and after a crash
  * or a restart (no mark in memory), it is reset when taken, as it always was. What the
  * mark trusts: that no process of the last run outlived it to write into the slot, which
- * holds in the sandbox (its processes die with it) and for the marked processes the engines
- * kill after an unsandboxed run.
+ * holds on Linux (runsEndTheirProcesses); elsewhere slots are not marked, and each is reset
+ * when taken. A slot whose lock was lost (this process froze, another host took the slot)
+ * is neither reset nor marked at its run's end.
  *
  * Ownership is a lock with an owner note, like a claim (workspace/lease.ts lockActivity): a
  * slot held by a live process is never taken; a slot of a dead one (kill -9, power loss)
- * is taken over at once on this host, and whatever that run left is wiped by the reset
- * that starts every run. All slots busy (a `run` beside `watch`): a fresh worktree, as
+ * is taken over at once on this host, and whatever that run left is wiped by a reset when
+ * the slot is taken (its taking deleted any ready token). All slots busy (a `run` beside `watch`): a fresh worktree, as
  * before the pool.
  *
  * `link:` paths are symlinks (junctions on Windows) to folders of the real repo. They are
@@ -42,7 +43,7 @@ import { lockActivity } from '../workspace/lease.ts';
 import type { Project, Settings } from '../workspace/config.ts';
 import type { Layout } from '../workspace/layout.ts';
 import { replaceFile } from '../workspace/files.ts';
-import { ALWAYS_EXCLUDED, addWorktree, git, removeWorktree, resolveBranch } from './git.ts';
+import { ALWAYS_EXCLUDED, addWorktree, git, indexStamp, removeWorktree, resolveBranch } from './git.ts';
 import { linkPaths, openWorktree, type Worktree } from './workspaceRepo.ts';
 import { removeLinks } from '../workspace/links.ts';
 
@@ -64,10 +65,14 @@ function normalizedLinks(project: Project): string[] {
 }
 
 function fingerprintOf(project: Project): string {
-  return createHash('sha256')
-    .update(JSON.stringify({ v: 1, repo: path.resolve(project.repoPath), link: normalizedLinks(project) }))
-    .digest('hex')
-    .slice(0, 16);
+  return (
+    createHash('sha256')
+      // v2: slots are reset after their run and marked ready; a build before that (v1) would
+      // leave a slot dirty under a mark it does not know of, so it makes its slots anew.
+      .update(JSON.stringify({ v: 2, repo: path.resolve(project.repoPath), link: normalizedLinks(project) }))
+      .digest('hex')
+      .slice(0, 16)
+  );
 }
 
 const slotPaths = (dir: string, i: number) => ({
@@ -95,11 +100,24 @@ async function takeReadyMark(paths: SlotPaths): Promise<string | null> {
   return mark && token === mark.token ? mark.base : null;
 }
 
-/** Resets a slot whose run ended and marks it ready; a slot that cannot be reset is reset (or made again) when next taken. */
+/**
+ * Whether no process of a run outlives it: on Linux the sandbox's processes die with it,
+ * and an unsandboxed run's are killed by their marker (safety/processes.ts killMarked).
+ * Elsewhere a detached process (a watcher, a dev server) may go on writing into the slot.
+ */
+export function runsEndTheirProcesses(platform: NodeJS.Platform = process.platform): boolean {
+  return platform === 'linux';
+}
+
+/**
+ * Resets a slot whose run ended and, where no process outlives its run, marks it ready; a
+ * slot not marked is reset (or made again) when next taken.
+ */
 async function tidySlot(paths: SlotPaths, gitFile: string, links: string[], base: string, log?: Logger): Promise<void> {
   try {
     await unlinkLinks(paths.dir, links);
     await resetSlot(paths.dir, gitFile, base);
+    if (!runsEndTheirProcesses()) return;
     const token = randomBytes(16).toString('hex');
     await fs.writeFile(paths.ready, token);
     readySlots.set(paths.dir, { base, token });
@@ -136,17 +154,25 @@ export async function openPooledWorktree(settings: Settings, project: Project, r
   const staleMs = config.queue.lease_stale_s * 1000;
   for (let i = 0; i < config.limits.concurrency; i++) {
     const paths = slotPaths(dir, i);
-    // Lost only when another host took the slot over after this process froze past staleMs.
-    const release = await lockActivity(paths.owner, { staleMs, wait: false, onLost: () => undefined });
+    // Lost only when another host took the slot over after this process froze past staleMs:
+    // the slot is then that host's, and this run's end neither resets nor marks it.
+    let lost = false;
+    const release = await lockActivity(paths.owner, {
+      staleMs,
+      wait: false,
+      onLost: () => {
+        lost = true;
+      },
+    });
     if (!release) continue;
     try {
       const { branch, commit } = await resolveBranch(project.repoPath, project.branch);
       const { gitFile, links } = await prepareSlot(project, paths, commit, log);
       const remove = async () => {
-        await tidySlot(paths, gitFile, links, commit, log);
+        if (!lost) await tidySlot(paths, gitFile, links, commit, log);
         await release();
       };
-      return { dir: paths.dir, branch, baseCommit: commit, excludesFile: paths.exclude, indexAtBase: true, remove };
+      return { dir: paths.dir, branch, baseCommit: commit, excludesFile: paths.exclude, baseIndex: await indexStamp(paths.dir), remove };
     } catch (error) {
       await release();
       throw error;

@@ -24,7 +24,7 @@ import type { RemoteExecution } from './bullmq/host.ts';
 import { InboxPickup } from '../queue/pickup.ts';
 import { pruneWorktrees } from '../queue/prune.ts';
 import { recoverOrphans } from '../queue/recover.ts';
-import { assertOneVolume, isNetworkFolder, pickupSettleMs } from '../queue/volumes.ts';
+import { assertOneVolume, hearsEveryWrite, isNetworkFolder, pickupSettleMs } from '../queue/volumes.ts';
 import type { RunTaskResult } from '../run/runTask.ts';
 import { prunePool } from '../repo/worktreePool.ts';
 import type { Settings } from '../workspace/config.ts';
@@ -156,8 +156,8 @@ async function start(options: WatchOptions, parts: Parts): Promise<void> {
   const network = await isNetworkFolder(layout.root);
   const poll = options.usePolling ?? (config.queue.poll === 'auto' ? network : config.queue.poll);
   if (options.settleMs === undefined) pickup.settleMs = pickupSettleMs(config.queue.settle_ms, { network, polled: poll });
-  // inotify hears every local write into inbox/ (pickup.ts: the event proof of a rename).
-  pickup.eventEvidence = !poll && !network && process.platform === 'linux';
+  // inotify hears every write into inbox/ on a local Linux file system (pickup.ts: the event proof of a rename).
+  pickup.eventEvidence = !poll && !network && (await hearsEveryWrite(layout.inbox));
   await pruneDeadWorktrees(settings, log, parts.failures);
   // Stopped while starting: start nothing more (stop() is not waiting for what comes next).
   if (lifecycle.stopping) return;
