@@ -12,6 +12,9 @@ import type { Lifecycle } from './lifecycle.ts';
 export type ScanStep = () => Promise<unknown>;
 
 export class Reconciler {
+  /** The scan under way: one at a time. */
+  private current: Promise<void> | null = null;
+
   constructor(
     private readonly steps: ScanStep[],
     private readonly lifecycle: Lifecycle,
@@ -23,9 +26,20 @@ export class Reconciler {
     this.lifecycle.every(ms, () => void this.scan());
   }
 
-  /** One scan (none once stopping). */
-  async scan(): Promise<void> {
-    if (this.lifecycle.stopping) return;
+  /**
+   * One scan (none once stopping). A scan asked for while one is under way (a tick on a slow
+   * disk, a scan at start) is that one: two recoveries at once would each take the other's
+   * file in hand for a dead recoverer's (recover.ts restoreTakenName, when the clock went back).
+   */
+  scan(): Promise<void> {
+    if (this.lifecycle.stopping) return Promise.resolve();
+    this.current ??= this.runSteps().finally(() => {
+      this.current = null;
+    });
+    return this.current;
+  }
+
+  private async runSteps(): Promise<void> {
     try {
       for (const step of this.steps) await step();
     } catch (error) {
