@@ -21,6 +21,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { toPosix, type PathMatcher } from '../safety/globs.ts';
+import { worktreeGitDir } from '../repo/git.ts';
 import type { EngineContext } from './types.ts';
 import { gitArgs } from '../workspace/gitArgs.ts';
 
@@ -150,10 +151,9 @@ async function unbare(gitDir: string): Promise<void> {
  * refreshed, where `read-tree` + `update-index --refresh` would hash every file again.
  */
 async function copyWorktreeIndex(worktree: string, gitDir: string): Promise<boolean> {
-  const dotGit = await fs.readFile(path.join(worktree, '.git'), 'utf8').catch(() => null);
-  const match = dotGit ? /^gitdir:\s*(.+?)\s*$/m.exec(dotGit) : null;
-  if (!match) return false;
-  return fs.copyFile(path.join(path.resolve(worktree, match[1]!), 'index'), path.join(gitDir, 'index')).then(
+  const worktreeGit = worktreeGitDir(worktree, await fs.readFile(path.join(worktree, '.git'), 'utf8').catch(() => null));
+  if (!worktreeGit) return false;
+  return fs.copyFile(path.join(worktreeGit, 'index'), path.join(gitDir, 'index')).then(
     () => true,
     () => false,
   );

@@ -121,14 +121,19 @@ export interface DiffSource {
   baseIndex?: string | null;
 }
 
+/** The git directory a worktree's `.git` file ("gitdir: <path>") names, resolved from the worktree; null when it names none. */
+export function worktreeGitDir(worktree: string, dotGit: string | null): string | null {
+  const match = dotGit ? /^gitdir:\s*(.+?)\s*$/m.exec(dotGit) : null;
+  return match ? path.resolve(worktree, match[1]!) : null;
+}
+
 /**
  * What changes when anything stages, commits or checks out in a worktree: its index file's
  * identity, size and times, and its HEAD. Null when they cannot be read.
  */
 export async function indexStamp(dir: string): Promise<string | null> {
-  const dotGit = await fs.readFile(path.join(dir, '.git'), 'utf8').catch(() => null);
-  if (dotGit === null || !dotGit.startsWith('gitdir:')) return null;
-  const gitDir = path.resolve(dir, dotGit.slice('gitdir:'.length).trim());
+  const gitDir = worktreeGitDir(dir, await fs.readFile(path.join(dir, '.git'), 'utf8').catch(() => null));
+  if (!gitDir) return null;
   const [index, head] = await Promise.all([
     fs.stat(path.join(gitDir, 'index')).catch(() => null),
     fs.readFile(path.join(gitDir, 'HEAD'), 'utf8').catch(() => null),

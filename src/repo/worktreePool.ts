@@ -43,7 +43,7 @@ import { lockActivity } from '../workspace/lease.ts';
 import type { Project, Settings } from '../workspace/config.ts';
 import type { Layout } from '../workspace/layout.ts';
 import { replaceFile } from '../workspace/files.ts';
-import { ALWAYS_EXCLUDED, addWorktree, git, indexStamp, removeWorktree, resolveBranch } from './git.ts';
+import { ALWAYS_EXCLUDED, addWorktree, git, indexStamp, removeWorktree, resolveBranch, worktreeGitDir } from './git.ts';
 import { linkPaths, openWorktree, type Worktree } from './workspaceRepo.ts';
 import { removeLinks } from '../workspace/links.ts';
 
@@ -224,7 +224,8 @@ async function prepareSlot(project: Project, paths: SlotPaths, base: string, log
  * nothing) is left as it is: `status` sees what `reset --hard` would rewrite.
  */
 async function resetSlot(dir: string, gitFile: string, base: string): Promise<void> {
-  const gitDir = path.resolve(dir, gitFile.replace(/^gitdir:\s*/, '').trim());
+  const gitDir = worktreeGitDir(dir, gitFile);
+  if (!gitDir) throw new Error(`${path.join(dir, '.git')} names no git directory`);
   await fs.rm(path.join(gitDir, 'index.lock'), { force: true });
   const head = await fs.readFile(path.join(gitDir, 'HEAD'), 'utf8').catch(() => '');
   const dirt = () => git(dir, ['status', '--porcelain', '--ignored', '--untracked-files=all']).then((out) => out.trim());
